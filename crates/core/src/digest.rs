@@ -1,0 +1,114 @@
+//! SHA-256 digests: chunk ids, pack ids, snapshot ids and whole-stream checksums.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha256};
+
+/// A SHA-256 digest, shown and serialised as 64 lowercase hex characters.
+///
+/// ```
+/// use lifeboat_core::Digest;
+/// let d = Digest::of(b"abc");
+/// assert_eq!(d.to_string(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+/// assert_eq!(d.to_string().parse::<Digest>().ok(), Some(d));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+/// The id of a chunk: the SHA-256 of its plain (uncompressed) bytes.
+pub type ChunkId = Digest;
+
+/// The id of a snapshot: the SHA-256 of its manifest as stored.
+pub type SnapshotId = Digest;
+
+impl Digest {
+    /// Hashes `data` in one go (uses SHA-NI when the CPU has it).
+    pub fn of(data: &[u8]) -> Self {
+        Digest(Sha256::digest(data).into())
+    }
+
+    /// The digest as 64 hex characters.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The first `n` hex characters, for display.
+    pub fn short(&self) -> String {
+        let mut s = self.to_hex();
+        s.truncate(8);
+        s
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.short())
+    }
+}
+
+impl FromStr for Digest {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out)
+            .map_err(|_| format!("{s:?} is not a 64-character hex SHA-256 digest"))?;
+        Ok(Digest(out))
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Incremental SHA-256 of a whole stream.
+#[derive(Default, Clone)]
+pub struct StreamHasher {
+    inner: Sha256,
+    len: u64,
+}
+
+impl StreamHasher {
+    /// A hasher that has seen nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds more bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.inner.update(data);
+        self.len += data.len() as u64;
+    }
+
+    /// How many bytes were fed.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The digest of everything fed.
+    pub fn finish(self) -> Digest {
+        Digest(self.inner.finalize().into())
+    }
+}

@@ -1,0 +1,155 @@
+//! Errors of the lifeboat domain.
+//!
+//! Rules for this module:
+//! - One public, `#[non_exhaustive]` enum. Every variant says *what* happened and carries the
+//!   fields a user needs to act on it: which file, which snapshot, which object key.
+//! - Backend and store crates keep their own error enums and convert into this one, mapping the
+//!   cases a caller can act on (not found, corrupt, target exists) onto the matching variant.
+//! - [`Error::hint`] gives the one-line "what to do next" that binaries print under the message.
+//! - No variant wraps `anyhow`; that belongs to binaries.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::Kind;
+
+/// Result type used throughout lifeboat's library crates.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in lifeboat's domain.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a local file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done, e.g. "reading".
+        action: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A byte stream failed while it was being read or written.
+    #[error("stream error while {action}: {source}")]
+    Stream {
+        /// What was being done.
+        action: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// No snapshot matches the given id, prefix or name.
+    #[error("snapshot {id} not found")]
+    SnapshotNotFound {
+        /// The id, prefix or selector that was asked for.
+        id: String,
+    },
+    /// A snapshot id prefix matches more than one snapshot.
+    #[error("snapshot prefix {prefix} is ambiguous: it matches {matches} snapshots")]
+    AmbiguousSnapshot {
+        /// The prefix that was asked for.
+        prefix: String,
+        /// How many snapshots it matches.
+        matches: usize,
+    },
+    /// Stored data does not match its checksum.
+    #[error("{object} is corrupt: expected {expected}, found {actual}")]
+    Corrupt {
+        /// The object or chunk that failed the check.
+        object: String,
+        /// What was expected (usually a SHA-256 digest).
+        expected: String,
+        /// What was found.
+        actual: String,
+    },
+    /// An object that a snapshot references is missing from the repository.
+    #[error("{object} is missing from the repository")]
+    Missing {
+        /// The missing object or chunk.
+        object: String,
+    },
+    /// The operation is not available for this kind of snapshot.
+    #[error("{operation} is not supported for {kind} snapshots")]
+    Unsupported {
+        /// What was attempted.
+        operation: String,
+        /// The snapshot kind.
+        kind: Kind,
+    },
+    /// A restore target already exists and `force` was not given.
+    #[error("restore target {target} already exists")]
+    TargetExists {
+        /// The target that exists.
+        target: String,
+    },
+    /// The input given to a backend is not what it needs.
+    #[error("{what}")]
+    InvalidInput {
+        /// What is wrong, in a sentence.
+        what: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// A backend (database, engine) reported an error.
+    #[error("{kind}: {message}")]
+    Backend {
+        /// The backend kind.
+        kind: Kind,
+        /// What failed.
+        message: String,
+    },
+    /// Verification of a restored or stored capture failed.
+    #[error("verification of {subject} failed: {}", failures.join("; "))]
+    VerificationFailed {
+        /// What was verified.
+        subject: String,
+        /// Each check that failed.
+        failures: Vec<String>,
+    },
+    /// The repository (its store or format) reported an error.
+    #[error("{message}")]
+    Repository {
+        /// What failed, with the object key where known.
+        message: String,
+        /// What to do about it.
+        hint: Option<String>,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error on `path`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io { action, path: path.into(), source }
+    }
+
+    /// A one-line suggestion of what the user can do next, when there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                Some("check the path; it does not exist".into())
+            }
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                Some("check the file's permissions and the user lifeboat runs as".into())
+            }
+            Error::SnapshotNotFound { .. } => {
+                Some("run `lifeboat snapshots` to see the ids that exist".into())
+            }
+            Error::AmbiguousSnapshot { .. } => Some("give more characters of the id".into()),
+            Error::Corrupt { .. } | Error::Missing { .. } => Some(
+                "run `lifeboat verify --all --read-data` to see every affected snapshot; \
+                 restore from another snapshot"
+                    .into(),
+            ),
+            Error::TargetExists { .. } => Some(
+                "pass --force to replace it (a pre-restore safety snapshot is taken first), \
+                 or restore to a new path"
+                    .into(),
+            ),
+            Error::InvalidInput { hint, .. } => Some(hint.clone()),
+            Error::Repository { hint, .. } => hint.clone(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! # lifeboat-core
+//!
+//! The domain of lifeboat, with no network and no database drivers:
+//!
+//! - the four roles every backend plays: [`Backup`] (take one consistent capture),
+//!   [`Snapshot`] (a stored capture read back as a stream), [`RestorePlan`] (printable steps
+//!   that put a snapshot onto a target, with a safety net) and [`Verifier`] (is it restorable
+//!   and right?);
+//! - the snapshot [`Manifest`];
+//! - content-defined chunking ([`ChunkerParams`], [`StreamChunker`]), SHA-256 ids ([`Digest`])
+//!   and zstd compression ([`compress`]);
+//! - errors ([`Error`]) and progress reporting ([`Progress`]).
+//!
+//! ```
+//! use lifeboat_core::{ChunkerParams, Digest};
+//!
+//! let data = vec![7u8; 3 << 20];
+//! let chunks = ChunkerParams::default().split(&data);
+//! assert_eq!(chunks.concat(), data);
+//! let ids: Vec<Digest> = chunks.iter().map(|c| Digest::of(c)).collect();
+//! // Identical content gives identical ids: stored once.
+//! assert_eq!(ids[0], ids[1]);
+//! ```
+
+mod backup;
+mod chunker;
+pub mod compress;
+mod digest;
+mod error;
+mod kind;
+mod manifest;
+mod memory;
+mod progress;
+mod restore;
+mod snapshot;
+mod verify;
+
+pub use backup::{Backup, ByteStream, Capture};
+pub use chunker::{ChunkerParams, StreamChunker};
+pub use digest::{ChunkId, Digest, SnapshotId, StreamHasher};
+pub use error::{Error, Result};
+pub use kind::Kind;
+pub use manifest::{MANIFEST_FORMAT, Manifest, Tags};
+pub use memory::{MemoryBackup, MemorySafetyNet, MemorySnapshot};
+pub use progress::{NoProgress, Progress};
+pub use restore::{PRE_RESTORE_TAG, PlanStep, RestoreContext, RestorePlan, RestoreReport, SafetyNet};
+pub use snapshot::Snapshot;
+pub use verify::{Check, VerifyReport, Verifier};

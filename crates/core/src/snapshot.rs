@@ -1,0 +1,48 @@
+//! The `Snapshot` role: one stored, immutable capture that can be read back.
+
+use async_trait::async_trait;
+
+use crate::{ByteStream, Manifest, Result, SnapshotId};
+
+/// A stored capture: its manifest and its bytes.
+#[async_trait]
+pub trait Snapshot: Send + Sync {
+    /// The snapshot's id.
+    fn id(&self) -> SnapshotId;
+
+    /// The snapshot's manifest.
+    fn manifest(&self) -> &Manifest;
+
+    /// Streams the captured bytes back. Each chunk is checked against its id as it is read,
+    /// so a reader sees an error rather than wrong bytes.
+    ///
+    /// # Errors
+    /// When the stream cannot be opened; later errors surface while reading.
+    async fn open(&self) -> Result<ByteStream>;
+}
+
+#[async_trait]
+impl<T: Snapshot + ?Sized> Snapshot for &T {
+    fn id(&self) -> SnapshotId {
+        (**self).id()
+    }
+    fn manifest(&self) -> &Manifest {
+        (**self).manifest()
+    }
+    async fn open(&self) -> Result<ByteStream> {
+        (**self).open().await
+    }
+}
+
+#[async_trait]
+impl<T: Snapshot + ?Sized> Snapshot for std::sync::Arc<T> {
+    fn id(&self) -> SnapshotId {
+        (**self).id()
+    }
+    fn manifest(&self) -> &Manifest {
+        (**self).manifest()
+    }
+    async fn open(&self) -> Result<ByteStream> {
+        (**self).open().await
+    }
+}
