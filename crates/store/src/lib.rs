@@ -1,1 +1,43 @@
-//! store
+//! # lifeboat-store
+//!
+//! Where lifeboat's bytes live: a deduplicated, checksummed repository on any
+//! [`object_store`] backend (a local folder, an S3-compatible server, memory).
+//!
+//! - [`Repository::init`] writes a versioned config object; [`Repository::open`] reads it and
+//!   loads the chunk index.
+//! - [`Repository::backup`] captures any [`lifeboat_core::Backup`] source: content-defined
+//!   chunks, SHA-256 ids, zstd, packs of several MiB, an index file, and the manifest last.
+//! - [`StoredSnapshot`] implements [`lifeboat_core::Snapshot`]: reading it back streams with
+//!   bounded memory and checks every chunk.
+//! - [`RepositoryVerifier`] implements [`lifeboat_core::Verifier`] (structure, read-data).
+//!
+//! ```
+//! use lifeboat_core::{Kind, MemoryBackup, NoProgress, Snapshot};
+//! use lifeboat_store::{BackupOptions, Repository};
+//! use tokio::io::AsyncReadExt;
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let repo = Repository::init("memory://").await?;
+//! let source = MemoryBackup { name: "notes".into(), kind: Kind::Dir, data: vec![42; 1 << 20] };
+//! let snap = repo.backup(&source, &BackupOptions::default(), &NoProgress).await?;
+//! let mut back = Vec::new();
+//! snap.open().await?.read_to_end(&mut back).await.unwrap();
+//! assert_eq!(back, source.data);
+//! assert!(snap.manifest().stored < 10_000, "a run of one byte compresses to almost nothing");
+//! # Ok::<_, lifeboat_store::StoreError>(()) }).unwrap();
+//! ```
+
+mod backup;
+mod error;
+pub mod format;
+mod repository;
+mod retry;
+mod snapshot;
+mod url;
+mod verify;
+
+pub use backup::{BackupOptions, host_name};
+pub use error::{Result, StoreError};
+pub use repository::{BlobLocation, ChunkIndex, Repository};
+pub use snapshot::{StoredSnapshot, read_chunk};
+pub use url::{DEFAULT_REPOSITORY, Location};
+pub use verify::RepositoryVerifier;

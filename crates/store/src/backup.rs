@@ -1,0 +1,236 @@
+//! Writing snapshots: chunk, hash, deduplicate, compress, pack, upload, index, manifest.
+//!
+//! Order of writes is what makes a crash harmless: packs first, then the index file that
+//! describes them, then the manifest, last and in one conditional PUT. Until the manifest
+//! exists nothing refers to the new packs; a crash leaves only unreferenced objects that
+//! prune removes, never a half-visible snapshot.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use lifeboat_core::{
+    Backup, Capture, ChunkId, Digest, Error as CoreError, MANIFEST_FORMAT, Manifest, Progress,
+    SafetyNet, SnapshotId, StreamChunker, StreamHasher, Tags, compress,
+};
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::{debug, info};
+
+use crate::error::{Result, StoreError};
+use crate::format::{FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, index_key, pack_key, snapshot_key};
+use crate::repository::{ChunkIndex, Repository};
+use crate::snapshot::StoredSnapshot;
+
+/// Packs uploaded at once while the next one fills.
+const UPLOADS_IN_FLIGHT: usize = 2;
+
+/// What to call a new snapshot and how to label it.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Snapshot name; the source's default name when `None`.
+    pub name: Option<String>,
+    /// Labels.
+    pub tags: Tags,
+    /// Host recorded in the manifest; this machine's name when `None`.
+    pub host: Option<String>,
+}
+
+/// A chunk after hashing and, when new, compression.
+struct Sealed {
+    id: ChunkId,
+    plain: u32,
+    blob: Option<Vec<u8>>,
+}
+
+/// This machine's host name (`LIFEBOAT_HOST` overrides it).
+pub fn host_name() -> String {
+    if let Ok(h) = std::env::var("LIFEBOAT_HOST") {
+        if !h.is_empty() {
+            return h;
+        }
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Repository {
+    /// Captures `source` and stores it as a new snapshot.
+    ///
+    /// # Errors
+    /// The capture's error, or a store error naming the object. Nothing becomes visible
+    /// unless the whole capture was stored.
+    pub async fn backup(
+        &self,
+        source: &dyn Backup,
+        options: &BackupOptions,
+        progress: &dyn Progress,
+    ) -> Result<StoredSnapshot> {
+        let started = Instant::now();
+        let time = chrono::Utc::now();
+        let name = options.name.clone().unwrap_or_else(|| source.default_name());
+        let host = options.host.clone().unwrap_or_else(host_name);
+        let parent = self
+            .snapshots()
+            .await?
+            .into_iter()
+            .rev()
+            .find(|s| s.manifest().name == name && s.manifest().host == host)
+            .map(|s| s.id());
+
+        let capture = source.capture().await?;
+        let (reader, metadata, size_hint, finish) = capture.into_parts();
+        progress.start(&format!("backup {name}"), size_hint);
+        let stored = self.store_stream(reader, progress).await;
+        progress.finish();
+        let stored = stored?;
+        // The source's own check (a dump's exit status) decides whether this is a snapshot.
+        Capture::finish(finish).await?;
+
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            kind: source.kind(),
+            name,
+            host,
+            tags: options.tags.clone(),
+            time,
+            duration_ms: started.elapsed().as_millis() as u64,
+            size: stored.size,
+            stored: stored.new_bytes,
+            sha256: stored.sha256,
+            chunks: stored.chunks,
+            metadata,
+            parent,
+        };
+        let body = manifest
+            .to_bytes()
+            .map_err(|e| StoreError::Malformed { key: "new manifest".into(), reason: e.to_string() })?;
+        let id = Digest::of(&body);
+        self.create_bytes(&snapshot_key(&id), Bytes::from(body)).await?;
+        info!(snapshot = %id, name = %manifest.name, size = manifest.size, stored = manifest.stored, "snapshot saved");
+        Ok(StoredSnapshot::new(self.clone(), id, manifest))
+    }
+
+    /// Chunks, deduplicates and stores a stream; returns what the manifest needs.
+    async fn store_stream(
+        &self,
+        reader: lifeboat_core::ByteStream,
+        progress: &dyn Progress,
+    ) -> Result<StoredStream> {
+        let config = self.config();
+        let level = config.compression_level;
+        let pack_size = config.pack_size as usize;
+        let known = self.index();
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+
+        // Three stages, with at most `2 * workers` chunks in flight:
+        // 1. this task reads the stream, cuts chunks and hashes the whole stream in order;
+        // 2. the blocking pool hashes each chunk and compresses only chunks the repository
+        //    does not have yet, in parallel;
+        // 3. this task takes results in stream order, packs new chunks and hands full packs
+        //    to background uploads.
+        let mut chunker = StreamChunker::new(reader, config.chunker);
+        let mut hasher = StreamHasher::new();
+        let mut in_flight: VecDeque<JoinHandle<Result<Sealed>>> = VecDeque::new();
+        let mut eof = false;
+        let mut out =
+            StoredStream { chunks: Vec::new(), size: 0, sha256: Digest([0; 32]), new_bytes: 0 };
+        let mut seen: HashSet<ChunkId> = HashSet::new();
+        let mut pack = PackBuilder::with_capacity(pack_size + (1 << 20));
+        let mut uploads: JoinSet<Result<PackEntry>> = JoinSet::new();
+        let mut packs: Vec<PackEntry> = Vec::new();
+        loop {
+            while !eof && in_flight.len() < workers * 2 {
+                let chunk = chunker.next_chunk().await.map_err(|source| {
+                    StoreError::Core(CoreError::Stream { action: "reading the capture", source })
+                })?;
+                match chunk {
+                    Some(chunk) => {
+                        hasher.update(&chunk);
+                        progress.advance(chunk.len() as u64);
+                        let known = known.clone();
+                        in_flight.push_back(tokio::task::spawn_blocking(move || seal(chunk, &known, level)));
+                    }
+                    None => eof = true,
+                }
+            }
+            let Some(next) = in_flight.pop_front() else { break };
+            let Sealed { id, plain, blob } = joined(next.await)??;
+            out.chunks.push(id);
+            let Some(blob) = blob else { continue };
+            if !seen.insert(id) {
+                continue;
+            }
+            out.new_bytes += blob.len() as u64;
+            pack.push(id, plain, &blob);
+            if pack.len() >= pack_size {
+                let full = std::mem::replace(&mut pack, PackBuilder::with_capacity(pack_size + (1 << 20)));
+                while uploads.len() >= UPLOADS_IN_FLIGHT {
+                    if let Some(done) = uploads.join_next().await {
+                        packs.push(joined(done)??);
+                    }
+                }
+                let repo = self.clone();
+                uploads.spawn(async move { repo.upload_pack(full).await });
+            }
+        }
+        if !pack.is_empty() {
+            packs.push(self.upload_pack(pack).await?);
+        }
+        while let Some(done) = uploads.join_next().await {
+            packs.push(joined(done)??);
+        }
+        out.size = hasher.len();
+        out.sha256 = hasher.finish();
+        if !packs.is_empty() {
+            let file = IndexFile { version: FORMAT_VERSION, packs };
+            let body = serde_json::to_vec(&file)
+                .map_err(|e| StoreError::Malformed { key: "new index".into(), reason: e.to_string() })?;
+            self.put_bytes(&index_key(&Digest::of(&body)), Bytes::from(body)).await?;
+            self.merge_index(&file);
+        }
+        Ok(out)
+    }
+
+    async fn upload_pack(&self, pack: PackBuilder) -> Result<PackEntry> {
+        let (bytes, entry) = pack.finish()?;
+        debug!(pack = %entry.id, size = entry.size, blobs = entry.blobs.len(), "uploading pack");
+        self.put_bytes(&pack_key(&entry.id), Bytes::from(bytes)).await?;
+        Ok(entry)
+    }
+}
+
+fn joined<T>(r: std::result::Result<T, tokio::task::JoinError>) -> Result<T> {
+    r.map_err(|e| StoreError::Malformed { key: "pack upload".into(), reason: format!("task failed: {e}") })
+}
+
+fn seal(chunk: Bytes, known: &ChunkIndex, level: i32) -> Result<Sealed> {
+    let id = Digest::of(&chunk);
+    let plain = chunk.len() as u32;
+    if known.contains_key(&id) {
+        return Ok(Sealed { id, plain, blob: None });
+    }
+    let blob = compress::compress(&chunk, level)
+        .map_err(|source| StoreError::Core(CoreError::Stream { action: "compressing a chunk", source }))?;
+    Ok(Sealed { id, plain, blob: Some(blob) })
+}
+
+struct StoredStream {
+    chunks: Vec<ChunkId>,
+    size: u64,
+    sha256: Digest,
+    new_bytes: u64,
+}
+
+#[async_trait]
+impl SafetyNet for Repository {
+    async fn save(&self, source: &dyn Backup, name: &str, tags: Tags) -> lifeboat_core::Result<SnapshotId> {
+        let options = BackupOptions { name: Some(name.to_string()), tags, host: None };
+        let snap = self.backup(source, &options, &lifeboat_core::NoProgress).await?;
+        Ok(snap.id())
+    }
+}

@@ -1,0 +1,209 @@
+//! The repository's on-store format: object keys, the config object, packs and index files.
+//! `docs/repository-format.md` describes the same in prose; keep them in step.
+
+use chrono::{DateTime, Utc};
+use lifeboat_core::{ChunkId, ChunkerParams, Digest};
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StoreError};
+
+/// The repository format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Key of the config object.
+pub const CONFIG_KEY: &str = "config";
+/// Prefix of snapshot manifests.
+pub const SNAPSHOTS_PREFIX: &str = "snapshots";
+/// Prefix of index files.
+pub const INDEX_PREFIX: &str = "index";
+/// Prefix of pack files.
+pub const DATA_PREFIX: &str = "data";
+
+/// Trailer magic at the very end of every pack.
+pub const PACK_MAGIC: &[u8; 8] = b"LBPACK01";
+
+/// The config object: written once by `init`, read by every opener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepoConfig {
+    /// Format version ([`FORMAT_VERSION`]).
+    pub version: u32,
+    /// Random repository id.
+    pub id: String,
+    /// When the repository was created.
+    pub created: DateTime<Utc>,
+    /// Chunk size limits every writer must use, so equal data cuts into equal chunks.
+    pub chunker: ChunkerParams,
+    /// Chunk compression: `zstd`.
+    pub compression: String,
+    /// zstd level for new chunks.
+    pub compression_level: i32,
+    /// Target pack size in bytes.
+    pub pack_size: u64,
+    /// Encryption at rest: `none` (room for `aes-256-gcm` later without a format break).
+    pub encryption: String,
+}
+
+impl RepoConfig {
+    /// A new config with default parameters and a fresh id.
+    pub fn new() -> Self {
+        RepoConfig {
+            version: FORMAT_VERSION,
+            id: hex::encode(rand::random::<[u8; 16]>()),
+            created: Utc::now(),
+            chunker: ChunkerParams::default(),
+            compression: "zstd".into(),
+            compression_level: lifeboat_core::compress::DEFAULT_LEVEL,
+            pack_size: 8 << 20,
+            encryption: "none".into(),
+        }
+    }
+}
+
+impl Default for RepoConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where one chunk lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobEntry {
+    /// The chunk id (SHA-256 of the plain bytes).
+    pub id: ChunkId,
+    /// Byte offset of the compressed blob in its pack.
+    pub offset: u64,
+    /// Length of the compressed blob.
+    pub length: u32,
+    /// Length of the plain chunk.
+    pub plain: u32,
+}
+
+/// One pack and the blobs in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackEntry {
+    /// The pack id (SHA-256 of the whole pack object).
+    pub id: Digest,
+    /// Size of the pack object in bytes.
+    pub size: u64,
+    /// The blobs, in pack order.
+    pub blobs: Vec<BlobEntry>,
+}
+
+/// An index file: the packs one backup added. The repository index is the union of all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexFile {
+    /// Format version.
+    pub version: u32,
+    /// Packs described.
+    pub packs: Vec<PackEntry>,
+}
+
+/// The key of a pack: `data/<first two hex>/<id>`.
+pub fn pack_key(id: &Digest) -> Path {
+    let hex = id.to_hex();
+    Path::from(format!("{DATA_PREFIX}/{}/{hex}", &hex[..2]))
+}
+
+/// The key of a snapshot manifest.
+pub fn snapshot_key(id: &Digest) -> Path {
+    Path::from(format!("{SNAPSHOTS_PREFIX}/{id}"))
+}
+
+/// The key of an index file.
+pub fn index_key(id: &Digest) -> Path {
+    Path::from(format!("{INDEX_PREFIX}/{id}"))
+}
+
+/// Parses the id at the end of a key such as `snapshots/<id>`.
+pub fn id_from_key(key: &Path) -> Option<Digest> {
+    key.filename().and_then(|name| name.parse().ok())
+}
+
+/// Builds pack objects: compressed blobs back to back, then a trailer that lists them so the
+/// index can be rebuilt from the packs alone.
+#[derive(Debug, Default)]
+pub struct PackBuilder {
+    buf: Vec<u8>,
+    blobs: Vec<BlobEntry>,
+}
+
+impl PackBuilder {
+    /// An empty pack with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        PackBuilder { buf: Vec::with_capacity(capacity), blobs: Vec::new() }
+    }
+
+    /// Appends one compressed blob.
+    pub fn push(&mut self, id: ChunkId, plain: u32, blob: &[u8]) {
+        self.blobs.push(BlobEntry {
+            id,
+            offset: self.buf.len() as u64,
+            length: blob.len() as u32,
+            plain,
+        });
+        self.buf.extend_from_slice(blob);
+    }
+
+    /// Bytes of blobs so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether no blob was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    /// Finishes the pack: returns its bytes and its index entry.
+    ///
+    /// # Errors
+    /// Never in practice (serialising plain data).
+    pub fn finish(mut self) -> Result<(Vec<u8>, PackEntry)> {
+        let trailer = serde_json::to_vec(&self.blobs).map_err(|e| StoreError::Malformed {
+            key: "new pack".into(),
+            reason: e.to_string(),
+        })?;
+        self.buf.extend_from_slice(&trailer);
+        self.buf.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(PACK_MAGIC);
+        let id = Digest::of(&self.buf);
+        let entry = PackEntry { id, size: self.buf.len() as u64, blobs: self.blobs };
+        Ok((self.buf, entry))
+    }
+}
+
+/// Reads the blob list from a whole pack's bytes (for verification and index rebuilds).
+///
+/// # Errors
+/// [`StoreError::Malformed`] when the trailer is missing or invalid.
+pub fn read_pack_trailer(key: &str, pack: &[u8]) -> Result<Vec<BlobEntry>> {
+    let malformed = |reason: &str| StoreError::Malformed { key: key.into(), reason: reason.into() };
+    let n = pack.len();
+    if n < 12 || &pack[n - 8..] != PACK_MAGIC {
+        return Err(malformed("pack trailer magic missing"));
+    }
+    let mut len_bytes = [0u8; 4];
+    len_bytes.copy_from_slice(&pack[n - 12..n - 8]);
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    let start = n.checked_sub(12 + len).ok_or_else(|| malformed("pack trailer length too large"))?;
+    serde_json::from_slice(&pack[start..n - 12]).map_err(|e| malformed(&e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_round_trip() -> Result<()> {
+        let mut b = PackBuilder::with_capacity(64);
+        b.push(Digest::of(b"a"), 1, b"AA");
+        b.push(Digest::of(b"b"), 1, b"BBB");
+        let (bytes, entry) = b.finish()?;
+        assert_eq!(entry.id, Digest::of(&bytes));
+        assert_eq!(read_pack_trailer("p", &bytes)?, entry.blobs);
+        assert_eq!(&bytes[2..5], b"BBB");
+        assert!(read_pack_trailer("p", &bytes[..bytes.len() - 1]).is_err());
+        Ok(())
+    }
+}

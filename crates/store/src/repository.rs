@@ -1,0 +1,367 @@
+//! The repository: config, index and snapshot catalog on top of an object store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use lifeboat_core::{ChunkId, Digest, Error as CoreError, Manifest};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use tracing::debug;
+
+use crate::error::{Result, StoreError};
+use crate::format::{
+    CONFIG_KEY, FORMAT_VERSION, INDEX_PREFIX, IndexFile, RepoConfig, SNAPSHOTS_PREFIX,
+    id_from_key, snapshot_key,
+};
+use crate::retry::with_retries;
+use crate::snapshot::StoredSnapshot;
+use crate::url::Location;
+
+/// How many objects are fetched at once when loading manifests or index files.
+const LIST_CONCURRENCY: usize = 16;
+
+/// Where one chunk is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack holding it.
+    pub pack: Digest,
+    /// Offset of the compressed blob in the pack.
+    pub offset: u64,
+    /// Compressed length.
+    pub length: u32,
+    /// Plain length.
+    pub plain: u32,
+    /// Size of the whole pack object.
+    pub pack_size: u64,
+}
+
+/// The union of all index files: chunk id to location.
+pub type ChunkIndex = HashMap<ChunkId, BlobLocation>;
+
+/// A lifeboat repository. Cheap to clone; clones share the store and the index.
+#[derive(Clone)]
+pub struct Repository {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    store: Arc<dyn ObjectStore>,
+    config: RepoConfig,
+    index: RwLock<Arc<ChunkIndex>>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository").field("url", &self.inner.url).finish_non_exhaustive()
+    }
+}
+
+impl Repository {
+    /// Creates a new repository at `url` (a folder is created if needed).
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyInitialised`] when one is there; URL and store errors.
+    pub async fn init(url: &str) -> Result<Self> {
+        let store = Location::parse(url)?.open(url, true)?;
+        Self::init_store(store, url).await
+    }
+
+    /// Creates a new repository in an already opened object store.
+    ///
+    /// # Errors
+    /// As [`Repository::init`].
+    pub async fn init_store(store: Arc<dyn ObjectStore>, url: &str) -> Result<Self> {
+        let config = RepoConfig::new();
+        let body = serde_json::to_vec_pretty(&config)
+            .map_err(|e| StoreError::Malformed { key: CONFIG_KEY.into(), reason: e.to_string() })?;
+        let key = Path::from(CONFIG_KEY);
+        // Conditional create: two concurrent `init`s cannot both win and overwrite each other.
+        let put = with_retries("put config", || {
+            store.put_opts(&key, PutPayload::from(body.clone()), PutMode::Create.into())
+        })
+        .await;
+        match put {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                return Err(StoreError::AlreadyInitialised { url: url.into() });
+            }
+            Err(e) => return Err(StoreError::object("put", CONFIG_KEY, e)),
+        }
+        Ok(Self::from_parts(url, store, config))
+    }
+
+    /// Opens the repository at `url` and loads its index.
+    ///
+    /// # Errors
+    /// [`StoreError::NotInitialised`] when there is none; URL, access and format errors.
+    pub async fn open(url: &str) -> Result<Self> {
+        let store = Location::parse(url)?.open(url, false)?;
+        Self::open_store(store, url).await
+    }
+
+    /// Opens a repository in an already opened object store.
+    ///
+    /// # Errors
+    /// As [`Repository::open`].
+    pub async fn open_store(store: Arc<dyn ObjectStore>, url: &str) -> Result<Self> {
+        let key = Path::from(CONFIG_KEY);
+        let body = match with_retries("get config", || async { store.get(&key).await?.bytes().await })
+            .await
+        {
+            Ok(b) => b,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StoreError::NotInitialised { url: url.into() });
+            }
+            Err(e) => return Err(StoreError::object("get", CONFIG_KEY, e)),
+        };
+        let config: RepoConfig = serde_json::from_slice(&body)
+            .map_err(|e| StoreError::Malformed { key: CONFIG_KEY.into(), reason: e.to_string() })?;
+        if config.version != FORMAT_VERSION {
+            return Err(StoreError::UnsupportedVersion { found: config.version, supported: FORMAT_VERSION });
+        }
+        config.chunker.validate().map_err(|reason| StoreError::Malformed { key: CONFIG_KEY.into(), reason })?;
+        if config.encryption != "none" {
+            return Err(StoreError::Malformed {
+                key: CONFIG_KEY.into(),
+                reason: format!("encryption {:?} is not supported by this build", config.encryption),
+            });
+        }
+        let repo = Self::from_parts(url, store, config);
+        repo.reload_index().await?;
+        Ok(repo)
+    }
+
+    fn from_parts(url: &str, store: Arc<dyn ObjectStore>, config: RepoConfig) -> Self {
+        Repository {
+            inner: Arc::new(Inner {
+                url: url.into(),
+                store,
+                config,
+                index: RwLock::new(Arc::new(ChunkIndex::new())),
+            }),
+        }
+    }
+
+    /// The URL the repository was opened with.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The repository's config object.
+    pub fn config(&self) -> &RepoConfig {
+        &self.inner.config
+    }
+
+    /// The underlying object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner.store
+    }
+
+    /// A point-in-time view of the chunk index.
+    pub fn index(&self) -> Arc<ChunkIndex> {
+        match self.inner.index.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Where a chunk is stored, if it is.
+    pub fn locate(&self, id: &ChunkId) -> Option<BlobLocation> {
+        self.index().get(id).copied()
+    }
+
+    /// Re-reads every index file from the store.
+    ///
+    /// # Errors
+    /// Store and format errors, naming the index file.
+    pub async fn reload_index(&self) -> Result<()> {
+        let keys = self.list_keys(INDEX_PREFIX).await?;
+        let files: Vec<IndexFile> = futures::stream::iter(keys)
+            .map(|key| async move {
+                let body = self.get_bytes(&key).await?;
+                serde_json::from_slice::<IndexFile>(&body)
+                    .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })
+            })
+            .buffer_unordered(LIST_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut index = ChunkIndex::new();
+        for file in files {
+            add_to_index(&mut index, &file);
+        }
+        debug!(chunks = index.len(), "index loaded");
+        self.set_index(index);
+        Ok(())
+    }
+
+    pub(crate) fn merge_index(&self, file: &IndexFile) {
+        let mut index = (*self.index()).clone();
+        add_to_index(&mut index, file);
+        self.set_index(index);
+    }
+
+    fn set_index(&self, index: ChunkIndex) {
+        let index = Arc::new(index);
+        match self.inner.index.write() {
+            Ok(mut guard) => *guard = index,
+            Err(poisoned) => *poisoned.into_inner() = index,
+        }
+    }
+
+    /// Lists every key under `prefix`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn list_keys(&self, prefix: &str) -> Result<Vec<Path>> {
+        let prefix_path = Path::from(prefix);
+        with_retries("list", || async {
+            self.inner.store.list(Some(&prefix_path)).map_ok(|m| m.location).try_collect::<Vec<_>>().await
+        })
+        .await
+        .map_err(|e| StoreError::object("list", prefix, e))
+    }
+
+    /// Reads a whole object.
+    ///
+    /// # Errors
+    /// Store errors, naming the key.
+    pub async fn get_bytes(&self, key: &Path) -> Result<Bytes> {
+        with_retries("get", || async { self.inner.store.get(key).await?.bytes().await })
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => {
+                    StoreError::Core(CoreError::Missing { object: key.to_string() })
+                }
+                e => StoreError::object("get", key.to_string(), e),
+            })
+    }
+
+    /// Reads a byte range of an object.
+    ///
+    /// # Errors
+    /// Store errors, naming the key.
+    pub async fn get_range(&self, key: &Path, range: std::ops::Range<u64>) -> Result<Bytes> {
+        with_retries("get range", || self.inner.store.get_range(key, range.clone()))
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => {
+                    StoreError::Core(CoreError::Missing { object: key.to_string() })
+                }
+                e => StoreError::object("get", key.to_string(), e),
+            })
+    }
+
+    /// Writes an object, replacing any existing one (content-addressed objects only).
+    ///
+    /// # Errors
+    /// Store errors, naming the key.
+    pub async fn put_bytes(&self, key: &Path, body: Bytes) -> Result<()> {
+        with_retries("put", || self.inner.store.put(key, PutPayload::from(body.clone())))
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::object("put", key.to_string(), e))
+    }
+
+    /// Writes an object only if no object has that key.
+    ///
+    /// # Errors
+    /// Store errors, naming the key; `AlreadyExists` when it is there.
+    pub async fn create_bytes(&self, key: &Path, body: Bytes) -> Result<()> {
+        with_retries("create", || {
+            self.inner.store.put_opts(key, PutPayload::from(body.clone()), PutMode::Create.into())
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| StoreError::object("create", key.to_string(), e))
+    }
+
+    /// Every snapshot in the repository, oldest first.
+    ///
+    /// # Errors
+    /// Store errors; a manifest whose bytes do not hash to its id is reported as corrupt.
+    pub async fn snapshots(&self) -> Result<Vec<StoredSnapshot>> {
+        let keys = self.list_keys(SNAPSHOTS_PREFIX).await?;
+        let mut snaps: Vec<StoredSnapshot> = futures::stream::iter(keys)
+            .filter_map(|key| async move { id_from_key(&key) })
+            .map(|id| self.load_snapshot(id))
+            .buffer_unordered(LIST_CONCURRENCY)
+            .try_collect()
+            .await?;
+        snaps.sort_by(|a, b| a.manifest().time.cmp(&b.manifest().time).then(a.id().cmp(&b.id())));
+        Ok(snaps)
+    }
+
+    /// Loads one snapshot by its full id.
+    ///
+    /// # Errors
+    /// [`CoreError::SnapshotNotFound`] when there is no such manifest; corrupt manifests.
+    pub async fn load_snapshot(&self, id: Digest) -> Result<StoredSnapshot> {
+        let key = snapshot_key(&id);
+        let body = self.get_bytes(&key).await.map_err(|e| match e {
+            StoreError::Core(CoreError::Missing { .. }) => {
+                StoreError::Core(CoreError::SnapshotNotFound { id: id.to_hex() })
+            }
+            other => other,
+        })?;
+        let actual = Digest::of(&body);
+        if actual != id {
+            return Err(CoreError::Corrupt {
+                object: key.to_string(),
+                expected: id.to_hex(),
+                actual: actual.to_hex(),
+            }
+            .into());
+        }
+        let manifest: Manifest = serde_json::from_slice(&body)
+            .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
+        Ok(StoredSnapshot::new(self.clone(), id, manifest))
+    }
+
+    /// Finds one snapshot by full id, unique id prefix, or `latest` (optionally of `name`).
+    ///
+    /// # Errors
+    /// [`CoreError::SnapshotNotFound`] or [`CoreError::AmbiguousSnapshot`].
+    pub async fn find(&self, selector: &str, name: Option<&str>) -> Result<StoredSnapshot> {
+        if let Ok(id) = selector.parse::<Digest>() {
+            return self.load_snapshot(id).await;
+        }
+        let snaps = self.snapshots().await?;
+        let by_name = |s: &&StoredSnapshot| name.is_none_or(|n| s.manifest().name == n);
+        if selector == "latest" {
+            return snaps.iter().filter(by_name).next_back().cloned().ok_or_else(|| {
+                CoreError::SnapshotNotFound {
+                    id: match name {
+                        Some(n) => format!("latest of {n:?}"),
+                        None => "latest (the repository has no snapshots)".into(),
+                    },
+                }
+                .into()
+            });
+        }
+        let prefix = selector.to_ascii_lowercase();
+        let matches: Vec<&StoredSnapshot> =
+            snaps.iter().filter(by_name).filter(|s| s.id().to_hex().starts_with(&prefix)).collect();
+        match matches.as_slice() {
+            [one] if !prefix.is_empty() => Ok((*one).clone()),
+            [] | [_] => Err(CoreError::SnapshotNotFound { id: selector.into() }.into()),
+            many => Err(CoreError::AmbiguousSnapshot { prefix: selector.into(), matches: many.len() }.into()),
+        }
+    }
+}
+
+fn add_to_index(index: &mut ChunkIndex, file: &IndexFile) {
+    for pack in &file.packs {
+        for blob in &pack.blobs {
+            index.entry(blob.id).or_insert(BlobLocation {
+                pack: pack.id,
+                offset: blob.offset,
+                length: blob.length,
+                plain: blob.plain,
+                pack_size: pack.size,
+            });
+        }
+    }
+}

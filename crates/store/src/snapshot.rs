@@ -1,0 +1,143 @@
+//! Stored snapshots and reading them back as a verified stream.
+
+use std::io;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{self, BoxStream};
+use futures::{StreamExt, TryStreamExt};
+use lifeboat_core::{
+    ByteStream, ChunkId, Digest, Error as CoreError, Manifest, Snapshot, SnapshotId, StreamHasher,
+    compress,
+};
+use tokio_util::io::StreamReader;
+
+use crate::error::{Result, StoreError};
+use crate::format::pack_key;
+use crate::repository::Repository;
+
+/// How many chunks are fetched ahead of the reader. Memory stays at this many chunks
+/// (at most 1 MiB each by default) whatever the snapshot's size.
+const READ_AHEAD: usize = 8;
+
+/// A snapshot stored in a [`Repository`].
+#[derive(Debug, Clone)]
+pub struct StoredSnapshot {
+    repo: Repository,
+    id: SnapshotId,
+    manifest: Manifest,
+}
+
+impl StoredSnapshot {
+    pub(crate) fn new(repo: Repository, id: SnapshotId, manifest: Manifest) -> Self {
+        StoredSnapshot { repo, id, manifest }
+    }
+
+    /// The snapshot's id.
+    pub fn id(&self) -> SnapshotId {
+        self.id
+    }
+
+    /// The snapshot's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The repository holding it.
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// The snapshot's chunks as a stream of verified plain bytes, ending with an error if
+    /// the whole stream's SHA-256 or length differs from the manifest.
+    pub fn chunk_stream(&self) -> BoxStream<'static, Result<Bytes>> {
+        let repo = self.repo.clone();
+        let chunks = self.manifest.chunks.clone();
+        let expected = self.manifest.sha256;
+        let expected_len = self.manifest.size;
+        let object = format!("snapshot {}", self.id);
+        let chunks = stream::iter(chunks)
+            .map(move |id| {
+                let repo = repo.clone();
+                async move { read_chunk(&repo, id).await }
+            })
+            .buffered(READ_AHEAD);
+        // Check the whole-stream digest as the last item, so a reader that consumed everything
+        // also knows the stream as a whole is what was captured.
+        let state = (chunks.boxed(), StreamHasher::new(), false);
+        stream::try_unfold(state, move |(mut inner, mut hasher, done)| {
+            let object = object.clone();
+            async move {
+                if done {
+                    return Ok(None);
+                }
+                match inner.try_next().await? {
+                    Some(bytes) => {
+                        hasher.update(&bytes);
+                        Ok(Some((bytes, (inner, hasher, false))))
+                    }
+                    None => {
+                        let len = hasher.len();
+                        let actual = hasher.finish();
+                        if actual != expected || len != expected_len {
+                            return Err(CoreError::Corrupt {
+                                object,
+                                expected: format!("{expected} ({expected_len} bytes)"),
+                                actual: format!("{actual} ({len} bytes)"),
+                            }
+                            .into());
+                        }
+                        Ok(Some((Bytes::new(), (inner, StreamHasher::new(), true))))
+                    }
+                }
+            }
+        })
+        .try_filter(|b| futures::future::ready(!b.is_empty()))
+        .boxed()
+    }
+}
+
+/// Reads one chunk: fetches its blob, decompresses it and checks it hashes to its id.
+///
+/// # Errors
+/// [`CoreError::Missing`] when the chunk is not indexed or its pack is gone;
+/// [`CoreError::Corrupt`] when the bytes do not match.
+pub async fn read_chunk(repo: &Repository, id: ChunkId) -> Result<Bytes> {
+    let loc = repo
+        .locate(&id)
+        .ok_or_else(|| CoreError::Missing { object: format!("chunk {id} (not in any index)") })?;
+    let key = pack_key(&loc.pack);
+    let blob = repo.get_range(&key, loc.offset..loc.offset + u64::from(loc.length)).await?;
+    let object = format!("chunk {id} in {key}");
+    tokio::task::spawn_blocking(move || {
+        let plain = compress::decompress(&blob, loc.plain as usize).map_err(|e| CoreError::Corrupt {
+            object: object.clone(),
+            expected: "a zstd blob".into(),
+            actual: e.to_string(),
+        })?;
+        let actual = Digest::of(&plain);
+        if actual != id {
+            return Err(CoreError::Corrupt { object, expected: id.to_hex(), actual: actual.to_hex() });
+        }
+        Ok(Bytes::from(plain))
+    })
+    .await
+    .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: format!("decoder task failed: {e}") })?
+    .map_err(StoreError::from)
+}
+
+#[async_trait]
+impl Snapshot for StoredSnapshot {
+    fn id(&self) -> SnapshotId {
+        self.id
+    }
+
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    async fn open(&self) -> lifeboat_core::Result<ByteStream> {
+        let stream = self.chunk_stream().map_err(|e| io::Error::other(CoreError::from(e)));
+        Ok(Box::pin(StreamReader::new(stream)))
+    }
+}
