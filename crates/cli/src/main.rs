@@ -1,1 +1,26 @@
-fn main() {}
+//! `lifeboat`: back up, verify and restore SQLite databases into a deduplicated repository.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod commands;
+mod output;
+mod progress;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    output::init_logging(args.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return output::fail(&e.into()),
+    };
+    match runtime.block_on(commands::run(args)) {
+        Ok(code) => code,
+        Err(e) => output::fail(&e),
+    }
+}

@@ -25,7 +25,12 @@ pub struct Capture {
 impl Capture {
     /// A capture of `reader` with `metadata`.
     pub fn new(reader: ByteStream, metadata: serde_json::Value) -> Self {
-        Capture { reader, metadata, size_hint: None, finish: None }
+        Capture {
+            reader,
+            metadata,
+            size_hint: None,
+            finish: None,
+        }
     }
 
     /// Sets the known length of the stream.
@@ -56,7 +61,12 @@ impl Capture {
     #[allow(clippy::type_complexity)]
     pub fn into_parts(
         self,
-    ) -> (ByteStream, serde_json::Value, Option<u64>, Option<BoxFuture<'static, Result<()>>>) {
+    ) -> (
+        ByteStream,
+        serde_json::Value,
+        Option<u64>,
+        Option<BoxFuture<'static, Result<()>>>,
+    ) {
         (self.reader, self.metadata, self.size_hint, self.finish)
     }
 }

@@ -121,7 +121,11 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error on `path`.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io { action, path: path.into(), source }
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
     }
 
     /// A one-line suggestion of what the user can do next, when there is one.

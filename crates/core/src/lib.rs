@@ -43,6 +43,9 @@ pub use kind::Kind;
 pub use manifest::{MANIFEST_FORMAT, Manifest, Tags};
 pub use memory::{MemoryBackup, MemorySafetyNet, MemorySnapshot};
 pub use progress::{NoProgress, Progress};
-pub use restore::{PRE_RESTORE_TAG, PlanStep, RestoreContext, RestorePlan, RestoreReport, SafetyNet};
+pub use restore::{
+    PRE_RESTORE_TAG, PlanStep, RestoreContext, RestoreOptions, RestorePlan, RestoreReport,
+    SafetyNet,
+};
 pub use snapshot::Snapshot;
-pub use verify::{Check, VerifyReport, Verifier};
+pub use verify::{Check, Verifier, VerifyReport};

@@ -68,9 +68,16 @@ impl MemorySnapshot {
         reader
             .read_to_end(&mut data)
             .await
-            .map_err(|source| Error::Stream { action: "capturing into memory", source })?;
+            .map_err(|source| Error::Stream {
+                action: "capturing into memory",
+                source,
+            })?;
         Capture::finish(finish).await?;
-        let chunks = ChunkerParams::default().split(&data).into_iter().map(Digest::of).collect();
+        let chunks = ChunkerParams::default()
+            .split(&data)
+            .into_iter()
+            .map(Digest::of)
+            .collect();
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             kind: source.kind(),

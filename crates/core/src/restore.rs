@@ -14,6 +14,13 @@ use crate::{Backup, Check, Progress, Result, Snapshot, SnapshotId, Tags};
 /// Tag set on the safety snapshot taken before a restore replaces a target.
 pub const PRE_RESTORE_TAG: &str = "pre-restore";
 
+/// Choices that apply to every kind of restore.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreOptions {
+    /// Replace an existing target (after taking a safety snapshot of it).
+    pub force: bool,
+}
+
 /// One step of a restore, as printed by `--dry-run`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlanStep {
@@ -26,7 +33,10 @@ pub struct PlanStep {
 impl PlanStep {
     /// A step with a title and detail.
     pub fn new(title: impl Into<String>, detail: impl Into<String>) -> Self {
-        PlanStep { title: title.into(), detail: detail.into() }
+        PlanStep {
+            title: title.into(),
+            detail: detail.into(),
+        }
     }
 }
 

@@ -18,7 +18,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info};
 
 use crate::error::{Result, StoreError};
-use crate::format::{FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, index_key, pack_key, snapshot_key};
+use crate::format::{
+    FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, index_key, pack_key, snapshot_key,
+};
 use crate::repository::{ChunkIndex, Repository};
 use crate::snapshot::StoredSnapshot;
 
@@ -72,7 +74,10 @@ impl Repository {
     ) -> Result<StoredSnapshot> {
         let started = Instant::now();
         let time = chrono::Utc::now();
-        let name = options.name.clone().unwrap_or_else(|| source.default_name());
+        let name = options
+            .name
+            .clone()
+            .unwrap_or_else(|| source.default_name());
         let host = options.host.clone().unwrap_or_else(host_name);
         let parent = self
             .snapshots()
@@ -106,11 +111,13 @@ impl Repository {
             metadata,
             parent,
         };
-        let body = manifest
-            .to_bytes()
-            .map_err(|e| StoreError::Malformed { key: "new manifest".into(), reason: e.to_string() })?;
+        let body = manifest.to_bytes().map_err(|e| StoreError::Malformed {
+            key: "new manifest".into(),
+            reason: e.to_string(),
+        })?;
         let id = Digest::of(&body);
-        self.create_bytes(&snapshot_key(&id), Bytes::from(body)).await?;
+        self.create_bytes(&snapshot_key(&id), Bytes::from(body))
+            .await?;
         info!(snapshot = %id, name = %manifest.name, size = manifest.size, stored = manifest.stored, "snapshot saved");
         Ok(StoredSnapshot::new(self.clone(), id, manifest))
     }
@@ -125,7 +132,9 @@ impl Repository {
         let level = config.compression_level;
         let pack_size = config.pack_size as usize;
         let known = self.index();
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
 
         // Three stages, with at most `2 * workers` chunks in flight:
         // 1. this task reads the stream, cuts chunks and hashes the whole stream in order;
@@ -137,8 +146,12 @@ impl Repository {
         let mut hasher = StreamHasher::new();
         let mut in_flight: VecDeque<JoinHandle<Result<Sealed>>> = VecDeque::new();
         let mut eof = false;
-        let mut out =
-            StoredStream { chunks: Vec::new(), size: 0, sha256: Digest([0; 32]), new_bytes: 0 };
+        let mut out = StoredStream {
+            chunks: Vec::new(),
+            size: 0,
+            sha256: Digest([0; 32]),
+            new_bytes: 0,
+        };
         let mut seen: HashSet<ChunkId> = HashSet::new();
         let mut pack = PackBuilder::with_capacity(pack_size + (1 << 20));
         let mut uploads: JoinSet<Result<PackEntry>> = JoinSet::new();
@@ -146,19 +159,26 @@ impl Repository {
         loop {
             while !eof && in_flight.len() < workers * 2 {
                 let chunk = chunker.next_chunk().await.map_err(|source| {
-                    StoreError::Core(CoreError::Stream { action: "reading the capture", source })
+                    StoreError::Core(CoreError::Stream {
+                        action: "reading the capture",
+                        source,
+                    })
                 })?;
                 match chunk {
                     Some(chunk) => {
                         hasher.update(&chunk);
                         progress.advance(chunk.len() as u64);
                         let known = known.clone();
-                        in_flight.push_back(tokio::task::spawn_blocking(move || seal(chunk, &known, level)));
+                        in_flight.push_back(tokio::task::spawn_blocking(move || {
+                            seal(chunk, &known, level)
+                        }));
                     }
                     None => eof = true,
                 }
             }
-            let Some(next) = in_flight.pop_front() else { break };
+            let Some(next) = in_flight.pop_front() else {
+                break;
+            };
             let Sealed { id, plain, blob } = joined(next.await)??;
             out.chunks.push(id);
             let Some(blob) = blob else { continue };
@@ -168,7 +188,8 @@ impl Repository {
             out.new_bytes += blob.len() as u64;
             pack.push(id, plain, &blob);
             if pack.len() >= pack_size {
-                let full = std::mem::replace(&mut pack, PackBuilder::with_capacity(pack_size + (1 << 20)));
+                let full =
+                    std::mem::replace(&mut pack, PackBuilder::with_capacity(pack_size + (1 << 20)));
                 while uploads.len() >= UPLOADS_IN_FLIGHT {
                     if let Some(done) = uploads.join_next().await {
                         packs.push(joined(done)??);
@@ -187,10 +208,16 @@ impl Repository {
         out.size = hasher.len();
         out.sha256 = hasher.finish();
         if !packs.is_empty() {
-            let file = IndexFile { version: FORMAT_VERSION, packs };
-            let body = serde_json::to_vec(&file)
-                .map_err(|e| StoreError::Malformed { key: "new index".into(), reason: e.to_string() })?;
-            self.put_bytes(&index_key(&Digest::of(&body)), Bytes::from(body)).await?;
+            let file = IndexFile {
+                version: FORMAT_VERSION,
+                packs,
+            };
+            let body = serde_json::to_vec(&file).map_err(|e| StoreError::Malformed {
+                key: "new index".into(),
+                reason: e.to_string(),
+            })?;
+            self.put_bytes(&index_key(&Digest::of(&body)), Bytes::from(body))
+                .await?;
             self.merge_index(&file);
         }
         Ok(out)
@@ -199,24 +226,40 @@ impl Repository {
     async fn upload_pack(&self, pack: PackBuilder) -> Result<PackEntry> {
         let (bytes, entry) = pack.finish()?;
         debug!(pack = %entry.id, size = entry.size, blobs = entry.blobs.len(), "uploading pack");
-        self.put_bytes(&pack_key(&entry.id), Bytes::from(bytes)).await?;
+        self.put_bytes(&pack_key(&entry.id), Bytes::from(bytes))
+            .await?;
         Ok(entry)
     }
 }
 
 fn joined<T>(r: std::result::Result<T, tokio::task::JoinError>) -> Result<T> {
-    r.map_err(|e| StoreError::Malformed { key: "pack upload".into(), reason: format!("task failed: {e}") })
+    r.map_err(|e| StoreError::Malformed {
+        key: "pack upload".into(),
+        reason: format!("task failed: {e}"),
+    })
 }
 
 fn seal(chunk: Bytes, known: &ChunkIndex, level: i32) -> Result<Sealed> {
     let id = Digest::of(&chunk);
     let plain = chunk.len() as u32;
     if known.contains_key(&id) {
-        return Ok(Sealed { id, plain, blob: None });
+        return Ok(Sealed {
+            id,
+            plain,
+            blob: None,
+        });
     }
-    let blob = compress::compress(&chunk, level)
-        .map_err(|source| StoreError::Core(CoreError::Stream { action: "compressing a chunk", source }))?;
-    Ok(Sealed { id, plain, blob: Some(blob) })
+    let blob = compress::compress(&chunk, level).map_err(|source| {
+        StoreError::Core(CoreError::Stream {
+            action: "compressing a chunk",
+            source,
+        })
+    })?;
+    Ok(Sealed {
+        id,
+        plain,
+        blob: Some(blob),
+    })
 }
 
 struct StoredStream {
@@ -228,9 +271,20 @@ struct StoredStream {
 
 #[async_trait]
 impl SafetyNet for Repository {
-    async fn save(&self, source: &dyn Backup, name: &str, tags: Tags) -> lifeboat_core::Result<SnapshotId> {
-        let options = BackupOptions { name: Some(name.to_string()), tags, host: None };
-        let snap = self.backup(source, &options, &lifeboat_core::NoProgress).await?;
+    async fn save(
+        &self,
+        source: &dyn Backup,
+        name: &str,
+        tags: Tags,
+    ) -> lifeboat_core::Result<SnapshotId> {
+        let options = BackupOptions {
+            name: Some(name.to_string()),
+            tags,
+            host: None,
+        };
+        let snap = self
+            .backup(source, &options, &lifeboat_core::NoProgress)
+            .await?;
         Ok(snap.id())
     }
 }

@@ -80,9 +80,9 @@ impl StoreError {
     /// A one-line suggestion of what to do next.
     pub fn hint(&self) -> Option<String> {
         match self {
-            StoreError::UnknownScheme { .. } | StoreError::InvalidUrl { .. } => Some(
-                "use a path, file:///path, s3://bucket/prefix or memory://".into(),
-            ),
+            StoreError::UnknownScheme { .. } | StoreError::InvalidUrl { .. } => {
+                Some("use a path, file:///path, s3://bucket/prefix or memory://".into())
+            }
             StoreError::NotInitialised { .. } => {
                 Some("create it with `lifeboat init`, or check --repo / LIFEBOAT_REPO".into())
             }
@@ -91,22 +91,29 @@ impl StoreError {
             }
             StoreError::UnsupportedVersion { .. } => Some("upgrade lifeboat".into()),
             StoreError::AccessDenied { .. } => Some(
-                "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket's permissions".into(),
+                "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket's permissions"
+                    .into(),
             ),
-            StoreError::Object { .. } => Some(
-                "check the store is reachable (AWS_ENDPOINT, network) and try again".into(),
-            ),
+            StoreError::Object { .. } => {
+                Some("check the store is reachable (AWS_ENDPOINT, network) and try again".into())
+            }
             StoreError::Malformed { .. } => Some(
-                "run `lifeboat verify --all --read-data` to see which snapshots are affected".into(),
+                "run `lifeboat verify --all --read-data` to see which snapshots are affected"
+                    .into(),
             ),
             StoreError::Core(e) => e.hint(),
         }
     }
 
-    pub(crate) fn object(op: &'static str, key: impl Into<String>, source: object_store::Error) -> Self {
+    pub(crate) fn object(
+        op: &'static str,
+        key: impl Into<String>,
+        source: object_store::Error,
+    ) -> Self {
         let key = key.into();
         match source {
-            object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. } => {
+            object_store::Error::Unauthenticated { .. }
+            | object_store::Error::PermissionDenied { .. } => {
                 StoreError::AccessDenied { key, source }
             }
             source if is_access_denied(&source) => StoreError::AccessDenied { key, source },
@@ -117,9 +124,14 @@ impl StoreError {
 
 fn is_access_denied(e: &object_store::Error) -> bool {
     let text = e.to_string();
-    ["403 Forbidden", "SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"]
-        .iter()
-        .any(|needle| text.contains(needle))
+    [
+        "403 Forbidden",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AccessDenied",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 impl From<StoreError> for CoreError {
@@ -128,7 +140,10 @@ impl From<StoreError> for CoreError {
             StoreError::Core(inner) => inner,
             other => {
                 let hint = other.hint();
-                CoreError::Repository { message: other.to_string(), hint }
+                CoreError::Repository {
+                    message: other.to_string(),
+                    hint,
+                }
             }
         }
     }

@@ -12,8 +12,8 @@ use tracing::debug;
 
 use crate::error::{Result, StoreError};
 use crate::format::{
-    CONFIG_KEY, FORMAT_VERSION, INDEX_PREFIX, IndexFile, RepoConfig, SNAPSHOTS_PREFIX,
-    id_from_key, snapshot_key,
+    CONFIG_KEY, FORMAT_VERSION, INDEX_PREFIX, IndexFile, RepoConfig, SNAPSHOTS_PREFIX, id_from_key,
+    snapshot_key,
 };
 use crate::retry::with_retries;
 use crate::snapshot::StoredSnapshot;
@@ -55,7 +55,9 @@ struct Inner {
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repository").field("url", &self.inner.url).finish_non_exhaustive()
+        f.debug_struct("Repository")
+            .field("url", &self.inner.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,8 +77,10 @@ impl Repository {
     /// As [`Repository::init`].
     pub async fn init_store(store: Arc<dyn ObjectStore>, url: &str) -> Result<Self> {
         let config = RepoConfig::new();
-        let body = serde_json::to_vec_pretty(&config)
-            .map_err(|e| StoreError::Malformed { key: CONFIG_KEY.into(), reason: e.to_string() })?;
+        let body = serde_json::to_vec_pretty(&config).map_err(|e| StoreError::Malformed {
+            key: CONFIG_KEY.into(),
+            reason: e.to_string(),
+        })?;
         let key = Path::from(CONFIG_KEY);
         // Conditional create: two concurrent `init`s cannot both win and overwrite each other.
         let put = with_retries("put config", || {
@@ -108,8 +112,10 @@ impl Repository {
     /// As [`Repository::open`].
     pub async fn open_store(store: Arc<dyn ObjectStore>, url: &str) -> Result<Self> {
         let key = Path::from(CONFIG_KEY);
-        let body = match with_retries("get config", || async { store.get(&key).await?.bytes().await })
-            .await
+        let body = match with_retries("get config", || async {
+            store.get(&key).await?.bytes().await
+        })
+        .await
         {
             Ok(b) => b,
             Err(object_store::Error::NotFound { .. }) => {
@@ -117,16 +123,31 @@ impl Repository {
             }
             Err(e) => return Err(StoreError::object("get", CONFIG_KEY, e)),
         };
-        let config: RepoConfig = serde_json::from_slice(&body)
-            .map_err(|e| StoreError::Malformed { key: CONFIG_KEY.into(), reason: e.to_string() })?;
+        let config: RepoConfig =
+            serde_json::from_slice(&body).map_err(|e| StoreError::Malformed {
+                key: CONFIG_KEY.into(),
+                reason: e.to_string(),
+            })?;
         if config.version != FORMAT_VERSION {
-            return Err(StoreError::UnsupportedVersion { found: config.version, supported: FORMAT_VERSION });
+            return Err(StoreError::UnsupportedVersion {
+                found: config.version,
+                supported: FORMAT_VERSION,
+            });
         }
-        config.chunker.validate().map_err(|reason| StoreError::Malformed { key: CONFIG_KEY.into(), reason })?;
+        config
+            .chunker
+            .validate()
+            .map_err(|reason| StoreError::Malformed {
+                key: CONFIG_KEY.into(),
+                reason,
+            })?;
         if config.encryption != "none" {
             return Err(StoreError::Malformed {
                 key: CONFIG_KEY.into(),
-                reason: format!("encryption {:?} is not supported by this build", config.encryption),
+                reason: format!(
+                    "encryption {:?} is not supported by this build",
+                    config.encryption
+                ),
             });
         }
         let repo = Self::from_parts(url, store, config);
@@ -182,8 +203,10 @@ impl Repository {
         let files: Vec<IndexFile> = futures::stream::iter(keys)
             .map(|key| async move {
                 let body = self.get_bytes(&key).await?;
-                serde_json::from_slice::<IndexFile>(&body)
-                    .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })
+                serde_json::from_slice::<IndexFile>(&body).map_err(|e| StoreError::Malformed {
+                    key: key.to_string(),
+                    reason: e.to_string(),
+                })
             })
             .buffer_unordered(LIST_CONCURRENCY)
             .try_collect()
@@ -218,7 +241,12 @@ impl Repository {
     pub async fn list_keys(&self, prefix: &str) -> Result<Vec<Path>> {
         let prefix_path = Path::from(prefix);
         with_retries("list", || async {
-            self.inner.store.list(Some(&prefix_path)).map_ok(|m| m.location).try_collect::<Vec<_>>().await
+            self.inner
+                .store
+                .list(Some(&prefix_path))
+                .map_ok(|m| m.location)
+                .try_collect::<Vec<_>>()
+                .await
         })
         .await
         .map_err(|e| StoreError::object("list", prefix, e))
@@ -229,14 +257,16 @@ impl Repository {
     /// # Errors
     /// Store errors, naming the key.
     pub async fn get_bytes(&self, key: &Path) -> Result<Bytes> {
-        with_retries("get", || async { self.inner.store.get(key).await?.bytes().await })
-            .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => {
-                    StoreError::Core(CoreError::Missing { object: key.to_string() })
-                }
-                e => StoreError::object("get", key.to_string(), e),
-            })
+        with_retries("get", || async {
+            self.inner.store.get(key).await?.bytes().await
+        })
+        .await
+        .map_err(|e| match e {
+            object_store::Error::NotFound { .. } => StoreError::Core(CoreError::Missing {
+                object: key.to_string(),
+            }),
+            e => StoreError::object("get", key.to_string(), e),
+        })
     }
 
     /// Reads a byte range of an object.
@@ -244,14 +274,16 @@ impl Repository {
     /// # Errors
     /// Store errors, naming the key.
     pub async fn get_range(&self, key: &Path, range: std::ops::Range<u64>) -> Result<Bytes> {
-        with_retries("get range", || self.inner.store.get_range(key, range.clone()))
-            .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => {
-                    StoreError::Core(CoreError::Missing { object: key.to_string() })
-                }
-                e => StoreError::object("get", key.to_string(), e),
-            })
+        with_retries("get range", || {
+            self.inner.store.get_range(key, range.clone())
+        })
+        .await
+        .map_err(|e| match e {
+            object_store::Error::NotFound { .. } => StoreError::Core(CoreError::Missing {
+                object: key.to_string(),
+            }),
+            e => StoreError::object("get", key.to_string(), e),
+        })
     }
 
     /// Writes an object, replacing any existing one (content-addressed objects only).
@@ -259,10 +291,12 @@ impl Repository {
     /// # Errors
     /// Store errors, naming the key.
     pub async fn put_bytes(&self, key: &Path, body: Bytes) -> Result<()> {
-        with_retries("put", || self.inner.store.put(key, PutPayload::from(body.clone())))
-            .await
-            .map(|_| ())
-            .map_err(|e| StoreError::object("put", key.to_string(), e))
+        with_retries("put", || {
+            self.inner.store.put(key, PutPayload::from(body.clone()))
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| StoreError::object("put", key.to_string(), e))
     }
 
     /// Writes an object only if no object has that key.
@@ -271,7 +305,9 @@ impl Repository {
     /// Store errors, naming the key; `AlreadyExists` when it is there.
     pub async fn create_bytes(&self, key: &Path, body: Bytes) -> Result<()> {
         with_retries("create", || {
-            self.inner.store.put_opts(key, PutPayload::from(body.clone()), PutMode::Create.into())
+            self.inner
+                .store
+                .put_opts(key, PutPayload::from(body.clone()), PutMode::Create.into())
         })
         .await
         .map(|_| ())
@@ -290,7 +326,12 @@ impl Repository {
             .buffer_unordered(LIST_CONCURRENCY)
             .try_collect()
             .await?;
-        snaps.sort_by(|a, b| a.manifest().time.cmp(&b.manifest().time).then(a.id().cmp(&b.id())));
+        snaps.sort_by(|a, b| {
+            a.manifest()
+                .time
+                .cmp(&b.manifest().time)
+                .then(a.id().cmp(&b.id()))
+        });
         Ok(snaps)
     }
 
@@ -315,8 +356,11 @@ impl Repository {
             }
             .into());
         }
-        let manifest: Manifest = serde_json::from_slice(&body)
-            .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
+        let manifest: Manifest =
+            serde_json::from_slice(&body).map_err(|e| StoreError::Malformed {
+                key: key.to_string(),
+                reason: e.to_string(),
+            })?;
         Ok(StoredSnapshot::new(self.clone(), id, manifest))
     }
 
@@ -331,23 +375,38 @@ impl Repository {
         let snaps = self.snapshots().await?;
         let by_name = |s: &&StoredSnapshot| name.is_none_or(|n| s.manifest().name == n);
         if selector == "latest" {
-            return snaps.iter().filter(by_name).next_back().cloned().ok_or_else(|| {
-                CoreError::SnapshotNotFound {
-                    id: match name {
-                        Some(n) => format!("latest of {n:?}"),
-                        None => "latest (the repository has no snapshots)".into(),
-                    },
-                }
-                .into()
-            });
+            return snaps
+                .iter()
+                .filter(by_name)
+                .next_back()
+                .cloned()
+                .ok_or_else(|| {
+                    CoreError::SnapshotNotFound {
+                        id: match name {
+                            Some(n) => format!("latest of {n:?}"),
+                            None => "latest (the repository has no snapshots)".into(),
+                        },
+                    }
+                    .into()
+                });
         }
         let prefix = selector.to_ascii_lowercase();
-        let matches: Vec<&StoredSnapshot> =
-            snaps.iter().filter(by_name).filter(|s| s.id().to_hex().starts_with(&prefix)).collect();
+        let matches: Vec<&StoredSnapshot> = snaps
+            .iter()
+            .filter(by_name)
+            .filter(|s| s.id().to_hex().starts_with(&prefix))
+            .collect();
         match matches.as_slice() {
             [one] if !prefix.is_empty() => Ok((*one).clone()),
-            [] | [_] => Err(CoreError::SnapshotNotFound { id: selector.into() }.into()),
-            many => Err(CoreError::AmbiguousSnapshot { prefix: selector.into(), matches: many.len() }.into()),
+            [] | [_] => Err(CoreError::SnapshotNotFound {
+                id: selector.into(),
+            }
+            .into()),
+            many => Err(CoreError::AmbiguousSnapshot {
+                prefix: selector.into(),
+                matches: many.len(),
+            }
+            .into()),
         }
     }
 }

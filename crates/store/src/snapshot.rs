@@ -103,26 +103,36 @@ impl StoredSnapshot {
 /// [`CoreError::Missing`] when the chunk is not indexed or its pack is gone;
 /// [`CoreError::Corrupt`] when the bytes do not match.
 pub async fn read_chunk(repo: &Repository, id: ChunkId) -> Result<Bytes> {
-    let loc = repo
-        .locate(&id)
-        .ok_or_else(|| CoreError::Missing { object: format!("chunk {id} (not in any index)") })?;
+    let loc = repo.locate(&id).ok_or_else(|| CoreError::Missing {
+        object: format!("chunk {id} (not in any index)"),
+    })?;
     let key = pack_key(&loc.pack);
-    let blob = repo.get_range(&key, loc.offset..loc.offset + u64::from(loc.length)).await?;
+    let blob = repo
+        .get_range(&key, loc.offset..loc.offset + u64::from(loc.length))
+        .await?;
     let object = format!("chunk {id} in {key}");
     tokio::task::spawn_blocking(move || {
-        let plain = compress::decompress(&blob, loc.plain as usize).map_err(|e| CoreError::Corrupt {
-            object: object.clone(),
-            expected: "a zstd blob".into(),
-            actual: e.to_string(),
-        })?;
+        let plain =
+            compress::decompress(&blob, loc.plain as usize).map_err(|e| CoreError::Corrupt {
+                object: object.clone(),
+                expected: "a zstd blob".into(),
+                actual: e.to_string(),
+            })?;
         let actual = Digest::of(&plain);
         if actual != id {
-            return Err(CoreError::Corrupt { object, expected: id.to_hex(), actual: actual.to_hex() });
+            return Err(CoreError::Corrupt {
+                object,
+                expected: id.to_hex(),
+                actual: actual.to_hex(),
+            });
         }
         Ok(Bytes::from(plain))
     })
     .await
-    .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: format!("decoder task failed: {e}") })?
+    .map_err(|e| StoreError::Malformed {
+        key: key.to_string(),
+        reason: format!("decoder task failed: {e}"),
+    })?
     .map_err(StoreError::from)
 }
 
@@ -137,7 +147,9 @@ impl Snapshot for StoredSnapshot {
     }
 
     async fn open(&self) -> lifeboat_core::Result<ByteStream> {
-        let stream = self.chunk_stream().map_err(|e| io::Error::other(CoreError::from(e)));
+        let stream = self
+            .chunk_stream()
+            .map_err(|e| io::Error::other(CoreError::from(e)));
         Ok(Box::pin(StreamReader::new(stream)))
     }
 }

@@ -41,11 +41,18 @@ impl RepositoryVerifier {
             }
         }
         let mut checks = vec![if missing_chunks.is_empty() {
-            Check::pass("chunks indexed", format!("{} chunks", manifest.chunks.len()))
+            Check::pass(
+                "chunks indexed",
+                format!("{} chunks", manifest.chunks.len()),
+            )
         } else {
             Check::fail(
                 "chunks indexed",
-                format!("{} chunks are in no index: {}", missing_chunks.len(), summarize(&missing_chunks)),
+                format!(
+                    "{} chunks are in no index: {}",
+                    missing_chunks.len(),
+                    summarize(&missing_chunks)
+                ),
             )
         }];
         let store = self.repo.store().clone();
@@ -57,7 +64,9 @@ impl RepositoryVerifier {
                     match store.head(&key).await {
                         Ok(meta) if meta.size == size => None,
                         Ok(meta) => Some(format!("{key} has {} bytes, expected {size}", meta.size)),
-                        Err(object_store::Error::NotFound { .. }) => Some(format!("{key} is missing")),
+                        Err(object_store::Error::NotFound { .. }) => {
+                            Some(format!("{key} is missing"))
+                        }
                         Err(e) => Some(format!("{key}: {e}")),
                     }
                 }
@@ -67,7 +76,10 @@ impl RepositoryVerifier {
             .collect()
             .await;
         checks.push(if problems.is_empty() {
-            Check::pass("packs present", "every referenced pack exists with its indexed size")
+            Check::pass(
+                "packs present",
+                "every referenced pack exists with its indexed size",
+            )
         } else {
             Check::fail("packs present", summarize(&problems))
         });
@@ -81,7 +93,10 @@ impl RepositoryVerifier {
             .try_fold(0u64, |n, b| futures::future::ready(Ok(n + b.len() as u64)))
             .await;
         match result {
-            Ok(n) => Check::pass("data", format!("{n} bytes read, every chunk and the stream digest match")),
+            Ok(n) => Check::pass(
+                "data",
+                format!("{n} bytes read, every chunk and the stream digest match"),
+            ),
             Err(e) => Check::fail("data", e.to_string()),
         }
     }
@@ -89,7 +104,12 @@ impl RepositoryVerifier {
 
 fn summarize(items: &[String]) -> String {
     const SHOWN: usize = 5;
-    let mut s = items.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    let mut s = items
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if items.len() > SHOWN {
         s.push_str(&format!(" and {} more", items.len() - SHOWN));
     }
@@ -103,7 +123,11 @@ impl Verifier for RepositoryVerifier {
         report.checks = self.check_structure(snapshot).await;
         if self.read_data && report.ok() {
             // Read through this repository even when handed a foreign Snapshot impl.
-            let stored = StoredSnapshot::new(self.repo.clone(), snapshot.id(), snapshot.manifest().clone());
+            let stored = StoredSnapshot::new(
+                self.repo.clone(),
+                snapshot.id(),
+                snapshot.manifest().clone(),
+            );
             report.checks.push(self.check_data(&stored).await);
         }
         Ok(report)

@@ -32,12 +32,20 @@ fn random(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn source(name: &str, data: Vec<u8>) -> MemoryBackup {
-    MemoryBackup { name: name.into(), kind: Kind::Dir, data }
+    MemoryBackup {
+        name: name.into(),
+        kind: Kind::Dir,
+        data,
+    }
 }
 
 async fn read_all(snap: &dyn Snapshot) -> Result<Vec<u8>, std::io::Error> {
     let mut out = Vec::new();
-    snap.open().await.map_err(std::io::Error::other)?.read_to_end(&mut out).await?;
+    snap.open()
+        .await
+        .map_err(std::io::Error::other)?
+        .read_to_end(&mut out)
+        .await?;
     Ok(out)
 }
 
@@ -51,7 +59,11 @@ struct DyingReader {
 }
 
 impl AsyncRead for DyingReader {
-    fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         if self.left == 0 {
             return Poll::Ready(Err(std::io::Error::other("the source went away")));
         }
@@ -74,7 +86,9 @@ impl Backup for DyingBackup {
         "dying".into()
     }
     async fn capture(&self) -> lifeboat_core::Result<Capture> {
-        let reader: ByteStream = Box::pin(DyingReader { left: self.ok_bytes });
+        let reader: ByteStream = Box::pin(DyingReader {
+            left: self.ok_bytes,
+        });
         Ok(Capture::new(reader, serde_json::Value::Null))
     }
 }
@@ -102,19 +116,52 @@ async fn round_trips_and_dedups(store: Arc<dyn ObjectStore>) {
         ("multi-pack", random(20 << 20, 3)),
     ];
     for (name, data) in &cases {
-        let snap = repo.backup(&source(name, data.clone()), &BackupOptions::default(), &NoProgress).await.unwrap();
+        let snap = repo
+            .backup(
+                &source(name, data.clone()),
+                &BackupOptions::default(),
+                &NoProgress,
+            )
+            .await
+            .unwrap();
         assert_eq!(snap.manifest().size, data.len() as u64, "{name}");
-        assert_eq!(snap.manifest().sha256, lifeboat_core::Digest::of(data), "{name}");
-        assert_eq!(&read_all(&snap).await.unwrap(), data, "{name} read back differs");
+        assert_eq!(
+            snap.manifest().sha256,
+            lifeboat_core::Digest::of(data),
+            "{name}"
+        );
+        assert_eq!(
+            &read_all(&snap).await.unwrap(),
+            data,
+            "{name} read back differs"
+        );
     }
     // The same bytes again store nothing new; a small edit stores little.
     let big = &cases[3].1;
-    let again = repo.backup(&source("multi-pack", big.clone()), &BackupOptions::default(), &NoProgress).await.unwrap();
+    let again = repo
+        .backup(
+            &source("multi-pack", big.clone()),
+            &BackupOptions::default(),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     assert_eq!(again.manifest().stored, 0);
     let mut edited = big.clone();
     edited.splice(1000..1000, b"inserted".iter().copied());
-    let edit = repo.backup(&source("multi-pack", edited.clone()), &BackupOptions::default(), &NoProgress).await.unwrap();
-    assert!(edit.manifest().stored < 4 << 20, "an 8-byte insert stored {} bytes", edit.manifest().stored);
+    let edit = repo
+        .backup(
+            &source("multi-pack", edited.clone()),
+            &BackupOptions::default(),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    assert!(
+        edit.manifest().stored < 4 << 20,
+        "an 8-byte insert stored {} bytes",
+        edit.manifest().stored
+    );
     assert_eq!(read_all(&edit).await.unwrap(), edited);
     assert_eq!(edit.manifest().parent, Some(again.id()));
 
@@ -138,17 +185,43 @@ async fn round_trips_and_dedups(store: Arc<dyn ObjectStore>) {
 
 async fn failed_capture_leaves_no_snapshot(store: Arc<dyn ObjectStore>) {
     let repo = Repository::init_store(store.clone(), "t").await.unwrap();
-    let err = repo.backup(&DyingBackup { ok_bytes: 12 << 20 }, &BackupOptions::default(), &NoProgress).await;
+    let err = repo
+        .backup(
+            &DyingBackup { ok_bytes: 12 << 20 },
+            &BackupOptions::default(),
+            &NoProgress,
+        )
+        .await;
     assert!(err.is_err(), "a capture that fails must not succeed");
-    assert!(repo.snapshots().await.unwrap().is_empty(), "a failed capture became visible");
-    let ok = repo.backup(&source("after", random(3 << 20, 9)), &BackupOptions::default(), &NoProgress).await.unwrap();
-    let report = RepositoryVerifier::new(repo.clone(), true).verify(&ok).await.unwrap();
+    assert!(
+        repo.snapshots().await.unwrap().is_empty(),
+        "a failed capture became visible"
+    );
+    let ok = repo
+        .backup(
+            &source("after", random(3 << 20, 9)),
+            &BackupOptions::default(),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
+    let report = RepositoryVerifier::new(repo.clone(), true)
+        .verify(&ok)
+        .await
+        .unwrap();
     assert!(report.ok(), "{:?}", report.failures());
 }
 
 async fn verify_catches_damage(store: Arc<dyn ObjectStore>) {
     let repo = Repository::init_store(store.clone(), "t").await.unwrap();
-    let snap = repo.backup(&source("v", random(2 << 20, 5)), &BackupOptions::default(), &NoProgress).await.unwrap();
+    let snap = repo
+        .backup(
+            &source("v", random(2 << 20, 5)),
+            &BackupOptions::default(),
+            &NoProgress,
+        )
+        .await
+        .unwrap();
     let structure = RepositoryVerifier::new(repo.clone(), false);
     let data = RepositoryVerifier::new(repo.clone(), true);
     assert!(structure.verify(&snap).await.unwrap().ok());
@@ -157,16 +230,35 @@ async fn verify_catches_damage(store: Arc<dyn ObjectStore>) {
     // Flip one byte inside the first blob of the pack holding the first chunk.
     let loc = repo.locate(&snap.manifest().chunks[0]).unwrap();
     let key = pack_key(&loc.pack);
-    let mut bytes = store.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
+    let mut bytes = store
+        .get(&key)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
     let at = (loc.offset + u64::from(loc.length) / 2) as usize;
     bytes[at] ^= 0x40;
-    store.put(&key, PutPayload::from(Bytes::from(bytes))).await.unwrap();
-    assert!(structure.verify(&snap).await.unwrap().ok(), "structure does not read data");
+    store
+        .put(&key, PutPayload::from(Bytes::from(bytes)))
+        .await
+        .unwrap();
+    assert!(
+        structure.verify(&snap).await.unwrap().ok(),
+        "structure does not read data"
+    );
     let report = data.verify(&snap).await.unwrap();
     assert!(!report.ok(), "a flipped byte went unnoticed");
     let failure = report.failures().join("\n");
-    assert!(failure.contains(&snap.manifest().chunks[0].to_hex()), "the failure names the chunk: {failure}");
-    assert!(read_all(&snap).await.is_err(), "reading a corrupt snapshot must fail, not return wrong bytes");
+    assert!(
+        failure.contains(&snap.manifest().chunks[0].to_hex()),
+        "the failure names the chunk: {failure}"
+    );
+    assert!(
+        read_all(&snap).await.is_err(),
+        "reading a corrupt snapshot must fail, not return wrong bytes"
+    );
 
     // A missing pack is a structural problem.
     store.delete(&key).await.unwrap();
@@ -177,9 +269,17 @@ async fn verify_catches_damage(store: Arc<dyn ObjectStore>) {
 
 async fn conditional_create_is_exclusive(store: Arc<dyn ObjectStore>) {
     let key = Path::from("locks/probe");
-    store.put_opts(&key, PutPayload::from_static(b"a"), PutMode::Create.into()).await.unwrap();
-    let second = store.put_opts(&key, PutPayload::from_static(b"b"), PutMode::Create.into()).await;
-    assert!(matches!(second, Err(object_store::Error::AlreadyExists { .. })), "{second:?}");
+    store
+        .put_opts(&key, PutPayload::from_static(b"a"), PutMode::Create.into())
+        .await
+        .unwrap();
+    let second = store
+        .put_opts(&key, PutPayload::from_static(b"b"), PutMode::Create.into())
+        .await;
+    assert!(
+        matches!(second, Err(object_store::Error::AlreadyExists { .. })),
+        "{second:?}"
+    );
     let _ = store.head(&Path::from(CONFIG_KEY)).await;
 }
 

@@ -38,7 +38,11 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl S3Server {
@@ -73,7 +77,14 @@ impl S3Server {
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                    return S3Server { child, port, bucket, access_key, secret_key, root };
+                    return S3Server {
+                        child,
+                        port,
+                        bucket,
+                        access_key,
+                        secret_key,
+                        root,
+                    };
                 }
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // the port was taken meanwhile: try another
@@ -169,9 +180,30 @@ pub fn make_sqlite_db(path: &Path, mib: usize) -> u64 {
 /// Appends `rows` realistic event rows in one transaction.
 pub fn insert_events(conn: &rusqlite::Connection, rows: u64) {
     const WORDS: &[&str] = &[
-        "invoice", "customer", "payment", "shipped", "refund", "order", "account", "session",
-        "login", "failed", "retry", "webhook", "delivered", "pending", "archived", "quota",
-        "tenant", "billing", "credit", "audit", "export", "import", "backup", "restore",
+        "invoice",
+        "customer",
+        "payment",
+        "shipped",
+        "refund",
+        "order",
+        "account",
+        "session",
+        "login",
+        "failed",
+        "retry",
+        "webhook",
+        "delivered",
+        "pending",
+        "archived",
+        "quota",
+        "tenant",
+        "billing",
+        "credit",
+        "audit",
+        "export",
+        "import",
+        "backup",
+        "restore",
     ];
     let tx = conn.unchecked_transaction().unwrap();
     {
@@ -201,8 +233,10 @@ pub fn insert_events(conn: &rusqlite::Connection, rows: u64) {
 
 /// `SELECT count(*)` of a table.
 pub fn count(conn: &rusqlite::Connection, table: &str) -> u64 {
-    conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| r.get::<_, i64>(0))
-        .unwrap() as u64
+    conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap() as u64
 }
 
 /// Runs the `sqlite3` tool's `PRAGMA integrity_check` on `path` and returns its output.
@@ -214,8 +248,6 @@ pub fn sqlite3_integrity_check(path: &Path) -> String {
         .arg(path)
         .arg("PRAGMA integrity_check;")
         .output()
-        .unwrap_or_else(|e| {
-            panic!("the sqlite3 tool is needed (apt-get install sqlite3): {e}")
-        });
+        .unwrap_or_else(|e| panic!("the sqlite3 tool is needed (apt-get install sqlite3): {e}"));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -1,0 +1,116 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Back up, verify and restore databases into one deduplicated, checksummed repository.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat", version, about)]
+pub struct Cli {
+    /// Repository URL: a path, file:///path, s3://bucket/prefix (AWS_* variables) or memory://.
+    #[arg(long, global = true, env = "LIFEBOAT_REPO", default_value = lifeboat_store::DEFAULT_REPOSITORY)]
+    pub repo: String,
+
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new, empty repository.
+    Init,
+    /// Take a snapshot of a target.
+    #[command(subcommand)]
+    Backup(BackupTarget),
+    /// List snapshots.
+    Snapshots {
+        /// Only snapshots with this name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a snapshot onto a target.
+    Restore {
+        /// Snapshot id, unique id prefix, or `latest` (with --name).
+        snapshot: String,
+        /// Where to restore (a file path for SQLite).
+        #[arg(long)]
+        to: PathBuf,
+        /// With `latest`: the snapshot name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace an existing target (a pre-restore safety snapshot is taken first).
+        #[arg(long)]
+        force: bool,
+        /// Print the plan's steps and do nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check snapshots: structure, or every byte with --read-data.
+    Verify {
+        /// Snapshot id, unique prefix or `latest`; all snapshots when omitted.
+        snapshot: Option<String>,
+        /// Verify every snapshot.
+        #[arg(long, conflicts_with = "snapshot")]
+        all: bool,
+        /// Read every byte back, decompress it and check it against its hash.
+        #[arg(long)]
+        read_data: bool,
+        /// Also restore into a scratch target and run the backend's own checks.
+        #[arg(long)]
+        restore: bool,
+        /// With `latest`: the snapshot name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a snapshot's captured stream to stdout.
+    Cat {
+        /// Snapshot id, unique prefix or `latest`.
+        snapshot: String,
+        /// With `latest`: the snapshot name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+/// What `backup` captures.
+#[derive(Debug, Subcommand)]
+pub enum BackupTarget {
+    /// A SQLite database file (captured online; writers keep going).
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// Snapshot name (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+        /// A label, KEY=VALUE (repeatable).
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Print the new snapshot as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ if !s.is_empty() && !s.contains('=') => Ok((s.to_string(), String::new())),
+        _ => Err(format!("tag {s:?} must be KEY=VALUE")),
+    }
+}

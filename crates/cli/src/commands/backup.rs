@@ -1,0 +1,43 @@
+//! `lifeboat backup <kind> ...`
+
+use std::process::ExitCode;
+
+use lifeboat_core::Tags;
+use lifeboat_sqlite::SqliteBackup;
+use lifeboat_store::{BackupOptions, Repository};
+
+use crate::cli::BackupTarget;
+use crate::output::{SnapshotRow, human_bytes, print_json};
+use crate::progress::CliProgress;
+
+pub async fn run(url: &str, target: BackupTarget) -> anyhow::Result<ExitCode> {
+    let repo = Repository::open(url).await?;
+    let BackupTarget::Sqlite {
+        path,
+        name,
+        tags,
+        json,
+    } = target;
+    let source = SqliteBackup::new(path);
+    let options = BackupOptions {
+        name,
+        tags: tags.into_iter().collect::<Tags>(),
+        host: None,
+    };
+    let snap = repo.backup(&source, &options, &CliProgress::new()).await?;
+    if json {
+        print_json(&SnapshotRow::new(&snap))?;
+    } else {
+        let m = snap.manifest();
+        println!(
+            "snapshot {} saved: {} {:?}, {} captured, {} new in the repository, {:.1} s",
+            snap.id(),
+            m.kind,
+            m.name,
+            human_bytes(m.size),
+            human_bytes(m.stored),
+            m.duration_ms as f64 / 1000.0
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

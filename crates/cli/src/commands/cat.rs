@@ -1,0 +1,24 @@
+//! `lifeboat cat SNAPSHOT`
+
+use std::process::ExitCode;
+
+use lifeboat_core::Snapshot;
+use lifeboat_store::Repository;
+use tokio::io::AsyncWriteExt;
+
+pub async fn run(url: &str, selector: &str, name: Option<&str>) -> anyhow::Result<ExitCode> {
+    let repo = Repository::open(url).await?;
+    let snap = repo.find(selector, name).await?;
+    let mut reader = snap.open().await?;
+    let mut stdout = tokio::io::stdout();
+    // A reader that stops early (`| head`) is not an error of ours.
+    let copied = async {
+        tokio::io::copy(&mut reader, &mut stdout).await?;
+        stdout.flush().await
+    };
+    match copied.await {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(e.into()),
+        Ok(()) => Ok(ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,108 @@
+//! Printing errors, logs and snapshot rows.
+
+use std::process::ExitCode;
+
+use lifeboat_store::StoredSnapshot;
+use serde::Serialize;
+
+/// Sends logs to stderr; `LIFEBOAT_LOG` overrides the level (`info`, `debug`, ...).
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints an error as one line plus a hint, and returns the failure exit code.
+pub fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    if let Some(hint) = hint(e) {
+        eprintln!("hint: {hint}");
+    }
+    ExitCode::FAILURE
+}
+
+fn hint(e: &anyhow::Error) -> Option<String> {
+    e.chain().find_map(|cause| {
+        if let Some(e) = cause.downcast_ref::<lifeboat_store::StoreError>() {
+            e.hint()
+        } else if let Some(e) = cause.downcast_ref::<lifeboat_core::Error>() {
+            e.hint()
+        } else {
+            cause
+                .downcast_ref::<lifeboat_sqlite::SqliteError>()
+                .map(|e| e.hint())
+        }
+    })
+}
+
+/// One snapshot as listed by `snapshots --json`.
+#[derive(Debug, Serialize)]
+pub struct SnapshotRow<'a> {
+    id: String,
+    short_id: String,
+    kind: lifeboat_core::Kind,
+    name: &'a str,
+    host: &'a str,
+    time: String,
+    duration_ms: u64,
+    size: u64,
+    stored: u64,
+    sha256: String,
+    chunks: usize,
+    tags: &'a lifeboat_core::Tags,
+    parent: Option<String>,
+    metadata: &'a serde_json::Value,
+}
+
+impl<'a> SnapshotRow<'a> {
+    /// The row of `snap`.
+    pub fn new(snap: &'a StoredSnapshot) -> Self {
+        let m = snap.manifest();
+        SnapshotRow {
+            id: snap.id().to_hex(),
+            short_id: snap.id().short(),
+            kind: m.kind,
+            name: &m.name,
+            host: &m.host,
+            time: m.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            duration_ms: m.duration_ms,
+            size: m.size,
+            stored: m.stored,
+            sha256: m.sha256.to_hex(),
+            chunks: m.chunks.len(),
+            tags: &m.tags,
+            parent: m.parent.map(|p| p.to_hex()),
+            metadata: &m.metadata,
+        }
+    }
+}
+
+/// Bytes in binary units, for people.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! What lifeboat records about a SQLite database and how it checks a copy against it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use lifeboat_core::{Check, Digest};
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::error::SqliteError;
+
+/// Facts about a captured database, stored in the snapshot manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqliteMetadata {
+    /// Page size in bytes.
+    pub page_size: u32,
+    /// Number of pages.
+    pub page_count: u64,
+    /// `PRAGMA user_version` (applications use it for schema migrations).
+    pub user_version: i64,
+    /// Journal mode of the source (`wal`, `delete`, ...).
+    pub journal_mode: String,
+    /// SHA-256 over every schema entry (type, name, table, SQL), in name order.
+    pub schema_hash: Digest,
+    /// Every table with its row count at the moment of capture.
+    pub tables: BTreeMap<String, u64>,
+    /// Version of the SQLite library that took the capture.
+    pub sqlite_version: String,
+}
+
+/// The first 16 bytes of every SQLite database file.
+const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Checks that `path` exists and starts with SQLite's header.
+///
+/// # Errors
+/// [`SqliteError::NotFound`] or [`SqliteError::NotADatabase`].
+pub fn check_is_database(path: &Path) -> Result<(), SqliteError> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SqliteError::NotFound { path: path.into() });
+        }
+        Err(e) => return Err(SqliteError::io("opening", path)(e)),
+    };
+    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(SqliteError::NotADatabase {
+            path: path.into(),
+            reason: "it is a directory".into(),
+        });
+    }
+    let mut header = [0u8; 16];
+    match file.read_exact(&mut header) {
+        Ok(()) if &header == MAGIC => Ok(()),
+        Ok(()) => Err(SqliteError::NotADatabase {
+            path: path.into(),
+            reason: "its header is not \"SQLite format 3\"".into(),
+        }),
+        Err(_) => Err(SqliteError::NotADatabase {
+            path: path.into(),
+            reason: "it is shorter than a SQLite header".into(),
+        }),
+    }
+}
+
+/// Opens an existing database for reading and writing, never creating one.
+pub(crate) fn open_existing(path: &Path) -> Result<Connection, SqliteError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(SqliteError::sqlite("opening", path))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(SqliteError::sqlite("configuring", path))?;
+    Ok(conn)
+}
+
+/// Reads the metadata of an open database.
+///
+/// # Errors
+/// SQLite errors, naming `path`.
+pub fn inspect(
+    conn: &Connection,
+    path: &Path,
+    journal_mode: &str,
+) -> Result<SqliteMetadata, SqliteError> {
+    let err = |action| SqliteError::sqlite(action, path);
+    let page_size: u32 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(err("reading page size of"))?;
+    let page_count: i64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(err("reading page count of"))?;
+    let page_count = page_count.max(0) as u64;
+    let user_version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err("reading user_version of"))?;
+    let mut schema = String::new();
+    let mut table_names = Vec::new();
+    {
+        let mut stmt = conn
+            .prepare("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name")
+            .map_err(err("reading the schema of"))?;
+        let mut rows = stmt.query([]).map_err(err("reading the schema of"))?;
+        while let Some(row) = rows.next().map_err(err("reading the schema of"))? {
+            let kind: String = row.get(0).map_err(err("reading the schema of"))?;
+            let name: String = row.get(1).map_err(err("reading the schema of"))?;
+            let table: String = row.get(2).map_err(err("reading the schema of"))?;
+            let sql: String = row.get(3).map_err(err("reading the schema of"))?;
+            schema.push_str(&format!("{kind}\0{name}\0{table}\0{sql}\n"));
+            if kind == "table"
+                && !name.starts_with("sqlite_")
+                && !sql.to_ascii_uppercase().starts_with("CREATE VIRTUAL")
+            {
+                table_names.push(name);
+            }
+        }
+    }
+    let mut tables = BTreeMap::new();
+    for name in table_names {
+        let quoted = name.replace('"', "\"\"");
+        let n: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM \"{quoted}\""), [], |r| {
+                r.get(0)
+            })
+            .map_err(err("counting rows in"))?;
+        tables.insert(name, n as u64);
+    }
+    Ok(SqliteMetadata {
+        page_size,
+        page_count,
+        user_version,
+        journal_mode: journal_mode.to_string(),
+        schema_hash: Digest::of(schema.as_bytes()),
+        tables,
+        sqlite_version: rusqlite::version().to_string(),
+    })
+}
+
+/// Checks the database at `path`: `PRAGMA integrity_check`, then schema, tables and row
+/// counts against `expected` when given. Every check is reported, pass or fail.
+pub fn check_database(path: &Path, expected: Option<&SqliteMetadata>) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let conn = match Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            checks.push(Check::fail("open", format!("{}: {e}", path.display())));
+            return checks;
+        }
+    };
+    let integrity: Result<Vec<String>, rusqlite::Error> = conn
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect());
+    match integrity {
+        Ok(lines) if lines == ["ok"] => checks.push(Check::pass("integrity_check", "ok")),
+        Ok(lines) => checks.push(Check::fail(
+            "integrity_check",
+            lines.into_iter().take(5).collect::<Vec<_>>().join("; "),
+        )),
+        Err(e) => checks.push(Check::fail("integrity_check", e.to_string())),
+    }
+    let Some(expected) = expected else {
+        return checks;
+    };
+    let actual = match inspect(&conn, path, &expected.journal_mode) {
+        Ok(m) => m,
+        Err(e) => {
+            checks.push(Check::fail("inspect", e.to_string()));
+            return checks;
+        }
+    };
+    checks.push(Check::new(
+        "schema",
+        actual.schema_hash == expected.schema_hash,
+        if actual.schema_hash == expected.schema_hash {
+            format!("{} tables, schema hash matches", actual.tables.len())
+        } else {
+            format!(
+                "schema hash {} differs from the manifest's {}",
+                actual.schema_hash.short(),
+                expected.schema_hash.short()
+            )
+        },
+    ));
+    for (table, want) in &expected.tables {
+        match actual.tables.get(table) {
+            Some(got) => checks.push(Check::new(
+                format!("rows in {table}"),
+                got == want,
+                format!("{got} (manifest: {want})"),
+            )),
+            None => checks.push(Check::fail(format!("table {table}"), "missing")),
+        }
+    }
+    for table in actual
+        .tables
+        .keys()
+        .filter(|t| !expected.tables.contains_key(*t))
+    {
+        checks.push(Check::fail(format!("table {table}"), "not in the manifest"));
+    }
+    checks.push(Check::new(
+        "user_version",
+        actual.user_version == expected.user_version,
+        format!(
+            "{} (manifest: {})",
+            actual.user_version, expected.user_version
+        ),
+    ));
+    checks
+}
