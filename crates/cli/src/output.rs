@@ -22,7 +22,8 @@ pub fn init_logging(verbose: u8) {
 
 /// Prints an error as one line plus a hint, and returns the failure exit code.
 pub fn fail(e: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {e:#}");
+    // Every lifeboat error's message already carries its cause; `{e}` keeps it to one line.
+    eprintln!("error: {e}");
     if let Some(hint) = hint(e) {
         eprintln!("hint: {hint}");
     }

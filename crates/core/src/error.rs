@@ -128,6 +128,26 @@ impl Error {
         }
     }
 
+    /// Wraps an error from reading or writing a stream. When the stream itself failed with a
+    /// lifeboat error (a corrupt chunk surfacing through `AsyncRead`), that error is returned
+    /// as it is, so the caller sees "chunk X is corrupt" rather than a generic I/O failure.
+    pub fn from_stream(action: &'static str, source: io::Error) -> Self {
+        if source.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return match source.into_inner().map(|inner| inner.downcast::<Error>()) {
+                Some(Ok(ours)) => *ours,
+                Some(Err(other)) => Error::Stream {
+                    action,
+                    source: io::Error::other(other),
+                },
+                None => Error::Stream {
+                    action,
+                    source: io::Error::other("stream failed"),
+                },
+            };
+        }
+        Error::Stream { action, source }
+    }
+
     /// A one-line suggestion of what the user can do next, when there is one.
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -149,6 +169,11 @@ impl Error {
             Error::TargetExists { .. } => Some(
                 "pass --force to replace it (a pre-restore safety snapshot is taken first), \
                  or restore to a new path"
+                    .into(),
+            ),
+            Error::VerificationFailed { .. } => Some(
+                "do not rely on the failing snapshots: restore from one that verifies, and take a \
+                 new backup"
                     .into(),
             ),
             Error::InvalidInput { hint, .. } => Some(hint.clone()),

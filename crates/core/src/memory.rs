@@ -68,10 +68,7 @@ impl MemorySnapshot {
         reader
             .read_to_end(&mut data)
             .await
-            .map_err(|source| Error::Stream {
-                action: "capturing into memory",
-                source,
-            })?;
+            .map_err(|source| Error::from_stream("capturing into memory", source))?;
         Capture::finish(finish).await?;
         let chunks = ChunkerParams::default()
             .split(&data)

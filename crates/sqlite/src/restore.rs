@@ -138,10 +138,7 @@ pub(crate) async fn write_stream(
         let n = reader
             .read(&mut buf)
             .await
-            .map_err(|source| Error::Stream {
-                action: "reading the snapshot",
-                source,
-            })?;
+            .map_err(|source| Error::from_stream("reading the snapshot", source))?;
         if n == 0 {
             break;
         }

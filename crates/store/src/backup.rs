@@ -159,10 +159,7 @@ impl Repository {
         loop {
             while !eof && in_flight.len() < workers * 2 {
                 let chunk = chunker.next_chunk().await.map_err(|source| {
-                    StoreError::Core(CoreError::Stream {
-                        action: "reading the capture",
-                        source,
-                    })
+                    StoreError::Core(CoreError::from_stream("reading the capture", source))
                 })?;
                 match chunk {
                     Some(chunk) => {

@@ -67,15 +67,13 @@ pub async fn run(
         );
     }
     if failed > 0 {
-        let first = reports
+        let failures = reports
             .iter()
-            .find(|r| !r.ok())
+            .filter(|r| !r.ok())
             .map(|r| format!("{}: {}", r.subject, r.failures().join("; ")))
-            .unwrap_or_default();
-        anyhow::bail!(
-            "verification failed for {failed} of {} snapshots; first: {first}",
-            reports.len()
-        );
+            .collect();
+        let subject = format!("{failed} of {} snapshots", reports.len());
+        return Err(lifeboat_core::Error::VerificationFailed { subject, failures }.into());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,454 @@
+#!/usr/bin/env bash
+# bench/sqlite.sh: lifeboat against restic and the runbooks' "sqlite3 .backup | gzip" way,
+# on one SQLite database.
+#
+# What it measures, on the same generated database (SIZE_MIB MiB of text-heavy rows,
+# WAL mode, default 500 MiB):
+#   1. full backup:    wall seconds, stored bytes (du -sb of the repository, or the .gz),
+#                      peak RSS;
+#   2. second backup:  after appending 1% new rows: wall seconds and the *additional* stored
+#                      bytes (for lifeboat also the new snapshot's own `stored` figure);
+#   3. restore:        wall seconds and peak RSS; every restored file must pass
+#                      `PRAGMA integrity_check` and hold the same rows as the source,
+#                      or the script fails.
+# Then prints ratios against the targets (full backup <= 0.5x restic's time, stored <=
+# restic's, second backup stores < 5% of the database and takes <= 20% of the full backup's
+# time, restore <= restic's, peak RSS < 128 MiB) with PASS/MISS, and writes the same
+# results as markdown to bench/work/sqlite/results.md.
+#
+# The page cache cannot be dropped without root, so each timed command runs once, warm,
+# right after `cat $DB > /dev/null` (restores also read their repository once first).
+# The runbook way also takes a second backup after the append (a whole new .gz), so that
+# all three restores bring back the same, latest data.
+#
+# Run from anywhere in the repository:
+#   bash bench/sqlite.sh                  # 500 MiB database
+#   SIZE_MIB=100 bash bench/sqlite.sh     # quick run
+# Needs: cargo, python3 (standard library only), restic, sqlite3, gzip, GNU time
+#   (apt-get install restic sqlite3 gzip time)
+# Everything is written under bench/work/sqlite, which is wiped at the start.
+
+set -euo pipefail
+
+SIZE_MIB="${SIZE_MIB:-500}"
+if ! [[ "$SIZE_MIB" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: SIZE_MIB must be a positive whole number of MiB, got '$SIZE_MIB'" >&2
+    exit 2
+fi
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+W="$ROOT/bench/work/sqlite"
+DB="$W/bench.db"
+LIFEBOAT="$ROOT/target/release/lifeboat"
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- prerequisites
+missing=()
+for tool in restic sqlite3 gzip gunzip sha256sum python3 cargo du; do
+    command -v "$tool" > /dev/null 2>&1 || missing+=("$tool")
+done
+[[ -x /usr/bin/time ]] || missing+=("/usr/bin/time")
+if ((${#missing[@]})); then
+    echo "error: missing: ${missing[*]}" >&2
+    echo "       install them with: apt-get install restic sqlite3 gzip time python3 (and Rust's cargo)" >&2
+    exit 1
+fi
+python3 -c 'import sqlite3' 2> /dev/null || die "python3 lacks the sqlite3 module"
+
+# ---------------------------------------------------------------- build
+say "building the release binary (cargo build --release -p lifeboat-cli)"
+(cd "$ROOT" && cargo build --release -p lifeboat-cli)
+[[ -x "$LIFEBOAT" ]] || die "no binary at $LIFEBOAT after the build"
+
+say "work folder $W (wiped)"
+rm -rf "$W"
+mkdir -p "$W"
+
+# ---------------------------------------------------------------- data generator
+cat > "$W/gen.py" << 'PY'
+"""Creates (create PATH MIB) or grows by 1% of its rows (append PATH) the benchmark database."""
+import datetime
+import os
+import random
+import sqlite3
+import sys
+
+VOCAB = """
+the a an and or but if then when while after before during since until because so
+account accounts order orders invoice invoices payment payments refund refunds customer
+customers user users session sessions request requests response responses service
+services server servers client clients cache caches queue queues worker workers job jobs
+task tasks batch batches record records table tables index indexes query queries row rows
+column columns schema schemas migration migrations deploy deployment release build builds
+test tests check checks health status state event events message messages notification
+email emails sms push webhook webhooks callback endpoint endpoints route routes handler
+token tokens key keys secret certificate certificates login logout signup password reset
+profile settings preference preferences subscription subscriptions plan plans trial
+upgrade downgrade cancel cancelled renew renewed charge charged declined approved pending
+failed succeeded completed started stopped paused resumed retried retry retries timeout
+timeouts error errors warning warnings info debug trace latency throughput bandwidth
+memory disk cpu network storage bucket object file files upload download export import
+report reports dashboard chart metric metrics alert alerts incident incidents page
+oncall escalation ticket tickets comment comments review reviews approve reject merge
+branch commit commits tag tags version versions config configuration feature flag flags
+rollout rollback region zone cluster node nodes pod pods container containers image
+images volume volumes snapshot snapshots backup backups restore restored replica
+replicas primary secondary leader follower shard shards partition partitions offset
+offsets consumer producer topic topics stream streams window aggregate total count sum
+average minimum maximum rate limit limits quota quotas usage billing cost price prices
+discount coupon tax currency amount balance credit debit transfer ledger entry entries
+warehouse shipment shipments delivery delivered address city country postal code phone
+name first last company team teams member members role roles permission permissions
+admin owner viewer editor guest invited joined removed updated created deleted archived
+searched viewed clicked opened closed sent received processed validated rejected
+scheduled queued expired revoked rotated synced imported exported generated calculated
+slow fast new old large small empty full partial duplicate missing invalid unknown
+expected unexpected temporary permanent internal external upstream downstream manual
+automatic daily weekly monthly yearly today yesterday tomorrow morning evening night
+""".split()
+
+KINDS = ["order.created", "order.paid", "order.shipped", "order.refunded",
+         "user.login", "user.logout", "user.signup", "user.updated",
+         "invoice.sent", "invoice.paid", "job.started", "job.finished", "job.failed",
+         "alert.fired", "alert.resolved", "webhook.delivered", "webhook.failed"]
+TENANTS = [f"{w}-{n:03d}" for n, w in enumerate(
+    random.Random(7).choices(["acme", "globex", "initech", "umbrella", "hooli", "stark",
+                              "wayne", "wonka", "tyrell", "cyberdyne"], k=60))]
+BATCH = 20_000
+
+
+def body(rnd, kind, tenant):
+    head = (f"{kind} tenant={tenant} request_id={rnd.getrandbits(64):016x} "
+            f"user={rnd.randrange(1, 50_000)} took={rnd.randrange(1, 5_000)}ms "
+            f"amount={rnd.randrange(0, 1_000_000) / 100:.2f}: ")
+    words = rnd.choices(VOCAB, k=110)
+    for i in range(0, 110, rnd.randrange(9, 16)):
+        words[i] = str(rnd.randrange(0, 100_000))
+    text = head + " ".join(words)
+    return text[: rnd.randrange(400, 601)]
+
+
+def rows(rnd, n, t):
+    out = []
+    for _ in range(n):
+        t += datetime.timedelta(milliseconds=rnd.randrange(1, 2_000))
+        kind = rnd.choice(KINDS)
+        tenant = rnd.choice(TENANTS)
+        at = t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+        out.append((at, tenant, kind, body(rnd, kind, tenant)))
+    return out, t
+
+
+def open_db(path):
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=OFF")
+    db.execute("PRAGMA cache_size=-65536")
+    return db
+
+
+def insert(db, batch):
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO events(at, tenant, kind, body) VALUES (?, ?, ?, ?)", batch)
+    db.execute("COMMIT")
+
+
+def size(db):
+    return db.execute("PRAGMA page_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0]
+
+
+def finish(db):
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
+def create(path, mib):
+    rnd = random.Random(20240101)
+    db = open_db(path)
+    db.executescript("""
+        CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT,
+                           tenant TEXT, plan TEXT, created_at TEXT);
+        CREATE TABLE events(id INTEGER PRIMARY KEY, at TEXT NOT NULL, tenant TEXT NOT NULL,
+                            kind TEXT NOT NULL, body TEXT NOT NULL);
+        CREATE INDEX events_at ON events(at);
+    """)
+    first = ["ada", "alan", "grace", "linus", "ken", "dennis", "barbara", "edsger", "donald",
+             "margaret", "john", "frances", "niklaus", "leslie", "tony", "radia"]
+    last = ["lovelace", "turing", "hopper", "torvalds", "thompson", "ritchie", "liskov",
+            "dijkstra", "knuth", "hamilton", "mccarthy", "allen", "wirth", "lamport", "hoare"]
+    t = datetime.datetime(2023, 1, 1, tzinfo=datetime.timezone.utc)
+    users = []
+    for i in range(1, 5_001):
+        f, l = rnd.choice(first), rnd.choice(last)
+        t += datetime.timedelta(seconds=rnd.randrange(60, 6_000))
+        users.append((i, f"{f}.{l}.{i}@example.com", f"{f.title()} {l.title()}",
+                      rnd.choice(TENANTS), rnd.choice(["free", "pro", "team", "enterprise"]),
+                      t.strftime("%Y-%m-%dT%H:%M:%SZ")))
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)", users)
+    db.execute("COMMIT")
+    target = mib * 1024 * 1024
+    t = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    while size(db) < target:
+        # Smaller batches near the end so the size lands close to the target.
+        left_rows = max(500, (target - size(db)) // 700)
+        batch, t = rows(rnd, min(BATCH, left_rows), t)
+        insert(db, batch)
+    finish(db)
+
+
+def append(path):
+    db = open_db(path)
+    count, last_at = db.execute("SELECT count(*), max(at) FROM events").fetchone()
+    n = max(1, count // 100)
+    rnd = random.Random(count)
+    t = datetime.datetime.strptime(last_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc)
+    while n > 0:
+        batch, t = rows(rnd, min(BATCH, n), t)
+        insert(db, batch)
+        n -= len(batch)
+    finish(db)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "create":
+        create(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "append":
+        append(sys.argv[2])
+    else:
+        sys.exit(f"usage: {sys.argv[0]} create PATH MIB | append PATH")
+PY
+
+# ---------------------------------------------------------------- helpers
+declare -A SECS RSS STORED
+
+# timed KEY CMD...: runs CMD once after warming the database, records wall seconds and
+# peak RSS (KiB); output goes to $W/logs/KEY.{out,err}.
+timed() {
+    local key=$1
+    shift
+    cat "$DB" > /dev/null
+    local s k
+    if ! /usr/bin/time -f '%e %M' -o "$W/logs/$key.time" "$@" > "$W/logs/$key.out" 2> "$W/logs/$key.err"; then
+        echo "error: $key failed: $*" >&2
+        tail -n 20 "$W/logs/$key.err" >&2
+        exit 1
+    fi
+    read -r s k < <(tail -n 1 "$W/logs/$key.time")
+    SECS[$key]=$s
+    RSS[$key]=$k
+    say "$key: ${s}s, peak RSS $((k / 1024)) MiB"
+}
+
+# warm FOLDER-OR-FILE...: reads files once so restores start from a warm cache too.
+warm() { find "$@" -type f -exec cat {} + > /dev/null; }
+
+dusb() { du -sb "$1" | cut -f1; }
+fsize() { stat -c %s "$1"; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+kib2mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# lb_last_stored: `stored` of the newest snapshot (last element of snapshots --json).
+lb_last_stored() {
+    "$LIFEBOAT" --repo "$W/lb-repo" snapshots --json |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["stored"])'
+}
+
+# check_restored FILE: integrity_check must print ok; rows must match the source.
+check_restored() {
+    local file=$1 got
+    [[ -f "$file" ]] || die "restored file $file does not exist"
+    got=$(sqlite3 "$file" 'PRAGMA integrity_check')
+    [[ "$got" == ok ]] || die "integrity_check of $file printed: $got"
+    got=$(sqlite3 "$file" 'SELECT count(*), max(id), max(at) FROM events; SELECT count(*) FROM users')
+    [[ "$got" == "$SOURCE_ROWS" ]] || die "$file holds '$got', the source holds '$SOURCE_ROWS'"
+    say "$file: integrity_check ok, rows match"
+}
+
+wal_clean() {
+    [[ ! -s "$DB-wal" ]] || die "$DB-wal is not empty: the database was not checkpointed"
+}
+
+mkdir -p "$W/logs"
+export RESTIC_PASSWORD=lifeboat-bench RESTIC_REPOSITORY="$W/restic-repo" RESTIC_CACHE_DIR="$W/restic-cache"
+
+# ---------------------------------------------------------------- database
+say "generating a ${SIZE_MIB} MiB SQLite database at $DB"
+gen_start=$(date +%s)
+python3 "$W/gen.py" create "$DB" "$SIZE_MIB"
+wal_clean
+DB_SIZE=$(fsize "$DB")
+DB_ROWS=$(sqlite3 "$DB" 'SELECT count(*) FROM events')
+say "database: $(mib "$DB_SIZE") MiB, $DB_ROWS events, generated in $(($(date +%s) - gen_start))s"
+
+RESTIC_VERSION=$(restic version | head -n 1)
+RESTIC_INIT=(restic init)
+RESTIC_BACKUP=(restic backup)
+RESTIC_MODE="no compression (this restic has none)"
+if restic --help 2>&1 | grep -q -- '--compression'; then
+    RESTIC_INIT+=(--repository-version 2)
+    RESTIC_BACKUP+=(--compression auto)
+    RESTIC_MODE="repository version 2, --compression auto"
+fi
+
+# ---------------------------------------------------------------- full backups
+say "lifeboat: init and full backup"
+"$LIFEBOAT" --repo "$W/lb-repo" init > "$W/logs/lifeboat-init.out" 2>&1 || {
+    cat "$W/logs/lifeboat-init.out" >&2
+    die "lifeboat init failed"
+}
+timed lb_full "$LIFEBOAT" --repo "$W/lb-repo" backup sqlite "$DB"
+STORED[lb_full]=$(dusb "$W/lb-repo")
+LB_SNAP_FULL=$(lb_last_stored)
+
+say "restic ($RESTIC_MODE): init and full backup"
+"${RESTIC_INIT[@]}" > "$W/logs/restic-init.out" 2>&1 || {
+    cat "$W/logs/restic-init.out" >&2
+    die "restic init failed"
+}
+timed restic_full "${RESTIC_BACKUP[@]}" "$DB"
+STORED[restic_full]=$(dusb "$W/restic-repo")
+
+say "runbook: sqlite3 .backup, gzip, sha256sum"
+RUNBOOK='sqlite3 "$1" ".backup \"$2.db\"" && gzip -c "$2.db" > "$2.db.gz" && sha256sum "$2.db.gz"'
+timed rb_full bash -c "$RUNBOOK" _ "$DB" "$W/copy"
+STORED[rb_full]=$(fsize "$W/copy.db.gz")
+
+# ---------------------------------------------------------------- append 1%, second backups
+say "appending 1% new rows"
+python3 "$W/gen.py" append "$DB"
+wal_clean
+DB_SIZE2=$(fsize "$DB")
+DB_ROWS2=$(sqlite3 "$DB" 'SELECT count(*) FROM events')
+SOURCE_ROWS=$(sqlite3 "$DB" 'SELECT count(*), max(id), max(at) FROM events; SELECT count(*) FROM users')
+say "database: $(mib "$DB_SIZE2") MiB, $DB_ROWS2 events (+$((DB_ROWS2 - DB_ROWS)))"
+
+before=$(dusb "$W/lb-repo")
+timed lb_second "$LIFEBOAT" --repo "$W/lb-repo" backup sqlite "$DB"
+STORED[lb_second]=$(($(dusb "$W/lb-repo") - before))
+LB_SNAP_SECOND=$(lb_last_stored)
+
+before=$(dusb "$W/restic-repo")
+timed restic_second "${RESTIC_BACKUP[@]}" "$DB"
+STORED[restic_second]=$(($(dusb "$W/restic-repo") - before))
+
+timed rb_second bash -c "$RUNBOOK" _ "$DB" "$W/copy-2"
+STORED[rb_second]=$(fsize "$W/copy-2.db.gz")
+
+# ---------------------------------------------------------------- restores
+say "restores"
+rm -f "$W/restored-lb.db" "$W/restored-lb.db-wal" "$W/restored-lb.db-shm"
+warm "$W/lb-repo"
+timed lb_restore "$LIFEBOAT" --repo "$W/lb-repo" restore latest --to "$W/restored-lb.db"
+check_restored "$W/restored-lb.db"
+
+rm -rf "$W/restic-restore"
+warm "$W/restic-repo"
+timed restic_restore restic restore latest --target "$W/restic-restore"
+check_restored "$W/restic-restore$DB"
+
+rm -f "$W/restored.db"
+warm "$W/copy-2.db.gz"
+timed rb_restore bash -c 'gunzip -c "$1" > "$2"' _ "$W/copy-2.db.gz" "$W/restored.db"
+check_restored "$W/restored.db"
+
+# ---------------------------------------------------------------- report
+# ratio A B: A / B with 2 decimals, or n/a when B is 0.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", 100 * a / b }'; }
+# verdict VALUE OP LIMIT: PASS or MISS.
+verdict() {
+    awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
+        if (v == "n/a") { print "MISS"; exit }
+        ok = (op == "<=") ? (v + 0 <= l + 0) : (v + 0 < l + 0)
+        print ok ? "PASS" : "MISS"
+    }'
+}
+
+LB_RSS_MAX=0
+for key in lb_full lb_second lb_restore; do
+    if ((RSS[$key] > LB_RSS_MAX)); then LB_RSS_MAX=${RSS[$key]}; fi
+done
+
+R_TIME=$(ratio "${SECS[lb_full]}" "${SECS[restic_full]}")
+R_STORED=$(ratio "${STORED[lb_full]}" "${STORED[restic_full]}")
+P_SECOND_STORED=$(pct "${STORED[lb_second]}" "$DB_SIZE2")
+P_SECOND_SNAP=$(pct "$LB_SNAP_SECOND" "$DB_SIZE2")
+P_SECOND_TIME=$(pct "${SECS[lb_second]}" "${SECS[lb_full]}")
+R_RESTORE=$(ratio "${SECS[lb_restore]}" "${SECS[restic_restore]}")
+RSS_MAX_MIB=$(kib2mib "$LB_RSS_MAX")
+
+ROWS_T=(
+    "lifeboat|full backup|lb_full"
+    "restic|full backup|restic_full"
+    "runbook (.backup + gzip)|full backup|rb_full"
+    "lifeboat|second backup (+1% rows)|lb_second"
+    "restic|second backup (+1% rows)|restic_second"
+    "runbook (.backup + gzip)|second backup (+1% rows)|rb_second"
+    "lifeboat|restore|lb_restore"
+    "restic|restore|restic_restore"
+    "runbook (.backup + gzip)|restore (gunzip)|rb_restore"
+)
+RATIOS=(
+    "full backup time, lifeboat / restic|${R_TIME}x|<= 0.5x|$(verdict "$R_TIME" "<=" 0.5)"
+    "stored after full backup, lifeboat / restic|${R_STORED}x|<= 1.0x|$(verdict "$R_STORED" "<=" 1)"
+    "second backup stores, % of DB size (repo growth)|${P_SECOND_STORED}%|< 5%|$(verdict "$P_SECOND_STORED" "<" 5)"
+    "second backup time, % of lifeboat full backup|${P_SECOND_TIME}%|<= 20%|$(verdict "$P_SECOND_TIME" "<=" 20)"
+    "restore time, lifeboat / restic|${R_RESTORE}x|<= 1.0x|$(verdict "$R_RESTORE" "<=" 1)"
+    "lifeboat peak RSS, max over its runs|${RSS_MAX_MIB} MiB|< 128 MiB|$(verdict "$RSS_MAX_MIB" "<" 128)"
+)
+
+LB_VERSION=$("$LIFEBOAT" --version 2> /dev/null || echo lifeboat)
+GIT_REV=$(git -C "$ROOT" describe --always --dirty 2> /dev/null || echo unknown)
+SETUP="database $(mib "$DB_SIZE") MiB, $DB_ROWS events ($(mib "$DB_SIZE2") MiB, $DB_ROWS2 events after the append); $(nproc) cores; $LB_VERSION ($GIT_REV); $RESTIC_VERSION, $RESTIC_MODE; $(sqlite3 --version | cut -d' ' -f1-2 | sed 's/^/sqlite3 /'); $(gzip --version | head -n 1)"
+NOTES="Stored = repository growth (du -sb) for lifeboat and restic, size of the .gz for the runbook. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the DB (second)."
+
+cell() { [[ "$2" == - ]] && echo - || "$1" "$2"; }
+
+{
+    echo
+    echo "SQLite benchmark: $SETUP"
+    echo
+    printf '%-26s %-27s %9s %12s %15s\n' Tool Phase Seconds "Stored MiB" "Peak RSS MiB"
+    for row in "${ROWS_T[@]}"; do
+        IFS='|' read -r tool phase key <<< "$row"
+        printf '%-26s %-27s %9s %12s %15s\n' "$tool" "$phase" "${SECS[$key]}" \
+            "$(cell mib "${STORED[$key]:--}")" "$(kib2mib "${RSS[$key]}")"
+    done
+    echo
+    echo "$NOTES"
+    echo
+    printf '%-50s %12s %11s %7s\n' Measure Value Target Result
+    for row in "${RATIOS[@]}"; do
+        IFS='|' read -r what value target result <<< "$row"
+        printf '%-50s %12s %11s %7s\n' "$what" "$value" "$target" "$result"
+    done
+    echo
+}
+
+{
+    echo "## SQLite benchmark"
+    echo
+    echo "$(date -u +%Y-%m-%d): $SETUP."
+    echo
+    echo "| Tool | Phase | Seconds | Stored (MiB) | Peak RSS (MiB) |"
+    echo "|---|---|---:|---:|---:|"
+    for row in "${ROWS_T[@]}"; do
+        IFS='|' read -r tool phase key <<< "$row"
+        echo "| $tool | $phase | ${SECS[$key]} | $(cell mib "${STORED[$key]:--}") | $(kib2mib "${RSS[$key]}") |"
+    done
+    echo
+    echo "$NOTES"
+    echo
+    echo "| Measure | Value | Target | Result |"
+    echo "|---|---:|---:|:---:|"
+    for row in "${RATIOS[@]}"; do
+        IFS='|' read -r what value target result <<< "$row"
+        echo "| $what | $value | $target | $result |"
+    done
+} > "$W/results.md"
+
+say "markdown written to $W/results.md"

@@ -1,0 +1,89 @@
+//! Shared helpers for the end-to-end tests: run the real `lifeboat` binary.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use lifeboat_testkit::*;
+
+/// A `lifeboat` command against `repo`, with a clean environment for lifeboat's variables.
+pub fn lifeboat(repo: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    cmd.arg("--repo")
+        .arg(repo)
+        .env_remove("LIFEBOAT_REPO")
+        .env("LIFEBOAT_LOG", "warn");
+    cmd
+}
+
+/// Runs and requires success; returns stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs and requires failure; returns stderr.
+pub fn fails(cmd: &mut Command) -> String {
+    let out: Output = cmd.output().unwrap();
+    assert!(
+        !out.status.success(),
+        "{cmd:?} should have failed\nstdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("error: "), "no one-line error: {stderr}");
+    assert!(stderr.contains("hint: "), "no hint: {stderr}");
+    stderr
+}
+
+/// `snapshots --json` as values.
+pub fn snapshots(repo: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str(&ok(lifeboat(repo).args(["snapshots", "--json"]))).unwrap()
+}
+
+/// Every file below `dir` with its size: to prove a command wrote nothing.
+pub fn tree(dir: &Path) -> BTreeMap<PathBuf, u64> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), e.metadata().map(|m| m.len()).unwrap_or(0));
+            }
+        }
+    }
+    out
+}
+
+/// Row counts of every user table, read with rusqlite.
+pub fn table_counts(path: &Path) -> BTreeMap<String, u64> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type='table' AND name NOT LIKE 'sqlite_%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    names
+        .into_iter()
+        .map(|n| {
+            let c = count(&conn, &n);
+            (n, c)
+        })
+        .collect()
+}
