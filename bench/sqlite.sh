@@ -4,7 +4,7 @@
 #
 # What it measures, on the same generated database (SIZE_MIB MiB of text-heavy rows,
 # WAL mode, default 500 MiB):
-#   1. full backup:    wall seconds, stored bytes (du -sb of the repository, or the .gz),
+#   1. full backup:    wall seconds, stored bytes (the repository's files, or the .gz),
 #                      peak RSS;
 #   2. second backup:  after appending 1% new rows: wall seconds and the *additional* stored
 #                      bytes (for lifeboat also the new snapshot's own `stored` figure);
@@ -15,6 +15,11 @@
 # restic's, second backup stores < 5% of the database and takes <= 20% of the full backup's
 # time, restore <= restic's, peak RSS < 128 MiB) with PASS/MISS, and writes the same
 # results as markdown to bench/work/sqlite/results.md.
+#
+# Stored bytes of a repository are the sum of its files' sizes, i.e. `du -sb` without the
+# 4 KiB `du -sb` counts for every folder: restic creates its 256 data/?? folders up front
+# (1 MiB of folder entries), lifeboat creates them as it needs them, which would skew both
+# the full-backup comparison and the second backup's growth on small databases.
 #
 # The page cache cannot be dropped without root, so each timed command runs once, warm,
 # right after `cat $DB > /dev/null` (restores also read their repository once first).
@@ -246,7 +251,8 @@ timed() {
 # warm FOLDER-OR-FILE...: reads files once so restores start from a warm cache too.
 warm() { find "$@" -type f -exec cat {} + > /dev/null; }
 
-dusb() { du -sb "$1" | cut -f1; }
+# stored DIR: bytes of all files under DIR (du -sb minus folder entries).
+stored() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
 fsize() { stat -c %s "$1"; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 kib2mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
@@ -301,7 +307,7 @@ say "lifeboat: init and full backup"
     die "lifeboat init failed"
 }
 timed lb_full "$LIFEBOAT" --repo "$W/lb-repo" backup sqlite "$DB"
-STORED[lb_full]=$(dusb "$W/lb-repo")
+STORED[lb_full]=$(stored "$W/lb-repo")
 LB_SNAP_FULL=$(lb_last_stored)
 
 say "restic ($RESTIC_MODE): init and full backup"
@@ -310,7 +316,7 @@ say "restic ($RESTIC_MODE): init and full backup"
     die "restic init failed"
 }
 timed restic_full "${RESTIC_BACKUP[@]}" "$DB"
-STORED[restic_full]=$(dusb "$W/restic-repo")
+STORED[restic_full]=$(stored "$W/restic-repo")
 
 say "runbook: sqlite3 .backup, gzip, sha256sum"
 RUNBOOK='sqlite3 "$1" ".backup \"$2.db\"" && gzip -c "$2.db" > "$2.db.gz" && sha256sum "$2.db.gz"'
@@ -326,14 +332,14 @@ DB_ROWS2=$(sqlite3 "$DB" 'SELECT count(*) FROM events')
 SOURCE_ROWS=$(sqlite3 "$DB" 'SELECT count(*), max(id), max(at) FROM events; SELECT count(*) FROM users')
 say "database: $(mib "$DB_SIZE2") MiB, $DB_ROWS2 events (+$((DB_ROWS2 - DB_ROWS)))"
 
-before=$(dusb "$W/lb-repo")
+before=$(stored "$W/lb-repo")
 timed lb_second "$LIFEBOAT" --repo "$W/lb-repo" backup sqlite "$DB"
-STORED[lb_second]=$(($(dusb "$W/lb-repo") - before))
+STORED[lb_second]=$(($(stored "$W/lb-repo") - before))
 LB_SNAP_SECOND=$(lb_last_stored)
 
-before=$(dusb "$W/restic-repo")
+before=$(stored "$W/restic-repo")
 timed restic_second "${RESTIC_BACKUP[@]}" "$DB"
-STORED[restic_second]=$(($(dusb "$W/restic-repo") - before))
+STORED[restic_second]=$(($(stored "$W/restic-repo") - before))
 
 timed rb_second bash -c "$RUNBOOK" _ "$DB" "$W/copy-2"
 STORED[rb_second]=$(fsize "$W/copy-2.db.gz")
@@ -404,7 +410,7 @@ RATIOS=(
 LB_VERSION=$("$LIFEBOAT" --version 2> /dev/null || echo lifeboat)
 GIT_REV=$(git -C "$ROOT" describe --always --dirty 2> /dev/null || echo unknown)
 SETUP="database $(mib "$DB_SIZE") MiB, $DB_ROWS events ($(mib "$DB_SIZE2") MiB, $DB_ROWS2 events after the append); $(nproc) cores; $LB_VERSION ($GIT_REV); $RESTIC_VERSION, $RESTIC_MODE; $(sqlite3 --version | cut -d' ' -f1-2 | sed 's/^/sqlite3 /'); $(gzip --version | head -n 1)"
-NOTES="Stored = repository growth (du -sb) for lifeboat and restic, size of the .gz for the runbook. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the DB (second)."
+NOTES="Stored = repository growth (sum of file sizes) for lifeboat and restic, size of the .gz for the runbook. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the DB (second)."
 
 cell() { [[ "$2" == - ]] && echo - || "$1" "$2"; }
 

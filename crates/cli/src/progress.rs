@@ -66,30 +66,29 @@ impl Progress for CliProgress {
     }
 
     fn advance(&self, bytes: u64) {
-        if let Ok(mut state) = self.state.lock() {
-            if let Some(phase) = state.as_mut() {
-                phase.done += bytes;
-                if let Some(bar) = &phase.bar {
-                    bar.inc(bytes);
-                }
+        if let Ok(mut state) = self.state.lock()
+            && let Some(phase) = state.as_mut()
+        {
+            phase.done += bytes;
+            if let Some(bar) = &phase.bar {
+                bar.inc(bytes);
             }
         }
     }
 
     fn finish(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            if let Some(phase) = state.take() {
-                if let Some(bar) = phase.bar {
-                    bar.finish_and_clear();
-                }
-                let secs = phase.started.elapsed().as_secs_f64();
-                eprintln!(
-                    "{}: {} in {secs:.1} s ({}/s)",
-                    phase.label,
-                    human_bytes(phase.done),
-                    human_bytes((phase.done as f64 / secs.max(0.001)) as u64)
-                );
-            }
+        let Some(phase) = self.state.lock().ok().and_then(|mut s| s.take()) else {
+            return;
+        };
+        if let Some(bar) = phase.bar {
+            bar.finish_and_clear();
         }
+        let secs = phase.started.elapsed().as_secs_f64();
+        eprintln!(
+            "{}: {} in {secs:.1} s ({}/s)",
+            phase.label,
+            human_bytes(phase.done),
+            human_bytes((phase.done as f64 / secs.max(0.001)) as u64)
+        );
     }
 }

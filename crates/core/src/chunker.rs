@@ -52,9 +52,12 @@ impl ChunkerParams {
 
     fn masks(&self) -> (u64, u64) {
         let bits = self.avg_size.trailing_zeros();
-        // Normalisation level 2: harder to cut before the average, easier after it. The
-        // gear hash shifts left, so the high bits carry the most history: take masks there.
-        (top_bits(bits + 2), top_bits(bits.saturating_sub(2)))
+        // Normalisation level 1: harder to cut before the average, easier after it. Level 2
+        // gives a tighter size spread, but measured here it resynchronises more slowly after
+        // an insert (1.5 changed chunks on average and up to 13, against 1.2 and 4), and
+        // resynchronising is what deduplication lives on. The gear hash shifts left, so the
+        // high bits carry the most history: take the masks there.
+        (top_bits(bits + 1), top_bits(bits.saturating_sub(1)))
     }
 
     /// Where the first chunk of `data` ends. `data` must hold either at least `max_size`
@@ -242,7 +245,7 @@ mod tests {
             let after = p.split(&edited);
             let changed = after.iter().filter(|c| !before.contains(*c)).count();
             // Boundaries resynchronise within a few chunks of the edit; everything after is shared.
-            prop_assert!(changed <= 12, "{} of {} chunks changed", changed, after.len());
+            prop_assert!(changed <= 10, "{} of {} chunks changed", changed, after.len());
             let tail = &after[after.len() / 2..];
             prop_assert!(tail.iter().all(|c| before.contains(*c)), "a chunk far from the edit changed");
         }

@@ -246,10 +246,10 @@ impl RestorePlan for SqliteRestorePlan {
             Mode::New => {
                 temp.persist_noclobber(&self.target)
                     .map_err(|e| Error::io("moving the restored file to", &self.target, e.error))?;
-                if let Some(dir) = self.target.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    if let Ok(d) = std::fs::File::open(dir) {
-                        let _ = d.sync_all();
-                    }
+                // Make the rename durable: sync the folder entry too.
+                let dir = self.target.parent().filter(|p| !p.as_os_str().is_empty());
+                if let Some(Ok(d)) = dir.map(std::fs::File::open) {
+                    let _ = d.sync_all();
                 }
             }
             Mode::Replace => {

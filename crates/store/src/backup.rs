@@ -47,10 +47,10 @@ struct Sealed {
 
 /// This machine's host name (`LIFEBOAT_HOST` overrides it).
 pub fn host_name() -> String {
-    if let Ok(h) = std::env::var("LIFEBOAT_HOST") {
-        if !h.is_empty() {
-            return h;
-        }
+    if let Ok(h) = std::env::var("LIFEBOAT_HOST")
+        && !h.is_empty()
+    {
+        return h;
     }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))

@@ -375,20 +375,15 @@ impl Repository {
         let snaps = self.snapshots().await?;
         let by_name = |s: &&StoredSnapshot| name.is_none_or(|n| s.manifest().name == n);
         if selector == "latest" {
-            return snaps
-                .iter()
-                .filter(by_name)
-                .next_back()
-                .cloned()
-                .ok_or_else(|| {
-                    CoreError::SnapshotNotFound {
-                        id: match name {
-                            Some(n) => format!("latest of {n:?}"),
-                            None => "latest (the repository has no snapshots)".into(),
-                        },
-                    }
-                    .into()
-                });
+            return snaps.iter().rfind(by_name).cloned().ok_or_else(|| {
+                CoreError::SnapshotNotFound {
+                    id: match name {
+                        Some(n) => format!("latest of {n:?}"),
+                        None => "latest (the repository has no snapshots)".into(),
+                    },
+                }
+                .into()
+            });
         }
         let prefix = selector.to_ascii_lowercase();
         let matches: Vec<&StoredSnapshot> = snaps

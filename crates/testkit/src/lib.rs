@@ -219,7 +219,7 @@ pub fn insert_events(conn: &rusqlite::Connection, rows: u64) {
                 x ^= x << 17;
                 body.push_str(WORDS[(x % WORDS.len() as u64) as usize]);
                 body.push(' ');
-                if x % 7 == 0 {
+                if x.is_multiple_of(7) {
                     body.push_str(&(x % 100_000).to_string());
                     body.push(' ');
                 }

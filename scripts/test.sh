@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need (Debian packages,
+# the s3s-fs S3 server from crates.io), then formatting, lints and every test.
+#
+#   bash scripts/test.sh
+#
+# Tests talk to real components: SQLite files checked with the sqlite3 tool, and an
+# S3-compatible server (s3s-fs) that the test harness starts on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to run: $*" >&2; return 1; fi
+}
+
+# Debian packages the tests use.
+need_pkgs=()
+command -v sqlite3 >/dev/null || need_pkgs+=(sqlite3)
+command -v sha256sum >/dev/null || need_pkgs+=(coreutils)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  say "installing ${need_pkgs[*]} (apt)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# The S3-compatible server the harness starts. 0.14.1 is the newest that builds with our
+# toolchain; it implements multipart upload and conditional create and checks signatures.
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v s3s-fs >/dev/null; then
+  say "installing s3s-fs (cargo install, a few minutes the first time)"
+  cargo install s3s-fs@0.14.1 --locked --features binary --quiet
+fi
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+say "cargo test"
+cargo test --workspace
