@@ -25,6 +25,8 @@
 mod backup;
 mod chunker;
 pub mod compress;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod digest;
 mod error;
 mod kind;
