@@ -240,3 +240,30 @@ fn a_killed_backup_leaves_no_snapshot() {
     let out = ok(lifeboat(&repo).args(["verify", "--all", "--read-data"]));
     assert!(out.contains("0 failed"), "{out}");
 }
+
+#[test]
+fn restore_leaves_no_stray_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wal.db");
+    let repo = dir.path().join("repo").display().to_string();
+    make_sqlite_db(&db, 1);
+    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    ok(lifeboat(&repo)
+        .args(["restore", "latest", "--to"])
+        .arg(out.join("restored.db")));
+    ok(lifeboat(&repo)
+        .args(["restore", "latest", "--force", "--to"])
+        .arg(out.join("restored.db")));
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["restored.db".to_string()],
+        "stray files beside the target"
+    );
+}

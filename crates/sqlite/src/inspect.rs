@@ -142,12 +142,13 @@ pub fn inspect(
 
 /// Checks the database at `path`: `PRAGMA integrity_check`, then schema, tables and row
 /// counts against `expected` when given. Every check is reported, pass or fail.
+///
+/// The database is opened read-write (never created) although nothing is written: a
+/// read-only connection to a WAL-mode file cannot remove the `-wal` and `-shm` files it makes,
+/// and they would be left beside the checked file.
 pub fn check_database(path: &Path, expected: Option<&SqliteMetadata>) -> Vec<Check> {
     let mut checks = Vec::new();
-    let conn = match Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    ) {
+    let conn = match open_existing(path) {
         Ok(c) => c,
         Err(e) => {
             checks.push(Check::fail("open", format!("{}: {e}", path.display())));
