@@ -37,13 +37,9 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
 
-    let options = BackupOptions {
-        tags: [("source".into(), "example".into())].into(),
-        ..Default::default()
-    };
-    let snap = repo
-        .backup(&SqliteBackup::new(&db), &options, &NoProgress)
-        .await?;
+    let options =
+        BackupOptions { tags: [("source".into(), "example".into())].into(), ..Default::default() };
+    let snap = repo.backup(&SqliteBackup::new(&db), &options, &NoProgress).await?;
     println!(
         "saved {} ({} bytes, {} new)",
         snap.id(),
@@ -57,16 +53,8 @@ async fn main() -> anyhow::Result<()> {
     for step in plan.steps() {
         println!("  plan: {step}");
     }
-    let ctx = RestoreContext {
-        snapshot: &snap,
-        safety_net: &repo,
-        progress: &NoProgress,
-    };
+    let ctx = RestoreContext { snapshot: &snap, safety_net: &repo, progress: &NoProgress };
     let report = plan.execute(&ctx).await?;
-    println!(
-        "restored to {} with {} checks passed",
-        report.target,
-        report.checks.len()
-    );
+    println!("restored to {} with {} checks passed", report.target, report.checks.len());
     Ok(())
 }

@@ -15,9 +15,7 @@ fn fixture() -> Fixture {
     let repo = dir.path().join("repo").display().to_string();
     ok(lifeboat(&repo).arg("init"));
     make_sqlite_db(&dir.path().join("good.db"), 1);
-    ok(lifeboat(&repo)
-        .args(["backup", "sqlite"])
-        .arg(dir.path().join("good.db")));
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(dir.path().join("good.db")));
     Fixture { dir, repo }
 }
 
@@ -25,12 +23,7 @@ fn fixture() -> Fixture {
 fn fails_cleanly(f: &Fixture, args: &[&str]) -> String {
     let before = tree(f.dir.path());
     let err = fails(lifeboat(&f.repo).args(args));
-    assert_eq!(
-        tree(f.dir.path()),
-        before,
-        "`lifeboat {}` wrote something",
-        args.join(" ")
-    );
+    assert_eq!(tree(f.dir.path()), before, "`lifeboat {}` wrote something", args.join(" "));
     err
 }
 
@@ -39,21 +32,14 @@ fn missing_database_file() {
     let f = fixture();
     let missing = f.dir.path().join("nope.db");
     let err = fails_cleanly(&f, &["backup", "sqlite", missing.to_str().unwrap()]);
-    assert!(
-        err.contains("does not exist") && err.contains("nope.db"),
-        "{err}"
-    );
+    assert!(err.contains("does not exist") && err.contains("nope.db"), "{err}");
 }
 
 #[test]
 fn file_that_is_not_sqlite() {
     let f = fixture();
     let bogus = f.dir.path().join("notes.txt");
-    std::fs::write(
-        &bogus,
-        "this is not a database, just some text that is long enough",
-    )
-    .unwrap();
+    std::fs::write(&bogus, "this is not a database, just some text that is long enough").unwrap();
     let err = fails_cleanly(&f, &["backup", "sqlite", bogus.to_str().unwrap()]);
     assert!(err.contains("not a SQLite database"), "{err}");
     let err = fails_cleanly(&f, &["backup", "sqlite", f.dir.path().to_str().unwrap()]);
@@ -64,21 +50,11 @@ fn file_that_is_not_sqlite() {
 fn unknown_snapshot() {
     let f = fixture();
     let target = f.dir.path().join("out.db");
-    let err = fails_cleanly(
-        &f,
-        &["restore", "0123abcd", "--to", target.to_str().unwrap()],
-    );
+    let err = fails_cleanly(&f, &["restore", "0123abcd", "--to", target.to_str().unwrap()]);
     assert!(err.contains("snapshot 0123abcd not found"), "{err}");
     let err = fails_cleanly(
         &f,
-        &[
-            "restore",
-            "latest",
-            "--name",
-            "other",
-            "--to",
-            target.to_str().unwrap(),
-        ],
+        &["restore", "latest", "--name", "other", "--to", target.to_str().unwrap()],
     );
     assert!(err.contains("not found"), "{err}");
     let err = fails_cleanly(&f, &["verify", &"f".repeat(64)]);
@@ -91,17 +67,9 @@ fn unknown_snapshot() {
 fn unknown_url_scheme() {
     let dir = tempfile::tempdir().unwrap();
     let before = tree(dir.path());
-    let err = fails(
-        lifeboat("ftp://example/backups")
-            .current_dir(dir.path())
-            .arg("snapshots"),
-    );
+    let err = fails(lifeboat("ftp://example/backups").current_dir(dir.path()).arg("snapshots"));
     assert!(err.contains("unknown repository URL scheme"), "{err}");
-    let err = fails(
-        lifeboat("ftp://example/backups")
-            .current_dir(dir.path())
-            .arg("init"),
-    );
+    let err = fails(lifeboat("ftp://example/backups").current_dir(dir.path()).arg("init"));
     assert!(err.contains("ftp://"), "{err}");
     assert_eq!(tree(dir.path()), before);
 }
@@ -113,14 +81,9 @@ fn repository_never_initialised() {
     make_sqlite_db(&dir.path().join("a.db"), 1);
     let before = tree(dir.path());
     let err = fails(
-        lifeboat(repo.to_str().unwrap())
-            .args(["backup", "sqlite"])
-            .arg(dir.path().join("a.db")),
+        lifeboat(repo.to_str().unwrap()).args(["backup", "sqlite"]).arg(dir.path().join("a.db")),
     );
-    assert!(
-        err.contains("no lifeboat repository") && err.contains("lifeboat init"),
-        "{err}"
-    );
+    assert!(err.contains("no lifeboat repository") && err.contains("lifeboat init"), "{err}");
     let err = fails(lifeboat(repo.to_str().unwrap()).arg("snapshots"));
     assert!(err.contains("no lifeboat repository"), "{err}");
     assert_eq!(tree(dir.path()), before);
@@ -152,11 +115,7 @@ fn corrupted_pack_is_named_and_restore_refuses() {
         "{err}"
     );
     let target = f.dir.path().join("restored.db");
-    let err = fails(
-        lifeboat(&f.repo)
-            .args(["restore", "latest", "--to"])
-            .arg(&target),
-    );
+    let err = fails(lifeboat(&f.repo).args(["restore", "latest", "--to"]).arg(&target));
     assert!(err.contains("corrupt"), "{err}");
     assert!(!target.exists(), "a failed restore left a target behind");
     let leftovers: Vec<_> = tree(f.dir.path())

@@ -22,17 +22,11 @@ fn full_cycle_on_s3_and_a_new_machine_sees_everything() {
     make_sqlite_db(&db, 4);
     let url = server.url("platform/prod");
     ok(with_env(&mut lifeboat(&url), &server).arg("init"));
-    ok(with_env(&mut lifeboat(&url), &server)
-        .args(["backup", "sqlite"])
-        .arg(&db));
-    let second = ok(with_env(&mut lifeboat(&url), &server)
-        .args(["backup", "sqlite", "--json"])
-        .arg(&db));
+    ok(with_env(&mut lifeboat(&url), &server).args(["backup", "sqlite"]).arg(&db));
+    let second =
+        ok(with_env(&mut lifeboat(&url), &server).args(["backup", "sqlite", "--json"]).arg(&db));
     let second: serde_json::Value = serde_json::from_str(&second).unwrap();
-    assert_eq!(
-        second["stored"], 0,
-        "an unchanged database stored new bytes"
-    );
+    assert_eq!(second["stored"], 0, "an unchanged database stored new bytes");
 
     // "Full server replacement": a fresh process with only the URL and credentials.
     let listed: Vec<serde_json::Value> =
@@ -58,8 +52,5 @@ fn wrong_credentials_are_refused_clearly() {
     let mut cmd = lifeboat(&url);
     with_env(&mut cmd, &server).env("AWS_SECRET_ACCESS_KEY", "wrong-secret");
     let err = fails(cmd.arg("snapshots"));
-    assert!(
-        err.contains("AWS_SECRET_ACCESS_KEY") || err.contains("refused"),
-        "{err}"
-    );
+    assert!(err.contains("AWS_SECRET_ACCESS_KEY") || err.contains("refused"), "{err}");
 }

@@ -15,10 +15,7 @@ fn backup_under_a_writer_restores_consistently() {
     let db = dir.path().join("app.db");
     let repo = dir.path().join("repo").display().to_string();
     make_sqlite_db(&db, 100);
-    assert!(
-        std::fs::metadata(&db).unwrap().len() >= 100 << 20,
-        "fixture smaller than 100 MiB"
-    );
+    assert!(std::fs::metadata(&db).unwrap().len() >= 100 << 20, "fixture smaller than 100 MiB");
     ok(lifeboat(&repo).arg("init"));
 
     // A writer commits small transactions for as long as the backup runs.
@@ -40,10 +37,7 @@ fn backup_under_a_writer_restores_consistently() {
     }
     let before = commits.load(Ordering::Relaxed);
     let started = Instant::now();
-    ok(lifeboat(&repo)
-        .args(["backup", "sqlite"])
-        .arg(&db)
-        .args(["--tag", "env=test"]));
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db).args(["--tag", "env=test"]));
     let backup_time = started.elapsed();
     let during = commits.load(Ordering::Relaxed) - before;
     stop.store(true, Ordering::Relaxed);
@@ -65,9 +59,7 @@ fn backup_under_a_writer_restores_consistently() {
         serde_json::from_value(snap["metadata"]["tables"].clone()).unwrap();
 
     let restored = dir.path().join("restored.db");
-    ok(lifeboat(&repo)
-        .args(["restore", "latest", "--to"])
-        .arg(&restored));
+    ok(lifeboat(&repo).args(["restore", "latest", "--to"]).arg(&restored));
     assert_eq!(sqlite3_integrity_check(&restored), "ok");
     assert_eq!(
         table_counts(&restored),
@@ -81,10 +73,7 @@ fn backup_under_a_writer_restores_consistently() {
         "the restored file is not the captured stream"
     );
     // `cat` emits the same plain SQLite file.
-    let cat = lifeboat(&repo)
-        .args(["cat", snap["id"].as_str().unwrap()])
-        .output()
-        .unwrap();
+    let cat = lifeboat(&repo).args(["cat", snap["id"].as_str().unwrap()]).output().unwrap();
     assert!(cat.status.success());
     assert!(cat.stdout == restored_bytes);
 
@@ -112,12 +101,7 @@ fn lifeboat_core_digest(data: &[u8]) -> String {
         .expect("sha256sum (coreutils) is needed");
     child.stdin.take().unwrap().write_all(data).unwrap();
     let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
 }
 
 #[test]
@@ -138,43 +122,22 @@ fn restore_over_existing_needs_force_and_takes_a_safety_snapshot() {
     let live_bytes = std::fs::read(&db).unwrap();
 
     let err = fails(lifeboat(&repo).args(["restore", "latest", "--to"]).arg(&db));
-    assert!(
-        err.contains("already exists") && err.contains("--force"),
-        "{err}"
-    );
-    assert_eq!(
-        std::fs::read(&db).unwrap(),
-        live_bytes,
-        "a refused restore changed the target"
-    );
-    assert_eq!(
-        snapshots(&repo).len(),
-        1,
-        "a refused restore wrote a snapshot"
-    );
+    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), live_bytes, "a refused restore changed the target");
+    assert_eq!(snapshots(&repo).len(), 1, "a refused restore wrote a snapshot");
 
     // --dry-run prints the plan and changes nothing.
-    let plan = ok(lifeboat(&repo)
-        .args(["restore", "latest", "--force", "--dry-run", "--to"])
-        .arg(&db));
-    assert!(
-        plan.contains("safety snapshot") && plan.contains("integrity_check"),
-        "{plan}"
-    );
+    let plan =
+        ok(lifeboat(&repo).args(["restore", "latest", "--force", "--dry-run", "--to"]).arg(&db));
+    assert!(plan.contains("safety snapshot") && plan.contains("integrity_check"), "{plan}");
     assert_eq!(std::fs::read(&db).unwrap(), live_bytes);
 
     // An application connection stays open across the restore and sees the restored data.
     let app = rusqlite::Connection::open(&db).unwrap();
     assert_eq!(count(&app, "events"), live_counts["events"]);
     let id = snapshots(&repo)[0]["id"].as_str().unwrap().to_string();
-    ok(lifeboat(&repo)
-        .args(["restore", &id[..12], "--force", "--to"])
-        .arg(&db));
-    assert_eq!(
-        count(&app, "events"),
-        backed_up["events"],
-        "an open connection sees stale data"
-    );
+    ok(lifeboat(&repo).args(["restore", &id[..12], "--force", "--to"]).arg(&db));
+    assert_eq!(count(&app, "events"), backed_up["events"], "an open connection sees stale data");
     drop(app);
     assert_eq!(table_counts(&db), backed_up);
     assert_eq!(sqlite3_integrity_check(&db), "ok");
@@ -189,9 +152,7 @@ fn restore_over_existing_needs_force_and_takes_a_safety_snapshot() {
     assert_eq!(safety["name"], "billing");
     // The safety snapshot holds the live data as it was, and restores.
     let rescued = dir.path().join("rescued.db");
-    ok(lifeboat(&repo)
-        .args(["restore", safety["id"].as_str().unwrap(), "--to"])
-        .arg(&rescued));
+    ok(lifeboat(&repo).args(["restore", safety["id"].as_str().unwrap(), "--to"]).arg(&rescued));
     assert_eq!(table_counts(&rescued), live_counts);
 }
 
@@ -229,10 +190,7 @@ fn a_killed_backup_leaves_no_snapshot() {
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
     assert!(!status.success());
-    assert!(
-        snapshots(&repo).is_empty(),
-        "a killed backup left a visible snapshot"
-    );
+    assert!(snapshots(&repo).is_empty(), "a killed backup left a visible snapshot");
     assert!(tree(&repo_dir.join("snapshots")).is_empty());
 
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
@@ -251,19 +209,11 @@ fn restore_leaves_no_stray_files() {
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    ok(lifeboat(&repo)
-        .args(["restore", "latest", "--to"])
-        .arg(out.join("restored.db")));
-    ok(lifeboat(&repo)
-        .args(["restore", "latest", "--force", "--to"])
-        .arg(out.join("restored.db")));
+    ok(lifeboat(&repo).args(["restore", "latest", "--to"]).arg(out.join("restored.db")));
+    ok(lifeboat(&repo).args(["restore", "latest", "--force", "--to"]).arg(out.join("restored.db")));
     let names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(
-        names,
-        vec!["restored.db".to_string()],
-        "stray files beside the target"
-    );
+    assert_eq!(names, vec!["restored.db".to_string()], "stray files beside the target");
 }

@@ -10,10 +10,7 @@ pub use lifeboat_testkit::*;
 /// A `lifeboat` command against `repo`, with a clean environment for lifeboat's variables.
 pub fn lifeboat(repo: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
-    cmd.arg("--repo")
-        .arg(repo)
-        .env_remove("LIFEBOAT_REPO")
-        .env("LIFEBOAT_LOG", "warn");
+    cmd.arg("--repo").arg(repo).env_remove("LIFEBOAT_REPO").env("LIFEBOAT_LOG", "warn");
     cmd
 }
 

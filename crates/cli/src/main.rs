@@ -12,10 +12,7 @@ mod progress;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     output::init_logging(args.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return output::fail(&e.into()),
     };

@@ -14,10 +14,8 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Prints an error as one line plus a hint, and returns the failure exit code.
@@ -37,9 +35,7 @@ fn hint(e: &anyhow::Error) -> Option<String> {
         } else if let Some(e) = cause.downcast_ref::<lifeboat_core::Error>() {
             e.hint()
         } else {
-            cause
-                .downcast_ref::<lifeboat_sqlite::SqliteError>()
-                .map(|e| e.hint())
+            cause.downcast_ref::<lifeboat_sqlite::SqliteError>().map(|e| e.hint())
         }
     })
 }
@@ -95,11 +91,7 @@ pub fn human_bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 /// Prints `value` as pretty JSON on stdout.

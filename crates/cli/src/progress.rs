@@ -25,10 +25,7 @@ struct Phase {
 impl CliProgress {
     /// Progress on stderr, as a bar when stderr is a terminal.
     pub fn new() -> Self {
-        CliProgress {
-            state: Mutex::new(None),
-            terminal: std::io::stderr().is_terminal(),
-        }
+        CliProgress { state: Mutex::new(None), terminal: std::io::stderr().is_terminal() }
     }
 }
 
@@ -50,18 +47,12 @@ impl Progress for CliProgress {
         if !self.terminal {
             eprintln!(
                 "{label}: started{}",
-                total
-                    .map(|t| format!(" ({})", human_bytes(t)))
-                    .unwrap_or_default()
+                total.map(|t| format!(" ({})", human_bytes(t))).unwrap_or_default()
             );
         }
         if let Ok(mut state) = self.state.lock() {
-            *state = Some(Phase {
-                label: label.to_string(),
-                bar,
-                started: Instant::now(),
-                done: 0,
-            });
+            *state =
+                Some(Phase { label: label.to_string(), bar, started: Instant::now(), done: 0 });
         }
     }
 

@@ -11,6 +11,11 @@ use crate::{Kind, Result};
 /// A byte stream read by the repository or written by a restore.
 pub type ByteStream = Pin<Box<dyn AsyncRead + Send>>;
 
+/// A check that runs once a capture's stream has been read to the end. It may return
+/// metadata that could only be known then (facts gathered in the same transaction after
+/// the data), which replaces the capture's up-front metadata.
+pub type FinishCheck = BoxFuture<'static, Result<Option<serde_json::Value>>>;
+
 /// One consistent capture in flight: the stream plus the typed facts recorded with it.
 pub struct Capture {
     /// The captured bytes.
@@ -19,18 +24,13 @@ pub struct Capture {
     pub metadata: serde_json::Value,
     /// The stream's length, when known up front (for progress bars).
     pub size_hint: Option<u64>,
-    finish: Option<BoxFuture<'static, Result<()>>>,
+    finish: Option<FinishCheck>,
 }
 
 impl Capture {
     /// A capture of `reader` with `metadata`.
     pub fn new(reader: ByteStream, metadata: serde_json::Value) -> Self {
-        Capture {
-            reader,
-            metadata,
-            size_hint: None,
-            finish: None,
-        }
+        Capture { reader, metadata, size_hint: None, finish: None }
     }
 
     /// Sets the known length of the stream.
@@ -41,32 +41,28 @@ impl Capture {
 
     /// Registers a check that runs after the stream was read to the end, e.g. waiting for a
     /// dump process's exit status. If it fails the snapshot is not written.
-    pub fn on_finish(mut self, check: BoxFuture<'static, Result<()>>) -> Self {
+    pub fn on_finish(mut self, check: FinishCheck) -> Self {
         self.finish = Some(check);
         self
     }
 
-    /// Runs the finishing check, if any.
+    /// Runs the finishing check, if any, and returns the final metadata: the check's, or
+    /// `metadata` when it has none.
     ///
     /// # Errors
     /// The check's error: the capture is not consistent and must not become a snapshot.
-    pub async fn finish(finish: Option<BoxFuture<'static, Result<()>>>) -> Result<()> {
+    pub async fn finish(
+        finish: Option<FinishCheck>,
+        metadata: serde_json::Value,
+    ) -> Result<serde_json::Value> {
         match finish {
-            Some(check) => check.await,
-            None => Ok(()),
+            Some(check) => Ok(check.await?.unwrap_or(metadata)),
+            None => Ok(metadata),
         }
     }
 
     /// Splits into the stream, metadata and finishing check.
-    #[allow(clippy::type_complexity)]
-    pub fn into_parts(
-        self,
-    ) -> (
-        ByteStream,
-        serde_json::Value,
-        Option<u64>,
-        Option<BoxFuture<'static, Result<()>>>,
-    ) {
+    pub fn into_parts(self) -> (ByteStream, serde_json::Value, Option<u64>, Option<FinishCheck>) {
         (self.reader, self.metadata, self.size_hint, self.finish)
     }
 }

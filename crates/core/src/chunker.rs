@@ -24,11 +24,7 @@ impl Default for ChunkerParams {
     /// 64 KiB / 256 KiB / 1 MiB: small enough that a page-level change in a database
     /// costs a fraction of a MiB, large enough that the index stays small.
     fn default() -> Self {
-        ChunkerParams {
-            min_size: 64 << 10,
-            avg_size: 256 << 10,
-            max_size: 1 << 20,
-        }
+        ChunkerParams { min_size: 64 << 10, avg_size: 256 << 10, max_size: 1 << 20 }
     }
 }
 
@@ -36,10 +32,7 @@ impl ChunkerParams {
     /// Checks the limits are usable: `min < avg < max`, `avg` a power of two.
     pub fn validate(&self) -> Result<(), String> {
         if !self.avg_size.is_power_of_two() || self.avg_size < 256 {
-            return Err(format!(
-                "avg_size {} must be a power of two >= 256",
-                self.avg_size
-            ));
+            return Err(format!("avg_size {} must be a power of two >= 256", self.avg_size));
         }
         if !(self.min_size < self.avg_size && self.avg_size < self.max_size) {
             return Err(format!(
@@ -100,11 +93,7 @@ impl ChunkerParams {
 }
 
 fn top_bits(n: u32) -> u64 {
-    if n == 0 {
-        0
-    } else {
-        u64::MAX << (64 - n.min(64))
-    }
+    if n == 0 { 0 } else { u64::MAX << (64 - n.min(64)) }
 }
 
 /// Cuts an async byte stream into chunks, holding at most two maximum-size chunks in memory.
@@ -119,12 +108,7 @@ impl<R: AsyncRead + Unpin> StreamChunker<R> {
     /// Chunks `reader` with `params`.
     pub fn new(reader: R, params: ChunkerParams) -> Self {
         let cap = params.max_size as usize * 2;
-        StreamChunker {
-            reader,
-            params,
-            buf: BytesMut::with_capacity(cap),
-            eof: false,
-        }
+        StreamChunker { reader, params, buf: BytesMut::with_capacity(cap), eof: false }
     }
 
     /// The next chunk, or `None` at the end of the stream.
@@ -171,11 +155,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn small() -> ChunkerParams {
-        ChunkerParams {
-            min_size: 256,
-            avg_size: 1024,
-            max_size: 4096,
-        }
+        ChunkerParams { min_size: 256, avg_size: 1024, max_size: 4096 }
     }
 
     fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
@@ -193,15 +173,7 @@ mod tests {
     #[test]
     fn default_params_are_valid() {
         assert_eq!(ChunkerParams::default().validate(), Ok(()));
-        assert!(
-            ChunkerParams {
-                min_size: 10,
-                avg_size: 1000,
-                max_size: 2000
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(ChunkerParams { min_size: 10, avg_size: 1000, max_size: 2000 }.validate().is_err());
     }
 
     #[test]

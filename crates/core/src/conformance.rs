@@ -46,11 +46,7 @@ async fn restore(
 ) -> Result<(crate::RestoreReport, MemorySafetyNet)> {
     let plan = h.plan(snap, target, &RestoreOptions { force })?;
     let net = MemorySafetyNet::default();
-    let ctx = RestoreContext {
-        snapshot: snap,
-        safety_net: &net,
-        progress: &NoProgress,
-    };
+    let ctx = RestoreContext { snapshot: snap, safety_net: &net, progress: &NoProgress };
     let report = plan.execute(&ctx).await?;
     Ok((report, net))
 }
@@ -59,9 +55,7 @@ async fn restore(
 pub async fn backup_then_restore_gives_same_content(h: &dyn Harness) {
     let source = h.source().await;
     let live = h.live_target(source.as_ref());
-    let snap = MemorySnapshot::capture(source.as_ref(), Tags::new())
-        .await
-        .unwrap();
+    let snap = MemorySnapshot::capture(source.as_ref(), Tags::new()).await.unwrap();
     let target = h.fresh_target();
     let (report, net) = restore(h, &snap, &target, false).await.unwrap();
     assert!(report.checks.iter().all(|c| c.ok), "{:?}", report.checks);
@@ -76,9 +70,7 @@ pub async fn backup_then_restore_gives_same_content(h: &dyn Harness) {
 pub async fn restore_without_force_refuses_existing_target(h: &dyn Harness) {
     let source = h.source().await;
     let live = h.live_target(source.as_ref());
-    let snap = MemorySnapshot::capture(source.as_ref(), Tags::new())
-        .await
-        .unwrap();
+    let snap = MemorySnapshot::capture(source.as_ref(), Tags::new()).await.unwrap();
     h.change(source.as_ref()).await;
     let before = h.content(&live).await;
     let refused = h.plan(&snap, &live, &RestoreOptions { force: false });
@@ -94,17 +86,13 @@ pub async fn restore_without_force_refuses_existing_target(h: &dyn Harness) {
 pub async fn restore_with_force_takes_a_safety_snapshot(h: &dyn Harness) {
     let source = h.source().await;
     let live = h.live_target(source.as_ref());
-    let snap = MemorySnapshot::capture(source.as_ref(), Tags::new())
-        .await
-        .unwrap();
+    let snap = MemorySnapshot::capture(source.as_ref(), Tags::new()).await.unwrap();
     let original = h.content(&live).await;
     h.change(source.as_ref()).await;
     let changed = h.content(&live).await;
     assert_ne!(original, changed, "the harness's change() changed nothing");
 
-    let plan = h
-        .plan(&snap, &live, &RestoreOptions { force: true })
-        .unwrap();
+    let plan = h.plan(&snap, &live, &RestoreOptions { force: true }).unwrap();
     assert!(!plan.steps().is_empty());
     assert_eq!(h.content(&live).await, changed, "planning had side effects");
     let (report, net) = restore(h, &snap, &live, true).await.unwrap();
@@ -127,9 +115,7 @@ pub async fn restore_with_force_takes_a_safety_snapshot(h: &dyn Harness) {
 /// damaged one fails and leaves no target behind.
 pub async fn verify_catches_damage(h: &dyn Harness) {
     let source = h.source().await;
-    let snap = MemorySnapshot::capture(source.as_ref(), Tags::new())
-        .await
-        .unwrap();
+    let snap = MemorySnapshot::capture(source.as_ref(), Tags::new()).await.unwrap();
     let good = h.verifier().verify(&snap).await.unwrap();
     assert!(good.ok(), "{:?}", good.failures());
 
@@ -138,10 +124,7 @@ pub async fn verify_catches_damage(h: &dyn Harness) {
     let report = h.verifier().verify(&bad).await.unwrap();
     assert!(!report.ok(), "damage went unnoticed");
     let target = h.fresh_target();
-    assert!(
-        restore(h, &bad, &target, false).await.is_err(),
-        "a damaged snapshot restored"
-    );
+    assert!(restore(h, &bad, &target, false).await.is_err(), "a damaged snapshot restored");
     assert_eq!(
         h.content(&target).await,
         h.content(&h.fresh_target()).await,

@@ -121,11 +121,7 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error on `path`.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::Io { action, path: path.into(), source }
     }
 
     /// Wraps an error from reading or writing a stream. When the stream itself failed with a
@@ -135,14 +131,8 @@ impl Error {
         if source.get_ref().is_some_and(|inner| inner.is::<Error>()) {
             return match source.into_inner().map(|inner| inner.downcast::<Error>()) {
                 Some(Ok(ours)) => *ours,
-                Some(Err(other)) => Error::Stream {
-                    action,
-                    source: io::Error::other(other),
-                },
-                None => Error::Stream {
-                    action,
-                    source: io::Error::other("stream failed"),
-                },
+                Some(Err(other)) => Error::Stream { action, source: io::Error::other(other) },
+                None => Error::Stream { action, source: io::Error::other("stream failed") },
             };
         }
         Error::Stream { action, source }

@@ -47,9 +47,9 @@ impl FromStr for Kind {
             "postgres" => Ok(Kind::Postgres),
             "container" => Ok(Kind::Container),
             "dir" => Ok(Kind::Dir),
-            other => Err(format!(
-                "unknown kind {other:?} (expected sqlite, postgres, container or dir)"
-            )),
+            other => {
+                Err(format!("unknown kind {other:?} (expected sqlite, postgres, container or dir)"))
+            }
         }
     }
 }

@@ -37,7 +37,7 @@ mod restore;
 mod snapshot;
 mod verify;
 
-pub use backup::{Backup, ByteStream, Capture};
+pub use backup::{Backup, ByteStream, Capture, FinishCheck};
 pub use chunker::{ChunkerParams, StreamChunker};
 pub use digest::{ChunkId, Digest, SnapshotId, StreamHasher};
 pub use error::{Error, Result};

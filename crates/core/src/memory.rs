@@ -69,12 +69,8 @@ impl MemorySnapshot {
             .read_to_end(&mut data)
             .await
             .map_err(|source| Error::from_stream("capturing into memory", source))?;
-        Capture::finish(finish).await?;
-        let chunks = ChunkerParams::default()
-            .split(&data)
-            .into_iter()
-            .map(Digest::of)
-            .collect();
+        let metadata = Capture::finish(finish, metadata).await?;
+        let chunks = ChunkerParams::default().split(&data).into_iter().map(Digest::of).collect();
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             kind: source.kind(),

@@ -33,10 +33,7 @@ pub struct PlanStep {
 impl PlanStep {
     /// A step with a title and detail.
     pub fn new(title: impl Into<String>, detail: impl Into<String>) -> Self {
-        PlanStep {
-            title: title.into(),
-            detail: detail.into(),
-        }
+        PlanStep { title: title.into(), detail: detail.into() }
     }
 }
 

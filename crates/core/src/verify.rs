@@ -19,29 +19,17 @@ pub struct Check {
 impl Check {
     /// A check that held.
     pub fn pass(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Check {
-            name: name.into(),
-            ok: true,
-            detail: detail.into(),
-        }
+        Check { name: name.into(), ok: true, detail: detail.into() }
     }
 
     /// A check that failed.
     pub fn fail(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Check {
-            name: name.into(),
-            ok: false,
-            detail: detail.into(),
-        }
+        Check { name: name.into(), ok: false, detail: detail.into() }
     }
 
     /// A check that holds when `ok`.
     pub fn new(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Self {
-        Check {
-            name: name.into(),
-            ok,
-            detail: detail.into(),
-        }
+        Check { name: name.into(), ok, detail: detail.into() }
     }
 }
 
@@ -57,10 +45,7 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// An empty report about `subject`.
     pub fn new(subject: impl Into<String>) -> Self {
-        VerifyReport {
-            subject: subject.into(),
-            checks: Vec::new(),
-        }
+        VerifyReport { subject: subject.into(), checks: Vec::new() }
     }
 
     /// Whether every check held.
@@ -70,11 +55,7 @@ impl VerifyReport {
 
     /// The failed checks, one line each.
     pub fn failures(&self) -> Vec<String> {
-        self.checks
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| format!("{}: {}", c.name, c.detail))
-            .collect()
+        self.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect()
     }
 }
 

@@ -1,9 +1,16 @@
-//! Consistent online capture of a SQLite database.
+//! Consistent online capture of a SQLite database, two ways:
 //!
-//! SQLite's online backup API copies every page in one step (`step(-1)`) inside one read
-//! transaction. In WAL mode writers keep committing while it runs; in rollback-journal mode
-//! they wait only for the copy. Copying in small steps is avoided on purpose: each write by
-//! another connection restarts a stepwise copy, and under a steady writer it never finishes.
+//! - **WAL mode, page stream** (when SQLite was built with `sqlite_dbpage`, as this
+//!   workspace's `.cargo/config.toml` does): every page image is read through the
+//!   `sqlite_dbpage` virtual table inside one read transaction and streamed straight into the
+//!   repository, with no temporary copy; the metadata (row counts) is taken in the same
+//!   transaction afterwards. Writers keep committing throughout (WAL readers never block
+//!   them); checkpoints pause at our snapshot until the read ends.
+//! - **Otherwise, online backup API**: every page is copied in one step (`step(-1)`) into a
+//!   temporary file, which is then streamed. In rollback-journal mode a read transaction would
+//!   block writers for the whole upload; this way they wait only for the local copy. Copying
+//!   in small steps is avoided on purpose: each write by another connection restarts a
+//!   stepwise copy, and under a steady writer it never finishes.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -11,10 +18,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use lifeboat_core::{Backup, ByteStream, Capture, Kind, Result};
+use bytes::{Bytes, BytesMut};
+use lifeboat_core::{Backup, ByteStream, Capture, FinishCheck, Kind, Result};
 use rusqlite::Connection;
 use rusqlite::backup::StepResult;
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio_util::io::StreamReader;
 use tracing::debug;
 
 use crate::error::{SqliteError, backend};
@@ -22,26 +31,37 @@ use crate::inspect::{SqliteMetadata, check_is_database, inspect, open_existing};
 
 /// How long a copy waits for a lock held by another connection before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(60);
+/// Page batches buffered between the SQLite reader thread and the repository.
+const PAGE_BATCHES_AHEAD: usize = 8;
+/// Bytes of pages sent at once.
+const PAGE_BATCH: usize = 1 << 20;
+
+type Sqlite<T> = std::result::Result<T, SqliteError>;
 
 /// A SQLite database file to capture.
 #[derive(Debug, Clone)]
 pub struct SqliteBackup {
     path: PathBuf,
     temp_dir: Option<PathBuf>,
+    force_copy: bool,
 }
 
 impl SqliteBackup {
     /// Captures the database at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SqliteBackup {
-            path: path.into(),
-            temp_dir: None,
-        }
+        SqliteBackup { path: path.into(), temp_dir: None, force_copy: false }
     }
 
-    /// Puts the temporary copy in `dir` instead of the system temp folder.
+    /// Puts a temporary copy, when one is needed, in `dir` instead of the system temp folder.
     pub fn with_temp_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.temp_dir = Some(dir.into());
+        self
+    }
+
+    /// Always captures through a temporary copy made with the online backup API, even when a
+    /// page stream is possible (the stream is faster; this exists to test both ways).
+    pub fn with_backup_copy(mut self) -> Self {
+        self.force_copy = true;
         self
     }
 
@@ -50,28 +70,31 @@ impl SqliteBackup {
         &self.path
     }
 
-    fn capture_blocking(
-        &self,
-    ) -> std::result::Result<(tempfile::NamedTempFile, SqliteMetadata), SqliteError> {
+    /// Checks the file and opens it; returns the connection and its journal mode.
+    fn open_source(&self) -> Sqlite<(Connection, String)> {
         check_is_database(&self.path)?;
         let src = open_existing(&self.path)?;
-        let journal_mode: String = src
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .map_err(|source| match source {
+        let journal_mode: String = src.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(
+            |source| match source {
                 rusqlite::Error::SqliteFailure(e, _)
                     if e.code == rusqlite::ErrorCode::NotADatabase =>
                 {
-                    SqliteError::NotADatabase {
-                        path: self.path.clone(),
-                        reason: e.to_string(),
-                    }
+                    SqliteError::NotADatabase { path: self.path.clone(), reason: e.to_string() }
                 }
-                source => SqliteError::Sqlite {
-                    action: "reading",
-                    path: self.path.clone(),
-                    source,
-                },
-            })?;
+                source => {
+                    SqliteError::Sqlite { action: "reading", path: self.path.clone(), source }
+                }
+            },
+        )?;
+        Ok((src, journal_mode.to_ascii_lowercase()))
+    }
+
+    /// Copies the database into a temporary file with the backup API.
+    fn copy_to_temp(
+        &self,
+        src: &Connection,
+        journal_mode: &str,
+    ) -> Sqlite<(tempfile::NamedTempFile, SqliteMetadata)> {
         let dir = self.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
         let temp = tempfile::Builder::new()
             .prefix(".lifeboat-sqlite-capture-")
@@ -81,14 +104,118 @@ impl SqliteBackup {
         let started = Instant::now();
         let mut dst =
             Connection::open(temp.path()).map_err(SqliteError::sqlite("creating", temp.path()))?;
-        copy_all_pages(&src, &mut dst, &self.path, "capturing")?;
-        let metadata = inspect(&dst, temp.path(), &journal_mode.to_ascii_lowercase())?;
+        copy_all_pages(src, &mut dst, &self.path, "capturing")?;
+        let metadata = inspect(&dst, temp.path(), journal_mode)?;
         // Closing the copy folds any WAL it has back into the file before it is streamed.
-        dst.close()
-            .map_err(|(_, e)| SqliteError::sqlite("closing", temp.path())(e))?;
+        dst.close().map_err(|(_, e)| SqliteError::sqlite("closing", temp.path())(e))?;
         debug!(path = %self.path.display(), elapsed = ?started.elapsed(), pages = metadata.page_count, "consistent copy taken");
         Ok((temp, metadata))
     }
+
+    async fn capture_by_copy(&self, src: Connection, journal_mode: String) -> Result<Capture> {
+        let this = self.clone();
+        let (temp, metadata) =
+            tokio::task::spawn_blocking(move || this.copy_to_temp(&src, &journal_mode))
+                .await
+                .map_err(|e| backend(format!("capture task failed: {e}")))??;
+        let temp = temp.into_temp_path();
+        let file = tokio::fs::File::open(&temp)
+            .await
+            .map_err(|e| lifeboat_core::Error::io("opening", temp.to_path_buf(), e))?;
+        let size = file.metadata().await.map(|m| m.len()).ok();
+        let reader: ByteStream = Box::pin(TempFileReader { file, _temp: temp });
+        let metadata = serde_json::to_value(&metadata).map_err(|e| backend(e.to_string()))?;
+        Ok(with_size(Capture::new(reader, metadata), size))
+    }
+
+    fn capture_by_pages(&self, src: Connection, journal_mode: String) -> Result<Capture> {
+        let size = src
+            .query_row(
+                "SELECT page_size * page_count FROM pragma_page_size, pragma_page_count",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .ok()
+            .map(|n| n.max(0) as u64);
+        let (pages_tx, pages_rx) = tokio::sync::mpsc::channel(PAGE_BATCHES_AHEAD);
+        let (meta_tx, meta_rx) = tokio::sync::oneshot::channel();
+        let path = self.path.clone();
+        std::thread::Builder::new()
+            .name("lifeboat-sqlite-pages".into())
+            .spawn(move || {
+                let result = stream_pages(&src, &path, &journal_mode, &pages_tx);
+                if let Err(e) = &result {
+                    let _ = pages_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                }
+                let _ = meta_tx.send(result);
+            })
+            .map_err(|e| backend(format!("could not start the page reader: {e}")))?;
+        let pages = futures::stream::unfold(pages_rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let reader: ByteStream = Box::pin(StreamReader::new(pages));
+        let finish: FinishCheck = Box::pin(async move {
+            let metadata = meta_rx
+                .await
+                .map_err(|_| backend("the page reader stopped without a result"))??;
+            let metadata = serde_json::to_value(&metadata).map_err(|e| backend(e.to_string()))?;
+            Ok(Some(metadata))
+        });
+        Ok(with_size(Capture::new(reader, serde_json::Value::Null).on_finish(finish), size))
+    }
+}
+
+fn with_size(capture: Capture, size: Option<u64>) -> Capture {
+    match size {
+        Some(size) => capture.with_size_hint(size),
+        None => capture,
+    }
+}
+
+/// Whether this build of SQLite can stream WAL-mode databases page by page (it was compiled
+/// with `SQLITE_ENABLE_DBPAGE_VTAB`); otherwise captures go through a temporary copy.
+pub fn page_stream_available() -> bool {
+    Connection::open_in_memory().map(|c| has_dbpage(&c)).unwrap_or(false)
+}
+
+/// Whether this SQLite build has the `sqlite_dbpage` virtual table.
+fn has_dbpage(conn: &Connection) -> bool {
+    conn.prepare("SELECT data FROM sqlite_dbpage LIMIT 0").is_ok()
+}
+
+/// Sends every page image of one read transaction, then gathers the metadata in the same
+/// transaction, so the row counts describe exactly the pages sent.
+fn stream_pages(
+    src: &Connection,
+    path: &Path,
+    journal_mode: &str,
+    out: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+) -> Sqlite<SqliteMetadata> {
+    let err = |action| SqliteError::sqlite(action, path);
+    let cancelled = || SqliteError::Cancelled { path: path.into() };
+    src.execute_batch("BEGIN").map_err(err("starting a read transaction on"))?;
+    {
+        let mut stmt =
+            src.prepare("SELECT data FROM sqlite_dbpage").map_err(err("reading pages of"))?;
+        let mut rows = stmt.query([]).map_err(err("reading pages of"))?;
+        let mut batch = BytesMut::with_capacity(PAGE_BATCH);
+        while let Some(row) = rows.next().map_err(err("reading pages of"))? {
+            let page = row.get_ref(0).map_err(err("reading pages of"))?;
+            let page = page.as_blob().map_err(|e| err("reading pages of")(e.into()))?;
+            batch.extend_from_slice(page);
+            if batch.len() >= PAGE_BATCH {
+                // A closed channel means the repository side stopped: stop reading too.
+                out.blocking_send(Ok(batch.split().freeze())).map_err(|_| cancelled())?;
+                batch.reserve(PAGE_BATCH);
+            }
+        }
+        if !batch.is_empty() {
+            out.blocking_send(Ok(batch.freeze())).map_err(|_| cancelled())?;
+        }
+    }
+    let metadata = inspect(src, path, journal_mode)?;
+    src.execute_batch("COMMIT").map_err(err("ending the read transaction on"))?;
+    Ok(metadata)
 }
 
 /// Copies every page of `src` into `dst` in one step of the backup API, waiting out locks.
@@ -97,24 +224,21 @@ pub(crate) fn copy_all_pages(
     dst: &mut Connection,
     path: &Path,
     action: &'static str,
-) -> std::result::Result<(), SqliteError> {
+) -> Sqlite<()> {
     let backup =
         rusqlite::backup::Backup::new(src, dst).map_err(SqliteError::sqlite(action, path))?;
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         match backup.step(-1).map_err(SqliteError::sqlite(action, path))? {
             StepResult::Done => return Ok(()),
-            StepResult::More => continue,
-            StepResult::Busy | StepResult::Locked => {
-                if Instant::now() > deadline {
-                    return Err(SqliteError::Locked {
-                        action,
-                        path: path.into(),
-                        seconds: LOCK_WAIT.as_secs(),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(25));
+            StepResult::Busy | StepResult::Locked if Instant::now() > deadline => {
+                return Err(SqliteError::Locked {
+                    action,
+                    path: path.into(),
+                    seconds: LOCK_WAIT.as_secs(),
+                });
             }
+            StepResult::Busy | StepResult::Locked => std::thread::sleep(Duration::from_millis(25)),
             _ => continue,
         }
     }
@@ -155,20 +279,15 @@ impl Backup for SqliteBackup {
 
     async fn capture(&self) -> Result<Capture> {
         let this = self.clone();
-        let (temp, metadata) = tokio::task::spawn_blocking(move || this.capture_blocking())
+        let (src, journal_mode) = tokio::task::spawn_blocking(move || this.open_source())
             .await
             .map_err(|e| backend(format!("capture task failed: {e}")))??;
-        let temp = temp.into_temp_path();
-        let file = tokio::fs::File::open(&temp)
-            .await
-            .map_err(|e| lifeboat_core::Error::io("opening", temp.to_path_buf(), e))?;
-        let size = file.metadata().await.map(|m| m.len()).ok();
-        let reader: ByteStream = Box::pin(TempFileReader { file, _temp: temp });
-        let metadata = serde_json::to_value(&metadata).map_err(|e| backend(e.to_string()))?;
-        let capture = Capture::new(reader, metadata);
-        Ok(match size {
-            Some(size) => capture.with_size_hint(size),
-            None => capture,
-        })
+        if journal_mode == "wal" && !self.force_copy && has_dbpage(&src) {
+            debug!(path = %self.path.display(), "capturing by page stream");
+            self.capture_by_pages(src, journal_mode)
+        } else {
+            debug!(path = %self.path.display(), journal_mode, "capturing by online backup copy");
+            self.capture_by_copy(src, journal_mode).await
+        }
     }
 }

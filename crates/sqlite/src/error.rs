@@ -46,6 +46,12 @@ pub enum SqliteError {
         /// How long lifeboat waited.
         seconds: u64,
     },
+    /// The capture was abandoned because the repository side stopped reading.
+    #[error("the capture of {path} was cancelled")]
+    Cancelled {
+        /// The database file.
+        path: PathBuf,
+    },
     /// A file operation failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -65,11 +71,7 @@ impl SqliteError {
         path: impl Into<PathBuf>,
     ) -> impl FnOnce(rusqlite::Error) -> Self {
         let path = path.into();
-        move |source| SqliteError::Sqlite {
-            action,
-            path,
-            source,
-        }
+        move |source| SqliteError::Sqlite { action, path, source }
     }
 
     pub(crate) fn io(
@@ -77,11 +79,7 @@ impl SqliteError {
         path: impl Into<PathBuf>,
     ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| SqliteError::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| SqliteError::Io { action, path, source }
     }
 
     /// What the user can do about it.
@@ -95,6 +93,7 @@ impl SqliteError {
             SqliteError::Locked { .. } => {
                 "a long write transaction holds the database; retry when it has finished".into()
             }
+            SqliteError::Cancelled { .. } => "see the error that stopped the backup".into(),
             SqliteError::Sqlite { .. } | SqliteError::Io { .. } => {
                 "check the file's permissions and free disk space".into()
             }
@@ -104,16 +103,10 @@ impl SqliteError {
 
 impl From<SqliteError> for CoreError {
     fn from(e: SqliteError) -> Self {
-        CoreError::InvalidInput {
-            hint: e.hint(),
-            what: e.to_string(),
-        }
+        CoreError::InvalidInput { hint: e.hint(), what: e.to_string() }
     }
 }
 
 pub(crate) fn backend(message: impl Into<String>) -> CoreError {
-    CoreError::Backend {
-        kind: Kind::Sqlite,
-        message: message.into(),
-    }
+    CoreError::Backend { kind: Kind::Sqlite, message: message.into() }
 }

@@ -123,9 +123,7 @@ pub fn inspect(
     for name in table_names {
         let quoted = name.replace('"', "\"\"");
         let n: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM \"{quoted}\""), [], |r| {
-                r.get(0)
-            })
+            .query_row(&format!("SELECT count(*) FROM \"{quoted}\""), [], |r| r.get(0))
             .map_err(err("counting rows in"))?;
         tables.insert(name, n as u64);
     }
@@ -199,20 +197,13 @@ pub fn check_database(path: &Path, expected: Option<&SqliteMetadata>) -> Vec<Che
             None => checks.push(Check::fail(format!("table {table}"), "missing")),
         }
     }
-    for table in actual
-        .tables
-        .keys()
-        .filter(|t| !expected.tables.contains_key(*t))
-    {
+    for table in actual.tables.keys().filter(|t| !expected.tables.contains_key(*t)) {
         checks.push(Check::fail(format!("table {table}"), "not in the manifest"));
     }
     checks.push(Check::new(
         "user_version",
         actual.user_version == expected.user_version,
-        format!(
-            "{} (manifest: {})",
-            actual.user_version, expected.user_version
-        ),
+        format!("{} (manifest: {})", actual.user_version, expected.user_version),
     ));
     checks
 }

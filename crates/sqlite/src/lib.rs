@@ -34,7 +34,7 @@ mod inspect;
 mod restore;
 mod verify;
 
-pub use backup::SqliteBackup;
+pub use backup::{SqliteBackup, page_stream_available};
 pub use error::SqliteError;
 pub use inspect::{SqliteMetadata, check_database, check_is_database, inspect};
 pub use restore::{SqliteRestorePlan, metadata_of};

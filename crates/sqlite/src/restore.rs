@@ -61,10 +61,8 @@ impl SqliteRestorePlan {
     pub fn new(snapshot: &dyn Snapshot, target: &Path, options: &RestoreOptions) -> Result<Self> {
         let manifest = snapshot.manifest();
         let expected = metadata_of(manifest)?;
-        let parent = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let parent =
+            target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !parent.is_dir() {
             return Err(Error::InvalidInput {
                 what: format!(
@@ -82,9 +80,7 @@ impl SqliteRestorePlan {
                 });
             }
             Ok(_) if !options.force => {
-                return Err(Error::TargetExists {
-                    target: target.display().to_string(),
-                });
+                return Err(Error::TargetExists { target: target.display().to_string() });
             }
             Ok(_) => Mode::Replace,
             Err(_) => Mode::New,
@@ -99,16 +95,10 @@ impl SqliteRestorePlan {
     }
 
     fn temp_in_target_dir(&self) -> Result<tempfile::NamedTempFile> {
-        let dir = self
-            .target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let stem = self
-            .target
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let dir =
+            self.target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let stem =
+            self.target.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         tempfile::Builder::new()
             .prefix(&format!(".{stem}.lifeboat-restore-"))
             .tempfile_in(dir)
@@ -143,15 +133,11 @@ pub(crate) async fn write_stream(
             break;
         }
         hasher.update(&buf[..n]);
-        file.write_all(&buf[..n])
-            .await
-            .map_err(|e| Error::io("writing", path, e))?;
+        file.write_all(&buf[..n]).await.map_err(|e| Error::io("writing", path, e))?;
         progress.advance(n as u64);
     }
     progress.finish();
-    file.sync_all()
-        .await
-        .map_err(|e| Error::io("syncing", path, e))?;
+    file.sync_all().await.map_err(|e| Error::io("syncing", path, e))?;
     let written = hasher.len();
     let digest = hasher.finish();
     if digest != manifest.sha256 || written != manifest.size {
@@ -168,11 +154,8 @@ async fn checked(path: PathBuf, expected: SqliteMetadata, subject: String) -> Re
     let checks = tokio::task::spawn_blocking(move || check_database(&path, Some(&expected)))
         .await
         .map_err(|e| backend(format!("check task failed: {e}")))?;
-    let failures: Vec<String> = checks
-        .iter()
-        .filter(|c| !c.ok)
-        .map(|c| format!("{}: {}", c.name, c.detail))
-        .collect();
+    let failures: Vec<String> =
+        checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
     if failures.is_empty() {
         Ok(checks)
     } else {
@@ -229,10 +212,8 @@ impl RestorePlan for SqliteRestorePlan {
         let safety_snapshot = if self.mode == Mode::Replace {
             check_is_database(&self.target)?;
             let tags = Tags::from([(PRE_RESTORE_TAG.to_string(), self.snapshot.to_hex())]);
-            let id = ctx
-                .safety_net
-                .save(&SqliteBackup::new(&self.target), &self.name, tags)
-                .await?;
+            let id =
+                ctx.safety_net.save(&SqliteBackup::new(&self.target), &self.name, tags).await?;
             info!(safety = %id, target = %self.target.display(), "safety snapshot taken");
             Some(id)
         } else {

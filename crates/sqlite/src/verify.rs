@@ -19,17 +19,13 @@ impl Verifier for SqliteVerifier {
             .tempdir()
             .map_err(|e| Error::io("creating a scratch folder in", std::env::temp_dir(), e))?;
         let path = scratch.path().join("restored.db");
-        tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| Error::io("creating", &path, e))?;
+        tokio::fs::File::create(&path).await.map_err(|e| Error::io("creating", &path, e))?;
         let mut report = VerifyReport::new(format!(
             "snapshot {} restored to a scratch file",
             snapshot.id().short()
         ));
         if let Err(e) = write_stream(snapshot, &path, &NoProgress).await {
-            report
-                .checks
-                .push(lifeboat_core::Check::fail("restore", e.to_string()));
+            report.checks.push(lifeboat_core::Check::fail("restore", e.to_string()));
             return Ok(report);
         }
         report.checks.push(lifeboat_core::Check::pass(

@@ -74,10 +74,7 @@ impl Repository {
     ) -> Result<StoredSnapshot> {
         let started = Instant::now();
         let time = chrono::Utc::now();
-        let name = options
-            .name
-            .clone()
-            .unwrap_or_else(|| source.default_name());
+        let name = options.name.clone().unwrap_or_else(|| source.default_name());
         let host = options.host.clone().unwrap_or_else(host_name);
         let parent = self
             .snapshots()
@@ -94,7 +91,7 @@ impl Repository {
         progress.finish();
         let stored = stored?;
         // The source's own check (a dump's exit status) decides whether this is a snapshot.
-        Capture::finish(finish).await?;
+        let metadata = Capture::finish(finish, metadata).await?;
 
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
@@ -116,8 +113,7 @@ impl Repository {
             reason: e.to_string(),
         })?;
         let id = Digest::of(&body);
-        self.create_bytes(&snapshot_key(&id), Bytes::from(body))
-            .await?;
+        self.create_bytes(&snapshot_key(&id), Bytes::from(body)).await?;
         info!(snapshot = %id, name = %manifest.name, size = manifest.size, stored = manifest.stored, "snapshot saved");
         Ok(StoredSnapshot::new(self.clone(), id, manifest))
     }
@@ -132,9 +128,7 @@ impl Repository {
         let level = config.compression_level;
         let pack_size = config.pack_size as usize;
         let known = self.index();
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
 
         // Three stages, with at most `2 * workers` chunks in flight:
         // 1. this task reads the stream, cuts chunks and hashes the whole stream in order;
@@ -146,12 +140,8 @@ impl Repository {
         let mut hasher = StreamHasher::new();
         let mut in_flight: VecDeque<JoinHandle<Result<Sealed>>> = VecDeque::new();
         let mut eof = false;
-        let mut out = StoredStream {
-            chunks: Vec::new(),
-            size: 0,
-            sha256: Digest([0; 32]),
-            new_bytes: 0,
-        };
+        let mut out =
+            StoredStream { chunks: Vec::new(), size: 0, sha256: Digest([0; 32]), new_bytes: 0 };
         let mut seen: HashSet<ChunkId> = HashSet::new();
         let mut pack = PackBuilder::with_capacity(pack_size + (1 << 20));
         let mut uploads: JoinSet<Result<PackEntry>> = JoinSet::new();
@@ -205,16 +195,12 @@ impl Repository {
         out.size = hasher.len();
         out.sha256 = hasher.finish();
         if !packs.is_empty() {
-            let file = IndexFile {
-                version: FORMAT_VERSION,
-                packs,
-            };
+            let file = IndexFile { version: FORMAT_VERSION, packs };
             let body = serde_json::to_vec(&file).map_err(|e| StoreError::Malformed {
                 key: "new index".into(),
                 reason: e.to_string(),
             })?;
-            self.put_bytes(&index_key(&Digest::of(&body)), Bytes::from(body))
-                .await?;
+            self.put_bytes(&index_key(&Digest::of(&body)), Bytes::from(body)).await?;
             self.merge_index(&file);
         }
         Ok(out)
@@ -223,8 +209,7 @@ impl Repository {
     async fn upload_pack(&self, pack: PackBuilder) -> Result<PackEntry> {
         let (bytes, entry) = pack.finish()?;
         debug!(pack = %entry.id, size = entry.size, blobs = entry.blobs.len(), "uploading pack");
-        self.put_bytes(&pack_key(&entry.id), Bytes::from(bytes))
-            .await?;
+        self.put_bytes(&pack_key(&entry.id), Bytes::from(bytes)).await?;
         Ok(entry)
     }
 }
@@ -240,23 +225,12 @@ fn seal(chunk: Bytes, known: &ChunkIndex, level: i32) -> Result<Sealed> {
     let id = Digest::of(&chunk);
     let plain = chunk.len() as u32;
     if known.contains_key(&id) {
-        return Ok(Sealed {
-            id,
-            plain,
-            blob: None,
-        });
+        return Ok(Sealed { id, plain, blob: None });
     }
     let blob = compress::compress(&chunk, level).map_err(|source| {
-        StoreError::Core(CoreError::Stream {
-            action: "compressing a chunk",
-            source,
-        })
+        StoreError::Core(CoreError::Stream { action: "compressing a chunk", source })
     })?;
-    Ok(Sealed {
-        id,
-        plain,
-        blob: Some(blob),
-    })
+    Ok(Sealed { id, plain, blob: Some(blob) })
 }
 
 struct StoredStream {
@@ -274,14 +248,8 @@ impl SafetyNet for Repository {
         name: &str,
         tags: Tags,
     ) -> lifeboat_core::Result<SnapshotId> {
-        let options = BackupOptions {
-            name: Some(name.to_string()),
-            tags,
-            host: None,
-        };
-        let snap = self
-            .backup(source, &options, &lifeboat_core::NoProgress)
-            .await?;
+        let options = BackupOptions { name: Some(name.to_string()), tags, host: None };
+        let snap = self.backup(source, &options, &lifeboat_core::NoProgress).await?;
         Ok(snap.id())
     }
 }

@@ -124,14 +124,9 @@ impl StoreError {
 
 fn is_access_denied(e: &object_store::Error) -> bool {
     let text = e.to_string();
-    [
-        "403 Forbidden",
-        "SignatureDoesNotMatch",
-        "InvalidAccessKeyId",
-        "AccessDenied",
-    ]
-    .iter()
-    .any(|needle| text.contains(needle))
+    ["403 Forbidden", "SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied"]
+        .iter()
+        .any(|needle| text.contains(needle))
 }
 
 impl From<StoreError> for CoreError {
@@ -140,10 +135,7 @@ impl From<StoreError> for CoreError {
             StoreError::Core(inner) => inner,
             other => {
                 let hint = other.hint();
-                CoreError::Repository {
-                    message: other.to_string(),
-                    hint,
-                }
+                CoreError::Repository { message: other.to_string(), hint }
             }
         }
     }

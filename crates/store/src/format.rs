@@ -131,10 +131,7 @@ pub struct PackBuilder {
 impl PackBuilder {
     /// An empty pack with room for `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Self {
-        PackBuilder {
-            buf: Vec::with_capacity(capacity),
-            blobs: Vec::new(),
-        }
+        PackBuilder { buf: Vec::with_capacity(capacity), blobs: Vec::new() }
     }
 
     /// Appends one compressed blob.
@@ -163,20 +160,13 @@ impl PackBuilder {
     /// # Errors
     /// Never in practice (serialising plain data).
     pub fn finish(mut self) -> Result<(Vec<u8>, PackEntry)> {
-        let trailer = serde_json::to_vec(&self.blobs).map_err(|e| StoreError::Malformed {
-            key: "new pack".into(),
-            reason: e.to_string(),
-        })?;
+        let trailer = serde_json::to_vec(&self.blobs)
+            .map_err(|e| StoreError::Malformed { key: "new pack".into(), reason: e.to_string() })?;
         self.buf.extend_from_slice(&trailer);
-        self.buf
-            .extend_from_slice(&(trailer.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(PACK_MAGIC);
         let id = Digest::of(&self.buf);
-        let entry = PackEntry {
-            id,
-            size: self.buf.len() as u64,
-            blobs: self.blobs,
-        };
+        let entry = PackEntry { id, size: self.buf.len() as u64, blobs: self.blobs };
         Ok((self.buf, entry))
     }
 }
@@ -186,10 +176,7 @@ impl PackBuilder {
 /// # Errors
 /// [`StoreError::Malformed`] when the trailer is missing or invalid.
 pub fn read_pack_trailer(key: &str, pack: &[u8]) -> Result<Vec<BlobEntry>> {
-    let malformed = |reason: &str| StoreError::Malformed {
-        key: key.into(),
-        reason: reason.into(),
-    };
+    let malformed = |reason: &str| StoreError::Malformed { key: key.into(), reason: reason.into() };
     let n = pack.len();
     if n < 12 || &pack[n - 8..] != PACK_MAGIC {
         return Err(malformed("pack trailer magic missing"));
@@ -197,9 +184,8 @@ pub fn read_pack_trailer(key: &str, pack: &[u8]) -> Result<Vec<BlobEntry>> {
     let mut len_bytes = [0u8; 4];
     len_bytes.copy_from_slice(&pack[n - 12..n - 8]);
     let len = u32::from_le_bytes(len_bytes) as usize;
-    let start = n
-        .checked_sub(12 + len)
-        .ok_or_else(|| malformed("pack trailer length too large"))?;
+    let start =
+        n.checked_sub(12 + len).ok_or_else(|| malformed("pack trailer length too large"))?;
     serde_json::from_slice(&pack[start..n - 12]).map_err(|e| malformed(&e.to_string()))
 }
 

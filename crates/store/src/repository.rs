@@ -55,9 +55,7 @@ struct Inner {
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repository")
-            .field("url", &self.inner.url)
-            .finish_non_exhaustive()
+        f.debug_struct("Repository").field("url", &self.inner.url).finish_non_exhaustive()
     }
 }
 
@@ -77,10 +75,8 @@ impl Repository {
     /// As [`Repository::init`].
     pub async fn init_store(store: Arc<dyn ObjectStore>, url: &str) -> Result<Self> {
         let config = RepoConfig::new();
-        let body = serde_json::to_vec_pretty(&config).map_err(|e| StoreError::Malformed {
-            key: CONFIG_KEY.into(),
-            reason: e.to_string(),
-        })?;
+        let body = serde_json::to_vec_pretty(&config)
+            .map_err(|e| StoreError::Malformed { key: CONFIG_KEY.into(), reason: e.to_string() })?;
         let key = Path::from(CONFIG_KEY);
         // Conditional create: two concurrent `init`s cannot both win and overwrite each other.
         let put = with_retries("put config", || {
@@ -112,22 +108,18 @@ impl Repository {
     /// As [`Repository::open`].
     pub async fn open_store(store: Arc<dyn ObjectStore>, url: &str) -> Result<Self> {
         let key = Path::from(CONFIG_KEY);
-        let body = match with_retries("get config", || async {
-            store.get(&key).await?.bytes().await
-        })
-        .await
-        {
-            Ok(b) => b,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(StoreError::NotInitialised { url: url.into() });
-            }
-            Err(e) => return Err(StoreError::object("get", CONFIG_KEY, e)),
-        };
-        let config: RepoConfig =
-            serde_json::from_slice(&body).map_err(|e| StoreError::Malformed {
-                key: CONFIG_KEY.into(),
-                reason: e.to_string(),
-            })?;
+        let body =
+            match with_retries("get config", || async { store.get(&key).await?.bytes().await })
+                .await
+            {
+                Ok(b) => b,
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(StoreError::NotInitialised { url: url.into() });
+                }
+                Err(e) => return Err(StoreError::object("get", CONFIG_KEY, e)),
+            };
+        let config: RepoConfig = serde_json::from_slice(&body)
+            .map_err(|e| StoreError::Malformed { key: CONFIG_KEY.into(), reason: e.to_string() })?;
         if config.version != FORMAT_VERSION {
             return Err(StoreError::UnsupportedVersion {
                 found: config.version,
@@ -137,10 +129,7 @@ impl Repository {
         config
             .chunker
             .validate()
-            .map_err(|reason| StoreError::Malformed {
-                key: CONFIG_KEY.into(),
-                reason,
-            })?;
+            .map_err(|reason| StoreError::Malformed { key: CONFIG_KEY.into(), reason })?;
         if config.encryption != "none" {
             return Err(StoreError::Malformed {
                 key: CONFIG_KEY.into(),
@@ -257,16 +246,14 @@ impl Repository {
     /// # Errors
     /// Store errors, naming the key.
     pub async fn get_bytes(&self, key: &Path) -> Result<Bytes> {
-        with_retries("get", || async {
-            self.inner.store.get(key).await?.bytes().await
-        })
-        .await
-        .map_err(|e| match e {
-            object_store::Error::NotFound { .. } => StoreError::Core(CoreError::Missing {
-                object: key.to_string(),
-            }),
-            e => StoreError::object("get", key.to_string(), e),
-        })
+        with_retries("get", || async { self.inner.store.get(key).await?.bytes().await })
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => {
+                    StoreError::Core(CoreError::Missing { object: key.to_string() })
+                }
+                e => StoreError::object("get", key.to_string(), e),
+            })
     }
 
     /// Reads a byte range of an object.
@@ -274,16 +261,14 @@ impl Repository {
     /// # Errors
     /// Store errors, naming the key.
     pub async fn get_range(&self, key: &Path, range: std::ops::Range<u64>) -> Result<Bytes> {
-        with_retries("get range", || {
-            self.inner.store.get_range(key, range.clone())
-        })
-        .await
-        .map_err(|e| match e {
-            object_store::Error::NotFound { .. } => StoreError::Core(CoreError::Missing {
-                object: key.to_string(),
-            }),
-            e => StoreError::object("get", key.to_string(), e),
-        })
+        with_retries("get range", || self.inner.store.get_range(key, range.clone())).await.map_err(
+            |e| match e {
+                object_store::Error::NotFound { .. } => {
+                    StoreError::Core(CoreError::Missing { object: key.to_string() })
+                }
+                e => StoreError::object("get", key.to_string(), e),
+            },
+        )
     }
 
     /// Writes an object, replacing any existing one (content-addressed objects only).
@@ -291,12 +276,10 @@ impl Repository {
     /// # Errors
     /// Store errors, naming the key.
     pub async fn put_bytes(&self, key: &Path, body: Bytes) -> Result<()> {
-        with_retries("put", || {
-            self.inner.store.put(key, PutPayload::from(body.clone()))
-        })
-        .await
-        .map(|_| ())
-        .map_err(|e| StoreError::object("put", key.to_string(), e))
+        with_retries("put", || self.inner.store.put(key, PutPayload::from(body.clone())))
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::object("put", key.to_string(), e))
     }
 
     /// Writes an object only if no object has that key.
@@ -305,9 +288,7 @@ impl Repository {
     /// Store errors, naming the key; `AlreadyExists` when it is there.
     pub async fn create_bytes(&self, key: &Path, body: Bytes) -> Result<()> {
         with_retries("create", || {
-            self.inner
-                .store
-                .put_opts(key, PutPayload::from(body.clone()), PutMode::Create.into())
+            self.inner.store.put_opts(key, PutPayload::from(body.clone()), PutMode::Create.into())
         })
         .await
         .map(|_| ())
@@ -326,12 +307,7 @@ impl Repository {
             .buffer_unordered(LIST_CONCURRENCY)
             .try_collect()
             .await?;
-        snaps.sort_by(|a, b| {
-            a.manifest()
-                .time
-                .cmp(&b.manifest().time)
-                .then(a.id().cmp(&b.id()))
-        });
+        snaps.sort_by(|a, b| a.manifest().time.cmp(&b.manifest().time).then(a.id().cmp(&b.id())));
         Ok(snaps)
     }
 
@@ -356,11 +332,8 @@ impl Repository {
             }
             .into());
         }
-        let manifest: Manifest =
-            serde_json::from_slice(&body).map_err(|e| StoreError::Malformed {
-                key: key.to_string(),
-                reason: e.to_string(),
-            })?;
+        let manifest: Manifest = serde_json::from_slice(&body)
+            .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
         Ok(StoredSnapshot::new(self.clone(), id, manifest))
     }
 
@@ -386,22 +359,15 @@ impl Repository {
             });
         }
         let prefix = selector.to_ascii_lowercase();
-        let matches: Vec<&StoredSnapshot> = snaps
-            .iter()
-            .filter(by_name)
-            .filter(|s| s.id().to_hex().starts_with(&prefix))
-            .collect();
+        let matches: Vec<&StoredSnapshot> =
+            snaps.iter().filter(by_name).filter(|s| s.id().to_hex().starts_with(&prefix)).collect();
         match matches.as_slice() {
             [one] if !prefix.is_empty() => Ok((*one).clone()),
-            [] | [_] => Err(CoreError::SnapshotNotFound {
-                id: selector.into(),
+            [] | [_] => Err(CoreError::SnapshotNotFound { id: selector.into() }.into()),
+            many => {
+                Err(CoreError::AmbiguousSnapshot { prefix: selector.into(), matches: many.len() }
+                    .into())
             }
-            .into()),
-            many => Err(CoreError::AmbiguousSnapshot {
-                prefix: selector.into(),
-                matches: many.len(),
-            }
-            .into()),
         }
     }
 }

@@ -103,13 +103,11 @@ impl StoredSnapshot {
 /// [`CoreError::Missing`] when the chunk is not indexed or its pack is gone;
 /// [`CoreError::Corrupt`] when the bytes do not match.
 pub async fn read_chunk(repo: &Repository, id: ChunkId) -> Result<Bytes> {
-    let loc = repo.locate(&id).ok_or_else(|| CoreError::Missing {
-        object: format!("chunk {id} (not in any index)"),
-    })?;
+    let loc = repo
+        .locate(&id)
+        .ok_or_else(|| CoreError::Missing { object: format!("chunk {id} (not in any index)") })?;
     let key = pack_key(&loc.pack);
-    let blob = repo
-        .get_range(&key, loc.offset..loc.offset + u64::from(loc.length))
-        .await?;
+    let blob = repo.get_range(&key, loc.offset..loc.offset + u64::from(loc.length)).await?;
     let object = format!("chunk {id} in {key}");
     tokio::task::spawn_blocking(move || {
         let plain =
@@ -147,9 +145,7 @@ impl Snapshot for StoredSnapshot {
     }
 
     async fn open(&self) -> lifeboat_core::Result<ByteStream> {
-        let stream = self
-            .chunk_stream()
-            .map_err(|e| io::Error::other(CoreError::from(e)));
+        let stream = self.chunk_stream().map_err(|e| io::Error::other(CoreError::from(e)));
         Ok(Box::pin(StreamReader::new(stream)))
     }
 }

@@ -45,10 +45,7 @@ impl Location {
     /// [`StoreError::UnknownScheme`] or [`StoreError::InvalidUrl`].
     pub fn parse(url: &str) -> Result<Self> {
         if url.is_empty() {
-            return Err(StoreError::InvalidUrl {
-                url: url.into(),
-                reason: "it is empty".into(),
-            });
+            return Err(StoreError::InvalidUrl { url: url.into(), reason: "it is empty".into() });
         }
         let Some((scheme, rest)) = url.split_once("://") else {
             return Ok(Location::Local(PathBuf::from(url)));
@@ -71,10 +68,7 @@ impl Location {
                         reason: "the bucket name is missing (s3://bucket/prefix)".into(),
                     });
                 }
-                Ok(Location::S3 {
-                    bucket: bucket.into(),
-                    prefix: prefix.trim_matches('/').into(),
-                })
+                Ok(Location::S3 { bucket: bucket.into(), prefix: prefix.trim_matches('/').into() })
             }
             "memory" => Ok(Location::Memory),
             _ => Err(StoreError::UnknownScheme { url: url.into() }),
@@ -95,20 +89,15 @@ impl Location {
                 } else if !path.is_dir() {
                     return Err(StoreError::NotInitialised { url: url.into() });
                 }
-                let fs =
-                    LocalFileSystem::new_with_prefix(path).map_err(|e| StoreError::InvalidUrl {
-                        url: url.into(),
-                        reason: e.to_string(),
-                    })?;
+                let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| {
+                    StoreError::InvalidUrl { url: url.into(), reason: e.to_string() }
+                })?;
                 Ok(Arc::new(fs))
             }
             Location::S3 { bucket, prefix } => {
-                let s3 = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .build()
-                    .map_err(|e| StoreError::InvalidUrl {
-                        url: url.into(),
-                        reason: e.to_string(),
+                let s3 =
+                    AmazonS3Builder::from_env().with_bucket_name(bucket).build().map_err(|e| {
+                        StoreError::InvalidUrl { url: url.into(), reason: e.to_string() }
                     })?;
                 if prefix.is_empty() {
                     Ok(Arc::new(s3))

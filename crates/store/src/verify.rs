@@ -41,10 +41,7 @@ impl RepositoryVerifier {
             }
         }
         let mut checks = vec![if missing_chunks.is_empty() {
-            Check::pass(
-                "chunks indexed",
-                format!("{} chunks", manifest.chunks.len()),
-            )
+            Check::pass("chunks indexed", format!("{} chunks", manifest.chunks.len()))
         } else {
             Check::fail(
                 "chunks indexed",
@@ -76,10 +73,7 @@ impl RepositoryVerifier {
             .collect()
             .await;
         checks.push(if problems.is_empty() {
-            Check::pass(
-                "packs present",
-                "every referenced pack exists with its indexed size",
-            )
+            Check::pass("packs present", "every referenced pack exists with its indexed size")
         } else {
             Check::fail("packs present", summarize(&problems))
         });
@@ -104,12 +98,7 @@ impl RepositoryVerifier {
 
 fn summarize(items: &[String]) -> String {
     const SHOWN: usize = 5;
-    let mut s = items
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut s = items.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
     if items.len() > SHOWN {
         s.push_str(&format!(" and {} more", items.len() - SHOWN));
     }
@@ -123,11 +112,8 @@ impl Verifier for RepositoryVerifier {
         report.checks = self.check_structure(snapshot).await;
         if self.read_data && report.ok() {
             // Read through this repository even when handed a foreign Snapshot impl.
-            let stored = StoredSnapshot::new(
-                self.repo.clone(),
-                snapshot.id(),
-                snapshot.manifest().clone(),
-            );
+            let stored =
+                StoredSnapshot::new(self.repo.clone(), snapshot.id(), snapshot.manifest().clone());
             report.checks.push(self.check_data(&stored).await);
         }
         Ok(report)

@@ -32,20 +32,12 @@ fn random(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn source(name: &str, data: Vec<u8>) -> MemoryBackup {
-    MemoryBackup {
-        name: name.into(),
-        kind: Kind::Dir,
-        data,
-    }
+    MemoryBackup { name: name.into(), kind: Kind::Dir, data }
 }
 
 async fn read_all(snap: &dyn Snapshot) -> Result<Vec<u8>, std::io::Error> {
     let mut out = Vec::new();
-    snap.open()
-        .await
-        .map_err(std::io::Error::other)?
-        .read_to_end(&mut out)
-        .await?;
+    snap.open().await.map_err(std::io::Error::other)?.read_to_end(&mut out).await?;
     Ok(out)
 }
 
@@ -86,9 +78,7 @@ impl Backup for DyingBackup {
         "dying".into()
     }
     async fn capture(&self) -> lifeboat_core::Result<Capture> {
-        let reader: ByteStream = Box::pin(DyingReader {
-            left: self.ok_bytes,
-        });
+        let reader: ByteStream = Box::pin(DyingReader { left: self.ok_bytes });
         Ok(Capture::new(reader, serde_json::Value::Null))
     }
 }
@@ -117,44 +107,24 @@ async fn round_trips_and_dedups(store: Arc<dyn ObjectStore>) {
     ];
     for (name, data) in &cases {
         let snap = repo
-            .backup(
-                &source(name, data.clone()),
-                &BackupOptions::default(),
-                &NoProgress,
-            )
+            .backup(&source(name, data.clone()), &BackupOptions::default(), &NoProgress)
             .await
             .unwrap();
         assert_eq!(snap.manifest().size, data.len() as u64, "{name}");
-        assert_eq!(
-            snap.manifest().sha256,
-            lifeboat_core::Digest::of(data),
-            "{name}"
-        );
-        assert_eq!(
-            &read_all(&snap).await.unwrap(),
-            data,
-            "{name} read back differs"
-        );
+        assert_eq!(snap.manifest().sha256, lifeboat_core::Digest::of(data), "{name}");
+        assert_eq!(&read_all(&snap).await.unwrap(), data, "{name} read back differs");
     }
     // The same bytes again store nothing new; a small edit stores little.
     let big = &cases[3].1;
     let again = repo
-        .backup(
-            &source("multi-pack", big.clone()),
-            &BackupOptions::default(),
-            &NoProgress,
-        )
+        .backup(&source("multi-pack", big.clone()), &BackupOptions::default(), &NoProgress)
         .await
         .unwrap();
     assert_eq!(again.manifest().stored, 0);
     let mut edited = big.clone();
     edited.splice(1000..1000, b"inserted".iter().copied());
     let edit = repo
-        .backup(
-            &source("multi-pack", edited.clone()),
-            &BackupOptions::default(),
-            &NoProgress,
-        )
+        .backup(&source("multi-pack", edited.clone()), &BackupOptions::default(), &NoProgress)
         .await
         .unwrap();
     assert!(
@@ -186,40 +156,22 @@ async fn round_trips_and_dedups(store: Arc<dyn ObjectStore>) {
 async fn failed_capture_leaves_no_snapshot(store: Arc<dyn ObjectStore>) {
     let repo = Repository::init_store(store.clone(), "t").await.unwrap();
     let err = repo
-        .backup(
-            &DyingBackup { ok_bytes: 12 << 20 },
-            &BackupOptions::default(),
-            &NoProgress,
-        )
+        .backup(&DyingBackup { ok_bytes: 12 << 20 }, &BackupOptions::default(), &NoProgress)
         .await;
     assert!(err.is_err(), "a capture that fails must not succeed");
-    assert!(
-        repo.snapshots().await.unwrap().is_empty(),
-        "a failed capture became visible"
-    );
+    assert!(repo.snapshots().await.unwrap().is_empty(), "a failed capture became visible");
     let ok = repo
-        .backup(
-            &source("after", random(3 << 20, 9)),
-            &BackupOptions::default(),
-            &NoProgress,
-        )
+        .backup(&source("after", random(3 << 20, 9)), &BackupOptions::default(), &NoProgress)
         .await
         .unwrap();
-    let report = RepositoryVerifier::new(repo.clone(), true)
-        .verify(&ok)
-        .await
-        .unwrap();
+    let report = RepositoryVerifier::new(repo.clone(), true).verify(&ok).await.unwrap();
     assert!(report.ok(), "{:?}", report.failures());
 }
 
 async fn verify_catches_damage(store: Arc<dyn ObjectStore>) {
     let repo = Repository::init_store(store.clone(), "t").await.unwrap();
     let snap = repo
-        .backup(
-            &source("v", random(2 << 20, 5)),
-            &BackupOptions::default(),
-            &NoProgress,
-        )
+        .backup(&source("v", random(2 << 20, 5)), &BackupOptions::default(), &NoProgress)
         .await
         .unwrap();
     let structure = RepositoryVerifier::new(repo.clone(), false);
@@ -230,24 +182,11 @@ async fn verify_catches_damage(store: Arc<dyn ObjectStore>) {
     // Flip one byte inside the first blob of the pack holding the first chunk.
     let loc = repo.locate(&snap.manifest().chunks[0]).unwrap();
     let key = pack_key(&loc.pack);
-    let mut bytes = store
-        .get(&key)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec();
+    let mut bytes = store.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
     let at = (loc.offset + u64::from(loc.length) / 2) as usize;
     bytes[at] ^= 0x40;
-    store
-        .put(&key, PutPayload::from(Bytes::from(bytes)))
-        .await
-        .unwrap();
-    assert!(
-        structure.verify(&snap).await.unwrap().ok(),
-        "structure does not read data"
-    );
+    store.put(&key, PutPayload::from(Bytes::from(bytes))).await.unwrap();
+    assert!(structure.verify(&snap).await.unwrap().ok(), "structure does not read data");
     let report = data.verify(&snap).await.unwrap();
     assert!(!report.ok(), "a flipped byte went unnoticed");
     let failure = report.failures().join("\n");
@@ -269,17 +208,9 @@ async fn verify_catches_damage(store: Arc<dyn ObjectStore>) {
 
 async fn conditional_create_is_exclusive(store: Arc<dyn ObjectStore>) {
     let key = Path::from("locks/probe");
-    store
-        .put_opts(&key, PutPayload::from_static(b"a"), PutMode::Create.into())
-        .await
-        .unwrap();
-    let second = store
-        .put_opts(&key, PutPayload::from_static(b"b"), PutMode::Create.into())
-        .await;
-    assert!(
-        matches!(second, Err(object_store::Error::AlreadyExists { .. })),
-        "{second:?}"
-    );
+    store.put_opts(&key, PutPayload::from_static(b"a"), PutMode::Create.into()).await.unwrap();
+    let second = store.put_opts(&key, PutPayload::from_static(b"b"), PutMode::Create.into()).await;
+    assert!(matches!(second, Err(object_store::Error::AlreadyExists { .. })), "{second:?}");
     let _ = store.head(&Path::from(CONFIG_KEY)).await;
 }
 
@@ -322,9 +253,8 @@ fn memory() -> (Arc<dyn ObjectStore>, ()) {
 
 fn folder() -> (Arc<dyn ObjectStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = lifeboat_store::Location::Local(dir.path().to_path_buf())
-        .open("folder", false)
-        .unwrap();
+    let store =
+        lifeboat_store::Location::Local(dir.path().to_path_buf()).open("folder", false).unwrap();
     (store, dir)
 }
 

@@ -12,10 +12,7 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(any::<u8>(), 0..64),
         proptest::collection::vec(any::<u8>(), 0..3_000_000),
         (any::<u8>(), 0usize..4_000_000).prop_map(|(b, n)| vec![b; n]),
-        (
-            proptest::collection::vec(any::<u8>(), 1..300),
-            1usize..20_000
-        )
+        (proptest::collection::vec(any::<u8>(), 1..300), 1usize..20_000)
             .prop_map(|(unit, times)| unit.repeat(times)),
     ]
 }

@@ -27,9 +27,8 @@ pub struct S3Server {
 
 /// Finds a program on PATH or in `~/.cargo/bin`.
 pub fn find_program(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(Path::new(&home).join(".cargo/bin"));
     }
@@ -38,11 +37,7 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl S3Server {
@@ -77,14 +72,7 @@ impl S3Server {
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                    return S3Server {
-                        child,
-                        port,
-                        bucket,
-                        access_key,
-                        secret_key,
-                        root,
-                    };
+                    return S3Server { child, port, bucket, access_key, secret_key, root };
                 }
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // the port was taken meanwhile: try another
@@ -207,9 +195,8 @@ pub fn insert_events(conn: &rusqlite::Connection, rows: u64) {
     ];
     let tx = conn.unchecked_transaction().unwrap();
     {
-        let mut stmt = tx
-            .prepare("INSERT INTO events(at, kind, body) VALUES (?1, ?2, ?3)")
-            .unwrap();
+        let mut stmt =
+            tx.prepare("INSERT INTO events(at, kind, body) VALUES (?1, ?2, ?3)").unwrap();
         let mut x: u64 = rand::random::<u64>() | 1;
         for i in 0..rows {
             let mut body = String::with_capacity(560);
@@ -233,10 +220,8 @@ pub fn insert_events(conn: &rusqlite::Connection, rows: u64) {
 
 /// `SELECT count(*)` of a table.
 pub fn count(conn: &rusqlite::Connection, table: &str) -> u64 {
-    conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .unwrap() as u64
+    conn.query_row(&format!("SELECT count(*) FROM \"{table}\""), [], |r| r.get::<_, i64>(0))
+        .unwrap() as u64
 }
 
 /// Runs the `sqlite3` tool's `PRAGMA integrity_check` on `path` and returns its output.
@@ -244,10 +229,9 @@ pub fn count(conn: &rusqlite::Connection, table: &str) -> u64 {
 /// # Panics
 /// When the `sqlite3` tool is not installed.
 pub fn sqlite3_integrity_check(path: &Path) -> String {
-    let out = Command::new("sqlite3")
-        .arg(path)
-        .arg("PRAGMA integrity_check;")
-        .output()
-        .unwrap_or_else(|e| panic!("the sqlite3 tool is needed (apt-get install sqlite3): {e}"));
+    let out =
+        Command::new("sqlite3").arg(path).arg("PRAGMA integrity_check;").output().unwrap_or_else(
+            |e| panic!("the sqlite3 tool is needed (apt-get install sqlite3): {e}"),
+        );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -12,18 +12,9 @@ use crate::progress::CliProgress;
 
 pub async fn run(url: &str, target: BackupTarget) -> anyhow::Result<ExitCode> {
     let repo = Repository::open(url).await?;
-    let BackupTarget::Sqlite {
-        path,
-        name,
-        tags,
-        json,
-    } = target;
+    let BackupTarget::Sqlite { path, name, tags, json } = target;
     let source = SqliteBackup::new(path);
-    let options = BackupOptions {
-        name,
-        tags: tags.into_iter().collect::<Tags>(),
-        host: None,
-    };
+    let options = BackupOptions { name, tags: tags.into_iter().collect::<Tags>(), host: None };
     let snap = repo.backup(&source, &options, &CliProgress::new()).await?;
     if json {
         print_json(&SnapshotRow::new(&snap))?;

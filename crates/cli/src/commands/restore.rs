@@ -18,10 +18,7 @@ pub fn plan_for(
 ) -> lifeboat_core::Result<Box<dyn RestorePlan>> {
     match snapshot.manifest().kind {
         Kind::Sqlite => Ok(Box::new(SqliteRestorePlan::new(snapshot, target, options)?)),
-        kind => Err(lifeboat_core::Error::Unsupported {
-            operation: "restore".into(),
-            kind,
-        }),
+        kind => Err(lifeboat_core::Error::Unsupported { operation: "restore".into(), kind }),
     }
 }
 
@@ -53,20 +50,13 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let progress = CliProgress::new();
-    let ctx = RestoreContext {
-        snapshot: &snap,
-        safety_net: &repo,
-        progress: &progress,
-    };
+    let ctx = RestoreContext { snapshot: &snap, safety_net: &repo, progress: &progress };
     let report = plan.execute(&ctx).await?;
     if json {
         print_json(&report)?;
     } else {
         if let Some(safety) = report.safety_snapshot {
-            println!(
-                "safety snapshot {safety} holds what was at {} before",
-                report.target
-            );
+            println!("safety snapshot {safety} holds what was at {} before", report.target);
         }
         println!(
             "restored snapshot {} to {} ({}), {} checks passed",

@@ -27,13 +27,7 @@ pub async fn run(url: &str, name: Option<&str>, json: bool) -> anyhow::Result<Ex
         let tags: Vec<String> = m
             .tags
             .iter()
-            .map(|(k, v)| {
-                if v.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{k}={v}")
-                }
-            })
+            .map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") })
             .collect();
         println!(
             "{:<10} {:<9} {:<20} {:<20} {:>10} {:>10}  {}",

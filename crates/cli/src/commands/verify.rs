@@ -56,15 +56,8 @@ pub async fn run(
     if json {
         print_json(&reports)?;
     } else {
-        let what = if read_data {
-            "structure and data"
-        } else {
-            "structure"
-        };
-        println!(
-            "{} snapshots checked ({what}), {failed} failed",
-            reports.len()
-        );
+        let what = if read_data { "structure and data" } else { "structure" };
+        println!("{} snapshots checked ({what}), {failed} failed", reports.len());
     }
     if failed > 0 {
         let failures = reports

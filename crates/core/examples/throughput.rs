@@ -1,0 +1,55 @@
+//! Measures the per-core throughput of each stage of a backup on text-like data:
+//! chunking, SHA-256, zstd at several levels.
+//!
+//! `cargo run --release -p lifeboat-core --example throughput`
+#![allow(clippy::unwrap_used)]
+
+use std::time::Instant;
+
+use lifeboat_core::{ChunkerParams, Digest, compress};
+
+fn main() {
+    let words = [
+        "invoice ",
+        "customer ",
+        "payment ",
+        "shipped ",
+        "refund ",
+        "order 1234 ",
+        "tenant ",
+        "quota ",
+    ];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut data: Vec<u8> = Vec::with_capacity(256 << 20);
+    while data.len() < 256 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(words[(x % 8) as usize].as_bytes());
+    }
+    if let Some(path) = std::env::args().nth(1) {
+        data = std::fs::read(path).unwrap();
+        data.truncate(256 << 20);
+    }
+    let mb = data.len() as f64 / (1 << 20) as f64;
+    let p = ChunkerParams::default();
+    let t = Instant::now();
+    let chunks = p.split(&data);
+    println!("chunking   {:>7.0} MiB/s ({} chunks)", mb / t.elapsed().as_secs_f64(), chunks.len());
+    let t = Instant::now();
+    let d = Digest::of(&data);
+    println!("sha-256    {:>7.0} MiB/s ({})", mb / t.elapsed().as_secs_f64(), d.short());
+    for level in [1, 2, 3] {
+        let t = Instant::now();
+        let mut out = 0;
+        for c in chunks.iter().take(200) {
+            out += compress::compress(c, level).unwrap().len();
+        }
+        let inb: usize = chunks.iter().take(200).map(|c| c.len()).sum();
+        println!(
+            "zstd -{level}   {:>7.0} MiB/s, ratio {:.3}",
+            inb as f64 / (1 << 20) as f64 / t.elapsed().as_secs_f64(),
+            out as f64 / inb as f64
+        );
+    }
+}
