@@ -32,7 +32,8 @@ fn main() {
         data.truncate(256 << 20);
     }
     let mb = data.len() as f64 / (1 << 20) as f64;
-    let p = ChunkerParams::default();
+    let avg: u32 = std::env::var("AVG").ok().and_then(|v| v.parse().ok()).unwrap_or(256 << 10);
+    let p = ChunkerParams { min_size: avg / 4, avg_size: avg, max_size: avg * 4 };
     let t = Instant::now();
     let chunks = p.split(&data);
     println!("chunking   {:>7.0} MiB/s ({} chunks)", mb / t.elapsed().as_secs_f64(), chunks.len());
@@ -42,10 +43,10 @@ fn main() {
     for level in [1, 2, 3] {
         let t = Instant::now();
         let mut out = 0;
-        for c in chunks.iter().take(200) {
+        for c in chunks.iter().take(100_000) {
             out += compress::compress(c, level).unwrap().len();
         }
-        let inb: usize = chunks.iter().take(200).map(|c| c.len()).sum();
+        let inb: usize = chunks.iter().take(100_000).map(|c| c.len()).sum();
         println!(
             "zstd -{level}   {:>7.0} MiB/s, ratio {:.3}",
             inb as f64 / (1 << 20) as f64 / t.elapsed().as_secs_f64(),

@@ -64,17 +64,15 @@ impl ChunkerParams {
         let normal = (self.avg_size as usize).min(len);
         let (mask_small, mask_large) = self.masks();
         let mut hash: u64 = 0;
-        for (i, &b) in data.iter().enumerate().take(normal).skip(min) {
+        let mut roll = |b: u8, mask: u64| {
             hash = (hash << 1).wrapping_add(GEAR[b as usize]);
-            if hash & mask_small == 0 {
-                return i + 1;
-            }
+            hash & mask == 0
+        };
+        if let Some(i) = data[min..normal].iter().position(|&b| roll(b, mask_small)) {
+            return min + i + 1;
         }
-        for (i, &b) in data.iter().enumerate().take(len).skip(normal) {
-            hash = (hash << 1).wrapping_add(GEAR[b as usize]);
-            if hash & mask_large == 0 {
-                return i + 1;
-            }
+        if let Some(i) = data[normal..len].iter().position(|&b| roll(b, mask_large)) {
+            return normal + i + 1;
         }
         len
     }

@@ -112,3 +112,63 @@ impl StreamHasher {
         Digest(self.inner.finalize().into())
     }
 }
+
+/// Wraps a reader so that reaching its end checks the whole stream's SHA-256 and length:
+/// the last read returns an error instead of end-of-stream when they differ. Every
+/// [`crate::Snapshot::open`] returns a reader with this guarantee.
+pub struct VerifiedReader<R> {
+    inner: R,
+    hasher: Option<StreamHasher>,
+    expected: Digest,
+    expected_len: u64,
+    object: String,
+}
+
+impl<R> VerifiedReader<R> {
+    /// Checks `inner` against `expected` and `expected_len`; `object` names it in errors.
+    pub fn new(inner: R, expected: Digest, expected_len: u64, object: impl Into<String>) -> Self {
+        VerifiedReader {
+            inner,
+            hasher: Some(StreamHasher::new()),
+            expected,
+            expected_len,
+            object: object.into(),
+        }
+    }
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for VerifiedReader<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        let this = &mut *self;
+        let new = &buf.filled()[before..];
+        if !new.is_empty() {
+            if let Some(h) = this.hasher.as_mut() {
+                h.update(new);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        // End of the inner stream: check once.
+        if let Some(h) = this.hasher.take() {
+            let len = h.len();
+            let actual = h.finish();
+            if actual != this.expected || len != this.expected_len {
+                return Poll::Ready(Err(std::io::Error::other(crate::Error::Corrupt {
+                    object: this.object.clone(),
+                    expected: format!("{} ({} bytes)", this.expected, this.expected_len),
+                    actual: format!("{actual} ({len} bytes)"),
+                })));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}

@@ -39,7 +39,7 @@ mod verify;
 
 pub use backup::{Backup, ByteStream, Capture, FinishCheck};
 pub use chunker::{ChunkerParams, StreamChunker};
-pub use digest::{ChunkId, Digest, SnapshotId, StreamHasher};
+pub use digest::{ChunkId, Digest, SnapshotId, StreamHasher, VerifiedReader};
 pub use error::{Error, Result};
 pub use kind::Kind;
 pub use manifest::{MANIFEST_FORMAT, Manifest, Tags};

@@ -8,7 +8,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::{
     Backup, ByteStream, Capture, ChunkerParams, Digest, Error, Kind, MANIFEST_FORMAT, Manifest,
-    Result, SafetyNet, Snapshot, SnapshotId, Tags,
+    Result, SafetyNet, Snapshot, SnapshotId, Tags, VerifiedReader,
 };
 
 /// A [`Backup`] source that captures a fixed byte buffer.
@@ -109,7 +109,10 @@ impl Snapshot for MemorySnapshot {
         &self.manifest
     }
     async fn open(&self) -> Result<ByteStream> {
-        Ok(Box::pin(std::io::Cursor::new(self.data.clone())))
+        let m = &self.manifest;
+        let object = format!("memory snapshot {}", m.name);
+        let cursor = std::io::Cursor::new(self.data.clone());
+        Ok(Box::pin(VerifiedReader::new(cursor, m.sha256, m.size, object)))
     }
 }
 

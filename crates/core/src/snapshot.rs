@@ -14,7 +14,9 @@ pub trait Snapshot: Send + Sync {
     fn manifest(&self) -> &Manifest;
 
     /// Streams the captured bytes back. Each chunk is checked against its id as it is read,
-    /// so a reader sees an error rather than wrong bytes.
+    /// and the end of the stream is an error unless the whole stream's SHA-256 and length
+    /// match the manifest (see [`crate::VerifiedReader`]): a reader that reached the end
+    /// without an error has exactly the captured bytes.
     ///
     /// # Errors
     /// When the stream cannot be opened; later errors surface while reading.

@@ -146,31 +146,40 @@ pub fn inspect(
 /// and they would be left beside the checked file.
 pub fn check_database(path: &Path, expected: Option<&SqliteMetadata>) -> Vec<Check> {
     let mut checks = Vec::new();
-    let conn = match open_existing(path) {
-        Ok(c) => c,
-        Err(e) => {
-            checks.push(Check::fail("open", format!("{}: {e}", path.display())));
-            return checks;
-        }
-    };
-    let integrity: Result<Vec<String>, rusqlite::Error> = conn
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect());
+    // integrity_check and the row counts each read the whole file; on two connections they
+    // run side by side.
+    let (integrity, inspected) = std::thread::scope(|scope| {
+        let integrity = scope.spawn(|| {
+            open_existing(path).map_err(|e| e.to_string()).and_then(|conn| {
+                conn.prepare("PRAGMA integrity_check")
+                    .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+                    .map_err(|e: rusqlite::Error| e.to_string())
+            })
+        });
+        let inspected = expected.map(|expected| {
+            open_existing(path)
+                .and_then(|conn| inspect(&conn, path, &expected.journal_mode))
+                .map_err(|e| e.to_string())
+        });
+        let integrity: Result<Vec<String>, String> =
+            integrity.join().unwrap_or_else(|_| Err("the integrity check panicked".into()));
+        (integrity, inspected)
+    });
     match integrity {
         Ok(lines) if lines == ["ok"] => checks.push(Check::pass("integrity_check", "ok")),
         Ok(lines) => checks.push(Check::fail(
             "integrity_check",
             lines.into_iter().take(5).collect::<Vec<_>>().join("; "),
         )),
-        Err(e) => checks.push(Check::fail("integrity_check", e.to_string())),
+        Err(e) => checks.push(Check::fail("integrity_check", e)),
     }
-    let Some(expected) = expected else {
+    let (Some(expected), Some(inspected)) = (expected, inspected) else {
         return checks;
     };
-    let actual = match inspect(&conn, path, &expected.journal_mode) {
+    let actual = match inspected {
         Ok(m) => m,
         Err(e) => {
-            checks.push(Check::fail("inspect", e.to_string()));
+            checks.push(Check::fail("inspect", e));
             return checks;
         }
     };

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use lifeboat_core::{
     Check, Error, Kind, Manifest, PRE_RESTORE_TAG, PlanStep, Progress, RestoreContext,
-    RestoreOptions, RestorePlan, RestoreReport, Result, Snapshot, SnapshotId, StreamHasher, Tags,
+    RestoreOptions, RestorePlan, RestoreReport, Result, Snapshot, SnapshotId, Tags,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::info;
@@ -106,13 +106,15 @@ impl SqliteRestorePlan {
     }
 }
 
-/// Writes the snapshot's stream to `file`, checking its SHA-256 and length against the
-/// manifest. Returns the bytes written.
+/// Writes the snapshot's stream to `path` and returns the bytes written and the open file.
+/// The stream itself checks every chunk and, at its end, the whole stream's SHA-256 and
+/// length ([`Snapshot::open`]'s contract), so reaching the end means the bytes are right.
+/// The file is not synced yet: callers sync it while they run their checks.
 pub(crate) async fn write_stream(
     snapshot: &dyn Snapshot,
     path: &Path,
     progress: &dyn Progress,
-) -> Result<u64> {
+) -> Result<(u64, tokio::fs::File)> {
     let manifest = snapshot.manifest();
     let mut reader = snapshot.open().await?;
     let mut file = tokio::fs::OpenOptions::new()
@@ -121,8 +123,8 @@ pub(crate) async fn write_stream(
         .open(path)
         .await
         .map_err(|e| Error::io("opening", path, e))?;
-    let mut hasher = StreamHasher::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut written = 0u64;
     progress.start(&format!("restore {}", manifest.name), Some(manifest.size));
     loop {
         let n = reader
@@ -132,22 +134,27 @@ pub(crate) async fn write_stream(
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
         file.write_all(&buf[..n]).await.map_err(|e| Error::io("writing", path, e))?;
+        written += n as u64;
         progress.advance(n as u64);
     }
     progress.finish();
-    file.sync_all().await.map_err(|e| Error::io("syncing", path, e))?;
-    let written = hasher.len();
-    let digest = hasher.finish();
-    if digest != manifest.sha256 || written != manifest.size {
-        return Err(Error::Corrupt {
-            object: format!("snapshot {}", snapshot.id()),
-            expected: format!("{} ({} bytes)", manifest.sha256, manifest.size),
-            actual: format!("{digest} ({written} bytes)"),
-        });
-    }
-    Ok(written)
+    file.flush().await.map_err(|e| Error::io("writing", path, e))?;
+    Ok((written, file))
+}
+
+/// Syncs a written file to disk while its checks run; both must succeed.
+async fn sync_and_check(
+    file: tokio::fs::File,
+    path: &Path,
+    expected: &SqliteMetadata,
+    subject: String,
+) -> Result<Vec<Check>> {
+    let sync = async { file.sync_all().await.map_err(|e| Error::io("syncing", path, e)) };
+    let (synced, checks) =
+        tokio::join!(sync, checked(path.to_path_buf(), expected.clone(), subject));
+    synced?;
+    checks
 }
 
 async fn checked(path: PathBuf, expected: SqliteMetadata, subject: String) -> Result<Vec<Check>> {
@@ -220,9 +227,9 @@ impl RestorePlan for SqliteRestorePlan {
             None
         };
         let temp = self.temp_in_target_dir()?;
-        let bytes = write_stream(ctx.snapshot, temp.path(), ctx.progress).await?;
+        let (bytes, file) = write_stream(ctx.snapshot, temp.path(), ctx.progress).await?;
         let subject = format!("the restored copy of snapshot {}", self.snapshot.short());
-        let mut checks = checked(temp.path().to_path_buf(), self.expected.clone(), subject).await?;
+        let mut checks = sync_and_check(file, temp.path(), &self.expected, subject).await?;
         match self.mode {
             Mode::New => {
                 temp.persist_noclobber(&self.target)

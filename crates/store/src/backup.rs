@@ -130,14 +130,24 @@ impl Repository {
         let known = self.index();
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
 
-        // Three stages, with at most `2 * workers` chunks in flight:
-        // 1. this task reads the stream, cuts chunks and hashes the whole stream in order;
-        // 2. the blocking pool hashes each chunk and compresses only chunks the repository
+        // Four stages, with at most `2 * workers` chunks in flight:
+        // 1. this task reads the stream and cuts chunks;
+        // 2. one blocking task hashes the whole stream, in order;
+        // 3. the blocking pool hashes each chunk and compresses only chunks the repository
         //    does not have yet, in parallel;
-        // 3. this task takes results in stream order, packs new chunks and hands full packs
+        // 4. this task takes results in stream order, packs new chunks and hands full packs
         //    to background uploads.
+        // The whole-stream hash is the one step that cannot be split; giving it its own
+        // thread keeps it off the path of cutting, which is the other sequential step.
         let mut chunker = StreamChunker::new(reader, config.chunker);
-        let mut hasher = StreamHasher::new();
+        let (digest_tx, mut digest_rx) = tokio::sync::mpsc::channel::<Bytes>(workers * 4);
+        let digest = tokio::task::spawn_blocking(move || {
+            let mut hasher = StreamHasher::new();
+            while let Some(chunk) = digest_rx.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            (hasher.len(), hasher.finish())
+        });
         let mut in_flight: VecDeque<JoinHandle<Result<Sealed>>> = VecDeque::new();
         let mut eof = false;
         let mut out =
@@ -153,8 +163,11 @@ impl Repository {
                 })?;
                 match chunk {
                     Some(chunk) => {
-                        hasher.update(&chunk);
                         progress.advance(chunk.len() as u64);
+                        digest_tx.send(chunk.clone()).await.map_err(|_| StoreError::Malformed {
+                            key: "capture".into(),
+                            reason: "the stream hasher stopped".into(),
+                        })?;
                         let known = known.clone();
                         in_flight.push_back(tokio::task::spawn_blocking(move || {
                             seal(chunk, &known, level)
@@ -192,8 +205,8 @@ impl Repository {
         while let Some(done) = uploads.join_next().await {
             packs.push(joined(done)??);
         }
-        out.size = hasher.len();
-        out.sha256 = hasher.finish();
+        drop(digest_tx);
+        (out.size, out.sha256) = joined(digest.await)?;
         if !packs.is_empty() {
             let file = IndexFile { version: FORMAT_VERSION, packs };
             let body = serde_json::to_vec(&file).map_err(|e| StoreError::Malformed {

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 use lifeboat_core::{
-    ByteStream, ChunkId, Digest, Error as CoreError, Manifest, Snapshot, SnapshotId, StreamHasher,
-    compress,
+    ByteStream, ChunkId, Digest, Error as CoreError, Manifest, Snapshot, SnapshotId,
+    VerifiedReader, compress,
 };
 use tokio_util::io::StreamReader;
 
@@ -48,52 +48,17 @@ impl StoredSnapshot {
         &self.repo
     }
 
-    /// The snapshot's chunks as a stream of verified plain bytes, ending with an error if
-    /// the whole stream's SHA-256 or length differs from the manifest.
+    /// The snapshot's chunks, in order, each checked against its id. The whole-stream
+    /// digest is checked by [`Snapshot::open`]'s reader.
     pub fn chunk_stream(&self) -> BoxStream<'static, Result<Bytes>> {
         let repo = self.repo.clone();
-        let chunks = self.manifest.chunks.clone();
-        let expected = self.manifest.sha256;
-        let expected_len = self.manifest.size;
-        let object = format!("snapshot {}", self.id);
-        let chunks = stream::iter(chunks)
+        stream::iter(self.manifest.chunks.clone())
             .map(move |id| {
                 let repo = repo.clone();
                 async move { read_chunk(&repo, id).await }
             })
-            .buffered(READ_AHEAD);
-        // Check the whole-stream digest as the last item, so a reader that consumed everything
-        // also knows the stream as a whole is what was captured.
-        let state = (chunks.boxed(), StreamHasher::new(), false);
-        stream::try_unfold(state, move |(mut inner, mut hasher, done)| {
-            let object = object.clone();
-            async move {
-                if done {
-                    return Ok(None);
-                }
-                match inner.try_next().await? {
-                    Some(bytes) => {
-                        hasher.update(&bytes);
-                        Ok(Some((bytes, (inner, hasher, false))))
-                    }
-                    None => {
-                        let len = hasher.len();
-                        let actual = hasher.finish();
-                        if actual != expected || len != expected_len {
-                            return Err(CoreError::Corrupt {
-                                object,
-                                expected: format!("{expected} ({expected_len} bytes)"),
-                                actual: format!("{actual} ({len} bytes)"),
-                            }
-                            .into());
-                        }
-                        Ok(Some((Bytes::new(), (inner, StreamHasher::new(), true))))
-                    }
-                }
-            }
-        })
-        .try_filter(|b| futures::future::ready(!b.is_empty()))
-        .boxed()
+            .buffered(READ_AHEAD)
+            .boxed()
     }
 }
 
@@ -146,6 +111,8 @@ impl Snapshot for StoredSnapshot {
 
     async fn open(&self) -> lifeboat_core::Result<ByteStream> {
         let stream = self.chunk_stream().map_err(|e| io::Error::other(CoreError::from(e)));
-        Ok(Box::pin(StreamReader::new(stream)))
+        let m = &self.manifest;
+        let object = format!("snapshot {}", self.id);
+        Ok(Box::pin(VerifiedReader::new(StreamReader::new(stream), m.sha256, m.size, object)))
     }
 }

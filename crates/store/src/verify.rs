@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use lifeboat_core::{Check, Digest, Snapshot, Verifier, VerifyReport};
 use object_store::ObjectStoreExt;
 
@@ -82,11 +82,14 @@ impl RepositoryVerifier {
 
     /// Reads the whole snapshot back, checking every chunk's hash and the stream's digest.
     pub async fn check_data(&self, snapshot: &StoredSnapshot) -> Check {
-        let result = snapshot
-            .chunk_stream()
-            .try_fold(0u64, |n, b| futures::future::ready(Ok(n + b.len() as u64)))
-            .await;
-        match result {
+        let result = async {
+            let mut reader = snapshot.open().await?;
+            let mut sink = tokio::io::sink();
+            tokio::io::copy(&mut reader, &mut sink)
+                .await
+                .map_err(|e| lifeboat_core::Error::from_stream("reading the snapshot", e))
+        };
+        match result.await {
             Ok(n) => Check::pass(
                 "data",
                 format!("{n} bytes read, every chunk and the stream digest match"),
