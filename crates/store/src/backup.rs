@@ -130,7 +130,8 @@ impl Repository {
         let known = self.index();
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
 
-        // Four stages, with at most `2 * workers` chunks in flight:
+        // Four stages, with at most `4 * workers` chunks in flight (enough to keep every core
+        // busy while the head of the queue is still compressing):
         // 1. this task reads the stream and cuts chunks;
         // 2. one blocking task hashes the whole stream, in order;
         // 3. the blocking pool hashes each chunk and compresses only chunks the repository
@@ -157,7 +158,7 @@ impl Repository {
         let mut uploads: JoinSet<Result<PackEntry>> = JoinSet::new();
         let mut packs: Vec<PackEntry> = Vec::new();
         loop {
-            while !eof && in_flight.len() < workers * 2 {
+            while !eof && in_flight.len() < workers * 4 {
                 let chunk = chunker.next_chunk().await.map_err(|source| {
                     StoreError::Core(CoreError::from_stream("reading the capture", source))
                 })?;
