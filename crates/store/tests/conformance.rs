@@ -266,3 +266,40 @@ fn s3() -> (Arc<dyn ObjectStore>, lifeboat_testkit::S3Server) {
 conformance!(memory_store, memory());
 conformance!(folder_store, folder());
 conformance!(s3_store, s3());
+
+/// Transient store errors are retried with backoff; persistent ones fail the backup with the
+/// object key named, and leave no snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_are_retried() {
+    use std::sync::atomic::Ordering;
+    let faulty = lifeboat_testkit::FaultyStore::new(Arc::new(InMemory::new()));
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let repo = Repository::init_store(store.clone(), "faulty").await.unwrap();
+    let data = random(10 << 20, 11);
+
+    faulty.fail_puts(3);
+    let snap = repo
+        .backup(&source("r", data.clone()), &BackupOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(faulty.injected.load(Ordering::SeqCst), 3);
+    faulty.fail_gets(3);
+    assert_eq!(read_all(&snap).await.unwrap(), data, "reads are retried too");
+    assert_eq!(faulty.injected.load(Ordering::SeqCst), 6);
+
+    faulty.fail_puts(1000);
+    let err = repo
+        .backup(&source("r", random(3 << 20, 12)), &BackupOptions::default(), &NoProgress)
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("data/") || message.contains("index/") || message.contains("snapshots/"),
+        "{message}"
+    );
+    faulty.fail_puts(0);
+    assert_eq!(
+        Repository::open_store(store, "faulty").await.unwrap().snapshots().await.unwrap().len(),
+        1
+    );
+}

@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use object_store::ObjectStore;
+
+mod faulty;
+pub use faulty::FaultyStore;
 use object_store::aws::AmazonS3Builder;
 
 /// A real S3-compatible server (`s3s-fs`) on 127.0.0.1, with one bucket, stopped on drop.
