@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench/sqlite.sh: lifeboat against restic and the runbooks' "sqlite3 .backup | gzip" way,
-# on one SQLite database.
+# bench/sqlite.sh: lifeboat against restic, BorgBackup and the runbooks'
+# "sqlite3 .backup | gzip" way, on one SQLite database.
 #
 # What it measures, on the same generated database (SIZE_MIB MiB of text-heavy rows,
 # WAL mode, default 500 MiB):
@@ -13,24 +13,32 @@
 #                      or the script fails.
 # Then prints ratios against the targets (full backup <= 0.5x restic's time, stored <=
 # restic's, second backup stores < 5% of the database and takes <= 20% of the full backup's
-# time, restore <= restic's, peak RSS < 128 MiB) with PASS/MISS, and writes the same
-# results as markdown to bench/work/sqlite/results.md.
+# time, restore <= restic's, peak RSS < 128 MiB) with PASS/MISS, plus lifeboat / borg
+# ratios (full backup time, stored bytes, restore time) marked "info", which have no
+# targets, and writes the same results as markdown to bench/work/sqlite/results.md.
 #
-# Stored bytes of a repository are the sum of its files' sizes, i.e. `du -sb` without the
-# 4 KiB `du -sb` counts for every folder: restic creates its 256 data/?? folders up front
-# (1 MiB of folder entries), lifeboat creates them as it needs them, which would skew both
-# the full-backup comparison and the second backup's growth on small databases.
+# Borg runs as `borg init --encryption=none`, `borg create --compression zstd,3` (archives
+# "full" and "second") and `borg extract` of "second" inside a fresh folder (borg stores the
+# path without its leading /). Its base, config and cache folders are under the work folder
+# (BORG_BASE_DIR, BORG_CONFIG_DIR, BORG_CACHE_DIR), so nothing in ~/.config or ~/.cache is
+# read or written; like restic's cache, borg's cache is not counted as stored.
+#
+# Stored bytes of a repository (lifeboat, restic, borg) are the sum of its files' sizes,
+# i.e. `du -sb` without the 4 KiB `du -sb` counts for every folder: restic creates its
+# 256 data/?? folders up front (1 MiB of folder entries), lifeboat creates them as it needs
+# them, which would skew both the full-backup comparison and the second backup's growth on
+# small databases.
 #
 # The page cache cannot be dropped without root, so each timed command runs once, warm,
 # right after `cat $DB > /dev/null` (restores also read their repository once first).
 # The runbook way also takes a second backup after the append (a whole new .gz), so that
-# all three restores bring back the same, latest data.
+# all four restores bring back the same, latest data.
 #
 # Run from anywhere in the repository:
 #   bash bench/sqlite.sh                  # 500 MiB database
 #   SIZE_MIB=100 bash bench/sqlite.sh     # quick run
-# Needs: cargo, python3 (standard library only), restic, sqlite3, gzip, GNU time
-#   (apt-get install restic sqlite3 gzip time)
+# Needs: cargo, python3 (standard library only), restic, borg, sqlite3, gzip, GNU time
+#   (apt-get install restic borgbackup sqlite3 gzip time)
 # Everything is written under bench/work/sqlite, which is wiped at the start.
 
 set -euo pipefail
@@ -54,10 +62,11 @@ missing=()
 for tool in restic sqlite3 gzip gunzip sha256sum python3 cargo du; do
     command -v "$tool" > /dev/null 2>&1 || missing+=("$tool")
 done
+command -v borg > /dev/null 2>&1 || missing+=("borg (BorgBackup: apt-get install borgbackup)")
 [[ -x /usr/bin/time ]] || missing+=("/usr/bin/time")
 if ((${#missing[@]})); then
-    echo "error: missing: ${missing[*]}" >&2
-    echo "       install them with: apt-get install restic sqlite3 gzip time python3 (and Rust's cargo)" >&2
+    echo "error: missing: $(printf '%s, ' "${missing[@]}" | sed 's/, $//')" >&2
+    echo "       install them with: apt-get install restic borgbackup sqlite3 gzip time python3 (and Rust's cargo)" >&2
     exit 1
 fi
 python3 -c 'import sqlite3' 2> /dev/null || die "python3 lacks the sqlite3 module"
@@ -280,6 +289,11 @@ wal_clean() {
 
 mkdir -p "$W/logs"
 export RESTIC_PASSWORD=lifeboat-bench RESTIC_REPOSITORY="$W/restic-repo" RESTIC_CACHE_DIR="$W/restic-cache"
+# Borg keeps its config, security data and cache under the work folder (BORG_BASE_DIR also
+# makes it ignore XDG_CONFIG_HOME / XDG_CACHE_HOME); the repository is unencrypted.
+export BORG_BASE_DIR="$W/borg-base" BORG_CONFIG_DIR="$W/borg-base/config" BORG_CACHE_DIR="$W/borg-cache"
+export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+BORG_CREATE=(borg create --compression zstd,3)
 
 # ---------------------------------------------------------------- database
 say "generating a ${SIZE_MIB} MiB SQLite database at $DB"
@@ -291,6 +305,7 @@ DB_ROWS=$(sqlite3 "$DB" 'SELECT count(*) FROM events')
 say "database: $(mib "$DB_SIZE") MiB, $DB_ROWS events, generated in $(($(date +%s) - gen_start))s"
 
 RESTIC_VERSION=$(restic version | head -n 1)
+BORG_VERSION=$(borg --version | head -n 1)
 RESTIC_INIT=(restic init)
 RESTIC_BACKUP=(restic backup)
 RESTIC_MODE="no compression (this restic has none)"
@@ -318,6 +333,14 @@ say "restic ($RESTIC_MODE): init and full backup"
 timed restic_full "${RESTIC_BACKUP[@]}" "$DB"
 STORED[restic_full]=$(stored "$W/restic-repo")
 
+say "borg (unencrypted, --compression zstd,3): init and full backup"
+borg init --encryption=none "$W/borg-repo" > "$W/logs/borg-init.out" 2>&1 || {
+    cat "$W/logs/borg-init.out" >&2
+    die "borg init failed"
+}
+timed borg_full "${BORG_CREATE[@]}" "$W/borg-repo::full" "$DB"
+STORED[borg_full]=$(stored "$W/borg-repo")
+
 say "runbook: sqlite3 .backup, gzip, sha256sum"
 RUNBOOK='sqlite3 "$1" ".backup \"$2.db\"" && gzip -c "$2.db" > "$2.db.gz" && sha256sum "$2.db.gz"'
 timed rb_full bash -c "$RUNBOOK" _ "$DB" "$W/copy"
@@ -341,6 +364,10 @@ before=$(stored "$W/restic-repo")
 timed restic_second "${RESTIC_BACKUP[@]}" "$DB"
 STORED[restic_second]=$(($(stored "$W/restic-repo") - before))
 
+before=$(stored "$W/borg-repo")
+timed borg_second "${BORG_CREATE[@]}" "$W/borg-repo::second" "$DB"
+STORED[borg_second]=$(($(stored "$W/borg-repo") - before))
+
 timed rb_second bash -c "$RUNBOOK" _ "$DB" "$W/copy-2"
 STORED[rb_second]=$(fsize "$W/copy-2.db.gz")
 
@@ -355,6 +382,15 @@ rm -rf "$W/restic-restore"
 warm "$W/restic-repo"
 timed restic_restore restic restore latest --target "$W/restic-restore"
 check_restored "$W/restic-restore$DB"
+
+# borg extract writes the archived (relative) path under the current folder.
+rm -rf "$W/borg-restore"
+mkdir -p "$W/borg-restore"
+warm "$W/borg-repo"
+pushd "$W/borg-restore" > /dev/null
+timed borg_restore borg extract "$W/borg-repo::second"
+popd > /dev/null
+check_restored "$W/borg-restore/${DB#/}"
 
 rm -f "$W/restored.db"
 warm "$W/copy-2.db.gz"
@@ -387,17 +423,23 @@ P_SECOND_STORED=$(pct "${STORED[lb_second]}" "$DB_SIZE2")
 P_SECOND_SNAP=$(pct "$LB_SNAP_SECOND" "$DB_SIZE2")
 P_SECOND_TIME=$(pct "${SECS[lb_second]}" "${SECS[lb_full]}")
 R_RESTORE=$(ratio "${SECS[lb_restore]}" "${SECS[restic_restore]}")
+R_BORG_TIME=$(ratio "${SECS[lb_full]}" "${SECS[borg_full]}")
+R_BORG_STORED=$(ratio "${STORED[lb_full]}" "${STORED[borg_full]}" 3)
+R_BORG_RESTORE=$(ratio "${SECS[lb_restore]}" "${SECS[borg_restore]}")
 RSS_MAX_MIB=$(kib2mib "$LB_RSS_MAX")
 
 ROWS_T=(
     "lifeboat|full backup|lb_full"
     "restic|full backup|restic_full"
+    "borg|full backup|borg_full"
     "runbook (.backup + gzip)|full backup|rb_full"
     "lifeboat|second backup (+1% rows)|lb_second"
     "restic|second backup (+1% rows)|restic_second"
+    "borg|second backup (+1% rows)|borg_second"
     "runbook (.backup + gzip)|second backup (+1% rows)|rb_second"
     "lifeboat|restore|lb_restore"
     "restic|restore|restic_restore"
+    "borg|restore|borg_restore"
     "runbook (.backup + gzip)|restore (gunzip)|rb_restore"
 )
 RATIOS=(
@@ -407,12 +449,15 @@ RATIOS=(
     "second backup time, % of lifeboat full backup|${P_SECOND_TIME}%|<= 20%|$(verdict "${SECS[lb_second]}" "${SECS[lb_full]}" "<=" 20 100)"
     "restore time, lifeboat / restic|${R_RESTORE}x|<= 1.0x|$(verdict "${SECS[lb_restore]}" "${SECS[restic_restore]}" "<=" 1)"
     "lifeboat peak RSS, max over its runs|${RSS_MAX_MIB} MiB|< 128 MiB|$(verdict "$LB_RSS_MAX" 1024 "<" 128)"
+    "full backup time, lifeboat / borg|${R_BORG_TIME}x|-|info"
+    "stored after full backup, lifeboat / borg|${R_BORG_STORED}x|-|info"
+    "restore time, lifeboat / borg|${R_BORG_RESTORE}x|-|info"
 )
 
 LB_VERSION=$("$LIFEBOAT" --version 2> /dev/null || echo lifeboat)
 GIT_REV=$(git -C "$ROOT" describe --always --dirty 2> /dev/null || echo unknown)
-SETUP="database $(mib "$DB_SIZE") MiB, $DB_ROWS events ($(mib "$DB_SIZE2") MiB, $DB_ROWS2 events after the append); $(nproc) cores; $LB_VERSION ($GIT_REV); $RESTIC_VERSION, $RESTIC_MODE; $(sqlite3 --version | cut -d' ' -f1-2 | sed 's/^/sqlite3 /'); $(gzip --version | head -n 1)"
-NOTES="Stored = repository growth (sum of file sizes) for lifeboat and restic, size of the .gz for the runbook. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the DB (second)."
+SETUP="database $(mib "$DB_SIZE") MiB, $DB_ROWS events ($(mib "$DB_SIZE2") MiB, $DB_ROWS2 events after the append); $(nproc) cores; $LB_VERSION ($GIT_REV); $RESTIC_VERSION, $RESTIC_MODE; $BORG_VERSION, unencrypted, zstd,3; $(sqlite3 --version | cut -d' ' -f1-2 | sed 's/^/sqlite3 /'); $(gzip --version | head -n 1)"
+NOTES="Stored = repository growth (sum of file sizes) for lifeboat, restic and borg, size of the .gz for the runbook. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the DB (second)."
 
 cell() { [[ "$2" == - ]] && echo - || "$1" "$2"; }
 

@@ -78,6 +78,63 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove snapshots a retention policy does not keep (data goes with a later prune).
+    Forget {
+        /// Only snapshots with this name (default: every name, each judged on its own).
+        #[arg(long)]
+        name: Option<String>,
+        /// Keep the N newest.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_last: u32,
+        /// Keep the newest of each of the N newest hours.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_hourly: u32,
+        /// Keep the newest of each of the N newest days (UTC).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_daily: u32,
+        /// Keep the newest of each of the N newest ISO weeks.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_weekly: u32,
+        /// Keep the newest of each of the N newest months.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_monthly: u32,
+        /// Keep the newest of each of the N newest years.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_yearly: u32,
+        /// Keep everything taken within this long (e.g. 30d, 12h, 2w).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        keep_within: Option<std::time::Duration>,
+        /// Keep everything with this tag (KEY or KEY=VALUE; repeatable).
+        #[arg(long = "keep-tag", value_name = "TAG")]
+        keep_tags: Vec<String>,
+        /// Days to keep pre-restore safety snapshots.
+        #[arg(long, value_name = "DAYS", default_value_t = lifeboat_core::retention::DEFAULT_PRE_RESTORE_DAYS)]
+        keep_pre_restore_days: u32,
+        /// Show what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Per name: count, oldest, newest, sizes, deduplication.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Names whose newest snapshot is older than a limit; exit code 1 when any is stale.
+    Stale {
+        /// The limit (e.g. 24h, 26h, 7d).
+        #[arg(long, value_parser = parse_duration)]
+        max_age: std::time::Duration,
+        /// A name that must have snapshots (repeatable); stale when it has none.
+        #[arg(long = "expect", value_name = "NAME")]
+        expected: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a snapshot's captured stream to stdout.
     Cat {
         /// Snapshot id, unique prefix or `latest`.
@@ -113,4 +170,8 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
         _ if !s.is_empty() && !s.contains('=') => Ok((s.to_string(), String::new())),
         _ => Err(format!("tag {s:?} must be KEY=VALUE")),
     }
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    lifeboat_core::parse_duration(s)
 }

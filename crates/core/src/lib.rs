@@ -28,18 +28,21 @@ pub mod compress;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod digest;
+mod duration;
 mod error;
 mod kind;
 mod manifest;
 mod memory;
 mod progress;
 mod restore;
+pub mod retention;
 mod snapshot;
 mod verify;
 
 pub use backup::{Backup, ByteStream, Capture, FinishCheck};
 pub use chunker::{ChunkerParams, StreamChunker};
 pub use digest::{ChunkId, Digest, SnapshotId, StreamHasher, VerifiedReader};
+pub use duration::{format_duration, parse_duration};
 pub use error::{Error, Result};
 pub use kind::Kind;
 pub use manifest::{MANIFEST_FORMAT, Manifest, Tags};

@@ -337,6 +337,43 @@ impl Repository {
         Ok(StoredSnapshot::new(self.clone(), id, manifest))
     }
 
+    /// Removes snapshots from the catalog (their manifests). The data they referenced stays
+    /// until prune removes what nothing references any more.
+    ///
+    /// # Errors
+    /// Store errors, naming the manifest that could not be deleted; the ones deleted before
+    /// it stay deleted.
+    pub async fn forget(&self, ids: &[Digest]) -> Result<()> {
+        for id in ids {
+            let key = snapshot_key(id);
+            match with_retries("delete", || self.inner.store.delete(&key)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(StoreError::object("delete", key.to_string(), e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Total bytes and count of objects under `prefix`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn usage(&self, prefix: &str) -> Result<(u64, usize)> {
+        let prefix_path = Path::from(prefix);
+        with_retries("list", || async {
+            self.inner
+                .store
+                .list(Some(&prefix_path))
+                .try_fold(
+                    (0u64, 0usize),
+                    |(bytes, n), m| async move { Ok((bytes + m.size, n + 1)) },
+                )
+                .await
+        })
+        .await
+        .map_err(|e| StoreError::object("list", prefix, e))
+    }
+
     /// Finds one snapshot by full id, unique id prefix, or `latest` (optionally of `name`).
     ///
     /// # Errors
