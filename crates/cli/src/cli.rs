@@ -113,10 +113,31 @@ pub enum Command {
         /// Show what would be removed, remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Prune afterwards (with the default grace period of 1h).
+        #[arg(long)]
+        prune: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
+    /// Delete packs no snapshot references and repack mostly-garbage packs (two-phase, safe
+    /// while backups run).
+    Prune {
+        /// How long marked packs wait after leaving the index before they are deleted.
+        #[arg(long, value_parser = parse_duration, default_value = "1h")]
+        grace: std::time::Duration,
+        /// Repack packs whose referenced bytes are below this fraction.
+        #[arg(long, default_value_t = 0.5)]
+        repack_below: f64,
+        /// Report what would happen, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the maintenance lease whoever holds it, and expired backup leases.
+    Unlock,
     /// Per name: count, oldest, newest, sizes, deduplication.
     Stats {
         /// Print JSON.

@@ -84,6 +84,10 @@ impl Repository {
             .find(|s| s.manifest().name == name && s.manifest().host == host)
             .map(|s| s.id());
 
+        // The shared lease tells prune this backup may rely on packs in the index as loaded
+        // now; the index is (re)loaded after the lease exists, never before.
+        let lease = self.start_backup_lease(&format!("backup {name}"), self.lease_ttl()).await?;
+        self.reload_index().await?;
         let capture = source.capture().await?;
         let (reader, metadata, size_hint, finish) = capture.into_parts();
         progress.start(&format!("backup {name}"), size_hint);
@@ -114,6 +118,7 @@ impl Repository {
         })?;
         let id = Digest::of(&body);
         self.create_bytes(&snapshot_key(&id), Bytes::from(body)).await?;
+        lease.end().await;
         info!(snapshot = %id, name = %manifest.name, size = manifest.size, stored = manifest.stored, "snapshot saved");
         Ok(StoredSnapshot::new(self.clone(), id, manifest))
     }

@@ -71,6 +71,18 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// Another process holds the repository's maintenance lease.
+    #[error("the repository is locked by {} on {} (pid {}) since {} until {}", holder.operation, holder.host, holder.pid, holder.acquired.to_rfc3339(), holder.expires.to_rfc3339())]
+    Locked {
+        /// Who holds it.
+        holder: Box<crate::lease::LeaseInfo>,
+    },
+    /// The maintenance lease was taken over while we held it (ours had expired).
+    #[error("the maintenance lease for {operation} was lost to another process")]
+    LeaseLost {
+        /// What we were doing.
+        operation: String,
+    },
     /// A domain error (corrupt chunk, snapshot not found, capture failure).
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -101,6 +113,14 @@ impl StoreError {
                 "run `lifeboat verify --all --read-data` to see which snapshots are affected"
                     .into(),
             ),
+            StoreError::Locked { .. } => Some(
+                "wait for it to finish; if that process is gone, the lease expires by itself, or \
+                 run `lifeboat unlock`"
+                    .into(),
+            ),
+            StoreError::LeaseLost { .. } => {
+                Some("nothing was deleted after the loss; run the command again".into())
+            }
             StoreError::Core(e) => e.hint(),
         }
     }

@@ -29,6 +29,8 @@
 mod backup;
 mod error;
 pub mod format;
+mod lease;
+mod prune;
 mod repository;
 mod retry;
 mod snapshot;
@@ -37,6 +39,8 @@ mod verify;
 
 pub use backup::{BackupOptions, host_name};
 pub use error::{Result, StoreError};
+pub use lease::{BackupLease, DEFAULT_LEASE_TTL, LOCKS_PREFIX, LeaseInfo, MaintenanceLease};
+pub use prune::{PruneOptions, PruneReport};
 pub use repository::{BlobLocation, ChunkIndex, Repository};
 pub use snapshot::{StoredSnapshot, read_chunk};
 pub use url::{DEFAULT_REPOSITORY, Location};

@@ -47,6 +47,7 @@ pub struct Repository {
 }
 
 struct Inner {
+    lease_ttl: std::sync::atomic::AtomicU64,
     url: String,
     store: Arc<dyn ObjectStore>,
     config: RepoConfig,
@@ -147,12 +148,28 @@ impl Repository {
     fn from_parts(url: &str, store: Arc<dyn ObjectStore>, config: RepoConfig) -> Self {
         Repository {
             inner: Arc::new(Inner {
+                lease_ttl: std::sync::atomic::AtomicU64::new(
+                    crate::lease::DEFAULT_LEASE_TTL.as_millis() as u64,
+                ),
                 url: url.into(),
                 store,
                 config,
                 index: RwLock::new(Arc::new(ChunkIndex::new())),
             }),
         }
+    }
+
+    /// How long leases taken through this handle live without renewal.
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.inner.lease_ttl.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Sets how long leases taken through this handle live without renewal (renewed every
+    /// third of it). Short leases free the repository sooner after a crash.
+    pub fn set_lease_ttl(&self, ttl: std::time::Duration) {
+        self.inner.lease_ttl.store(ttl.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The URL the repository was opened with.
@@ -188,25 +205,42 @@ impl Repository {
     /// # Errors
     /// Store and format errors, naming the index file.
     pub async fn reload_index(&self) -> Result<()> {
-        let keys = self.list_keys(INDEX_PREFIX).await?;
-        let files: Vec<IndexFile> = futures::stream::iter(keys)
-            .map(|key| async move {
-                let body = self.get_bytes(&key).await?;
-                serde_json::from_slice::<IndexFile>(&body).map_err(|e| StoreError::Malformed {
-                    key: key.to_string(),
-                    reason: e.to_string(),
-                })
-            })
-            .buffer_unordered(LIST_CONCURRENCY)
-            .try_collect()
-            .await?;
+        let files = self.index_files().await?;
         let mut index = ChunkIndex::new();
-        for file in files {
-            add_to_index(&mut index, &file);
+        for (_, file) in &files {
+            add_to_index(&mut index, file);
         }
         debug!(chunks = index.len(), "index loaded");
         self.set_index(index);
         Ok(())
+    }
+
+    /// Every index file with its key. A file deleted between listing and reading (a prune
+    /// consolidating the index at the same time) makes the whole read start over, so the
+    /// result never misses entries that the consolidated file holds.
+    ///
+    /// # Errors
+    /// Store and format errors, naming the index file.
+    pub async fn index_files(&self) -> Result<Vec<(Path, IndexFile)>> {
+        let mut attempts = 0;
+        loop {
+            let keys = self.list_keys(INDEX_PREFIX).await?;
+            let read: Result<Vec<(Path, IndexFile)>> = futures::stream::iter(keys)
+                .map(|key| async move {
+                    let body = self.get_bytes(&key).await?;
+                    let file = serde_json::from_slice::<IndexFile>(&body).map_err(|e| {
+                        StoreError::Malformed { key: key.to_string(), reason: e.to_string() }
+                    })?;
+                    Ok((key, file))
+                })
+                .buffer_unordered(LIST_CONCURRENCY)
+                .try_collect()
+                .await;
+            match read {
+                Err(StoreError::Core(CoreError::Missing { .. })) if attempts < 5 => attempts += 1,
+                other => return other,
+            }
+        }
     }
 
     pub(crate) fn merge_index(&self, file: &IndexFile) {
@@ -280,6 +314,17 @@ impl Repository {
             .await
             .map(|_| ())
             .map_err(|e| StoreError::object("put", key.to_string(), e))
+    }
+
+    /// Deletes an object; a missing one is not an error.
+    ///
+    /// # Errors
+    /// Store errors, naming the key.
+    pub async fn delete_key(&self, key: &Path) -> Result<()> {
+        match with_retries("delete", || self.inner.store.delete(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(StoreError::object("delete", key.to_string(), e)),
+        }
     }
 
     /// Writes an object only if no object has that key.

@@ -4,14 +4,14 @@ use std::process::ExitCode;
 
 use lifeboat_core::Tags;
 use lifeboat_sqlite::SqliteBackup;
-use lifeboat_store::{BackupOptions, Repository};
+use lifeboat_store::BackupOptions;
 
 use crate::cli::BackupTarget;
 use crate::output::{SnapshotRow, human_bytes, print_json};
 use crate::progress::CliProgress;
 
 pub async fn run(url: &str, target: BackupTarget) -> anyhow::Result<ExitCode> {
-    let repo = Repository::open(url).await?;
+    let repo = super::open_repo(url).await?;
     let BackupTarget::Sqlite { path, name, tags, json } = target;
     let source = SqliteBackup::new(path);
     let options = BackupOptions { name, tags: tags.into_iter().collect::<Tags>(), host: None };

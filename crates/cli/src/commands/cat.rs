@@ -3,11 +3,10 @@
 use std::process::ExitCode;
 
 use lifeboat_core::Snapshot;
-use lifeboat_store::Repository;
 use tokio::io::AsyncWriteExt;
 
 pub async fn run(url: &str, selector: &str, name: Option<&str>) -> anyhow::Result<ExitCode> {
-    let repo = Repository::open(url).await?;
+    let repo = super::open_repo(url).await?;
     let snap = repo.find(selector, name).await?;
     let mut reader = snap.open().await?;
     let mut stdout = tokio::io::stdout();

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use lifeboat_core::retention::{Candidate, Decision, RetentionPolicy, apply};
-use lifeboat_store::{Repository, StoredSnapshot};
+use lifeboat_store::StoredSnapshot;
 use serde::Serialize;
 
 use crate::output::print_json;
@@ -32,7 +32,7 @@ pub async fn run(
         }
         .into());
     }
-    let repo = Repository::open(url).await?;
+    let repo = super::open_repo(url).await?;
     let mut groups: BTreeMap<(String, String), Vec<StoredSnapshot>> = BTreeMap::new();
     for snap in repo.snapshots().await? {
         if name.is_none_or(|n| snap.manifest().name == n) {

@@ -8,10 +8,12 @@ mod backup;
 mod cat;
 mod forget;
 mod init;
+mod prune;
 mod restore;
 mod snapshots;
 mod stale;
 mod stats;
+mod unlock;
 mod verify;
 
 /// Runs the parsed command line.
@@ -41,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keep_tags,
             keep_pre_restore_days,
             dry_run,
+            prune,
             json,
         } => {
             let policy = lifeboat_core::retention::RetentionPolicy {
@@ -54,11 +57,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tags: keep_tags,
                 pre_restore_days: keep_pre_restore_days,
             };
-            forget::run(&repo, name.as_deref(), &policy, dry_run, json).await
+            let code = forget::run(&repo, name.as_deref(), &policy, dry_run, json).await?;
+            if prune && !dry_run {
+                return prune::run(&repo, &lifeboat_store::PruneOptions::default(), json).await;
+            }
+            Ok(code)
         }
+        Command::Prune { grace, repack_below, dry_run, json } => {
+            let options = lifeboat_store::PruneOptions { grace, repack_below, dry_run };
+            prune::run(&repo, &options, json).await
+        }
+        Command::Unlock => unlock::run(&repo).await,
         Command::Stats { json } => stats::run(&repo, json).await,
         Command::Stale { max_age, expected, json } => {
             stale::run(&repo, max_age, &expected, json).await
         }
     }
+}
+
+/// Opens the repository at `url`; `LIFEBOAT_LEASE_TTL` (e.g. `30s`) shortens leases, so a
+/// crashed process frees the repository sooner.
+pub async fn open_repo(url: &str) -> anyhow::Result<lifeboat_store::Repository> {
+    let repo = lifeboat_store::Repository::open(url).await?;
+    if let Ok(ttl) = std::env::var("LIFEBOAT_LEASE_TTL") {
+        let ttl = lifeboat_core::parse_duration(&ttl).map_err(|what| {
+            lifeboat_core::Error::InvalidInput {
+                what: format!("LIFEBOAT_LEASE_TTL: {what}"),
+                hint: "set it to a duration such as 30s or 2m, or unset it".into(),
+            }
+        })?;
+        repo.set_lease_ttl(ttl);
+    }
+    Ok(repo)
 }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use lifeboat_core::{Kind, RestoreContext, RestoreOptions, RestorePlan, Snapshot};
 use lifeboat_sqlite::SqliteRestorePlan;
-use lifeboat_store::Repository;
 
 use crate::output::{human_bytes, print_json};
 use crate::progress::CliProgress;
@@ -31,7 +30,7 @@ pub async fn run(
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let repo = Repository::open(url).await?;
+    let repo = super::open_repo(url).await?;
     let snap = repo.find(selector, name).await?;
     let plan = plan_for(&snap, to, &RestoreOptions { force })?;
     if dry_run {

@@ -2,12 +2,10 @@
 
 use std::process::ExitCode;
 
-use lifeboat_store::Repository;
-
 use crate::output::{SnapshotRow, human_bytes, print_json};
 
 pub async fn run(url: &str, name: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let repo = Repository::open(url).await?;
+    let repo = super::open_repo(url).await?;
     let snaps: Vec<_> = repo
         .snapshots()
         .await?

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lifeboat_core::format_duration;
-use lifeboat_store::Repository;
 use serde::Serialize;
 
 use crate::output::print_json;
@@ -26,7 +25,7 @@ pub async fn run(
     expected: &[String],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let repo = Repository::open(url).await?;
+    let repo = super::open_repo(url).await?;
     let mut newest: BTreeMap<String, DateTime<Utc>> =
         expected.iter().map(|n| (n.clone(), DateTime::<Utc>::MIN_UTC)).collect();
     for s in repo.snapshots().await? {

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use lifeboat_store::Repository;
 use lifeboat_store::format::DATA_PREFIX;
 use serde::Serialize;
 
@@ -35,7 +34,7 @@ struct Stats {
 }
 
 pub async fn run(url: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let repo = Repository::open(url).await?;
+    let repo = super::open_repo(url).await?;
     let snaps = repo.snapshots().await?;
     let mut names: BTreeMap<String, NameStats> = BTreeMap::new();
     for s in &snaps {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use lifeboat_core::{Kind, Verifier, VerifyReport};
 use lifeboat_sqlite::SqliteVerifier;
-use lifeboat_store::{Repository, RepositoryVerifier};
+use lifeboat_store::RepositoryVerifier;
 
 use crate::output::print_json;
 
@@ -16,7 +16,7 @@ pub async fn run(
     restore: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let repo = Repository::open(url).await?;
+    let repo = super::open_repo(url).await?;
     let snaps = match selector {
         Some(sel) => vec![repo.find(sel, name).await?],
         None => repo

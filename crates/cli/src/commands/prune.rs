@@ -1,0 +1,35 @@
+//! `lifeboat prune`
+
+use std::process::ExitCode;
+
+use lifeboat_store::PruneOptions;
+
+use crate::output::{human_bytes, print_json};
+
+pub async fn run(url: &str, options: &PruneOptions, json: bool) -> anyhow::Result<ExitCode> {
+    let repo = super::open_repo(url).await?;
+    let report = repo.prune(options).await?;
+    if json {
+        print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let would = if options.dry_run { " (dry run: nothing changed)" } else { "" };
+    println!(
+        "{} snapshots, {} packs: {} marked as garbage ({}), {} repacked{would}",
+        report.snapshots,
+        report.packs,
+        report.marked,
+        human_bytes(report.marked_bytes),
+        report.repacked
+    );
+    println!(
+        "{} packs deleted, {} freed, {} revived by newer snapshots",
+        report.deleted,
+        human_bytes(report.freed_bytes),
+        report.revived
+    );
+    for wait in &report.waiting {
+        println!("waiting: {wait}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,333 @@
+//! Leases on the store itself: who holds the repository's maintenance (prune), and which
+//! backups are running.
+//!
+//! The maintenance lease is a sequence of generation objects `locks/maintenance/<gen>`, each
+//! written with a conditional create (`If-None-Match: *`) and carrying its holder (host, pid,
+//! a random owner id) and an expiry. The newest generation is the lease:
+//!
+//! - *take*: read the newest generation; if it is live and not ours, the lease is busy; else
+//!   create the next generation. Two contenders race for the same key and exactly one create
+//!   succeeds.
+//! - *renew*: create the next generation with a later expiry. If that key already exists,
+//!   someone took the lease over after ours expired: we lost it and must stop.
+//! - *release*: delete our generations. A holder that dies simply stops renewing; after the
+//!   TTL anyone may take over. Nobody is blocked past the TTL by a dead host.
+//!
+//! Only conditional create is used (not If-Match updates) because object_store's local
+//! folder backend does not implement conditional updates; generations give the same
+//! guarantee with the one primitive every store here has.
+//!
+//! Backups take shared, non-exclusive leases: `locks/backups/<owner>`, renewed by overwrite
+//! while they run and deleted when they end. Prune reads them to know which backups may
+//! still be relying on data it is about to delete.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::error::{Result, StoreError};
+use crate::repository::Repository;
+
+/// Prefix of every lease object.
+pub const LOCKS_PREFIX: &str = "locks";
+const MAINTENANCE: &str = "locks/maintenance";
+const BACKUPS: &str = "locks/backups";
+
+/// How long a lease lives without renewal, unless configured.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(120);
+
+/// Who holds a lease, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    /// Random id of the holding process.
+    pub owner: String,
+    /// Host of the holder.
+    pub host: String,
+    /// Process id of the holder.
+    pub pid: u32,
+    /// What it is doing (`prune`, `backup auth`).
+    pub operation: String,
+    /// When the holder first took it.
+    pub acquired: DateTime<Utc>,
+    /// When it expires unless renewed.
+    pub expires: DateTime<Utc>,
+}
+
+impl LeaseInfo {
+    fn new(operation: &str, ttl: Duration) -> Self {
+        let now = Utc::now();
+        LeaseInfo {
+            owner: hex::encode(rand::random::<[u8; 12]>()),
+            host: crate::host_name(),
+            pid: std::process::id(),
+            operation: operation.into(),
+            acquired: now,
+            expires: now + ttl_chrono(ttl),
+        }
+    }
+
+    /// Whether it is still in force at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.expires > now
+    }
+}
+
+fn ttl_chrono(ttl: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(120))
+}
+
+fn generation_key(generation: u64) -> Path {
+    Path::from(format!("{MAINTENANCE}/{generation:020}"))
+}
+
+/// The exclusive maintenance lease, while held.
+#[derive(Debug)]
+pub struct MaintenanceLease {
+    repo: Repository,
+    info: LeaseInfo,
+    generation: u64,
+    ttl: Duration,
+}
+
+impl Repository {
+    /// The newest maintenance lease generation and its holder, if any.
+    ///
+    /// # Errors
+    /// Store errors; an unreadable lease object is reported as malformed.
+    pub async fn maintenance_holder(&self) -> Result<Option<(u64, LeaseInfo)>> {
+        let mut keys = self.list_keys(MAINTENANCE).await?;
+        keys.sort_by_key(|k| k.to_string());
+        let Some(key) = keys.pop() else { return Ok(None) };
+        let generation = key.filename().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        let body = match self.get_bytes(&key).await {
+            Ok(b) => b,
+            // Released between list and get: nobody holds it.
+            Err(StoreError::Core(lifeboat_core::Error::Missing { .. })) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let info: LeaseInfo = serde_json::from_slice(&body)
+            .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
+        Ok(Some((generation, info)))
+    }
+
+    /// Takes the maintenance lease for `operation`.
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] naming the holder when someone else holds a live lease.
+    pub async fn acquire_maintenance(
+        &self,
+        operation: &str,
+        ttl: Duration,
+    ) -> Result<MaintenanceLease> {
+        let now = Utc::now();
+        let current = self.maintenance_holder().await?;
+        if let Some((_, holder)) = &current
+            && holder.is_live(now)
+        {
+            return Err(StoreError::Locked { holder: Box::new(holder.clone()) });
+        }
+        let generation = current.map_or(1, |(g, _)| g + 1);
+        let info = LeaseInfo::new(operation, ttl);
+        let body = serde_json::to_vec_pretty(&info).map_err(|e| StoreError::Malformed {
+            key: MAINTENANCE.into(),
+            reason: e.to_string(),
+        })?;
+        match self.create_bytes(&generation_key(generation), Bytes::from(body)).await {
+            Ok(()) => {}
+            Err(StoreError::Object {
+                source: object_store::Error::AlreadyExists { .. }, ..
+            }) => {
+                // Someone else created this generation first: they hold it now.
+                let holder = self.maintenance_holder().await?.map(|(_, h)| h).unwrap_or(info);
+                return Err(StoreError::Locked { holder: Box::new(holder) });
+            }
+            Err(e) => return Err(e),
+        }
+        debug!(generation, "maintenance lease taken");
+        let lease = MaintenanceLease { repo: self.clone(), info, generation, ttl };
+        lease.forget_older().await;
+        Ok(lease)
+    }
+
+    /// Removes every maintenance lease generation, whoever holds it (`lifeboat unlock`), and
+    /// expired backup leases. Returns what was removed.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn unlock(&self) -> Result<Vec<LeaseInfo>> {
+        let mut removed = Vec::new();
+        if let Some((_, holder)) = self.maintenance_holder().await? {
+            removed.push(holder);
+        }
+        for key in self.list_keys(MAINTENANCE).await? {
+            self.delete_key(&key).await?;
+        }
+        let now = Utc::now();
+        for (key, info) in self.backup_leases().await? {
+            if !info.is_live(now) {
+                self.delete_key(&key).await?;
+                removed.push(info);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every backup lease in the store (live or expired), with its key.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn backup_leases(&self) -> Result<Vec<(Path, LeaseInfo)>> {
+        let mut out = Vec::new();
+        for key in self.list_keys(BACKUPS).await? {
+            match self.get_bytes(&key).await {
+                Ok(body) => match serde_json::from_slice::<LeaseInfo>(&body) {
+                    Ok(info) => out.push((key, info)),
+                    Err(e) => warn!(key = %key, error = %e, "ignoring unreadable backup lease"),
+                },
+                Err(StoreError::Core(lifeboat_core::Error::Missing { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes a shared backup lease, renewed in the background until the guard is dropped.
+    ///
+    /// # Errors
+    /// Store errors writing the lease.
+    pub async fn start_backup_lease(&self, operation: &str, ttl: Duration) -> Result<BackupLease> {
+        let info = LeaseInfo::new(operation, ttl);
+        let key = Path::from(format!("{BACKUPS}/{}", info.owner));
+        self.write_backup_lease(&key, &info).await?;
+        let (repo, renew_key, mut renewed) = (self.clone(), key.clone(), info.clone());
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                renewed.expires = Utc::now() + ttl_chrono(ttl);
+                if let Err(e) = repo.write_backup_lease(&renew_key, &renewed).await {
+                    warn!(error = %e, "could not renew the backup lease");
+                }
+            }
+        });
+        Ok(BackupLease { repo: self.clone(), key, info, renewer: Some(renewer) })
+    }
+
+    async fn write_backup_lease(&self, key: &Path, info: &LeaseInfo) -> Result<()> {
+        let body = serde_json::to_vec_pretty(info)
+            .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
+        self.put_bytes(key, Bytes::from(body)).await
+    }
+}
+
+impl MaintenanceLease {
+    /// The lease's holder information.
+    pub fn info(&self) -> &LeaseInfo {
+        &self.info
+    }
+
+    /// Extends the lease by its TTL.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when another process took the lease over (ours had
+    /// expired); the caller must stop deleting at once.
+    pub async fn renew(&mut self) -> Result<()> {
+        let mut info = self.info.clone();
+        info.expires = Utc::now() + ttl_chrono(self.ttl);
+        let next = self.generation + 1;
+        let body = serde_json::to_vec_pretty(&info).map_err(|e| StoreError::Malformed {
+            key: MAINTENANCE.into(),
+            reason: e.to_string(),
+        })?;
+        match self.repo.create_bytes(&generation_key(next), Bytes::from(body)).await {
+            Ok(()) => {
+                self.generation = next;
+                self.info = info;
+                self.forget_older().await;
+                Ok(())
+            }
+            Err(StoreError::Object {
+                source: object_store::Error::AlreadyExists { .. }, ..
+            }) => Err(StoreError::LeaseLost { operation: self.info.operation.clone() }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Renews when less than two thirds of the TTL is left.
+    ///
+    /// # Errors
+    /// As [`MaintenanceLease::renew`].
+    pub async fn keep_alive(&mut self) -> Result<()> {
+        let left = self.info.expires.signed_duration_since(Utc::now());
+        if left < ttl_chrono(self.ttl * 2 / 3) { self.renew().await } else { Ok(()) }
+    }
+
+    /// Gives the lease up.
+    ///
+    /// # Errors
+    /// Store errors deleting the lease objects (it then expires by itself).
+    pub async fn release(self) -> Result<()> {
+        for key in self.repo.list_keys(MAINTENANCE).await? {
+            let generation = key.filename().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            if generation <= self.generation {
+                self.repo.delete_key(&key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn forget_older(&self) {
+        let Ok(keys) = self.repo.list_keys(MAINTENANCE).await else { return };
+        for key in keys {
+            let generation = key.filename().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            if generation < self.generation {
+                let _ = self.repo.delete_key(&key).await;
+            }
+        }
+    }
+}
+
+/// A running backup's shared lease; deleted when dropped (renewal stops with it).
+#[derive(Debug)]
+pub struct BackupLease {
+    repo: Repository,
+    key: Path,
+    info: LeaseInfo,
+    renewer: Option<JoinHandle<()>>,
+}
+
+impl BackupLease {
+    /// The lease's holder information.
+    pub fn info(&self) -> &LeaseInfo {
+        &self.info
+    }
+
+    /// Ends the lease.
+    pub async fn end(mut self) {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+        }
+        if let Err(e) = self.repo.delete_key(&self.key).await {
+            warn!(error = %e, "could not remove the backup lease; it expires by itself");
+        }
+    }
+}
+
+impl Drop for BackupLease {
+    fn drop(&mut self) {
+        if let Some(r) = self.renewer.take() {
+            r.abort();
+            // Dropped without `end` (an error path): remove the lease in the background.
+            let (repo, key) = (self.repo.clone(), self.key.clone());
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = repo.delete_key(&key).await;
+                });
+            }
+        }
+    }
+}

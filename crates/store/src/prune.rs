@@ -1,0 +1,396 @@
+//! Prune: delete what no snapshot references, safely, while backups keep running.
+//!
+//! Two phases, under the exclusive maintenance lease (see `lease.rs`); backups never wait.
+//!
+//! **Mark.** Find packs holding no chunk any snapshot references (and packs from crashed
+//! backups that no index lists), and repack packs that are mostly garbage: copy their live
+//! blobs into new packs, then treat the old ones as garbage too. Write a *pending mark*
+//! (`prune/pending/<id>`) listing the garbage packs with their entries, then a consolidated
+//! index without them, then delete the index files it replaces. From then on new backups do
+//! not see the marked packs and store those chunks afresh if they need them.
+//!
+//! **Sweep** (a later prune, or the same one when the grace period is zero). A mark is swept
+//! only when (1) no index file lists a marked pack any more (otherwise the index is cleaned
+//! first and the clock restarts), (2) the grace period has passed since the index was clean,
+//! and (3) no backup that started before that moment is still running (its shared lease is
+//! live). A backup that started earlier may have deduplicated against a marked chunk and not
+//! written its manifest yet; waiting for its lease to end or expire closes that window.
+//! Then, with a fresh list of snapshots, every marked pack that holds a chunk some snapshot
+//! references and that exists nowhere else is *revived*: its entries go back into the index
+//! and it is not deleted. The rest are deleted, then the mark.
+//!
+//! Each step leaves a repository that verifies: a prune killed anywhere is finished by the
+//! next one.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use lifeboat_core::{ChunkId, Digest};
+use object_store::path::Path;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info};
+
+use crate::error::{Result, StoreError};
+use crate::format::{
+    DATA_PREFIX, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, id_from_key, index_key,
+    pack_key, read_pack_trailer,
+};
+use crate::lease::MaintenanceLease;
+use crate::repository::Repository;
+
+const PENDING_PREFIX: &str = "prune/pending";
+
+/// How prune behaves.
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    /// How long marked packs wait, after leaving the index, before they may be deleted.
+    pub grace: Duration,
+    /// Packs whose referenced bytes are below this fraction of the pack are repacked.
+    pub repack_below: f64,
+    /// Report what would happen, change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions { grace: Duration::from_secs(3600), repack_below: 0.5, dry_run: false }
+    }
+}
+
+/// What a prune did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    /// Snapshots in the repository.
+    pub snapshots: usize,
+    /// Packs in the repository before pruning.
+    pub packs: usize,
+    /// Packs newly marked as garbage.
+    pub marked: usize,
+    /// Bytes in the newly marked packs.
+    pub marked_bytes: u64,
+    /// Packs whose live blobs were copied into new packs.
+    pub repacked: usize,
+    /// Marked packs deleted.
+    pub deleted: usize,
+    /// Bytes freed by deleting them.
+    pub freed_bytes: u64,
+    /// Marked packs kept because a snapshot written since references them.
+    pub revived: usize,
+    /// Marks still waiting, and why.
+    pub waiting: Vec<String>,
+}
+
+/// A pending mark: packs to delete once it is safe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PendingMark {
+    marked_at: DateTime<Utc>,
+    /// When no index file listed any of the packs any more; the grace period counts from here.
+    index_clean_at: DateTime<Utc>,
+    packs: Vec<PackEntry>,
+}
+
+impl Repository {
+    /// Prunes the repository (see the module docs for the protocol).
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] when another prune holds the maintenance lease; store errors.
+    pub async fn prune(&self, options: &PruneOptions) -> Result<PruneReport> {
+        let mut lease = self.acquire_maintenance("prune", self.lease_ttl()).await?;
+        let result = self.prune_locked(options, &mut lease).await;
+        let released = lease.release().await;
+        let report = result?;
+        released?;
+        Ok(report)
+    }
+
+    async fn prune_locked(
+        &self,
+        options: &PruneOptions,
+        lease: &mut MaintenanceLease,
+    ) -> Result<PruneReport> {
+        let mut report = PruneReport::default();
+        self.sweep(options, lease, &mut report).await?;
+        lease.keep_alive().await?;
+        self.mark(options, lease, &mut report).await?;
+        if options.grace.is_zero() && !options.dry_run {
+            lease.keep_alive().await?;
+            report.waiting.clear();
+            self.sweep(options, lease, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    async fn pending_marks(&self) -> Result<Vec<(Path, PendingMark)>> {
+        let mut marks = Vec::new();
+        for key in self.list_keys(PENDING_PREFIX).await? {
+            let body = self.get_bytes(&key).await?;
+            let mark: PendingMark = serde_json::from_slice(&body).map_err(|e| {
+                StoreError::Malformed { key: key.to_string(), reason: e.to_string() }
+            })?;
+            marks.push((key, mark));
+        }
+        Ok(marks)
+    }
+
+    async fn sweep(
+        &self,
+        options: &PruneOptions,
+        lease: &mut MaintenanceLease,
+        report: &mut PruneReport,
+    ) -> Result<()> {
+        for (key, mut mark) in self.pending_marks().await? {
+            let marked: HashSet<Digest> = mark.packs.iter().map(|p| p.id).collect();
+            // (1) The index must not list marked packs: clean it and restart the clock.
+            let files = self.index_files().await?;
+            if files.iter().any(|(_, f)| f.packs.iter().any(|p| marked.contains(&p.id))) {
+                if options.dry_run {
+                    report.waiting.push(format!("{key}: the index still lists its packs"));
+                    continue;
+                }
+                self.rewrite_index(&files, &marked).await?;
+                mark.index_clean_at = Utc::now();
+                self.put_json(&key, &mark).await?;
+                report
+                    .waiting
+                    .push(format!("{key}: index cleaned now; deletable after the grace period"));
+                if !options.grace.is_zero() {
+                    continue;
+                }
+            }
+            // (2) The grace period.
+            let now = Utc::now();
+            let grace =
+                chrono::Duration::from_std(options.grace).unwrap_or(chrono::Duration::hours(1));
+            if now < mark.index_clean_at + grace {
+                report.waiting.push(format!(
+                    "{key}: grace period until {}",
+                    (mark.index_clean_at + grace).to_rfc3339()
+                ));
+                continue;
+            }
+            // (3) No backup that may have loaded the old index is still running.
+            let blockers: Vec<String> = self
+                .backup_leases()
+                .await?
+                .into_iter()
+                .filter(|(_, l)| l.is_live(now) && l.acquired <= mark.index_clean_at)
+                .map(|(_, l)| format!("{} on {} (pid {})", l.operation, l.host, l.pid))
+                .collect();
+            if !blockers.is_empty() {
+                report
+                    .waiting
+                    .push(format!("{key}: waiting for running backups: {}", blockers.join(", ")));
+                continue;
+            }
+            // Revive what snapshots written since reference and only marked packs hold.
+            let referenced = self.referenced_chunks().await?;
+            let files = self.index_files().await?;
+            let elsewhere: HashSet<ChunkId> = files
+                .iter()
+                .flat_map(|(_, f)| f.packs.iter())
+                .filter(|p| !marked.contains(&p.id))
+                .flat_map(|p| p.blobs.iter().map(|b| b.id))
+                .collect();
+            let (revive, delete): (Vec<PackEntry>, Vec<PackEntry>) =
+                mark.packs.iter().cloned().partition(|p| {
+                    p.blobs.iter().any(|b| referenced.contains(&b.id) && !elsewhere.contains(&b.id))
+                });
+            report.revived += revive.len();
+            report.deleted += delete.len();
+            report.freed_bytes += delete.iter().map(|p| p.size).sum::<u64>();
+            if options.dry_run {
+                continue;
+            }
+            if !revive.is_empty() {
+                self.write_index_file(IndexFile { version: FORMAT_VERSION, packs: revive }).await?;
+            }
+            for pack in &delete {
+                lease.keep_alive().await?;
+                self.delete_key(&pack_key(&pack.id)).await?;
+            }
+            self.delete_key(&key).await?;
+            info!(deleted = delete.len(), "swept a pending mark");
+        }
+        Ok(())
+    }
+
+    async fn mark(
+        &self,
+        options: &PruneOptions,
+        lease: &mut MaintenanceLease,
+        report: &mut PruneReport,
+    ) -> Result<()> {
+        let pending: HashSet<Digest> = self
+            .pending_marks()
+            .await?
+            .into_iter()
+            .flat_map(|(_, m)| m.packs.into_iter().map(|p| p.id))
+            .collect();
+        let snapshots = self.snapshots().await?;
+        report.snapshots = snapshots.len();
+        let referenced: HashSet<ChunkId> =
+            snapshots.iter().flat_map(|s| s.manifest().chunks.iter().copied()).collect();
+        let files = self.index_files().await?;
+        let mut indexed: HashMap<Digest, PackEntry> = HashMap::new();
+        for (_, file) in &files {
+            for pack in &file.packs {
+                indexed.entry(pack.id).or_insert_with(|| pack.clone());
+            }
+        }
+        // Packs on the store that no index lists: left by a crashed backup, or by one still
+        // running (its index file comes last). Marking them is safe: the sweep waits for
+        // every backup that started before, and revives what their snapshots reference.
+        let mut all_packs: Vec<PackEntry> = indexed.values().cloned().collect();
+        for key in self.list_keys(DATA_PREFIX).await? {
+            let Some(id) = id_from_key(&key) else { continue };
+            if indexed.contains_key(&id) || pending.contains(&id) {
+                continue;
+            }
+            let bytes = self.get_bytes(&key).await?;
+            let blobs = read_pack_trailer(key.as_ref(), &bytes).unwrap_or_default();
+            all_packs.push(PackEntry { id, size: bytes.len() as u64, blobs });
+        }
+        report.packs = all_packs.len() + pending.len();
+
+        let mut garbage: Vec<PackEntry> = Vec::new();
+        let mut to_repack: Vec<PackEntry> = Vec::new();
+        let mut claimed: HashSet<ChunkId> = HashSet::new();
+        for pack in all_packs.into_iter().filter(|p| !pending.contains(&p.id)) {
+            let total: u64 = pack.blobs.iter().map(|b| u64::from(b.length)).sum();
+            let live: u64 = pack
+                .blobs
+                .iter()
+                .filter(|b| referenced.contains(&b.id))
+                .map(|b| u64::from(b.length))
+                .sum();
+            if live == 0 {
+                garbage.push(pack);
+            } else if (live as f64) < options.repack_below * total as f64 {
+                to_repack.push(pack);
+            } else {
+                claimed.extend(pack.blobs.iter().map(|b| b.id));
+            }
+        }
+        report.repacked = to_repack.len();
+        if options.dry_run {
+            report.marked = garbage.len() + to_repack.len();
+            report.marked_bytes = garbage.iter().chain(&to_repack).map(|p| p.size).sum();
+            return Ok(());
+        }
+        // Copy live blobs out of mostly-garbage packs, compressed as they are.
+        let mut new_packs = Vec::new();
+        let mut builder = PackBuilder::with_capacity(self.config().pack_size as usize);
+        for pack in &to_repack {
+            lease.keep_alive().await?;
+            let key = pack_key(&pack.id);
+            let bytes = self.get_bytes(&key).await?;
+            for blob in pack.blobs.iter().filter(|b| referenced.contains(&b.id)) {
+                if !claimed.insert(blob.id) {
+                    continue; // already kept elsewhere, or copied from another pack
+                }
+                let (start, end) =
+                    (blob.offset as usize, blob.offset as usize + blob.length as usize);
+                let data = bytes.get(start..end).ok_or_else(|| StoreError::Malformed {
+                    key: key.to_string(),
+                    reason: format!("blob {} lies outside the pack", blob.id),
+                })?;
+                builder.push(blob.id, blob.plain, data);
+                if builder.len() as u64 >= self.config().pack_size {
+                    let full = std::mem::replace(
+                        &mut builder,
+                        PackBuilder::with_capacity(self.config().pack_size as usize),
+                    );
+                    new_packs.push(self.write_pack(full).await?);
+                }
+            }
+            garbage.push(pack.clone());
+        }
+        if !builder.is_empty() {
+            new_packs.push(self.write_pack(builder).await?);
+        }
+        if !new_packs.is_empty() {
+            self.write_index_file(IndexFile { version: FORMAT_VERSION, packs: new_packs }).await?;
+        }
+        if garbage.is_empty() {
+            return Ok(());
+        }
+        report.marked = garbage.len();
+        report.marked_bytes = garbage.iter().map(|p| p.size).sum();
+        // The mark first, then the index without the marked packs: a crash in between leaves
+        // packs both marked and indexed, which the sweep handles (it cleans the index first).
+        let now = Utc::now();
+        let mark = PendingMark { marked_at: now, index_clean_at: now, packs: garbage };
+        let body = serde_json::to_vec(&mark)
+            .map_err(|e| StoreError::Malformed { key: "mark".into(), reason: e.to_string() })?;
+        let mark_key = Path::from(format!("{PENDING_PREFIX}/{}", Digest::of(&body)));
+        self.put_bytes(&mark_key, Bytes::from(body)).await?;
+        let marked: HashSet<Digest> = mark.packs.iter().map(|p| p.id).collect();
+        let files = self.index_files().await?;
+        self.rewrite_index(&files, &marked).await?;
+        // The index became clean only now: restart the grace period from here.
+        let mark = PendingMark { index_clean_at: Utc::now(), ..mark };
+        self.put_json(&mark_key, &mark).await?;
+        debug!(marked = mark.packs.len(), "packs marked");
+        Ok(())
+    }
+
+    /// Every chunk any snapshot references.
+    async fn referenced_chunks(&self) -> Result<HashSet<ChunkId>> {
+        Ok(self
+            .snapshots()
+            .await?
+            .iter()
+            .flat_map(|s| s.manifest().chunks.iter().copied())
+            .collect())
+    }
+
+    /// Replaces `files` by one consolidated index file without the packs in `drop`.
+    async fn rewrite_index(
+        &self,
+        files: &[(Path, IndexFile)],
+        drop: &HashSet<Digest>,
+    ) -> Result<()> {
+        let mut seen = HashSet::new();
+        let mut packs: Vec<PackEntry> = Vec::new();
+        for pack in files.iter().flat_map(|(_, f)| f.packs.iter()) {
+            if !drop.contains(&pack.id) && seen.insert(pack.id) {
+                packs.push(pack.clone());
+            }
+        }
+        // New file first, old ones after: a reader never sees an index missing live packs.
+        let written = if packs.is_empty() {
+            None
+        } else {
+            Some(self.write_index_file(IndexFile { version: FORMAT_VERSION, packs }).await?)
+        };
+        for (key, _) in files {
+            if Some(key) != written.as_ref() {
+                self.delete_key(key).await?;
+            }
+        }
+        self.reload_index().await
+    }
+
+    async fn write_index_file(&self, file: IndexFile) -> Result<Path> {
+        let body = serde_json::to_vec(&file)
+            .map_err(|e| StoreError::Malformed { key: "index".into(), reason: e.to_string() })?;
+        let key = index_key(&Digest::of(&body));
+        self.put_bytes(&key, Bytes::from(body)).await?;
+        self.merge_index(&file);
+        Ok(key)
+    }
+
+    async fn write_pack(&self, pack: PackBuilder) -> Result<PackEntry> {
+        let (bytes, entry) = pack.finish()?;
+        self.put_bytes(&pack_key(&entry.id), Bytes::from(bytes)).await?;
+        Ok(entry)
+    }
+
+    async fn put_json<T: Serialize>(&self, key: &Path, value: &T) -> Result<()> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
+        self.put_bytes(key, Bytes::from(body)).await
+    }
+}

@@ -1,0 +1,238 @@
+//! Leases and prune, against every store: memory, a local folder, and s3s-fs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use lifeboat_core::{Kind, MemoryBackup, NoProgress, Snapshot, Verifier};
+use lifeboat_store::format::DATA_PREFIX;
+use lifeboat_store::{BackupOptions, PruneOptions, Repository, RepositoryVerifier, StoreError};
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn source(name: &str, data: Vec<u8>) -> MemoryBackup {
+    MemoryBackup { name: name.into(), kind: Kind::Dir, data }
+}
+
+fn now_prune() -> PruneOptions {
+    PruneOptions { grace: Duration::ZERO, ..Default::default() }
+}
+
+async fn verify_all(repo: &Repository) {
+    let verifier = RepositoryVerifier::new(repo.clone(), true);
+    for snap in repo.snapshots().await.unwrap() {
+        let report = verifier.verify(&snap).await.unwrap();
+        assert!(report.ok(), "{}: {:?}", snap.id(), report.failures());
+    }
+}
+
+async fn lease_is_exclusive(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store, "t").await.unwrap();
+    let attempts = (0..8).map(|_| {
+        let repo = repo.clone();
+        tokio::spawn(async move { repo.acquire_maintenance("test", Duration::from_secs(60)).await })
+    });
+    let mut won = Vec::new();
+    for a in attempts {
+        match a.await.unwrap() {
+            Ok(lease) => won.push(lease),
+            Err(StoreError::Locked { holder }) => assert_eq!(holder.operation, "test"),
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "{} processes hold the maintenance lease at once", won.len());
+    let lease = won.pop().unwrap();
+    let err = repo.acquire_maintenance("second", Duration::from_secs(60)).await.unwrap_err();
+    assert!(err.to_string().contains("locked by test"), "{err}");
+    lease.release().await.unwrap();
+    let again = repo.acquire_maintenance("after release", Duration::from_secs(60)).await.unwrap();
+    again.release().await.unwrap();
+}
+
+async fn expired_lease_is_taken_over(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store, "t").await.unwrap();
+    let mut dead =
+        repo.acquire_maintenance("crashed prune", Duration::from_millis(300)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taker = repo.acquire_maintenance("next prune", Duration::from_secs(60)).await.unwrap();
+    assert!(
+        matches!(dead.renew().await, Err(StoreError::LeaseLost { .. })),
+        "a taken-over lease renewed"
+    );
+    // A live lease is reported with its holder; unlock clears it by hand.
+    let err = repo.acquire_maintenance("third", Duration::from_secs(60)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }));
+    assert_eq!(repo.unlock().await.unwrap().len(), 1);
+    repo.acquire_maintenance("after unlock", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .release()
+        .await
+        .unwrap();
+    drop(taker);
+}
+
+async fn prune_frees_only_unreferenced_data(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store, "t").await.unwrap();
+    let a = repo
+        .backup(&source("a", random(6 << 20, 1)), &BackupOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    let b = repo
+        .backup(&source("b", random(3 << 20, 2)), &BackupOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    let (before, _) = repo.usage(DATA_PREFIX).await.unwrap();
+
+    // Nothing unreferenced yet: prune deletes nothing.
+    let report = repo.prune(&now_prune()).await.unwrap();
+    assert_eq!(report.deleted, 0);
+    assert_eq!(report.marked, 0);
+
+    repo.forget(&[a.id()]).await.unwrap();
+    let dry = repo.prune(&PruneOptions { dry_run: true, ..now_prune() }).await.unwrap();
+    assert!(dry.marked > 0);
+    assert_eq!(repo.usage(DATA_PREFIX).await.unwrap().0, before, "a dry run deleted data");
+
+    let report = repo.prune(&now_prune()).await.unwrap();
+    assert!(report.deleted > 0 && report.freed_bytes > 0, "{report:?}");
+    let (after, _) = repo.usage(DATA_PREFIX).await.unwrap();
+    assert!(after < before, "{after} >= {before}");
+    assert!(after > 0);
+    verify_all(&repo).await;
+    let mut back = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut b.open().await.unwrap(), &mut back).await.unwrap();
+    assert_eq!(back, random(3 << 20, 2));
+
+    // Applying it again finds nothing more; a fresh handle sees a consistent repository.
+    let again = repo.prune(&now_prune()).await.unwrap();
+    assert_eq!((again.marked, again.deleted), (0, 0), "{again:?}");
+    verify_all(&Repository::open_store(repo.store().clone(), "t").await.unwrap()).await;
+}
+
+async fn sweep_waits_for_running_backups_and_revives(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store.clone(), "t").await.unwrap();
+    let old = repo
+        .backup(&source("x", random(4 << 20, 3)), &BackupOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    let chunks = old.manifest().chunks.clone();
+    repo.forget(&[old.id()]).await.unwrap();
+
+    // A backup that started before the prune (it has loaded the index with x's packs) is
+    // still running: the sweep must wait for it.
+    let in_flight = repo.start_backup_lease("backup x", Duration::from_secs(60)).await.unwrap();
+    let report = repo.prune(&now_prune()).await.unwrap();
+    assert!(report.marked > 0);
+    assert_eq!(report.deleted, 0, "deleted under a running backup: {report:?}");
+    assert!(report.waiting.iter().any(|w| w.contains("running backups")), "{:?}", report.waiting);
+
+    // That backup deduplicated against x's chunks and now writes its manifest.
+    let mut manifest = old.manifest().clone();
+    manifest.time = chrono::Utc::now();
+    manifest.chunks = chunks;
+    let body = manifest.to_bytes().unwrap();
+    let id = lifeboat_core::Digest::of(&body);
+    repo.create_bytes(&lifeboat_store::format::snapshot_key(&id), Bytes::from(body)).await.unwrap();
+    in_flight.end().await;
+
+    // The next prune revives the packs the new snapshot needs instead of deleting them.
+    let report = repo.prune(&now_prune()).await.unwrap();
+    assert!(report.revived > 0, "{report:?}");
+    assert_eq!(report.deleted, 0, "{report:?}");
+    let fresh = Repository::open_store(store, "t").await.unwrap();
+    verify_all(&fresh).await;
+    assert_eq!(fresh.snapshots().await.unwrap().len(), 1);
+}
+
+async fn repacks_mostly_garbage_packs(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store, "t").await.unwrap();
+    // One backup holds both a small kept part and a large forgotten part in the same packs.
+    let keep = random(1 << 20, 4);
+    let mut both = keep.clone();
+    both.extend(random(6 << 20, 5));
+    let big =
+        repo.backup(&source("mixed", both), &BackupOptions::default(), &NoProgress).await.unwrap();
+    let small = repo
+        .backup(&source("small", keep.clone()), &BackupOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    repo.forget(&[big.id()]).await.unwrap();
+    let (before, _) = repo.usage(DATA_PREFIX).await.unwrap();
+    let report = repo.prune(&now_prune()).await.unwrap();
+    assert!(report.repacked > 0, "{report:?}");
+    let (after, _) = repo.usage(DATA_PREFIX).await.unwrap();
+    assert!(after < before / 2, "repacking freed too little: {before} -> {after}");
+    verify_all(&repo).await;
+    let mut back = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut small.open().await.unwrap(), &mut back)
+        .await
+        .unwrap();
+    assert_eq!(back, keep);
+}
+
+macro_rules! maintenance {
+    ($store_mod:ident, $make:expr) => {
+        mod $store_mod {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lease_is_exclusive() {
+                let (store, _guard) = $make;
+                super::lease_is_exclusive(store).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn expired_lease_is_taken_over() {
+                let (store, _guard) = $make;
+                super::expired_lease_is_taken_over(store).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn prune_frees_only_unreferenced_data() {
+                let (store, _guard) = $make;
+                super::prune_frees_only_unreferenced_data(store).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sweep_waits_for_running_backups_and_revives() {
+                let (store, _guard) = $make;
+                super::sweep_waits_for_running_backups_and_revives(store).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn repacks_mostly_garbage_packs() {
+                let (store, _guard) = $make;
+                super::repacks_mostly_garbage_packs(store).await;
+            }
+        }
+    };
+}
+
+fn memory() -> (Arc<dyn ObjectStore>, ()) {
+    (Arc::new(InMemory::new()), ())
+}
+
+fn folder() -> (Arc<dyn ObjectStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        lifeboat_store::Location::Local(dir.path().to_path_buf()).open("folder", false).unwrap();
+    (store, dir)
+}
+
+fn s3() -> (Arc<dyn ObjectStore>, lifeboat_testkit::S3Server) {
+    let server = lifeboat_testkit::S3Server::start();
+    (server.store(), server)
+}
+
+maintenance!(memory_store, memory());
+maintenance!(folder_store, folder());
+maintenance!(s3_store, s3());
