@@ -348,8 +348,16 @@ impl Repository {
         let keys = self.list_keys(SNAPSHOTS_PREFIX).await?;
         let mut snaps: Vec<StoredSnapshot> = futures::stream::iter(keys)
             .filter_map(|key| async move { id_from_key(&key) })
-            .map(|id| self.load_snapshot(id))
+            .map(|id| async move {
+                match self.load_snapshot(id).await {
+                    Ok(snap) => Ok(Some(snap)),
+                    // Forgotten between listing and reading: it is simply no longer there.
+                    Err(StoreError::Core(CoreError::SnapshotNotFound { .. })) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
             .buffer_unordered(LIST_CONCURRENCY)
+            .try_filter_map(|snap| async move { Ok(snap) })
             .try_collect()
             .await?;
         snaps.sort_by(|a, b| a.manifest().time.cmp(&b.manifest().time).then(a.id().cmp(&b.id())));
