@@ -92,6 +92,11 @@ struct PendingMark {
 }
 
 impl Repository {
+    /// The packs of every pending mark (for reads that fall back to them).
+    pub(crate) async fn marked_packs(&self) -> Result<Vec<Vec<PackEntry>>> {
+        Ok(self.pending_marks().await?.into_iter().map(|(_, m)| m.packs).collect())
+    }
+
     /// Prunes the repository (see the module docs for the protocol).
     ///
     /// # Errors
@@ -141,6 +146,22 @@ impl Repository {
         report: &mut PruneReport,
     ) -> Result<()> {
         for (key, mut mark) in self.pending_marks().await? {
+            // (0) Revive at once what snapshots written since the mark need, so the index
+            // cleaning below never takes away a pack a snapshot relies on.
+            let (revive, rest) = self.split_revived(&mark.packs).await?;
+            if !revive.is_empty() {
+                report.revived += revive.len();
+                if options.dry_run {
+                    continue;
+                }
+                self.write_index_file(IndexFile { version: FORMAT_VERSION, packs: revive }).await?;
+                if rest.is_empty() {
+                    self.delete_key(&key).await?;
+                    continue;
+                }
+                mark.packs = rest;
+                self.put_json(&key, &mark).await?;
+            }
             let marked: HashSet<Digest> = mark.packs.iter().map(|p| p.id).collect();
             // (1) The index must not list marked packs: clean it and restart the clock.
             let files = self.index_files().await?;
@@ -184,19 +205,8 @@ impl Repository {
                     .push(format!("{key}: waiting for running backups: {}", blockers.join(", ")));
                 continue;
             }
-            // Revive what snapshots written since reference and only marked packs hold.
-            let referenced = self.referenced_chunks().await?;
-            let files = self.index_files().await?;
-            let elsewhere: HashSet<ChunkId> = files
-                .iter()
-                .flat_map(|(_, f)| f.packs.iter())
-                .filter(|p| !marked.contains(&p.id))
-                .flat_map(|p| p.blobs.iter().map(|b| b.id))
-                .collect();
-            let (revive, delete): (Vec<PackEntry>, Vec<PackEntry>) =
-                mark.packs.iter().cloned().partition(|p| {
-                    p.blobs.iter().any(|b| referenced.contains(&b.id) && !elsewhere.contains(&b.id))
-                });
+            // Revive what snapshots written in the meantime reference, delete the rest.
+            let (revive, delete) = self.split_revived(&mark.packs).await?;
             report.revived += revive.len();
             report.deleted += delete.len();
             report.freed_bytes += delete.iter().map(|p| p.size).sum::<u64>();
@@ -336,14 +346,27 @@ impl Repository {
         Ok(())
     }
 
-    /// Every chunk any snapshot references.
-    async fn referenced_chunks(&self) -> Result<HashSet<ChunkId>> {
-        Ok(self
+    /// Splits marked packs into those a current snapshot needs (it references a chunk that
+    /// no unmarked indexed pack holds) and the rest.
+    async fn split_revived(&self, packs: &[PackEntry]) -> Result<(Vec<PackEntry>, Vec<PackEntry>)> {
+        let referenced: HashSet<ChunkId> = self
             .snapshots()
             .await?
             .iter()
             .flat_map(|s| s.manifest().chunks.iter().copied())
-            .collect())
+            .collect();
+        let marked: HashSet<Digest> = packs.iter().map(|p| p.id).collect();
+        let elsewhere: HashSet<ChunkId> = self
+            .index_files()
+            .await?
+            .iter()
+            .flat_map(|(_, f)| f.packs.iter())
+            .filter(|p| !marked.contains(&p.id))
+            .flat_map(|p| p.blobs.iter().map(|b| b.id))
+            .collect();
+        Ok(packs.iter().cloned().partition(|p| {
+            p.blobs.iter().any(|b| referenced.contains(&b.id) && !elsewhere.contains(&b.id))
+        }))
     }
 
     /// Replaces `files` by one consolidated index file without the packs in `drop`.

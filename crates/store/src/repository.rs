@@ -52,6 +52,9 @@ struct Inner {
     store: Arc<dyn ObjectStore>,
     config: RepoConfig,
     index: RwLock<Arc<ChunkIndex>>,
+    /// Locations of chunks in packs a prune has marked but not deleted: used to read, never
+    /// to deduplicate against (see `prune.rs`).
+    marked: RwLock<Arc<ChunkIndex>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -155,6 +158,7 @@ impl Repository {
                 store,
                 config,
                 index: RwLock::new(Arc::new(ChunkIndex::new())),
+                marked: RwLock::new(Arc::new(ChunkIndex::new())),
             }),
         }
     }
@@ -196,8 +200,18 @@ impl Repository {
     }
 
     /// Where a chunk is stored, if it is.
+    ///
+    /// A snapshot written by a backup that was running while a prune marked its packs can
+    /// reference chunks that left the index; until the next prune revives them they are
+    /// found in the pending marks, so such a snapshot restores in the meantime too.
     pub fn locate(&self, id: &ChunkId) -> Option<BlobLocation> {
-        self.index().get(id).copied()
+        self.index().get(id).copied().or_else(|| {
+            let marked = match self.inner.marked.read() {
+                Ok(guard) => Arc::clone(&guard),
+                Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+            };
+            marked.get(id).copied()
+        })
     }
 
     /// Re-reads every index file from the store.
@@ -212,6 +226,15 @@ impl Repository {
         }
         debug!(chunks = index.len(), "index loaded");
         self.set_index(index);
+        let mut marked = ChunkIndex::new();
+        for packs in self.marked_packs().await? {
+            add_to_index(&mut marked, &IndexFile { version: FORMAT_VERSION, packs });
+        }
+        let marked = Arc::new(marked);
+        match self.inner.marked.write() {
+            Ok(mut guard) => *guard = marked,
+            Err(poisoned) => *poisoned.into_inner() = marked,
+        }
         Ok(())
     }
 

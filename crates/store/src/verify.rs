@@ -29,11 +29,10 @@ impl RepositoryVerifier {
     /// the size the index says.
     pub async fn check_structure(&self, snapshot: &dyn Snapshot) -> Vec<Check> {
         let manifest = snapshot.manifest();
-        let index = self.repo.index();
         let mut missing_chunks = Vec::new();
         let mut packs: HashMap<Digest, u64> = HashMap::new();
         for id in &manifest.chunks {
-            match index.get(id) {
+            match self.repo.locate(id) {
                 Some(loc) => {
                     packs.insert(loc.pack, loc.pack_size);
                 }

@@ -149,6 +149,14 @@ async fn sweep_waits_for_running_backups_and_revives(store: Arc<dyn ObjectStore>
     repo.create_bytes(&lifeboat_store::format::snapshot_key(&id), Bytes::from(body)).await.unwrap();
     in_flight.end().await;
 
+    // Its chunks left the index with the mark, yet it restores right away: reads fall back
+    // to the pending mark, whose packs still exist.
+    let meanwhile = Repository::open_store(store.clone(), "t").await.unwrap();
+    let snap = meanwhile.load_snapshot(id).await.unwrap();
+    let mut back = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut snap.open().await.unwrap(), &mut back).await.unwrap();
+    assert_eq!(back, random(4 << 20, 3));
+
     // The next prune revives the packs the new snapshot needs instead of deleting them.
     let report = repo.prune(&now_prune()).await.unwrap();
     assert!(report.revived > 0, "{report:?}");
