@@ -108,3 +108,31 @@ fn stats_and_stale() {
     let bad = String::from_utf8_lossy(&bad.stderr);
     assert!(bad.contains("not a duration") && bad.contains("--help"), "{bad}");
 }
+
+#[test]
+fn tiers_from_a_policy_file() {
+    let (dir, repo) = repo_with_backups(5); // the first is tier=pro, the other four tier=free
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[default]\nlast = 10\n\n[tags.\"tier=free\"]\nlast = 1\n\n[tags.\"tier=pro\"]\nlast = 3\n",
+    )
+    .unwrap();
+    let plan: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo)
+        .args(["forget", "--json", "--policy"])
+        .arg(&policy)))
+    .unwrap();
+    let groups = plan.as_array().unwrap();
+    assert_eq!(groups.len(), 2, "one group per tier: {plan}");
+    let left = snapshots(&repo);
+    assert_eq!(left.len(), 2, "the newest free one and the pro one stay");
+    assert_eq!(left.iter().filter(|s| s["tags"]["tier"] == "pro").count(), 1);
+
+    std::fs::write(&policy, "[tags.\"tier=free\"]\nlats = 1\n").unwrap();
+    let err = fails(lifeboat(&repo).args(["forget", "--policy"]).arg(&policy));
+    assert!(err.contains("not a valid policy file") && err.contains("lats"), "{err}");
+    std::fs::write(&policy, "[default]\nlast = 2\n[names.billing]\n").unwrap();
+    let err = fails(lifeboat(&repo).args(["forget", "--policy"]).arg(&policy));
+    assert!(err.contains("keep nothing") && err.contains("name billing"), "{err}");
+    assert_eq!(snapshots(&repo).len(), 2, "a refused forget removed snapshots");
+}

@@ -107,6 +107,10 @@ pub enum Command {
         /// Keep everything with this tag (KEY or KEY=VALUE; repeatable).
         #[arg(long = "keep-tag", value_name = "TAG")]
         keep_tags: Vec<String>,
+        /// Policies by name and by tag from a TOML file (`[default]`, `[names.NAME]`,
+        /// `[tags."tier=free"]`); --keep-* options replace its default.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
         /// Days to keep pre-restore safety snapshots.
         #[arg(long, value_name = "DAYS", default_value_t = lifeboat_core::retention::DEFAULT_PRE_RESTORE_DAYS)]
         keep_pre_restore_days: u32,

@@ -217,8 +217,8 @@ pub struct PolicySet {
     pub default: RetentionPolicy,
     /// Policies by snapshot name.
     pub names: BTreeMap<String, RetentionPolicy>,
-    /// Policies by tag (`key=value` or `key`), tried in order.
-    pub tags: Vec<(String, RetentionPolicy)>,
+    /// Policies by tag (`key=value` or `key`), tried in alphabetical order.
+    pub tags: BTreeMap<String, RetentionPolicy>,
 }
 
 impl PolicySet {

@@ -1,30 +1,48 @@
-//! `lifeboat forget --keep-...`
+//! `lifeboat forget --keep-... [--policy FILE]`
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::ExitCode;
 
-use lifeboat_core::retention::{Candidate, Decision, RetentionPolicy, apply};
+use lifeboat_core::retention::{Candidate, Decision, PolicySet, RetentionPolicy, apply};
 use lifeboat_store::StoredSnapshot;
 use serde::Serialize;
 
 use crate::output::print_json;
 
-/// The verdicts for one name.
+/// The verdicts for one name on one host under one policy.
 #[derive(Serialize)]
 struct Group {
     name: String,
     host: String,
+    policy: String,
     decisions: Vec<Decision>,
 }
 
-pub async fn run(
-    url: &str,
-    name: Option<&str>,
-    policy: &RetentionPolicy,
-    dry_run: bool,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    if policy.is_empty() {
+/// The policies to apply: the file's, with `flags` as the default when it keeps anything.
+pub fn policies(file: Option<&Path>, flags: RetentionPolicy) -> anyhow::Result<PolicySet> {
+    let mut set = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| lifeboat_core::Error::io("reading", path, e))?;
+            toml::from_str::<PolicySet>(&text).map_err(|e| lifeboat_core::Error::InvalidInput {
+                what: format!("{} is not a valid policy file: {e}", path.display()),
+                hint: "see docs/operations.md for the format ([default], [names.NAME], [tags.\"k=v\"])".into(),
+            })?
+        }
+        None => PolicySet::default(),
+    };
+    if !flags.is_empty() || file.is_none() {
+        set.default = flags;
+    }
+    let empty: Vec<String> = std::iter::once(("default".to_string(), &set.default))
+        .chain(set.names.iter().map(|(n, p)| (format!("name {n}"), p)))
+        .chain(set.tags.iter().map(|(t, p)| (format!("tag {t}"), p)))
+        .filter(|(_, p)| p.is_empty())
+        .map(|(label, _)| label)
+        .collect();
+    // An empty policy would remove every ordinary snapshot it applies to.
+    if empty.iter().any(|l| l == "default") && file.is_none() {
         return Err(lifeboat_core::Error::InvalidInput {
             what: "no --keep-* option given: forget would remove every snapshot".into(),
             hint: "say what to keep, e.g. --keep-daily 7 --keep-weekly 4, and try --dry-run first"
@@ -32,17 +50,38 @@ pub async fn run(
         }
         .into());
     }
-    let repo = super::open_repo(url).await?;
-    let mut groups: BTreeMap<(String, String), Vec<StoredSnapshot>> = BTreeMap::new();
-    for snap in repo.snapshots().await? {
-        if name.is_none_or(|n| snap.manifest().name == n) {
-            let key = (snap.manifest().name.clone(), snap.manifest().host.clone());
-            groups.entry(key).or_default().push(snap);
+    if !empty.is_empty() && file.is_some() {
+        return Err(lifeboat_core::Error::InvalidInput {
+            what: format!("these policies keep nothing and would remove every snapshot they apply to: {}", empty.join(", ")),
+            hint: "give each policy at least one rule (last, daily, within, ...), or --keep-* flags for the default".into(),
         }
+        .into());
+    }
+    Ok(set)
+}
+
+pub async fn run(
+    url: &str,
+    name: Option<&str>,
+    policies: &PolicySet,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let repo = super::open_repo(url).await?;
+    let mut groups: BTreeMap<(String, String, String), (RetentionPolicy, Vec<StoredSnapshot>)> =
+        BTreeMap::new();
+    for snap in repo.snapshots().await? {
+        let m = snap.manifest();
+        if name.is_some_and(|n| m.name != n) {
+            continue;
+        }
+        let (label, policy) = policies.policy_for(&m.name, &m.tags);
+        let key = (m.name.clone(), m.host.clone(), label);
+        groups.entry(key).or_insert_with(|| (policy.clone(), Vec::new())).1.push(snap);
     }
     let now = chrono::Utc::now();
     let mut report = Vec::new();
-    for ((name, host), snaps) in groups {
+    for ((name, host, label), (policy, snaps)) in groups {
         let candidates: Vec<Candidate> = snaps
             .iter()
             .map(|s| Candidate {
@@ -51,7 +90,12 @@ pub async fn run(
                 tags: s.manifest().tags.clone(),
             })
             .collect();
-        report.push(Group { name, host, decisions: apply(policy, &candidates, now) });
+        report.push(Group {
+            name,
+            host,
+            policy: label,
+            decisions: apply(&policy, &candidates, now),
+        });
     }
     let remove: Vec<_> =
         report.iter().flat_map(|g| g.decisions.iter()).filter(|d| !d.keep).map(|d| d.id).collect();
@@ -62,7 +106,7 @@ pub async fn run(
         print_json(&report)?;
     } else {
         for group in &report {
-            println!("{} on {}:", group.name, group.host);
+            println!("{} on {} ({} policy):", group.name, group.host, group.policy);
             for d in &group.decisions {
                 let verdict = if d.keep {
                     "keep  "

@@ -42,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keep_within,
             keep_tags,
             keep_pre_restore_days,
+            policy: policy_file,
             dry_run,
             prune,
             json,
@@ -57,7 +58,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tags: keep_tags,
                 pre_restore_days: keep_pre_restore_days,
             };
-            let code = forget::run(&repo, name.as_deref(), &policy, dry_run, json).await?;
+            let policies = forget::policies(policy_file.as_deref(), policy)?;
+            let code = forget::run(&repo, name.as_deref(), &policies, dry_run, json).await?;
             if prune && !dry_run {
                 return prune::run(&repo, &lifeboat_store::PruneOptions::default(), json).await;
             }
