@@ -316,8 +316,10 @@ mod tests {
     fn policies_by_name_and_tag() {
         let free =
             RetentionPolicy { within: Some(Duration::from_secs(7 * 86_400)), ..Default::default() };
-        let set =
-            PolicySet { tags: vec![("tier=free".into(), free.clone())], ..Default::default() };
+        let set = PolicySet {
+            tags: [("tier=free".to_string(), free.clone())].into(),
+            ..Default::default()
+        };
         let tags: Tags = [("tier".to_string(), "free".to_string())].into();
         assert_eq!(set.policy_for("auth", &tags).1, &free);
         assert_eq!(set.policy_for("auth", &Tags::new()).0, "default");
