@@ -85,40 +85,56 @@ impl Repository {
             .map(|s| s.id());
 
         // The shared lease tells prune this backup may rely on packs in the index as loaded
-        // now; the index is (re)loaded after the lease exists, never before.
+        // now; the index is (re)loaded after the lease exists, never before. The lease ends
+        // on every path, so a failed backup does not hold up prune until the lease expires.
         let lease = self.start_backup_lease(&format!("backup {name}"), self.lease_ttl()).await?;
-        self.reload_index().await?;
-        let capture = source.capture().await?;
-        let (reader, metadata, size_hint, finish) = capture.into_parts();
-        progress.start(&format!("backup {name}"), size_hint);
-        let stored = self.store_stream(reader, progress).await;
-        progress.finish();
-        let stored = stored?;
-        // The source's own check (a dump's exit status) decides whether this is a snapshot.
-        let metadata = Capture::finish(finish, metadata).await?;
-
-        let manifest = Manifest {
+        let draft = Manifest {
             format: MANIFEST_FORMAT,
             kind: source.kind(),
             name,
             host,
             tags: options.tags.clone(),
             time,
-            duration_ms: started.elapsed().as_millis() as u64,
-            size: stored.size,
-            stored: stored.new_bytes,
-            sha256: stored.sha256,
-            chunks: stored.chunks,
-            metadata,
+            duration_ms: 0,
+            size: 0,
+            stored: 0,
+            sha256: Digest([0; 32]),
+            chunks: Vec::new(),
+            metadata: serde_json::Value::Null,
             parent,
         };
+        let result = self.capture_and_store(source, draft, started, progress).await;
+        lease.end().await;
+        result
+    }
+
+    async fn capture_and_store(
+        &self,
+        source: &dyn Backup,
+        mut manifest: Manifest,
+        started: Instant,
+        progress: &dyn Progress,
+    ) -> Result<StoredSnapshot> {
+        self.reload_index().await?;
+        let capture = source.capture().await?;
+        let (reader, metadata, size_hint, finish) = capture.into_parts();
+        progress.start(&format!("backup {}", manifest.name), size_hint);
+        let stored = self.store_stream(reader, progress).await;
+        progress.finish();
+        let stored = stored?;
+        // The source's own check (a dump's exit status) decides whether this is a snapshot.
+        manifest.metadata = Capture::finish(finish, metadata).await?;
+        manifest.duration_ms = started.elapsed().as_millis() as u64;
+        manifest.size = stored.size;
+        manifest.stored = stored.new_bytes;
+        manifest.sha256 = stored.sha256;
+        manifest.chunks = stored.chunks;
         let body = manifest.to_bytes().map_err(|e| StoreError::Malformed {
             key: "new manifest".into(),
             reason: e.to_string(),
         })?;
         let id = Digest::of(&body);
         self.create_bytes(&snapshot_key(&id), Bytes::from(body)).await?;
-        lease.end().await;
         info!(snapshot = %id, name = %manifest.name, size = manifest.size, stored = manifest.stored, "snapshot saved");
         Ok(StoredSnapshot::new(self.clone(), id, manifest))
     }
