@@ -19,17 +19,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+use lifeboat_testkit::pseudo_random as random;
 
 fn source(name: &str, data: Vec<u8>) -> MemoryBackup {
     MemoryBackup { name: name.into(), kind: Kind::Dir, data }
@@ -214,58 +204,13 @@ async fn conditional_create_is_exclusive(store: Arc<dyn ObjectStore>) {
     let _ = store.head(&Path::from(CONFIG_KEY)).await;
 }
 
-macro_rules! conformance {
-    ($store_mod:ident, $make:expr) => {
-        mod $store_mod {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn init_and_open() {
-                let (store, _guard) = $make;
-                super::init_and_open(store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn round_trips_and_dedups() {
-                let (store, _guard) = $make;
-                super::round_trips_and_dedups(store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn failed_capture_leaves_no_snapshot() {
-                let (store, _guard) = $make;
-                super::failed_capture_leaves_no_snapshot(store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn verify_catches_damage() {
-                let (store, _guard) = $make;
-                super::verify_catches_damage(store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn conditional_create_is_exclusive() {
-                let (store, _guard) = $make;
-                super::conditional_create_is_exclusive(store).await;
-            }
-        }
-    };
-}
-
-fn memory() -> (Arc<dyn ObjectStore>, ()) {
-    (Arc::new(InMemory::new()), ())
-}
-
-fn folder() -> (Arc<dyn ObjectStore>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        lifeboat_store::Location::Local(dir.path().to_path_buf()).open("folder", false).unwrap();
-    (store, dir)
-}
-
-fn s3() -> (Arc<dyn ObjectStore>, lifeboat_testkit::S3Server) {
-    let server = lifeboat_testkit::S3Server::start();
-    (server.store(), server)
-}
-
-conformance!(memory_store, memory());
-conformance!(folder_store, folder());
-conformance!(s3_store, s3());
+lifeboat_testkit::for_each_store!(
+    init_and_open,
+    round_trips_and_dedups,
+    failed_capture_leaves_no_snapshot,
+    verify_catches_damage,
+    conditional_create_is_exclusive,
+);
 
 /// Transient store errors are retried with backoff; persistent ones fail the backup with the
 /// object key named, and leave no snapshot.

@@ -9,19 +9,8 @@ use lifeboat_core::{Kind, MemoryBackup, NoProgress, Snapshot, Verifier};
 use lifeboat_store::format::DATA_PREFIX;
 use lifeboat_store::{BackupOptions, PruneOptions, Repository, RepositoryVerifier, StoreError};
 use object_store::ObjectStore;
-use object_store::memory::InMemory;
 
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+use lifeboat_testkit::pseudo_random as random;
 
 fn source(name: &str, data: Vec<u8>) -> MemoryBackup {
     MemoryBackup { name: name.into(), kind: Kind::Dir, data }
@@ -192,55 +181,10 @@ async fn repacks_mostly_garbage_packs(store: Arc<dyn ObjectStore>) {
     assert_eq!(back, keep);
 }
 
-macro_rules! maintenance {
-    ($store_mod:ident, $make:expr) => {
-        mod $store_mod {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn lease_is_exclusive() {
-                let (store, _guard) = $make;
-                super::lease_is_exclusive(store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn expired_lease_is_taken_over() {
-                let (store, _guard) = $make;
-                super::expired_lease_is_taken_over(store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn prune_frees_only_unreferenced_data() {
-                let (store, _guard) = $make;
-                super::prune_frees_only_unreferenced_data(store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sweep_waits_for_running_backups_and_revives() {
-                let (store, _guard) = $make;
-                super::sweep_waits_for_running_backups_and_revives(store).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn repacks_mostly_garbage_packs() {
-                let (store, _guard) = $make;
-                super::repacks_mostly_garbage_packs(store).await;
-            }
-        }
-    };
-}
-
-fn memory() -> (Arc<dyn ObjectStore>, ()) {
-    (Arc::new(InMemory::new()), ())
-}
-
-fn folder() -> (Arc<dyn ObjectStore>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        lifeboat_store::Location::Local(dir.path().to_path_buf()).open("folder", false).unwrap();
-    (store, dir)
-}
-
-fn s3() -> (Arc<dyn ObjectStore>, lifeboat_testkit::S3Server) {
-    let server = lifeboat_testkit::S3Server::start();
-    (server.store(), server)
-}
-
-maintenance!(memory_store, memory());
-maintenance!(folder_store, folder());
-maintenance!(s3_store, s3());
+lifeboat_testkit::for_each_store!(
+    lease_is_exclusive,
+    expired_lease_is_taken_over,
+    prune_frees_only_unreferenced_data,
+    sweep_waits_for_running_backups_and_revives,
+    repacks_mostly_garbage_packs,
+);

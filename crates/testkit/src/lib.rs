@@ -238,3 +238,64 @@ pub fn sqlite3_integrity_check(path: &Path) -> String {
         );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Deterministic pseudo-random bytes (xorshift), incompressible, for store tests.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// An object store under test, with whatever keeps it alive (a folder, a server).
+pub struct TestStore {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+/// A fresh in-memory store.
+pub fn memory_store() -> TestStore {
+    TestStore { store: Arc::new(object_store::memory::InMemory::new()), _guard: Box::new(()) }
+}
+
+/// A fresh local-folder store in a temporary folder.
+pub fn folder_store() -> TestStore {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    TestStore { store, _guard: Box::new(dir) }
+}
+
+/// A bucket on a fresh s3s-fs server on 127.0.0.1.
+pub fn s3_store() -> TestStore {
+    let server = S3Server::start();
+    TestStore { store: server.store(), _guard: Box::new(server) }
+}
+
+/// Runs each named `async fn(Arc<dyn ObjectStore>)` as a test against every store: memory,
+/// a local folder and a real S3 server, in modules `memory_store`, `folder_store`, `s3_store`.
+#[macro_export]
+macro_rules! for_each_store {
+    ($($check:ident),+ $(,)?) => {
+        $crate::for_each_store!(@store memory_store, $($check),+);
+        $crate::for_each_store!(@store folder_store, $($check),+);
+        $crate::for_each_store!(@store s3_store, $($check),+);
+    };
+    (@store $store:ident, $($check:ident),+) => {
+        mod $store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let store = $crate::$store();
+                    super::$check(store.store.clone()).await;
+                }
+            )+
+        }
+    };
+}
