@@ -72,7 +72,7 @@ impl S3Server {
                 .spawn()
                 .unwrap_or_else(|e| panic!("could not start {}: {e}", bin.display()));
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
                     return S3Server { child, port, bucket, access_key, secret_key, root };
@@ -85,7 +85,7 @@ impl S3Server {
             let _ = child.kill();
             let _ = child.wait();
         }
-        panic!("s3s-fs did not start listening on 127.0.0.1 within 10 s (5 attempts)");
+        panic!("s3s-fs did not start listening on 127.0.0.1 within 30 s (5 attempts)");
     }
 
     /// The endpoint URL.
