@@ -33,6 +33,7 @@ mod error;
 mod kind;
 mod manifest;
 mod memory;
+pub mod producer;
 mod progress;
 mod restore;
 pub mod retention;

@@ -12,18 +12,18 @@
 //!   in small steps is avoided on purpose: each write by another connection restarts a
 //!   stepwise copy, and under a steady writer it never finishes.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use lifeboat_core::{Backup, ByteStream, Capture, FinishCheck, Kind, Result};
+use lifeboat_core::producer::blocking_capture;
+use lifeboat_core::{Backup, ByteStream, Capture, Kind, Result};
 use rusqlite::Connection;
 use rusqlite::backup::StepResult;
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio_util::io::StreamReader;
 use tracing::debug;
 
 use crate::error::{SqliteError, backend};
@@ -31,10 +31,6 @@ use crate::inspect::{SqliteMetadata, check_is_database, inspect, open_existing};
 
 /// How long a copy waits for a lock held by another connection before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(60);
-/// Page batches buffered between the SQLite reader thread and the repository.
-const PAGE_BATCHES_AHEAD: usize = 8;
-/// Bytes of pages sent at once.
-const PAGE_BATCH: usize = 1 << 20;
 
 type Sqlite<T> = std::result::Result<T, SqliteError>;
 
@@ -137,31 +133,11 @@ impl SqliteBackup {
             )
             .ok()
             .map(|n| n.max(0) as u64);
-        let (pages_tx, pages_rx) = tokio::sync::mpsc::channel(PAGE_BATCHES_AHEAD);
-        let (meta_tx, meta_rx) = tokio::sync::oneshot::channel();
         let path = self.path.clone();
-        std::thread::Builder::new()
-            .name("lifeboat-sqlite-pages".into())
-            .spawn(move || {
-                let result = stream_pages(&src, &path, &journal_mode, &pages_tx);
-                if let Err(e) = &result {
-                    let _ = pages_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                }
-                let _ = meta_tx.send(result);
-            })
-            .map_err(|e| backend(format!("could not start the page reader: {e}")))?;
-        let pages = futures::stream::unfold(pages_rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        let reader: ByteStream = Box::pin(StreamReader::new(pages));
-        let finish: FinishCheck = Box::pin(async move {
-            let metadata = meta_rx
-                .await
-                .map_err(|_| backend("the page reader stopped without a result"))??;
-            let metadata = serde_json::to_value(&metadata).map_err(|e| backend(e.to_string()))?;
-            Ok(Some(metadata))
-        });
-        Ok(with_size(Capture::new(reader, serde_json::Value::Null).on_finish(finish), size))
+        blocking_capture("lifeboat-sqlite-pages", Kind::Sqlite, size, move |sink| {
+            let metadata = stream_pages(&src, &path, &journal_mode, sink)?;
+            serde_json::to_value(&metadata).map_err(|e| backend(e.to_string()))
+        })
     }
 }
 
@@ -183,34 +159,25 @@ fn has_dbpage(conn: &Connection) -> bool {
     conn.prepare("SELECT data FROM sqlite_dbpage LIMIT 0").is_ok()
 }
 
-/// Sends every page image of one read transaction, then gathers the metadata in the same
+/// Writes every page image of one read transaction, then gathers the metadata in the same
 /// transaction, so the row counts describe exactly the pages sent.
 fn stream_pages(
     src: &Connection,
     path: &Path,
     journal_mode: &str,
-    out: &tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    out: &mut impl Write,
 ) -> Sqlite<SqliteMetadata> {
     let err = |action| SqliteError::sqlite(action, path);
-    let cancelled = || SqliteError::Cancelled { path: path.into() };
     src.execute_batch("BEGIN").map_err(err("starting a read transaction on"))?;
     {
         let mut stmt =
             src.prepare("SELECT data FROM sqlite_dbpage").map_err(err("reading pages of"))?;
         let mut rows = stmt.query([]).map_err(err("reading pages of"))?;
-        let mut batch = BytesMut::with_capacity(PAGE_BATCH);
         while let Some(row) = rows.next().map_err(err("reading pages of"))? {
             let page = row.get_ref(0).map_err(err("reading pages of"))?;
             let page = page.as_blob().map_err(|e| err("reading pages of")(e.into()))?;
-            batch.extend_from_slice(page);
-            if batch.len() >= PAGE_BATCH {
-                // A closed channel means the repository side stopped: stop reading too.
-                out.blocking_send(Ok(batch.split().freeze())).map_err(|_| cancelled())?;
-                batch.reserve(PAGE_BATCH);
-            }
-        }
-        if !batch.is_empty() {
-            out.blocking_send(Ok(batch.freeze())).map_err(|_| cancelled())?;
+            // A failed write means the repository side stopped: stop reading too.
+            out.write_all(page).map_err(|_| SqliteError::Cancelled { path: path.into() })?;
         }
     }
     let metadata = inspect(src, path, journal_mode)?;

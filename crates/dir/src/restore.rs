@@ -1,0 +1,318 @@
+//! Restoring a folder snapshot: unpack beside the target, refuse anything that would land
+//! outside it, check, then swap.
+
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use async_trait::async_trait;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use lifeboat_core::{
+    Check, Error, Kind, PRE_RESTORE_TAG, PlanStep, RestoreContext, RestoreOptions, RestorePlan,
+    RestoreReport, Result, Snapshot, SnapshotId, Tags,
+};
+use tar::EntryType;
+use tokio_util::io::SyncIoBridge;
+
+use crate::backup::{DirBackup, DirMetadata};
+use crate::error::DirError;
+
+/// The steps that put a folder snapshot onto a path.
+#[derive(Debug, Clone)]
+pub struct DirRestorePlan {
+    target: PathBuf,
+    replace: bool,
+    snapshot: SnapshotId,
+    name: String,
+    expected: DirMetadata,
+    includes: Vec<String>,
+}
+
+/// Checks that `path` (from a snapshot) stays inside the folder it is restored into: relative,
+/// no `..`, not empty. Returns the reason when it does not.
+///
+/// # Errors
+/// A sentence saying why the path is refused.
+pub fn safe_relative_path(path: &Path) -> std::result::Result<(), String> {
+    if path.as_os_str().is_empty() {
+        return Err("empty path".into());
+    }
+    for component in path.components() {
+        match component {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => return Err("contains '..'".into()),
+            Component::RootDir | Component::Prefix(_) => return Err("is absolute".into()),
+        }
+    }
+    Ok(())
+}
+
+impl DirRestorePlan {
+    /// Plans restoring `snapshot` into the folder `target`, only the paths matching
+    /// `includes` when any are given. Has no side effects.
+    ///
+    /// # Errors
+    /// [`Error::TargetExists`] when `target` is a non-empty folder and `force` is not set;
+    /// [`Error::InvalidInput`] for a target that is a file, a missing parent folder, or a bad
+    /// pattern.
+    pub fn new(
+        snapshot: &dyn Snapshot,
+        target: &Path,
+        options: &RestoreOptions,
+        includes: &[String],
+    ) -> Result<Self> {
+        let manifest = snapshot.manifest();
+        if manifest.kind != Kind::Dir {
+            return Err(Error::Unsupported {
+                operation: "restoring as a folder".into(),
+                kind: manifest.kind,
+            });
+        }
+        let expected: DirMetadata =
+            serde_json::from_value(manifest.metadata.clone()).map_err(|e| Error::Backend {
+                kind: Kind::Dir,
+                message: format!("unreadable folder metadata: {e}"),
+            })?;
+        glob_set(includes)?;
+        let parent =
+            target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            return Err(Error::InvalidInput {
+                what: format!(
+                    "the folder {} for the restore target does not exist",
+                    parent.display()
+                ),
+                hint: "create it first".into(),
+            });
+        }
+        let replace = match std::fs::symlink_metadata(target) {
+            Ok(md) if !md.is_dir() => {
+                return Err(Error::InvalidInput {
+                    what: format!("restore target {} exists and is not a folder", target.display()),
+                    hint: "choose a folder path".into(),
+                });
+            }
+            Ok(_) => {
+                let empty =
+                    std::fs::read_dir(target).map(|mut d| d.next().is_none()).unwrap_or(false);
+                if !empty && !options.force {
+                    return Err(Error::TargetExists { target: target.display().to_string() });
+                }
+                !empty
+            }
+            Err(_) => false,
+        };
+        Ok(DirRestorePlan {
+            target: target.to_path_buf(),
+            replace,
+            snapshot: snapshot.id(),
+            name: manifest.name.clone(),
+            expected,
+            includes: includes.to_vec(),
+        })
+    }
+}
+
+fn glob_set(patterns: &[String]) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut set = GlobSetBuilder::new();
+    for p in patterns {
+        set.add(
+            Glob::new(p)
+                .map_err(|e| DirError::BadPattern { pattern: p.clone(), reason: e.to_string() })?,
+        );
+    }
+    Ok(Some(set.build().map_err(|e| DirError::BadPattern {
+        pattern: patterns.join(" "),
+        reason: e.to_string(),
+    })?))
+}
+
+/// What unpacking did.
+#[derive(Debug, Default)]
+struct Unpacked {
+    counts: DirMetadata,
+    refused: Vec<String>,
+}
+
+/// Unpacks a tar stream into `dst`, entry by entry, refusing unsafe ones, then reads the
+/// stream to its end so its digest check runs.
+fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io::Result<Unpacked> {
+    let mut archive = tar::Archive::new(stream);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_unpack_xattrs(false);
+    let mut done = Unpacked::default();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        if let Err(why) = safe_relative_path(&path) {
+            done.refused.push(format!("{}: {why}", path.display()));
+            continue;
+        }
+        let kind = entry.header().entry_type();
+        if kind == EntryType::Link
+            && let Some(link) = entry.link_name()?
+            && let Err(why) = safe_relative_path(&link)
+        {
+            done.refused.push(format!(
+                "{} (hard link to {}): {why}",
+                path.display(),
+                link.display()
+            ));
+            continue;
+        }
+        if includes.is_some_and(|set| !set.is_match(&path)) {
+            continue;
+        }
+        let size = entry.header().size().unwrap_or(0);
+        match entry.unpack_in(dst) {
+            Ok(true) => {}
+            Ok(false) => {
+                done.refused.push(format!("{}: would land outside the target", path.display()));
+                continue;
+            }
+            Err(e) if e.to_string().contains("outside") => {
+                done.refused.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let c = &mut done.counts;
+        match kind {
+            EntryType::Directory => c.dirs += 1,
+            EntryType::Symlink => c.symlinks += 1,
+            EntryType::Link => c.hardlinks += 1,
+            EntryType::Fifo | EntryType::Char | EntryType::Block => c.specials += 1,
+            _ => {
+                c.files += 1;
+                c.bytes += size;
+            }
+        }
+    }
+    let mut rest = archive.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink())?;
+    Ok(done)
+}
+
+#[async_trait]
+impl RestorePlan for DirRestorePlan {
+    fn steps(&self) -> Vec<PlanStep> {
+        let target = self.target.display();
+        let mut steps = Vec::new();
+        if self.replace {
+            steps.push(PlanStep::new(
+                "safety snapshot",
+                format!(
+                    "back up the current {target} as {:?}, tagged {PRE_RESTORE_TAG}",
+                    self.name
+                ),
+            ));
+        }
+        let what = if self.includes.is_empty() {
+            "every entry".to_string()
+        } else {
+            format!("entries matching {}", self.includes.join(", "))
+        };
+        steps.push(PlanStep::new(
+            "unpack",
+            format!("{what} of snapshot {} into a temporary folder beside {target}; entries with '..', absolute paths or paths through symlinks are refused", self.snapshot.short()),
+        ));
+        steps.push(PlanStep::new("verify", "no entry refused, the stream's SHA-256, and (for a full restore) counts of files, folders, links and bytes against the manifest"));
+        steps.push(PlanStep::new(
+            "swap",
+            if self.replace {
+                format!("move {target} aside, move the restored folder in, then remove the old one")
+            } else {
+                format!("move the restored folder to {target}")
+            },
+        ));
+        steps
+    }
+
+    async fn execute(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        let safety_snapshot = if self.replace {
+            let tags = Tags::from([(PRE_RESTORE_TAG.to_string(), self.snapshot.to_hex())]);
+            Some(ctx.safety_net.save(&DirBackup::new(&self.target), &self.name, tags).await?)
+        } else {
+            None
+        };
+        let parent =
+            self.target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let stem =
+            self.target.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{stem}.lifeboat-restore-"))
+            .tempdir_in(parent)
+            .map_err(|e| Error::io("creating a temporary folder in", parent, e))?;
+        let reader = ctx.snapshot.open().await?;
+        let includes = glob_set(&self.includes)?;
+        let dst = temp.path().to_path_buf();
+        ctx.progress.start(&format!("restore {}", self.name), Some(ctx.snapshot.manifest().size));
+        let unpacked = tokio::task::spawn_blocking(move || {
+            unpack(SyncIoBridge::new(reader), &dst, includes.as_ref())
+        })
+        .await
+        .map_err(|e| Error::Backend {
+            kind: Kind::Dir,
+            message: format!("unpack task failed: {e}"),
+        })?
+        .map_err(|source| Error::from_stream("unpacking the snapshot", source))?;
+        ctx.progress.finish();
+
+        let mut checks = vec![Check::new(
+            "entries inside the target",
+            unpacked.refused.is_empty(),
+            if unpacked.refused.is_empty() {
+                "none refused".to_string()
+            } else {
+                format!("refused: {}", unpacked.refused.join("; "))
+            },
+        )];
+        if self.includes.is_empty() {
+            let (got, want) = (&unpacked.counts, &self.expected);
+            let counts =
+                |m: &DirMetadata| (m.files, m.dirs, m.symlinks, m.hardlinks, m.specials, m.bytes);
+            checks.push(Check::new(
+                "counts",
+                counts(got) == counts(want),
+                format!(
+                    "files, dirs, symlinks, hardlinks, specials, bytes: {:?} (manifest: {:?})",
+                    counts(got),
+                    counts(want)
+                ),
+            ));
+        }
+        let failures: Vec<String> =
+            checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
+        if !failures.is_empty() {
+            // The temporary folder goes with `temp`; the target was never touched.
+            return Err(Error::VerificationFailed {
+                subject: format!("the restored copy of snapshot {}", self.snapshot.short()),
+                failures,
+            });
+        }
+        let restored = temp.keep();
+        if self.replace {
+            let aside = parent.join(format!(".{stem}.lifeboat-old-{}", std::process::id()));
+            std::fs::rename(&self.target, &aside)
+                .map_err(|e| Error::io("moving aside", &self.target, e))?;
+            if let Err(e) = std::fs::rename(&restored, &self.target) {
+                let _ = std::fs::rename(&aside, &self.target);
+                return Err(Error::io("moving the restored folder to", &self.target, e));
+            }
+            let _ = std::fs::remove_dir_all(&aside);
+        } else {
+            std::fs::rename(&restored, &self.target)
+                .map_err(|e| Error::io("moving the restored folder to", &self.target, e))?;
+        }
+        Ok(RestoreReport {
+            target: self.target.display().to_string(),
+            snapshot: self.snapshot,
+            safety_snapshot,
+            bytes: unpacked.counts.bytes,
+            checks,
+        })
+    }
+}
