@@ -42,9 +42,12 @@ pub enum Command {
     Restore {
         /// Snapshot id, unique id prefix, or `latest` (with --name).
         snapshot: String,
-        /// Where to restore (a file path for SQLite).
+        /// Where to restore: a file path for SQLite, `dir:PATH` (or a path) for a folder.
         #[arg(long)]
-        to: PathBuf,
+        to: String,
+        /// For folders: restore only paths matching this glob (repeatable).
+        #[arg(long = "include", value_name = "GLOB")]
+        includes: Vec<String>,
         /// With `latest`: the snapshot name.
         #[arg(long)]
         name: Option<String>,
@@ -160,6 +163,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the files of a folder snapshot.
+    Ls {
+        /// Snapshot id, unique prefix or `latest`.
+        snapshot: String,
+        /// Only entries under this path.
+        path: Option<String>,
+        /// With `latest`: the snapshot name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a snapshot's captured stream to stdout.
     Cat {
         /// Snapshot id, unique prefix or `latest`.
@@ -173,6 +189,23 @@ pub enum Command {
 /// What `backup` captures.
 #[derive(Debug, Subcommand)]
 pub enum BackupTarget {
+    /// A folder: files, folders, symlinks, hard links, permissions, mtimes.
+    Dir {
+        /// The folder.
+        path: PathBuf,
+        /// Snapshot name (default: the folder's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Leave out paths matching this glob, relative to the folder (repeatable).
+        #[arg(long = "exclude", value_name = "GLOB")]
+        excludes: Vec<String>,
+        /// A label, KEY=VALUE (repeatable).
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Print the new snapshot as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A SQLite database file (captured online; writers keep going).
     Sqlite {
         /// The database file.

@@ -17,4 +17,4 @@ mod restore;
 pub use backup::{DirBackup, DirMetadata};
 pub use error::DirError;
 pub use list::{EntryInfo, list_entries};
-pub use restore::{DirRestorePlan, safe_relative_path};
+pub use restore::{DirRestorePlan, DirVerifier, safe_relative_path};

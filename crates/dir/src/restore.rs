@@ -167,6 +167,14 @@ fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io:
             continue;
         }
         let size = entry.header().size().unwrap_or(0);
+        if matches!(kind, EntryType::Fifo | EntryType::Char | EntryType::Block) {
+            // tar-rs would write these as empty regular files: make the real node.
+            match make_special(&entry, &path, dst) {
+                Ok(()) => done.counts.specials += 1,
+                Err(why) => done.refused.push(format!("{}: {why}", path.display())),
+            }
+            continue;
+        }
         match entry.unpack_in(dst) {
             Ok(true) => {}
             Ok(false) => {
@@ -184,7 +192,6 @@ fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io:
             EntryType::Directory => c.dirs += 1,
             EntryType::Symlink => c.symlinks += 1,
             EntryType::Link => c.hardlinks += 1,
-            EntryType::Fifo | EntryType::Char | EntryType::Block => c.specials += 1,
             _ => {
                 c.files += 1;
                 c.bytes += size;
@@ -194,6 +201,40 @@ fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io:
     let mut rest = archive.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink())?;
     Ok(done)
+}
+
+/// Creates a FIFO or device node for `entry` at `dst/path`, inside `dst` only.
+fn make_special<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    path: &Path,
+    dst: &Path,
+) -> std::result::Result<(), String> {
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+    let full = dst.join(path);
+    let parent = full.parent().ok_or("no parent folder")?;
+    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    let (real_parent, real_dst) = (
+        parent.canonicalize().map_err(|e| e.to_string())?,
+        dst.canonicalize().map_err(|e| e.to_string())?,
+    );
+    if !real_parent.starts_with(&real_dst) {
+        return Err("would land outside the target".into());
+    }
+    let header = entry.header();
+    let mode = Mode::from_bits_truncate(header.mode().unwrap_or(0o644) & 0o7777);
+    let (kind, dev) = match header.entry_type() {
+        EntryType::Fifo => (SFlag::S_IFIFO, 0),
+        EntryType::Char => (SFlag::S_IFCHR, device(header)),
+        _ => (SFlag::S_IFBLK, device(header)),
+    };
+    fn device(h: &tar::Header) -> u64 {
+        makedev(
+            u64::from(h.device_major().ok().flatten().unwrap_or(0)),
+            u64::from(h.device_minor().ok().flatten().unwrap_or(0)),
+        )
+    }
+    mknod(&full, kind, mode, dev)
+        .map_err(|e| format!("could not create the node ({e}); device nodes need root"))
 }
 
 #[async_trait]
@@ -259,6 +300,7 @@ impl RestorePlan for DirRestorePlan {
             message: format!("unpack task failed: {e}"),
         })?
         .map_err(|source| Error::from_stream("unpacking the snapshot", source))?;
+        ctx.progress.advance(unpacked.counts.bytes);
         ctx.progress.finish();
 
         let mut checks = vec![Check::new(
@@ -314,5 +356,33 @@ impl RestorePlan for DirRestorePlan {
             bytes: unpacked.counts.bytes,
             checks,
         })
+    }
+}
+
+/// Restores a folder snapshot into a scratch folder and checks it (entries, counts, digest).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DirVerifier;
+
+#[async_trait]
+impl lifeboat_core::Verifier for DirVerifier {
+    async fn verify(&self, snapshot: &dyn Snapshot) -> Result<lifeboat_core::VerifyReport> {
+        let scratch = tempfile::Builder::new()
+            .prefix("lifeboat-verify-")
+            .tempdir()
+            .map_err(|e| Error::io("creating a scratch folder in", std::env::temp_dir(), e))?;
+        let target = scratch.path().join("restored");
+        let mut report = lifeboat_core::VerifyReport::new(format!(
+            "snapshot {} restored to a scratch folder",
+            snapshot.id().short()
+        ));
+        let plan = DirRestorePlan::new(snapshot, &target, &RestoreOptions::default(), &[])?;
+        let net = lifeboat_core::MemorySafetyNet::default();
+        let ctx =
+            RestoreContext { snapshot, safety_net: &net, progress: &lifeboat_core::NoProgress };
+        match plan.execute(&ctx).await {
+            Ok(done) => report.checks.extend(done.checks),
+            Err(e) => report.checks.push(Check::fail("restore", e.to_string())),
+        }
+        Ok(report)
     }
 }

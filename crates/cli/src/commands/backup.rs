@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use lifeboat_core::Tags;
+use lifeboat_core::{Backup, Tags};
+use lifeboat_dir::DirBackup;
 use lifeboat_sqlite::SqliteBackup;
 use lifeboat_store::BackupOptions;
 
@@ -12,10 +13,17 @@ use crate::progress::CliProgress;
 
 pub async fn run(url: &str, target: BackupTarget) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
-    let BackupTarget::Sqlite { path, name, tags, json } = target;
-    let source = SqliteBackup::new(path);
+    let (source, name, tags, json): (Box<dyn Backup>, _, _, _) = match target {
+        BackupTarget::Sqlite { path, name, tags, json } => {
+            (Box::new(SqliteBackup::new(path)), name, tags, json)
+        }
+        BackupTarget::Dir { path, name, excludes, tags, json } => {
+            let source = excludes.into_iter().fold(DirBackup::new(path), DirBackup::exclude);
+            (Box::new(source), name, tags, json)
+        }
+    };
     let options = BackupOptions { name, tags: tags.into_iter().collect::<Tags>(), host: None };
-    let snap = repo.backup(&source, &options, &CliProgress::new()).await?;
+    let snap = repo.backup(source.as_ref(), &options, &CliProgress::new()).await?;
     if json {
         print_json(&SnapshotRow::new(&snap))?;
     } else {

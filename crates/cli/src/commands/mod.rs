@@ -8,6 +8,7 @@ mod backup;
 mod cat;
 mod forget;
 mod init;
+mod ls;
 mod prune;
 mod restore;
 mod snapshots;
@@ -23,8 +24,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init => init::run(&repo).await,
         Command::Backup(target) => backup::run(&repo, target).await,
         Command::Snapshots { name, json } => snapshots::run(&repo, name.as_deref(), json).await,
-        Command::Restore { snapshot, to, name, force, dry_run, json } => {
-            restore::run(&repo, &snapshot, name.as_deref(), &to, force, dry_run, json).await
+        Command::Restore { snapshot, to, includes, name, force, dry_run, json } => {
+            restore::run(&repo, &snapshot, name.as_deref(), &to, &includes, force, dry_run, json)
+                .await
+        }
+        Command::Ls { snapshot, path, name, json } => {
+            ls::run(&repo, &snapshot, name.as_deref(), path.as_deref(), json).await
         }
         Command::Verify { snapshot, all, read_data, restore, name, json } => {
             let selector = if all { None } else { snapshot };

@@ -4,19 +4,44 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use lifeboat_core::{Kind, RestoreContext, RestoreOptions, RestorePlan, Snapshot};
+use lifeboat_dir::DirRestorePlan;
 use lifeboat_sqlite::SqliteRestorePlan;
 
 use crate::output::{human_bytes, print_json};
 use crate::progress::CliProgress;
 
-/// The restore plan for a snapshot of any kind.
+/// The restore plan for a snapshot of any kind. `to` is a path, or `dir:PATH` for folders.
 pub fn plan_for(
     snapshot: &dyn Snapshot,
-    target: &Path,
+    to: &str,
     options: &RestoreOptions,
+    includes: &[String],
 ) -> lifeboat_core::Result<Box<dyn RestorePlan>> {
-    match snapshot.manifest().kind {
-        Kind::Sqlite => Ok(Box::new(SqliteRestorePlan::new(snapshot, target, options)?)),
+    let kind = snapshot.manifest().kind;
+    let (scheme, path) = match to.split_once(':') {
+        Some((scheme, path)) if ["dir", "sqlite"].contains(&scheme) => {
+            (Some(scheme), Path::new(path))
+        }
+        _ => (None, Path::new(to)),
+    };
+    if scheme.is_some_and(|s| s != kind.as_str()) {
+        return Err(lifeboat_core::Error::InvalidInput {
+            what: format!(
+                "snapshot {} is a {kind} snapshot; it cannot be restored to {to}",
+                snapshot.id().short()
+            ),
+            hint: format!("restore it to a {kind} target"),
+        });
+    }
+    if !includes.is_empty() && kind != Kind::Dir {
+        return Err(lifeboat_core::Error::Unsupported {
+            operation: "restore --include".into(),
+            kind,
+        });
+    }
+    match kind {
+        Kind::Sqlite => Ok(Box::new(SqliteRestorePlan::new(snapshot, path, options)?)),
+        Kind::Dir => Ok(Box::new(DirRestorePlan::new(snapshot, path, options, includes)?)),
         kind => Err(lifeboat_core::Error::Unsupported { operation: "restore".into(), kind }),
     }
 }
@@ -25,22 +50,22 @@ pub async fn run(
     url: &str,
     selector: &str,
     name: Option<&str>,
-    to: &Path,
+    to: &str,
+    includes: &[String],
     force: bool,
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
     let snap = repo.find(selector, name).await?;
-    let plan = plan_for(&snap, to, &RestoreOptions { force })?;
+    let plan = plan_for(&snap, to, &RestoreOptions { force }, includes)?;
     if dry_run {
         if json {
             print_json(&plan.steps())?;
         } else {
             println!(
-                "restore plan for snapshot {} -> {} (dry run, nothing changed):",
-                snap.id().short(),
-                to.display()
+                "restore plan for snapshot {} -> {to} (dry run, nothing changed):",
+                snap.id().short()
             );
             for (i, step) in plan.steps().iter().enumerate() {
                 println!("  {}. {step}", i + 1);

@@ -33,6 +33,7 @@ pub async fn run(
         if restore && report.ok() {
             let deep = match snap.manifest().kind {
                 Kind::Sqlite => SqliteVerifier.verify(snap).await?,
+                Kind::Dir => lifeboat_dir::DirVerifier.verify(snap).await?,
                 kind => {
                     return Err(lifeboat_core::Error::Unsupported {
                         operation: "verify --restore".into(),
