@@ -46,16 +46,19 @@ pub fn plan_for(
     }
 }
 
-pub async fn run(
-    url: &str,
-    selector: &str,
-    name: Option<&str>,
-    to: &str,
-    includes: &[String],
-    force: bool,
-    dry_run: bool,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+/// What the command line asked for.
+pub struct Request<'a> {
+    pub selector: &'a str,
+    pub name: Option<&'a str>,
+    pub to: &'a str,
+    pub includes: &'a [String],
+    pub force: bool,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+pub async fn run(url: &str, request: Request<'_>) -> anyhow::Result<ExitCode> {
+    let Request { selector, name, to, includes, force, dry_run, json } = request;
     let repo = super::open_repo(url).await?;
     let snap = repo.find(selector, name).await?;
     let plan = plan_for(&snap, to, &RestoreOptions { force }, includes)?;
