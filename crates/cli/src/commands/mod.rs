@@ -25,8 +25,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup(target) => backup::run(&repo, target).await,
         Command::Snapshots { name, json } => snapshots::run(&repo, name.as_deref(), json).await,
         Command::Restore { snapshot, to, includes, name, force, dry_run, json } => {
-            restore::run(&repo, &snapshot, name.as_deref(), &to, &includes, force, dry_run, json)
-                .await
+            let request = restore::Request {
+                selector: &snapshot,
+                name: name.as_deref(),
+                to: &to,
+                includes: &includes,
+                force,
+                dry_run,
+                json,
+            };
+            restore::run(&repo, request).await
         }
         Command::Ls { snapshot, path, name, json } => {
             ls::run(&repo, &snapshot, name.as_deref(), path.as_deref(), json).await
