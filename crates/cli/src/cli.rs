@@ -163,6 +163,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prove snapshots restorable: restore each into a scratch target, run its checks and
+    /// expectations, measure RTO and RPO, report; exit code 1 when any drill fails.
+    Drill {
+        /// Drill the latest snapshot of this name (repeatable).
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+        /// Drill the latest snapshot of every name.
+        #[arg(long)]
+        all: bool,
+        /// Drill this snapshot instead of a latest one.
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// Expectations and RTO/RPO objectives per name, in TOML (`[auth] tables = [...]`).
+        #[arg(long, value_name = "FILE")]
+        expect: Option<PathBuf>,
+        /// Write the markdown report here.
+        #[arg(long, value_name = "FILE.md")]
+        report: Option<PathBuf>,
+        /// Record each name's last successful drill here (JSON), for monitors.
+        #[arg(long, value_name = "FILE", default_value = "lifeboat-drill-heartbeat.json")]
+        heartbeat: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the files of a folder snapshot.
     Ls {
         /// Snapshot id, unique prefix or `latest`.

@@ -28,6 +28,7 @@ pub mod compress;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod digest;
+pub mod drill;
 mod duration;
 mod error;
 mod kind;

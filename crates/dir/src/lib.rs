@@ -10,11 +10,13 @@
 //! one night to the next, so content-defined chunking stores only what changed.
 
 mod backup;
+mod drill;
 mod error;
 mod list;
 mod restore;
 
 pub use backup::{DirBackup, DirMetadata};
+pub use drill::DirDrill;
 pub use error::DirError;
 pub use list::{EntryInfo, list_entries};
 pub use restore::{DirRestorePlan, DirVerifier, safe_relative_path};

@@ -29,12 +29,14 @@
 //! ```
 
 mod backup;
+mod drill;
 mod error;
 mod inspect;
 mod restore;
 mod verify;
 
 pub use backup::{SqliteBackup, page_stream_available};
+pub use drill::SqliteDrill;
 pub use error::SqliteError;
 pub use inspect::{SqliteMetadata, check_database, check_is_database, inspect};
 pub use restore::{SqliteRestorePlan, metadata_of};

@@ -6,6 +6,7 @@ use crate::cli::{Cli, Command};
 
 mod backup;
 mod cat;
+mod drill;
 mod forget;
 mod init;
 mod ls;
@@ -35,6 +36,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 json,
             };
             restore::run(&repo, request).await
+        }
+        Command::Drill { names, all, snapshot, expect, report, heartbeat, json } => {
+            let request = drill::Request { names, all, snapshot, expect, report, heartbeat, json };
+            drill::run(&repo, request).await
         }
         Command::Ls { snapshot, path, name, json } => {
             ls::run(&repo, &snapshot, name.as_deref(), path.as_deref(), json).await

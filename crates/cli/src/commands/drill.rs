@@ -1,0 +1,134 @@
+//! `lifeboat drill`
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use lifeboat_core::drill::{DrillResult, Expectations, ScratchDrill, drill, markdown_report};
+use lifeboat_dir::DirDrill;
+use lifeboat_sqlite::SqliteDrill;
+use lifeboat_store::StoredSnapshot;
+
+use crate::output::print_json;
+
+/// What the command line asked for.
+pub struct Request {
+    pub names: Vec<String>,
+    pub all: bool,
+    pub snapshot: Option<String>,
+    pub expect: Option<PathBuf>,
+    pub report: Option<PathBuf>,
+    pub heartbeat: PathBuf,
+    pub json: bool,
+}
+
+/// Every backend that can be drilled. A new backend adds itself here and nowhere else.
+fn backends() -> Vec<Box<dyn ScratchDrill>> {
+    vec![Box::new(SqliteDrill), Box::new(DirDrill)]
+}
+
+fn invalid(what: String, hint: &str) -> anyhow::Error {
+    lifeboat_core::Error::InvalidInput { what, hint: hint.into() }.into()
+}
+
+pub async fn run(url: &str, request: Request) -> anyhow::Result<ExitCode> {
+    let expectations: BTreeMap<String, Expectations> = match &request.expect {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| lifeboat_core::Error::io("reading", path, e))?;
+            toml::from_str(&text).map_err(|e| {
+                invalid(
+                    format!("{} is not a valid expectations file: {e}", path.display()),
+                    "see docs/operations.md, \"Restore drills\"",
+                )
+            })?
+        }
+        None => BTreeMap::new(),
+    };
+    let repo = super::open_repo(url).await?;
+    let backends = backends();
+    let cleaned: usize = backends.iter().map(|b| b.clean_leftovers()).sum();
+    if cleaned > 0 {
+        eprintln!("removed {cleaned} scratch targets left by interrupted drills");
+    }
+
+    let targets: Vec<StoredSnapshot> = if let Some(selector) = &request.snapshot {
+        vec![repo.find(selector, None).await?]
+    } else {
+        let snaps = repo.snapshots().await?;
+        let mut latest: BTreeMap<String, StoredSnapshot> = BTreeMap::new();
+        for s in snaps {
+            latest.insert(s.manifest().name.clone(), s);
+        }
+        if request.all {
+            latest.into_values().collect()
+        } else if request.names.is_empty() {
+            return Err(invalid(
+                "name what to drill".into(),
+                "use --name NAME (repeatable), --all or --snapshot ID",
+            ));
+        } else {
+            let mut chosen = Vec::new();
+            for name in &request.names {
+                chosen.push(latest.remove(name).ok_or_else(|| {
+                    lifeboat_core::Error::SnapshotNotFound { id: format!("latest of {name:?}") }
+                })?);
+            }
+            chosen
+        }
+    };
+
+    let mut results: Vec<DrillResult> = Vec::new();
+    for snap in &targets {
+        let kind = snap.manifest().kind;
+        let Some(backend) = backends.iter().find(|b| b.kind() == kind) else {
+            return Err(
+                lifeboat_core::Error::Unsupported { operation: "drill".into(), kind }.into()
+            );
+        };
+        let expect = expectations.get(&snap.manifest().name).cloned().unwrap_or_default();
+        eprintln!("drilling {} ({kind}, snapshot {})", snap.manifest().name, snap.id().short());
+        results.push(drill(backend.as_ref(), snap, &expect).await?);
+    }
+
+    let host = lifeboat_store::host_name();
+    if let Some(path) = &request.report {
+        std::fs::write(path, markdown_report(&results, &host))
+            .map_err(|e| lifeboat_core::Error::io("writing", path, e))?;
+    }
+    write_heartbeat(&request.heartbeat, &results)?;
+    if request.json {
+        print_json(&results)?;
+    } else {
+        for r in &results {
+            println!(
+                "{} {} {}: restored and checked in {:.1} s, snapshot {:.0} s old, {} checks",
+                if r.passed { "PASS" } else { "FAIL" },
+                r.kind,
+                r.name,
+                r.rto_seconds,
+                r.rpo_seconds,
+                r.checks.len()
+            );
+            for c in r.checks.iter().filter(|c| !c.ok) {
+                println!("  {}: {}", c.name, c.detail);
+            }
+        }
+    }
+    let failed = results.iter().filter(|r| !r.passed).count();
+    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Merges each passed drill's time into the heartbeat file (name -> last success).
+fn write_heartbeat(path: &std::path::Path, results: &[DrillResult]) -> anyhow::Result<()> {
+    let mut beats: BTreeMap<String, String> =
+        std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    for r in results.iter().filter(|r| r.passed) {
+        beats.insert(r.name.clone(), r.finished.to_rfc3339());
+    }
+    let body = serde_json::to_vec_pretty(&beats)?;
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, body).map_err(|e| lifeboat_core::Error::io("writing", &temp, e))?;
+    std::fs::rename(&temp, path).map_err(|e| lifeboat_core::Error::io("writing", path, e))?;
+    Ok(())
+}
