@@ -30,10 +30,10 @@ pub struct Expectations {
     /// Paths that must exist, relative to the restored folder (folders, containers).
     pub files: Vec<String>,
     /// Recovery time objective: the restore must take at most this long (e.g. "5m").
-    #[serde(with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::duration::optional_text", skip_serializing_if = "Option::is_none")]
     pub rto: Option<Duration>,
     /// Recovery point objective: the snapshot must be at most this old (e.g. "24h").
-    #[serde(with = "opt_duration", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::duration::optional_text", skip_serializing_if = "Option::is_none")]
     pub rpo: Option<Duration>,
 }
 
@@ -218,24 +218,6 @@ pub fn process_alive(pid: u32) -> bool {
 /// The pid in a scratch name `lifeboat-drill-<pid>-...`, if it is one.
 pub fn scratch_owner(name: &str) -> Option<u32> {
     name.strip_prefix(SCRATCH_PREFIX)?.split('-').next()?.parse().ok()
-}
-
-mod opt_duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&crate::format_duration(*d)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text = Option::<String>::deserialize(d)?;
-        text.map(|t| crate::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
-    }
 }
 
 /// Removes `lifeboat-drill-<pid>-*` entries in `dir` whose process is gone; returns how many.

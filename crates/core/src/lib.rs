@@ -52,7 +52,7 @@ pub use memory::{MemoryBackup, MemorySafetyNet, MemorySnapshot};
 pub use progress::{NoProgress, Progress};
 pub use restore::{
     PRE_RESTORE_TAG, PlanStep, RestoreContext, RestoreOptions, RestorePlan, RestoreReport,
-    SafetyNet,
+    SafetyNet, existing_parent, parent_folder,
 };
 pub use snapshot::Snapshot;
 pub use verify::{Check, Verifier, VerifyReport};

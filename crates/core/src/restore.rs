@@ -14,6 +14,28 @@ use crate::{Backup, Check, Progress, Result, Snapshot, SnapshotId, Tags};
 /// Tag set on the safety snapshot taken before a restore replaces a target.
 pub const PRE_RESTORE_TAG: &str = "pre-restore";
 
+/// The folder a restore target lives in (`.` for a bare file name). Restores write their
+/// temporary copy there, so the final move into place is a rename on one file system.
+pub fn parent_folder(target: &std::path::Path) -> &std::path::Path {
+    target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."))
+}
+
+/// [`parent_folder`], which must exist.
+///
+/// # Errors
+/// [`crate::Error::InvalidInput`] naming the missing folder.
+pub fn existing_parent(target: &std::path::Path) -> Result<&std::path::Path> {
+    let parent = parent_folder(target);
+    if parent.is_dir() {
+        Ok(parent)
+    } else {
+        Err(crate::Error::InvalidInput {
+            what: format!("the folder {} for the restore target does not exist", parent.display()),
+            hint: "create it first, or restore into an existing folder".into(),
+        })
+    }
+}
+
 /// Choices that apply to every kind of restore.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RestoreOptions {

@@ -44,7 +44,7 @@ pub struct RetentionPolicy {
     /// Keep the newest of each of the N newest years.
     pub yearly: u32,
     /// Keep everything taken within this long before now.
-    #[serde(with = "duration_text", skip_serializing_if = "Option::is_none")]
+    #[serde(with = "crate::duration::optional_text", skip_serializing_if = "Option::is_none")]
     pub within: Option<Duration>,
     /// Keep everything carrying one of these tags (`key` or `key=value`).
     pub tags: Vec<String>,
@@ -233,24 +233,6 @@ impl PolicySet {
             }
         }
         ("default".into(), &self.default)
-    }
-}
-
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&crate::format_duration(*d)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text = Option::<String>::deserialize(d)?;
-        text.map(|t| crate::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
     }
 }
 

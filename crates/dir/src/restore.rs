@@ -73,17 +73,7 @@ impl DirRestorePlan {
                 message: format!("unreadable folder metadata: {e}"),
             })?;
         glob_set(includes)?;
-        let parent =
-            target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        if !parent.is_dir() {
-            return Err(Error::InvalidInput {
-                what: format!(
-                    "the folder {} for the restore target does not exist",
-                    parent.display()
-                ),
-                hint: "create it first".into(),
-            });
-        }
+        lifeboat_core::existing_parent(target)?;
         let replace = match std::fs::symlink_metadata(target) {
             Ok(md) if !md.is_dir() => {
                 return Err(Error::InvalidInput {
@@ -279,8 +269,7 @@ impl RestorePlan for DirRestorePlan {
         } else {
             None
         };
-        let parent =
-            self.target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = lifeboat_core::parent_folder(&self.target);
         let stem =
             self.target.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = tempfile::Builder::new()

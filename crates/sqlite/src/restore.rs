@@ -61,17 +61,7 @@ impl SqliteRestorePlan {
     pub fn new(snapshot: &dyn Snapshot, target: &Path, options: &RestoreOptions) -> Result<Self> {
         let manifest = snapshot.manifest();
         let expected = metadata_of(manifest)?;
-        let parent =
-            target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        if !parent.is_dir() {
-            return Err(Error::InvalidInput {
-                what: format!(
-                    "the folder {} for the restore target does not exist",
-                    parent.display()
-                ),
-                hint: "create it first, or restore to a path in an existing folder".into(),
-            });
-        }
+        lifeboat_core::existing_parent(target)?;
         let mode = match std::fs::symlink_metadata(target) {
             Ok(meta) if meta.is_dir() => {
                 return Err(Error::InvalidInput {
@@ -95,8 +85,7 @@ impl SqliteRestorePlan {
     }
 
     fn temp_in_target_dir(&self) -> Result<tempfile::NamedTempFile> {
-        let dir =
-            self.target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = lifeboat_core::parent_folder(&self.target);
         let stem =
             self.target.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         tempfile::Builder::new()
