@@ -4,8 +4,9 @@
 #
 #   bash scripts/test.sh
 #
-# Tests talk to real components: SQLite files checked with the sqlite3 tool, and an
-# S3-compatible server (s3s-fs) that the test harness starts on 127.0.0.1.
+# Tests talk to real components: SQLite files checked with the sqlite3 tool, an
+# S3-compatible server (s3s-fs) and throwaway PostgreSQL clusters (initdb + pg_ctl, as the
+# postgres user when run as root) that the test harness starts on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,8 @@ as_root() {
 need_pkgs=()
 command -v sqlite3 >/dev/null || need_pkgs+=(sqlite3)
 command -v sha256sum >/dev/null || need_pkgs+=(coreutils)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+command -v runuser >/dev/null || need_pkgs+=(util-linux)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing ${need_pkgs[*]} (apt)"
   as_root apt-get update -qq

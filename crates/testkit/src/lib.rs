@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use object_store::ObjectStore;
 
 mod faulty;
+mod postgres;
 pub use faulty::FaultyStore;
 use object_store::aws::AmazonS3Builder;
+pub use postgres::{PASSWORD as PG_PASSWORD, PgCluster, pg_bindir};
 
 /// A real S3-compatible server (`s3s-fs`) on 127.0.0.1, with one bucket, stopped on drop.
 pub struct S3Server {
