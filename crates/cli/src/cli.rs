@@ -54,6 +54,9 @@ pub enum Command {
         /// Replace an existing target (a pre-restore safety snapshot is taken first).
         #[arg(long)]
         force: bool,
+        /// Create the target database (PostgreSQL).
+        #[arg(long)]
+        create: bool,
         /// Print the plan's steps and do nothing.
         #[arg(long)]
         dry_run: bool,
@@ -214,6 +217,20 @@ pub enum Command {
 /// What `backup` captures.
 #[derive(Debug, Subcommand)]
 pub enum BackupTarget {
+    /// A PostgreSQL database (pg_dump in one snapshot with exact row counts).
+    Postgres {
+        /// postgres://user:password@host:port/database (PG* variables fill the gaps).
+        url: String,
+        /// Snapshot name (default: the database name).
+        #[arg(long)]
+        name: Option<String>,
+        /// A label, KEY=VALUE (repeatable).
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Print the new snapshot as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A folder: files, folders, symlinks, hard links, permissions, mtimes.
     Dir {
         /// The folder.

@@ -41,6 +41,8 @@ pub fn existing_parent(target: &std::path::Path) -> Result<&std::path::Path> {
 pub struct RestoreOptions {
     /// Replace an existing target (after taking a safety snapshot of it).
     pub force: bool,
+    /// Create a target that must be created explicitly (a PostgreSQL database).
+    pub create: bool,
 }
 
 /// One step of a restore, as printed by `--dry-run`.

@@ -1,8 +1,23 @@
-//! lifeboat's PostgreSQL backend.
+//! # lifeboat-postgres
 //!
-//! Not implemented yet: logical backups through `pg_dump --snapshot`, guarded restores and
-//! deep verification are tracked as their own piece of work. The crate exists so the
-//! workspace layout matches the design from the start.
+//! PostgreSQL for lifeboat. [`PostgresBackup`] opens a REPEATABLE READ transaction, exports
+//! its snapshot, records the server version, encoding, schemas, extensions, sequences and
+//! every user table's exact row count in that snapshot, then streams the server's own
+//! `pg_dump --snapshot` (custom format, uncompressed so deduplication works) straight into
+//! the repository. The dump and the counts describe the same instant.
+//!
+//! Restores (`pg_restore` fed from the repository) and deep verification build on the same
+//! connection helpers.
 
-/// The snapshot kind this backend will produce.
+mod backup;
+mod connect;
+mod error;
+mod restore;
+
+pub use backup::{PostgresBackup, PostgresMetadata};
+pub use connect::{ServerTools, server_tools};
+pub use error::PgError;
+pub use restore::PostgresRestorePlan;
+
+/// The snapshot kind this backend produces.
 pub const KIND: lifeboat_core::Kind = lifeboat_core::Kind::Postgres;

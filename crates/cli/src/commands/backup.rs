@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use lifeboat_core::{Backup, Tags};
 use lifeboat_dir::DirBackup;
+use lifeboat_postgres::PostgresBackup;
 use lifeboat_sqlite::SqliteBackup;
 use lifeboat_store::BackupOptions;
 
@@ -16,6 +17,9 @@ pub async fn run(url: &str, target: BackupTarget) -> anyhow::Result<ExitCode> {
     let (source, name, tags, json): (Box<dyn Backup>, _, _, _) = match target {
         BackupTarget::Sqlite { path, name, tags, json } => {
             (Box::new(SqliteBackup::new(path)), name, tags, json)
+        }
+        BackupTarget::Postgres { url, name, tags, json } => {
+            (Box::new(PostgresBackup::new(url)), name, tags, json)
         }
         BackupTarget::Dir { path, name, excludes, tags, json } => {
             let source = excludes.into_iter().fold(DirBackup::new(path), DirBackup::exclude);

@@ -25,13 +25,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init => init::run(&repo).await,
         Command::Backup(target) => backup::run(&repo, target).await,
         Command::Snapshots { name, json } => snapshots::run(&repo, name.as_deref(), json).await,
-        Command::Restore { snapshot, to, includes, name, force, dry_run, json } => {
+        Command::Restore { snapshot, to, includes, name, force, create, dry_run, json } => {
             let request = restore::Request {
                 selector: &snapshot,
                 name: name.as_deref(),
                 to: &to,
                 includes: &includes,
                 force,
+                create,
                 dry_run,
                 json,
             };

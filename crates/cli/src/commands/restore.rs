@@ -5,19 +5,32 @@ use std::process::ExitCode;
 
 use lifeboat_core::{Kind, RestoreContext, RestoreOptions, RestorePlan, Snapshot};
 use lifeboat_dir::DirRestorePlan;
+use lifeboat_postgres::PostgresRestorePlan;
 use lifeboat_sqlite::SqliteRestorePlan;
 
 use crate::output::{human_bytes, print_json};
 use crate::progress::CliProgress;
 
 /// The restore plan for a snapshot of any kind. `to` is a path, or `dir:PATH` for folders.
-pub fn plan_for(
+pub async fn plan_for(
     snapshot: &dyn Snapshot,
     to: &str,
     options: &RestoreOptions,
     includes: &[String],
 ) -> lifeboat_core::Result<Box<dyn RestorePlan>> {
     let kind = snapshot.manifest().kind;
+    if kind == Kind::Postgres || to.starts_with("postgres://") || to.starts_with("postgresql://") {
+        if kind != Kind::Postgres {
+            return Err(lifeboat_core::Error::InvalidInput {
+                what: format!(
+                    "snapshot {} is a {kind} snapshot; it cannot be restored to a PostgreSQL database",
+                    snapshot.id().short()
+                ),
+                hint: format!("restore it to a {kind} target"),
+            });
+        }
+        return Ok(Box::new(PostgresRestorePlan::prepare(snapshot, to, options).await?));
+    }
     let (scheme, path) = match to.split_once(':') {
         Some((scheme, path)) if ["dir", "sqlite"].contains(&scheme) => {
             (Some(scheme), Path::new(path))
@@ -53,15 +66,16 @@ pub struct Request<'a> {
     pub to: &'a str,
     pub includes: &'a [String],
     pub force: bool,
+    pub create: bool,
     pub dry_run: bool,
     pub json: bool,
 }
 
 pub async fn run(url: &str, request: Request<'_>) -> anyhow::Result<ExitCode> {
-    let Request { selector, name, to, includes, force, dry_run, json } = request;
+    let Request { selector, name, to, includes, force, create, dry_run, json } = request;
     let repo = super::open_repo(url).await?;
     let snap = repo.find(selector, name).await?;
-    let plan = plan_for(&snap, to, &RestoreOptions { force }, includes)?;
+    let plan = plan_for(&snap, to, &RestoreOptions { force, create }, includes).await?;
     if dry_run {
         if json {
             print_json(&plan.steps())?;

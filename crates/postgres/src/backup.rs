@@ -1,0 +1,236 @@
+//! One consistent logical backup: a REPEATABLE READ snapshot shared by the recorded counts
+//! and `pg_dump --snapshot`.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use lifeboat_core::{Backup, ByteStream, Capture, FinishCheck, Kind, Result};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+use tokio_postgres::{Client, Config};
+
+use crate::connect::{connect, db_message, describe, parse, server_tools};
+use crate::error::PgError;
+
+/// A PostgreSQL database to capture, by connection URL (`PG*` variables fill the gaps).
+#[derive(Debug, Clone)]
+pub struct PostgresBackup {
+    url: String,
+}
+
+/// Facts recorded with a PostgreSQL snapshot, all from the dump's own snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostgresMetadata {
+    /// `server_version` of the source.
+    pub server_version: String,
+    /// Its major version (the `pg_dump`/`pg_restore` needed).
+    pub server_major: u32,
+    /// The database name.
+    pub database: String,
+    /// Its encoding.
+    pub encoding: String,
+    /// User schemas.
+    pub schemas: Vec<String>,
+    /// Installed extensions.
+    pub extensions: Vec<String>,
+    /// Sequences, schema-qualified.
+    pub sequences: Vec<String>,
+    /// Every user table (schema-qualified, quoted as needed) with its exact row count.
+    pub tables: BTreeMap<String, u64>,
+    /// The stream's format: `pg_dump -Fc -Z0`.
+    pub format: String,
+}
+
+impl PostgresBackup {
+    /// Captures the database at `url` (`postgres://user:password@host:port/db`).
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresBackup { url: url.into() }
+    }
+}
+
+async fn query_strings(
+    client: &Client,
+    target: &str,
+    sql: &str,
+) -> std::result::Result<Vec<String>, PgError> {
+    let rows = client
+        .query(sql, &[])
+        .await
+        .map_err(|e| PgError::Query { target: target.into(), reason: db_message(&e) })?;
+    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+}
+
+/// Exact row counts of every user table, in the client's current transaction.
+pub(crate) async fn table_counts(
+    client: &Client,
+    target: &str,
+) -> std::result::Result<BTreeMap<String, u64>, PgError> {
+    let tables = query_strings(
+        client,
+        target,
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'r' AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' ORDER BY 1",
+    )
+    .await?;
+    let mut counts = BTreeMap::new();
+    for table in tables {
+        let row = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .map_err(|e| PgError::Query { target: target.into(), reason: db_message(&e) })?;
+        counts.insert(table, row.get::<_, i64>(0) as u64);
+    }
+    Ok(counts)
+}
+
+/// Arguments that point a PostgreSQL tool at the database of `config` (password by env).
+pub(crate) fn tool_args(config: &Config, dbname: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(host) = config.get_hosts().first() {
+        args.push("-h".into());
+        args.push(match host {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        });
+    }
+    if let Some(port) = config.get_ports().first() {
+        args.extend(["-p".into(), port.to_string()]);
+    }
+    if let Some(user) = config.get_user() {
+        args.extend(["-U".into(), user.into()]);
+    }
+    args.extend(["--no-password".into(), "-d".into(), dbname.into()]);
+    args
+}
+
+/// The password of `config` as text, for `PGPASSWORD`.
+pub(crate) fn password(config: &Config) -> Option<String> {
+    config.get_password().map(|p| String::from_utf8_lossy(p).into_owned())
+}
+
+/// Collects a child's stderr, keeping the end of it for error messages.
+pub(crate) fn collect_stderr(
+    stderr: Option<tokio::process::ChildStderr>,
+) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut text = String::new();
+        if let Some(mut s) = stderr {
+            let _ = s.read_to_string(&mut text).await;
+        }
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    })
+}
+
+#[async_trait]
+impl Backup for PostgresBackup {
+    fn kind(&self) -> Kind {
+        Kind::Postgres
+    }
+
+    fn default_name(&self) -> String {
+        parse(&self.url)
+            .ok()
+            .and_then(|c| c.get_dbname().map(str::to_string))
+            .unwrap_or_else(|| "postgres".into())
+    }
+
+    fn target(&self) -> String {
+        parse(&self.url).map(|c| describe(&c)).unwrap_or_else(|_| "postgres".into())
+    }
+
+    async fn capture(&self) -> Result<Capture> {
+        let config = parse(&self.url)?;
+        let target = describe(&config);
+        let client = connect(&config).await?;
+        let q = |e: tokio_postgres::Error| PgError::Query {
+            target: target.clone(),
+            reason: db_message(&e),
+        };
+        client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(q)?;
+        let snapshot: String =
+            client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(q)?.get(0);
+        let version_num: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(q)?
+            .get(0);
+        let row = client
+            .query_one(
+                "SELECT current_setting('server_version'), current_database()::text, pg_encoding_to_char(encoding)::text \
+                 FROM pg_database WHERE datname = current_database()",
+                &[],
+            )
+            .await
+            .map_err(q)?;
+        let mut metadata = PostgresMetadata {
+            server_version: row.get(0),
+            server_major: (version_num / 10_000) as u32,
+            database: row.get(1),
+            encoding: row.get(2),
+            format: "pg_dump -Fc -Z0".into(),
+            ..Default::default()
+        };
+        metadata.schemas = query_strings(&client, &target, "SELECT nspname::text FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1").await?;
+        metadata.extensions =
+            query_strings(&client, &target, "SELECT extname::text FROM pg_extension ORDER BY 1")
+                .await?;
+        metadata.sequences = query_strings(
+            &client,
+            &target,
+            "SELECT schemaname || '.' || sequencename FROM pg_sequences ORDER BY 1",
+        )
+        .await?;
+        metadata.tables = table_counts(&client, &target).await?;
+
+        let tools = server_tools(metadata.server_major)?;
+        let mut command = Command::new(&tools.pg_dump);
+        command
+            .args(["-Fc", "-Z0", "--snapshot", &snapshot])
+            .args(tool_args(&config, &metadata.database))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(pw) = password(&config) {
+            command.env("PGPASSWORD", pw);
+        }
+        let mut child = command.spawn().map_err(|e| PgError::Tool {
+            tool: "pg_dump",
+            status: "not started".into(),
+            stderr: format!("{}: {e}", tools.pg_dump.display()),
+        })?;
+        let stdout = child.stdout.take().ok_or_else(|| PgError::Tool {
+            tool: "pg_dump",
+            status: "no stdout".into(),
+            stderr: String::new(),
+        })?;
+        let stderr = collect_stderr(child.stderr.take());
+        let json = serde_json::to_value(&metadata).map_err(|e| lifeboat_core::Error::Backend {
+            kind: Kind::Postgres,
+            message: e.to_string(),
+        })?;
+        // The exported snapshot lives as long as this transaction: keep the client until
+        // pg_dump has finished, then check its exit status before the snapshot is written.
+        let finish: FinishCheck = Box::pin(async move {
+            let status = child.wait().await.map_err(|e| PgError::Tool {
+                tool: "pg_dump",
+                status: "lost".into(),
+                stderr: e.to_string(),
+            })?;
+            let stderr = stderr.await.unwrap_or_default();
+            let _ = client.batch_execute("COMMIT").await;
+            if !status.success() {
+                return Err(
+                    PgError::Tool { tool: "pg_dump", status: status.to_string(), stderr }.into()
+                );
+            }
+            Ok(None)
+        });
+        let reader: ByteStream = Box::pin(stdout);
+        Ok(Capture::new(reader, json).on_finish(finish))
+    }
+}

@@ -1,0 +1,89 @@
+//! Errors of the PostgreSQL backend, each naming the server or database.
+
+use lifeboat_core::{Error as CoreError, Kind};
+
+/// What can go wrong talking to PostgreSQL or running its tools.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PgError {
+    /// The connection URL could not be parsed.
+    #[error("invalid PostgreSQL URL: {reason}")]
+    BadUrl {
+        /// Why.
+        reason: String,
+    },
+    /// Connecting failed (unreachable, refused, authentication, missing database).
+    #[error("cannot connect to {target}: {reason}")]
+    Connect {
+        /// Host, port and database, without the password.
+        target: String,
+        /// The server's or the network's answer.
+        reason: String,
+    },
+    /// A query failed.
+    #[error("query on {target} failed: {reason}")]
+    Query {
+        /// Host, port and database.
+        target: String,
+        /// The server's answer.
+        reason: String,
+    },
+    /// No `pg_dump`/`pg_restore` for the server's major version is installed.
+    #[error("no {tool} for PostgreSQL {major} found (looked in {looked})")]
+    ToolMissing {
+        /// The tool.
+        tool: &'static str,
+        /// The server's major version.
+        major: u32,
+        /// Where lifeboat looked.
+        looked: String,
+    },
+    /// A tool exited with an error.
+    #[error("{tool} failed ({status}): {stderr}")]
+    Tool {
+        /// The tool.
+        tool: &'static str,
+        /// Its exit status.
+        status: String,
+        /// The end of what it printed on stderr.
+        stderr: String,
+    },
+}
+
+impl PgError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            PgError::BadUrl { .. } => "use postgres://user:password@host:port/database".into(),
+            PgError::Connect { reason, .. } if reason.contains("password") => {
+                "check the user and password in the URL (or PGPASSWORD)".into()
+            }
+            PgError::Connect { reason, .. } if reason.contains("does not exist") => {
+                "check the database name; `psql -l` lists them".into()
+            }
+            PgError::Connect { .. } => {
+                "check that the server is running and reachable at that host and port".into()
+            }
+            PgError::Query { .. } => "check the user's privileges on the database".into(),
+            PgError::ToolMissing { major, .. } => {
+                format!(
+                    "install the client tools of PostgreSQL {major} (apt-get install postgresql-client-{major}) or set PG_BINDIR"
+                )
+            }
+            PgError::Tool { .. } => {
+                "see the tool's message above; the snapshot was not written".into()
+            }
+        }
+    }
+}
+
+impl From<PgError> for CoreError {
+    fn from(e: PgError) -> Self {
+        match e {
+            PgError::Tool { .. } | PgError::Query { .. } => {
+                CoreError::Backend { kind: Kind::Postgres, message: e.to_string() }
+            }
+            other => CoreError::InvalidInput { hint: other.hint(), what: other.to_string() },
+        }
+    }
+}
