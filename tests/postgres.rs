@@ -127,10 +127,67 @@ fn guarded_targets_and_clear_errors() {
     let err = fails(lifeboat(&repo).args(["restore", "latest", "--to", &pg.url("app")]));
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(pg.psql("app", "SELECT count(*) FROM t"), "101");
+    // With --force: a pre-restore snapshot, a restore beside it, a swap; the old one is kept.
+    let plan = ok(lifeboat(&repo).args([
+        "restore",
+        "latest",
+        "--force",
+        "--dry-run",
+        "--to",
+        &pg.url("app"),
+    ]));
+    assert!(plan.contains("safety snapshot") && plan.contains("swap"), "{plan}");
+    assert_eq!(pg.psql("app", "SELECT count(*) FROM t"), "101", "a dry run changed the database");
+    let out = ok(lifeboat(&repo).args(["restore", "latest", "--force", "--to", &pg.url("app")]));
+    assert!(out.contains("safety snapshot"), "{out}");
+    assert_eq!(pg.psql("app", "SELECT count(*) FROM t"), "100");
+    let kept = pg.psql(
+        "postgres",
+        "SELECT datname FROM pg_database WHERE datname LIKE 'app_before_restore_%'",
+    );
+    assert_eq!(
+        pg.psql(&kept, "SELECT count(*) FROM t"),
+        "101",
+        "the previous database was not kept"
+    );
+    let snaps = snapshots(&repo);
+    let safety = snaps
+        .iter()
+        .find(|s| s["tags"].get("pre-restore").is_some())
+        .expect("no pre-restore snapshot");
+    assert_eq!(safety["metadata"]["tables"]["public.t"], 101);
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE '%lifeboat_restore%'"
+        ),
+        "0"
+    );
+
+    // A restore that fails half-way (a damaged pack) leaves the original serving, untouched.
+    pg.psql("app", "INSERT INTO t VALUES (102)");
+    for (pack, _) in tree(&dir.path().join("repo/data")) {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[40] ^= 0xff;
+        std::fs::write(&pack, bytes).unwrap();
+    }
+    let first = snaps[0]["id"].as_str().unwrap();
+    fails(lifeboat(&repo).args(["restore", first, "--force", "--to", &pg.url("app")]));
+    assert_eq!(pg.psql("app", "SELECT count(*) FROM t"), "101");
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE '%lifeboat_restore%'"
+        ),
+        "0",
+        "a staging database was left"
+    );
+
     // A new database needs --create.
     let err = fails(lifeboat(&repo).args(["restore", "latest", "--to", &pg.url("other")]));
     assert!(err.contains("--create"), "{err}");
 
+    let before = snapshots(&repo).len();
     let wrong = pg.url("app").replace(PG_PASSWORD, "wrong-password");
     let err = fails(lifeboat(&repo).args(["backup", "postgres", &wrong]));
     assert!(err.contains("password authentication failed"), "{err}");
@@ -146,5 +203,5 @@ fn guarded_targets_and_clear_errors() {
             .env("PG_BINDIR", "/nonexistent"),
     );
     assert!(err.contains("no pg_dump for PostgreSQL") && err.contains("/nonexistent"), "{err}");
-    assert_eq!(snapshots(&repo).len(), 1, "a failed backup wrote a snapshot");
+    assert_eq!(snapshots(&repo).len(), before, "a failed backup wrote a snapshot");
 }

@@ -19,10 +19,20 @@ use crate::error::PgError;
 /// The steps that put a PostgreSQL snapshot into a new database.
 #[derive(Debug, Clone)]
 pub struct PostgresRestorePlan {
+    url: String,
     config: Config,
     database: String,
     snapshot: SnapshotId,
+    name: String,
     expected: PostgresMetadata,
+    /// The target exists and is replaced: restore under `staging`, then swap names.
+    replace: Option<Replace>,
+}
+
+#[derive(Debug, Clone)]
+struct Replace {
+    staging: String,
+    old: String,
 }
 
 fn quote_ident(name: &str) -> String {
@@ -65,27 +75,37 @@ impl PostgresRestorePlan {
             .await
             .map_err(|e| PgError::Query { target: describe(&config), reason: db_message(&e) })?
             .is_some();
-        if exists {
-            if options.force {
-                return Err(Error::Unsupported { operation: "restore --force over an existing PostgreSQL database (not implemented yet; restore into a new database)".into(), kind: Kind::Postgres });
-            }
+        if exists && !options.force {
             return Err(Error::TargetExists { target: describe(&config) });
         }
-        if !options.create {
+        let replace = exists.then(|| Replace {
+            staging: format!("{database}_lifeboat_restore_{}", std::process::id()),
+            old: format!("{database}_before_restore_{}", chrono_stamp()),
+        });
+        if !exists && !options.create {
             return Err(Error::InvalidInput {
                 what: format!("database {database} does not exist on {}", describe(&config)),
                 hint: "pass --create to create it".into(),
             });
         }
-        Ok(PostgresRestorePlan { config, database, snapshot: snapshot.id(), expected })
+        Ok(PostgresRestorePlan {
+            url: target_url.to_string(),
+            config,
+            database,
+            snapshot: snapshot.id(),
+            name: manifest.name.clone(),
+            expected,
+            replace,
+        })
     }
 
-    async fn restore(&self, ctx: &RestoreContext<'_>) -> Result<(u64, Vec<Check>)> {
+    /// Restores into database `into` (the target, or the staging name when replacing).
+    async fn restore(&self, ctx: &RestoreContext<'_>, into: &str) -> Result<(u64, Vec<Check>)> {
         let tools = server_tools(self.expected.server_major)?;
         let mut command = Command::new(&tools.pg_restore);
         command
             .args(["--exit-on-error", "--no-owner"])
-            .args(tool_args(&self.config, &self.database))
+            .args(tool_args(&self.config, into))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -122,8 +142,10 @@ impl PostgresRestorePlan {
                 PgError::Tool { tool: "pg_restore", status: status.to_string(), stderr }.into()
             );
         }
-        let target = describe(&self.config);
-        let client = connect(&self.config).await?;
+        let mut into_config = self.config.clone();
+        into_config.dbname(into);
+        let target = describe(&into_config);
+        let client = connect(&into_config).await?;
         let actual = table_counts(&client, &target).await?;
         let mut checks = vec![Check::pass("pg_restore", format!("{bytes} bytes restored"))];
         for (table, want) in &self.expected.tables {
@@ -151,45 +173,104 @@ fn maintenance(config: &Config) -> Config {
     admin
 }
 
+fn chrono_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    secs.to_string()
+}
+
 #[async_trait]
 impl RestorePlan for PostgresRestorePlan {
     fn steps(&self) -> Vec<PlanStep> {
         let target = describe(&self.config);
-        vec![
-            PlanStep::new(
-                "create",
-                format!("CREATE DATABASE {} on {target}", quote_ident(&self.database)),
-            ),
-            PlanStep::new(
-                "restore",
-                format!(
-                    "pg_restore {} fed from snapshot {} (no temporary file)",
-                    self.expected.server_major,
-                    self.snapshot.short()
+        let db = quote_ident(&self.database);
+        let snapshot = self.snapshot.short();
+        let major = self.expected.server_major;
+        match &self.replace {
+            None => vec![
+                PlanStep::new("create", format!("CREATE DATABASE {db} on {target}")),
+                PlanStep::new(
+                    "restore",
+                    format!("pg_restore {major} fed from snapshot {snapshot} (no temporary file)"),
                 ),
-            ),
-            PlanStep::new(
-                "verify",
-                format!(
-                    "row counts of {} tables against the manifest, then ANALYZE",
-                    self.expected.tables.len()
+                PlanStep::new(
+                    "verify",
+                    format!(
+                        "row counts of {} tables against the manifest, then ANALYZE",
+                        self.expected.tables.len()
+                    ),
                 ),
-            ),
-            PlanStep::new(
-                "roll back on failure",
-                format!("DROP DATABASE {}", quote_ident(&self.database)),
-            ),
-        ]
+                PlanStep::new("roll back on failure", format!("DROP DATABASE {db}")),
+            ],
+            Some(r) => vec![
+                PlanStep::new(
+                    "safety snapshot",
+                    format!(
+                        "back up the current {db} into the repository as {:?}, tagged {}",
+                        self.name,
+                        lifeboat_core::PRE_RESTORE_TAG
+                    ),
+                ),
+                PlanStep::new(
+                    "restore beside it",
+                    format!(
+                        "CREATE DATABASE {}; pg_restore {major} fed from snapshot {snapshot}",
+                        quote_ident(&r.staging)
+                    ),
+                ),
+                PlanStep::new(
+                    "verify",
+                    format!(
+                        "row counts of {} tables against the manifest, then ANALYZE",
+                        self.expected.tables.len()
+                    ),
+                ),
+                PlanStep::new(
+                    "swap",
+                    format!(
+                        "end other sessions on {db}; rename {db} to {} and {} to {db}",
+                        quote_ident(&r.old),
+                        quote_ident(&r.staging)
+                    ),
+                ),
+                PlanStep::new(
+                    "keep the old one",
+                    format!("{} stays until you DROP DATABASE it", quote_ident(&r.old)),
+                ),
+                PlanStep::new(
+                    "roll back on failure",
+                    format!(
+                        "DROP DATABASE {}; {db} is never touched before the swap",
+                        quote_ident(&r.staging)
+                    ),
+                ),
+            ],
+        }
     }
 
     async fn execute(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
         let admin = connect(&maintenance(&self.config)).await?;
         let target = describe(&self.config);
-        admin
-            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&self.database)))
-            .await
-            .map_err(|e| PgError::Query { target: target.clone(), reason: db_message(&e) })?;
-        let result = self.restore(ctx).await.and_then(|(bytes, checks)| {
+        let q = |e: tokio_postgres::Error| PgError::Query {
+            target: target.clone(),
+            reason: db_message(&e),
+        };
+        let safety_snapshot = match &self.replace {
+            Some(_) => {
+                let tags = lifeboat_core::Tags::from([(
+                    lifeboat_core::PRE_RESTORE_TAG.to_string(),
+                    self.snapshot.to_hex(),
+                )]);
+                let source = crate::PostgresBackup::new(self.url.clone());
+                Some(ctx.safety_net.save(&source, &self.name, tags).await?)
+            }
+            None => None,
+        };
+        let into = self.replace.as_ref().map_or(self.database.as_str(), |r| r.staging.as_str());
+        admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(into))).await.map_err(q)?;
+        let result = self.restore(ctx, into).await.and_then(|(bytes, checks)| {
             let failures: Vec<String> = checks
                 .iter()
                 .filter(|c| !c.ok)
@@ -201,22 +282,58 @@ impl RestorePlan for PostgresRestorePlan {
                 Err(Error::VerificationFailed { subject: target.clone(), failures })
             }
         });
-        match result {
-            Ok((bytes, checks)) => Ok(RestoreReport {
-                target,
-                snapshot: self.snapshot,
-                safety_snapshot: None,
-                bytes,
-                checks,
-            }),
+        let (bytes, mut checks) = match result {
+            Ok(done) => done,
             Err(e) => {
-                let drop =
-                    format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&self.database));
+                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(into));
                 if let Err(d) = admin.batch_execute(&drop).await {
                     tracing::warn!(error = %d, "could not drop the half-restored database");
                 }
-                Err(e)
+                return Err(e);
             }
+        };
+        if let Some(r) = &self.replace {
+            // Sessions on the old database would block the rename: end them, then swap in
+            // one transaction-less pair of renames (each is atomic in the catalog).
+            let terminate = format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+                self.database.replace('\'', "''")
+            );
+            admin.batch_execute(&terminate).await.map_err(q)?;
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {} RENAME TO {}",
+                    quote_ident(&self.database),
+                    quote_ident(&r.old)
+                ))
+                .await
+                .map_err(q)?;
+            if let Err(e) = admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {} RENAME TO {}",
+                    quote_ident(&r.staging),
+                    quote_ident(&self.database)
+                ))
+                .await
+            {
+                let _ = admin
+                    .batch_execute(&format!(
+                        "ALTER DATABASE {} RENAME TO {}",
+                        quote_ident(&r.old),
+                        quote_ident(&self.database)
+                    ))
+                    .await;
+                return Err(q(e).into());
+            }
+            checks.push(Check::pass(
+                "previous database kept",
+                format!(
+                    "as {}: drop it with DROP DATABASE {} when you no longer need it",
+                    r.old,
+                    quote_ident(&r.old)
+                ),
+            ));
         }
+        Ok(RestoreReport { target, snapshot: self.snapshot, safety_snapshot, bytes, checks })
     }
 }
