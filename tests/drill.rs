@@ -165,3 +165,58 @@ fn unmet_expectations_and_missed_objectives_fail() {
     let err = fails(f.drill().args(["--name", "nope"]));
     assert!(err.contains("not found"), "{err}");
 }
+
+#[test]
+fn postgres_snapshots_drill_into_scratch_databases() {
+    let pg = PgCluster::start();
+    pg.psql("postgres", "CREATE DATABASE billing");
+    pg.psql("billing", "CREATE TABLE invoices(id serial PRIMARY KEY, total numeric); INSERT INTO invoices(total) SELECT i FROM generate_series(1, 500) i;");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["backup", "postgres", &pg.url("billing")]));
+    let expect = dir.path().join("expect.toml");
+    std::fs::write(&expect, "[billing]\ntables = [\"invoices\"]\nmin_rows = { invoices = 500 }\nquery = \"SELECT 1 FROM invoices WHERE total = 500\"\nrto = \"10m\"\n").unwrap();
+    let drill = |extra: &[&str]| {
+        let mut cmd = lifeboat(&repo);
+        cmd.env("TMPDIR", dir.path())
+            .args(["drill", "--name", "billing", "--heartbeat"])
+            .arg(dir.path().join("hb.json"));
+        cmd.args(extra);
+        cmd
+    };
+    let err = fails(&mut drill(&[]));
+    assert!(err.contains("--postgres-server"), "{err}");
+
+    let server = pg.url("postgres");
+    let (code, results) = run_json(
+        drill(&["--postgres-server", &server, "--expect", expect.to_str().unwrap()])
+            .env_remove("LIFEBOAT_DRILL_POSTGRES"),
+    );
+    assert_eq!(code, 0, "{results:?}");
+    assert_eq!(results[0]["passed"], true, "{}", results[0]);
+    let names: Vec<&str> = results[0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"rows in public.invoices") && names.contains(&"query returns a row"),
+        "{names:?}"
+    );
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'lifeboat_drill%'"
+        ),
+        "0",
+        "a scratch database was left"
+    );
+
+    std::fs::write(&expect, "[billing]\ntables = [\"payments\"]\n").unwrap();
+    let (code, results) =
+        run_json(&mut drill(&["--postgres-server", &server, "--expect", expect.to_str().unwrap()]));
+    assert_eq!(code, 1);
+    assert_eq!(failed_checks(&results[0]), vec!["table payments exists"]);
+}

@@ -184,6 +184,10 @@ pub enum Command {
         /// Write the markdown report here.
         #[arg(long, value_name = "FILE.md")]
         report: Option<PathBuf>,
+        /// PostgreSQL server to restore PostgreSQL snapshots into (scratch databases are
+        /// created and dropped there), e.g. postgres://drill:pw@staging-db:5432/postgres.
+        #[arg(long, env = "LIFEBOAT_DRILL_POSTGRES", value_name = "URL")]
+        postgres_server: Option<String>,
         /// Record each name's last successful drill here (JSON), for monitors.
         #[arg(long, value_name = "FILE", default_value = "lifeboat-drill-heartbeat.json")]
         heartbeat: PathBuf,

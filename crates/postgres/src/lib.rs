@@ -11,11 +11,13 @@
 
 mod backup;
 mod connect;
+mod drill;
 mod error;
 mod restore;
 
 pub use backup::{PostgresBackup, PostgresMetadata};
 pub use connect::{ServerTools, server_tools};
+pub use drill::PostgresDrill;
 pub use error::PgError;
 pub use restore::PostgresRestorePlan;
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use lifeboat_core::drill::{DrillResult, Expectations, ScratchDrill, drill, markdown_report};
 use lifeboat_dir::DirDrill;
+use lifeboat_postgres::PostgresDrill;
 use lifeboat_sqlite::SqliteDrill;
 use lifeboat_store::StoredSnapshot;
 
@@ -14,6 +15,7 @@ use crate::output::print_json;
 /// What the command line asked for.
 pub struct Request {
     pub names: Vec<String>,
+    pub postgres_server: Option<String>,
     pub all: bool,
     pub snapshot: Option<String>,
     pub expect: Option<PathBuf>,
@@ -23,8 +25,12 @@ pub struct Request {
 }
 
 /// Every backend that can be drilled. A new backend adds itself here and nowhere else.
-fn backends() -> Vec<Box<dyn ScratchDrill>> {
-    vec![Box::new(SqliteDrill), Box::new(DirDrill)]
+fn backends(postgres_server: Option<&str>) -> Vec<Box<dyn ScratchDrill>> {
+    let mut backends: Vec<Box<dyn ScratchDrill>> = vec![Box::new(SqliteDrill), Box::new(DirDrill)];
+    if let Some(server) = postgres_server {
+        backends.push(Box::new(PostgresDrill::new(server)));
+    }
+    backends
 }
 
 fn invalid(what: String, hint: &str) -> anyhow::Error {
@@ -46,7 +52,7 @@ pub async fn run(url: &str, request: Request) -> anyhow::Result<ExitCode> {
         None => BTreeMap::new(),
     };
     let repo = super::open_repo(url).await?;
-    let backends = backends();
+    let backends = backends(request.postgres_server.as_deref());
     let cleaned: usize = backends.iter().map(|b| b.clean_leftovers()).sum();
     if cleaned > 0 {
         eprintln!("removed {cleaned} scratch targets left by interrupted drills");
@@ -82,6 +88,15 @@ pub async fn run(url: &str, request: Request) -> anyhow::Result<ExitCode> {
     for snap in &targets {
         let kind = snap.manifest().kind;
         let Some(backend) = backends.iter().find(|b| b.kind() == kind) else {
+            if kind == lifeboat_core::Kind::Postgres {
+                return Err(invalid(
+                    format!(
+                        "{} is a PostgreSQL snapshot and no server to restore it into was given",
+                        snap.manifest().name
+                    ),
+                    "pass --postgres-server URL (or LIFEBOAT_DRILL_POSTGRES): scratch databases are created and dropped there",
+                ));
+            }
             return Err(
                 lifeboat_core::Error::Unsupported { operation: "drill".into(), kind }.into()
             );

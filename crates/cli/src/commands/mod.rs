@@ -38,8 +38,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             restore::run(&repo, request).await
         }
-        Command::Drill { names, all, snapshot, expect, report, heartbeat, json } => {
-            let request = drill::Request { names, all, snapshot, expect, report, heartbeat, json };
+        Command::Drill {
+            names,
+            all,
+            snapshot,
+            expect,
+            report,
+            postgres_server,
+            heartbeat,
+            json,
+        } => {
+            let request = drill::Request {
+                names,
+                postgres_server,
+                all,
+                snapshot,
+                expect,
+                report,
+                heartbeat,
+                json,
+            };
             drill::run(&repo, request).await
         }
         Command::Ls { snapshot, path, name, json } => {

@@ -1,0 +1,394 @@
+#!/usr/bin/env bash
+# bench/postgres.sh: lifeboat against the runbooks' "pg_dump | gzip" and "pg_dump -Fc" ways,
+# on one PostgreSQL database in a throwaway cluster.
+#
+# What it measures, on the same pgbench database (`pgbench -i -s SCALE`, default 100, about
+# 1.5 GB), one tool after the other:
+#   1. full backup:    wall seconds, stored bytes (lifeboat's repository files, the .sql.gz,
+#                      the custom-format dump), peak RSS;
+#   2. second backup:  lifeboat only, after `pgbench -T PGBENCH_SECONDS -c 2 -n` (default 30)
+#                      changed the data: wall seconds and the *additional* stored bytes (repo
+#                      growth; also the new snapshot's own `stored` figure);
+#   3. restore:        wall seconds and peak RSS of `lifeboat restore latest --create`,
+#                      `createdb && gunzip -c | psql` and `createdb && pg_restore`, each into
+#                      a new database; every restored database must hold SCALE * 100000
+#                      pgbench_accounts rows, or the script fails.
+# Then prints ratios against the targets (full backup <= 0.5x the time of pg_dump | gzip,
+# stored <= the .gz, second backup stores < 20% of what the first stored) with PASS/MISS,
+# plus ratios against pg_dump -Fc (backup time, stored bytes), restore-time ratios, the
+# second backup's time and lifeboat's peak RSS marked "info", which have no targets, and
+# writes the same results as markdown to bench/work/postgres/results.md.
+#
+# The cluster: initdb + pg_ctl from the highest /usr/lib/postgresql/*/bin (or PG_BINDIR),
+# trust authentication, listening on 127.0.0.1 at a free port, its data, socket and log
+# under bench/work/postgres/pg, stopped (pg_ctl stop -m fast) when the script exits. Run as
+# root, the server runs as the `postgres` user (runuser), which PostgreSQL requires, and
+# that folder is handed to it. Every client (pgbench, pg_dump, psql, lifeboat) connects over
+# TCP as the `postgres` superuser. pg_dump, pg_restore, psql and createdb are the cluster's
+# own, the same major version lifeboat picks.
+#
+# Stored bytes of lifeboat's repository are the sum of its files' sizes, i.e. `du -sb`
+# without the 4 KiB `du -sb` counts for every folder (lifeboat creates its folders as it
+# needs them, which would skew the second backup's growth).
+#
+# The page cache cannot be dropped without root, so each timed command runs once, warm:
+# backups right after reading the database's files (base/OID), restores after reading their
+# repository or dump once. Peak RSS is the client side only (for a pipeline, its largest
+# process); the server's backends do the same work for every tool and are not counted.
+# The runbook dumps are taken before pgbench runs and restored as they are, lifeboat restores
+# its second snapshot; pgbench updates rows and appends to pgbench_history, so the restores
+# move about the same data (pgbench_accounts' row count does not change).
+#
+# Run from anywhere in the repository:
+#   bash bench/postgres.sh                             # scale 100, about 1.5 GB
+#   SCALE=10 PGBENCH_SECONDS=10 bash bench/postgres.sh # quick run
+# Needs: cargo, python3 (standard library only), PostgreSQL server binaries (initdb, pg_ctl,
+#   pgbench, pg_dump, pg_restore, psql, createdb), gzip, GNU time, and runuser when run as
+#   root (apt-get install postgresql postgresql-contrib gzip time python3 util-linux)
+# Everything is written under bench/work/postgres, which is wiped at the start.
+
+set -euo pipefail
+
+SCALE="${SCALE:-100}"
+PGBENCH_SECONDS="${PGBENCH_SECONDS:-30}"
+if ! [[ "$SCALE" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: SCALE must be a positive whole number (pgbench scale factor), got '$SCALE'" >&2
+    exit 2
+fi
+if ! [[ "$PGBENCH_SECONDS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: PGBENCH_SECONDS must be a positive whole number of seconds, got '$PGBENCH_SECONDS'" >&2
+    exit 2
+fi
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+W="$ROOT/bench/work/postgres"
+PGDIR="$W/pg"
+PGDATA="$PGDIR/data"
+LIFEBOAT="$ROOT/target/release/lifeboat"
+ACCOUNTS=$((SCALE * 100000))
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- prerequisites
+if [[ -n "${PG_BINDIR:-}" ]]; then
+    PGBIN="$PG_BINDIR"
+else
+    PGBIN=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2> /dev/null | sort -V | tail -n 1)
+fi
+AS_ROOT=0
+[[ "$(id -u)" == 0 ]] && AS_ROOT=1
+
+missing=()
+for tool in gzip gunzip python3 cargo; do
+    command -v "$tool" > /dev/null 2>&1 || missing+=("$tool")
+done
+[[ -x /usr/bin/time ]] || missing+=("/usr/bin/time")
+if [[ -z "$PGBIN" ]]; then
+    missing+=("PostgreSQL server binaries (no /usr/lib/postgresql/*/bin)")
+else
+    for tool in initdb pg_ctl pgbench pg_dump pg_restore psql createdb; do
+        [[ -x "$PGBIN/$tool" ]] || missing+=("$PGBIN/$tool")
+    done
+fi
+if ((AS_ROOT)); then
+    command -v runuser > /dev/null 2>&1 || missing+=("runuser (util-linux)")
+    id -u postgres > /dev/null 2>&1 || missing+=("the postgres user (the postgresql package creates it)")
+fi
+if ((${#missing[@]})); then
+    echo "error: missing: $(printf '%s, ' "${missing[@]}" | sed 's/, $//')" >&2
+    echo "       install them with: apt-get install postgresql postgresql-contrib gzip time python3 util-linux (and Rust's cargo)" >&2
+    exit 1
+fi
+
+# as_pg CMD...: runs a server command (initdb, pg_ctl) as the postgres user when root.
+as_pg() {
+    if ((AS_ROOT)); then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# ---------------------------------------------------------------- build
+say "building the release binary (cargo build --release -p lifeboat-cli)"
+(cd "$ROOT" && cargo build --release -p lifeboat-cli)
+[[ -x "$LIFEBOAT" ]] || die "no binary at $LIFEBOAT after the build"
+
+# A cluster left running by an interrupted run would lose its folder under it: stop it.
+if [[ -f "$PGDATA/postmaster.pid" ]]; then
+    say "stopping a cluster left running in $PGDATA"
+    as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate -w stop > /dev/null 2>&1 || true
+fi
+
+say "work folder $W (wiped)"
+rm -rf "$W"
+mkdir -p "$W/logs" "$PGDIR"
+
+# ---------------------------------------------------------------- helpers
+declare -A SECS RSS STORED
+
+# timed KEY CMD...: runs CMD once, records wall seconds and peak RSS (KiB); output goes to
+# $W/logs/KEY.{out,err}.
+timed() {
+    local key=$1
+    shift
+    local s k
+    if ! /usr/bin/time -f '%e %M' -o "$W/logs/$key.time" "$@" > "$W/logs/$key.out" 2> "$W/logs/$key.err"; then
+        echo "error: $key failed: $*" >&2
+        tail -n 20 "$W/logs/$key.err" >&2
+        exit 1
+    fi
+    read -r s k < <(tail -n 1 "$W/logs/$key.time")
+    SECS[$key]=$s
+    RSS[$key]=$k
+    say "$key: ${s}s, peak RSS $((k / 1024)) MiB"
+}
+
+# warm FOLDER-OR-FILE...: reads files once so every timed command starts from a warm cache.
+warm() { find "$@" -type f -exec cat {} + > /dev/null; }
+
+# stored DIR: bytes of all files under DIR (du -sb minus folder entries).
+stored() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
+fsize() { stat -c %s "$1"; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+kib2mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# url DB: the superuser's URL of database DB (trust authentication, no password).
+url() { printf 'postgres://postgres@127.0.0.1:%s/%s' "$PORT" "$1"; }
+
+# sql DB SQL: runs SQL with psql, prints its unaligned, tuples-only output.
+sql() { "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -d "$(url "$1")" -c "$2"; }
+
+# lb_last_stored: `stored` of the newest snapshot (last element of snapshots --json).
+lb_last_stored() {
+    "$LIFEBOAT" --repo "$W/lb-repo" snapshots --json |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["stored"])'
+}
+
+# warm_db: reads the bench database's files (base/OID) once.
+warm_db() { warm "$PGDATA/base/$(sql postgres "SELECT oid FROM pg_database WHERE datname = 'bench'")"; }
+
+# check_restored DB: pgbench_accounts must hold SCALE * 100000 rows.
+check_restored() {
+    local db=$1 got
+    got=$(sql "$db" 'SELECT count(*) FROM pgbench_accounts') || die "could not count pgbench_accounts in $db"
+    [[ "$got" == "$ACCOUNTS" ]] || die "$db holds $got pgbench_accounts rows, expected $ACCOUNTS"
+    say "$db: $got pgbench_accounts rows, as expected"
+}
+
+# ---------------------------------------------------------------- cluster
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+if ((AS_ROOT)); then
+    chown -R postgres:postgres "$PGDIR"
+    runuser -u postgres -- test -w "$PGDIR" ||
+        die "the postgres user cannot write to $PGDIR (a parent folder is not searchable by it?)"
+fi
+# The server's socket path must fit in 107 bytes; a deep checkout gets a folder under /tmp.
+SOCKDIR="$PGDIR"
+if ((${#SOCKDIR} + 20 > 100)); then
+    SOCKDIR=$(mktemp -d /tmp/lifeboat-bench-pg.XXXXXX)
+    ((AS_ROOT)) && chown postgres:postgres "$SOCKDIR"
+fi
+
+PG_STARTED=0
+stop_cluster() {
+    if ((PG_STARTED)); then
+        as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop > /dev/null 2>&1 ||
+            echo "warning: could not stop the cluster in $PGDATA" >&2
+    fi
+    if [[ "$SOCKDIR" != "$PGDIR" ]]; then rm -rf "$SOCKDIR"; fi
+}
+trap stop_cluster EXIT
+trap 'exit 130' INT TERM
+
+say "initdb in $PGDATA ($("$PGBIN/postgres" --version))"
+as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres --auth-local=trust --auth-host=trust -E UTF8 --locale=C \
+    > "$W/logs/initdb.out" 2>&1 || {
+    cat "$W/logs/initdb.out" >&2
+    die "initdb failed"
+}
+say "starting the cluster on 127.0.0.1:$PORT"
+PG_STARTED=1
+as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDIR/server.log" \
+    -o "-p $PORT -k $SOCKDIR -c listen_addresses=127.0.0.1" -w start > "$W/logs/pg_ctl.out" 2>&1 || {
+    cat "$W/logs/pg_ctl.out" "$PGDIR/server.log" >&2
+    die "the PostgreSQL server did not start"
+}
+URL=$(url bench)
+
+# createdb_as DB: creates database DB.
+createdb_as() { "$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres "$1"; }
+
+# ---------------------------------------------------------------- database
+say "pgbench -i -s $SCALE into $URL"
+gen_start=$(date +%s)
+createdb_as bench
+"$PGBIN/pgbench" -i -s "$SCALE" -q "$URL" > "$W/logs/pgbench-init.out" 2>&1 || {
+    tail -n 20 "$W/logs/pgbench-init.out" >&2
+    die "pgbench -i failed"
+}
+DB_SIZE=$(sql postgres "SELECT pg_database_size('bench')")
+say "database: $(mib "$DB_SIZE") MiB, $ACCOUNTS accounts, generated in $(($(date +%s) - gen_start))s"
+
+# ---------------------------------------------------------------- full backups
+say "lifeboat: init and full backup"
+"$LIFEBOAT" --repo "$W/lb-repo" init > "$W/logs/lifeboat-init.out" 2>&1 || {
+    cat "$W/logs/lifeboat-init.out" >&2
+    die "lifeboat init failed"
+}
+warm_db
+timed lb_full "$LIFEBOAT" --repo "$W/lb-repo" backup postgres "$URL"
+STORED[lb_full]=$(stored "$W/lb-repo")
+LB_SNAP_FULL=$(lb_last_stored)
+
+say "runbook: pg_dump | gzip"
+warm_db
+timed gz_full bash -c 'set -o pipefail; "$1" -d "$2" | gzip > "$3"' _ "$PGBIN/pg_dump" "$URL" "$W/dump.sql.gz"
+STORED[gz_full]=$(fsize "$W/dump.sql.gz")
+
+say "runbook: pg_dump -Fc"
+warm_db
+timed fc_full "$PGBIN/pg_dump" -Fc -d "$URL" -f "$W/dump.custom"
+STORED[fc_full]=$(fsize "$W/dump.custom")
+
+# ---------------------------------------------------------------- pgbench, second backup
+say "pgbench -T $PGBENCH_SECONDS -c 2 -n (changing the data)"
+"$PGBIN/pgbench" -T "$PGBENCH_SECONDS" -c 2 -n "$URL" > "$W/logs/pgbench-run.out" 2>&1 || {
+    tail -n 20 "$W/logs/pgbench-run.out" >&2
+    die "pgbench -T failed"
+}
+PGBENCH_TX=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$W/logs/pgbench-run.out")
+PGBENCH_TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$W/logs/pgbench-run.out" | tail -n 1)
+DB_SIZE2=$(sql postgres "SELECT pg_database_size('bench')")
+say "database: $(mib "$DB_SIZE2") MiB after ${PGBENCH_TX:-?} transactions (${PGBENCH_TPS:-?} tps)"
+
+before=$(stored "$W/lb-repo")
+warm_db
+timed lb_second "$LIFEBOAT" --repo "$W/lb-repo" backup postgres "$URL"
+STORED[lb_second]=$(($(stored "$W/lb-repo") - before))
+LB_SNAP_SECOND=$(lb_last_stored)
+
+# ---------------------------------------------------------------- restores
+say "restores"
+warm "$W/lb-repo"
+timed lb_restore "$LIFEBOAT" --repo "$W/lb-repo" restore latest --create --to "$(url lb_restored)"
+check_restored lb_restored
+
+warm "$W/dump.sql.gz"
+timed gz_restore bash -c 'set -o pipefail; "$1" -h 127.0.0.1 -p "$2" -U postgres gz_restored &&
+    gunzip -c "$3" | "$4" -X -q -v ON_ERROR_STOP=1 -d "$5" > /dev/null' \
+    _ "$PGBIN/createdb" "$PORT" "$W/dump.sql.gz" "$PGBIN/psql" "$(url gz_restored)"
+check_restored gz_restored
+
+warm "$W/dump.custom"
+timed fc_restore bash -c '"$1" -h 127.0.0.1 -p "$2" -U postgres fc_restored && "$3" -d "$4" "$5"' \
+    _ "$PGBIN/createdb" "$PORT" "$PGBIN/pg_restore" "$(url fc_restored)" "$W/dump.custom"
+check_restored fc_restored
+
+# ---------------------------------------------------------------- report
+# ratio A B [DECIMALS]: A / B with 2 (or DECIMALS) decimals, or n/a when B is 0.
+ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b == 0) print "n/a"; else printf "%.*f", d, a / b }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", 100 * a / b }'; }
+# verdict A B OP LIMIT [SCALE]: PASS when A * SCALE / B OP LIMIT, from the unrounded
+# numbers (so a ratio printed as 1.00 may still MISS); MISS when B is 0.
+verdict() {
+    awk -v a="$1" -v b="$2" -v op="$3" -v l="$4" -v scale="${5:-1}" 'BEGIN {
+        if (b == 0) { print "MISS"; exit }
+        v = a * scale / b
+        ok = (op == "<=") ? (v <= l) : (v < l)
+        print ok ? "PASS" : "MISS"
+    }'
+}
+
+LB_RSS_MAX=0
+for key in lb_full lb_second lb_restore; do
+    if ((RSS[$key] > LB_RSS_MAX)); then LB_RSS_MAX=${RSS[$key]}; fi
+done
+
+R_TIME=$(ratio "${SECS[lb_full]}" "${SECS[gz_full]}")
+R_STORED=$(ratio "${STORED[lb_full]}" "${STORED[gz_full]}" 3)
+P_SECOND_STORED=$(pct "${STORED[lb_second]}" "${STORED[lb_full]}")
+P_SECOND_SNAP=$(pct "$LB_SNAP_SECOND" "${STORED[lb_full]}")
+P_SECOND_TIME=$(pct "${SECS[lb_second]}" "${SECS[lb_full]}")
+R_FC_TIME=$(ratio "${SECS[lb_full]}" "${SECS[fc_full]}")
+R_FC_STORED=$(ratio "${STORED[lb_full]}" "${STORED[fc_full]}" 3)
+R_GZ_RESTORE=$(ratio "${SECS[lb_restore]}" "${SECS[gz_restore]}")
+R_FC_RESTORE=$(ratio "${SECS[lb_restore]}" "${SECS[fc_restore]}")
+RSS_MAX_MIB=$(kib2mib "$LB_RSS_MAX")
+
+SECOND="second backup (pgbench ${PGBENCH_SECONDS}s)"
+# Fields are separated by ';' (the tool names hold '|').
+ROWS_T=(
+    "lifeboat;full backup;lb_full"
+    "runbook (pg_dump | gzip);full backup;gz_full"
+    "pg_dump -Fc;full backup;fc_full"
+    "lifeboat;$SECOND;lb_second"
+    "lifeboat;restore (--create);lb_restore"
+    "runbook (pg_dump | gzip);restore (createdb, gunzip | psql);gz_restore"
+    "pg_dump -Fc;restore (createdb, pg_restore);fc_restore"
+)
+RATIOS=(
+    "full backup time, lifeboat / pg_dump | gzip;${R_TIME}x;<= 0.5x;$(verdict "${SECS[lb_full]}" "${SECS[gz_full]}" "<=" 0.5)"
+    "stored after full backup, lifeboat / pg_dump | gzip;${R_STORED}x;<= 1.0x;$(verdict "${STORED[lb_full]}" "${STORED[gz_full]}" "<=" 1)"
+    "second backup stores, % of first (repo growth);${P_SECOND_STORED}%;< 20%;$(verdict "${STORED[lb_second]}" "${STORED[lb_full]}" "<" 20 100)"
+    "full backup time, lifeboat / pg_dump -Fc;${R_FC_TIME}x;-;info"
+    "stored after full backup, lifeboat / pg_dump -Fc;${R_FC_STORED}x;-;info"
+    "second backup time, % of lifeboat full backup;${P_SECOND_TIME}%;-;info"
+    "restore time, lifeboat / gunzip | psql;${R_GZ_RESTORE}x;-;info"
+    "restore time, lifeboat / pg_restore;${R_FC_RESTORE}x;-;info"
+    "lifeboat peak RSS, max over its runs;${RSS_MAX_MIB} MiB;-;info"
+)
+
+LB_VERSION=$("$LIFEBOAT" --version 2> /dev/null || echo lifeboat)
+GIT_REV=$(git -C "$ROOT" describe --always --dirty 2> /dev/null || echo unknown)
+SETUP="pgbench scale $SCALE, database $(mib "$DB_SIZE") MiB ($(mib "$DB_SIZE2") MiB after pgbench -T $PGBENCH_SECONDS -c 2: ${PGBENCH_TX:-?} transactions); $(nproc) cores; $LB_VERSION ($GIT_REV); $("$PGBIN/postgres" --version); $(gzip --version | head -n 1)"
+NOTES="Stored = repository size (sum of file sizes; growth for the second backup) for lifeboat, size of the .sql.gz / custom-format dump for the runbooks. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the first backup's repository (second). The runbook restores bring back the dumps taken before pgbench ran, lifeboat's the second snapshot."
+
+cell() { [[ "$2" == - ]] && echo - || "$1" "$2"; }
+md() { printf '%s' "${1//|/\\|}"; }
+
+{
+    echo
+    echo "PostgreSQL benchmark: $SETUP"
+    echo
+    printf '%-26s %-37s %9s %12s %15s\n' Tool Phase Seconds "Stored MiB" "Peak RSS MiB"
+    for row in "${ROWS_T[@]}"; do
+        IFS=';' read -r tool phase key <<< "$row"
+        printf '%-26s %-37s %9s %12s %15s\n' "$tool" "$phase" "${SECS[$key]}" \
+            "$(cell mib "${STORED[$key]:--}")" "$(kib2mib "${RSS[$key]}")"
+    done
+    echo
+    echo "$NOTES"
+    echo
+    printf '%-52s %12s %11s %7s\n' Measure Value Target Result
+    for row in "${RATIOS[@]}"; do
+        IFS=';' read -r what value target result <<< "$row"
+        printf '%-52s %12s %11s %7s\n' "$what" "$value" "$target" "$result"
+    done
+    echo
+}
+
+{
+    echo "## PostgreSQL benchmark"
+    echo
+    echo "$(date -u +%Y-%m-%d): $SETUP."
+    echo
+    echo "| Tool | Phase | Seconds | Stored (MiB) | Peak RSS (MiB) |"
+    echo "|---|---|---:|---:|---:|"
+    for row in "${ROWS_T[@]}"; do
+        IFS=';' read -r tool phase key <<< "$row"
+        echo "| $(md "$tool") | $(md "$phase") | ${SECS[$key]} | $(cell mib "${STORED[$key]:--}") | $(kib2mib "${RSS[$key]}") |"
+    done
+    echo
+    echo "$(md "$NOTES")"
+    echo
+    echo "| Measure | Value | Target | Result |"
+    echo "|---|---:|---:|:---:|"
+    for row in "${RATIOS[@]}"; do
+        IFS=';' read -r what value target result <<< "$row"
+        echo "| $(md "$what") | $value | $target | $result |"
+    done
+} > "$W/results.md"
+
+say "markdown written to $W/results.md"
