@@ -164,6 +164,38 @@ fn guarded_targets_and_clear_errors() {
         "0"
     );
 
+    // One table, or the schema only.
+    let first = snaps[0]["id"].as_str().unwrap();
+    ok(lifeboat(&repo).args([
+        "restore",
+        first,
+        "--create",
+        "--table",
+        "t",
+        "--to",
+        &pg.url("only_t"),
+    ]));
+    assert_eq!(pg.psql("only_t", "SELECT count(*) FROM t"), "100");
+    ok(lifeboat(&repo).args([
+        "restore",
+        first,
+        "--create",
+        "--schema-only",
+        "--to",
+        &pg.url("shape"),
+    ]));
+    assert_eq!(pg.psql("shape", "SELECT count(*) FROM t"), "0");
+    let err = fails(lifeboat(&repo).args([
+        "restore",
+        first,
+        "--create",
+        "--table",
+        "nope",
+        "--to",
+        &pg.url("nope"),
+    ]));
+    assert!(err.contains("no table"), "{err}");
+
     // A restore that fails half-way (a damaged pack) leaves the original serving, untouched.
     pg.psql("app", "INSERT INTO t VALUES (102)");
     for (pack, _) in tree(&dir.path().join("repo/data")) {
@@ -171,7 +203,6 @@ fn guarded_targets_and_clear_errors() {
         bytes[40] ^= 0xff;
         std::fs::write(&pack, bytes).unwrap();
     }
-    let first = snaps[0]["id"].as_str().unwrap();
     fails(lifeboat(&repo).args(["restore", first, "--force", "--to", &pg.url("app")]));
     assert_eq!(pg.psql("app", "SELECT count(*) FROM t"), "101");
     assert_eq!(

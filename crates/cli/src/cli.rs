@@ -57,6 +57,12 @@ pub enum Command {
         /// Create the target database (PostgreSQL).
         #[arg(long)]
         create: bool,
+        /// PostgreSQL: restore only this table (NAME or SCHEMA.NAME).
+        #[arg(long)]
+        table: Option<String>,
+        /// PostgreSQL: restore the schema only, no rows.
+        #[arg(long)]
+        schema_only: bool,
         /// Print the plan's steps and do nothing.
         #[arg(long)]
         dry_run: bool,

@@ -27,6 +27,10 @@ pub struct PostgresRestorePlan {
     expected: PostgresMetadata,
     /// The target exists and is replaced: restore under `staging`, then swap names.
     replace: Option<Replace>,
+    /// Only this table (`name` or `schema.name`).
+    table: Option<String>,
+    /// Only the schema, no rows.
+    schema_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -96,7 +100,47 @@ impl PostgresRestorePlan {
             name: manifest.name.clone(),
             expected,
             replace,
+            table: None,
+            schema_only: false,
         })
+    }
+
+    /// Restores only `table` (`name` or `schema.name`) and/or only the schema.
+    pub fn with_selection(mut self, table: Option<String>, schema_only: bool) -> Self {
+        self.table = table;
+        self.schema_only = schema_only;
+        self
+    }
+
+    /// pg_restore's selection arguments.
+    fn selection_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(table) = &self.table {
+            match table.split_once('.') {
+                Some((schema, name)) => {
+                    args.extend(["-n".into(), schema.into(), "-t".into(), name.into()])
+                }
+                None => args.extend(["-t".into(), table.clone()]),
+            }
+        }
+        if self.schema_only {
+            args.push("--schema-only".into());
+        }
+        args
+    }
+
+    /// The manifest's tables this restore brings back, with the rows expected in each.
+    fn expected_rows(&self) -> Vec<(String, u64)> {
+        self.expected
+            .tables
+            .iter()
+            .filter(|(name, _)| match &self.table {
+                Some(t) if t.contains('.') => name.as_str() == t || name.replace('"', "") == *t,
+                Some(t) => name.rsplit('.').next().is_some_and(|n| n.trim_matches('"') == t),
+                None => true,
+            })
+            .map(|(name, rows)| (name.clone(), if self.schema_only { 0 } else { *rows }))
+            .collect()
     }
 
     /// Restores into database `into` (the target, or the staging name when replacing).
@@ -105,6 +149,7 @@ impl PostgresRestorePlan {
         let mut command = Command::new(&tools.pg_restore);
         command
             .args(["--exit-on-error", "--no-owner"])
+            .args(self.selection_args())
             .args(tool_args(&self.config, into))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -148,7 +193,14 @@ impl PostgresRestorePlan {
         let client = connect(&into_config).await?;
         let actual = table_counts(&client, &target).await?;
         let mut checks = vec![Check::pass("pg_restore", format!("{bytes} bytes restored"))];
-        for (table, want) in &self.expected.tables {
+        let wanted = self.expected_rows();
+        if wanted.is_empty() {
+            checks.push(Check::fail(
+                "tables",
+                format!("the snapshot has no table {:?}", self.table.as_deref().unwrap_or("")),
+            ));
+        }
+        for (table, want) in &wanted {
             match actual.get(table) {
                 Some(got) => checks.push(Check::new(
                     format!("rows in {table}"),

@@ -25,7 +25,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init => init::run(&repo).await,
         Command::Backup(target) => backup::run(&repo, target).await,
         Command::Snapshots { name, json } => snapshots::run(&repo, name.as_deref(), json).await,
-        Command::Restore { snapshot, to, includes, name, force, create, dry_run, json } => {
+        Command::Restore {
+            snapshot,
+            to,
+            includes,
+            name,
+            force,
+            create,
+            table,
+            schema_only,
+            dry_run,
+            json,
+        } => {
             let request = restore::Request {
                 selector: &snapshot,
                 name: name.as_deref(),
@@ -33,6 +44,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 includes: &includes,
                 force,
                 create,
+                table,
+                schema_only,
                 dry_run,
                 json,
             };

@@ -11,14 +11,32 @@ use lifeboat_sqlite::SqliteRestorePlan;
 use crate::output::{human_bytes, print_json};
 use crate::progress::CliProgress;
 
-/// The restore plan for a snapshot of any kind. `to` is a path, or `dir:PATH` for folders.
+/// What part of a snapshot to restore (all of it by default).
+pub struct Selection<'a> {
+    /// Folder paths to restore (globs).
+    pub includes: &'a [String],
+    /// The one PostgreSQL table to restore.
+    pub table: Option<String>,
+    /// PostgreSQL: the schema only.
+    pub schema_only: bool,
+}
+
+/// The restore plan for a snapshot of any kind. `to` is a path, `dir:PATH` for folders, or a
+/// `postgres://` URL.
 pub async fn plan_for(
     snapshot: &dyn Snapshot,
     to: &str,
     options: &RestoreOptions,
-    includes: &[String],
+    selection: Selection<'_>,
 ) -> lifeboat_core::Result<Box<dyn RestorePlan>> {
     let kind = snapshot.manifest().kind;
+    let includes = selection.includes;
+    if (selection.table.is_some() || selection.schema_only) && kind != Kind::Postgres {
+        return Err(lifeboat_core::Error::Unsupported {
+            operation: "restore --table/--schema-only".into(),
+            kind,
+        });
+    }
     if kind == Kind::Postgres || to.starts_with("postgres://") || to.starts_with("postgresql://") {
         if kind != Kind::Postgres {
             return Err(lifeboat_core::Error::InvalidInput {
@@ -29,7 +47,8 @@ pub async fn plan_for(
                 hint: format!("restore it to a {kind} target"),
             });
         }
-        return Ok(Box::new(PostgresRestorePlan::prepare(snapshot, to, options).await?));
+        let plan = PostgresRestorePlan::prepare(snapshot, to, options).await?;
+        return Ok(Box::new(plan.with_selection(selection.table, selection.schema_only)));
     }
     let (scheme, path) = match to.split_once(':') {
         Some((scheme, path)) if ["dir", "sqlite"].contains(&scheme) => {
@@ -67,15 +86,19 @@ pub struct Request<'a> {
     pub includes: &'a [String],
     pub force: bool,
     pub create: bool,
+    pub table: Option<String>,
+    pub schema_only: bool,
     pub dry_run: bool,
     pub json: bool,
 }
 
 pub async fn run(url: &str, request: Request<'_>) -> anyhow::Result<ExitCode> {
-    let Request { selector, name, to, includes, force, create, dry_run, json } = request;
+    let Request { selector, name, to, includes, force, create, table, schema_only, dry_run, json } =
+        request;
     let repo = super::open_repo(url).await?;
     let snap = repo.find(selector, name).await?;
-    let plan = plan_for(&snap, to, &RestoreOptions { force, create }, includes).await?;
+    let selection = Selection { includes, table, schema_only };
+    let plan = plan_for(&snap, to, &RestoreOptions { force, create }, selection).await?;
     if dry_run {
         if json {
             print_json(&plan.steps())?;
