@@ -55,7 +55,7 @@ fn fingerprint(pg: &PgCluster, db: &str) -> (String, Vec<String>) {
 fn round_trip_under_a_writer_compares_equal() {
     let pg = PgCluster::start();
     pg.psql("postgres", "CREATE DATABASE app");
-    pg.pgbench("app", &["-i", "-s", "2", "-q"]);
+    pg.pgbench("app", &["-i", "-s", "10", "-q"]);
     pg.psql("app", TYPED_SCHEMA);
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo").display().to_string();
@@ -92,7 +92,7 @@ fn round_trip_under_a_writer_compares_equal() {
     assert_eq!(snap["kind"], "postgres");
     assert_eq!(snap["name"], "app");
     let meta = &snap["metadata"];
-    assert_eq!(meta["tables"]["public.pgbench_accounts"], 200_000);
+    assert_eq!(meta["tables"]["public.pgbench_accounts"], 1_000_000);
     assert_eq!(meta["tables"]["shop.orders"], 20_000);
     assert!(meta["sequences"].as_array().unwrap().iter().any(|s| s == "shop.order_no"));
     let history_in_manifest = meta["tables"]["public.pgbench_history"].as_u64().unwrap();
@@ -109,7 +109,23 @@ fn round_trip_under_a_writer_compares_equal() {
     // cat emits the custom-format dump that pg_restore reads.
     let dump = lifeboat(&repo).args(["cat", "latest"]).output().unwrap();
     assert!(dump.status.success() && dump.stdout.starts_with(b"PGDMP"));
-    ok(lifeboat(&repo).args(["verify", "--all", "--read-data"]));
+    // Deep verification restores every snapshot into a scratch database and drops it again.
+    let out = ok(lifeboat(&repo).args([
+        "verify",
+        "--all",
+        "--read-data",
+        "--restore",
+        "--postgres-server",
+        &pg.url("postgres"),
+    ]));
+    assert!(out.contains("0 failed"), "{out}");
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'lifeboat_drill%'"
+        ),
+        "0"
+    );
 }
 
 #[test]

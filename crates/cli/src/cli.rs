@@ -83,6 +83,9 @@ pub enum Command {
         /// Also restore into a scratch target and run the backend's own checks.
         #[arg(long)]
         restore: bool,
+        /// With --restore: PostgreSQL server for scratch databases.
+        #[arg(long, env = "LIFEBOAT_DRILL_POSTGRES", value_name = "URL")]
+        postgres_server: Option<String>,
         /// With `latest`: the snapshot name.
         #[arg(long)]
         name: Option<String>,

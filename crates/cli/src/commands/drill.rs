@@ -25,12 +25,37 @@ pub struct Request {
 }
 
 /// Every backend that can be drilled. A new backend adds itself here and nowhere else.
-fn backends(postgres_server: Option<&str>) -> Vec<Box<dyn ScratchDrill>> {
+pub fn backends(postgres_server: Option<&str>) -> Vec<Box<dyn ScratchDrill>> {
     let mut backends: Vec<Box<dyn ScratchDrill>> = vec![Box::new(SqliteDrill), Box::new(DirDrill)];
     if let Some(server) = postgres_server {
         backends.push(Box::new(PostgresDrill::new(server)));
     }
     backends
+}
+
+/// The drill backend for a snapshot's kind.
+pub fn backend_for<'a>(
+    backends: &'a [Box<dyn ScratchDrill>],
+    snap: &StoredSnapshot,
+) -> anyhow::Result<&'a dyn ScratchDrill> {
+    let kind = snap.manifest().kind;
+    if let Some(backend) = backends.iter().find(|b| b.kind() == kind) {
+        return Ok(backend.as_ref());
+    }
+    if kind == lifeboat_core::Kind::Postgres {
+        return Err(invalid(
+            format!(
+                "{} is a PostgreSQL snapshot and no server to restore it into was given",
+                snap.manifest().name
+            ),
+            "pass --postgres-server URL (or LIFEBOAT_DRILL_POSTGRES): scratch databases are created and dropped there",
+        ));
+    }
+    Err(lifeboat_core::Error::Unsupported {
+        operation: "restoring into a scratch target".into(),
+        kind,
+    }
+    .into())
 }
 
 fn invalid(what: String, hint: &str) -> anyhow::Error {
@@ -87,23 +112,10 @@ pub async fn run(url: &str, request: Request) -> anyhow::Result<ExitCode> {
     let mut results: Vec<DrillResult> = Vec::new();
     for snap in &targets {
         let kind = snap.manifest().kind;
-        let Some(backend) = backends.iter().find(|b| b.kind() == kind) else {
-            if kind == lifeboat_core::Kind::Postgres {
-                return Err(invalid(
-                    format!(
-                        "{} is a PostgreSQL snapshot and no server to restore it into was given",
-                        snap.manifest().name
-                    ),
-                    "pass --postgres-server URL (or LIFEBOAT_DRILL_POSTGRES): scratch databases are created and dropped there",
-                ));
-            }
-            return Err(
-                lifeboat_core::Error::Unsupported { operation: "drill".into(), kind }.into()
-            );
-        };
+        let backend = backend_for(&backends, snap)?;
         let expect = expectations.get(&snap.manifest().name).cloned().unwrap_or_default();
         eprintln!("drilling {} ({kind}, snapshot {})", snap.manifest().name, snap.id().short());
-        results.push(drill(backend.as_ref(), snap, &expect).await?);
+        results.push(drill(backend, snap, &expect).await?);
     }
 
     let host = lifeboat_store::host_name();

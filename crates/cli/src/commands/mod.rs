@@ -76,9 +76,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls { snapshot, path, name, json } => {
             ls::run(&repo, &snapshot, name.as_deref(), path.as_deref(), json).await
         }
-        Command::Verify { snapshot, all, read_data, restore, name, json } => {
+        Command::Verify { snapshot, all, read_data, restore, postgres_server, name, json } => {
             let selector = if all { None } else { snapshot };
-            verify::run(&repo, selector.as_deref(), name.as_deref(), read_data, restore, json).await
+            let server = postgres_server.as_deref();
+            verify::run(
+                &repo,
+                selector.as_deref(),
+                name.as_deref(),
+                read_data,
+                restore,
+                server,
+                json,
+            )
+            .await
         }
         Command::Cat { snapshot, name } => cat::run(&repo, &snapshot, name.as_deref()).await,
         Command::Forget {

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use lifeboat_core::{Kind, Verifier, VerifyReport};
-use lifeboat_sqlite::SqliteVerifier;
+use lifeboat_core::drill::Expectations;
+use lifeboat_core::{Verifier, VerifyReport};
 use lifeboat_store::RepositoryVerifier;
 
 use crate::output::print_json;
@@ -14,6 +14,7 @@ pub async fn run(
     name: Option<&str>,
     read_data: bool,
     restore: bool,
+    postgres_server: Option<&str>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
@@ -27,21 +28,14 @@ pub async fn run(
             .collect(),
     };
     let verifier = RepositoryVerifier::new(repo.clone(), read_data);
+    let backends = super::drill::backends(postgres_server);
     let mut reports: Vec<VerifyReport> = Vec::new();
     for snap in &snaps {
         let mut report = verifier.verify(snap).await?;
         if restore && report.ok() {
-            let deep = match snap.manifest().kind {
-                Kind::Sqlite => SqliteVerifier.verify(snap).await?,
-                Kind::Dir => lifeboat_dir::DirVerifier.verify(snap).await?,
-                kind => {
-                    return Err(lifeboat_core::Error::Unsupported {
-                        operation: "verify --restore".into(),
-                        kind,
-                    }
-                    .into());
-                }
-            };
+            // The same scratch restore and checks a drill runs, without expectations.
+            let backend = super::drill::backend_for(&backends, snap)?;
+            let deep = backend.restore_and_check(snap, &Expectations::default()).await?;
             report.checks.extend(deep.checks);
         }
         if !json {
