@@ -49,6 +49,9 @@
 
 set -euo pipefail
 
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 SCALE="${SCALE:-100}"
 PGBENCH_SECONDS="${PGBENCH_SECONDS:-30}"
 if ! [[ "$SCALE" =~ ^[1-9][0-9]*$ ]]; then
@@ -67,8 +70,6 @@ PGDATA="$PGDIR/data"
 LIFEBOAT="$ROOT/target/release/lifeboat"
 ACCOUNTS=$((SCALE * 100000))
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- prerequisites
 if [[ -n "${PG_BINDIR:-}" ]]; then
@@ -126,33 +127,9 @@ rm -rf "$W"
 mkdir -p "$W/logs" "$PGDIR"
 
 # ---------------------------------------------------------------- helpers
-declare -A SECS RSS STORED
 
-# timed KEY CMD...: runs CMD once, records wall seconds and peak RSS (KiB); output goes to
-# $W/logs/KEY.{out,err}.
-timed() {
-    local key=$1
-    shift
-    local s k
-    if ! /usr/bin/time -f '%e %M' -o "$W/logs/$key.time" "$@" > "$W/logs/$key.out" 2> "$W/logs/$key.err"; then
-        echo "error: $key failed: $*" >&2
-        tail -n 20 "$W/logs/$key.err" >&2
-        exit 1
-    fi
-    read -r s k < <(tail -n 1 "$W/logs/$key.time")
-    SECS[$key]=$s
-    RSS[$key]=$k
-    say "$key: ${s}s, peak RSS $((k / 1024)) MiB"
-}
 
-# warm FOLDER-OR-FILE...: reads files once so every timed command starts from a warm cache.
-warm() { find "$@" -type f -exec cat {} + > /dev/null; }
 
-# stored DIR: bytes of all files under DIR (du -sb minus folder entries).
-stored() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
-fsize() { stat -c %s "$1"; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
-kib2mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # url DB: the superuser's URL of database DB (trust authentication, no password).
 url() { printf 'postgres://postgres@127.0.0.1:%s/%s' "$PORT" "$1"; }
@@ -287,19 +264,6 @@ timed fc_restore bash -c '"$1" -h 127.0.0.1 -p "$2" -U postgres fc_restored && "
 check_restored fc_restored
 
 # ---------------------------------------------------------------- report
-# ratio A B [DECIMALS]: A / B with 2 (or DECIMALS) decimals, or n/a when B is 0.
-ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b == 0) print "n/a"; else printf "%.*f", d, a / b }'; }
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", 100 * a / b }'; }
-# verdict A B OP LIMIT [SCALE]: PASS when A * SCALE / B OP LIMIT, from the unrounded
-# numbers (so a ratio printed as 1.00 may still MISS); MISS when B is 0.
-verdict() {
-    awk -v a="$1" -v b="$2" -v op="$3" -v l="$4" -v scale="${5:-1}" 'BEGIN {
-        if (b == 0) { print "MISS"; exit }
-        v = a * scale / b
-        ok = (op == "<=") ? (v <= l) : (v < l)
-        print ok ? "PASS" : "MISS"
-    }'
-}
 
 LB_RSS_MAX=0
 for key in lb_full lb_second lb_restore; do
@@ -345,8 +309,6 @@ GIT_REV=$(git -C "$ROOT" describe --always --dirty 2> /dev/null || echo unknown)
 SETUP="pgbench scale $SCALE, database $(mib "$DB_SIZE") MiB ($(mib "$DB_SIZE2") MiB after pgbench -T $PGBENCH_SECONDS -c 2: ${PGBENCH_TX:-?} transactions); $(nproc) cores; $LB_VERSION ($GIT_REV); $("$PGBIN/postgres" --version); $(gzip --version | head -n 1)"
 NOTES="Stored = repository size (sum of file sizes; growth for the second backup) for lifeboat, size of the .sql.gz / custom-format dump for the runbooks. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the first backup's repository (second). The runbook restores bring back the dumps taken before pgbench ran, lifeboat's the second snapshot."
 
-cell() { [[ "$2" == - ]] && echo - || "$1" "$2"; }
-md() { printf '%s' "${1//|/\\|}"; }
 
 {
     echo

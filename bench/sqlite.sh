@@ -43,6 +43,9 @@
 
 set -euo pipefail
 
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 SIZE_MIB="${SIZE_MIB:-500}"
 if ! [[ "$SIZE_MIB" =~ ^[1-9][0-9]*$ ]]; then
     echo "error: SIZE_MIB must be a positive whole number of MiB, got '$SIZE_MIB'" >&2
@@ -54,8 +57,6 @@ W="$ROOT/bench/work/sqlite"
 DB="$W/bench.db"
 LIFEBOAT="$ROOT/target/release/lifeboat"
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- prerequisites
 missing=()
@@ -237,34 +238,12 @@ if __name__ == "__main__":
 PY
 
 # ---------------------------------------------------------------- helpers
-declare -A SECS RSS STORED
+# Every timed command starts with the database in the page cache.
+before_timed() { cat "$DB" > /dev/null; }
 
-# timed KEY CMD...: runs CMD once after warming the database, records wall seconds and
-# peak RSS (KiB); output goes to $W/logs/KEY.{out,err}.
-timed() {
-    local key=$1
-    shift
-    cat "$DB" > /dev/null
-    local s k
-    if ! /usr/bin/time -f '%e %M' -o "$W/logs/$key.time" "$@" > "$W/logs/$key.out" 2> "$W/logs/$key.err"; then
-        echo "error: $key failed: $*" >&2
-        tail -n 20 "$W/logs/$key.err" >&2
-        exit 1
-    fi
-    read -r s k < <(tail -n 1 "$W/logs/$key.time")
-    SECS[$key]=$s
-    RSS[$key]=$k
-    say "$key: ${s}s, peak RSS $((k / 1024)) MiB"
-}
 
-# warm FOLDER-OR-FILE...: reads files once so restores start from a warm cache too.
-warm() { find "$@" -type f -exec cat {} + > /dev/null; }
 
-# stored DIR: bytes of all files under DIR (du -sb minus folder entries).
-stored() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
-fsize() { stat -c %s "$1"; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
-kib2mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
 
 # lb_last_stored: `stored` of the newest snapshot (last element of snapshots --json).
 lb_last_stored() {
@@ -398,19 +377,6 @@ timed rb_restore bash -c 'gunzip -c "$1" > "$2"' _ "$W/copy-2.db.gz" "$W/restore
 check_restored "$W/restored.db"
 
 # ---------------------------------------------------------------- report
-# ratio A B [DECIMALS]: A / B with 2 (or DECIMALS) decimals, or n/a when B is 0.
-ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b == 0) print "n/a"; else printf "%.*f", d, a / b }'; }
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", 100 * a / b }'; }
-# verdict A B OP LIMIT [SCALE]: PASS when A * SCALE / B OP LIMIT, from the unrounded
-# numbers (so a ratio printed as 1.00 may still MISS); MISS when B is 0.
-verdict() {
-    awk -v a="$1" -v b="$2" -v op="$3" -v l="$4" -v scale="${5:-1}" 'BEGIN {
-        if (b == 0) { print "MISS"; exit }
-        v = a * scale / b
-        ok = (op == "<=") ? (v <= l) : (v < l)
-        print ok ? "PASS" : "MISS"
-    }'
-}
 
 LB_RSS_MAX=0
 for key in lb_full lb_second lb_restore; do
@@ -459,7 +425,6 @@ GIT_REV=$(git -C "$ROOT" describe --always --dirty 2> /dev/null || echo unknown)
 SETUP="database $(mib "$DB_SIZE") MiB, $DB_ROWS events ($(mib "$DB_SIZE2") MiB, $DB_ROWS2 events after the append); $(nproc) cores; $LB_VERSION ($GIT_REV); $RESTIC_VERSION, $RESTIC_MODE; $BORG_VERSION, unencrypted, zstd,3; $(sqlite3 --version | cut -d' ' -f1-2 | sed 's/^/sqlite3 /'); $(gzip --version | head -n 1)"
 NOTES="Stored = repository growth (sum of file sizes) for lifeboat, restic and borg, size of the .gz for the runbook. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the DB (second)."
 
-cell() { [[ "$2" == - ]] && echo - || "$1" "$2"; }
 
 {
     echo

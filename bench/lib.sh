@@ -1,0 +1,54 @@
+# Helpers shared by the benchmark scripts (sourced, not run). A script may define
+# `before_timed` to warm its data before every timed command.
+
+declare -A SECS RSS STORED
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# timed KEY CMD...: runs CMD once, records wall seconds and peak RSS (KiB) in SECS/RSS;
+# output goes to $W/logs/KEY.{out,err}.
+timed() {
+    local key=$1
+    shift
+    if declare -F before_timed > /dev/null; then before_timed; fi
+    local s k
+    if ! /usr/bin/time -f '%e %M' -o "$W/logs/$key.time" "$@" > "$W/logs/$key.out" 2> "$W/logs/$key.err"; then
+        echo "error: $key failed: $*" >&2
+        tail -n 20 "$W/logs/$key.err" >&2
+        exit 1
+    fi
+    read -r s k < <(tail -n 1 "$W/logs/$key.time")
+    SECS[$key]=$s
+    RSS[$key]=$k
+    say "$key: ${s}s, peak RSS $((k / 1024)) MiB"
+}
+
+# warm FOLDER-OR-FILE...: reads files once so timed commands start from a warm cache.
+warm() { find "$@" -type f -exec cat {} + > /dev/null; }
+
+# stored DIR: bytes of all files under DIR (du -sb minus folder entries).
+stored() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
+fsize() { stat -c %s "$1"; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+kib2mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# ratio A B [DECIMALS]: A / B with 2 (or DECIMALS) decimals, or n/a when B is 0.
+ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b == 0) print "n/a"; else printf "%.*f", d, a / b }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "n/a"; else printf "%.2f", 100 * a / b }'; }
+
+# verdict A B OP LIMIT [SCALE]: PASS when A * SCALE / B OP LIMIT, from the unrounded
+# numbers (so a ratio printed as 1.00 may still MISS); MISS when B is 0.
+verdict() {
+    awk -v a="$1" -v b="$2" -v op="$3" -v l="$4" -v scale="${5:-1}" 'BEGIN {
+        if (b == 0) { print "MISS"; exit }
+        v = a * scale / b
+        ok = (op == "<=") ? (v <= l) : (v < l)
+        print ok ? "PASS" : "MISS"
+    }'
+}
+
+# cell FN VALUE: FN VALUE, or - for a missing value.
+cell() { [[ "$2" == - ]] && echo - || "$1" "$2"; }
+# md TEXT: TEXT with | escaped for a markdown table.
+md() { printf '%s' "${1//|/\\|}"; }
