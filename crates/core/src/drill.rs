@@ -295,3 +295,21 @@ pub mod scratch {
         h.finish()
     }
 }
+
+/// Any drill backend as a [`crate::Verifier`]: restore into a scratch target and run the
+/// backend's own checks, with no expectations beyond the manifest.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ScratchVerifier<D>(pub D);
+
+#[async_trait]
+impl<D: ScratchDrill> crate::Verifier for ScratchVerifier<D> {
+    async fn verify(&self, snapshot: &dyn Snapshot) -> Result<crate::VerifyReport> {
+        let outcome = self.0.restore_and_check(snapshot, &Expectations::default()).await?;
+        let mut report = crate::VerifyReport::new(format!(
+            "snapshot {} restored to a scratch target",
+            snapshot.id().short()
+        ));
+        report.checks = outcome.checks;
+        Ok(report)
+    }
+}

@@ -19,4 +19,4 @@ pub use backup::{DirBackup, DirMetadata};
 pub use drill::DirDrill;
 pub use error::DirError;
 pub use list::{EntryInfo, list_entries};
-pub use restore::{DirRestorePlan, DirVerifier, safe_relative_path};
+pub use restore::{DirRestorePlan, safe_relative_path};

@@ -347,31 +347,3 @@ impl RestorePlan for DirRestorePlan {
         })
     }
 }
-
-/// Restores a folder snapshot into a scratch folder and checks it (entries, counts, digest).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DirVerifier;
-
-#[async_trait]
-impl lifeboat_core::Verifier for DirVerifier {
-    async fn verify(&self, snapshot: &dyn Snapshot) -> Result<lifeboat_core::VerifyReport> {
-        let scratch = tempfile::Builder::new()
-            .prefix("lifeboat-verify-")
-            .tempdir()
-            .map_err(|e| Error::io("creating a scratch folder in", std::env::temp_dir(), e))?;
-        let target = scratch.path().join("restored");
-        let mut report = lifeboat_core::VerifyReport::new(format!(
-            "snapshot {} restored to a scratch folder",
-            snapshot.id().short()
-        ));
-        let plan = DirRestorePlan::new(snapshot, &target, &RestoreOptions::default(), &[])?;
-        let net = lifeboat_core::MemorySafetyNet::default();
-        let ctx =
-            RestoreContext { snapshot, safety_net: &net, progress: &lifeboat_core::NoProgress };
-        match plan.execute(&ctx).await {
-            Ok(done) => report.checks.extend(done.checks),
-            Err(e) => report.checks.push(Check::fail("restore", e.to_string())),
-        }
-        Ok(report)
-    }
-}

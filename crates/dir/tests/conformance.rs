@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use lifeboat_core::conformance::{self, Harness};
+use lifeboat_core::drill::ScratchVerifier;
 use lifeboat_core::{Backup, RestoreOptions, RestorePlan, Snapshot, Verifier};
-use lifeboat_dir::{DirBackup, DirRestorePlan, DirVerifier};
+use lifeboat_dir::{DirBackup, DirDrill, DirRestorePlan};
 
 struct DirHarness {
     dir: tempfile::TempDir,
@@ -87,7 +88,7 @@ impl Harness for DirHarness {
     }
 
     fn verifier(&self) -> Box<dyn Verifier> {
-        Box::new(DirVerifier)
+        Box::new(ScratchVerifier(DirDrill))
     }
 
     fn damage(&self, bytes: &mut Vec<u8>) {

@@ -3,7 +3,7 @@
 //! SQLite for lifeboat: [`SqliteBackup`] takes one consistent capture of a live database with
 //! SQLite's online backup API (writers are not stopped), records page size, `user_version`,
 //! a schema hash and every table's row count; [`SqliteRestorePlan`] restores to a new path or,
-//! with `force`, over a live database after a safety snapshot; [`SqliteVerifier`] restores into
+//! with `force`, over a live database after a safety snapshot; [`SqliteDrill`] restores into
 //! a scratch file and runs `PRAGMA integrity_check` and the row counts.
 //!
 //! ```
@@ -33,11 +33,9 @@ mod drill;
 mod error;
 mod inspect;
 mod restore;
-mod verify;
 
 pub use backup::{SqliteBackup, page_stream_available};
 pub use drill::SqliteDrill;
 pub use error::SqliteError;
 pub use inspect::{SqliteMetadata, check_database, check_is_database, inspect};
 pub use restore::{SqliteRestorePlan, metadata_of};
-pub use verify::SqliteVerifier;

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use lifeboat_core::conformance::{self, Harness};
+use lifeboat_core::drill::ScratchVerifier;
 use lifeboat_core::{Backup, RestoreOptions, RestorePlan, Snapshot, Verifier};
-use lifeboat_sqlite::{SqliteBackup, SqliteRestorePlan, SqliteVerifier};
+use lifeboat_sqlite::{SqliteBackup, SqliteDrill, SqliteRestorePlan};
 
 /// The ways a database can be captured; the suite runs for each.
 #[derive(Clone, Copy)]
@@ -91,7 +92,7 @@ impl Harness for SqliteHarness {
     }
 
     fn verifier(&self) -> Box<dyn Verifier> {
-        Box::new(SqliteVerifier)
+        Box::new(ScratchVerifier(SqliteDrill))
     }
 
     fn damage(&self, bytes: &mut Vec<u8>) {
