@@ -234,47 +234,40 @@ pub enum BackupTarget {
     Postgres {
         /// postgres://user:password@host:port/database (PG* variables fill the gaps).
         url: String,
-        /// Snapshot name (default: the database name).
-        #[arg(long)]
-        name: Option<String>,
-        /// A label, KEY=VALUE (repeatable).
-        #[arg(long = "tag", value_parser = parse_tag)]
-        tags: Vec<(String, String)>,
-        /// Print the new snapshot as JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        common: BackupArgs,
     },
     /// A folder: files, folders, symlinks, hard links, permissions, mtimes.
     Dir {
         /// The folder.
         path: PathBuf,
-        /// Snapshot name (default: the folder's name).
-        #[arg(long)]
-        name: Option<String>,
         /// Leave out paths matching this glob, relative to the folder (repeatable).
         #[arg(long = "exclude", value_name = "GLOB")]
         excludes: Vec<String>,
-        /// A label, KEY=VALUE (repeatable).
-        #[arg(long = "tag", value_parser = parse_tag)]
-        tags: Vec<(String, String)>,
-        /// Print the new snapshot as JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        common: BackupArgs,
     },
     /// A SQLite database file (captured online; writers keep going).
     Sqlite {
         /// The database file.
         path: PathBuf,
-        /// Snapshot name (default: the file's stem).
-        #[arg(long)]
-        name: Option<String>,
-        /// A label, KEY=VALUE (repeatable).
-        #[arg(long = "tag", value_parser = parse_tag)]
-        tags: Vec<(String, String)>,
-        /// Print the new snapshot as JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        common: BackupArgs,
     },
+}
+
+/// What every `backup` takes.
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// Snapshot name (default: the database name, file stem or folder name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A label, KEY=VALUE (repeatable).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+    /// Print the new snapshot as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {

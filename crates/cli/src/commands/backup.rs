@@ -8,24 +8,20 @@ use lifeboat_postgres::PostgresBackup;
 use lifeboat_sqlite::SqliteBackup;
 use lifeboat_store::BackupOptions;
 
-use crate::cli::BackupTarget;
+use crate::cli::{BackupArgs, BackupTarget};
 use crate::output::{SnapshotRow, human_bytes, print_json};
 use crate::progress::CliProgress;
 
 pub async fn run(url: &str, target: BackupTarget) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
-    let (source, name, tags, json): (Box<dyn Backup>, _, _, _) = match target {
-        BackupTarget::Sqlite { path, name, tags, json } => {
-            (Box::new(SqliteBackup::new(path)), name, tags, json)
-        }
-        BackupTarget::Postgres { url, name, tags, json } => {
-            (Box::new(PostgresBackup::new(url)), name, tags, json)
-        }
-        BackupTarget::Dir { path, name, excludes, tags, json } => {
-            let source = excludes.into_iter().fold(DirBackup::new(path), DirBackup::exclude);
-            (Box::new(source), name, tags, json)
+    let (source, common): (Box<dyn Backup>, BackupArgs) = match target {
+        BackupTarget::Sqlite { path, common } => (Box::new(SqliteBackup::new(path)), common),
+        BackupTarget::Postgres { url, common } => (Box::new(PostgresBackup::new(url)), common),
+        BackupTarget::Dir { path, excludes, common } => {
+            (Box::new(excludes.into_iter().fold(DirBackup::new(path), DirBackup::exclude)), common)
         }
     };
+    let BackupArgs { name, tags, json } = common;
     let options = BackupOptions { name, tags: tags.into_iter().collect::<Tags>(), host: None };
     let snap = repo.backup(source.as_ref(), &options, &CliProgress::new()).await?;
     if json {
