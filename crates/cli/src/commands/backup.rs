@@ -2,10 +2,8 @@
 
 use std::process::ExitCode;
 
-use lifeboat_core::{Backup, Tags};
-use lifeboat_dir::DirBackup;
-use lifeboat_postgres::PostgresBackup;
-use lifeboat_sqlite::SqliteBackup;
+use lifeboat_core::Tags;
+use lifeboat_ops::{Target, source_for};
 use lifeboat_store::BackupOptions;
 
 use crate::cli::{BackupArgs, BackupTarget};
@@ -14,15 +12,15 @@ use crate::progress::CliProgress;
 
 pub async fn run(url: &str, target: BackupTarget) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
-    let (source, common): (Box<dyn Backup>, BackupArgs) = match target {
-        BackupTarget::Sqlite { path, common } => (Box::new(SqliteBackup::new(path)), common),
-        BackupTarget::Postgres { url, common } => (Box::new(PostgresBackup::new(url)), common),
-        BackupTarget::Dir { path, excludes, common } => {
-            (Box::new(excludes.into_iter().fold(DirBackup::new(path), DirBackup::exclude)), common)
-        }
+    let (target, common) = match target {
+        BackupTarget::Sqlite { path, common } => (Target::Sqlite { path }, common),
+        BackupTarget::Postgres { url, common } => (Target::Postgres { url }, common),
+        BackupTarget::Dir { path, excludes, common } => (Target::Dir { path, excludes }, common),
     };
+    let source = source_for(&target)?;
     let BackupArgs { name, tags, json } = common;
-    let options = BackupOptions { name, tags: tags.into_iter().collect::<Tags>(), host: None };
+    let options =
+        BackupOptions { name, tags: tags.into_iter().collect::<Tags>(), ..Default::default() };
     let snap = repo.backup(source.as_ref(), &options, &CliProgress::new()).await?;
     if json {
         print_json(&SnapshotRow::new(&snap))?;

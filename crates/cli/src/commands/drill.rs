@@ -4,10 +4,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use lifeboat_core::drill::{DrillResult, Expectations, ScratchDrill, drill, markdown_report};
-use lifeboat_dir::DirDrill;
-use lifeboat_postgres::PostgresDrill;
-use lifeboat_sqlite::SqliteDrill;
+use lifeboat_core::drill::{DrillResult, Expectations, drill, markdown_report};
+use lifeboat_ops::{backend_for, drill_backends};
 use lifeboat_store::StoredSnapshot;
 
 use crate::output::print_json;
@@ -22,40 +20,6 @@ pub struct Request {
     pub report: Option<PathBuf>,
     pub heartbeat: PathBuf,
     pub json: bool,
-}
-
-/// Every backend that can be drilled. A new backend adds itself here and nowhere else.
-pub fn backends(postgres_server: Option<&str>) -> Vec<Box<dyn ScratchDrill>> {
-    let mut backends: Vec<Box<dyn ScratchDrill>> = vec![Box::new(SqliteDrill), Box::new(DirDrill)];
-    if let Some(server) = postgres_server {
-        backends.push(Box::new(PostgresDrill::new(server)));
-    }
-    backends
-}
-
-/// The drill backend for a snapshot's kind.
-pub fn backend_for<'a>(
-    backends: &'a [Box<dyn ScratchDrill>],
-    snap: &StoredSnapshot,
-) -> anyhow::Result<&'a dyn ScratchDrill> {
-    let kind = snap.manifest().kind;
-    if let Some(backend) = backends.iter().find(|b| b.kind() == kind) {
-        return Ok(backend.as_ref());
-    }
-    if kind == lifeboat_core::Kind::Postgres {
-        return Err(invalid(
-            format!(
-                "{} is a PostgreSQL snapshot and no server to restore it into was given",
-                snap.manifest().name
-            ),
-            "pass --postgres-server URL (or LIFEBOAT_DRILL_POSTGRES): scratch databases are created and dropped there",
-        ));
-    }
-    Err(lifeboat_core::Error::Unsupported {
-        operation: "restoring into a scratch target".into(),
-        kind,
-    }
-    .into())
 }
 
 fn invalid(what: String, hint: &str) -> anyhow::Error {
@@ -77,7 +41,7 @@ pub async fn run(url: &str, request: Request) -> anyhow::Result<ExitCode> {
         None => BTreeMap::new(),
     };
     let repo = super::open_repo(url).await?;
-    let backends = backends(request.postgres_server.as_deref());
+    let backends = drill_backends(request.postgres_server.as_deref());
     let cleaned: usize = backends.iter().map(|b| b.clean_leftovers()).sum();
     if cleaned > 0 {
         eprintln!("removed {cleaned} scratch targets left by interrupted drills");

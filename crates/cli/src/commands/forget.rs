@@ -1,23 +1,12 @@
 //! `lifeboat forget --keep-... [--policy FILE]`
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use lifeboat_core::retention::{Candidate, Decision, PolicySet, RetentionPolicy, apply};
-use lifeboat_store::StoredSnapshot;
-use serde::Serialize;
+use lifeboat_core::retention::{PolicySet, RetentionPolicy};
+use lifeboat_ops::retention::{forget, removals};
 
 use crate::output::print_json;
-
-/// The verdicts for one name on one host under one policy.
-#[derive(Serialize)]
-struct Group {
-    name: String,
-    host: String,
-    policy: String,
-    decisions: Vec<Decision>,
-}
 
 /// The policies to apply: the file's, with `flags` as the default when it keeps anything.
 pub fn policies(file: Option<&Path>, flags: RetentionPolicy) -> anyhow::Result<PolicySet> {
@@ -68,40 +57,8 @@ pub async fn run(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
-    let mut groups: BTreeMap<(String, String, String), (RetentionPolicy, Vec<StoredSnapshot>)> =
-        BTreeMap::new();
-    for snap in repo.snapshots().await? {
-        let m = snap.manifest();
-        if name.is_some_and(|n| m.name != n) {
-            continue;
-        }
-        let (label, policy) = policies.policy_for(&m.name, &m.tags);
-        let key = (m.name.clone(), m.host.clone(), label);
-        groups.entry(key).or_insert_with(|| (policy.clone(), Vec::new())).1.push(snap);
-    }
-    let now = chrono::Utc::now();
-    let mut report = Vec::new();
-    for ((name, host, label), (policy, snaps)) in groups {
-        let candidates: Vec<Candidate> = snaps
-            .iter()
-            .map(|s| Candidate {
-                id: s.id(),
-                time: s.manifest().time,
-                tags: s.manifest().tags.clone(),
-            })
-            .collect();
-        report.push(Group {
-            name,
-            host,
-            policy: label,
-            decisions: apply(&policy, &candidates, now),
-        });
-    }
-    let remove: Vec<_> =
-        report.iter().flat_map(|g| g.decisions.iter()).filter(|d| !d.keep).map(|d| d.id).collect();
-    if !dry_run {
-        repo.forget(&remove).await?;
-    }
+    let report = forget(&repo, name, policies, dry_run).await?;
+    let remove = removals(&report);
     if json {
         print_json(&report)?;
     } else {

@@ -28,13 +28,13 @@ pub async fn run(
             .collect(),
     };
     let verifier = RepositoryVerifier::new(repo.clone(), read_data);
-    let backends = super::drill::backends(postgres_server);
+    let backends = lifeboat_ops::drill_backends(postgres_server);
     let mut reports: Vec<VerifyReport> = Vec::new();
     for snap in &snaps {
         let mut report = verifier.verify(snap).await?;
         if restore && report.ok() {
             // The same scratch restore and checks a drill runs, without expectations.
-            let backend = super::drill::backend_for(&backends, snap)?;
+            let backend = lifeboat_ops::backend_for(&backends, snap)?;
             let deep = backend.restore_and_check(snap, &Expectations::default()).await?;
             report.checks.extend(deep.checks);
         }

@@ -1,0 +1,56 @@
+//! `lifeboatd`: scheduled backups, an HTTP API, health, stale alerts and metrics.
+//! Parses the command line, loads the configuration and runs the service from
+//! `lifeboat-daemon`; an error is one line plus a hint and a non-zero exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use lifeboat_daemon::config::{Config, ProcessEnv, config_path};
+
+/// Runs lifeboat's backups on schedule and serves the lifeboat HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboatd", version, about)]
+struct Args {
+    /// The configuration file (TOML); LIFEBOAT_CONFIG when not given.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let result = config_path(args.config, &ProcessEnv)
+        .and_then(|path| Config::load(&path, &ProcessEnv))
+        .map_err(anyhow::Error::from)
+        .and_then(|config| {
+            if args.check {
+                println!(
+                    "{}: {} jobs, configuration valid",
+                    config.path.display(),
+                    config.jobs.len()
+                );
+                return Ok(());
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            Ok(runtime.block_on(lifeboat_daemon::service::run(config))?)
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(hint) =
+                e.downcast_ref::<lifeboat_daemon::DaemonError>().and_then(|e| e.hint())
+            {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! The HTTP API: JSON everywhere, bearer tokens on everything but what the configuration
+//! opens. `docs/openapi.json` describes it and is served as `/openapi.json`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use lifeboat_core::{NoProgress, RestoreContext, RestoreOptions, Snapshot};
+use lifeboat_store::StoredSnapshot;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::auth::{bearer, token_matches};
+use crate::catalog::{Operation, Outcome, RunFilter};
+use crate::error::DaemonError;
+use crate::runner::{StartError, start_backup, verify_run};
+use crate::settings;
+use crate::state::Daemon;
+
+/// The OpenAPI document, as kept in the repository.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// Every route, as `METHOD PATH` (the OpenAPI document lists the same).
+pub const ROUTES: &[&str] = &[
+    "GET /health",
+    "GET /metrics",
+    "GET /openapi.json",
+    "GET /api/backups",
+    "POST /api/backups",
+    "GET /api/backups/{id}",
+    "POST /api/backups/{id}/verify",
+    "POST /api/backups/{id}/restore",
+    "GET /api/stats",
+    "GET /api/alerts/stale",
+    "GET /api/config",
+    "PUT /api/config",
+    "GET /api/runs",
+    "GET /api/runs/{id}",
+];
+
+/// An error answer: `{"error": ..., "hint": ...}` with a status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: String,
+    hint: Option<String>,
+    extra: Option<Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>, hint: impl Into<Option<String>>) -> Self {
+        ApiError { status, error: error.into(), hint: hint.into(), extra: None }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.error, "hint": self.hint });
+        if let (Some(Value::Object(extra)), Some(obj)) = (self.extra, body.as_object_mut()) {
+            obj.extend(extra);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<DaemonError> for ApiError {
+    fn from(e: DaemonError) -> Self {
+        use lifeboat_core::Error as Core;
+        let core = match &e {
+            DaemonError::Store(s) => match s.as_ref() {
+                lifeboat_store::StoreError::Core(c) => Some(c),
+                _ => None,
+            },
+            DaemonError::Core(c) => Some(c.as_ref()),
+            _ => None,
+        };
+        let status = match (&e, core) {
+            (DaemonError::UnknownJob { .. }, _) | (_, Some(Core::SnapshotNotFound { .. })) => {
+                StatusCode::NOT_FOUND
+            }
+            (_, Some(Core::AmbiguousSnapshot { .. })) => StatusCode::BAD_REQUEST,
+            (
+                _,
+                Some(
+                    Core::InvalidInput { .. }
+                    | Core::Unsupported { .. }
+                    | Core::TargetExists { .. },
+                ),
+            ) => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string(), e.hint())
+    }
+}
+
+impl From<lifeboat_store::StoreError> for ApiError {
+    fn from(e: lifeboat_store::StoreError) -> Self {
+        DaemonError::from(e).into()
+    }
+}
+
+impl From<lifeboat_core::Error> for ApiError {
+    fn from(e: lifeboat_core::Error) -> Self {
+        DaemonError::from(e).into()
+    }
+}
+
+type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+type Shared = State<Arc<Daemon>>;
+
+/// The router of the whole API.
+pub fn router(d: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/api/backups", get(list_backups).post(run_backup))
+        .route("/api/backups/{id}", get(get_backup))
+        .route("/api/backups/{id}/verify", post(verify_backup))
+        .route("/api/backups/{id}/restore", post(restore_backup))
+        .route("/api/stats", get(stats))
+        .route("/api/alerts/stale", get(stale))
+        .route("/api/config", get(get_config).put(put_config))
+        .route("/api/runs", get(list_runs))
+        .route("/api/runs/{id}", get(get_run))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no such endpoint",
+                Some("GET /openapi.json lists every endpoint".to_string()),
+            )
+        })
+        .layer(middleware::from_fn_with_state(Arc::clone(&d), require_token))
+        .with_state(d)
+}
+
+async fn require_token(State(d): Shared, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let open = (path == "/health" && d.config.open.health)
+        || (path == "/metrics" && d.config.open.metrics)
+        || path == "/openapi.json";
+    if open {
+        return next.run(request).await;
+    }
+    let given =
+        request.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(bearer);
+    match given {
+        Some(token) if token_matches(&d.config.tokens, token) => next.run(request).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid token", Some("send one of the configured tokens as Authorization: Bearer TOKEN".to_string())).into_response(),
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "missing token", Some("send Authorization: Bearer TOKEN (tokens come from the configuration or LIFEBOAT_TOKENS)".to_string())).into_response(),
+    }
+}
+
+fn parse_body<T: serde::de::DeserializeOwned + Default>(bytes: &Bytes) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the request body is not valid JSON for this endpoint: {e}"),
+            Some("see /openapi.json for the fields".to_string()),
+        )
+    })
+}
+
+fn json<T: Serialize>(value: &T) -> ApiResult {
+    serde_json::to_value(value).map(Json).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the answer: {e}"),
+            None,
+        )
+    })
+}
+
+async fn health(State(d): Shared) -> ApiResult {
+    json(&d.health())
+}
+
+async fn metrics(State(d): Shared) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::metrics::render(&d),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// One snapshot as the API lists it (the same fields as `lifeboat snapshots --json`).
+#[derive(Debug, Serialize)]
+pub struct SnapshotRow {
+    id: String,
+    short_id: String,
+    kind: lifeboat_core::Kind,
+    name: String,
+    host: String,
+    time: DateTime<Utc>,
+    duration_ms: u64,
+    size: u64,
+    stored: u64,
+    sha256: String,
+    chunks: usize,
+    tags: lifeboat_core::Tags,
+    parent: Option<String>,
+}
+
+impl SnapshotRow {
+    fn new(snap: &StoredSnapshot) -> Self {
+        let m = snap.manifest();
+        SnapshotRow {
+            id: snap.id().to_hex(),
+            short_id: snap.id().short(),
+            kind: m.kind,
+            name: m.name.clone(),
+            host: m.host.clone(),
+            time: m.time,
+            duration_ms: m.duration_ms,
+            size: m.size,
+            stored: m.stored,
+            sha256: m.sha256.to_hex(),
+            chunks: m.chunks.len(),
+            tags: m.tags.clone(),
+            parent: m.parent.map(|p| p.to_hex()),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct BackupsQuery {
+    job: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_backups(State(d): Shared, Query(q): Query<BackupsQuery>) -> ApiResult {
+    let view = d.refresh_view().await;
+    if let Some(e) = &view.error {
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("cannot list the repository: {e}"),
+            None,
+        ));
+    }
+    let snaps: Vec<&StoredSnapshot> = view
+        .snapshots
+        .iter()
+        .rev()
+        .filter(|s| q.job.as_ref().is_none_or(|j| &s.manifest().name == j))
+        .collect();
+    let failed: u64 = d
+        .jobs
+        .keys()
+        .filter(|j| q.job.as_ref().is_none_or(|q| q == *j))
+        .map(|j| d.catalog.counts(j).map(|c| c.failed).unwrap_or(0))
+        .sum();
+    let statistics = json!({
+        "total_backups": snaps.len(),
+        "total_size": snaps.iter().map(|s| s.manifest().size).sum::<u64>(),
+        "stored": snaps.iter().map(|s| s.manifest().stored).sum::<u64>(),
+        "oldest_backup": snaps.last().map(|s| s.manifest().time),
+        "newest_backup": snaps.first().map(|s| s.manifest().time),
+        "failed_backups": failed,
+        "repository_size": view.pack_bytes,
+    });
+    let rows: Vec<SnapshotRow> =
+        snaps.iter().take(q.limit.unwrap_or(usize::MAX)).map(|s| SnapshotRow::new(s)).collect();
+    Ok(Json(json!({ "count": rows.len(), "backups": rows, "statistics": statistics })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RunRequest {
+    job: Option<String>,
+}
+
+async fn run_backup(State(d): Shared, bytes: Bytes) -> Result<Response, ApiError> {
+    let request: RunRequest = parse_body(&bytes)?;
+    let job = match (request.job, d.jobs.len()) {
+        (Some(job), _) => job,
+        (None, 1) => d.jobs.keys().next().cloned().unwrap_or_default(),
+        (None, _) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "say which job to run",
+                Some(r#"send {"job": "NAME"}; GET /api/config lists the jobs"#.to_string()),
+            ));
+        }
+    };
+    match start_backup(&d, &job, "api") {
+        Ok(run) => Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run, "job": job, "status": "in_progress", "run": format!("/api/runs/{run}") }))).into_response()),
+        Err(StartError::UnknownJob(job)) => Err(DaemonError::UnknownJob { job }.into()),
+        Err(StartError::AlreadyRunning { job, run }) => {
+            let mut e = ApiError::new(StatusCode::CONFLICT, format!("job {job:?} is already running (run {run})"), Some(format!("wait for /api/runs/{run} to finish")));
+            e.extra = Some(json!({ "run_id": run }));
+            Err(e)
+        }
+        Err(StartError::ShuttingDown) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "lifeboatd is shutting down", None)),
+        Err(StartError::Catalog(e)) => Err(e.into()),
+    }
+}
+
+async fn get_backup(State(d): Shared, Path(id): Path<String>) -> ApiResult {
+    let snap = d.repo.find(&id, None).await?;
+    let mut row = serde_json::to_value(SnapshotRow::new(&snap)).unwrap_or_default();
+    if let Some(obj) = row.as_object_mut() {
+        obj.insert("metadata".into(), snap.manifest().metadata.clone());
+    }
+    Ok(Json(row))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct VerifyRequest {
+    #[serde(default)]
+    read_data: bool,
+}
+
+async fn verify_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+    let request: VerifyRequest = parse_body(&bytes)?;
+    let snap = d.repo.find(&id, None).await?;
+    let (run, report) = verify_run(&d, &snap, request.read_data).await?;
+    Ok(Json(json!({
+        "run_id": run,
+        "snapshot": snap.id().to_hex(),
+        "valid": report.ok(),
+        "read_data": request.read_data,
+        "failures": report.failures(),
+        "report": report,
+    })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreRequest {
+    to: Option<String>,
+    #[serde(default)]
+    confirm: bool,
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    create: bool,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    include: Vec<String>,
+}
+
+async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
+    let request: RestoreRequest = parse_body(&bytes)?;
+    let snap = d.repo.find(&id, None).await?;
+    let Some(to) = request.to.clone() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "`to` is missing: where to restore",
+            Some("a file path for SQLite, dir:PATH for folders, a postgres:// URL".to_string()),
+        ));
+    };
+    let options = RestoreOptions { force: request.force, create: request.create };
+    let selection =
+        lifeboat_ops::Selection { includes: &request.include, table: None, schema_only: false };
+    let plan = lifeboat_ops::plan_for(&snap, &to, &options, selection).await?;
+    let steps = plan.steps();
+    if request.dry_run {
+        return Ok(Json(
+            json!({ "snapshot": snap.id().to_hex(), "to": to, "dry_run": true, "steps": steps }),
+        ));
+    }
+    if !d.config.allow_restore {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "restores through the API are off",
+            Some(
+                "set allow_restore = true in the configuration, or restore with the lifeboat CLI"
+                    .to_string(),
+            ),
+        ));
+    }
+    if !request.confirm {
+        let mut e = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "a restore changes the target: confirmation required",
+            Some(
+                r#"send "confirm": true after reviewing the steps (try "dry_run": true)"#
+                    .to_string(),
+            ),
+        );
+        e.extra = Some(json!({ "steps": steps }));
+        return Err(e);
+    }
+    let name = snap.manifest().name.clone();
+    let run = d.catalog.start(&name, Operation::Restore, "api")?;
+    let ctx = RestoreContext { snapshot: &snap, safety_net: &d.repo, progress: &NoProgress };
+    let result = plan.execute(&ctx).await;
+    let outcome = match &result {
+        Ok(report) => Outcome {
+            snapshot: Some(snap.id().to_hex()),
+            size: Some(report.bytes),
+            detail: report.safety_snapshot.as_ref().map(|s| format!("safety snapshot {s}")),
+            ..Outcome::default()
+        },
+        Err(e) => Outcome {
+            snapshot: Some(snap.id().to_hex()),
+            error: Some(e.to_string()),
+            ..Outcome::default()
+        },
+    };
+    d.catalog.finish(run, &outcome)?;
+    d.refresh_view().await;
+    let report = result?;
+    Ok(Json(json!({ "run_id": run, "snapshot": snap.id().to_hex(), "report": report })))
+}
+
+async fn stats(State(d): Shared) -> ApiResult {
+    let stats = lifeboat_ops::stats::stats(&d.repo).await?;
+    let mut runs = serde_json::Map::new();
+    for name in d.jobs.keys() {
+        runs.insert(
+            name.clone(),
+            serde_json::to_value(d.catalog.counts(name)?).unwrap_or_default(),
+        );
+    }
+    Ok(Json(json!({ "repository": stats, "runs": runs })))
+}
+
+async fn stale(State(d): Shared) -> ApiResult {
+    let view = d.refresh_view().await;
+    let now = Utc::now();
+    let jobs: Vec<Value> = d
+        .jobs
+        .iter()
+        .map(|(name, state)| {
+            let job = state.job();
+            let newest = view.newest(name);
+            let reason = d.stale_reason(&job, &view, now);
+            json!({
+                "job": name,
+                "stale": reason.is_some(),
+                "reason": reason,
+                "newest_snapshot": newest.map(|s| s.id().to_hex()),
+                "newest_time": newest.map(|s| s.manifest().time),
+                "rpo_seconds": job.rpo(now).as_secs(),
+            })
+        })
+        .collect();
+    let stale: Vec<&Value> = jobs.iter().filter(|j| j["stale"] == true).collect();
+    Ok(Json(json!({ "stale": stale, "jobs": jobs })))
+}
+
+async fn get_config(State(d): Shared) -> ApiResult {
+    json(&settings::describe(&d))
+}
+
+async fn put_config(State(d): Shared, bytes: Bytes) -> ApiResult {
+    let change: settings::Change = parse_body(&bytes)?;
+    settings::apply(&d, &change).map_err(|problems| {
+        let mut e = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{} problems; nothing was changed", problems.len()),
+            None,
+        );
+        e.extra = Some(json!({ "problems": problems }));
+        e
+    })?;
+    json(&settings::describe(&d))
+}
+
+async fn list_runs(State(d): Shared, Query(filter): Query<RunFilter>) -> ApiResult {
+    let runs = d.catalog.list(&filter)?;
+    Ok(Json(json!({ "count": runs.len(), "runs": runs })))
+}
+
+async fn get_run(State(d): Shared, Path(id): Path<i64>) -> ApiResult {
+    match d.catalog.get(id)? {
+        Some(run) => json(&run),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no run {id}"),
+            Some("GET /api/runs lists the runs".to_string()),
+        )),
+    }
+}

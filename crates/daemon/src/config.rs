@@ -1,0 +1,775 @@
+//! The service's configuration: one TOML file, secrets from the environment, every problem
+//! reported at once with its line.
+//!
+//! Parsing keeps each key's position (toml's spans) so that a file with five mistakes gets
+//! five messages with five line numbers, not one message per restart.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lifeboat_core::Tags;
+use lifeboat_core::drill::Expectations;
+use lifeboat_core::retention::RetentionPolicy;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+
+use crate::error::{DaemonError, Problem};
+use crate::schedule::Schedule;
+
+/// Environment variable naming the configuration file when `--config` is not given.
+pub const CONFIG_ENV: &str = "LIFEBOAT_CONFIG";
+/// Environment variable with API tokens (comma-separated); replaces `tokens`.
+pub const TOKENS_ENV: &str = "LIFEBOAT_TOKENS";
+/// Environment variable with webhook URLs (comma-separated); replaces `webhooks`.
+pub const WEBHOOKS_ENV: &str = "LIFEBOAT_WEBHOOKS";
+/// Environment variable with the PostgreSQL server for drills; replaces `postgres_server`.
+pub const DRILL_POSTGRES_ENV: &str = "LIFEBOAT_DRILL_POSTGRES";
+/// The shortest API token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// What a job backs up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    /// A SQLite database file.
+    Sqlite,
+    /// A PostgreSQL database URL.
+    Postgres,
+    /// A Docker container, by name or label selector.
+    Container,
+    /// A folder.
+    Dir,
+}
+
+impl JobKind {
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "sqlite" => JobKind::Sqlite,
+            "postgres" => JobKind::Postgres,
+            "container" => JobKind::Container,
+            "dir" => JobKind::Dir,
+            _ => return None,
+        })
+    }
+}
+
+/// How much to check after a backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyLevel {
+    /// Every chunk referenced and present.
+    Structure,
+    /// Every byte read back and hashed.
+    ReadData,
+}
+
+/// One scheduled backup.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Unique name; also the snapshot name.
+    pub name: String,
+    /// What it backs up.
+    pub kind: JobKind,
+    /// The path, URL or container name (for `container` possibly empty when `selector` is set).
+    pub target: String,
+    /// For `container`: `label=KEY=VALUE`.
+    pub selector: Option<String>,
+    /// Globs left out of `dir` jobs.
+    pub excludes: Vec<String>,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// Labels on its snapshots.
+    pub tags: Tags,
+    /// Retention applied after each successful backup.
+    pub keep: Option<RetentionPolicy>,
+    /// Verification after each backup.
+    pub verify: Option<VerifyLevel>,
+    /// When restore drills run.
+    pub drill: Option<Schedule>,
+    /// What a drill checks, with the RTO and RPO objectives.
+    pub expect: Expectations,
+    /// Random delay before each scheduled run, at most this long.
+    pub jitter: Duration,
+    /// Line of the job in the file.
+    pub line: usize,
+}
+
+impl Job {
+    /// The recovery point objective: the job is stale when its newest snapshot is older.
+    /// Without an `rpo`, twice the schedule's period plus a minute.
+    pub fn rpo(&self, now: chrono::DateTime<chrono::Utc>) -> Duration {
+        self.expect.rpo.unwrap_or_else(|| self.schedule.period(now) * 2 + Duration::from_secs(60))
+    }
+}
+
+/// Endpoints reachable without a token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OpenEndpoints {
+    /// `GET /health`.
+    pub health: bool,
+    /// `GET /metrics`.
+    pub metrics: bool,
+}
+
+/// The whole configuration, checked.
+#[derive(Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Repository URL.
+    pub repository: String,
+    /// Create the repository when it does not exist yet.
+    pub create_repository: bool,
+    /// Address of the HTTP API.
+    pub listen: SocketAddr,
+    /// Bearer tokens.
+    pub tokens: Vec<String>,
+    /// Endpoints without a token.
+    pub open: OpenEndpoints,
+    /// Folder of the run catalog.
+    pub state_dir: PathBuf,
+    /// Folder of the heartbeat files.
+    pub heartbeat_dir: PathBuf,
+    /// Where alerts go.
+    pub webhooks: Vec<String>,
+    /// Attempts per alert before it is dropped (logged).
+    pub webhook_attempts: u32,
+    /// Default jitter of every job.
+    pub jitter: Duration,
+    /// How long a shutdown waits for running backups before aborting them.
+    pub shutdown_grace: Duration,
+    /// How often staleness is checked.
+    pub stale_check: Duration,
+    /// Whether `POST /api/backups/{id}/restore` may run.
+    pub allow_restore: bool,
+    /// PostgreSQL server for drills of PostgreSQL jobs.
+    pub postgres_server: Option<String>,
+    /// The jobs.
+    pub jobs: Vec<Job>,
+}
+
+impl std::fmt::Debug for Config {
+    // Tokens and webhook URLs are secrets: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("path", &self.path)
+            .field("repository", &self.repository)
+            .field("listen", &self.listen)
+            .field("tokens", &format!("{} tokens", self.tokens.len()))
+            .field("jobs", &self.jobs.iter().map(|j| &j.name).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The environment the configuration reads secrets from.
+pub trait Env {
+    /// The variable's value, if set and not empty.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// The path of the configuration file: the flag, else `LIFEBOAT_CONFIG`.
+///
+/// # Errors
+/// [`DaemonError::NoConfig`] when neither is given.
+pub fn config_path(flag: Option<PathBuf>, env: &dyn Env) -> Result<PathBuf, DaemonError> {
+    flag.or_else(|| env.var(CONFIG_ENV).map(PathBuf::from)).ok_or(DaemonError::NoConfig)
+}
+
+impl Config {
+    /// Reads and checks the file at `path`.
+    ///
+    /// # Errors
+    /// [`DaemonError::ReadConfig`], or [`DaemonError::InvalidConfig`] listing every problem.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Self, DaemonError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| DaemonError::ReadConfig { path: path.to_path_buf(), source })?;
+        Self::parse(&text, path, env)
+    }
+
+    /// Checks `text`, read from `path`.
+    ///
+    /// # Errors
+    /// [`DaemonError::InvalidConfig`] listing every problem with its line.
+    pub fn parse(text: &str, path: &Path, env: &dyn Env) -> Result<Self, DaemonError> {
+        let mut p = Parser { text, problems: Vec::new() };
+        let config = p.config(path, env);
+        match config {
+            Some(config) if p.problems.is_empty() => Ok(config),
+            _ => {
+                p.problems.sort_by_key(|p| p.line);
+                Err(DaemonError::InvalidConfig { path: path.to_path_buf(), problems: p.problems })
+            }
+        }
+    }
+
+    /// The job called `name`.
+    pub fn job(&self, name: &str) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+}
+
+type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+#[derive(Deserialize)]
+struct RawJobs {
+    #[serde(default)]
+    jobs: Vec<Spanned<RawTable>>,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "repository",
+    "create_repository",
+    "listen",
+    "tokens",
+    "open",
+    "state_dir",
+    "heartbeat_dir",
+    "webhooks",
+    "webhook_attempts",
+    "jitter",
+    "shutdown_grace",
+    "stale_check",
+    "allow_restore",
+    "postgres_server",
+    "jobs",
+];
+
+const JOB_KEYS: &[&str] = &[
+    "name", "kind", "target", "selector", "exclude", "schedule", "tags", "keep", "verify", "drill",
+    "expect", "rpo", "rto", "jitter",
+];
+
+/// Collects problems while reading fields.
+struct Parser<'a> {
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+/// One table's fields, taken one by one; what is left is unknown.
+struct Fields {
+    map: BTreeMap<String, (usize, toml::Value)>,
+    line: usize,
+    context: String,
+}
+
+impl Parser<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text.get(..offset).map_or(1, |s| s.matches('\n').count() + 1)
+    }
+
+    fn problem(&mut self, line: usize, message: impl Into<String>) {
+        self.problems.push(Problem { line, message: message.into() });
+    }
+
+    fn fields(&mut self, raw: RawTable, line: usize, context: String) -> Fields {
+        let map = raw
+            .into_iter()
+            .map(|(k, v)| {
+                let line = self.line_of(k.span().start);
+                (k.into_inner(), (line, v.into_inner()))
+            })
+            .collect();
+        Fields { map, line, context }
+    }
+
+    /// Takes `key` as a `T`; a wrong type is a problem.
+    fn take<T: DeserializeOwned>(&mut self, f: &mut Fields, key: &str) -> Option<(T, usize)> {
+        let (line, value) = f.map.remove(key)?;
+        match value.try_into::<T>() {
+            Ok(v) => Some((v, line)),
+            Err(e) => {
+                let why = e.message().trim().to_string();
+                self.problem(line, format!("{}`{key}`: {why}", f.context));
+                None
+            }
+        }
+    }
+
+    fn required<T: DeserializeOwned>(&mut self, f: &mut Fields, key: &str) -> Option<(T, usize)> {
+        if !f.map.contains_key(key) {
+            let (line, context) = (f.line, f.context.clone());
+            self.problem(line, format!("{context}`{key}` is missing"));
+            return None;
+        }
+        self.take(f, key)
+    }
+
+    fn duration(&mut self, f: &mut Fields, key: &str) -> Option<Duration> {
+        let (text, line) = self.take::<String>(f, key)?;
+        match lifeboat_core::parse_duration(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let context = f.context.clone();
+                self.problem(line, format!("{context}`{key}`: {e}"));
+                None
+            }
+        }
+    }
+
+    fn schedule(&mut self, f: &mut Fields, key: &str, required: bool) -> Option<Schedule> {
+        let (text, line) =
+            if required { self.required::<String>(f, key)? } else { self.take::<String>(f, key)? };
+        match Schedule::parse(&text) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let context = f.context.clone();
+                self.problem(line, format!("{context}`{key}`: {e}"));
+                None
+            }
+        }
+    }
+
+    fn unknown(&mut self, f: Fields, known: &[&str]) {
+        for (key, (line, _)) in f.map {
+            let hint = known
+                .iter()
+                .find(|k| k.starts_with(&key[..key.len().min(3)]))
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            self.problem(line, format!("{}unknown key `{key}`{hint}", f.context));
+        }
+    }
+
+    fn config(&mut self, path: &Path, env: &dyn Env) -> Option<Config> {
+        let raw: RawTable = match toml::from_str(self.text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let line = e.span().map_or(1, |s| self.line_of(s.start));
+                self.problem(line, format!("not valid TOML: {}", e.message().trim()));
+                return None;
+            }
+        };
+        let raw_jobs = match toml::from_str::<RawJobs>(self.text) {
+            Ok(j) => j.jobs,
+            Err(e) => {
+                let line = e.span().map_or(1, |s| self.line_of(s.start));
+                self.problem(
+                    line,
+                    format!("`jobs`: {} (write each job as [[jobs]])", e.message().trim()),
+                );
+                Vec::new()
+            }
+        };
+        let mut f = self.fields(raw, 1, String::new());
+        f.map.remove("jobs");
+        let repository = env
+            .var("LIFEBOAT_REPO")
+            .or_else(|| self.required::<String>(&mut f, "repository").map(|(r, _)| r));
+        f.map.remove("repository");
+        let create_repository =
+            self.take::<bool>(&mut f, "create_repository").is_none_or(|(v, _)| v);
+        let listen = match self.take::<String>(&mut f, "listen") {
+            Some((text, line)) => match text.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.problem(
+                        line,
+                        format!("`listen`: {text:?} is not an address such as 127.0.0.1:8080"),
+                    );
+                    None
+                }
+            },
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+        };
+        let tokens_line = f.map.get("tokens").map_or(1, |(l, _)| *l);
+        let mut tokens =
+            self.take::<Vec<String>>(&mut f, "tokens").map(|(t, _)| t).unwrap_or_default();
+        if let Some(from_env) = env.var(TOKENS_ENV) {
+            tokens = split_list(&from_env);
+        }
+        if tokens.is_empty() {
+            self.problem(
+                tokens_line,
+                format!("no API tokens: set `tokens = [\"...\"]` or {TOKENS_ENV}"),
+            );
+        }
+        for (i, t) in tokens.iter().enumerate() {
+            if t.len() < MIN_TOKEN_LEN {
+                self.problem(tokens_line, format!("token {} is shorter than {MIN_TOKEN_LEN} characters; use a long random one (e.g. openssl rand -hex 32)", i + 1));
+            }
+        }
+        let mut open = OpenEndpoints::default();
+        if let Some((names, line)) = self.take::<Vec<String>>(&mut f, "open") {
+            for name in names {
+                match name.trim_start_matches('/') {
+                    "health" => open.health = true,
+                    "metrics" => open.metrics = true,
+                    other => self.problem(line, format!("`open`: {other:?} cannot be opened; only \"health\" and \"metrics\" can")),
+                }
+            }
+        }
+        let state_dir = self
+            .take::<PathBuf>(&mut f, "state_dir")
+            .map(|(p, _)| p)
+            .or_else(|| env.var("STATE_DIRECTORY").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/lifeboatd"));
+        let heartbeat_dir = self
+            .take::<PathBuf>(&mut f, "heartbeat_dir")
+            .map_or_else(|| state_dir.join("heartbeats"), |(p, _)| p);
+        let mut webhooks =
+            self.take::<Vec<String>>(&mut f, "webhooks").map(|(w, _)| w).unwrap_or_default();
+        if let Some(from_env) = env.var(WEBHOOKS_ENV) {
+            webhooks = split_list(&from_env);
+        }
+        for url in &webhooks {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                self.problem(
+                    1,
+                    format!("webhook {:?} is not an http:// or https:// URL", redact(url)),
+                );
+            }
+        }
+        let webhook_attempts =
+            self.take::<u32>(&mut f, "webhook_attempts").map_or(5, |(n, _)| n.max(1));
+        let jitter = self.duration(&mut f, "jitter").unwrap_or_default();
+        let shutdown_grace =
+            self.duration(&mut f, "shutdown_grace").unwrap_or(Duration::from_secs(300));
+        let stale_check = self
+            .duration(&mut f, "stale_check")
+            .unwrap_or(Duration::from_secs(60))
+            .max(Duration::from_secs(1));
+        let allow_restore = self.take::<bool>(&mut f, "allow_restore").is_some_and(|(v, _)| v);
+        let postgres_server = env
+            .var(DRILL_POSTGRES_ENV)
+            .or_else(|| self.take::<String>(&mut f, "postgres_server").map(|(s, _)| s));
+        f.map.remove("postgres_server");
+        self.unknown(f, TOP_KEYS);
+
+        let mut jobs: Vec<Job> = Vec::new();
+        if raw_jobs.is_empty() && self.problems.is_empty() {
+            self.problem(1, "no jobs: add at least one [[jobs]] table");
+        }
+        for (i, raw) in raw_jobs.into_iter().enumerate() {
+            let line = self.line_of(raw.span().start);
+            let fields = self.fields(raw.into_inner(), line, format!("job {}: ", i + 1));
+            if let Some(job) = self.job(fields, jitter) {
+                if let Some(first) = jobs.iter().find(|j| j.name == job.name) {
+                    let message = format!(
+                        "job {}: name {:?} is already used by the job on line {}",
+                        i + 1,
+                        job.name,
+                        first.line
+                    );
+                    self.problem(job.line, message);
+                }
+                jobs.push(job);
+            }
+        }
+        Some(Config {
+            path: path.to_path_buf(),
+            repository: repository?,
+            create_repository,
+            listen: listen?,
+            tokens,
+            open,
+            state_dir,
+            heartbeat_dir,
+            webhooks,
+            webhook_attempts,
+            jitter,
+            shutdown_grace,
+            stale_check,
+            allow_restore,
+            postgres_server,
+            jobs,
+        })
+    }
+
+    fn job(&mut self, mut f: Fields, default_jitter: Duration) -> Option<Job> {
+        let name = self.required::<String>(&mut f, "name").map(|(n, line)| {
+            let ok =
+                !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if !ok {
+                let context = f.context.clone();
+                self.problem(
+                    line,
+                    format!("{context}name {n:?} may hold only letters, digits, '.', '_' and '-'"),
+                );
+            }
+            n
+        });
+        if let Some(n) = &name {
+            f.context = format!("job {n:?}: ");
+        }
+        let kind = self.required::<String>(&mut f, "kind").and_then(|(k, line)| {
+            let kind = JobKind::parse(&k);
+            if kind.is_none() {
+                let context = f.context.clone();
+                self.problem(
+                    line,
+                    format!("{context}kind {k:?} is not one of sqlite, postgres, container, dir"),
+                );
+            }
+            kind
+        });
+        let target = self.take::<String>(&mut f, "target");
+        let selector = self.take::<String>(&mut f, "selector");
+        match (&kind, &target, &selector) {
+            (Some(JobKind::Container), None, None) => {
+                let (line, context) = (f.line, f.context.clone());
+                self.problem(line, format!("{context}`target` (a container name) or `selector` (label=KEY=VALUE) is missing"));
+            }
+            (Some(JobKind::Container), _, Some((s, line)))
+                if !s.starts_with("label=") || s.matches('=').count() < 2 =>
+            {
+                let context = f.context.clone();
+                self.problem(
+                    *line,
+                    format!("{context}`selector`: {s:?} must look like label=KEY=VALUE"),
+                );
+            }
+            (Some(k), _, Some((_, line))) if *k != JobKind::Container => {
+                let context = f.context.clone();
+                self.problem(*line, format!("{context}`selector` is only for container jobs"));
+            }
+            (Some(k), None, _) if *k != JobKind::Container => {
+                let (line, context) = (f.line, f.context.clone());
+                self.problem(line, format!("{context}`target` is missing"));
+            }
+            _ => {}
+        }
+        let excludes =
+            self.take::<Vec<String>>(&mut f, "exclude").map(|(e, _)| e).unwrap_or_default();
+        let schedule = self.schedule(&mut f, "schedule", true);
+        let tags = self
+            .take::<BTreeMap<String, String>>(&mut f, "tags")
+            .map(|(t, _)| t.into_iter().collect::<Tags>())
+            .unwrap_or_default();
+        let keep = self.take::<RetentionPolicy>(&mut f, "keep").and_then(|(k, line)| {
+            if k.is_empty() {
+                let context = f.context.clone();
+                self.problem(line, format!("{context}`keep` keeps nothing and would remove every snapshot; give it a rule such as last = 10"));
+                return None;
+            }
+            Some(k)
+        });
+        let verify = self.take::<String>(&mut f, "verify").and_then(|(v, line)| match v.as_str() {
+            "structure" => Some(VerifyLevel::Structure),
+            "read-data" => Some(VerifyLevel::ReadData),
+            other => {
+                let context = f.context.clone();
+                self.problem(
+                    line,
+                    format!("{context}`verify`: {other:?} is not \"structure\" or \"read-data\""),
+                );
+                None
+            }
+        });
+        let drill = self.schedule(&mut f, "drill", false);
+        let mut expect =
+            self.take::<Expectations>(&mut f, "expect").map(|(e, _)| e).unwrap_or_default();
+        if let Some(rpo) = self.duration(&mut f, "rpo") {
+            expect.rpo = Some(rpo);
+        }
+        if let Some(rto) = self.duration(&mut f, "rto") {
+            expect.rto = Some(rto);
+        }
+        let jitter = self.duration(&mut f, "jitter").unwrap_or(default_jitter);
+        let line = f.line;
+        self.unknown(f, JOB_KEYS);
+        Some(Job {
+            name: name?,
+            kind: kind?,
+            target: target.map(|(t, _)| t).unwrap_or_default(),
+            selector: selector.map(|(s, _)| s),
+            excludes,
+            schedule: schedule?,
+            tags,
+            keep,
+            verify,
+            drill,
+            expect,
+            jitter,
+            line,
+        })
+    }
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// A URL with any password or query (where webhook secrets live) hidden, for logs.
+pub fn redact(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or(url);
+    match without_query.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => format!("{scheme}://{rest}"),
+        },
+        None => without_query.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const MINIMAL: &str = r#"repository = "/var/lib/lifeboat/repo"
+listen = "127.0.0.1:8080"
+tokens = ["a-long-random-token"]      # or from LIFEBOAT_TOKENS
+[[jobs]]
+name = "auth"
+kind = "sqlite"                        # sqlite | postgres | container | dir
+target = "/data/platform/auth.db"
+schedule = "*/5 * * * * *"             # cron with seconds, or "every 10s"
+keep = { last = 10, daily = 30 }
+"#;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match Config::parse(text, Path::new("test.toml"), &env(&[])) {
+            Err(DaemonError::InvalidConfig { problems, .. }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_minimal_file_works_as_written() {
+        let c = Config::parse(MINIMAL, Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.repository, "/var/lib/lifeboat/repo");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.tokens, ["a-long-random-token"]);
+        let job = &c.jobs[0];
+        assert_eq!((job.name.as_str(), job.kind), ("auth", JobKind::Sqlite));
+        assert_eq!(job.target, "/data/platform/auth.db");
+        assert_eq!(job.schedule.to_string(), "*/5 * * * * *");
+        let keep = job.keep.as_ref().unwrap();
+        assert_eq!((keep.last, keep.daily), (10, 30));
+        assert_eq!(job.line, 4);
+        assert!(!c.open.health && !c.allow_restore);
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment() {
+        let vars = env(&[
+            (TOKENS_ENV, "first-token-0123456789, second-token-0123456789"),
+            (WEBHOOKS_ENV, "https://hooks.example/abc?key=secret"),
+        ]);
+        let c = Config::parse(MINIMAL, Path::new("m.toml"), &vars).unwrap();
+        assert_eq!(c.tokens, ["first-token-0123456789", "second-token-0123456789"]);
+        assert_eq!(c.webhooks.len(), 1);
+        assert!(!format!("{c:?}").contains("0123456789"), "tokens leak into Debug");
+        let no_tokens = MINIMAL.replace("tokens = [\"a-long-random-token\"]", "");
+        let c = Config::parse(&no_tokens, Path::new("m.toml"), &vars).unwrap();
+        assert_eq!(c.tokens.len(), 2);
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_line() {
+        let text = r#"repository = "/tmp/repo"
+listen = "localhost"
+tokens = ["short"]
+colour = "blue"
+
+[[jobs]]
+name = "auth"
+kind = "sqlite"
+target = "/data/auth.db"
+schedule = "every soon"
+keep = { last = "ten" }
+
+[[jobs]]
+name = "auth"
+kind = "mysql"
+target = "db"
+schedule = "*/5 * * * * *"
+
+[[jobs]]
+name = "files"
+kind = "dir"
+schedule = "*/5 * * * * *"
+verify = "deep"
+rpo = "1 day"
+"#;
+        let found = problems(text);
+        let lines: Vec<usize> = found.iter().map(|p| p.line).collect();
+        let text_of = |line: usize| -> String {
+            found
+                .iter()
+                .filter(|p| p.line == line)
+                .map(|p| p.message.clone())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        assert!(text_of(2).contains("listen"), "{found:?}");
+        assert!(text_of(3).contains("shorter"), "{found:?}");
+        assert!(text_of(4).contains("unknown key `colour`"), "{found:?}");
+        assert!(text_of(10).contains("every soon"), "{found:?}");
+        assert!(text_of(11).contains("keep"), "{found:?}");
+        assert!(text_of(15).contains("mysql"), "{found:?}");
+        assert!(text_of(19).contains("`target` is missing"), "{found:?}");
+        assert!(text_of(23).contains("deep"), "{found:?}");
+        assert!(text_of(24).contains("1 day"), "{found:?}");
+        assert_eq!(found.len(), 9, "{found:?}");
+        assert!(lines.windows(2).all(|w| w[0] <= w[1]), "sorted by line: {lines:?}");
+    }
+
+    #[test]
+    fn duplicate_names_and_empty_keep_are_refused() {
+        let text = format!(
+            "{MINIMAL}\n[[jobs]]\nname = \"auth\"\nkind = \"dir\"\ntarget = \"/srv\"\nschedule = \"every 1h\"\nkeep = {{ daily = 0 }}\n"
+        );
+        let found = problems(&text);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.line == 11 && p.message.contains("already used by the job on line 4")),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().any(|p| p.line == 16 && p.message.contains("keeps nothing")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line() {
+        let found = problems("repository = \"/tmp/r\"\n\n[[jobs]\nname = 1\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].line, 3, "{found:?}");
+    }
+
+    #[test]
+    fn container_jobs_parse_with_a_name_or_a_selector() {
+        let text = MINIMAL.to_string()
+            + "\n[[jobs]]\nname = \"tenants\"\nkind = \"container\"\nselector = \"label=tier=paid\"\nschedule = \"every 6h\"\n";
+        let c = Config::parse(&text, Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.jobs[1].kind, JobKind::Container);
+        assert_eq!(c.jobs[1].selector.as_deref(), Some("label=tier=paid"));
+        let bad = text.replace("label=tier=paid", "tier");
+        assert!(problems(&bad).iter().any(|p| p.message.contains("label=KEY=VALUE")));
+    }
+
+    #[test]
+    fn redacts_secrets_in_urls() {
+        assert_eq!(
+            redact("https://user:pw@hooks.example/x?token=1"),
+            "https://***@hooks.example/x"
+        );
+        assert_eq!(redact("https://hooks.example/x"), "https://hooks.example/x");
+    }
+}

@@ -1,0 +1,38 @@
+//! # lifeboat-daemon
+//!
+//! The logic of `lifeboatd`, the service that replaces cron entries, hand-written backup
+//! APIs, heartbeat files and webhook scripts:
+//!
+//! - [`config`]: one TOML file, secrets from the environment, every problem listed by line;
+//! - [`schedule`] and [`scheduler`]: cron with seconds or intervals, never two runs of a
+//!   job at once, one catch-up run after downtime, jitter;
+//! - [`runner`]: backup, retention, verification, heartbeat, alerts for one run;
+//! - [`catalog`]: the run log in a local SQLite file;
+//! - [`api`]: the JSON HTTP API with bearer tokens; [`metrics`]: Prometheus text;
+//! - [`alerts`]: webhooks with retries; [`heartbeat`]: files for external monitors;
+//! - [`service`]: start, serve, graceful shutdown.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), lifeboat_daemon::DaemonError> {
+//! use lifeboat_daemon::config::{Config, ProcessEnv};
+//! let config = Config::load(std::path::Path::new("/etc/lifeboat/lifeboatd.toml"), &ProcessEnv)?;
+//! lifeboat_daemon::service::run(config).await
+//! # }
+//! ```
+
+pub mod alerts;
+pub mod api;
+pub mod auth;
+pub mod catalog;
+pub mod config;
+mod error;
+pub mod heartbeat;
+pub mod metrics;
+pub mod runner;
+pub mod schedule;
+pub mod scheduler;
+pub mod service;
+pub mod settings;
+pub mod state;
+
+pub use error::{DaemonError, Problem};

@@ -1,0 +1,320 @@
+//! Running a job: backup, retention, verification, heartbeat, run log and alerts; and the
+//! drills and verifications the API and the drill schedule ask for.
+
+use std::sync::Arc;
+
+use lifeboat_core::drill::drill;
+use lifeboat_core::retention::PolicySet;
+use lifeboat_core::{NoProgress, Verifier, VerifyReport};
+use lifeboat_ops::{Target, backend_for, drill_backends, source_for};
+use lifeboat_store::{BackupOptions, RepositoryVerifier, StoredSnapshot};
+use tracing::{info, warn};
+
+use crate::alerts::{Alert, Event};
+use crate::catalog::{Operation, Outcome};
+use crate::config::{Job, JobKind, VerifyLevel};
+use crate::error::DaemonError;
+use crate::heartbeat;
+use crate::state::{Daemon, JobState, lock};
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No job has this name.
+    #[error("no job named {0:?}")]
+    UnknownJob(String),
+    /// The job is running; the id is that run's.
+    #[error("job {job:?} is already running (run {run})")]
+    AlreadyRunning {
+        /// The job.
+        job: String,
+        /// The run in progress.
+        run: i64,
+    },
+    /// The service is shutting down.
+    #[error("lifeboatd is shutting down")]
+    ShuttingDown,
+    /// The run could not be recorded.
+    #[error(transparent)]
+    Catalog(#[from] DaemonError),
+}
+
+/// The backup target of `job`.
+///
+/// # Errors
+/// [`DaemonError::KindNotSupported`] for kinds this build has no backend for.
+pub fn target_of(job: &Job) -> Result<Target, DaemonError> {
+    Ok(match job.kind {
+        JobKind::Sqlite => Target::Sqlite { path: job.target.clone().into() },
+        JobKind::Postgres => Target::Postgres { url: job.target.clone() },
+        JobKind::Dir => {
+            Target::Dir { path: job.target.clone().into(), excludes: job.excludes.clone() }
+        }
+        JobKind::Container => {
+            return Err(DaemonError::KindNotSupported {
+                job: job.name.clone(),
+                kind: "container".into(),
+            });
+        }
+    })
+}
+
+/// Starts a backup of `name` in the background; returns its run id. Refuses when one is
+/// already running, so a job never runs twice at once.
+///
+/// # Errors
+/// [`StartError`].
+pub fn start_backup(d: &Arc<Daemon>, name: &str, trigger: &str) -> Result<i64, StartError> {
+    let state = d.jobs.get(name).cloned().ok_or_else(|| StartError::UnknownJob(name.into()))?;
+    if d.shutting_down() {
+        return Err(StartError::ShuttingDown);
+    }
+    let run = {
+        let mut running = lock(&state.running);
+        if let Some(run) = *running {
+            return Err(StartError::AlreadyRunning { job: name.into(), run });
+        }
+        let run = d.catalog.start(name, Operation::Backup, trigger)?;
+        *running = Some(run);
+        run
+    };
+    info!(job = name, run, trigger, "backup started");
+    let (d2, state2) = (Arc::clone(d), Arc::clone(&state));
+    lock(&d.tasks).spawn(async move {
+        backup_run(&d2, &state2, run).await;
+        *lock(&state2.running) = None;
+    });
+    Ok(run)
+}
+
+/// A failed step: which alert it raises and why.
+struct Failure {
+    event: Event,
+    message: String,
+    snapshot: Option<String>,
+}
+
+async fn backup_run(d: &Arc<Daemon>, state: &JobState, run: i64) {
+    let job = state.job();
+    let result = backup_steps(d, &job).await;
+    let outcome = match &result {
+        Ok((snap, notes)) => {
+            let m = snap.manifest();
+            info!(job = %job.name, run, snapshot = %snap.id().short(), "backup completed");
+            Outcome {
+                snapshot: Some(snap.id().to_hex()),
+                size: Some(m.size),
+                stored: Some(m.stored),
+                error: None,
+                detail: (!notes.is_empty()).then(|| notes.join("; ")),
+            }
+        }
+        Err(f) => Outcome {
+            snapshot: f.snapshot.clone(),
+            error: Some(f.message.clone()),
+            ..Outcome::default()
+        },
+    };
+    if let Err(e) = d.catalog.finish(run, &outcome) {
+        warn!(job = %job.name, run, "cannot record the run: {e}");
+    }
+    d.refresh_view().await;
+    let was_failing = {
+        let mut alarms = lock(&state.alarms);
+        std::mem::replace(&mut alarms.failing, result.is_err())
+    };
+    match result {
+        Ok((snap, _)) => {
+            if was_failing {
+                let msg =
+                    format!("job {} backs up again: snapshot {}", job.name, snap.id().short());
+                d.alerts.send(Alert::new(
+                    Event::Recovered,
+                    &job.name,
+                    msg,
+                    Some(snap.id().to_hex()),
+                ));
+            }
+        }
+        // One alert per failing streak, not one per slot; `recovered` ends the streak.
+        Err(f) if !was_failing => {
+            d.alerts.send(Alert::new(f.event, &job.name, f.message, f.snapshot))
+        }
+        Err(f) => warn!(job = %job.name, "still failing: {}", f.message),
+    }
+}
+
+async fn backup_steps(d: &Daemon, job: &Job) -> Result<(StoredSnapshot, Vec<String>), Failure> {
+    let fail = |e: &dyn std::fmt::Display| Failure {
+        event: Event::BackupFailed,
+        message: format!("backup of job {} failed: {e}", job.name),
+        snapshot: None,
+    };
+    let target = target_of(job).map_err(|e| fail(&e))?;
+    let source = source_for(&target).map_err(|e| fail(&e))?;
+    let options = BackupOptions {
+        name: Some(job.name.clone()),
+        tags: job.tags.clone(),
+        ..BackupOptions::default()
+    };
+    let snap = d.repo.backup(source.as_ref(), &options, &NoProgress).await.map_err(|e| fail(&e))?;
+    let mut notes = Vec::new();
+    if let Some(keep) = &job.keep {
+        let policies = PolicySet { default: keep.clone(), ..PolicySet::default() };
+        match lifeboat_ops::retention::forget(&d.repo, Some(&job.name), &policies, false).await {
+            Ok(groups) => {
+                let removed = lifeboat_ops::retention::removals(&groups).len();
+                if removed > 0 {
+                    notes.push(format!("retention removed {removed} snapshots"));
+                }
+            }
+            Err(e) => {
+                warn!(job = %job.name, "retention failed: {e}");
+                notes.push(format!("retention failed: {e}"));
+            }
+        }
+    }
+    if let Some(level) = job.verify {
+        let report = verify_snapshot(d, &snap, level == VerifyLevel::ReadData).await;
+        let report = report.map_err(|e| Failure {
+            event: Event::VerifyFailed,
+            message: format!(
+                "verification of job {} snapshot {} could not run: {e}",
+                job.name,
+                snap.id().short()
+            ),
+            snapshot: Some(snap.id().to_hex()),
+        })?;
+        if !report.ok() {
+            return Err(Failure {
+                event: Event::VerifyFailed,
+                message: format!(
+                    "verification of job {} snapshot {} failed: {}",
+                    job.name,
+                    snap.id().short(),
+                    report.failures().join("; ")
+                ),
+                snapshot: Some(snap.id().to_hex()),
+            });
+        }
+        notes.push(format!(
+            "verified ({})",
+            if level == VerifyLevel::ReadData { "read-data" } else { "structure" }
+        ));
+    }
+    if let Err(e) = heartbeat::beat(
+        &d.config.heartbeat_dir,
+        &job.name,
+        snap.manifest().time,
+        &snap.id().to_hex(),
+    ) {
+        warn!(job = %job.name, "heartbeat not written: {e}");
+        notes.push(format!("heartbeat not written: {e}"));
+    }
+    Ok((snap, notes))
+}
+
+/// Verifies one snapshot: structure, or every byte with `read_data`.
+///
+/// # Errors
+/// When the check cannot run at all (the repository is unreachable).
+pub async fn verify_snapshot(
+    d: &Daemon,
+    snap: &StoredSnapshot,
+    read_data: bool,
+) -> Result<VerifyReport, DaemonError> {
+    let verifier = RepositoryVerifier::new(d.repo.clone(), read_data);
+    Ok(verifier.verify(snap).await?)
+}
+
+/// Verifies a snapshot for the API, recording the run and alerting on failure.
+///
+/// # Errors
+/// When the check cannot run at all.
+pub async fn verify_run(
+    d: &Daemon,
+    snap: &StoredSnapshot,
+    read_data: bool,
+) -> Result<(i64, VerifyReport), DaemonError> {
+    let name = snap.manifest().name.clone();
+    let run = d.catalog.start(&name, Operation::Verify, "api")?;
+    let result = verify_snapshot(d, snap, read_data).await;
+    let error = match &result {
+        Ok(r) if r.ok() => None,
+        Ok(r) => Some(r.failures().join("; ")),
+        Err(e) => Some(e.to_string()),
+    };
+    let outcome =
+        Outcome { snapshot: Some(snap.id().to_hex()), error: error.clone(), ..Outcome::default() };
+    d.catalog.finish(run, &outcome)?;
+    if let Some(error) = error {
+        let msg =
+            format!("verification of snapshot {} ({name}) failed: {error}", snap.id().short());
+        d.alerts.send(Alert::new(Event::VerifyFailed, &name, msg, Some(snap.id().to_hex())));
+    }
+    Ok((run, result?))
+}
+
+/// Drills the newest snapshot of `job`: restores it into a scratch target, runs its checks
+/// and objectives, records the run and alerts on failure.
+pub async fn drill_run(d: &Daemon, job: &Job, trigger: &str) {
+    let run = match d.catalog.start(&job.name, Operation::Drill, trigger) {
+        Ok(run) => run,
+        Err(e) => {
+            warn!(job = %job.name, "drill not started: {e}");
+            return;
+        }
+    };
+    let view = d.refresh_view().await;
+    let result = async {
+        let snap = view.newest(&job.name).cloned().ok_or_else(|| {
+            lifeboat_core::Error::SnapshotNotFound { id: format!("latest of {:?}", job.name) }
+        })?;
+        let backends = drill_backends(d.config.postgres_server.as_deref());
+        let backend = backend_for(&backends, &snap)?;
+        let result = drill(backend, &snap, &job.expect).await?;
+        Ok::<_, lifeboat_core::Error>(result)
+    }
+    .await;
+    let (outcome, failure) = match result {
+        Ok(r) if r.passed => (
+            Outcome {
+                snapshot: Some(r.snapshot.clone()),
+                size: Some(r.bytes),
+                detail: Some(format!("RTO {:.1} s, RPO {:.0} s", r.rto_seconds, r.rpo_seconds)),
+                ..Outcome::default()
+            },
+            None,
+        ),
+        Ok(r) => {
+            let failed: Vec<String> = r
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect();
+            let error = failed.join("; ");
+            (
+                Outcome {
+                    snapshot: Some(r.snapshot.clone()),
+                    error: Some(error.clone()),
+                    ..Outcome::default()
+                },
+                Some((error, Some(r.snapshot))),
+            )
+        }
+        Err(e) => (
+            Outcome { error: Some(e.to_string()), ..Outcome::default() },
+            Some((e.to_string(), None)),
+        ),
+    };
+    if let Err(e) = d.catalog.finish(run, &outcome) {
+        warn!(job = %job.name, run, "cannot record the drill: {e}");
+    }
+    if let Some((error, snapshot)) = failure {
+        let msg = format!("drill of job {} failed: {error}", job.name);
+        d.alerts.send(Alert::new(Event::DrillFailed, &job.name, msg, snapshot));
+    } else {
+        info!(job = %job.name, run, "drill passed");
+    }
+}

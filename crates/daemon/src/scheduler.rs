@@ -1,0 +1,137 @@
+//! The timetable: one task per job starts its backups on time (never two at once: a slot
+//! that finds the previous run still going is skipped), one per drill schedule, and one
+//! that watches staleness and raises `stale` and `recovered` alerts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tracing::{info, warn};
+
+use crate::alerts::{Alert, Event};
+use crate::catalog::Operation;
+use crate::runner::{StartError, drill_run, start_backup};
+use crate::schedule::{first_due, jitter_delay};
+use crate::state::{Daemon, JobState, lock};
+
+/// Starts every scheduling task.
+pub fn start(d: &Arc<Daemon>) {
+    for (name, state) in &d.jobs {
+        tokio::spawn(backup_loop(Arc::clone(d), name.clone(), Arc::clone(state)));
+        if state.job().drill.is_some() {
+            tokio::spawn(drill_loop(Arc::clone(d), Arc::clone(state)));
+        }
+    }
+    tokio::spawn(stale_loop(Arc::clone(d)));
+}
+
+/// Sleeps until `until` (UTC); returns false when a shutdown or a settings change came first.
+async fn sleep_until(
+    d: &Daemon,
+    state: &JobState,
+    until: chrono::DateTime<Utc>,
+    extra: Duration,
+) -> bool {
+    let wait = (until - Utc::now()).to_std().unwrap_or_default() + extra;
+    let mut shutdown = d.shutdown.subscribe();
+    tokio::select! {
+        () = tokio::time::sleep(wait) => !d.shutting_down(),
+        _ = shutdown.wait_for(|s| *s) => false,
+        () = state.changed.notified() => false,
+    }
+}
+
+async fn backup_loop(d: Arc<Daemon>, name: String, state: Arc<JobState>) {
+    let last = d.catalog.last_started(&name, Operation::Backup).unwrap_or_else(|e| {
+        warn!(job = %name, "cannot read the last run: {e}");
+        None
+    });
+    let mut due = first_due(&state.job().schedule, last, Utc::now());
+    let mut trigger = if due.is_some_and(|t| t <= Utc::now()) { "catch-up" } else { "schedule" };
+    if trigger == "catch-up" {
+        info!(job = %name, "a run was missed while lifeboatd was down: running once now");
+    }
+    loop {
+        let job = state.job();
+        let Some(at) = due else {
+            info!(job = %name, "schedule never fires again");
+            if !sleep_until(&d, &state, Utc::now() + chrono::Duration::days(3650), Duration::ZERO)
+                .await
+                && d.shutting_down()
+            {
+                return;
+            }
+            due = job.schedule.next_after(Utc::now());
+            continue;
+        };
+        let jitter = if trigger == "catch-up" { Duration::ZERO } else { jitter_delay(job.jitter) };
+        if !sleep_until(&d, &state, at, jitter).await {
+            if d.shutting_down() {
+                return;
+            }
+            // Settings changed: recompute from now with the new schedule.
+            due = state.job().schedule.next_after(Utc::now());
+            trigger = "schedule";
+            continue;
+        }
+        match start_backup(&d, &name, trigger) {
+            Ok(_) => {}
+            Err(StartError::AlreadyRunning { run, .. }) => {
+                warn!(job = %name, run, "previous run still going: this slot is skipped");
+            }
+            Err(StartError::ShuttingDown) => return,
+            Err(e) => warn!(job = %name, "backup not started: {e}"),
+        }
+        // Continue from now: slots that passed while this one waited are not run again.
+        due = job.schedule.next_after(Utc::now().max(at));
+        trigger = "schedule";
+    }
+}
+
+async fn drill_loop(d: Arc<Daemon>, state: Arc<JobState>) {
+    loop {
+        let job = state.job();
+        let Some(schedule) = job.drill.clone() else { return };
+        let last = d.catalog.last_started(&job.name, Operation::Drill).ok().flatten();
+        let Some(at) = first_due(&schedule, last, Utc::now()) else { return };
+        if !sleep_until(&d, &state, at, Duration::ZERO).await {
+            if d.shutting_down() {
+                return;
+            }
+            continue;
+        }
+        drill_run(&d, &job, "schedule").await;
+    }
+}
+
+async fn stale_loop(d: Arc<Daemon>) {
+    let mut shutdown = d.shutdown.subscribe();
+    loop {
+        let view = d.refresh_view().await;
+        let now = Utc::now();
+        for (name, state) in &d.jobs {
+            let job = state.job();
+            let reason = d.stale_reason(&job, &view, now);
+            let was = {
+                let mut alarms = lock(&state.alarms);
+                std::mem::replace(&mut alarms.stale, reason.is_some())
+            };
+            let snapshot = view.newest(name).map(|s| s.id().to_hex());
+            match (was, reason) {
+                (false, Some(reason)) => {
+                    let msg = format!("job {name} is stale: {reason}");
+                    d.alerts.send(Alert::new(Event::Stale, name, msg, snapshot));
+                }
+                (true, None) => {
+                    let msg = format!("job {name} is fresh again");
+                    d.alerts.send(Alert::new(Event::Recovered, name, msg, snapshot));
+                }
+                _ => {}
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(d.config.stale_check) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! `GET/PUT /api/config`: the jobs' schedule and retention, changed at run time and kept in
+//! the run catalog so a restart keeps them (the file stays as written; changes are logged).
+
+use std::collections::BTreeMap;
+
+use lifeboat_core::retention::RetentionPolicy;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::config::{Job, redact};
+use crate::error::Problem;
+use crate::schedule::Schedule;
+use crate::state::Daemon;
+
+/// A change to some jobs' settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    /// Per job name.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobChange>,
+}
+
+/// The settings of one job that may change.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobChange {
+    /// New schedule (cron with seconds, or `every 10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// New retention policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<RetentionPolicy>,
+}
+
+/// The configuration as the API shows it: no tokens, no passwords.
+pub fn describe(d: &Daemon) -> Value {
+    let jobs: Vec<Value> = d.jobs.values().map(|s| job_json(&s.job())).collect();
+    json!({
+        "repository": redact(&d.config.repository),
+        "listen": d.config.listen.to_string(),
+        "open": d.config.open,
+        "allow_restore": d.config.allow_restore,
+        "webhooks": d.config.webhooks.len(),
+        "jobs": jobs,
+    })
+}
+
+fn job_json(job: &Job) -> Value {
+    json!({
+        "name": job.name,
+        "kind": job.kind,
+        "target": redact(&job.target),
+        "selector": job.selector,
+        "schedule": job.schedule.to_string(),
+        "keep": job.keep,
+        "verify": job.verify,
+        "drill": job.drill.as_ref().map(ToString::to_string),
+        "rpo_seconds": job.expect.rpo.map(|d| d.as_secs()),
+        "rto_seconds": job.expect.rto.map(|d| d.as_secs()),
+        "jitter_seconds": job.jitter.as_secs(),
+        "tags": job.tags,
+    })
+}
+
+/// Checks the whole change first, then applies it to every job and stores it.
+///
+/// # Errors
+/// Every problem found; nothing is changed then.
+pub fn apply(d: &Daemon, change: &Change) -> Result<(), Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut parsed = Vec::new();
+    for (name, c) in &change.jobs {
+        let problem =
+            |message: String| Problem { line: 0, message: format!("job {name:?}: {message}") };
+        let Some(state) = d.jobs.get(name) else {
+            problems.push(problem("no such job".into()));
+            continue;
+        };
+        let schedule = match c.schedule.as_deref().map(Schedule::parse).transpose() {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(problem(format!("schedule: {e}")));
+                continue;
+            }
+        };
+        if c.keep.as_ref().is_some_and(RetentionPolicy::is_empty) {
+            problems.push(problem("keep keeps nothing and would remove every snapshot".into()));
+            continue;
+        }
+        parsed.push((name, state, schedule, c));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    for (name, state, schedule, c) in parsed {
+        update(state, schedule, c.keep.clone());
+        let stored = stored_change(d, name, c);
+        if let Err(e) = d.catalog.set_override(name, &stored) {
+            warn!(job = %name, "settings changed but not stored, a restart forgets them: {e}");
+        }
+        info!(job = %name, "settings changed through the API: {stored}");
+        state.changed.notify_waiters();
+    }
+    Ok(())
+}
+
+fn update(
+    state: &crate::state::JobState,
+    schedule: Option<Schedule>,
+    keep: Option<RetentionPolicy>,
+) {
+    let mut job = match state.job.write() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    if let Some(s) = schedule {
+        job.schedule = s;
+    }
+    if let Some(k) = keep {
+        job.keep = Some(k);
+    }
+}
+
+/// The job's stored change merged with the new one, as JSON.
+fn stored_change(d: &Daemon, name: &str, c: &JobChange) -> String {
+    let mut merged: JobChange = d
+        .catalog
+        .overrides()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(job, _)| job == name)
+        .and_then(|(_, s)| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    if c.schedule.is_some() {
+        merged.schedule.clone_from(&c.schedule);
+    }
+    if c.keep.is_some() {
+        merged.keep.clone_from(&c.keep);
+    }
+    serde_json::to_string(&merged).unwrap_or_default()
+}
+
+/// Applies the changes stored by earlier `PUT /api/config` calls (at start).
+pub fn restore_stored(d: &Daemon) {
+    let stored = match d.catalog.overrides() {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("stored settings not read: {e}");
+            return;
+        }
+    };
+    for (name, text) in stored {
+        let Some(state) = d.jobs.get(&name) else { continue };
+        let change: JobChange = match serde_json::from_str(&text) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(job = %name, "stored settings ignored: {e}");
+                continue;
+            }
+        };
+        match change.schedule.as_deref().map(Schedule::parse).transpose() {
+            Ok(schedule) => {
+                update(state, schedule, change.keep.clone());
+                info!(job = %name, "settings changed through the API apply over the file: {text}");
+            }
+            Err(e) => warn!(job = %name, "stored schedule ignored: {e}"),
+        }
+    }
+}

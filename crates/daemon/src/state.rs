@@ -1,0 +1,236 @@
+//! What the running service knows: configuration, repository, run catalog, alert queue, each
+//! job's live state, and a cached view of the repository for health and metrics.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+use lifeboat_store::format::DATA_PREFIX;
+use lifeboat_store::{Repository, StoredSnapshot};
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tracing::warn;
+
+use crate::alerts::Alerts;
+use crate::catalog::{Catalog, FAILED, Run};
+use crate::config::{Config, Job};
+
+/// Reads a lock even when a panicking holder poisoned it: the data is plain state.
+pub(crate) fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    match lock.read() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Which alerts are raised for a job, so each is sent once and followed by `recovered`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Alarms {
+    /// Its last backup failed.
+    pub failing: bool,
+    /// Its newest snapshot is older than its RPO.
+    pub stale: bool,
+}
+
+/// One job's live state.
+#[derive(Debug)]
+pub struct JobState {
+    /// The job's settings (schedule and retention change through `PUT /api/config`).
+    pub job: RwLock<Job>,
+    /// The run in progress, if any: never two at once.
+    pub running: Mutex<Option<i64>>,
+    /// Wakes the job's scheduler when its settings change.
+    pub changed: Notify,
+    /// Raised alerts.
+    pub alarms: Mutex<Alarms>,
+}
+
+impl JobState {
+    /// A copy of the current settings.
+    pub fn job(&self) -> Job {
+        read(&self.job)
+    }
+}
+
+/// The repository as last listed.
+#[derive(Debug, Clone, Default)]
+pub struct RepoView {
+    /// Every snapshot, oldest first.
+    pub snapshots: Vec<StoredSnapshot>,
+    /// Bytes in pack objects.
+    pub pack_bytes: u64,
+    /// When it was listed.
+    pub listed: Option<DateTime<Utc>>,
+    /// Why the last listing failed, if it did.
+    pub error: Option<String>,
+}
+
+impl RepoView {
+    /// The newest snapshot called `name`.
+    pub fn newest(&self, name: &str) -> Option<&StoredSnapshot> {
+        self.snapshots.iter().rfind(|s| s.manifest().name == name)
+    }
+}
+
+/// The running service.
+pub struct Daemon {
+    /// The configuration as loaded (jobs' live settings are in [`Daemon::jobs`]).
+    pub config: Config,
+    /// The repository.
+    pub repo: Repository,
+    /// The run log.
+    pub catalog: Catalog,
+    /// The alert queue.
+    pub alerts: Alerts,
+    /// Jobs by name.
+    pub jobs: BTreeMap<String, Arc<JobState>>,
+    /// When the service started.
+    pub started: DateTime<Utc>,
+    /// The cached repository listing.
+    pub view: RwLock<Arc<RepoView>>,
+    /// Runs in progress, for shutdown.
+    pub tasks: Mutex<JoinSet<()>>,
+    /// Set once a shutdown begins.
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// One job in `/health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobHealth {
+    /// ok, failed, stale or pending (no backup yet, within its RPO).
+    pub status: &'static str,
+    /// Whether a backup is running now.
+    pub running: bool,
+    /// The newest snapshot of the job in the repository.
+    pub newest_snapshot: Option<String>,
+    /// When it was taken.
+    pub newest_time: Option<DateTime<Utc>>,
+    /// Its age.
+    pub age_seconds: Option<u64>,
+    /// The RPO it is held to.
+    pub rpo_seconds: u64,
+    /// Why it is stale, when it is.
+    pub stale_reason: Option<String>,
+    /// The last finished backup run.
+    pub last_run: Option<Run>,
+}
+
+/// `/health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// ok, or degraded when any job is stale or its last backup failed.
+    pub status: &'static str,
+    /// Per job.
+    pub backups: BTreeMap<String, JobHealth>,
+    /// Repository reachable at the last listing.
+    pub repository: &'static str,
+    /// Service version.
+    pub version: &'static str,
+}
+
+impl Daemon {
+    /// The cached repository view.
+    pub fn view(&self) -> Arc<RepoView> {
+        read(&self.view)
+    }
+
+    /// Lists the repository again.
+    pub async fn refresh_view(&self) -> Arc<RepoView> {
+        let listed = async {
+            let snapshots = self.repo.snapshots().await?;
+            let (pack_bytes, _) = self.repo.usage(DATA_PREFIX).await?;
+            Ok::<_, lifeboat_store::StoreError>((snapshots, pack_bytes))
+        }
+        .await;
+        let view = match listed {
+            Ok((snapshots, pack_bytes)) => {
+                RepoView { snapshots, pack_bytes, listed: Some(Utc::now()), error: None }
+            }
+            Err(e) => {
+                warn!("cannot list the repository: {e}");
+                let old = self.view();
+                RepoView { error: Some(e.to_string()), ..(*old).clone() }
+            }
+        };
+        let view = Arc::new(view);
+        match self.view.write() {
+            Ok(mut g) => *g = Arc::clone(&view),
+            Err(p) => *p.into_inner() = Arc::clone(&view),
+        }
+        view
+    }
+
+    /// Whether a shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// The freshness of `job` as of `now`: its reason when stale.
+    pub fn stale_reason(&self, job: &Job, view: &RepoView, now: DateTime<Utc>) -> Option<String> {
+        let rpo = job.rpo(now);
+        let limits = BTreeMap::from([(job.name.clone(), rpo)]);
+        let newest: Vec<StoredSnapshot> = view.newest(&job.name).cloned().into_iter().collect();
+        let f = lifeboat_ops::freshness(&newest, &limits, now).pop()?;
+        // A job that has not had the time to make its first snapshot is pending, not stale.
+        let young = (now - self.started).to_std().unwrap_or_default() <= rpo;
+        (f.stale && !(f.newest.is_none() && young)).then_some(f.reason)
+    }
+
+    /// The health of every job.
+    pub fn health(&self) -> Health {
+        let view = self.view();
+        let now = Utc::now();
+        let mut backups = BTreeMap::new();
+        for (name, state) in &self.jobs {
+            let job = state.job();
+            let newest = view.newest(name);
+            let last_run = self.catalog.last_backup(name).ok().flatten();
+            let stale_reason = self.stale_reason(&job, &view, now);
+            let failed = last_run.as_ref().is_some_and(|r| r.status == FAILED);
+            let status = if failed {
+                "failed"
+            } else if stale_reason.is_some() {
+                "stale"
+            } else if newest.is_none() {
+                "pending"
+            } else {
+                "ok"
+            };
+            backups.insert(
+                name.clone(),
+                JobHealth {
+                    status,
+                    running: lock(&state.running).is_some(),
+                    newest_snapshot: newest.map(|s| s.id().to_hex()),
+                    newest_time: newest.map(|s| s.manifest().time),
+                    age_seconds: newest
+                        .map(|s| (now - s.manifest().time).num_seconds().max(0) as u64),
+                    rpo_seconds: job.rpo(now).as_secs(),
+                    stale_reason,
+                    last_run,
+                },
+            );
+        }
+        let degraded = backups.values().any(|b| b.status == "failed" || b.status == "stale");
+        Health {
+            status: if degraded { "degraded" } else { "ok" },
+            backups,
+            repository: if view.error.is_some() { "unreachable" } else { "ok" },
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Which names are stale: their newest snapshot is older than their limit, or they have none.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lifeboat_core::format_duration;
+use lifeboat_store::StoredSnapshot;
+use serde::Serialize;
+
+/// How fresh one name is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Freshness {
+    /// Snapshot name.
+    pub name: String,
+    /// When its newest snapshot was taken.
+    pub newest: Option<DateTime<Utc>>,
+    /// Age of the newest snapshot.
+    pub age_seconds: Option<u64>,
+    /// The limit it is held to.
+    pub limit_seconds: u64,
+    /// Whether it is older than the limit, or missing.
+    pub stale: bool,
+    /// Why, for people.
+    pub reason: String,
+}
+
+/// The freshness of every name in `limits` (name → maximum age) as of `now`; a name with no
+/// snapshot is stale.
+pub fn freshness(
+    snaps: &[StoredSnapshot],
+    limits: &BTreeMap<String, Duration>,
+    now: DateTime<Utc>,
+) -> Vec<Freshness> {
+    let mut newest: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
+    for s in snaps {
+        let m = s.manifest();
+        if limits.contains_key(&m.name) {
+            let entry = newest.entry(&m.name).or_insert(m.time);
+            *entry = (*entry).max(m.time);
+        }
+    }
+    limits
+        .iter()
+        .map(|(name, limit)| {
+            let limit_seconds = limit.as_secs();
+            let Some(time) = newest.get(name.as_str()).copied() else {
+                return Freshness {
+                    name: name.clone(),
+                    newest: None,
+                    age_seconds: None,
+                    limit_seconds,
+                    stale: true,
+                    reason: "no snapshot at all".into(),
+                };
+            };
+            let age = now.signed_duration_since(time).to_std().unwrap_or_default();
+            let reason = format!(
+                "newest is {} old (limit {})",
+                format_duration(Duration::from_secs(age.as_secs())),
+                format_duration(*limit)
+            );
+            Freshness {
+                name: name.clone(),
+                newest: Some(time),
+                age_seconds: Some(age.as_secs()),
+                limit_seconds,
+                stale: age > *limit,
+                reason,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,76 @@
+//! A retention policy set applied to a repository: snapshots grouped by name, host and
+//! policy, each group judged on its own, the ones no rule keeps forgotten.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use lifeboat_core::SnapshotId;
+use lifeboat_core::retention::{Candidate, Decision, PolicySet, RetentionPolicy, apply};
+use lifeboat_store::{Repository, StoredSnapshot};
+use serde::Serialize;
+
+/// The verdicts for one name on one host under one policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    /// Snapshot name.
+    pub name: String,
+    /// Host that took them.
+    pub host: String,
+    /// Which policy applied (`default`, `name NAME`, `tag K=V`).
+    pub policy: String,
+    /// One decision per snapshot, newest first.
+    pub decisions: Vec<Decision>,
+}
+
+/// Judges every snapshot (of `name`, when given) under `policies`, as of `now`.
+pub fn judge(
+    snapshots: &[StoredSnapshot],
+    name: Option<&str>,
+    policies: &PolicySet,
+    now: DateTime<Utc>,
+) -> Vec<Group> {
+    let mut groups: BTreeMap<(String, String, String), (RetentionPolicy, Vec<Candidate>)> =
+        BTreeMap::new();
+    for snap in snapshots {
+        let m = snap.manifest();
+        if name.is_some_and(|n| m.name != n) {
+            continue;
+        }
+        let (label, policy) = policies.policy_for(&m.name, &m.tags);
+        let candidate = Candidate { id: snap.id(), time: m.time, tags: m.tags.clone() };
+        let key = (m.name.clone(), m.host.clone(), label);
+        groups.entry(key).or_insert_with(|| (policy.clone(), Vec::new())).1.push(candidate);
+    }
+    groups
+        .into_iter()
+        .map(|((name, host, policy), (rules, candidates))| Group {
+            name,
+            host,
+            policy,
+            decisions: apply(&rules, &candidates, now),
+        })
+        .collect()
+}
+
+/// The snapshots the groups remove.
+pub fn removals(groups: &[Group]) -> Vec<SnapshotId> {
+    groups.iter().flat_map(|g| &g.decisions).filter(|d| !d.keep).map(|d| d.id).collect()
+}
+
+/// Judges the repository's snapshots and, unless `dry_run`, forgets the ones no rule keeps.
+/// Their data goes with the next prune.
+///
+/// # Errors
+/// Store errors listing or deleting manifests.
+pub async fn forget(
+    repo: &Repository,
+    name: Option<&str>,
+    policies: &PolicySet,
+    dry_run: bool,
+) -> lifeboat_store::Result<Vec<Group>> {
+    let groups = judge(&repo.snapshots().await?, name, policies, Utc::now());
+    if !dry_run {
+        repo.forget(&removals(&groups)).await?;
+    }
+    Ok(groups)
+}

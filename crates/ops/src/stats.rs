@@ -1,0 +1,79 @@
+//! Per-name counts, sizes and deduplication of a repository.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use lifeboat_store::format::DATA_PREFIX;
+use lifeboat_store::{Repository, StoredSnapshot};
+use serde::Serialize;
+
+/// What the snapshots of one name hold.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct NameStats {
+    /// How many snapshots.
+    pub snapshots: usize,
+    /// When the oldest was taken.
+    pub oldest: Option<DateTime<Utc>>,
+    /// When the newest was taken.
+    pub newest: Option<DateTime<Utc>>,
+    /// Bytes captured, summed over every snapshot.
+    pub total_size: u64,
+    /// New bytes each snapshot added to the repository, summed.
+    pub stored: u64,
+    /// total_size / stored: how much deduplication and compression save.
+    pub dedup_ratio: f64,
+    /// Size of the newest capture.
+    pub newest_size: u64,
+}
+
+/// The whole repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Per snapshot name.
+    pub names: BTreeMap<String, NameStats>,
+    /// Snapshots in all.
+    pub snapshots: usize,
+    /// Bytes in pack objects.
+    pub pack_bytes: u64,
+    /// Pack objects.
+    pub packs: usize,
+    /// Chunks in the index.
+    pub chunks_indexed: usize,
+}
+
+/// Per-name statistics of `snaps`.
+pub fn by_name(snaps: &[StoredSnapshot]) -> BTreeMap<String, NameStats> {
+    let mut names: BTreeMap<String, NameStats> = BTreeMap::new();
+    for s in snaps {
+        let m = s.manifest();
+        let n = names.entry(m.name.clone()).or_default();
+        n.snapshots += 1;
+        n.oldest = Some(n.oldest.map_or(m.time, |t| t.min(m.time)));
+        if n.newest.is_none_or(|t| m.time >= t) {
+            n.newest = Some(m.time);
+            n.newest_size = m.size;
+        }
+        n.total_size += m.size;
+        n.stored += m.stored;
+    }
+    for n in names.values_mut() {
+        n.dedup_ratio = if n.stored == 0 { 0.0 } else { n.total_size as f64 / n.stored as f64 };
+    }
+    names
+}
+
+/// Statistics of the repository.
+///
+/// # Errors
+/// Store errors listing snapshots or packs.
+pub async fn stats(repo: &Repository) -> lifeboat_store::Result<Stats> {
+    let snaps = repo.snapshots().await?;
+    let (pack_bytes, packs) = repo.usage(DATA_PREFIX).await?;
+    Ok(Stats {
+        names: by_name(&snaps),
+        snapshots: snaps.len(),
+        pack_bytes,
+        packs,
+        chunks_indexed: repo.index().len(),
+    })
+}

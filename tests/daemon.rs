@@ -1,0 +1,613 @@
+//! lifeboatd end to end: the real binary on a loopback port, its API, scheduler, webhooks,
+//! metrics, and what a kill -9 leaves behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use util::*;
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// Waits for `f` to give a value; fails saying what did not happen. A guard against hangs,
+/// not a timing assertion.
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "gave up after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal HTTP/1.1 client: (status, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("lifeboatd is not answering on 127.0.0.1:{port}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let body = body.unwrap_or("");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) =
+        text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap();
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
+}
+
+fn get_json(port: u16, path: &str) -> Value {
+    let (status, body) = http(port, "GET", path, Some(TOKEN), None);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path} is not JSON ({e}): {body}"))
+}
+
+fn post_json(port: u16, path: &str, body: &str) -> (u16, Value) {
+    let (status, text) = http(port, "POST", path, Some(TOKEN), Some(body));
+    (
+        status,
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("POST {path} is not JSON ({e}): {text}")),
+    )
+}
+
+/// A running lifeboatd with its folder, config and logs.
+struct Service {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Service {
+    /// A folder with a repository path and a state folder; `jobs` is the TOML of the jobs.
+    fn new(extra: &str, jobs: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Service { dir, port: free_port(), child: None };
+        let config = format!(
+            "repository = \"{repo}\"\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"{TOKEN}\"]\nstate_dir = \"{state}\"\n{extra}\n{jobs}",
+            repo = s.repo(),
+            port = s.port,
+            state = s.path("state").display(),
+        );
+        std::fs::write(s.path("lifeboatd.toml"), config).unwrap();
+        s.start();
+        s
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn repo(&self) -> String {
+        self.path("repo").display().to_string()
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("lifeboatd.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_lifeboatd"))
+            .arg("--config")
+            .arg(self.path("lifeboatd.toml"))
+            .env_remove("LIFEBOAT_TOKENS")
+            .env_remove("LIFEBOAT_REPO")
+            .env_remove("LIFEBOAT_WEBHOOKS")
+            .env("LIFEBOAT_LOG", "info")
+            .env("LIFEBOAT_LEASE_TTL", "30s")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let port = self.port;
+        wait_for(
+            &format!("lifeboatd to answer /health (log: {})", self.log()),
+            Duration::from_secs(60),
+            || {
+                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+                {
+                    panic!("lifeboatd exited with {status}: {}", self.log());
+                }
+                TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+            },
+        );
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("lifeboatd.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for the exit.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+        child.wait().unwrap()
+    }
+
+    /// kill -9.
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn run(&self, id: i64) -> Value {
+        get_json(self.port, &format!("/api/runs/{id}"))
+    }
+
+    fn wait_run_finished(&self, id: i64) -> Value {
+        wait_for(&format!("run {id} to finish"), Duration::from_secs(180), || {
+            let run = self.run(id);
+            (run["status"] != "in_progress").then_some(run)
+        })
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn job(name: &str, kind: &str, target: &Path, schedule: &str, extra: &str) -> String {
+    format!(
+        "[[jobs]]\nname = \"{name}\"\nkind = \"{kind}\"\ntarget = \"{}\"\nschedule = \"{schedule}\"\n{extra}\n",
+        target.display()
+    )
+}
+
+/// Never fires during a test.
+const YEARLY: &str = "0 0 0 1 1 *";
+
+#[test]
+fn api_refuses_requests_without_the_right_token() {
+    let db = tempfile::tempdir().unwrap();
+    make_sqlite_db(&db.path().join("auth.db"), 1);
+    let s = Service::new(
+        "open = [\"metrics\"]",
+        &job("auth", "sqlite", &db.path().join("auth.db"), YEARLY, ""),
+    );
+    for path in ["/health", "/api/backups", "/api/runs", "/api/config", "/api/stats"] {
+        let (status, body) = http(s.port, "GET", path, None, None);
+        assert_eq!(status, 401, "GET {path} without a token: {body}");
+        assert!(body.contains("missing token"), "{body}");
+        let (status, body) = http(s.port, "GET", path, Some("test-token-0123456789abcdeX"), None);
+        assert_eq!(status, 401, "GET {path} with a wrong token: {body}");
+        let (status, body) = http(s.port, "GET", path, Some(TOKEN), None);
+        assert_eq!(status, 200, "GET {path} with the token: {body}");
+    }
+    let (status, _) =
+        http(s.port, "POST", "/api/backups", Some("wrong"), Some("{\"job\":\"auth\"}"));
+    assert_eq!(status, 401);
+    // Opened by the configuration.
+    let (status, _) = http(s.port, "GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    let config = get_json(s.port, "/api/config");
+    assert!(!config.to_string().contains(TOKEN), "the token leaks through /api/config");
+}
+
+#[test]
+fn a_scheduled_job_makes_snapshots_keeps_its_retention_and_reports_metrics() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let mut s = Service::new(
+        "",
+        &job("auth", "sqlite", &db, "every 1s", "keep = { last = 2 }\nverify = \"read-data\""),
+    );
+    let completed =
+        wait_for("four scheduled backups to complete", Duration::from_secs(120), || {
+            let runs = get_json(s.port, "/api/runs?job=auth&status=completed");
+            (runs["count"].as_u64().unwrap() >= 4).then_some(runs)
+        });
+    let run = &completed["runs"][0];
+    assert_eq!(run["trigger"], "schedule");
+    assert_eq!(run["operation"], "backup");
+    assert!(run["detail"].as_str().unwrap().contains("verified (read-data)"), "{run}");
+
+    let listed = get_json(s.port, "/api/backups?job=auth");
+    assert!(listed["count"].as_u64().unwrap() >= 1, "{listed}");
+    assert_eq!(listed["backups"][0]["name"], "auth");
+    let id = listed["backups"][0]["id"].as_str().unwrap().to_string();
+    let one = get_json(s.port, &format!("/api/backups/{id}"));
+    assert_eq!(one["kind"], "sqlite");
+
+    // Metrics parse as Prometheus text and agree with the repository.
+    let (status, text) = http(s.port, "GET", "/metrics", Some(TOKEN), None);
+    assert_eq!(status, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let value = |name: &str| -> f64 {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("job").is_none_or(|j| j == "auth"))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"));
+        match sample.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{name}: unexpected {other:?}"),
+        }
+    };
+    assert!(value("lifeboat_last_success_timestamp_seconds") > 1.7e9);
+    assert!(value("lifeboat_backups_total") >= 4.0);
+    assert_eq!(value("lifeboat_failures_total"), 0.0);
+    assert!(value("lifeboat_snapshots") >= 1.0);
+    assert!(value("lifeboat_repository_size_bytes") > 0.0);
+    assert!(value("lifeboat_last_size_bytes") > 0.0);
+    for family in ["lifeboat_last_duration_seconds", "lifeboat_job_stored_bytes", "lifeboat_stale"]
+    {
+        value(family);
+    }
+
+    let heartbeat = std::fs::read_to_string(s.path("state/heartbeats/auth.last-success")).unwrap();
+    assert!(heartbeat.starts_with("20"), "{heartbeat}");
+
+    let health = get_json(s.port, "/health");
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["backups"]["auth"]["status"], "ok", "{health}");
+
+    // A graceful stop lets the running backup finish, so retention has the last word.
+    let status = s.stop();
+    assert!(status.success(), "lifeboatd did not stop cleanly: {status}\n{}", s.log());
+    let snaps = snapshots(&s.repo());
+    assert!(!snaps.is_empty() && snaps.len() <= 2, "keep last = 2 left {} snapshots", snaps.len());
+    assert!(snaps.iter().all(|x| x["name"] == "auth"));
+    ok(lifeboat(&s.repo()).args(["verify", "--all", "--read-data"]));
+}
+
+/// Answers webhook posts, the first with 500 (to exercise retries) and the rest with 200;
+/// passes on each body with its position.
+fn webhook_receiver() -> (u16, mpsc::Receiver<(usize, Value)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let status = if n == 0 { "500 Internal Server Error" } else { "200 OK" };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            if let Ok(v) = serde_json::from_slice(&body) {
+                let _ = tx.send((n, v));
+            }
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn a_failing_job_degrades_health_and_fires_the_webhook_until_it_recovers() {
+    let (hook, alerts) = webhook_receiver();
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("missing.db");
+    let s = Service::new(
+        &format!("webhooks = [\"http://127.0.0.1:{hook}/alerts\"]"),
+        &job("billing", "sqlite", &db, "every 1s", ""),
+    );
+    let next_alert = |event: &str| -> (usize, Value) {
+        let start = Instant::now();
+        loop {
+            let left = Duration::from_secs(120).saturating_sub(start.elapsed());
+            let (n, alert) = alerts.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("no {event} webhook reached the receiver; log:\n{}", s.log())
+            });
+            if alert["event"] == event {
+                return (n, alert);
+            }
+        }
+    };
+    let (n, refused) = next_alert("backup.failed");
+    assert_eq!(n, 0, "the receiver refuses its first delivery with 500");
+    // One alert per failing streak: the next backup.failed is the retry of the same alert.
+    let (n, alert) = next_alert("backup.failed");
+    assert!(n >= 1);
+    assert_eq!(alert, refused, "the retry carries the same alert");
+    assert_eq!(alert["job"], "billing");
+    assert!(alert["message"].as_str().unwrap().contains("missing.db"), "{alert}");
+    assert!(alert["source"].as_str().unwrap().starts_with("lifeboatd@"));
+    assert!(alert["timestamp"].as_str().unwrap().starts_with("20"));
+    assert!(alert.get("snapshot").is_some(), "{alert}");
+
+    let (status, body) = http(s.port, "GET", "/health", Some(TOKEN), None);
+    assert_eq!(status, 200, "degraded is still HTTP 200");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["backups"]["billing"]["status"], "failed");
+    assert!(
+        health["backups"]["billing"]["last_run"]["error"].as_str().unwrap().contains("missing.db")
+    );
+    let failed = get_json(s.port, "/api/runs?job=billing&status=failed");
+    assert!(failed["count"].as_u64().unwrap() >= 1);
+
+    make_sqlite_db(&db, 1);
+    let (_, recovered) = next_alert("recovered");
+    assert_eq!(recovered["job"], "billing");
+    assert!(recovered["snapshot"].is_string(), "{recovered}");
+    let health = wait_for("health to turn ok after the recovery", Duration::from_secs(60), || {
+        let h = get_json(s.port, "/health");
+        (h["status"] == "ok").then_some(h)
+    });
+    assert_eq!(health["backups"]["billing"]["status"], "ok");
+}
+
+/// A folder large enough that its backup takes a while, for work to happen during it.
+fn big_folder(dir: &Path, files: usize) -> PathBuf {
+    let folder = dir.join("media");
+    std::fs::create_dir_all(&folder).unwrap();
+    for i in 0..files {
+        std::fs::write(
+            folder.join(format!("part-{i:03}.bin")),
+            pseudo_random(8 << 20, i as u64 + 1),
+        )
+        .unwrap();
+    }
+    folder
+}
+
+#[test]
+fn api_calls_are_served_while_a_backup_runs_and_runs_never_overlap() {
+    let data = tempfile::tempdir().unwrap();
+    let folder = big_folder(data.path(), 8);
+    let s = Service::new("", &job("media", "dir", &folder, YEARLY, ""));
+    let (status, first) = post_json(s.port, "/api/backups", "{\"job\":\"media\"}");
+    assert_eq!(status, 202, "{first}");
+    let run = first["run_id"].as_i64().unwrap();
+    let port = s.port;
+    let workers: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                for _ in 0..5 {
+                    let (status, body) = match i % 4 {
+                        0 => http(port, "GET", "/health", Some(TOKEN), None),
+                        1 => http(port, "GET", "/api/runs", Some(TOKEN), None),
+                        2 => http(port, "GET", "/metrics", Some(TOKEN), None),
+                        _ => http(
+                            port,
+                            "POST",
+                            "/api/backups",
+                            Some(TOKEN),
+                            Some("{\"job\":\"media\"}"),
+                        ),
+                    };
+                    answers.push((i % 4, status, body));
+                }
+                answers
+            })
+        })
+        .collect();
+    let answers: Vec<(usize, u16, String)> =
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    for (kind, status, body) in &answers {
+        match kind {
+            3 => {
+                assert!(*status == 202 || *status == 409, "POST /api/backups: {status} {body}");
+                let v: Value = serde_json::from_str(body).unwrap();
+                assert!(v["run_id"].is_i64(), "{body}");
+            }
+            2 => assert_eq!(*status, 200, "{body}"),
+            _ => {
+                assert_eq!(*status, 200, "{body}");
+                serde_json::from_str::<Value>(body).unwrap();
+            }
+        }
+    }
+    let finished = s.wait_run_finished(run);
+    assert_eq!(finished["status"], "completed", "{finished}");
+    // Let any run a worker started finish too, then check no two overlapped.
+    let runs = wait_for("every run to finish", Duration::from_secs(300), || {
+        let runs = get_json(s.port, "/api/runs?job=media");
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] != "in_progress")
+            .then_some(runs)
+    });
+    let mut spans: Vec<(String, String)> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["started"].as_str().unwrap().to_string(),
+                r["finished"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        let end = chrono::DateTime::parse_from_rfc3339(&a.1).unwrap();
+        let start = chrono::DateTime::parse_from_rfc3339(&b.0).unwrap();
+        assert!(start >= end, "two runs of one job overlapped: {a:?} and {b:?}");
+    }
+    let conflicts = answers.iter().filter(|(k, s, _)| *k == 3 && *s == 409).count();
+    let accepted = answers.iter().filter(|(k, s, _)| *k == 3 && *s == 202).count();
+    assert_eq!(
+        spans.len(),
+        accepted + 1,
+        "{conflicts} conflicts, {accepted} accepted, runs {spans:?}"
+    );
+}
+
+#[test]
+fn kill_9_mid_backup_leaves_no_half_visible_snapshot_and_the_run_shows_interrupted() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let folder = big_folder(data.path(), 16);
+    let jobs = job("auth", "sqlite", &db, YEARLY, "") + &job("media", "dir", &folder, YEARLY, "");
+    let mut s = Service::new("", &jobs);
+    let (_, small) = post_json(s.port, "/api/backups", "{\"job\":\"auth\"}");
+    let small = s.wait_run_finished(small["run_id"].as_i64().unwrap());
+    assert_eq!(small["status"], "completed", "{small}");
+
+    let packs_before = tree(&s.path("repo")).len();
+    let (status, big) = post_json(s.port, "/api/backups", "{\"job\":\"media\"}");
+    assert_eq!(status, 202, "{big}");
+    let big = big["run_id"].as_i64().unwrap();
+    // Kill once the backup has written data of its own but no manifest yet.
+    wait_for("the big backup to write its first pack", Duration::from_secs(120), || {
+        (tree(&s.path("repo")).len() > packs_before).then_some(())
+    });
+    assert_eq!(
+        s.run(big)["status"],
+        "in_progress",
+        "the backup finished before the kill; make the folder bigger"
+    );
+    s.kill();
+
+    let snaps = snapshots(&s.repo());
+    assert_eq!(snaps.len(), 1, "only the finished snapshot is visible: {snaps:?}");
+    assert_eq!(snaps[0]["name"], "auth");
+    ok(lifeboat(&s.repo()).args(["verify", "--all", "--read-data"]));
+
+    s.start();
+    let run = s.run(big);
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(run["error"].as_str().unwrap().starts_with("interrupted"), "{run}");
+    let health = get_json(s.port, "/health");
+    assert_eq!(health["backups"]["media"]["status"], "failed", "{health}");
+    // The service works on after the restart.
+    let (_, again) = post_json(s.port, "/api/backups", "{\"job\":\"media\"}");
+    let again = s.wait_run_finished(again["run_id"].as_i64().unwrap());
+    assert_eq!(again["status"], "completed", "{again}");
+    ok(lifeboat(&s.repo()).args(["verify", "--all"]));
+}
+
+#[test]
+fn an_invalid_configuration_is_refused_with_every_problem_and_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "repository = \"/tmp/never\"\nlisten = \"nowhere\"\ntokens = [\"short\"]\n\n[[jobs]]\nname = \"auth\"\nkind = \"mysql\"\ntarget = \"x\"\nschedule = \"every blue moon\"\nkeep = { lats = 3 }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeboatd"))
+        .arg("--config")
+        .arg(&path)
+        .env_remove("LIFEBOAT_TOKENS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for expected in [
+        "line 2: `listen`",
+        "line 3: token 1 is shorter",
+        "line 7: job \"auth\": kind \"mysql\"",
+        "line 9: job \"auth\": `schedule`",
+        "line 10: job \"auth\": `keep`",
+        "hint: ",
+    ] {
+        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+    }
+    assert!(stderr.contains("5 problems"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeboatd"))
+        .env_remove("LIFEBOAT_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("error: no configuration file given") && stderr.contains("hint: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_served_openapi_document_is_the_one_in_the_repository_and_lists_every_route() {
+    let db = tempfile::tempdir().unwrap();
+    let s = Service::new("", &job("auth", "sqlite", &db.path().join("auth.db"), YEARLY, ""));
+    let (status, served) = http(s.port, "GET", "/openapi.json", None, None);
+    assert_eq!(status, 200);
+    let file = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json"),
+    )
+    .unwrap();
+    assert_eq!(served, file, "the served document differs from docs/openapi.json");
+    let doc: Value = serde_json::from_str(&file).unwrap();
+    for route in lifeboat_daemon::api::ROUTES {
+        let (method, path) = route.split_once(' ').unwrap();
+        assert!(
+            doc["paths"][path][method.to_ascii_lowercase()].is_object(),
+            "docs/openapi.json does not describe {route}"
+        );
+    }
+    let documented: usize =
+        doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(
+        documented,
+        lifeboat_daemon::api::ROUTES.len(),
+        "docs/openapi.json describes routes the service does not have"
+    );
+    // And the service has every route it lists.
+    for route in lifeboat_daemon::api::ROUTES {
+        let (method, path) = route.split_once(' ').unwrap();
+        let path = path.replace("{id}", "1");
+        let (status, body) = http(s.port, method, &path, Some(TOKEN), Some("{}"));
+        assert!(status != 405 && !body.contains("no such endpoint"), "{route}: {status} {body}");
+    }
+}
