@@ -765,6 +765,14 @@ rpo = "1 day"
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let text = include_str!("../../../examples/lifeboatd.toml");
+        let c = Config::parse(text, Path::new("examples/lifeboatd.toml"), &env(&[])).unwrap();
+        assert_eq!(c.jobs.len(), 3);
+        assert!(c.jobs[1].drill.is_some() && c.jobs[1].expect.rto.is_some());
+    }
+
+    #[test]
     fn redacts_secrets_in_urls() {
         assert_eq!(
             redact("https://user:pw@hooks.example/x?token=1"),
