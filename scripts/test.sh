@@ -6,7 +6,9 @@
 #
 # Tests talk to real components: SQLite files checked with the sqlite3 tool, an
 # S3-compatible server (s3s-fs) and throwaway PostgreSQL clusters (initdb + pg_ctl, as the
-# postgres user when run as root) that the test harness starts on 127.0.0.1.
+# postgres user when run as root) that the test harness starts on 127.0.0.1, and the
+# Docker engine (Debian's docker.io; started here when its socket does not answer), with a
+# test image the harness builds from a static busybox (no registry needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,8 @@ command -v sqlite3 >/dev/null || need_pkgs+=(sqlite3)
 command -v sha256sum >/dev/null || need_pkgs+=(coreutils)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v runuser >/dev/null || need_pkgs+=(util-linux)
+command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || need_pkgs+=(docker.io)
+dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing ${need_pkgs[*]} (apt)"
   as_root apt-get update -qq
@@ -35,6 +39,18 @@ export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v s3s-fs >/dev/null; then
   say "installing s3s-fs (cargo install, a few minutes the first time)"
   cargo install s3s-fs@0.14.1 --locked --features binary --quiet
+fi
+
+# The Docker engine: the tests need it answering on its socket.
+if ! docker version >/dev/null 2>&1; then
+  say "starting the Docker engine (dockerd)"
+  as_root sh -c 'nohup dockerd > /tmp/lifeboat-dockerd.log 2>&1 &'
+  for _ in $(seq 1 120); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
+  docker version >/dev/null 2>&1 || {
+    echo "the Docker engine did not start; its log:" >&2
+    tail -n 30 /tmp/lifeboat-dockerd.log >&2
+    exit 1
+  }
 fi
 
 say "cargo fmt --check"

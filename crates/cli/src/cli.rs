@@ -42,7 +42,8 @@ pub enum Command {
     Restore {
         /// Snapshot id, unique id prefix, or `latest` (with --name).
         snapshot: String,
-        /// Where to restore: a file path for SQLite, `dir:PATH` (or a path) for a folder.
+        /// Where to restore: a file path for SQLite, `dir:PATH` (or a path) for a folder,
+        /// `postgres://…/DB` for PostgreSQL, `container:NAME` for a container.
         #[arg(long)]
         to: String,
         /// For folders: restore only paths matching this glob (repeatable).
@@ -63,6 +64,10 @@ pub enum Command {
         /// PostgreSQL: restore the schema only, no rows.
         #[arg(long)]
         schema_only: bool,
+        /// Containers: how long the new container must keep running (and be healthy) before
+        /// the old one is removed, e.g. 10s (default 5s).
+        #[arg(long, value_parser = parse_settle)]
+        settle: Option<std::time::Duration>,
         /// Print the plan's steps and do nothing.
         #[arg(long)]
         dry_run: bool,
@@ -247,6 +252,32 @@ pub enum BackupTarget {
         #[command(flatten)]
         common: BackupArgs,
     },
+    /// A Docker container: filesystem, configuration, volumes and bind mounts.
+    Container {
+        /// The container's name or id.
+        container: String,
+        /// Store nothing new when nothing changed since its last snapshot (the hot backup).
+        #[arg(long)]
+        changed_only: bool,
+        #[command(flatten)]
+        common: BackupArgs,
+    },
+    /// Every container carrying a label (running or not), one snapshot each, named after
+    /// the container; goes on past a failure and reports each result.
+    Containers {
+        /// KEY=VALUE, or KEY for any value.
+        #[arg(long)]
+        label: String,
+        /// Store nothing new for containers that did not change.
+        #[arg(long)]
+        changed_only: bool,
+        /// A label for the snapshots, KEY=VALUE (repeatable).
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A SQLite database file (captured online; writers keep going).
     Sqlite {
         /// The database file.
@@ -268,6 +299,10 @@ pub struct BackupArgs {
     /// Print the new snapshot as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_settle(s: &str) -> Result<std::time::Duration, String> {
+    lifeboat_core::parse_duration(s)
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {

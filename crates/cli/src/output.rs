@@ -56,7 +56,8 @@ pub struct SnapshotRow<'a> {
     chunks: usize,
     tags: &'a lifeboat_core::Tags,
     parent: Option<String>,
-    metadata: &'a serde_json::Value,
+    unchanged: bool,
+    metadata: serde_json::Value,
 }
 
 impl<'a> SnapshotRow<'a> {
@@ -77,7 +78,8 @@ impl<'a> SnapshotRow<'a> {
             chunks: m.chunks.len(),
             tags: &m.tags,
             parent: m.parent.map(|p| p.to_hex()),
-            metadata: &m.metadata,
+            unchanged: m.unchanged,
+            metadata: lifeboat_ops::printable_metadata(m),
         }
     }
 }

@@ -84,6 +84,18 @@ pub trait Backup: Send + Sync {
     /// # Errors
     /// When the target is missing, unreadable, or not of this kind.
     async fn capture(&self) -> Result<Capture>;
+
+    /// A cheap summary of the target's current state, when the backend can tell changes
+    /// without reading everything (a container's changed paths and their times). Two equal
+    /// fingerprints mean nothing changed in between; the repository then records an
+    /// "unchanged" snapshot instead of capturing again. `None` (the default) means "always
+    /// capture".
+    ///
+    /// # Errors
+    /// When the target cannot be inspected.
+    async fn fingerprint(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 #[async_trait]
@@ -100,6 +112,9 @@ impl<T: Backup + ?Sized> Backup for &T {
     async fn capture(&self) -> Result<Capture> {
         (**self).capture().await
     }
+    async fn fingerprint(&self) -> Result<Option<String>> {
+        (**self).fingerprint().await
+    }
 }
 
 #[async_trait]
@@ -115,5 +130,8 @@ impl<T: Backup + ?Sized> Backup for std::sync::Arc<T> {
     }
     async fn capture(&self) -> Result<Capture> {
         (**self).capture().await
+    }
+    async fn fingerprint(&self) -> Result<Option<String>> {
+        (**self).fingerprint().await
     }
 }

@@ -46,6 +46,14 @@ pub struct Manifest {
     /// The previous snapshot of the same name and host, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<SnapshotId>,
+    /// A summary of the source's state taken before the capture (see
+    /// [`Backup::fingerprint`](crate::Backup::fingerprint)); `--changed-only` compares it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// True when the source had not changed since `parent`: this snapshot records that
+    /// cheaply by referring to the parent's chunks, and stored nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 impl Manifest {

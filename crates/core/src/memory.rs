@@ -85,6 +85,8 @@ impl MemorySnapshot {
             chunks,
             metadata,
             parent: None,
+            fingerprint: None,
+            unchanged: false,
         };
         Ok(MemorySnapshot { manifest, data })
     }

@@ -363,8 +363,12 @@ async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) 
         ));
     };
     let options = RestoreOptions { force: request.force, create: request.create };
-    let selection =
-        lifeboat_ops::Selection { includes: &request.include, table: None, schema_only: false };
+    let selection = lifeboat_ops::Selection {
+        includes: &request.include,
+        table: None,
+        schema_only: false,
+        settle: None,
+    };
     let plan = lifeboat_ops::plan_for(&snap, &to, &options, selection).await?;
     let steps = plan.steps();
     if request.dry_run {

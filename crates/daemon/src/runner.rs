@@ -50,10 +50,13 @@ pub fn target_of(job: &Job) -> Result<Target, DaemonError> {
         JobKind::Dir => {
             Target::Dir { path: job.target.clone().into(), excludes: job.excludes.clone() }
         }
+        JobKind::Container if job.selector.is_none() => {
+            Target::Container { name: job.target.clone() }
+        }
         JobKind::Container => {
             return Err(DaemonError::KindNotSupported {
                 job: job.name.clone(),
-                kind: "container".into(),
+                kind: "container (label selector)".into(),
             });
         }
     })

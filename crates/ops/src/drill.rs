@@ -1,5 +1,6 @@
 //! The scratch restore of every kind, for drills and `verify --restore`.
 
+use lifeboat_container::ContainerDrill;
 use lifeboat_core::drill::ScratchDrill;
 use lifeboat_core::{Kind, Snapshot};
 use lifeboat_dir::DirDrill;
@@ -9,7 +10,8 @@ use lifeboat_sqlite::SqliteDrill;
 /// Every backend that can be drilled; PostgreSQL when a server for scratch databases is
 /// given. A new backend adds itself here and nowhere else.
 pub fn drill_backends(postgres_server: Option<&str>) -> Vec<Box<dyn ScratchDrill>> {
-    let mut backends: Vec<Box<dyn ScratchDrill>> = vec![Box::new(SqliteDrill), Box::new(DirDrill)];
+    let mut backends: Vec<Box<dyn ScratchDrill>> =
+        vec![Box::new(SqliteDrill), Box::new(DirDrill), Box::new(ContainerDrill::default())];
     if let Some(server) = postgres_server {
         backends.push(Box::new(PostgresDrill::new(server)));
     }

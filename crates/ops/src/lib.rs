@@ -8,7 +8,8 @@
 //! - [`drill_backends`] and [`backend_for`]: the scratch restore of every kind;
 //! - [`retention`]: a policy set applied to a repository, name by name;
 //! - [`stats`]: per-name counts, sizes and deduplication;
-//! - [`freshness`]: which names are stale.
+//! - [`freshness`]: which names are stale;
+//! - [`printable_metadata`]: metadata with secrets hidden, for listings.
 //!
 //! ```
 //! use lifeboat_ops::{Target, source_for};
@@ -28,3 +29,12 @@ pub use drill::{backend_for, drill_backends};
 pub use freshness::{Freshness, freshness};
 pub use restore::{Selection, plan_for};
 pub use source::{Target, source_for};
+
+/// A snapshot's backend metadata as listings may show it: secrets (a container's env
+/// values) replaced by `***`.
+pub fn printable_metadata(manifest: &lifeboat_core::Manifest) -> serde_json::Value {
+    match manifest.kind {
+        lifeboat_core::Kind::Container => lifeboat_container::redact(&manifest.metadata),
+        _ => manifest.metadata.clone(),
+    }
+}

@@ -1,7 +1,9 @@
 //! The restore plan for a snapshot of any kind.
 
 use std::path::Path;
+use std::time::Duration;
 
+use lifeboat_container::ContainerRestorePlan;
 use lifeboat_core::{Kind, RestoreOptions, RestorePlan, Snapshot};
 use lifeboat_dir::DirRestorePlan;
 use lifeboat_postgres::PostgresRestorePlan;
@@ -15,10 +17,13 @@ pub struct Selection<'a> {
     pub table: Option<String>,
     /// PostgreSQL: the schema only.
     pub schema_only: bool,
+    /// Containers: how long the restored container must keep running before the old one
+    /// is removed (the backend's default when `None`).
+    pub settle: Option<Duration>,
 }
 
-/// The restore plan for a snapshot of any kind. `to` is a path, `dir:PATH` for folders, or a
-/// `postgres://` URL.
+/// The restore plan for a snapshot of any kind. `to` is a path, `dir:PATH` for folders, a
+/// `postgres://` URL, or `container:NAME`.
 ///
 /// # Errors
 /// A target of another kind, a selection the kind does not support, and the backend's
@@ -49,6 +54,32 @@ pub async fn plan_for(
         }
         let plan = PostgresRestorePlan::prepare(snapshot, to, options).await?;
         return Ok(Box::new(plan.with_selection(selection.table, selection.schema_only)));
+    }
+    if kind == Kind::Container || to.starts_with("container:") {
+        let Some(name) = to.strip_prefix("container:").filter(|_| kind == Kind::Container) else {
+            return Err(lifeboat_core::Error::InvalidInput {
+                what: format!(
+                    "snapshot {} is a {kind} snapshot; it cannot be restored to {to}",
+                    snapshot.id().short()
+                ),
+                hint: if kind == Kind::Container {
+                    "restore a container snapshot to container:NAME".into()
+                } else {
+                    format!("restore it to a {kind} target")
+                },
+            });
+        };
+        if !includes.is_empty() {
+            return Err(lifeboat_core::Error::Unsupported {
+                operation: "restore --include".into(),
+                kind,
+            });
+        }
+        let plan = ContainerRestorePlan::prepare(snapshot, name, options).await?;
+        return Ok(Box::new(match selection.settle {
+            Some(settle) => plan.with_settle(settle),
+            None => plan,
+        }));
     }
     let (scheme, path) = match to.split_once(':') {
         Some((scheme, path)) if ["dir", "sqlite"].contains(&scheme) => {

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use lifeboat_container::ContainerBackup;
 use lifeboat_core::{Backup, Kind};
 use lifeboat_dir::DirBackup;
 use lifeboat_postgres::PostgresBackup;
@@ -20,6 +21,11 @@ pub enum Target {
         /// postgres://user:password@host:port/database
         url: String,
     },
+    /// A Docker container, by name or id.
+    Container {
+        /// The container's name or id.
+        name: String,
+    },
     /// A folder.
     Dir {
         /// The folder.
@@ -35,6 +41,7 @@ impl Target {
         match self {
             Target::Sqlite { .. } => Kind::Sqlite,
             Target::Postgres { .. } => Kind::Postgres,
+            Target::Container { .. } => Kind::Container,
             Target::Dir { .. } => Kind::Dir,
         }
     }
@@ -48,6 +55,7 @@ pub fn source_for(target: &Target) -> lifeboat_core::Result<Box<dyn Backup>> {
     Ok(match target {
         Target::Sqlite { path } => Box::new(SqliteBackup::new(path.clone())),
         Target::Postgres { url } => Box::new(PostgresBackup::new(url.clone())),
+        Target::Container { name } => Box::new(ContainerBackup::new(name.clone())),
         Target::Dir { path, excludes } => Box::new(
             excludes.iter().cloned().fold(DirBackup::new(path.clone()), DirBackup::exclude),
         ),

@@ -36,6 +36,9 @@ pub struct BackupOptions {
     pub tags: Tags,
     /// Host recorded in the manifest; this machine's name when `None`.
     pub host: Option<String>,
+    /// When the source's fingerprint equals the previous snapshot's, record an "unchanged"
+    /// snapshot that refers to the previous one's data instead of capturing again.
+    pub changed_only: bool,
 }
 
 /// A chunk after hashing and, when new, compression.
@@ -81,8 +84,9 @@ impl Repository {
             .await?
             .into_iter()
             .rev()
-            .find(|s| s.manifest().name == name && s.manifest().host == host)
-            .map(|s| s.id());
+            .find(|s| s.manifest().name == name && s.manifest().host == host);
+        // Taken before the capture: a change while capturing makes the next one differ.
+        let fingerprint = source.fingerprint().await?;
 
         // The shared lease tells prune this backup may rely on packs in the index as loaded
         // now; the index is (re)loaded after the lease exists, never before. The lease ends
@@ -101,11 +105,65 @@ impl Repository {
             sha256: Digest([0; 32]),
             chunks: Vec::new(),
             metadata: serde_json::Value::Null,
-            parent,
+            parent: parent.as_ref().map(StoredSnapshot::id),
+            fingerprint,
+            unchanged: false,
         };
-        let result = self.capture_and_store(source, draft, started, progress).await;
+        let unchanged = match &parent {
+            Some(parent) if options.changed_only => self.unchanged_since(parent, &draft).await,
+            _ => Ok(None),
+        };
+        let result = match unchanged {
+            Ok(Some(manifest)) => self.save_manifest(manifest).await,
+            Ok(None) => self.capture_and_store(source, draft, started, progress).await,
+            Err(e) => Err(e),
+        };
         lease.end().await;
         result
+    }
+
+    /// The manifest of an "unchanged" snapshot when `draft`'s fingerprint equals `parent`'s
+    /// and every chunk of the parent is still in the repository; `None` when a capture is
+    /// needed.
+    async fn unchanged_since(
+        &self,
+        parent: &StoredSnapshot,
+        draft: &Manifest,
+    ) -> Result<Option<Manifest>> {
+        let before = parent.manifest();
+        if draft.fingerprint.is_none()
+            || draft.fingerprint != before.fingerprint
+            || draft.kind != before.kind
+        {
+            return Ok(None);
+        }
+        self.reload_index().await?;
+        let index = self.index();
+        if !before.chunks.iter().all(|c| index.contains_key(c)) {
+            debug!(parent = %parent.id(), "parent's chunks are being pruned; capturing again");
+            return Ok(None);
+        }
+        info!(name = %draft.name, parent = %parent.id(), "unchanged since the last snapshot");
+        Ok(Some(Manifest {
+            size: before.size,
+            sha256: before.sha256,
+            chunks: before.chunks.clone(),
+            metadata: before.metadata.clone(),
+            unchanged: true,
+            ..draft.clone()
+        }))
+    }
+
+    /// Writes `manifest` as a new snapshot (one conditional create).
+    async fn save_manifest(&self, manifest: Manifest) -> Result<StoredSnapshot> {
+        let body = manifest.to_bytes().map_err(|e| StoreError::Malformed {
+            key: "new manifest".into(),
+            reason: e.to_string(),
+        })?;
+        let id = Digest::of(&body);
+        self.create_bytes(&snapshot_key(&id), Bytes::from(body)).await?;
+        info!(snapshot = %id, name = %manifest.name, size = manifest.size, stored = manifest.stored, "snapshot saved");
+        Ok(StoredSnapshot::new(self.clone(), id, manifest))
     }
 
     async fn capture_and_store(
@@ -129,14 +187,7 @@ impl Repository {
         manifest.stored = stored.new_bytes;
         manifest.sha256 = stored.sha256;
         manifest.chunks = stored.chunks;
-        let body = manifest.to_bytes().map_err(|e| StoreError::Malformed {
-            key: "new manifest".into(),
-            reason: e.to_string(),
-        })?;
-        let id = Digest::of(&body);
-        self.create_bytes(&snapshot_key(&id), Bytes::from(body)).await?;
-        info!(snapshot = %id, name = %manifest.name, size = manifest.size, stored = manifest.stored, "snapshot saved");
-        Ok(StoredSnapshot::new(self.clone(), id, manifest))
+        self.save_manifest(manifest).await
     }
 
     /// Chunks, deduplicates and stores a stream; returns what the manifest needs.
@@ -283,7 +334,8 @@ impl SafetyNet for Repository {
         name: &str,
         tags: Tags,
     ) -> lifeboat_core::Result<SnapshotId> {
-        let options = BackupOptions { name: Some(name.to_string()), tags, host: None };
+        let options =
+            BackupOptions { name: Some(name.to_string()), tags, host: None, changed_only: false };
         let snap = self.backup(source, &options, &lifeboat_core::NoProgress).await?;
         Ok(snap.id())
     }

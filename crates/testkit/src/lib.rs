@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use object_store::ObjectStore;
 
+mod docker;
 mod faulty;
 mod postgres;
+pub use docker::{DockerCleanup, TEST_IMAGE, docker, docker_engine, docker_quiet, unique_name};
 pub use faulty::FaultyStore;
 use object_store::aws::AmazonS3Builder;
 pub use postgres::{PASSWORD as PG_PASSWORD, PgCluster, pg_bindir};
@@ -300,4 +302,15 @@ macro_rules! for_each_store {
             )+
         }
     };
+}
+
+/// A short suffix that differs between calls (time and a counter), for unique names.
+pub fn pseudo_random_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:x}{}", nanos & 0xffff, COUNTER.fetch_add(1, Ordering::Relaxed))
 }

@@ -34,6 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             create,
             table,
             schema_only,
+            settle,
             dry_run,
             json,
         } => {
@@ -46,6 +47,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 create,
                 table,
                 schema_only,
+                settle,
                 dry_run,
                 json,
             };

@@ -18,16 +18,28 @@ pub struct Request<'a> {
     pub create: bool,
     pub table: Option<String>,
     pub schema_only: bool,
+    pub settle: Option<std::time::Duration>,
     pub dry_run: bool,
     pub json: bool,
 }
 
 pub async fn run(url: &str, request: Request<'_>) -> anyhow::Result<ExitCode> {
-    let Request { selector, name, to, includes, force, create, table, schema_only, dry_run, json } =
-        request;
+    let Request {
+        selector,
+        name,
+        to,
+        includes,
+        force,
+        create,
+        table,
+        schema_only,
+        settle,
+        dry_run,
+        json,
+    } = request;
     let repo = super::open_repo(url).await?;
     let snap = repo.find(selector, name).await?;
-    let selection = Selection { includes, table, schema_only };
+    let selection = Selection { includes, table, schema_only, settle };
     let plan = plan_for(&snap, to, &RestoreOptions { force, create }, selection).await?;
     if dry_run {
         if json {

@@ -1,0 +1,310 @@
+//! Docker containers end to end, against the real engine: a container with files and a
+//! named volume is backed up, deleted and restored identically (files, volume, config);
+//! `--changed-only` stores nothing when nothing changed; a restore whose new container
+//! fails to start puts the original back running; deep verification; clear errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod util;
+
+use util::*;
+
+/// A running test container with a named volume: files in its own filesystem (including
+/// 512 KiB of random bytes) and in the volume, a secret in its env, labels.
+fn start_app(cleanup: &mut DockerCleanup, label: &str) -> (String, String) {
+    docker_engine();
+    let name = unique_name("app");
+    let volume = format!("{name}-vol");
+    cleanup.containers.push(name.clone());
+    cleanup.volumes.push(volume.clone());
+    docker(&["volume", "create", &volume]);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-e",
+        "API_TOKEN=hunter2-secret",
+        "-e",
+        "MODE=production",
+        "--label",
+        label,
+        "--label",
+        "lifeboat.test=1",
+        "-v",
+        &format!("{volume}:/vol"),
+        "-w",
+        "/srv",
+        "--restart",
+        "unless-stopped",
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        // Like a real service, it creates its data on first start only.
+        "test -f /srv/blob || { mkdir -p /srv && echo hello > /srv/app.txt && \
+         dd if=/dev/urandom of=/srv/blob bs=1024 count=512 2>/dev/null; } && \
+         { test -f /vol/v.txt || echo in-volume > /vol/v.txt; } && \
+         touch /tmp/ready && exec sleep 3600",
+    ]);
+    wait_for_file(&name, "/tmp/ready");
+    (name, volume)
+}
+
+fn wait_for_file(container: &str, path: &str) {
+    for _ in 0..100 {
+        let status = std::process::Command::new("docker")
+            .args(["exec", container, "test", "-f", path])
+            .status()
+            .unwrap();
+        if status.success() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{container} never wrote {path}");
+}
+
+/// SHA-256 of the files the app wrote, read inside the container.
+fn digests(container: &str) -> String {
+    docker(&["exec", container, "sha256sum", "/srv/app.txt", "/srv/blob", "/vol/v.txt"])
+}
+
+/// The configuration a restore must reproduce.
+fn config(container: &str) -> serde_json::Value {
+    let text = docker(&["inspect", container]);
+    let info: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let c = &info[0]["Config"];
+    let h = &info[0]["HostConfig"];
+    let mut env: Vec<String> = serde_json::from_value(c["Env"].clone()).unwrap();
+    env.sort();
+    serde_json::json!({
+        "env": env, "labels": c["Labels"], "cmd": c["Cmd"], "workdir": c["WorkingDir"],
+        "restart": h["RestartPolicy"]["Name"], "running": info[0]["State"]["Running"],
+    })
+}
+
+fn backup(repo: &str, args: &[&str]) -> serde_json::Value {
+    let mut cmd = lifeboat(repo);
+    cmd.args(["backup", "container"]).args(args).arg("--json");
+    serde_json::from_str(&ok(&mut cmd)).unwrap()
+}
+
+fn new_repo() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").to_string_lossy().into_owned();
+    ok(lifeboat(&repo).arg("init"));
+    (dir, repo)
+}
+
+#[test]
+fn container_with_volume_round_trips_after_deletion() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    let (name, volume) = start_app(&mut cleanup, "tenant=round-trip");
+    let before_files = digests(&name);
+    let before_config = config(&name);
+
+    let snap = backup(&repo, &[&name]);
+    assert_eq!(snap["kind"], "container");
+    let id = snap["id"].as_str().unwrap().to_string();
+
+    // Secrets are stored but never printed by listings.
+    let listing = ok(lifeboat(&repo).args(["snapshots", "--json"]));
+    assert!(!listing.contains("hunter2"), "env value leaked into the listing: {listing}");
+    assert!(listing.contains("API_TOKEN"), "env names stay visible: {listing}");
+
+    // The disaster: container and volume gone.
+    docker(&["rm", "-f", &name]);
+    docker(&["volume", "rm", &volume]);
+
+    let plan = ok(lifeboat(&repo).args([
+        "restore",
+        &id,
+        "--to",
+        &format!("container:{name}"),
+        "--dry-run",
+    ]));
+    assert!(plan.contains("import") && plan.contains(&volume), "{plan}");
+    assert!(docker(&["ps", "-a", "--filter", &format!("name=^{name}$"), "-q"]).is_empty());
+
+    let out = ok(lifeboat(&repo).args([
+        "restore",
+        &id,
+        "--to",
+        &format!("container:{name}"),
+        "--settle",
+        "1s",
+    ]));
+    assert!(out.contains("restored"), "{out}");
+    assert_eq!(digests(&name), before_files, "files and volume data differ after restore");
+    assert_eq!(config(&name), before_config, "configuration differs after restore");
+    assert_eq!(docker(&["volume", "inspect", "-f", "{{.Name}}", &volume]), volume);
+}
+
+#[test]
+fn changed_only_stores_nothing_until_something_changes() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    let (name, _) = start_app(&mut cleanup, "tenant=hot");
+
+    let first = backup(&repo, &[&name, "--changed-only"]);
+    assert!(first["stored"].as_u64().unwrap() > 500_000, "{first}");
+    assert_ne!(first["unchanged"], true);
+
+    let second = backup(&repo, &[&name, "--changed-only"]);
+    assert_eq!(second["unchanged"], true, "{second}");
+    assert_eq!(second["stored"], 0, "{second}");
+    assert_eq!(second["sha256"], first["sha256"]);
+    let text = ok(lifeboat(&repo).args(["backup", "container", &name, "--changed-only"]));
+    assert!(text.contains("unchanged"), "{text}");
+
+    // A change in the container's own filesystem...
+    docker(&["exec", &name, "sh", "-c", "echo more >> /srv/app.txt"]);
+    let third = backup(&repo, &[&name, "--changed-only"]);
+    assert_ne!(third["unchanged"], true, "{third}");
+    assert!(third["stored"].as_u64().unwrap() > 0, "{third}");
+    assert_ne!(third["sha256"], first["sha256"]);
+
+    // ... and one in the volume only are both seen.
+    docker(&["exec", &name, "sh", "-c", "echo more >> /vol/v.txt"]);
+    let fourth = backup(&repo, &[&name, "--changed-only"]);
+    assert_ne!(fourth["unchanged"], true, "{fourth}");
+    assert_ne!(fourth["sha256"], third["sha256"]);
+
+    // Every unchanged snapshot restores like the one it repeats.
+    ok(lifeboat(&repo).args(["verify", "--all", "--read-data"]));
+}
+
+#[test]
+fn failed_restore_puts_the_original_back_running() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    let (name, _) = start_app(&mut cleanup, "tenant=rollback");
+    let original_id = docker(&["inspect", "-f", "{{.Id}}", &name]);
+
+    // A snapshot of a container that exits at once: restoring it cannot settle.
+    let broken = unique_name("broken");
+    cleanup.containers.push(broken.clone());
+    docker(&["create", "--name", &broken, TEST_IMAGE, "sh", "-c", "exit 3"]);
+    let snap = backup(&repo, &[&broken]);
+    let id = snap["id"].as_str().unwrap();
+
+    // Without --force the existing container is refused and left alone.
+    let err = fails(lifeboat(&repo).args(["restore", id, "--to", &format!("container:{name}")]));
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Id}} {{.State.Running}}", &name]),
+        format!("{original_id} true")
+    );
+
+    let err = fails(lifeboat(&repo).args([
+        "restore",
+        id,
+        "--to",
+        &format!("container:{name}"),
+        "--force",
+        "--settle",
+        "1s",
+    ]));
+    assert!(err.contains("did not come up") && err.contains("original"), "{err}");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Id}} {{.State.Running}}", &name]),
+        format!("{original_id} true"),
+        "the original container is not back running"
+    );
+    assert!(digests(&name).contains("/srv/blob"));
+    // Nothing of the attempt is left behind, and the safety snapshot exists.
+    let left = docker(&["ps", "-a", "--filter", &format!("name={name}-lifeboat"), "-q"]);
+    assert!(left.is_empty(), "leftover containers: {left}");
+    let safety: Vec<_> =
+        snapshots(&repo).into_iter().filter(|s| s["tags"].get("pre-restore").is_some()).collect();
+    assert_eq!(safety.len(), 1, "one pre-restore safety snapshot");
+}
+
+#[test]
+fn forced_restore_replaces_a_running_container_and_keeps_volumes_safe() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    let (name, volume) = start_app(&mut cleanup, "tenant=replace");
+    let snap = backup(&repo, &[&name]);
+    let before = digests(&name);
+    let old_id = docker(&["inspect", "-f", "{{.Id}}", &name]);
+    docker(&["exec", &name, "sh", "-c", "echo damage > /srv/app.txt; echo damage > /vol/v.txt"]);
+
+    let out = ok(lifeboat(&repo).args([
+        "restore",
+        snap["id"].as_str().unwrap(),
+        "--to",
+        &format!("container:{name}"),
+        "--force",
+        "--settle",
+        "1s",
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(report["safety_snapshot"].is_string(), "{report}");
+    let new_id = docker(&["inspect", "-f", "{{.Id}}", &name]);
+    assert_ne!(new_id, old_id);
+    assert_eq!(digests(&name), before, "restored data differs");
+    // The existing volume was not overwritten: the restore used a new one.
+    let old_volume =
+        docker(&["run", "--rm", "-v", &format!("{volume}:/v"), TEST_IMAGE, "cat", "/v/v.txt"]);
+    assert_eq!(old_volume, "damage");
+    let mounted = docker(&["inspect", "-f", "{{range .Mounts}}{{.Name}}{{end}}", &name]);
+    cleanup.volumes.push(mounted.clone());
+    assert!(mounted.starts_with(&volume) && mounted != volume, "{mounted}");
+    // The old container is gone.
+    assert!(docker(&["ps", "-a", "-q", "--filter", &format!("id={old_id}")]).is_empty());
+}
+
+#[test]
+fn deep_verify_and_drill_use_a_throwaway_container() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    let (name, _) = start_app(&mut cleanup, "tenant=drill");
+    let snap = backup(&repo, &[&name]);
+    let id = snap["id"].as_str().unwrap();
+    let out = ok(lifeboat(&repo).args(["verify", id, "--restore", "--json"]));
+    assert!(out.contains("files of filesystem") && out.contains("files of /vol"), "{out}");
+    let report = ok(lifeboat(&repo).args(["drill", "--name", &name, "--json"]));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report[0]["passed"], true, "{report}");
+    let scratch = docker(&["ps", "-a", "-q", "--filter", "name=lifeboat-drill-"]);
+    assert!(scratch.is_empty(), "scratch containers left: {scratch}");
+    let volumes = docker(&["volume", "ls", "-q", "--filter", "name=lifeboat-drill-"]);
+    assert!(volumes.is_empty(), "scratch volumes left: {volumes}");
+}
+
+#[test]
+fn label_selector_backs_up_every_match() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    let label = format!("tenant-group={}", unique_name("group"));
+    let (a, _) = start_app(&mut cleanup, &label);
+    let (b, _) = start_app(&mut cleanup, &label);
+    let out = ok(lifeboat(&repo).args(["backup", "containers", "--label", &label, "--json"]));
+    let results: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(results.len(), 2, "{out}");
+    assert!(results.iter().all(|r| r["ok"] == true), "{out}");
+    let names: Vec<String> =
+        snapshots(&repo).iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    assert!(names.contains(&a) && names.contains(&b), "{names:?}");
+
+    let err = fails(lifeboat(&repo).args(["backup", "containers", "--label", "nobody-has=this"]));
+    assert!(err.contains("no container"), "{err}");
+}
+
+#[test]
+fn unknown_container_and_missing_engine_are_clear_errors() {
+    docker_engine();
+    let (_dir, repo) = new_repo();
+    let err = fails(lifeboat(&repo).args(["backup", "container", "no-such-container-lbtest"]));
+    assert!(err.contains("does not exist"), "{err}");
+    let err = fails(
+        lifeboat(&repo)
+            .args(["backup", "container", "anything"])
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+    );
+    assert!(err.contains("not reachable"), "{err}");
+    assert!(err.contains("start the Docker engine"), "{err}");
+    assert!(snapshots(&repo).is_empty());
+}
