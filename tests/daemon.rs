@@ -611,3 +611,62 @@ fn the_served_openapi_document_is_the_one_in_the_repository_and_lists_every_rout
         assert!(status != 405 && !body.contains("no such endpoint"), "{route}: {status} {body}");
     }
 }
+
+/// A running busybox container carrying `label`, that wrote a file.
+fn labelled_container(cleanup: &mut DockerCleanup, label: &str) -> String {
+    docker_engine();
+    let name = unique_name("tenant");
+    cleanup.containers.push(name.clone());
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        label,
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "echo data > /tmp/data.txt && exec sleep 3600",
+    ]);
+    name
+}
+
+#[test]
+fn container_jobs_back_up_by_name_and_by_label_and_skip_unchanged_containers() {
+    let mut cleanup = DockerCleanup::default();
+    let group = unique_name("group");
+    let label = format!("lifeboat.test.group={group}");
+    let a = labelled_container(&mut cleanup, &label);
+    let b = labelled_container(&mut cleanup, &label);
+    let jobs = format!(
+        "[[jobs]]\nname = \"tenants\"\nkind = \"container\"\nselector = \"label={label}\"\n\
+         schedule = \"{YEARLY}\"\nchanged_only = true\nkeep = {{ last = 5 }}\n\n\
+         [[jobs]]\nname = \"one\"\nkind = \"container\"\ntarget = \"{a}\"\nschedule = \"{YEARLY}\"\n"
+    );
+    let s = Service::new("", &jobs);
+    let run_job = |job: &str| {
+        let (status, started) =
+            post_json(s.port, "/api/backups", &format!("{{\"job\":\"{job}\"}}"));
+        assert_eq!(status, 202, "{started}");
+        s.wait_run_finished(started["run_id"].as_i64().unwrap())
+    };
+    let first = run_job("tenants");
+    assert_eq!(first["status"], "completed", "{first}");
+    let second = run_job("tenants");
+    assert_eq!(second["status"], "completed", "{second}");
+    assert!(second["detail"].as_str().unwrap_or_default().contains("2 unchanged"), "{second}");
+    let one = run_job("one");
+    assert_eq!(one["status"], "completed", "{one}");
+
+    let snaps = snapshots(&s.repo());
+    let names: Vec<&str> = snaps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for expected in [format!("tenants/{a}"), format!("tenants/{b}"), "one".to_string()] {
+        assert!(names.contains(&expected.as_str()), "no snapshot {expected}: {names:?}");
+    }
+    let unchanged: Vec<_> = snaps.iter().filter(|s| s["unchanged"] == true).collect();
+    assert_eq!(unchanged.len(), 2, "the second run stored nothing for either container");
+    assert!(unchanged.iter().all(|s| s["stored"] == 0));
+    let health = get_json(s.port, "/health");
+    assert_eq!(health["status"], "ok", "{health}");
+}

@@ -75,8 +75,12 @@ pub struct Job {
     pub kind: JobKind,
     /// The path, URL or container name (for `container` possibly empty when `selector` is set).
     pub target: String,
-    /// For `container`: `label=KEY=VALUE`.
+    /// For `container`: `label=KEY=VALUE`; every matching container is backed up as
+    /// snapshot `JOB/CONTAINER`.
     pub selector: Option<String>,
+    /// For `container`: record an unchanged container without storing anything (the hot
+    /// backup).
+    pub changed_only: bool,
     /// Globs left out of `dir` jobs.
     pub excludes: Vec<String>,
     /// When it runs.
@@ -254,8 +258,21 @@ const TOP_KEYS: &[&str] = &[
 ];
 
 const JOB_KEYS: &[&str] = &[
-    "name", "kind", "target", "selector", "exclude", "schedule", "tags", "keep", "verify", "drill",
-    "expect", "rpo", "rto", "jitter",
+    "name",
+    "kind",
+    "target",
+    "selector",
+    "changed_only",
+    "exclude",
+    "schedule",
+    "tags",
+    "keep",
+    "verify",
+    "drill",
+    "expect",
+    "rpo",
+    "rto",
+    "jitter",
 ];
 
 /// Collects problems while reading fields.
@@ -547,6 +564,15 @@ impl Parser<'_> {
             }
             _ => {}
         }
+        let changed_only = match self.take::<bool>(&mut f, "changed_only") {
+            Some((true, line)) if kind.is_some_and(|k| k != JobKind::Container) => {
+                let context = f.context.clone();
+                self.problem(line, format!("{context}`changed_only` is only for container jobs"));
+                false
+            }
+            Some((value, _)) => value,
+            None => false,
+        };
         let excludes =
             self.take::<Vec<String>>(&mut f, "exclude").map(|(e, _)| e).unwrap_or_default();
         let schedule = self.schedule(&mut f, "schedule", true);
@@ -591,6 +617,7 @@ impl Parser<'_> {
             kind: kind?,
             target: target.map(|(t, _)| t).unwrap_or_default(),
             selector: selector.map(|(s, _)| s),
+            changed_only,
             excludes,
             schedule: schedule?,
             tags,
@@ -768,8 +795,9 @@ rpo = "1 day"
     fn the_shipped_example_is_valid() {
         let text = include_str!("../../../examples/lifeboatd.toml");
         let c = Config::parse(text, Path::new("examples/lifeboatd.toml"), &env(&[])).unwrap();
-        assert_eq!(c.jobs.len(), 3);
+        assert_eq!(c.jobs.len(), 4);
         assert!(c.jobs[1].drill.is_some() && c.jobs[1].expect.rto.is_some());
+        assert!(c.jobs[3].changed_only && c.jobs[3].selector.is_some());
     }
 
     #[test]

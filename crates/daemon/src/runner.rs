@@ -54,9 +54,10 @@ pub fn target_of(job: &Job) -> Result<Target, DaemonError> {
             Target::Container { name: job.target.clone() }
         }
         JobKind::Container => {
+            // A selector names many containers; the runner captures each in turn.
             return Err(DaemonError::KindNotSupported {
                 job: job.name.clone(),
-                kind: "container (label selector)".into(),
+                kind: "container (label selector) as one target".into(),
             });
         }
     })
@@ -147,24 +148,108 @@ async fn backup_run(d: &Arc<Daemon>, state: &JobState, run: i64) {
     }
 }
 
+/// Captures `target` as snapshot `name` with the job's tags and options.
+async fn capture(
+    d: &Daemon,
+    job: &Job,
+    target: &Target,
+    name: String,
+) -> Result<StoredSnapshot, lifeboat_core::Error> {
+    let source = source_for(target)?;
+    let options = BackupOptions {
+        name: Some(name),
+        tags: job.tags.clone(),
+        changed_only: job.changed_only,
+        ..BackupOptions::default()
+    };
+    Ok(d.repo.backup(source.as_ref(), &options, &NoProgress).await?)
+}
+
+/// Every container the job's label selector matches, each as snapshot `JOB/CONTAINER`; goes
+/// on past a failure and fails at the end naming every container that failed.
+async fn capture_selected(
+    d: &Daemon,
+    job: &Job,
+    selector: &str,
+) -> Result<Vec<StoredSnapshot>, String> {
+    let label = selector.strip_prefix("label=").unwrap_or(selector);
+    let names =
+        lifeboat_container::containers_with_label(label).await.map_err(|e| e.to_string())?;
+    if names.is_empty() {
+        return Err(format!("no container carries the label {label}"));
+    }
+    let (mut snaps, mut failures) = (Vec::new(), Vec::new());
+    for container in &names {
+        let target = Target::Container { name: container.clone() };
+        match capture(d, job, &target, format!("{}/{container}", job.name)).await {
+            Ok(snap) => snaps.push(snap),
+            Err(e) => failures.push(format!("{container}: {e}")),
+        }
+    }
+    if failures.is_empty() {
+        Ok(snaps)
+    } else {
+        Err(format!(
+            "{} of {} containers failed: {}",
+            failures.len(),
+            names.len(),
+            failures.join("; ")
+        ))
+    }
+}
+
 async fn backup_steps(d: &Daemon, job: &Job) -> Result<(StoredSnapshot, Vec<String>), Failure> {
     let fail = |e: &dyn std::fmt::Display| Failure {
         event: Event::BackupFailed,
         message: format!("backup of job {} failed: {e}", job.name),
         snapshot: None,
     };
-    let target = target_of(job).map_err(|e| fail(&e))?;
-    let source = source_for(&target).map_err(|e| fail(&e))?;
-    let options = BackupOptions {
-        name: Some(job.name.clone()),
-        tags: job.tags.clone(),
-        ..BackupOptions::default()
+    let snaps = match (job.kind, &job.selector) {
+        (JobKind::Container, Some(selector)) => {
+            capture_selected(d, job, selector).await.map_err(|e| fail(&e))?
+        }
+        _ => {
+            let target = target_of(job).map_err(|e| fail(&e))?;
+            vec![capture(d, job, &target, job.name.clone()).await.map_err(|e| fail(&e))?]
+        }
     };
-    let snap = d.repo.backup(source.as_ref(), &options, &NoProgress).await.map_err(|e| fail(&e))?;
     let mut notes = Vec::new();
+    if snaps.len() > 1 {
+        notes.push(format!("{} containers backed up", snaps.len()));
+    }
+    if snaps.iter().any(|s| s.manifest().unchanged) {
+        let unchanged = snaps.iter().filter(|s| s.manifest().unchanged).count();
+        notes.push(format!("{unchanged} unchanged, nothing stored for them"));
+    }
+    for snap in &snaps {
+        check_snapshot(d, job, snap, &mut notes).await?;
+    }
+    let Some(snap) = snaps.into_iter().next_back() else {
+        return Err(fail(&"nothing was backed up"));
+    };
+    if let Err(e) = heartbeat::beat(
+        &d.config.heartbeat_dir,
+        &job.name,
+        snap.manifest().time,
+        &snap.id().to_hex(),
+    ) {
+        warn!(job = %job.name, "heartbeat not written: {e}");
+        notes.push(format!("heartbeat not written: {e}"));
+    }
+    Ok((snap, notes))
+}
+
+/// Retention for the snapshot's name, then verification when the job asks for it.
+async fn check_snapshot(
+    d: &Daemon,
+    job: &Job,
+    snap: &StoredSnapshot,
+    notes: &mut Vec<String>,
+) -> Result<(), Failure> {
+    let name = snap.manifest().name.clone();
     if let Some(keep) = &job.keep {
         let policies = PolicySet { default: keep.clone(), ..PolicySet::default() };
-        match lifeboat_ops::retention::forget(&d.repo, Some(&job.name), &policies, false).await {
+        match lifeboat_ops::retention::forget(&d.repo, Some(&name), &policies, false).await {
             Ok(groups) => {
                 let removed = lifeboat_ops::retention::removals(&groups).len();
                 if removed > 0 {
@@ -178,7 +263,7 @@ async fn backup_steps(d: &Daemon, job: &Job) -> Result<(StoredSnapshot, Vec<Stri
         }
     }
     if let Some(level) = job.verify {
-        let report = verify_snapshot(d, &snap, level == VerifyLevel::ReadData).await;
+        let report = verify_snapshot(d, snap, level == VerifyLevel::ReadData).await;
         let report = report.map_err(|e| Failure {
             event: Event::VerifyFailed,
             message: format!(
@@ -200,21 +285,15 @@ async fn backup_steps(d: &Daemon, job: &Job) -> Result<(StoredSnapshot, Vec<Stri
                 snapshot: Some(snap.id().to_hex()),
             });
         }
-        notes.push(format!(
+        let note = format!(
             "verified ({})",
             if level == VerifyLevel::ReadData { "read-data" } else { "structure" }
-        ));
+        );
+        if !notes.contains(&note) {
+            notes.push(note);
+        }
     }
-    if let Err(e) = heartbeat::beat(
-        &d.config.heartbeat_dir,
-        &job.name,
-        snap.manifest().time,
-        &snap.id().to_hex(),
-    ) {
-        warn!(job = %job.name, "heartbeat not written: {e}");
-        notes.push(format!("heartbeat not written: {e}"));
-    }
-    Ok((snap, notes))
+    Ok(())
 }
 
 /// Verifies one snapshot: structure, or every byte with `read_data`.

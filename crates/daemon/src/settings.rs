@@ -53,6 +53,7 @@ fn job_json(job: &Job) -> Value {
         "kind": job.kind,
         "target": redact(&job.target),
         "selector": job.selector,
+        "changed_only": job.changed_only,
         "schedule": job.schedule.to_string(),
         "keep": job.keep,
         "verify": job.verify,

@@ -76,7 +76,7 @@ pub struct RepoView {
 impl RepoView {
     /// The newest snapshot called `name`.
     pub fn newest(&self, name: &str) -> Option<&StoredSnapshot> {
-        self.snapshots.iter().rfind(|s| s.manifest().name == name)
+        self.snapshots.iter().rfind(|s| belongs_to(&s.manifest().name, name))
     }
 }
 
@@ -233,4 +233,10 @@ impl Daemon {
             version: env!("CARGO_PKG_VERSION"),
         }
     }
+}
+
+/// Whether snapshot `name` belongs to job `job`: its own name, or `JOB/CONTAINER` for the
+/// containers a label selector matched.
+pub fn belongs_to(name: &str, job: &str) -> bool {
+    name == job || name.strip_prefix(job).is_some_and(|rest| rest.starts_with('/'))
 }
