@@ -160,23 +160,23 @@ timed rb_restore sh -c "gunzip -c '$W/second.tar.gz' | docker import - lifeboat-
 [[ "$(files_digest "$C-runbook")" == "$EXPECTED" ]] || die "the runbook's restored files differ"
 
 ROWS_T=(
-    "lifeboat|full backup|lb_full"
-    "docker export + gzip (runbook)|full backup|rb_full"
-    "restic (export on stdin)|full backup|restic_full"
-    "lifeboat --changed-only|nothing changed|lb_unchanged"
-    "lifeboat --changed-only|one file changed|lb_second"
-    "docker export + gzip (runbook)|one file changed (new .tar.gz)|rb_second"
-    "restic (export on stdin)|one file changed|restic_second"
-    "lifeboat|restore (new container)|lb_restore"
-    "gunzip + docker import + run|restore (new container)|rb_restore"
+    "lifeboat;full backup;lb_full"
+    "docker export | gzip (runbook);full backup;rb_full"
+    "restic (export on stdin);full backup;restic_full"
+    "lifeboat --changed-only;nothing changed;lb_unchanged"
+    "lifeboat --changed-only;one file changed;lb_second"
+    "docker export | gzip (runbook);one file changed (new .tar.gz);rb_second"
+    "restic (export on stdin);one file changed;restic_second"
+    "lifeboat;restore (new container);lb_restore"
+    "gunzip | docker import + run;restore (new container);rb_restore"
 )
 RATIOS=(
-    "full backup time, lifeboat / docker export + gzip|$(ratio "${SECS[lb_full]}" "${SECS[rb_full]}")x|<= 0.5x|$(verdict "${SECS[lb_full]}" "${SECS[rb_full]}" "<=" 0.5)"
-    "stored after full backup, lifeboat / gzip|$(ratio "${STORED[lb_full]}" "${STORED[rb_full]}" 3)x|-|info"
-    "second backup (one file changed) stores, % of first|$(pct "${STORED[lb_second]}" "${STORED[lb_full]}")%|< 2%|$(verdict "${STORED[lb_second]}" "${STORED[lb_full]}" "<" 2 100)"
-    "unchanged --changed-only time, % of full backup|$(pct "${SECS[lb_unchanged]}" "${SECS[lb_full]}")%|-|info"
-    "full backup time, lifeboat / restic|$(ratio "${SECS[lb_full]}" "${SECS[restic_full]}")x|-|info"
-    "restore time, lifeboat / runbook|$(ratio "${SECS[lb_restore]}" "${SECS[rb_restore]}")x|-|info"
+    "full backup time, lifeboat / docker export | gzip;$(ratio "${SECS[lb_full]}" "${SECS[rb_full]}")x;<= 0.5x;$(verdict "${SECS[lb_full]}" "${SECS[rb_full]}" "<=" 0.5)"
+    "stored after full backup, lifeboat / gzip;$(ratio "${STORED[lb_full]}" "${STORED[rb_full]}" 3)x;-;info"
+    "second backup (one file changed) stores, % of first;$(pct "${STORED[lb_second]}" "${STORED[lb_full]}")%;< 2%;$(verdict "${STORED[lb_second]}" "${STORED[lb_full]}" "<" 2 100)"
+    "unchanged --changed-only time, % of full backup;$(pct "${SECS[lb_unchanged]}" "${SECS[lb_full]}")%;-;info"
+    "full backup time, lifeboat / restic;$(ratio "${SECS[lb_full]}" "${SECS[restic_full]}")x;-;info"
+    "restore time, lifeboat / runbook;$(ratio "${SECS[lb_restore]}" "${SECS[rb_restore]}")x;-;info"
 )
 GIT_REV=$(git -C "$ROOT" describe --always --dirty 2> /dev/null || echo unknown)
 SETUP="container with $(mib "$EXPORT_SIZE") MiB export ($SIZE_MIB MiB of files: half JSON lines, half random); $(nproc) cores; lifeboat ($GIT_REV); Docker $(docker version --format '{{.Server.Version}}'); $RESTIC_VERSION, $RESTIC_MODE; $(gzip --version | head -n 1)"

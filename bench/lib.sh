@@ -53,9 +53,9 @@ cell() { [[ "$2" == - ]] && echo - || "$1" "$2"; }
 # md TEXT: TEXT with | escaped for a markdown table.
 md() { printf '%s' "${1//|/\\|}"; }
 
-# report TITLE SETUP NOTES: prints the timing table (rows of ROWS_T: "tool|phase|key") and the
-# ratios table (rows of RATIOS: "measure|value|target|result") on stdout, and writes both as
-# markdown to $W/results.md.
+# report TITLE SETUP NOTES: prints the timing table (rows of ROWS_T: "tool;phase;key") and the
+# ratios table (rows of RATIOS: "measure;value;target;result") on stdout, and writes both as
+# markdown to $W/results.md. Fields are separated by ';' so names may hold '|'.
 report() {
     local title=$1 setup=$2 notes=$3 row tool phase key what value target result
     {
@@ -64,7 +64,7 @@ report() {
         echo
         printf '%-30s %-34s %9s %12s %15s\n' Tool Phase Seconds "Stored MiB" "Peak RSS MiB"
         for row in "${ROWS_T[@]}"; do
-            IFS='|' read -r tool phase key <<< "$row"
+            IFS=';' read -r tool phase key <<< "$row"
             printf '%-30s %-34s %9s %12s %15s\n' "$tool" "$phase" "${SECS[$key]:--}" \
                 "$(cell mib "${STORED[$key]:--}")" "$(cell kib2mib "${RSS[$key]:--}")"
         done
@@ -73,7 +73,7 @@ report() {
         echo
         printf '%-56s %12s %11s %7s\n' Measure Value Target Result
         for row in "${RATIOS[@]}"; do
-            IFS='|' read -r what value target result <<< "$row"
+            IFS=';' read -r what value target result <<< "$row"
             printf '%-56s %12s %11s %7s\n' "$what" "$value" "$target" "$result"
         done
         echo
@@ -86,17 +86,18 @@ report() {
         echo "| Tool | Phase | Seconds | Stored (MiB) | Peak RSS (MiB) |"
         echo "|---|---|---:|---:|---:|"
         for row in "${ROWS_T[@]}"; do
-            IFS='|' read -r tool phase key <<< "$row"
+            IFS=';' read -r tool phase key <<< "$row"
             echo "| $(md "$tool") | $(md "$phase") | ${SECS[$key]:--} | $(cell mib "${STORED[$key]:--}") | $(cell kib2mib "${RSS[$key]:--}") |"
         done
         echo
-        echo "$notes"
+        md "$notes"
+        echo
         echo
         echo "| Measure | Value | Target | Result |"
         echo "|---|---:|---:|:---:|"
         for row in "${RATIOS[@]}"; do
-            IFS='|' read -r what value target result <<< "$row"
-            echo "| $(md "$what") | $value | $target | $result |"
+            IFS=';' read -r what value target result <<< "$row"
+            echo "| $(md "$what") | $(md "$value") | $(md "$target") | $result |"
         done
     } > "$W/results.md"
 }

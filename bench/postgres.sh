@@ -310,47 +310,6 @@ SETUP="pgbench scale $SCALE, database $(mib "$DB_SIZE") MiB ($(mib "$DB_SIZE2") 
 NOTES="Stored = repository size (sum of file sizes; growth for the second backup) for lifeboat, size of the .sql.gz / custom-format dump for the runbooks. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the first backup's repository (second). The runbook restores bring back the dumps taken before pgbench ran, lifeboat's the second snapshot."
 
 
-{
-    echo
-    echo "PostgreSQL benchmark: $SETUP"
-    echo
-    printf '%-26s %-37s %9s %12s %15s\n' Tool Phase Seconds "Stored MiB" "Peak RSS MiB"
-    for row in "${ROWS_T[@]}"; do
-        IFS=';' read -r tool phase key <<< "$row"
-        printf '%-26s %-37s %9s %12s %15s\n' "$tool" "$phase" "${SECS[$key]}" \
-            "$(cell mib "${STORED[$key]:--}")" "$(kib2mib "${RSS[$key]}")"
-    done
-    echo
-    echo "$NOTES"
-    echo
-    printf '%-52s %12s %11s %7s\n' Measure Value Target Result
-    for row in "${RATIOS[@]}"; do
-        IFS=';' read -r what value target result <<< "$row"
-        printf '%-52s %12s %11s %7s\n' "$what" "$value" "$target" "$result"
-    done
-    echo
-}
-
-{
-    echo "## PostgreSQL benchmark"
-    echo
-    echo "$(date -u +%Y-%m-%d): $SETUP."
-    echo
-    echo "| Tool | Phase | Seconds | Stored (MiB) | Peak RSS (MiB) |"
-    echo "|---|---|---:|---:|---:|"
-    for row in "${ROWS_T[@]}"; do
-        IFS=';' read -r tool phase key <<< "$row"
-        echo "| $(md "$tool") | $(md "$phase") | ${SECS[$key]} | $(cell mib "${STORED[$key]:--}") | $(kib2mib "${RSS[$key]}") |"
-    done
-    echo
-    echo "$(md "$NOTES")"
-    echo
-    echo "| Measure | Value | Target | Result |"
-    echo "|---|---:|---:|:---:|"
-    for row in "${RATIOS[@]}"; do
-        IFS=';' read -r what value target result <<< "$row"
-        echo "| $(md "$what") | $value | $target | $result |"
-    done
-} > "$W/results.md"
+report "PostgreSQL benchmark" "$SETUP" "$NOTES"
 
 say "markdown written to $W/results.md"

@@ -395,29 +395,29 @@ R_BORG_RESTORE=$(ratio "${SECS[lb_restore]}" "${SECS[borg_restore]}")
 RSS_MAX_MIB=$(kib2mib "$LB_RSS_MAX")
 
 ROWS_T=(
-    "lifeboat|full backup|lb_full"
-    "restic|full backup|restic_full"
-    "borg|full backup|borg_full"
-    "runbook (.backup + gzip)|full backup|rb_full"
-    "lifeboat|second backup (+1% rows)|lb_second"
-    "restic|second backup (+1% rows)|restic_second"
-    "borg|second backup (+1% rows)|borg_second"
-    "runbook (.backup + gzip)|second backup (+1% rows)|rb_second"
-    "lifeboat|restore|lb_restore"
-    "restic|restore|restic_restore"
-    "borg|restore|borg_restore"
-    "runbook (.backup + gzip)|restore (gunzip)|rb_restore"
+    "lifeboat;full backup;lb_full"
+    "restic;full backup;restic_full"
+    "borg;full backup;borg_full"
+    "runbook (.backup | gzip);full backup;rb_full"
+    "lifeboat;second backup (+1% rows);lb_second"
+    "restic;second backup (+1% rows);restic_second"
+    "borg;second backup (+1% rows);borg_second"
+    "runbook (.backup | gzip);second backup (+1% rows);rb_second"
+    "lifeboat;restore;lb_restore"
+    "restic;restore;restic_restore"
+    "borg;restore;borg_restore"
+    "runbook (.backup | gzip);restore (gunzip);rb_restore"
 )
 RATIOS=(
-    "full backup time, lifeboat / restic|${R_TIME}x|<= 0.5x|$(verdict "${SECS[lb_full]}" "${SECS[restic_full]}" "<=" 0.5)"
-    "stored after full backup, lifeboat / restic|${R_STORED}x|<= 1.0x|$(verdict "${STORED[lb_full]}" "${STORED[restic_full]}" "<=" 1)"
-    "second backup stores, % of DB size (repo growth)|${P_SECOND_STORED}%|< 5%|$(verdict "${STORED[lb_second]}" "$DB_SIZE2" "<" 5 100)"
-    "second backup time, % of lifeboat full backup|${P_SECOND_TIME}%|<= 20%|$(verdict "${SECS[lb_second]}" "${SECS[lb_full]}" "<=" 20 100)"
-    "restore time, lifeboat / restic|${R_RESTORE}x|<= 1.0x|$(verdict "${SECS[lb_restore]}" "${SECS[restic_restore]}" "<=" 1)"
-    "lifeboat peak RSS, max over its runs|${RSS_MAX_MIB} MiB|< 128 MiB|$(verdict "$LB_RSS_MAX" 1024 "<" 128)"
-    "full backup time, lifeboat / borg|${R_BORG_TIME}x|-|info"
-    "stored after full backup, lifeboat / borg|${R_BORG_STORED}x|-|info"
-    "restore time, lifeboat / borg|${R_BORG_RESTORE}x|-|info"
+    "full backup time, lifeboat / restic;${R_TIME}x;<= 0.5x;$(verdict "${SECS[lb_full]}" "${SECS[restic_full]}" "<=" 0.5)"
+    "stored after full backup, lifeboat / restic;${R_STORED}x;<= 1.0x;$(verdict "${STORED[lb_full]}" "${STORED[restic_full]}" "<=" 1)"
+    "second backup stores, % of DB size (repo growth);${P_SECOND_STORED}%;< 5%;$(verdict "${STORED[lb_second]}" "$DB_SIZE2" "<" 5 100)"
+    "second backup time, % of lifeboat full backup;${P_SECOND_TIME}%;<= 20%;$(verdict "${SECS[lb_second]}" "${SECS[lb_full]}" "<=" 20 100)"
+    "restore time, lifeboat / restic;${R_RESTORE}x;<= 1.0x;$(verdict "${SECS[lb_restore]}" "${SECS[restic_restore]}" "<=" 1)"
+    "lifeboat peak RSS, max over its runs;${RSS_MAX_MIB} MiB;< 128 MiB;$(verdict "$LB_RSS_MAX" 1024 "<" 128)"
+    "full backup time, lifeboat / borg;${R_BORG_TIME}x;-;info"
+    "stored after full backup, lifeboat / borg;${R_BORG_STORED}x;-;info"
+    "restore time, lifeboat / borg;${R_BORG_RESTORE}x;-;info"
 )
 
 LB_VERSION=$("$LIFEBOAT" --version 2> /dev/null || echo lifeboat)
@@ -426,47 +426,6 @@ SETUP="database $(mib "$DB_SIZE") MiB, $DB_ROWS events ($(mib "$DB_SIZE2") MiB, 
 NOTES="Stored = repository growth (sum of file sizes) for lifeboat, restic and borg, size of the .gz for the runbook. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the DB (second)."
 
 
-{
-    echo
-    echo "SQLite benchmark: $SETUP"
-    echo
-    printf '%-26s %-27s %9s %12s %15s\n' Tool Phase Seconds "Stored MiB" "Peak RSS MiB"
-    for row in "${ROWS_T[@]}"; do
-        IFS='|' read -r tool phase key <<< "$row"
-        printf '%-26s %-27s %9s %12s %15s\n' "$tool" "$phase" "${SECS[$key]}" \
-            "$(cell mib "${STORED[$key]:--}")" "$(kib2mib "${RSS[$key]}")"
-    done
-    echo
-    echo "$NOTES"
-    echo
-    printf '%-50s %12s %11s %7s\n' Measure Value Target Result
-    for row in "${RATIOS[@]}"; do
-        IFS='|' read -r what value target result <<< "$row"
-        printf '%-50s %12s %11s %7s\n' "$what" "$value" "$target" "$result"
-    done
-    echo
-}
-
-{
-    echo "## SQLite benchmark"
-    echo
-    echo "$(date -u +%Y-%m-%d): $SETUP."
-    echo
-    echo "| Tool | Phase | Seconds | Stored (MiB) | Peak RSS (MiB) |"
-    echo "|---|---|---:|---:|---:|"
-    for row in "${ROWS_T[@]}"; do
-        IFS='|' read -r tool phase key <<< "$row"
-        echo "| $tool | $phase | ${SECS[$key]} | $(cell mib "${STORED[$key]:--}") | $(kib2mib "${RSS[$key]}") |"
-    done
-    echo
-    echo "$NOTES"
-    echo
-    echo "| Measure | Value | Target | Result |"
-    echo "|---|---:|---:|:---:|"
-    for row in "${RATIOS[@]}"; do
-        IFS='|' read -r what value target result <<< "$row"
-        echo "| $what | $value | $target | $result |"
-    done
-} > "$W/results.md"
+report "SQLite benchmark" "$SETUP" "$NOTES"
 
 say "markdown written to $W/results.md"

@@ -11,15 +11,21 @@ use util::*;
 /// A running test container with a named volume: files in its own filesystem (including
 /// 512 KiB of random bytes) and in the volume, a secret in its env, labels.
 fn start_app(cleanup: &mut DockerCleanup, label: &str) -> (String, String) {
+    start_app_with(cleanup, label, &[])
+}
+
+/// [`start_app`] with more `docker run` options (a health check, say).
+fn start_app_with(cleanup: &mut DockerCleanup, label: &str, options: &[&str]) -> (String, String) {
     docker_engine();
     let name = unique_name("app");
     let volume = format!("{name}-vol");
     cleanup.containers.push(name.clone());
     cleanup.volumes.push(volume.clone());
     docker(&["volume", "create", &volume]);
-    docker(&[
-        "run",
-        "-d",
+    let mut args = vec!["run", "-d"];
+    args.extend_from_slice(options);
+    let volume_arg = format!("{volume}:/vol");
+    args.extend_from_slice(&[
         "--name",
         &name,
         "-e",
@@ -31,7 +37,7 @@ fn start_app(cleanup: &mut DockerCleanup, label: &str) -> (String, String) {
         "--label",
         "lifeboat.test=1",
         "-v",
-        &format!("{volume}:/vol"),
+        &volume_arg,
         "-w",
         "/srv",
         "--restart",
@@ -45,6 +51,7 @@ fn start_app(cleanup: &mut DockerCleanup, label: &str) -> (String, String) {
          { test -f /vol/v.txt || echo in-volume > /vol/v.txt; } && \
          touch /tmp/ready && exec sleep 3600",
     ]);
+    docker(&args);
     wait_for_file(&name, "/tmp/ready");
     (name, volume)
 }
@@ -224,7 +231,9 @@ fn failed_restore_puts_the_original_back_running() {
 fn forced_restore_replaces_a_running_container_and_keeps_volumes_safe() {
     let mut cleanup = DockerCleanup::default();
     let (_dir, repo) = new_repo();
-    let (name, volume) = start_app(&mut cleanup, "tenant=replace");
+    // With a health check: the restore waits for the new container to report healthy.
+    let health = ["--health-cmd", "test -f /tmp/ready", "--health-interval", "1s"];
+    let (name, volume) = start_app_with(&mut cleanup, "tenant=replace", &health);
     let snap = backup(&repo, &[&name]);
     let before = digests(&name);
     let old_id = docker(&["inspect", "-f", "{{.Id}}", &name]);
@@ -242,6 +251,8 @@ fn forced_restore_replaces_a_running_container_and_keeps_volumes_safe() {
     ]));
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(report["safety_snapshot"].is_string(), "{report}");
+    assert!(report["checks"].to_string().contains("healthy"), "{report}");
+    assert_eq!(docker(&["inspect", "-f", "{{.State.Health.Status}}", &name]), "healthy");
     let new_id = docker(&["inspect", "-f", "{{.Id}}", &name]);
     assert_ne!(new_id, old_id);
     assert_eq!(digests(&name), before, "restored data differs");
@@ -254,6 +265,24 @@ fn forced_restore_replaces_a_running_container_and_keeps_volumes_safe() {
     assert!(mounted.starts_with(&volume) && mounted != volume, "{mounted}");
     // The old container is gone.
     assert!(docker(&["ps", "-a", "-q", "--filter", &format!("id={old_id}")]).is_empty());
+
+    // Restoring under a new name leaves the running one alone.
+    let copy = format!("{name}-copy");
+    cleanup.containers.push(copy.clone());
+    ok(lifeboat(&repo).args([
+        "restore",
+        snap["id"].as_str().unwrap(),
+        "--to",
+        &format!("container:{copy}"),
+        "--settle",
+        "1s",
+    ]));
+    cleanup.volumes.push(docker(&["inspect", "-f", "{{range .Mounts}}{{.Name}}{{end}}", &copy]));
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Id}} {{.State.Running}}", &name]),
+        format!("{new_id} true")
+    );
+    assert_eq!(digests(&copy), before);
 }
 
 #[test]

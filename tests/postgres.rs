@@ -252,3 +252,54 @@ fn guarded_targets_and_clear_errors() {
     assert!(err.contains("no pg_dump for PostgreSQL") && err.contains("/nonexistent"), "{err}");
     assert_eq!(snapshots(&repo).len(), before, "a failed backup wrote a snapshot");
 }
+
+#[test]
+fn a_killed_pg_restore_leaves_the_original_serving() {
+    let pg = PgCluster::start();
+    pg.psql("postgres", "CREATE DATABASE app");
+    pg.pgbench("app", &["-i", "-s", "5", "-q"]);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["backup", "postgres", &pg.url("app")]));
+    pg.psql("app", "UPDATE pgbench_branches SET bbalance = 42");
+    let before = fingerprint(&pg, "app");
+
+    let restore = lifeboat(&repo)
+        .args(["restore", "latest", "--force", "--to", &pg.url("app")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill pg_restore while it loads the staging database.
+    let mut killed = false;
+    for _ in 0..600 {
+        let found = std::process::Command::new("pgrep")
+            .args(["-f", "pg_restore.*lifeboat_restore"])
+            .output()
+            .unwrap();
+        let pids = String::from_utf8_lossy(&found.stdout).trim().to_string();
+        if !pids.is_empty() {
+            for pid in pids.lines() {
+                std::process::Command::new("kill").args(["-9", pid]).status().unwrap();
+            }
+            killed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = restore.wait_with_output().unwrap();
+    assert!(killed, "pg_restore was never seen running");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the restore should fail: {stderr}");
+    assert!(stderr.contains("pg_restore") && stderr.contains("hint: "), "{stderr}");
+    // The original serves, unchanged, and no staging database is left behind.
+    assert_eq!(fingerprint(&pg, "app"), before, "the original database changed");
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE '%lifeboat_restore%'"
+        ),
+        "0"
+    );
+}

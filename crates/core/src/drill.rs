@@ -37,6 +37,20 @@ pub struct Expectations {
     pub rpo: Option<Duration>,
 }
 
+impl Expectations {
+    /// A failed check when database expectations (tables, row counts, a query) were given
+    /// for snapshots of `kind`, which hold no database; `None` when there are none.
+    pub fn database_checks_for(&self, kind: Kind) -> Option<Check> {
+        let asked = !self.tables.is_empty() || !self.min_rows.is_empty() || self.query.is_some();
+        asked.then(|| {
+            Check::fail(
+                "database expectations",
+                format!("tables, rows and queries do not apply to {kind} snapshots"),
+            )
+        })
+    }
+}
+
 /// What a backend's scratch restore found.
 #[derive(Debug, Clone, Default)]
 pub struct ScratchOutcome {

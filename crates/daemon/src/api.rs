@@ -311,7 +311,7 @@ async fn get_backup(State(d): Shared, Path(id): Path<String>) -> ApiResult {
     let snap = d.repo.find(&id, None).await?;
     let mut row = serde_json::to_value(SnapshotRow::new(&snap)).unwrap_or_default();
     if let Some(obj) = row.as_object_mut() {
-        obj.insert("metadata".into(), snap.manifest().metadata.clone());
+        obj.insert("metadata".into(), lifeboat_ops::printable_metadata(snap.manifest()));
     }
     Ok(Json(row))
 }

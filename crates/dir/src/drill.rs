@@ -61,12 +61,7 @@ impl ScratchDrill for DirDrill {
                 if exists { "present" } else { "missing" },
             ));
         }
-        if !expect.tables.is_empty() || !expect.min_rows.is_empty() || expect.query.is_some() {
-            outcome.checks.push(Check::fail(
-                "database expectations",
-                "tables, rows and queries do not apply to folder snapshots",
-            ));
-        }
+        outcome.checks.extend(expect.database_checks_for(Kind::Dir));
         Ok(outcome)
     }
 

@@ -70,6 +70,11 @@ impl PgError {
                     "install the client tools of PostgreSQL {major} (apt-get install postgresql-client-{major}) or set PG_BINDIR"
                 )
             }
+            PgError::Tool { tool: "pg_restore", .. } => {
+                "nothing was swapped: the target database is as it was and the partial restore \
+                 was dropped; see pg_restore's message, then check the server's log and free space"
+                    .into()
+            }
             PgError::Tool { .. } => {
                 "see the tool's message above; the snapshot was not written".into()
             }
@@ -80,7 +85,7 @@ impl PgError {
 impl From<PgError> for CoreError {
     fn from(e: PgError) -> Self {
         match e {
-            PgError::Tool { .. } | PgError::Query { .. } => {
+            PgError::Query { .. } => {
                 CoreError::Backend { kind: Kind::Postgres, message: e.to_string() }
             }
             other => CoreError::InvalidInput { hint: other.hint(), what: other.to_string() },

@@ -181,7 +181,15 @@ impl PostgresRestorePlan {
             stderr: e.to_string(),
         })?;
         let stderr = stderr.await.unwrap_or_default();
-        let bytes = copied.map_err(|e| Error::from_stream("feeding pg_restore", e))?;
+        // A damaged snapshot is the cause when reading it failed; a broken pipe is only the
+        // symptom of pg_restore failing (or being killed), whose own status says more.
+        let bytes = match copied {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe || status.success() => {
+                return Err(Error::from_stream("feeding pg_restore", e));
+            }
+            Err(_) => 0,
+            Ok(bytes) => bytes,
+        };
         if !status.success() {
             return Err(
                 PgError::Tool { tool: "pg_restore", status: status.to_string(), stderr }.into()

@@ -25,8 +25,12 @@ fn is_transient(e: &object_store::Error) -> bool {
         | E::Unauthenticated { .. }
         | E::UnknownConfigurationKey { .. } => false,
         other => {
+            // Refusals no retry can fix, recognised by the status text: a bare "403" would
+            // also match object keys, which are hex.
             let text = other.to_string();
-            !(text.contains("403") || text.contains("SignatureDoesNotMatch"))
+            !["403 Forbidden", "status code: 403", "SignatureDoesNotMatch", "AccessDenied"]
+                .iter()
+                .any(|refusal| text.contains(refusal))
         }
     }
 }
@@ -50,5 +54,21 @@ where
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(message: &str) -> object_store::Error {
+        object_store::Error::Generic { store: "test", source: message.to_string().into() }
+    }
+
+    #[test]
+    fn hex_keys_holding_403_are_still_retried() {
+        assert!(is_transient(&generic("timeout on put locks/backups/242be1d0449de403afa16e31")));
+        assert!(!is_transient(&generic("Server returned non-2xx status code: 403 Forbidden: ")));
+        assert!(!is_transient(&generic("SignatureDoesNotMatch: check your key")));
     }
 }
