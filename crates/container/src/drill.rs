@@ -81,7 +81,7 @@ impl ScratchDrill for ContainerDrill {
             check_files: true,
             labels: HashMap::from([(DRILL_PID_LABEL.to_string(), pid.to_string())]),
         };
-        let (created, result) = recreation.run(snapshot).await;
+        let (created, result) = recreation.run(snapshot, &lifeboat_core::NoProgress).await;
         outcome.bytes = created.bytes;
         outcome.checks.extend(created.checks.iter().cloned());
         match result {

@@ -16,7 +16,7 @@ use bollard::query_parameters::{
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use lifeboat_core::{Check, Snapshot};
+use lifeboat_core::{Check, Progress, Snapshot};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
@@ -103,13 +103,22 @@ impl Recreated {
 impl Recreation<'_> {
     /// Imports, creates and fills the container (not started). On error, whatever was
     /// created is returned too so the caller can discard it.
-    pub async fn run(self, snapshot: &dyn Snapshot) -> (Recreated, Result<()>) {
+    pub async fn run(
+        self,
+        snapshot: &dyn Snapshot,
+        progress: &dyn Progress,
+    ) -> (Recreated, Result<()>) {
         let mut done = Recreated::default();
-        let result = self.run_into(snapshot, &mut done).await;
+        let result = self.run_into(snapshot, progress, &mut done).await;
         (done, result)
     }
 
-    async fn run_into(&self, snapshot: &dyn Snapshot, done: &mut Recreated) -> Result<()> {
+    async fn run_into(
+        &self,
+        snapshot: &dyn Snapshot,
+        progress: &dyn Progress,
+        done: &mut Recreated,
+    ) -> Result<()> {
         let meta = self.meta;
         let mut reader = snapshot.open().await.map_err(|e| ContainerError::Engine {
             action: "reading snapshot",
@@ -141,7 +150,8 @@ impl Recreation<'_> {
         let importing = tokio::spawn(drive_import(import.boxed()));
         let (digest_tx, digest_handle) = split(self.check_files.then(digest_in_background));
         let pumped =
-            pump(&mut reader, filesystem, Sinks { body: Some(tx), digests: digest_tx }).await;
+            pump(&mut reader, filesystem, Sinks { body: Some(tx), digests: digest_tx }, progress)
+                .await;
         let imported = importing.await.map_err(|e| ContainerError::Engine {
             action: "importing",
             subject: image.clone(),
@@ -207,7 +217,7 @@ impl Recreation<'_> {
                     docker.upload_to_container(&container, Some(options), body).await
                 })
             });
-            let pumped = pump(&mut reader, section, sinks).await;
+            let pumped = pump(&mut reader, section, sinks, progress).await;
             if let Some(upload) = upload {
                 let uploaded = upload.await.map_err(|e| ContainerError::Engine {
                     action: "writing mount",
@@ -417,6 +427,7 @@ async fn pump(
     reader: &mut (impl AsyncRead + Unpin + ?Sized),
     section: &Section,
     sinks: Sinks,
+    progress: &dyn Progress,
 ) -> Result<()> {
     let mut left = section.length;
     let mut hasher = Sha256::new();
@@ -438,6 +449,7 @@ async fn pump(
         let bytes = Bytes::copy_from_slice(&buf[..n]);
         hasher.update(&bytes);
         left -= n as u64;
+        progress.advance(n as u64);
         if let Some(tx) = &body
             && tx.send(Ok(bytes.clone())).await.is_err()
         {

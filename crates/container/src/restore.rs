@@ -109,7 +109,11 @@ impl ContainerRestorePlan {
         format!("{}-lifeboat-old-{}", self.target, chrono::Utc::now().format("%Y%m%d%H%M%S"))
     }
 
-    async fn recreate(&self, snapshot: &dyn Snapshot) -> (Recreated, Result<()>) {
+    async fn recreate(
+        &self,
+        snapshot: &dyn Snapshot,
+        progress: &dyn lifeboat_core::Progress,
+    ) -> (Recreated, Result<()>) {
         let recreation = Recreation {
             docker: &self.docker,
             meta: &self.meta,
@@ -121,7 +125,7 @@ impl ContainerRestorePlan {
             check_files: false,
             labels: Default::default(),
         };
-        recreation.run(snapshot).await
+        recreation.run(snapshot, progress).await
     }
 
     /// Stops the old container, gives the new one the name and starts it; on failure puts
@@ -331,7 +335,7 @@ impl RestorePlan for ContainerRestorePlan {
 
         ctx.progress
             .start(&format!("restore container {}", self.target), Some(self.meta.stream_length()));
-        let (created, result) = self.recreate(ctx.snapshot).await;
+        let (created, result) = self.recreate(ctx.snapshot, ctx.progress).await;
         ctx.progress.finish();
         if let Err(e) = result {
             created.discard(&self.docker).await;
