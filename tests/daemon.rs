@@ -121,7 +121,13 @@ impl Service {
         self.path("repo").display().to_string()
     }
 
+    /// The service's own temp folder (`TMPDIR`), where drills make their scratch files.
+    fn tmp(&self) -> PathBuf {
+        self.path("tmp")
+    }
+
     fn start(&mut self) {
+        std::fs::create_dir_all(self.tmp()).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -135,6 +141,7 @@ impl Service {
             .env_remove("LIFEBOAT_WEBHOOKS")
             .env("LIFEBOAT_LOG", "info")
             .env("LIFEBOAT_LEASE_TTL", "30s")
+            .env("TMPDIR", self.tmp())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -624,6 +631,8 @@ fn labelled_container(cleanup: &mut DockerCleanup, label: &str) -> String {
         &name,
         "--label",
         label,
+        "-e",
+        "TENANT_SECRET=s3cr3t-value",
         TEST_IMAGE,
         "sh",
         "-c",
@@ -669,4 +678,303 @@ fn container_jobs_back_up_by_name_and_by_label_and_skip_unchanged_containers() {
     assert!(unchanged.iter().all(|s| s["stored"] == 0));
     let health = get_json(s.port, "/health");
     assert_eq!(health["status"], "ok", "{health}");
+    // Env values are stored but the API never shows them.
+    let id = snaps[0]["id"].as_str().unwrap();
+    let shown = get_json(s.port, &format!("/api/backups/{id}")).to_string();
+    assert!(shown.contains("TENANT_SECRET=***") && !shown.contains("s3cr3t"), "{shown}");
+}
+
+fn put_json(port: u16, path: &str, body: &str) -> (u16, Value) {
+    let (status, text) = http(port, "PUT", path, Some(TOKEN), Some(body));
+    (
+        status,
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("PUT {path} is not JSON ({e}): {text}")),
+    )
+}
+
+/// The job called `name` in a `/api/config` answer.
+fn config_job(config: &Value, name: &str) -> Value {
+    config["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no job {name} in {config}"))
+}
+
+impl Service {
+    /// Puts top-level `text` at the head of the configuration file (read at the next start).
+    fn prepend_config(&self, text: &str) {
+        let path = self.path("lifeboatd.toml");
+        let config = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{text}\n{config}")).unwrap();
+    }
+
+    /// Runs `job` now through the API and waits for the run to finish.
+    fn backup_now(&self, job: &str) -> Value {
+        let (status, started) =
+            post_json(self.port, "/api/backups", &format!("{{\"job\":\"{job}\"}}"));
+        assert_eq!(status, 202, "{started}");
+        self.wait_run_finished(started["run_id"].as_i64().unwrap())
+    }
+}
+
+#[test]
+fn put_config_changes_schedule_and_retention_all_or_nothing_and_keeps_them_across_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let files = data.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("a.txt"), "a").unwrap();
+    let jobs = job("auth", "sqlite", &db, YEARLY, "keep = { last = 10 }")
+        + &job("files", "dir", &files, YEARLY, "");
+    let mut s = Service::new("", &jobs);
+
+    // Two changes to one job, one at a time: the second keeps the first.
+    let (status, answer) =
+        put_json(s.port, "/api/config", r#"{"jobs":{"auth":{"schedule":"every 1s"}}}"#);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(config_job(&answer, "auth")["schedule"], "every 1s", "{answer}");
+    let (status, answer) =
+        put_json(s.port, "/api/config", r#"{"jobs":{"auth":{"keep":{"last":2}}}}"#);
+    assert_eq!(status, 200, "{answer}");
+    let config = get_json(s.port, "/api/config");
+    let auth = config_job(&config, "auth");
+    assert_eq!(auth["schedule"], "every 1s", "{config}");
+    assert_eq!(auth["keep"]["last"], 2, "{config}");
+    assert_eq!(config_job(&config, "files")["schedule"], YEARLY, "{config}");
+    assert!(config_job(&config, "files")["keep"].is_null(), "{config}");
+
+    // A change with problems: every one is listed and nothing changes, not even the valid
+    // part for the other job.
+    let (status, refused) = put_json(
+        s.port,
+        "/api/config",
+        r#"{"jobs":{"auth":{"schedule":"every blue moon","keep":{}},"files":{"keep":{"last":1}},"nosuch":{"schedule":"every 1s"}}}"#,
+    );
+    assert_eq!(status, 400, "{refused}");
+    let problems: Vec<String> = refused["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["message"].as_str().unwrap().to_string())
+        .collect();
+    let has = |job: &str, what: &str| problems.iter().any(|p| p.contains(job) && p.contains(what));
+    assert!(has("\"auth\"", "blue moon"), "{problems:?}");
+    assert!(has("\"auth\"", "keeps nothing"), "{problems:?}");
+    assert!(has("\"nosuch\"", "no such job"), "{problems:?}");
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(refused["error"].as_str().unwrap().contains("nothing was changed"), "{refused}");
+    let (status, _) = put_json(s.port, "/api/config", r#"{"jobs":{"auth":{"every":"1s"}}}"#);
+    assert_eq!(status, 400, "an unknown field is refused");
+    assert_eq!(get_json(s.port, "/api/config"), config, "a refused change changed something");
+
+    // The scheduler follows the new schedule, and retention the new policy.
+    wait_for("three backups on the new schedule", Duration::from_secs(120), || {
+        let runs = get_json(s.port, "/api/runs?job=auth&status=completed&operation=backup");
+        let scheduled =
+            runs["runs"].as_array().unwrap().iter().filter(|r| r["trigger"] == "schedule").count();
+        (scheduled >= 3).then_some(())
+    });
+    let status = s.stop();
+    assert!(status.success(), "{status}\n{}", s.log());
+    let snaps = snapshots(&s.repo());
+    let auth_snaps = snaps.iter().filter(|x| x["name"] == "auth").count();
+    assert!((1..=2).contains(&auth_snaps), "keep last = 2 left {auth_snaps} snapshots");
+
+    // settings.rs keeps changes in the run catalog: a restart keeps them over the file.
+    s.start();
+    let after = get_json(s.port, "/api/config");
+    assert_eq!(after, config, "the restart lost the changes");
+    let last_before =
+        get_json(s.port, "/api/runs?job=auth&limit=1")["runs"][0]["id"].as_i64().unwrap();
+    let run = wait_for("a scheduled backup after the restart", Duration::from_secs(120), || {
+        let runs = get_json(s.port, "/api/runs?job=auth&status=completed&limit=1");
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .first()
+            .filter(|r| r["id"].as_i64().unwrap() > last_before && r["trigger"] == "schedule")
+            .cloned()
+    });
+    assert_eq!(run["operation"], "backup", "{run}");
+}
+
+#[test]
+fn verify_through_the_api_reports_ok_and_is_recorded_as_a_run() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let s = Service::new("", &job("auth", "sqlite", &db, YEARLY, ""));
+    let backup = s.backup_now("auth");
+    assert_eq!(backup["status"], "completed", "{backup}");
+    let id = backup["snapshot"].as_str().unwrap().to_string();
+
+    let (status, structure) = post_json(s.port, &format!("/api/backups/{id}/verify"), "");
+    assert_eq!(status, 200, "{structure}");
+    assert_eq!(structure["valid"], true, "{structure}");
+    assert_eq!(structure["read_data"], false, "{structure}");
+    assert_eq!(structure["snapshot"], id.as_str());
+    assert!(structure["failures"].as_array().unwrap().is_empty(), "{structure}");
+    // By unique prefix, reading every byte.
+    let (status, deep) =
+        post_json(s.port, &format!("/api/backups/{}/verify", &id[..12]), r#"{"read_data":true}"#);
+    assert_eq!(status, 200, "{deep}");
+    assert_eq!(deep["valid"], true, "{deep}");
+    assert_eq!(deep["read_data"], true, "{deep}");
+
+    let runs = get_json(s.port, "/api/runs?operation=verify");
+    assert_eq!(runs["count"], 2, "{runs}");
+    for (answer, run) in [(&deep, &runs["runs"][0]), (&structure, &runs["runs"][1])] {
+        assert_eq!(run["id"], answer["run_id"], "{runs}");
+        assert_eq!(run["operation"], "verify");
+        assert_eq!(run["status"], "completed", "{run}");
+        assert_eq!(run["trigger"], "api");
+        assert_eq!(run["job"], "auth");
+        assert_eq!(run["snapshot"], id.as_str());
+        assert!(run["error"].is_null() && run["finished"].is_string(), "{run}");
+        assert_eq!(s.run(run["id"].as_i64().unwrap()), *run);
+    }
+    let (status, missing) = post_json(s.port, "/api/backups/00000000/verify", "");
+    assert_eq!(status, 404, "{missing}");
+    assert_eq!(get_json(s.port, "/api/runs?operation=verify")["count"], 2);
+}
+
+#[test]
+fn restore_through_the_api_needs_allow_restore_and_confirmation_and_keeps_a_safety_snapshot() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let original = table_counts(&db);
+    let mut s = Service::new("", &job("auth", "sqlite", &db, YEARLY, ""));
+    let backup = s.backup_now("auth");
+    assert_eq!(backup["status"], "completed", "{backup}");
+    let id = backup["snapshot"].as_str().unwrap().to_string();
+    let restore = format!("/api/backups/{id}/restore");
+    let copy = data.path().join("copy.db");
+    let untouched = tree(data.path());
+
+    // Off by default: refused, even confirmed, for a new path or over the live database.
+    let body = format!(r#"{{"to":"{}","confirm":true}}"#, copy.display());
+    let (status, refused) = post_json(s.port, &restore, &body);
+    assert_eq!(status, 403, "{refused}");
+    assert!(refused["hint"].as_str().unwrap().contains("allow_restore"), "{refused}");
+    for force in [true, false] {
+        let body = format!(r#"{{"to":"{}","confirm":true,"force":{force}}}"#, db.display());
+        let (status, refused) = post_json(s.port, &restore, &body);
+        assert_eq!(status, 403, "force = {force}: {refused}");
+    }
+    // A dry run only lists the steps.
+    let body = format!(r#"{{"to":"{}","dry_run":true}}"#, copy.display());
+    let (status, plan) = post_json(s.port, &restore, &body);
+    assert_eq!(status, 200, "{plan}");
+    assert!(!plan["steps"].as_array().unwrap().is_empty(), "{plan}");
+    assert_eq!(tree(data.path()), untouched, "a refused restore wrote something");
+
+    s.stop();
+    s.prepend_config("allow_restore = true");
+    s.start();
+    assert_eq!(get_json(s.port, "/api/config")["allow_restore"], true);
+
+    // No confirmation: refused with the steps, nothing written.
+    for body in [
+        format!(r#"{{"to":"{}"}}"#, copy.display()),
+        format!(r#"{{"to":"{}","confirm":false}}"#, copy.display()),
+    ] {
+        let (status, refused) = post_json(s.port, &restore, &body);
+        assert_eq!(status, 400, "{refused}");
+        assert!(refused["error"].as_str().unwrap().contains("confirmation"), "{refused}");
+        assert!(!refused["steps"].as_array().unwrap().is_empty(), "{refused}");
+    }
+    let (status, refused) = post_json(s.port, &restore, r#"{"confirm":true}"#);
+    assert_eq!(status, 400, "`to` is required: {refused}");
+    assert_eq!(tree(data.path()), untouched, "an unconfirmed restore wrote something");
+
+    // Confirmed, to a new path.
+    let body = format!(r#"{{"to":"{}","confirm":true}}"#, copy.display());
+    let (status, restored) = post_json(s.port, &restore, &body);
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(sqlite3_integrity_check(&copy), "ok");
+    assert_eq!(table_counts(&copy), original);
+    assert!(restored["report"]["safety_snapshot"].is_null(), "{restored}");
+
+    // Over the live database: refused without force, then done with a safety snapshot.
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        insert_events(&conn, 50);
+    }
+    let changed = table_counts(&db);
+    assert_ne!(changed, original);
+    let body = format!(r#"{{"to":"{}","confirm":true}}"#, db.display());
+    let (status, refused) = post_json(s.port, &restore, &body);
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(table_counts(&db), changed);
+    let body = format!(r#"{{"to":"{}","confirm":true,"force":true}}"#, db.display());
+    let (status, replaced) = post_json(s.port, &restore, &body);
+    assert_eq!(status, 200, "{replaced}");
+    assert_eq!(sqlite3_integrity_check(&db), "ok");
+    assert_eq!(table_counts(&db), original, "the live database does not hold the snapshot's data");
+    let safety = replaced["report"]["safety_snapshot"].as_str().unwrap().to_string();
+    let snaps = snapshots(&s.repo());
+    let pre: Vec<&Value> =
+        snaps.iter().filter(|x| x["tags"]["pre-restore"] == id.as_str()).collect();
+    assert_eq!(pre.len(), 1, "one pre-restore snapshot: {snaps:?}");
+    assert_eq!(pre[0]["id"], safety.as_str());
+    assert_eq!(pre[0]["name"], "auth");
+    // The safety snapshot holds what the live database had before.
+    let before = data.path().join("before.db");
+    let body = format!(r#"{{"to":"{}","confirm":true}}"#, before.display());
+    let (status, answer) = post_json(s.port, &format!("/api/backups/{safety}/restore"), &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(table_counts(&before), changed);
+
+    let runs = get_json(s.port, "/api/runs?operation=restore");
+    assert_eq!(runs["count"], 3, "{runs}");
+    assert!(runs["runs"].as_array().unwrap().iter().all(|r| r["status"] == "completed"), "{runs}");
+    assert!(runs["runs"][1]["detail"].as_str().unwrap().contains(&safety), "{runs}");
+}
+
+#[test]
+fn scheduled_drills_complete_show_in_the_runs_and_leave_no_scratch_files() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    let rows = make_sqlite_db(&db, 1);
+    let mut s = Service::new("", &job("auth", "sqlite", &db, YEARLY, ""));
+    let backup = s.backup_now("auth");
+    assert_eq!(backup["status"], "completed", "{backup}");
+    s.stop();
+    // The job now drills every second, checking a row count of the restored copy.
+    let path = s.path("lifeboatd.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{config}drill = \"every 1s\"\nexpect = {{ min_rows = {{ events = {rows} }} }}\n"),
+    )
+    .unwrap();
+    s.start();
+    assert_eq!(config_job(&get_json(s.port, "/api/config"), "auth")["drill"], "every 1s");
+
+    let drills = wait_for("three completed drills", Duration::from_secs(120), || {
+        let runs = get_json(s.port, "/api/runs?job=auth&operation=drill&status=completed");
+        (runs["count"].as_u64().unwrap() >= 3).then_some(runs)
+    });
+    for run in drills["runs"].as_array().unwrap() {
+        assert_eq!(run["trigger"], "schedule", "{run}");
+        assert_eq!(run["snapshot"], backup["snapshot"], "{run}");
+        assert!(run["detail"].as_str().unwrap().contains("RTO"), "{run}");
+        assert!(run["size"].as_u64().unwrap() > 0, "{run}");
+    }
+    let failed = get_json(s.port, "/api/runs?operation=drill&status=failed");
+    assert_eq!(failed["count"], 0, "{failed}");
+    let status = s.stop();
+    assert!(status.success(), "{status}\n{}", s.log());
+    let left: Vec<String> = std::fs::read_dir(s.tmp())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(lifeboat_core::drill::SCRATCH_PREFIX))
+        .collect();
+    assert!(left.is_empty(), "drill scratch files left behind: {left:?}");
 }

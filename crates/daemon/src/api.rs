@@ -362,6 +362,18 @@ async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) 
             Some("a file path for SQLite, dir:PATH for folders, a postgres:// URL".to_string()),
         ));
     };
+    // Refused before the plan's own checks of the target, whose hints (use force) would be
+    // no help; a dry run changes nothing and stays open.
+    if !request.dry_run && !d.config.allow_restore {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "restores through the API are off",
+            Some(
+                "set allow_restore = true in the configuration, or restore with the lifeboat CLI"
+                    .to_string(),
+            ),
+        ));
+    }
     let options = RestoreOptions { force: request.force, create: request.create };
     let selection = lifeboat_ops::Selection {
         includes: &request.include,
@@ -374,16 +386,6 @@ async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) 
     if request.dry_run {
         return Ok(Json(
             json!({ "snapshot": snap.id().to_hex(), "to": to, "dry_run": true, "steps": steps }),
-        ));
-    }
-    if !d.config.allow_restore {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "restores through the API are off",
-            Some(
-                "set allow_restore = true in the configuration, or restore with the lifeboat CLI"
-                    .to_string(),
-            ),
         ));
     }
     if !request.confirm {

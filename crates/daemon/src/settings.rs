@@ -79,18 +79,17 @@ pub fn apply(d: &Daemon, change: &Change) -> Result<(), Vec<Problem>> {
             problems.push(problem("no such job".into()));
             continue;
         };
-        let schedule = match c.schedule.as_deref().map(Schedule::parse).transpose() {
-            Ok(s) => s,
-            Err(e) => {
-                problems.push(problem(format!("schedule: {e}")));
-                continue;
-            }
-        };
+        // Every setting of the job is checked, so one answer lists all its problems.
+        let schedule = c.schedule.as_deref().map(Schedule::parse).transpose();
+        if let Err(e) = &schedule {
+            problems.push(problem(format!("schedule: {e}")));
+        }
         if c.keep.as_ref().is_some_and(RetentionPolicy::is_empty) {
             problems.push(problem("keep keeps nothing and would remove every snapshot".into()));
-            continue;
         }
-        parsed.push((name, state, schedule, c));
+        if let Ok(schedule) = schedule {
+            parsed.push((name, state, schedule, c));
+        }
     }
     if !problems.is_empty() {
         return Err(problems);
