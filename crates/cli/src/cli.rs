@@ -39,42 +39,7 @@ pub enum Command {
         json: bool,
     },
     /// Restore a snapshot onto a target.
-    Restore {
-        /// Snapshot id, unique id prefix, or `latest` (with --name).
-        snapshot: String,
-        /// Where to restore: a file path for SQLite, `dir:PATH` (or a path) for a folder,
-        /// `postgres://…/DB` for PostgreSQL, `container:NAME` for a container.
-        #[arg(long)]
-        to: String,
-        /// For folders: restore only paths matching this glob (repeatable).
-        #[arg(long = "include", value_name = "GLOB")]
-        includes: Vec<String>,
-        /// With `latest`: the snapshot name.
-        #[arg(long)]
-        name: Option<String>,
-        /// Replace an existing target (a pre-restore safety snapshot is taken first).
-        #[arg(long)]
-        force: bool,
-        /// Create the target database (PostgreSQL).
-        #[arg(long)]
-        create: bool,
-        /// PostgreSQL: restore only this table (NAME or SCHEMA.NAME).
-        #[arg(long)]
-        table: Option<String>,
-        /// PostgreSQL: restore the schema only, no rows.
-        #[arg(long)]
-        schema_only: bool,
-        /// Containers: how long the new container must keep running (and be healthy) before
-        /// the old one is removed, e.g. 10s (default 5s).
-        #[arg(long, value_parser = parse_settle)]
-        settle: Option<std::time::Duration>,
-        /// Print the plan's steps and do nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Restore(RestoreArgs),
     /// Check snapshots: structure, or every byte with --read-data.
     Verify {
         /// Snapshot id, unique prefix or `latest`; all snapshots when omitted.
@@ -230,6 +195,45 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+}
+
+/// What `restore` takes.
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// Snapshot id, unique id prefix, or `latest` (with --name).
+    pub snapshot: String,
+    /// Where to restore: a file path for SQLite, `dir:PATH` (or a path) for a folder,
+    /// `postgres://…/DB` for PostgreSQL, `container:NAME` for a container.
+    #[arg(long)]
+    pub to: String,
+    /// For folders: restore only paths matching this glob (repeatable).
+    #[arg(long = "include", value_name = "GLOB")]
+    pub includes: Vec<String>,
+    /// With `latest`: the snapshot name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replace an existing target (a pre-restore safety snapshot is taken first).
+    #[arg(long)]
+    pub force: bool,
+    /// Create the target database (PostgreSQL).
+    #[arg(long)]
+    pub create: bool,
+    /// PostgreSQL: restore only this table (NAME or SCHEMA.NAME).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// PostgreSQL: restore the schema only, no rows.
+    #[arg(long)]
+    pub schema_only: bool,
+    /// Containers: how long the new container must keep running (and be healthy) before
+    /// the old one is removed, e.g. 10s (default 5s).
+    #[arg(long, value_parser = parse_settle)]
+    pub settle: Option<std::time::Duration>,
+    /// Print the plan's steps and do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What `backup` captures.

@@ -25,34 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Init => init::run(&repo).await,
         Command::Backup(target) => backup::run(&repo, target).await,
         Command::Snapshots { name, json } => snapshots::run(&repo, name.as_deref(), json).await,
-        Command::Restore {
-            snapshot,
-            to,
-            includes,
-            name,
-            force,
-            create,
-            table,
-            schema_only,
-            settle,
-            dry_run,
-            json,
-        } => {
-            let request = restore::Request {
-                selector: &snapshot,
-                name: name.as_deref(),
-                to: &to,
-                includes: &includes,
-                force,
-                create,
-                table,
-                schema_only,
-                settle,
-                dry_run,
-                json,
-            };
-            restore::run(&repo, request).await
-        }
+        Command::Restore(args) => restore::run(&repo, args).await,
         Command::Drill {
             names,
             all,

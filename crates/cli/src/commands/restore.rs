@@ -5,30 +5,16 @@ use std::process::ExitCode;
 use lifeboat_core::{RestoreContext, RestoreOptions};
 use lifeboat_ops::{Selection, plan_for};
 
+use crate::cli::RestoreArgs;
 use crate::output::{human_bytes, print_json};
 use crate::progress::CliProgress;
 
-/// What the command line asked for.
-pub struct Request<'a> {
-    pub selector: &'a str,
-    pub name: Option<&'a str>,
-    pub to: &'a str,
-    pub includes: &'a [String],
-    pub force: bool,
-    pub create: bool,
-    pub table: Option<String>,
-    pub schema_only: bool,
-    pub settle: Option<std::time::Duration>,
-    pub dry_run: bool,
-    pub json: bool,
-}
-
-pub async fn run(url: &str, request: Request<'_>) -> anyhow::Result<ExitCode> {
-    let Request {
-        selector,
-        name,
+pub async fn run(url: &str, args: RestoreArgs) -> anyhow::Result<ExitCode> {
+    let RestoreArgs {
+        snapshot,
         to,
         includes,
+        name,
         force,
         create,
         table,
@@ -36,11 +22,11 @@ pub async fn run(url: &str, request: Request<'_>) -> anyhow::Result<ExitCode> {
         settle,
         dry_run,
         json,
-    } = request;
+    } = args;
     let repo = super::open_repo(url).await?;
-    let snap = repo.find(selector, name).await?;
-    let selection = Selection { includes, table, schema_only, settle };
-    let plan = plan_for(&snap, to, &RestoreOptions { force, create }, selection).await?;
+    let snap = repo.find(&snapshot, name.as_deref()).await?;
+    let selection = Selection { includes: &includes, table, schema_only, settle };
+    let plan = plan_for(&snap, &to, &RestoreOptions { force, create }, selection).await?;
     if dry_run {
         if json {
             print_json(&plan.steps())?;
