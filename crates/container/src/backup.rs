@@ -146,12 +146,12 @@ pub(crate) fn download(
 }
 
 /// Streams every part (filesystem, then each mount) into `tx`, and returns where each
-/// part sits in the stream.
+/// part sits in the stream. An engine error goes down the stream as its last item.
 async fn stream_parts(
     docker: Docker,
     meta: ContainerMetadata,
     tx: mpsc::Sender<std::io::Result<Bytes>>,
-) -> Result<Vec<Section>> {
+) -> Vec<Section> {
     let mut sections = Vec::with_capacity(meta.mounts.len() + 1);
     let mut offset = 0u64;
     let parts = std::iter::once((FILESYSTEM.to_string(), None))
@@ -164,22 +164,31 @@ async fn stream_parts(
         let mut hasher = Sha256::new();
         let mut length = 0u64;
         while let Some(next) = stream.next().await {
-            let bytes = next.map_err(|e| {
-                let action = if path.is_none() { "exporting" } else { "reading mount" };
-                ContainerError::engine(action, format!("{} {part}", meta.container), e)
-            })?;
+            let bytes = match next {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    // Sent down the stream, the error ends the repository's read at once and
+                    // is what it reports; no snapshot is written.
+                    let action = if path.is_none() { "exporting" } else { "reading mount" };
+                    let subject = format!("{} {part}", meta.container);
+                    let error =
+                        lifeboat_core::Error::from(ContainerError::engine(action, subject, e));
+                    let _ = tx.send(Err(std::io::Error::other(error))).await;
+                    return sections;
+                }
+            };
             hasher.update(&bytes);
             length += bytes.len() as u64;
             if tx.send(Ok(bytes)).await.is_err() {
                 // The reader stopped; the repository reports why.
-                return Ok(sections);
+                return sections;
             }
         }
         debug!(container = %meta.container, part = %part, length, "part captured");
         sections.push(Section { part, offset, length, sha256: hex::encode(hasher.finalize()) });
         offset += length;
     }
-    Ok(sections)
+    sections
 }
 
 /// SHA-256 over the state that decides whether a capture would differ: image, config,
@@ -275,7 +284,7 @@ impl Backup for ContainerBackup {
         info!(container = %meta.container, mounts = meta.mounts.len(), "capturing container");
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(16);
         let parts = tokio::spawn(stream_parts(docker, meta.clone(), tx));
-        let reader = StreamReader::new(tokio_stream_of(rx));
+        let reader = StreamReader::new(receiver_stream(rx));
         let initial = serde_json::to_value(&meta)
             .map_err(|e| ContainerError::BadMetadata { reason: e.to_string() })?;
         let finish = Box::pin(async move {
@@ -283,7 +292,7 @@ impl Backup for ContainerBackup {
                 action: "capturing",
                 subject: meta.container.clone(),
                 message: e.to_string(),
-            })??;
+            })?;
             let expected = meta.mounts.len() + 1;
             if sections.len() != expected {
                 return Err(ContainerError::Engine {
@@ -308,10 +317,10 @@ impl Backup for ContainerBackup {
     }
 }
 
-/// A receiver as a stream, for [`StreamReader`].
-fn tokio_stream_of(
-    mut rx: mpsc::Receiver<std::io::Result<Bytes>>,
-) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+/// A channel's receiving end as a stream (for [`StreamReader`] and request bodies).
+pub(crate) fn receiver_stream<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::backup::{download, export};
+use crate::backup::{download, export, receiver_stream};
 use crate::digests::{FileDigests, compare, digest_in_background};
 use crate::error::{ContainerError, Result};
 use crate::metadata::{ContainerMetadata, MountInfo, Section};
@@ -538,13 +538,6 @@ fn files_check(part: &str, expected: &FileDigests, found: &FileDigests) -> Check
             format!("{} of {} differ: {}", problems.len(), expected.len(), shown.join(", ")),
         )
     }
-}
-
-/// A receiver as a stream.
-pub(crate) fn receiver_stream<T: Send + 'static>(
-    mut rx: mpsc::Receiver<T>,
-) -> impl Stream<Item = T> + Send + 'static {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Starts `container` and watches it for `settle`: it must keep running and, when it has a

@@ -360,10 +360,9 @@ impl RestorePlan for ContainerRestorePlan {
                 } else {
                     ""
                 };
-                return Err(CoreError::InvalidInput {
-                    what: format!("{e}{back}"),
-                    hint: CoreError::from(e).hint().unwrap_or_default(),
-                });
+                let error = CoreError::from(e);
+                let hint = error.hint().unwrap_or_default();
+                return Err(CoreError::InvalidInput { what: format!("{error}{back}"), hint });
             }
         };
         if let Some(parked) = &parked {
