@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use lifeboat_core::{ChunkId, Digest};
+use lifeboat_core::{ChunkId, Digest, Error as CoreError};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
@@ -92,9 +92,12 @@ struct PendingMark {
 }
 
 impl Repository {
-    /// The packs of every pending mark (for reads that fall back to them).
-    pub(crate) async fn marked_packs(&self) -> Result<Vec<Vec<PackEntry>>> {
-        Ok(self.pending_marks().await?.into_iter().map(|(_, m)| m.packs).collect())
+    /// The packs of every pending mark (for reads that fall back to them), and whether every
+    /// mark could be read. When one was swept while being read its packs may just have gone
+    /// back into the index, so the caller reads the index again.
+    pub(crate) async fn marked_packs(&self) -> Result<(Vec<Vec<PackEntry>>, bool)> {
+        let (marks, complete) = self.read_pending_marks().await?;
+        Ok((marks.into_iter().map(|(_, m)| m.packs).collect(), complete))
     }
 
     /// Prunes the repository (see the module docs for the protocol).
@@ -128,15 +131,30 @@ impl Repository {
     }
 
     async fn pending_marks(&self) -> Result<Vec<(Path, PendingMark)>> {
+        Ok(self.read_pending_marks().await?.0)
+    }
+
+    /// Every pending mark with its key, and whether all listed marks could be read: a mark
+    /// deleted between listing and reading (a prune sweeping it) is left out.
+    async fn read_pending_marks(&self) -> Result<(Vec<(Path, PendingMark)>, bool)> {
         let mut marks = Vec::new();
+        let mut complete = true;
         for key in self.list_keys(PENDING_PREFIX).await? {
-            let body = self.get_bytes(&key).await?;
+            let body = match self.get_bytes(&key).await {
+                Ok(body) => body,
+                Err(StoreError::Core(CoreError::Missing { .. })) => {
+                    debug!(%key, "a pending mark was swept while being read");
+                    complete = false;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let mark: PendingMark = serde_json::from_slice(&body).map_err(|e| {
                 StoreError::Malformed { key: key.to_string(), reason: e.to_string() }
             })?;
             marks.push((key, mark));
         }
-        Ok(marks)
+        Ok((marks, complete))
     }
 
     async fn sweep(

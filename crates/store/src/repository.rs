@@ -219,15 +219,24 @@ impl Repository {
     /// # Errors
     /// Store and format errors, naming the index file.
     pub async fn reload_index(&self) -> Result<()> {
-        let files = self.index_files().await?;
-        let mut index = ChunkIndex::new();
-        for (_, file) in &files {
-            add_to_index(&mut index, file);
-        }
+        let mut attempts = 0;
+        let (index, marked_packs) = loop {
+            let files = self.index_files().await?;
+            let mut index = ChunkIndex::new();
+            for (_, file) in &files {
+                add_to_index(&mut index, file);
+            }
+            // A prune that swept a mark meanwhile may have put its packs back into the
+            // index: read both again.
+            match self.marked_packs().await? {
+                (_, false) if attempts < 5 => attempts += 1,
+                (marked, _) => break (index, marked),
+            }
+        };
         debug!(chunks = index.len(), "index loaded");
         self.set_index(index);
         let mut marked = ChunkIndex::new();
-        for packs in self.marked_packs().await? {
+        for packs in marked_packs {
             add_to_index(&mut marked, &IndexFile { version: FORMAT_VERSION, packs });
         }
         let marked = Arc::new(marked);
