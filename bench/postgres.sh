@@ -6,10 +6,12 @@
 # 1.5 GB), one tool after the other:
 #   1. full backup:    wall seconds, stored bytes (lifeboat's repository files, the .sql.gz,
 #                      the custom-format dump), peak RSS;
-#   2. second backup:  lifeboat only, after `pgbench -T PGBENCH_SECONDS -c 2 -n` (default 30)
+#   2. light day:      lifeboat only, after `pgbench -t LIGHT_TX -c 1 -n` (default 100):
+#                      wall seconds and the additional stored bytes;
+#   3. second backup:  lifeboat only, after `pgbench -T PGBENCH_SECONDS -c 2 -n` (default 30)
 #                      changed the data: wall seconds and the *additional* stored bytes (repo
 #                      growth; also the new snapshot's own `stored` figure);
-#   3. restore:        wall seconds and peak RSS of `lifeboat restore latest --create`,
+#   4. restore:        wall seconds and peak RSS of `lifeboat restore latest --create`,
 #                      `createdb && gunzip -c | psql` and `createdb && pg_restore`, each into
 #                      a new database; every restored database must hold SCALE * 100000
 #                      pgbench_accounts rows, or the script fails.
@@ -54,8 +56,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SCALE="${SCALE:-100}"
 PGBENCH_SECONDS="${PGBENCH_SECONDS:-30}"
+LIGHT_TX="${LIGHT_TX:-100}"
 if ! [[ "$SCALE" =~ ^[1-9][0-9]*$ ]]; then
     echo "error: SCALE must be a positive whole number (pgbench scale factor), got '$SCALE'" >&2
+    exit 2
+fi
+if ! [[ "$LIGHT_TX" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: LIGHT_TX must be a positive whole number of pgbench transactions, got '$LIGHT_TX'" >&2
     exit 2
 fi
 if ! [[ "$PGBENCH_SECONDS" =~ ^[1-9][0-9]*$ ]]; then
@@ -229,6 +236,17 @@ warm_db
 timed fc_full "$PGBIN/pg_dump" -Fc -d "$URL" -f "$W/dump.custom"
 STORED[fc_full]=$(fsize "$W/dump.custom")
 
+# ---------------------------------------------------------------- a light day
+say "pgbench -t $LIGHT_TX -c 1 -n (a light day: a few scattered updates)"
+"$PGBIN/pgbench" -t "$LIGHT_TX" -c 1 -n "$URL" > "$W/logs/pgbench-light.out" 2>&1 || {
+    tail -n 20 "$W/logs/pgbench-light.out" >&2
+    die "pgbench -t failed"
+}
+before=$(stored "$W/lb-repo")
+warm_db
+timed lb_light "$LIFEBOAT" --repo "$W/lb-repo" backup postgres "$URL"
+STORED[lb_light]=$(($(stored "$W/lb-repo") - before))
+
 # ---------------------------------------------------------------- pgbench, second backup
 say "pgbench -T $PGBENCH_SECONDS -c 2 -n (changing the data)"
 "$PGBIN/pgbench" -T "$PGBENCH_SECONDS" -c 2 -n "$URL" > "$W/logs/pgbench-run.out" 2>&1 || {
@@ -266,7 +284,7 @@ check_restored fc_restored
 # ---------------------------------------------------------------- report
 
 LB_RSS_MAX=0
-for key in lb_full lb_second lb_restore; do
+for key in lb_full lb_light lb_second lb_restore; do
     if ((RSS[$key] > LB_RSS_MAX)); then LB_RSS_MAX=${RSS[$key]}; fi
 done
 
@@ -287,6 +305,7 @@ ROWS_T=(
     "lifeboat;full backup;lb_full"
     "runbook (pg_dump | gzip);full backup;gz_full"
     "pg_dump -Fc;full backup;fc_full"
+    "lifeboat;backup after $LIGHT_TX pgbench transactions;lb_light"
     "lifeboat;$SECOND;lb_second"
     "lifeboat;restore (--create);lb_restore"
     "runbook (pg_dump | gzip);restore (createdb, gunzip | psql);gz_restore"
@@ -296,6 +315,7 @@ RATIOS=(
     "full backup time, lifeboat / pg_dump | gzip;${R_TIME}x;<= 0.5x;$(verdict "${SECS[lb_full]}" "${SECS[gz_full]}" "<=" 0.5)"
     "stored after full backup, lifeboat / pg_dump | gzip;${R_STORED}x;<= 1.0x;$(verdict "${STORED[lb_full]}" "${STORED[gz_full]}" "<=" 1)"
     "second backup stores, % of first (repo growth);${P_SECOND_STORED}%;< 20%;$(verdict "${STORED[lb_second]}" "${STORED[lb_full]}" "<" 20 100)"
+    "backup after $LIGHT_TX pgbench transactions stores, % of first;$(pct "${STORED[lb_light]}" "${STORED[lb_full]}")%;-;info"
     "full backup time, lifeboat / pg_dump -Fc;${R_FC_TIME}x;-;info"
     "stored after full backup, lifeboat / pg_dump -Fc;${R_FC_STORED}x;-;info"
     "second backup time, % of lifeboat full backup;${P_SECOND_TIME}%;-;info"

@@ -78,6 +78,12 @@ impl AsyncRead for ChannelReader {
     }
 }
 
+/// A capture stream fed by a channel: each `Ok` is the next bytes, an `Err` ends the stream
+/// with that error, and dropping every sender ends it cleanly. For async producers.
+pub fn channel_stream(rx: mpsc::Receiver<io::Result<Bytes>>) -> crate::ByteStream {
+    Box::pin(ChannelReader { rx, current: Bytes::new() })
+}
+
 /// Runs `produce` on a new thread named `name`. Its writes to the sink are the capture's
 /// stream; the metadata it returns replaces the capture's when the stream has been read.
 /// If it fails, the stream ends with its error and the capture does not become a snapshot.
@@ -122,8 +128,7 @@ where
             })?
             .map(Some)
     });
-    let reader = ChannelReader { rx, current: Bytes::new() };
-    let capture = Capture::new(Box::pin(reader), serde_json::Value::Null).on_finish(finish);
+    let capture = Capture::new(channel_stream(rx), serde_json::Value::Null).on_finish(finish);
     Ok(match size_hint {
         Some(size) => capture.with_size_hint(size),
         None => capture,

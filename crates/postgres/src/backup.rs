@@ -1,23 +1,29 @@
 //! One consistent logical backup: a REPEATABLE READ snapshot shared by the recorded counts
 //! and `pg_dump --snapshot`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::Stdio;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use lifeboat_core::producer::channel_stream;
 use lifeboat_core::{Backup, ByteStream, Capture, FinishCheck, Kind, Result};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio_postgres::{Client, Config};
+use tracing::debug;
 
+use crate::archive::{Head, parse_head};
 use crate::connect::{connect, db_message, describe, parse, server_tools};
 use crate::error::PgError;
+use crate::parallel::{self, DataPlan, TableInfo};
 
 /// A PostgreSQL database to capture, by connection URL (`PG*` variables fill the gaps).
 #[derive(Debug, Clone)]
 pub struct PostgresBackup {
     url: String,
+    jobs: usize,
 }
 
 /// Facts recorded with a PostgreSQL snapshot, all from the dump's own snapshot.
@@ -41,12 +47,23 @@ pub struct PostgresMetadata {
     pub tables: BTreeMap<String, u64>,
     /// The stream's format: `pg_dump -Fc -Z0`.
     pub format: String,
+    /// Who wrote the table data: `pg_dump`, or lifeboat's parallel `COPY`s.
+    #[serde(default)]
+    pub writer: String,
 }
 
 impl PostgresBackup {
     /// Captures the database at `url` (`postgres://user:password@host:port/db`).
     pub fn new(url: impl Into<String>) -> Self {
-        PostgresBackup { url: url.into() }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        PostgresBackup { url: url.into(), jobs: cores.clamp(2, 8) }
+    }
+
+    /// Reads table data over `jobs` connections at once (default: the number of cores,
+    /// between 2 and 8).
+    pub fn with_jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
+        self
     }
 }
 
@@ -67,6 +84,15 @@ pub(crate) async fn table_counts(
     client: &Client,
     target: &str,
 ) -> std::result::Result<BTreeMap<String, u64>, PgError> {
+    table_counts_except(client, target, &BTreeMap::new()).await
+}
+
+/// Exact row counts of every user table not in `known`, in the client's current transaction.
+async fn table_counts_except(
+    client: &Client,
+    target: &str,
+    known: &BTreeMap<String, u64>,
+) -> std::result::Result<BTreeMap<String, u64>, PgError> {
     let tables = query_strings(
         client,
         target,
@@ -76,7 +102,7 @@ pub(crate) async fn table_counts(
     )
     .await?;
     let mut counts = BTreeMap::new();
-    for table in tables {
+    for table in tables.into_iter().filter(|t| !known.contains_key(t)) {
         let row = client
             .query_one(&format!("SELECT count(*) FROM {table}"), &[])
             .await
@@ -123,6 +149,60 @@ pub(crate) fn collect_stderr(
         let tail: Vec<&str> = text.lines().rev().take(5).collect();
         tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
     })
+}
+
+/// The largest table of contents read before giving up on writing the data ourselves.
+const MAX_HEAD: usize = 64 << 20;
+
+/// Reads `pg_dump`'s output until its header and table of contents are complete (or it is
+/// clear they cannot be used); returns the bytes read and what they are.
+async fn read_head(stdout: &mut (impl AsyncRead + Unpin)) -> (Vec<u8>, Head) {
+    let mut consumed = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match stdout.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => return (consumed, Head::Unsupported(format!("reading pg_dump: {e}"))),
+        };
+        if n == 0 {
+            return (consumed, Head::Unsupported("pg_dump ended early".into()));
+        }
+        consumed.extend_from_slice(&buf[..n]);
+        match parse_head(&consumed) {
+            Head::Incomplete if consumed.len() < MAX_HEAD => {}
+            Head::Incomplete => {
+                return (consumed, Head::Unsupported("a very large table of contents".into()));
+            }
+            other => return (consumed, other),
+        }
+    }
+}
+
+/// Every table, view and foreign table by (schema, name): quoted name and size in pages.
+async fn table_infos(
+    client: &Client,
+    target: &str,
+) -> std::result::Result<HashMap<(String, String), TableInfo>, PgError> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, \
+             quote_ident(n.nspname) || '.' || quote_ident(c.relname), \
+             (pg_relation_size(c.oid) / current_setting('block_size')::bigint)::bigint \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'm', 'f', 'p')",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::Query { target: target.into(), reason: db_message(&e) })?;
+    Ok(rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), TableInfo { qualified: r.get(2), pages: r.get(3) }))
+        .collect())
+}
+
+fn to_json(metadata: &PostgresMetadata) -> Result<serde_json::Value> {
+    serde_json::to_value(metadata)
+        .map_err(|e| lifeboat_core::Error::Backend { kind: Kind::Postgres, message: e.to_string() })
 }
 
 #[async_trait]
@@ -184,7 +264,6 @@ impl Backup for PostgresBackup {
             "SELECT schemaname || '.' || sequencename FROM pg_sequences ORDER BY 1",
         )
         .await?;
-        metadata.tables = table_counts(&client, &target).await?;
 
         let tools = server_tools(metadata.server_major)?;
         let mut command = Command::new(&tools.pg_dump);
@@ -203,16 +282,71 @@ impl Backup for PostgresBackup {
             status: "not started".into(),
             stderr: format!("{}: {e}", tools.pg_dump.display()),
         })?;
-        let stdout = child.stdout.take().ok_or_else(|| PgError::Tool {
+        let mut stdout = child.stdout.take().ok_or_else(|| PgError::Tool {
             tool: "pg_dump",
             status: "no stdout".into(),
             stderr: String::new(),
         })?;
         let stderr = collect_stderr(child.stderr.take());
-        let json = serde_json::to_value(&metadata).map_err(|e| lifeboat_core::Error::Backend {
-            kind: Kind::Postgres,
-            message: e.to_string(),
-        })?;
+        // pg_dump writes its table of contents first. With it, the data can come from
+        // parallel COPYs in the same snapshot instead of pg_dump's single one.
+        let (consumed, head) = read_head(&mut stdout).await;
+        if let Head::Complete(head) = &head
+            && metadata.encoding == "UTF8"
+        {
+            let tables = table_infos(&client, &target).await?;
+            match DataPlan::new(head, &tables, metadata.server_major >= 14) {
+                Ok(plan) => {
+                    // Hold the tables (as pg_dump did until now) until the capture ends.
+                    let names: Vec<&str> = plan.entries.iter().map(|e| e.table.as_str()).collect();
+                    if !names.is_empty() {
+                        client
+                            .batch_execute(&format!(
+                                "LOCK TABLE {} IN ACCESS SHARE MODE",
+                                names.join(", ")
+                            ))
+                            .await
+                            .map_err(q)?;
+                    }
+                    drop(stdout);
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    let jobs = self.jobs;
+                    metadata.writer = format!("parallel COPY, {jobs} connections");
+                    let head_bytes =
+                        Bytes::copy_from_slice(consumed.get(..head.len).unwrap_or(&[]));
+                    let (tx, rx) = tokio::sync::mpsc::channel(8);
+                    let data = parallel::spawn(
+                        plan,
+                        config.clone(),
+                        snapshot.clone(),
+                        jobs,
+                        head_bytes,
+                        tx,
+                    );
+                    let json = to_json(&metadata)?;
+                    let finish: FinishCheck = Box::pin(async move {
+                        let counts = data.await.map_err(|e| PgError::Query {
+                            target: target.clone(),
+                            reason: format!("the copy task failed: {e}"),
+                        })??;
+                        // Tables without data in the archive are counted here, same snapshot.
+                        let mut all = table_counts_except(&client, &target, &counts).await?;
+                        all.extend(counts);
+                        metadata.tables = all;
+                        let _ = client.batch_execute("COMMIT").await;
+                        Ok(Some(to_json(&metadata)?))
+                    });
+                    return Ok(Capture::new(channel_stream(rx), json).on_finish(finish));
+                }
+                Err(why) => debug!(%why, "pg_dump writes the data"),
+            }
+        } else if let Head::Unsupported(why) = &head {
+            debug!(%why, "pg_dump writes the data");
+        }
+        metadata.writer = "pg_dump".into();
+        metadata.tables = table_counts(&client, &target).await?;
+        let json = to_json(&metadata)?;
         // The exported snapshot lives as long as this transaction: keep the client until
         // pg_dump has finished, then check its exit status before the snapshot is written.
         let finish: FinishCheck = Box::pin(async move {
@@ -230,6 +364,7 @@ impl Backup for PostgresBackup {
             }
             Ok(None)
         });
+        let stdout = std::io::Cursor::new(consumed).chain(stdout);
         let reader: ByteStream = Box::pin(stdout);
         Ok(Capture::new(reader, json).on_finish(finish))
     }

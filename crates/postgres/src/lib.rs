@@ -9,10 +9,12 @@
 //! Restores (`pg_restore` fed from the repository) and deep verification build on the same
 //! connection helpers.
 
+mod archive;
 mod backup;
 mod connect;
 mod drill;
 mod error;
+mod parallel;
 mod restore;
 
 pub use backup::{PostgresBackup, PostgresMetadata};
