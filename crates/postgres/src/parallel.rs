@@ -28,8 +28,8 @@ use crate::error::PgError;
 const PIECE_PAGES: i64 = 2048;
 /// Framed rows handed over at once.
 const BATCH: usize = 256 << 10;
-/// Batches a piece may buffer before its worker waits for the sequencer (16 MiB).
-const PIECE_BUFFER: usize = 64;
+/// Batches a piece may buffer before its worker waits for the sequencer (4 MiB).
+const PIECE_BUFFER: usize = 16;
 
 /// A table as the catalog knows it.
 #[derive(Debug, Clone)]
