@@ -15,6 +15,9 @@
 #                      `createdb && gunzip -c | psql` and `createdb && pg_restore`, each into
 #                      a new database; every restored database must hold SCALE * 100000
 #                      pgbench_accounts rows, or the script fails.
+#   5. text table:     a second database with TEXT_ROWS (default 2,000,000) rows of mixed
+#                      text (md5 strings, words, timestamps), where gzip has real work:
+#                      lifeboat's full backup against pg_dump | gzip (info, no target);
 # Then prints ratios against the targets (full backup <= 0.5x the time of pg_dump | gzip,
 # stored <= the .gz, second backup stores < 20% of what the first stored) with PASS/MISS,
 # plus ratios against pg_dump -Fc (backup time, stored bytes), restore-time ratios, the
@@ -57,8 +60,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCALE="${SCALE:-100}"
 PGBENCH_SECONDS="${PGBENCH_SECONDS:-30}"
 LIGHT_TX="${LIGHT_TX:-100}"
+TEXT_ROWS="${TEXT_ROWS:-2000000}"
 if ! [[ "$SCALE" =~ ^[1-9][0-9]*$ ]]; then
     echo "error: SCALE must be a positive whole number (pgbench scale factor), got '$SCALE'" >&2
+    exit 2
+fi
+if ! [[ "$TEXT_ROWS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: TEXT_ROWS must be a positive whole number of rows, got '$TEXT_ROWS'" >&2
     exit 2
 fi
 if ! [[ "$LIGHT_TX" =~ ^[1-9][0-9]*$ ]]; then
@@ -281,10 +289,29 @@ timed fc_restore bash -c '"$1" -h 127.0.0.1 -p "$2" -U postgres fc_restored && "
     _ "$PGBIN/createdb" "$PORT" "$PGBIN/pg_restore" "$(url fc_restored)" "$W/dump.custom"
 check_restored fc_restored
 
+# ---------------------------------------------------------------- text data
+# pgbench's rows are mostly blanks, which gzip compresses almost for free. Real tables hold
+# text that costs gzip real work: the same comparison on such a table.
+say "text database: $TEXT_ROWS rows of mixed text"
+createdb_as notes
+sql notes "CREATE TABLE note (id bigint PRIMARY KEY, author text, body text, created timestamptz);
+    INSERT INTO note SELECT i, 'user' || (i % 5000), concat_ws(' ', md5(i::text), 'order', i % 977,
+        'shipped to', md5((i * 7)::text), 'status', (ARRAY['new','paid','sent','returned'])[1 + i % 4]),
+        timestamptz '2026-01-01' + i * interval '1 second' FROM generate_series(1, $TEXT_ROWS) i" > /dev/null
+TEXT_SIZE=$(sql postgres "SELECT pg_database_size('notes')")
+say "text database: $(mib "$TEXT_SIZE") MiB"
+TEXT_URL=$(url notes)
+warm "$PGDATA/base/$(sql postgres "SELECT oid FROM pg_database WHERE datname = 'notes'")"
+"$LIFEBOAT" --repo "$W/lb-text-repo" init > /dev/null || die "lifeboat init failed"
+timed lb_text "$LIFEBOAT" --repo "$W/lb-text-repo" backup postgres "$TEXT_URL"
+STORED[lb_text]=$(stored "$W/lb-text-repo")
+timed gz_text bash -c 'set -o pipefail; "$1" -d "$2" | gzip > "$3"' _ "$PGBIN/pg_dump" "$TEXT_URL" "$W/notes.sql.gz"
+STORED[gz_text]=$(fsize "$W/notes.sql.gz")
+
 # ---------------------------------------------------------------- report
 
 LB_RSS_MAX=0
-for key in lb_full lb_light lb_second lb_restore; do
+for key in lb_full lb_light lb_second lb_restore lb_text; do
     if ((RSS[$key] > LB_RSS_MAX)); then LB_RSS_MAX=${RSS[$key]}; fi
 done
 
@@ -310,12 +337,16 @@ ROWS_T=(
     "lifeboat;restore (--create);lb_restore"
     "runbook (pg_dump | gzip);restore (createdb, gunzip | psql);gz_restore"
     "pg_dump -Fc;restore (createdb, pg_restore);fc_restore"
+    "lifeboat;full backup, text table;lb_text"
+    "runbook (pg_dump | gzip);full backup, text table;gz_text"
 )
 RATIOS=(
     "full backup time, lifeboat / pg_dump | gzip;${R_TIME}x;<= 0.5x;$(verdict "${SECS[lb_full]}" "${SECS[gz_full]}" "<=" 0.5)"
     "stored after full backup, lifeboat / pg_dump | gzip;${R_STORED}x;<= 1.0x;$(verdict "${STORED[lb_full]}" "${STORED[gz_full]}" "<=" 1)"
     "second backup stores, % of first (repo growth);${P_SECOND_STORED}%;< 20%;$(verdict "${STORED[lb_second]}" "${STORED[lb_full]}" "<" 20 100)"
     "backup after $LIGHT_TX pgbench transactions stores, % of first;$(pct "${STORED[lb_light]}" "${STORED[lb_full]}")%;-;info"
+    "text table: full backup time, lifeboat / pg_dump | gzip;$(ratio "${SECS[lb_text]}" "${SECS[gz_text]}")x;-;info"
+    "text table: stored, lifeboat / pg_dump | gzip;$(ratio "${STORED[lb_text]}" "${STORED[gz_text]}" 3)x;-;info"
     "full backup time, lifeboat / pg_dump -Fc;${R_FC_TIME}x;-;info"
     "stored after full backup, lifeboat / pg_dump -Fc;${R_FC_STORED}x;-;info"
     "second backup time, % of lifeboat full backup;${P_SECOND_TIME}%;-;info"
