@@ -335,3 +335,49 @@ fn a_killed_pg_restore_leaves_the_original_serving() {
         "0"
     );
 }
+
+#[test]
+fn a_copy_connection_lost_mid_backup_fails_and_saves_nothing() {
+    let pg = PgCluster::start();
+    pg.psql("postgres", "CREATE DATABASE app");
+    pg.pgbench("app", &["-i", "-s", "10", "-q"]);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    ok(lifeboat(&repo).arg("init"));
+
+    let backup = lifeboat(&repo)
+        .args(["backup", "postgres", &pg.url("app")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // End one of the copying connections while the table data streams.
+    let mut ended = false;
+    for _ in 0..1000 {
+        let n = pg.psql(
+            "postgres",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = 'lifeboat copy' AND query LIKE 'COPY%'",
+        );
+        if n != "0" {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = backup.wait_with_output().unwrap();
+    assert!(ended, "no copying connection was seen");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the backup should fail");
+    assert!(stderr.contains("terminat") && stderr.contains("hint: "), "{stderr}");
+    assert!(snapshots(&repo).is_empty(), "a snapshot was saved from a broken capture");
+    // The next backup is whole.
+    let snap: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo).args([
+        "backup",
+        "postgres",
+        "--json",
+        &pg.url("app"),
+    ])))
+    .unwrap();
+    assert_eq!(snap["metadata"]["tables"]["public.pgbench_accounts"], 1_000_000);
+}

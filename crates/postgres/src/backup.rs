@@ -225,7 +225,11 @@ impl Backup for PostgresBackup {
     async fn capture(&self) -> Result<Capture> {
         let config = parse(&self.url)?;
         let target = describe(&config);
-        let client = connect(&config).await?;
+        let mut main_config = config.clone();
+        if main_config.get_application_name().is_none() {
+            main_config.application_name("lifeboat backup");
+        }
+        let client = connect(&main_config).await?;
         let q = |e: tokio_postgres::Error| PgError::Query {
             target: target.clone(),
             reason: db_message(&e),

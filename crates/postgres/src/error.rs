@@ -3,7 +3,7 @@
 use lifeboat_core::{Error as CoreError, Kind};
 
 /// What can go wrong talking to PostgreSQL or running its tools.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum PgError {
     /// The connection URL could not be parsed.
@@ -64,6 +64,11 @@ impl PgError {
             PgError::Connect { .. } => {
                 "check that the server is running and reachable at that host and port".into()
             }
+            PgError::Query { reason, .. } if connection_lost(reason) => {
+                "the server ended a connection during the backup (a restart, \
+                 pg_terminate_backend, a timeout); nothing was saved: run the backup again"
+                    .into()
+            }
             PgError::Query { .. } => "check the user's privileges on the database".into(),
             PgError::ToolMissing { major, .. } => {
                 format!(
@@ -85,10 +90,15 @@ impl PgError {
 impl From<PgError> for CoreError {
     fn from(e: PgError) -> Self {
         match e {
-            PgError::Query { .. } => {
+            PgError::Query { ref reason, .. } if !connection_lost(reason) => {
                 CoreError::Backend { kind: Kind::Postgres, message: e.to_string() }
             }
             other => CoreError::InvalidInput { hint: other.hint(), what: other.to_string() },
         }
     }
+}
+
+/// Whether a server message says the connection itself went away.
+fn connection_lost(reason: &str) -> bool {
+    reason.contains("terminating connection") || reason.contains("connection closed")
 }

@@ -26,6 +26,8 @@ use crate::error::PgError;
 
 /// Pages of a table per piece when tables are split (16 MiB of heap with 8 KiB pages).
 const PIECE_PAGES: i64 = 2048;
+/// How the copying connections name themselves in `pg_stat_activity`.
+pub(crate) const COPY_APPLICATION: &str = "lifeboat copy";
 /// Framed rows handed over at once.
 const BATCH: usize = 256 << 10;
 /// Batches a piece may buffer before its worker waits for the sequencer (4 MiB).
@@ -154,7 +156,8 @@ pub(crate) fn spawn(
     tokio::spawn(async move {
         let result = sequence(&plan, &config, &snapshot, jobs, head, &out).await;
         if let Err(e) = &result {
-            let _ = out.send(Err(io::Error::other(e.to_string()))).await;
+            let error = lifeboat_core::Error::from(e.clone());
+            let _ = out.send(Err(io::Error::other(error))).await;
         }
         result
     })
@@ -313,7 +316,11 @@ async fn open_in_snapshot(
     config: &Config,
     snapshot: &str,
 ) -> Result<tokio_postgres::Client, PgError> {
-    let client = connect(config).await?;
+    let mut config = config.clone();
+    if config.get_application_name().is_none() {
+        config.application_name(COPY_APPLICATION);
+    }
+    let client = connect(&config).await?;
     let setup = format!(
         "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; \
          SET statement_timeout = 0; SET lock_timeout = 0; \
@@ -325,7 +332,7 @@ async fn open_in_snapshot(
     client
         .batch_execute(&setup)
         .await
-        .map_err(|e| PgError::Query { target: describe(config), reason: db_message(&e) })?;
+        .map_err(|e| PgError::Query { target: describe(&config), reason: db_message(&e) })?;
     Ok(client)
 }
 
