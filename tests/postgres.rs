@@ -51,15 +51,46 @@ fn fingerprint(pg: &PgCluster, db: &str) -> (String, Vec<String>) {
     (schema, sums)
 }
 
-#[test]
-fn round_trip_under_a_writer_compares_equal() {
+/// A throwaway cluster with a database `app` (pgbench-initialised at `scale`, if given) and
+/// an initialised repository in a temporary folder (kept while the `TempDir` lives).
+fn cluster_and_repo(scale: Option<u32>) -> (PgCluster, tempfile::TempDir, String) {
     let pg = PgCluster::start();
     pg.psql("postgres", "CREATE DATABASE app");
-    pg.pgbench("app", &["-i", "-s", "10", "-q"]);
-    pg.psql("app", TYPED_SCHEMA);
+    if let Some(scale) = scale {
+        pg.pgbench("app", &["-i", "-s", &scale.to_string(), "-q"]);
+    }
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo").display().to_string();
     ok(lifeboat(&repo).arg("init"));
+    (pg, dir, repo)
+}
+
+/// Runs `command` and, while it runs, tries `act` every 5 ms (up to 5 s) until it reports
+/// that it did its part. Returns the command's output and whether `act` ever succeeded.
+fn run_while(
+    command: &mut std::process::Command,
+    mut act: impl FnMut() -> bool,
+) -> (std::process::Output, bool) {
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut acted = false;
+    for _ in 0..1000 {
+        if act() {
+            acted = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    (child.wait_with_output().unwrap(), acted)
+}
+
+#[test]
+fn round_trip_under_a_writer_compares_equal() {
+    let (pg, _dir, repo) = cluster_and_repo(Some(10));
+    pg.psql("app", TYPED_SCHEMA);
 
     // pgbench keeps writing while the backup runs.
     let stop = Arc::new(AtomicBool::new(false));
@@ -162,12 +193,8 @@ fn round_trip_under_a_writer_compares_equal() {
 
 #[test]
 fn guarded_targets_and_clear_errors() {
-    let pg = PgCluster::start();
-    pg.psql("postgres", "CREATE DATABASE app");
+    let (pg, dir, repo) = cluster_and_repo(None);
     pg.psql("app", "CREATE TABLE t(x int); INSERT INTO t SELECT generate_series(1, 100);");
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo").display().to_string();
-    ok(lifeboat(&repo).arg("init"));
     ok(lifeboat(&repo).args(["backup", "postgres", &pg.url("app")]));
 
     // Onto an existing database without --force: refused, unchanged.
@@ -287,40 +314,26 @@ fn guarded_targets_and_clear_errors() {
 
 #[test]
 fn a_killed_pg_restore_leaves_the_original_serving() {
-    let pg = PgCluster::start();
-    pg.psql("postgres", "CREATE DATABASE app");
-    pg.pgbench("app", &["-i", "-s", "5", "-q"]);
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo").display().to_string();
-    ok(lifeboat(&repo).arg("init"));
+    let (pg, _dir, repo) = cluster_and_repo(Some(5));
     ok(lifeboat(&repo).args(["backup", "postgres", &pg.url("app")]));
     pg.psql("app", "UPDATE pgbench_branches SET bbalance = 42");
     let before = fingerprint(&pg, "app");
 
-    let restore = lifeboat(&repo)
-        .args(["restore", "latest", "--force", "--to", &pg.url("app")])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // Kill pg_restore while it loads the staging database.
-    let mut killed = false;
-    for _ in 0..600 {
-        let found = std::process::Command::new("pgrep")
-            .args(["-f", "pg_restore.*lifeboat_restore"])
-            .output()
-            .unwrap();
-        let pids = String::from_utf8_lossy(&found.stdout).trim().to_string();
-        if !pids.is_empty() {
+    let (out, killed) = run_while(
+        lifeboat(&repo).args(["restore", "latest", "--force", "--to", &pg.url("app")]),
+        || {
+            let found = std::process::Command::new("pgrep")
+                .args(["-f", "pg_restore.*lifeboat_restore"])
+                .output()
+                .unwrap();
+            let pids = String::from_utf8_lossy(&found.stdout).trim().to_string();
             for pid in pids.lines() {
                 std::process::Command::new("kill").args(["-9", pid]).status().unwrap();
             }
-            killed = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let out = restore.wait_with_output().unwrap();
+            !pids.is_empty()
+        },
+    );
     assert!(killed, "pg_restore was never seen running");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the restore should fail: {stderr}");
@@ -338,34 +351,17 @@ fn a_killed_pg_restore_leaves_the_original_serving() {
 
 #[test]
 fn a_copy_connection_lost_mid_backup_fails_and_saves_nothing() {
-    let pg = PgCluster::start();
-    pg.psql("postgres", "CREATE DATABASE app");
-    pg.pgbench("app", &["-i", "-s", "10", "-q"]);
-    let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("repo").display().to_string();
-    ok(lifeboat(&repo).arg("init"));
+    let (pg, _dir, repo) = cluster_and_repo(Some(10));
 
-    let backup = lifeboat(&repo)
-        .args(["backup", "postgres", &pg.url("app")])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // End one of the copying connections while the table data streams.
-    let mut ended = false;
-    for _ in 0..1000 {
-        let n = pg.psql(
-            "postgres",
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+    let (out, ended) =
+        run_while(lifeboat(&repo).args(["backup", "postgres", &pg.url("app")]), || {
+            pg.psql(
+                "postgres",
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
              WHERE application_name = 'lifeboat copy' AND query LIKE 'COPY%'",
-        );
-        if n != "0" {
-            ended = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let out = backup.wait_with_output().unwrap();
+            ) != "0"
+        });
     assert!(ended, "no copying connection was seen");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the backup should fail");
