@@ -145,12 +145,16 @@ fn a_held_lease_is_reported_and_unlock_clears_it() {
     let mut child =
         lifeboat(&repo).args(["prune"]).env("LIFEBOAT_LEASE_TTL", "1h").spawn().unwrap();
     let lock_dir = dir.path().join("repo/locks/maintenance");
-    while tree(&lock_dir).is_empty() && child.try_wait().unwrap().is_none() {
+    // Only whole lease objects count: the folder store writes `NAME#N` first, then renames,
+    // so a kill can leave such a partial file behind, which is no lease.
+    let leases =
+        || tree(&lock_dir).into_keys().filter(|p| !p.to_string_lossy().contains('#')).count();
+    while leases() == 0 && child.try_wait().unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let _ = child.kill();
     child.wait().unwrap();
-    if tree(&lock_dir).is_empty() {
+    if leases() == 0 {
         // It finished and released before the kill landed; hold one by hand instead.
         std::fs::create_dir_all(&lock_dir).unwrap();
         let lease = serde_json::json!({"owner": "x", "host": "gone-host", "pid": 4242, "operation": "prune",

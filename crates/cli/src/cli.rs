@@ -243,6 +243,10 @@ pub enum BackupTarget {
     Postgres {
         /// postgres://user:password@host:port/database (PG* variables fill the gaps).
         url: String,
+        /// Connections reading table data at once (default: this machine's cores, 2 to 8).
+        /// More help when the database server has more cores than this machine.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+        connections: Option<u16>,
         #[command(flatten)]
         common: BackupArgs,
     },

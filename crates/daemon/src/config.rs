@@ -81,6 +81,8 @@ pub struct Job {
     /// For `container`: record an unchanged container without storing anything (the hot
     /// backup).
     pub changed_only: bool,
+    /// For `postgres`: connections reading table data at once (default: the cores, 2 to 8).
+    pub connections: Option<usize>,
     /// Globs left out of `dir` jobs.
     pub excludes: Vec<String>,
     /// When it runs.
@@ -263,6 +265,7 @@ const JOB_KEYS: &[&str] = &[
     "target",
     "selector",
     "changed_only",
+    "connections",
     "exclude",
     "schedule",
     "tags",
@@ -573,6 +576,20 @@ impl Parser<'_> {
             Some((value, _)) => value,
             None => false,
         };
+        let connections = match self.take::<i64>(&mut f, "connections") {
+            Some((_, line)) if kind.is_some_and(|k| k != JobKind::Postgres) => {
+                let context = f.context.clone();
+                self.problem(line, format!("{context}`connections` is only for postgres jobs"));
+                None
+            }
+            Some((n, _)) if (1..=64).contains(&n) => usize::try_from(n).ok(),
+            Some((n, line)) => {
+                let context = f.context.clone();
+                self.problem(line, format!("{context}`connections` must be 1 to 64, not {n}"));
+                None
+            }
+            None => None,
+        };
         let excludes =
             self.take::<Vec<String>>(&mut f, "exclude").map(|(e, _)| e).unwrap_or_default();
         let schedule = self.schedule(&mut f, "schedule", true);
@@ -618,6 +635,7 @@ impl Parser<'_> {
             target: target.map(|(t, _)| t).unwrap_or_default(),
             selector: selector.map(|(s, _)| s),
             changed_only,
+            connections,
             excludes,
             schedule: schedule?,
             tags,
@@ -778,6 +796,21 @@ rpo = "1 day"
         let found = problems("repository = \"/tmp/r\"\n\n[[jobs]\nname = 1\n");
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].line, 3, "{found:?}");
+    }
+
+    #[test]
+    fn postgres_jobs_may_set_their_connections() {
+        let job = |kind: &str, n: i64| {
+            format!(
+                "{MINIMAL}\n[[jobs]]\nname = \"db\"\nkind = \"{kind}\"\ntarget = \"x\"\nschedule = \"every 1h\"\nconnections = {n}\n"
+            )
+        };
+        let c = Config::parse(&job("postgres", 6), Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.jobs[1].connections, Some(6));
+        assert!(problems(&job("postgres", 0)).iter().any(|p| p.message.contains("1 to 64")));
+        assert!(
+            problems(&job("sqlite", 2)).iter().any(|p| p.message.contains("only for postgres"))
+        );
     }
 
     #[test]

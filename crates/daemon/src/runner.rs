@@ -46,7 +46,9 @@ pub enum StartError {
 pub fn target_of(job: &Job) -> Result<Target, DaemonError> {
     Ok(match job.kind {
         JobKind::Sqlite => Target::Sqlite { path: job.target.clone().into() },
-        JobKind::Postgres => Target::Postgres { url: job.target.clone() },
+        JobKind::Postgres => {
+            Target::Postgres { url: job.target.clone(), connections: job.connections }
+        }
         JobKind::Dir => {
             Target::Dir { path: job.target.clone().into(), excludes: job.excludes.clone() }
         }

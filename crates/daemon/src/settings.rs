@@ -54,6 +54,7 @@ fn job_json(job: &Job) -> Value {
         "target": redact(&job.target),
         "selector": job.selector,
         "changed_only": job.changed_only,
+        "connections": job.connections,
         "schedule": job.schedule.to_string(),
         "keep": job.keep,
         "verify": job.verify,

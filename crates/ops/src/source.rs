@@ -20,6 +20,8 @@ pub enum Target {
     Postgres {
         /// postgres://user:password@host:port/database
         url: String,
+        /// Connections reading table data at once; the number of cores (2 to 8) when `None`.
+        connections: Option<usize>,
     },
     /// A Docker container, by name or id.
     Container {
@@ -54,7 +56,13 @@ impl Target {
 pub fn source_for(target: &Target) -> lifeboat_core::Result<Box<dyn Backup>> {
     Ok(match target {
         Target::Sqlite { path } => Box::new(SqliteBackup::new(path.clone())),
-        Target::Postgres { url } => Box::new(PostgresBackup::new(url.clone())),
+        Target::Postgres { url, connections } => {
+            let backup = PostgresBackup::new(url.clone());
+            Box::new(match connections {
+                Some(n) => backup.with_jobs(*n),
+                None => backup,
+            })
+        }
         Target::Container { name } => Box::new(ContainerBackup::new(name.clone())),
         Target::Dir { path, excludes } => Box::new(
             excludes.iter().cloned().fold(DirBackup::new(path.clone()), DirBackup::exclude),

@@ -15,7 +15,9 @@ pub async fn run(url: &str, target: BackupTarget) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
     let (target, common, changed_only) = match target {
         BackupTarget::Sqlite { path, common } => (Target::Sqlite { path }, common, false),
-        BackupTarget::Postgres { url, common } => (Target::Postgres { url }, common, false),
+        BackupTarget::Postgres { url, connections, common } => {
+            (Target::Postgres { url, connections: connections.map(usize::from) }, common, false)
+        }
         BackupTarget::Dir { path, excludes, common } => {
             (Target::Dir { path, excludes }, common, false)
         }
