@@ -60,4 +60,4 @@ say "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 say "cargo test"
-cargo test --workspace
+cargo test --workspace --no-fail-fast
