@@ -6,9 +6,10 @@ use std::process::Stdio;
 
 use async_trait::async_trait;
 use lifeboat_core::{
-    Check, Error, Kind, PlanStep, RestoreContext, RestoreOptions, RestorePlan, RestoreReport,
-    Result, Snapshot, SnapshotId,
+    Check, Error, Kind, PlanStep, Progress, RestoreContext, RestoreOptions, RestorePlan,
+    RestoreReport, Result, Snapshot, SnapshotId,
 };
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::Command;
 use tokio_postgres::Config;
 
@@ -172,7 +173,7 @@ impl PostgresRestorePlan {
         let mut reader = ctx.snapshot.open().await?;
         ctx.progress
             .start(&format!("restore {}", self.database), Some(ctx.snapshot.manifest().size));
-        let copied = tokio::io::copy(&mut reader, &mut stdin).await;
+        let copied = feed(&mut reader, &mut stdin, ctx.progress).await;
         drop(stdin);
         ctx.progress.finish();
         let status = child.wait().await.map_err(|e| PgError::Tool {
@@ -181,14 +182,15 @@ impl PostgresRestorePlan {
             stderr: e.to_string(),
         })?;
         let stderr = stderr.await.unwrap_or_default();
-        // A damaged snapshot is the cause when reading it failed; a broken pipe is only the
-        // symptom of pg_restore failing (or being killed), whose own status says more.
+        // A damaged snapshot is the cause when reading it failed; failing to write is only
+        // the symptom of pg_restore failing (or being killed), whose own status says more.
         let bytes = match copied {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe || status.success() => {
+            Ok(bytes) => bytes,
+            Err(Fed::Read(e)) => return Err(Error::from_stream("reading the snapshot", e)),
+            Err(Fed::Write(e)) if status.success() => {
                 return Err(Error::from_stream("feeding pg_restore", e));
             }
-            Err(_) => 0,
-            Ok(bytes) => bytes,
+            Err(Fed::Write(_)) => 0,
         };
         if !status.success() {
             return Err(
@@ -223,6 +225,32 @@ impl PostgresRestorePlan {
             .await
             .map_err(|e| PgError::Query { target, reason: db_message(&e) })?;
         Ok((bytes, checks))
+    }
+}
+
+/// Which side of [`feed`] failed.
+enum Fed {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// Copies the snapshot into `pg_restore`'s stdin, reporting progress; returns the bytes.
+async fn feed(
+    reader: &mut (impl AsyncRead + Unpin),
+    stdin: &mut (impl AsyncWrite + Unpin),
+    progress: &dyn Progress,
+) -> std::result::Result<u64, Fed> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await.map_err(Fed::Read)?;
+        if n == 0 {
+            stdin.flush().await.map_err(Fed::Write)?;
+            return Ok(total);
+        }
+        stdin.write_all(&buf[..n]).await.map_err(Fed::Write)?;
+        total += n as u64;
+        progress.advance(n as u64);
     }
 }
 
