@@ -65,6 +65,11 @@ fn cluster_and_repo(scale: Option<u32>) -> (PgCluster, tempfile::TempDir, String
     (pg, dir, repo)
 }
 
+/// `lifeboat backup postgres --json URL`: the new snapshot as the listing shows it.
+fn backup_json(repo: &str, url: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(lifeboat(repo).args(["backup", "postgres", "--json", url]))).unwrap()
+}
+
 /// Runs `command` and, while it runs, tries `act` every 5 ms (up to 5 s) until it reports
 /// that it did its part. Returns the command's output and whether `act` ever succeeded.
 fn run_while(
@@ -111,13 +116,7 @@ fn round_trip_under_a_writer_compares_equal() {
         })
     };
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let snap: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo).args([
-        "backup",
-        "postgres",
-        "--json",
-        &pg.url("app"),
-    ])))
-    .unwrap();
+    let snap = backup_json(&repo, &pg.url("app"));
     stop.store(true, Ordering::Relaxed);
     assert!(writer.join().unwrap() > 0);
     assert_eq!(snap["kind"], "postgres");
@@ -158,13 +157,7 @@ fn round_trip_under_a_writer_compares_equal() {
     // Large objects are left to pg_dump's own data blocks; they round-trip too.
     pg.psql("postgres", "CREATE DATABASE withlo");
     pg.psql("withlo", "CREATE TABLE doc (id int, body oid); INSERT INTO doc VALUES (1, lo_from_bytea(0, 'large object body'))");
-    let snap: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo).args([
-        "backup",
-        "postgres",
-        "--json",
-        &pg.url("withlo"),
-    ])))
-    .unwrap();
+    let snap = backup_json(&repo, &pg.url("withlo"));
     assert_eq!(snap["metadata"]["writer"], "pg_dump");
     assert_eq!(snap["metadata"]["tables"]["public.doc"], 1);
     ok(lifeboat(&repo).args(["restore", "latest", "--create", "--to", &pg.url("withlo_copy")]));
@@ -368,12 +361,6 @@ fn a_copy_connection_lost_mid_backup_fails_and_saves_nothing() {
     assert!(stderr.contains("terminat") && stderr.contains("hint: "), "{stderr}");
     assert!(snapshots(&repo).is_empty(), "a snapshot was saved from a broken capture");
     // The next backup is whole.
-    let snap: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo).args([
-        "backup",
-        "postgres",
-        "--json",
-        &pg.url("app"),
-    ])))
-    .unwrap();
+    let snap = backup_json(&repo, &pg.url("app"));
     assert_eq!(snap["metadata"]["tables"]["public.pgbench_accounts"], 1_000_000);
 }

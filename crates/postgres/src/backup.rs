@@ -15,7 +15,7 @@ use tokio_postgres::{Client, Config};
 use tracing::debug;
 
 use crate::archive::{Head, parse_head};
-use crate::connect::{connect, db_message, describe, parse, server_tools};
+use crate::connect::{ServerTools, connect_as, db_message, describe, parse, server_tools};
 use crate::error::PgError;
 use crate::parallel::{self, DataPlan, TableInfo};
 
@@ -223,13 +223,46 @@ impl Backup for PostgresBackup {
     }
 
     async fn capture(&self) -> Result<Capture> {
-        let config = parse(&self.url)?;
-        let target = describe(&config);
-        let mut main_config = config.clone();
-        if main_config.get_application_name().is_none() {
-            main_config.application_name("lifeboat backup");
+        let session = Session::open(&self.url).await?;
+        let tools = server_tools(session.metadata.server_major)?;
+        let mut dump = PgDump::start(&tools, &session)?;
+        // pg_dump writes its table of contents first. With it, the data can come from
+        // parallel COPYs in the same snapshot instead of pg_dump's single one.
+        let (consumed, head) = read_head(&mut dump.stdout).await;
+        match &head {
+            Head::Complete(head) if session.metadata.encoding == "UTF8" => {
+                let tables = table_infos(&session.client, &session.target).await?;
+                match DataPlan::new(head, &tables, session.metadata.server_major >= 14) {
+                    Ok(plan) => {
+                        let toc = Bytes::copy_from_slice(consumed.get(..head.len).unwrap_or(&[]));
+                        return copy_capture(session, dump, plan, toc, self.jobs).await;
+                    }
+                    Err(why) => debug!(%why, "pg_dump writes the data"),
+                }
+            }
+            Head::Unsupported(why) => debug!(%why, "pg_dump writes the data"),
+            _ => debug!("not UTF8: pg_dump writes the data"),
         }
-        let client = connect(&main_config).await?;
+        pg_dump_capture(session, dump, consumed).await
+    }
+}
+
+/// A connection in the backup's exported snapshot, and what it recorded about the database.
+struct Session {
+    config: Config,
+    target: String,
+    client: Client,
+    snapshot: String,
+    metadata: PostgresMetadata,
+}
+
+impl Session {
+    /// Connects, opens a REPEATABLE READ transaction, exports its snapshot and records the
+    /// facts the manifest keeps (all but the row counts).
+    async fn open(url: &str) -> Result<Session> {
+        let config = parse(url)?;
+        let target = describe(&config);
+        let client = connect_as(&config, "lifeboat backup").await?;
         let q = |e: tokio_postgres::Error| PgError::Query {
             target: target.clone(),
             reason: db_message(&e),
@@ -268,17 +301,28 @@ impl Backup for PostgresBackup {
             "SELECT schemaname || '.' || sequencename FROM pg_sequences ORDER BY 1",
         )
         .await?;
+        Ok(Session { config, target, client, snapshot, metadata })
+    }
+}
 
-        let tools = server_tools(metadata.server_major)?;
+/// `pg_dump -Fc -Z0` running in the session's snapshot.
+struct PgDump {
+    child: tokio::process::Child,
+    stdout: tokio::process::ChildStdout,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+impl PgDump {
+    fn start(tools: &ServerTools, session: &Session) -> Result<PgDump> {
         let mut command = Command::new(&tools.pg_dump);
         command
-            .args(["-Fc", "-Z0", "--snapshot", &snapshot])
-            .args(tool_args(&config, &metadata.database))
+            .args(["-Fc", "-Z0", "--snapshot", &session.snapshot])
+            .args(tool_args(&session.config, &session.metadata.database))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(pw) = password(&config) {
+        if let Some(pw) = password(&session.config) {
             command.env("PGPASSWORD", pw);
         }
         let mut child = command.spawn().map_err(|e| PgError::Tool {
@@ -286,90 +330,80 @@ impl Backup for PostgresBackup {
             status: "not started".into(),
             stderr: format!("{}: {e}", tools.pg_dump.display()),
         })?;
-        let mut stdout = child.stdout.take().ok_or_else(|| PgError::Tool {
+        let stdout = child.stdout.take().ok_or_else(|| PgError::Tool {
             tool: "pg_dump",
             status: "no stdout".into(),
             stderr: String::new(),
         })?;
         let stderr = collect_stderr(child.stderr.take());
-        // pg_dump writes its table of contents first. With it, the data can come from
-        // parallel COPYs in the same snapshot instead of pg_dump's single one.
-        let (consumed, head) = read_head(&mut stdout).await;
-        if let Head::Complete(head) = &head
-            && metadata.encoding == "UTF8"
-        {
-            let tables = table_infos(&client, &target).await?;
-            match DataPlan::new(head, &tables, metadata.server_major >= 14) {
-                Ok(plan) => {
-                    // Hold the tables (as pg_dump did until now) until the capture ends.
-                    let names: Vec<&str> = plan.entries.iter().map(|e| e.table.as_str()).collect();
-                    if !names.is_empty() {
-                        client
-                            .batch_execute(&format!(
-                                "LOCK TABLE {} IN ACCESS SHARE MODE",
-                                names.join(", ")
-                            ))
-                            .await
-                            .map_err(q)?;
-                    }
-                    drop(stdout);
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
-                    let jobs = self.jobs;
-                    metadata.writer = format!("parallel COPY, {jobs} connections");
-                    let head_bytes =
-                        Bytes::copy_from_slice(consumed.get(..head.len).unwrap_or(&[]));
-                    let (tx, rx) = tokio::sync::mpsc::channel(8);
-                    let data = parallel::spawn(
-                        plan,
-                        config.clone(),
-                        snapshot.clone(),
-                        jobs,
-                        head_bytes,
-                        tx,
-                    );
-                    let json = to_json(&metadata)?;
-                    let finish: FinishCheck = Box::pin(async move {
-                        let counts = data.await.map_err(|e| PgError::Query {
-                            target: target.clone(),
-                            reason: format!("the copy task failed: {e}"),
-                        })??;
-                        // Tables without data in the archive are counted here, same snapshot.
-                        let mut all = table_counts_except(&client, &target, &counts).await?;
-                        all.extend(counts);
-                        metadata.tables = all;
-                        let _ = client.batch_execute("COMMIT").await;
-                        Ok(Some(to_json(&metadata)?))
-                    });
-                    return Ok(Capture::new(channel_stream(rx), json).on_finish(finish));
-                }
-                Err(why) => debug!(%why, "pg_dump writes the data"),
-            }
-        } else if let Head::Unsupported(why) = &head {
-            debug!(%why, "pg_dump writes the data");
-        }
-        metadata.writer = "pg_dump".into();
-        metadata.tables = table_counts(&client, &target).await?;
-        let json = to_json(&metadata)?;
-        // The exported snapshot lives as long as this transaction: keep the client until
-        // pg_dump has finished, then check its exit status before the snapshot is written.
-        let finish: FinishCheck = Box::pin(async move {
-            let status = child.wait().await.map_err(|e| PgError::Tool {
-                tool: "pg_dump",
-                status: "lost".into(),
-                stderr: e.to_string(),
-            })?;
-            let stderr = stderr.await.unwrap_or_default();
-            let _ = client.batch_execute("COMMIT").await;
-            if !status.success() {
-                return Err(
-                    PgError::Tool { tool: "pg_dump", status: status.to_string(), stderr }.into()
-                );
-            }
-            Ok(None)
-        });
-        let stdout = std::io::Cursor::new(consumed).chain(stdout);
-        let reader: ByteStream = Box::pin(stdout);
-        Ok(Capture::new(reader, json).on_finish(finish))
+        Ok(PgDump { child, stdout, stderr })
     }
+}
+
+/// The table of contents `toc` from pg_dump, then the table data by parallel COPYs; pg_dump
+/// is stopped once the session holds its table locks.
+async fn copy_capture(
+    session: Session,
+    mut dump: PgDump,
+    plan: DataPlan,
+    toc: Bytes,
+    jobs: usize,
+) -> Result<Capture> {
+    let Session { config, target, client, snapshot, mut metadata } = session;
+    // Hold the tables (as pg_dump did until now) until the capture ends.
+    let names: Vec<&str> = plan.entries.iter().map(|e| e.table.as_str()).collect();
+    if !names.is_empty() {
+        client
+            .batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", names.join(", ")))
+            .await
+            .map_err(|e| PgError::Query { target: target.clone(), reason: db_message(&e) })?;
+    }
+    let _ = dump.child.start_kill();
+    let _ = dump.child.wait().await;
+    metadata.writer = format!("parallel COPY, {jobs} connections");
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let data = parallel::spawn(plan, config, snapshot, jobs, toc, tx);
+    let json = to_json(&metadata)?;
+    let finish: FinishCheck = Box::pin(async move {
+        let counts = data.await.map_err(|e| PgError::Query {
+            target: target.clone(),
+            reason: format!("the copy task failed: {e}"),
+        })??;
+        // Tables without data in the archive are counted here, in the same snapshot.
+        let mut all = table_counts_except(&client, &target, &counts).await?;
+        all.extend(counts);
+        metadata.tables = all;
+        let _ = client.batch_execute("COMMIT").await;
+        Ok(Some(to_json(&metadata)?))
+    });
+    Ok(Capture::new(channel_stream(rx), json).on_finish(finish))
+}
+
+/// pg_dump's own output (the bytes already read, then the rest), with row counts by
+/// `count(*)` in the same snapshot.
+async fn pg_dump_capture(session: Session, dump: PgDump, consumed: Vec<u8>) -> Result<Capture> {
+    let Session { target, client, mut metadata, .. } = session;
+    let PgDump { mut child, stdout, stderr } = dump;
+    metadata.writer = "pg_dump".into();
+    metadata.tables = table_counts(&client, &target).await?;
+    let json = to_json(&metadata)?;
+    // The exported snapshot lives as long as this transaction: keep the client until
+    // pg_dump has finished, then check its exit status before the snapshot is written.
+    let finish: FinishCheck = Box::pin(async move {
+        let status = child.wait().await.map_err(|e| PgError::Tool {
+            tool: "pg_dump",
+            status: "lost".into(),
+            stderr: e.to_string(),
+        })?;
+        let stderr = stderr.await.unwrap_or_default();
+        let _ = client.batch_execute("COMMIT").await;
+        if !status.success() {
+            return Err(
+                PgError::Tool { tool: "pg_dump", status: status.to_string(), stderr }.into()
+            );
+        }
+        Ok(None)
+    });
+    let reader: ByteStream = Box::pin(std::io::Cursor::new(consumed).chain(stdout));
+    Ok(Capture::new(reader, json).on_finish(finish))
 }

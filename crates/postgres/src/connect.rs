@@ -48,6 +48,16 @@ pub(crate) async fn connect(config: &Config) -> Result<Client, PgError> {
     Ok(client)
 }
 
+/// Connects under `application_name` (what `pg_stat_activity` shows), unless the URL names
+/// one itself.
+pub(crate) async fn connect_as(config: &Config, application_name: &str) -> Result<Client, PgError> {
+    let mut config = config.clone();
+    if config.get_application_name().is_none() {
+        config.application_name(application_name);
+    }
+    connect(&config).await
+}
+
 /// The server's message when there is one, else the error's.
 pub(crate) fn db_message(e: &tokio_postgres::Error) -> String {
     e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())

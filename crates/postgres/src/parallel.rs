@@ -21,13 +21,13 @@ use tokio_postgres::Config;
 use tracing::debug;
 
 use crate::archive::{ArchiveHead, block_end, block_start, put_int};
-use crate::connect::{connect, db_message, describe};
+use crate::connect::{connect_as, db_message, describe};
 use crate::error::PgError;
 
 /// Pages of a table per piece when tables are split (16 MiB of heap with 8 KiB pages).
 const PIECE_PAGES: i64 = 2048;
 /// How the copying connections name themselves in `pg_stat_activity`.
-pub(crate) const COPY_APPLICATION: &str = "lifeboat copy";
+const COPY_APPLICATION: &str = "lifeboat copy";
 /// Framed rows handed over at once.
 const BATCH: usize = 256 << 10;
 /// Batches a piece may buffer before its worker waits for the sequencer (4 MiB).
@@ -316,11 +316,7 @@ async fn open_in_snapshot(
     config: &Config,
     snapshot: &str,
 ) -> Result<tokio_postgres::Client, PgError> {
-    let mut config = config.clone();
-    if config.get_application_name().is_none() {
-        config.application_name(COPY_APPLICATION);
-    }
-    let client = connect(&config).await?;
+    let client = connect_as(config, COPY_APPLICATION).await?;
     let setup = format!(
         "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; \
          SET statement_timeout = 0; SET lock_timeout = 0; \
@@ -332,7 +328,7 @@ async fn open_in_snapshot(
     client
         .batch_execute(&setup)
         .await
-        .map_err(|e| PgError::Query { target: describe(&config), reason: db_message(&e) })?;
+        .map_err(|e| PgError::Query { target: describe(config), reason: db_message(&e) })?;
     Ok(client)
 }
 
