@@ -266,20 +266,7 @@ fn a_scheduled_job_makes_snapshots_keeps_its_retention_and_reports_metrics() {
     // Metrics parse as Prometheus text and agree with the repository.
     let (status, text) = http(s.port, "GET", "/metrics", Some(TOKEN), None);
     assert_eq!(status, 200);
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
-    let value = |name: &str| -> f64 {
-        let sample = scrape
-            .samples
-            .iter()
-            .find(|s| s.metric == name && s.labels.get("job").is_none_or(|j| j == "auth"))
-            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"));
-        match sample.value {
-            prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            ref other => panic!("{name}: unexpected {other:?}"),
-        }
-    };
+    let value = |name: &str| metric(&text, name, "auth");
     assert!(value("lifeboat_last_success_timestamp_seconds") > 1.7e9);
     assert!(value("lifeboat_backups_total") >= 4.0);
     assert_eq!(value("lifeboat_failures_total"), 0.0);
@@ -305,6 +292,22 @@ fn a_scheduled_job_makes_snapshots_keeps_its_retention_and_reports_metrics() {
     assert!(!snaps.is_empty() && snaps.len() <= 2, "keep last = 2 left {} snapshots", snaps.len());
     assert!(snaps.iter().all(|x| x["name"] == "auth"));
     ok(lifeboat(&s.repo()).args(["verify", "--all", "--read-data"]));
+}
+
+/// The value of metric `name` for `job` (or without a job label) in a Prometheus text scrape.
+fn metric(text: &str, name: &str, job: &str) -> f64 {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && s.labels.get("job").is_none_or(|j| j == job))
+        .unwrap_or_else(|| panic!("{name} for job {job} missing from /metrics:\n{text}"));
+    match sample.value {
+        prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{name}: unexpected {other:?}"),
+    }
 }
 
 /// Answers webhook posts, the first with 500 (to exercise retries) and the rest with 200;
@@ -342,6 +345,26 @@ fn webhook_receiver() -> (u16, mpsc::Receiver<(usize, Value)>) {
     (port, rx)
 }
 
+/// The next alert of kind `event` for which `fits` holds, with its position; panics with the
+/// service's log when none comes within two minutes.
+fn next_alert(
+    alerts: &mpsc::Receiver<(usize, Value)>,
+    s: &Service,
+    event: &str,
+    fits: impl Fn(&Value) -> bool,
+) -> (usize, Value) {
+    let start = Instant::now();
+    loop {
+        let left = Duration::from_secs(120).saturating_sub(start.elapsed());
+        let (n, alert) = alerts.recv_timeout(left).unwrap_or_else(|_| {
+            panic!("no fitting {event} webhook reached the receiver; log:\n{}", s.log())
+        });
+        if alert["event"] == event && fits(&alert) {
+            return (n, alert);
+        }
+    }
+}
+
 #[test]
 fn a_failing_job_degrades_health_and_fires_the_webhook_until_it_recovers() {
     let (hook, alerts) = webhook_receiver();
@@ -351,18 +374,7 @@ fn a_failing_job_degrades_health_and_fires_the_webhook_until_it_recovers() {
         &format!("webhooks = [\"http://127.0.0.1:{hook}/alerts\"]"),
         &job("billing", "sqlite", &db, "every 1s", ""),
     );
-    let next_alert = |event: &str| -> (usize, Value) {
-        let start = Instant::now();
-        loop {
-            let left = Duration::from_secs(120).saturating_sub(start.elapsed());
-            let (n, alert) = alerts.recv_timeout(left).unwrap_or_else(|_| {
-                panic!("no {event} webhook reached the receiver; log:\n{}", s.log())
-            });
-            if alert["event"] == event {
-                return (n, alert);
-            }
-        }
-    };
+    let next_alert = |event: &str| next_alert(&alerts, &s, event, |_| true);
     let (n, refused) = next_alert("backup.failed");
     assert_eq!(n, 0, "the receiver refuses its first delivery with 500");
     // One alert per failing streak: the next backup.failed is the retry of the same alert.
@@ -491,6 +503,7 @@ fn api_calls_are_served_while_a_backup_runs_and_runs_never_overlap() {
     }
     let conflicts = answers.iter().filter(|(k, s, _)| *k == 3 && *s == 409).count();
     let accepted = answers.iter().filter(|(k, s, _)| *k == 3 && *s == 202).count();
+    assert!(conflicts >= 1, "no POST met a running backup: the calls did not overlap one");
     assert_eq!(
         spans.len(),
         accepted + 1,
@@ -510,19 +523,7 @@ fn kill_9_mid_backup_leaves_no_half_visible_snapshot_and_the_run_shows_interrupt
     let small = s.wait_run_finished(small["run_id"].as_i64().unwrap());
     assert_eq!(small["status"], "completed", "{small}");
 
-    let packs_before = tree(&s.path("repo")).len();
-    let (status, big) = post_json(s.port, "/api/backups", "{\"job\":\"media\"}");
-    assert_eq!(status, 202, "{big}");
-    let big = big["run_id"].as_i64().unwrap();
-    // Kill once the backup has written data of its own but no manifest yet.
-    wait_for("the big backup to write its first pack", Duration::from_secs(120), || {
-        (tree(&s.path("repo")).len() > packs_before).then_some(())
-    });
-    assert_eq!(
-        s.run(big)["status"],
-        "in_progress",
-        "the backup finished before the kill; make the folder bigger"
-    );
+    let big = s.start_and_catch_mid_backup("media");
     s.kill();
 
     let snaps = snapshots(&s.repo());
@@ -678,6 +679,12 @@ fn container_jobs_back_up_by_name_and_by_label_and_skip_unchanged_containers() {
     assert!(unchanged.iter().all(|s| s["stored"] == 0));
     let health = get_json(s.port, "/health");
     assert_eq!(health["status"], "ok", "{health}");
+    // The selector job's snapshots are `tenants/CONTAINER`, counted as the job's.
+    let listed = get_json(s.port, "/api/backups?job=tenants");
+    assert_eq!(listed["count"], 4, "{listed}");
+    let (_, text) = http(s.port, "GET", "/metrics", Some(TOKEN), None);
+    assert_eq!(metric(&text, "lifeboat_snapshots", "tenants"), 4.0, "{text}");
+    assert!(metric(&text, "lifeboat_job_stored_bytes", "tenants") > 0.0, "{text}");
     // Env values are stored but the API never shows them.
     let id = snaps[0]["id"].as_str().unwrap();
     let shown = get_json(s.port, &format!("/api/backups/{id}")).to_string();
@@ -710,6 +717,24 @@ impl Service {
         let path = self.path("lifeboatd.toml");
         let config = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, format!("{text}\n{config}")).unwrap();
+    }
+
+    /// Starts a backup of `job` through the API and returns its run id once the backup has
+    /// written data of its own, but no manifest yet.
+    fn start_and_catch_mid_backup(&self, job: &str) -> i64 {
+        let packs_before = tree(&self.path("repo/data")).len();
+        let (status, run) = post_json(self.port, "/api/backups", &format!("{{\"job\":\"{job}\"}}"));
+        assert_eq!(status, 202, "{run}");
+        let run = run["run_id"].as_i64().unwrap();
+        wait_for("the backup to write its first pack", Duration::from_secs(120), || {
+            (tree(&self.path("repo/data")).len() > packs_before).then_some(())
+        });
+        assert_eq!(
+            self.run(run)["status"],
+            "in_progress",
+            "the backup finished too soon; make the folder bigger"
+        );
+        run
     }
 
     /// Runs `job` now through the API and waits for the run to finish.
@@ -977,4 +1002,132 @@ fn scheduled_drills_complete_show_in_the_runs_and_leave_no_scratch_files() {
         .filter(|n| n.starts_with(lifeboat_core::drill::SCRATCH_PREFIX))
         .collect();
     assert!(left.is_empty(), "drill scratch files left behind: {left:?}");
+}
+
+#[test]
+fn a_job_past_its_rpo_raises_stale_and_then_recovered() {
+    let (hook, alerts) = webhook_receiver();
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let s = Service::new(
+        &format!("webhooks = [\"http://127.0.0.1:{hook}/alerts\"]\nstale_check = \"1s\""),
+        &job("auth", "sqlite", &db, YEARLY, "rpo = \"3s\""),
+    );
+    let first = s.backup_now("auth");
+    assert_eq!(first["status"], "completed", "{first}");
+    let id = first["snapshot"].as_str().unwrap().to_string();
+    let (_, stale) = next_alert(&alerts, &s, "stale", |a| a["snapshot"] == id.as_str());
+    assert_eq!(stale["job"], "auth");
+    assert!(stale["message"].as_str().unwrap().contains("stale"), "{stale}");
+    let health = get_json(s.port, "/health");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["backups"]["auth"]["status"], "stale", "{health}");
+    let listed = get_json(s.port, "/api/alerts/stale");
+    assert!(listed.to_string().contains("auth"), "{listed}");
+
+    let second = s.backup_now("auth");
+    assert_eq!(second["status"], "completed", "{second}");
+    let id = second["snapshot"].as_str().unwrap().to_string();
+    let (_, fresh) = next_alert(&alerts, &s, "recovered", |a| a["snapshot"] == id.as_str());
+    assert_eq!(fresh["job"], "auth");
+    assert!(fresh["message"].as_str().unwrap().contains("fresh again"), "{fresh}");
+}
+
+#[test]
+fn failed_drills_and_failed_verification_fire_their_webhooks() {
+    let (hook, alerts) = webhook_receiver();
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    let rows = make_sqlite_db(&db, 1);
+    let impossible = rows * 1000;
+    let s = Service::new(
+        &format!("webhooks = [\"http://127.0.0.1:{hook}/alerts\"]"),
+        &job(
+            "auth",
+            "sqlite",
+            &db,
+            YEARLY,
+            &format!(
+                "verify = \"read-data\"\ndrill = \"every 1s\"\nexpect = {{ min_rows = {{ events = {impossible} }} }}"
+            ),
+        ),
+    );
+    let backup = s.backup_now("auth");
+    assert_eq!(backup["status"], "completed", "{backup}");
+    let id = backup["snapshot"].as_str().unwrap().to_string();
+
+    // The drill restores the snapshot and finds fewer rows than it expects.
+    let (_, drill) = next_alert(&alerts, &s, "drill.failed", |a| a["snapshot"] == id.as_str());
+    assert_eq!(drill["job"], "auth");
+    let message = drill["message"].as_str().unwrap();
+    assert!(message.contains("events") && message.contains(&impossible.to_string()), "{drill}");
+    let failed = get_json(s.port, "/api/runs?job=auth&operation=drill&status=failed");
+    assert!(failed["count"].as_u64().unwrap() >= 1, "{failed}");
+
+    // Damage every pack: the next backup deduplicates against them, and its read-data
+    // verification fails; so does a verification through the API.
+    let packs = tree(&s.path("repo/data"));
+    assert!(!packs.is_empty(), "no packs under repo/data");
+    for path in packs.keys() {
+        let mut bytes = std::fs::read(path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(path, bytes).unwrap();
+    }
+    let again = s.backup_now("auth");
+    assert_eq!(again["status"], "failed", "{again}");
+    let damaged = again["snapshot"].as_str().unwrap().to_string();
+    let (_, verify) =
+        next_alert(&alerts, &s, "verify.failed", |a| a["snapshot"] == damaged.as_str());
+    assert_eq!(verify["job"], "auth");
+    assert!(verify["message"].as_str().unwrap().contains("verification"), "{verify}");
+    let health = get_json(s.port, "/health");
+    assert_eq!(health["backups"]["auth"]["status"], "failed", "{health}");
+
+    let (status, report) =
+        post_json(s.port, &format!("/api/backups/{id}/verify"), r#"{"read_data":true}"#);
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["valid"], false, "{report}");
+    let (_, api) = next_alert(&alerts, &s, "verify.failed", |a| a["snapshot"] == id.as_str());
+    assert_eq!(api["job"], "auth");
+    let run = s.run(report["run_id"].as_i64().unwrap());
+    assert_eq!(run["status"], "failed", "{run}");
+}
+
+#[test]
+fn sigterm_past_the_grace_period_aborts_a_backup_without_a_snapshot() {
+    let data = tempfile::tempdir().unwrap();
+    let folder = big_folder(data.path(), 32);
+    let mut s = Service::new("shutdown_grace = \"0s\"", &job("media", "dir", &folder, YEARLY, ""));
+    let run = s.start_and_catch_mid_backup("media");
+    let status = s.stop();
+    assert!(status.success(), "lifeboatd did not stop cleanly: {status}\n{}", s.log());
+    assert!(s.log().contains("aborting"), "{}", s.log());
+    let snaps = snapshots(&s.repo());
+    assert!(snaps.is_empty(), "an aborted backup left a snapshot: {snaps:?}");
+
+    s.start();
+    let aborted = s.run(run);
+    assert_eq!(aborted["status"], "failed", "{aborted}");
+    assert!(aborted["error"].as_str().unwrap().starts_with("interrupted"), "{aborted}");
+    let again = s.backup_now("media");
+    assert_eq!(again["status"], "completed", "{again}");
+    ok(lifeboat(&s.repo()).args(["verify", "--all", "--read-data"]));
+}
+
+#[test]
+fn the_minimal_example_is_accepted_by_the_binary_through_lifeboat_config() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/lifeboatd-minimal.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeboatd"))
+        .arg("--check")
+        .env("LIFEBOAT_CONFIG", &path)
+        .env_remove("LIFEBOAT_TOKENS")
+        .env_remove("LIFEBOAT_REPO")
+        .env_remove("LIFEBOAT_WEBHOOKS")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 jobs, configuration valid"), "{stdout}");
 }

@@ -21,7 +21,7 @@ use crate::catalog::{Operation, Outcome, RunFilter};
 use crate::error::DaemonError;
 use crate::runner::{StartError, start_backup, verify_run};
 use crate::settings;
-use crate::state::Daemon;
+use crate::state::{Daemon, belongs_to};
 
 /// The OpenAPI document, as kept in the repository.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
@@ -254,7 +254,7 @@ async fn list_backups(State(d): Shared, Query(q): Query<BackupsQuery>) -> ApiRes
         .snapshots
         .iter()
         .rev()
-        .filter(|s| q.job.as_ref().is_none_or(|j| &s.manifest().name == j))
+        .filter(|s| q.job.as_ref().is_none_or(|j| belongs_to(&s.manifest().name, j)))
         .collect();
     let failed: u64 = d
         .jobs

@@ -107,7 +107,9 @@ impl Job {
     /// The recovery point objective: the job is stale when its newest snapshot is older.
     /// Without an `rpo`, twice the schedule's period plus a minute.
     pub fn rpo(&self, now: chrono::DateTime<chrono::Utc>) -> Duration {
-        self.expect.rpo.unwrap_or_else(|| self.schedule.period(now) * 2 + Duration::from_secs(60))
+        self.expect.rpo.unwrap_or_else(|| {
+            self.schedule.period(now).saturating_mul(2).saturating_add(Duration::from_secs(60))
+        })
     }
 }
 
@@ -360,9 +362,10 @@ impl Parser<'_> {
 
     fn unknown(&mut self, f: Fields, known: &[&str]) {
         for (key, (line, _)) in f.map {
+            let stem: String = key.chars().take(3).collect();
             let hint = known
                 .iter()
-                .find(|k| k.starts_with(&key[..key.len().min(3)]))
+                .find(|k| k.starts_with(&stem))
                 .map(|k| format!(" (did you mean `{k}`?)"))
                 .unwrap_or_default();
             self.problem(line, format!("{}unknown key `{key}`{hint}", f.context));
@@ -445,15 +448,16 @@ impl Parser<'_> {
         let heartbeat_dir = self
             .take::<PathBuf>(&mut f, "heartbeat_dir")
             .map_or_else(|| state_dir.join("heartbeats"), |(p, _)| p);
-        let mut webhooks =
-            self.take::<Vec<String>>(&mut f, "webhooks").map(|(w, _)| w).unwrap_or_default();
+        let (mut webhooks, mut webhooks_line) =
+            self.take::<Vec<String>>(&mut f, "webhooks").unwrap_or_default();
         if let Some(from_env) = env.var(WEBHOOKS_ENV) {
             webhooks = split_list(&from_env);
+            webhooks_line = 1;
         }
         for url in &webhooks {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 self.problem(
-                    1,
+                    webhooks_line.max(1),
                     format!("webhook {:?} is not an http:// or https:// URL", redact(url)),
                 );
             }
@@ -670,16 +674,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    const MINIMAL: &str = r#"repository = "/var/lib/lifeboat/repo"
-listen = "127.0.0.1:8080"
-tokens = ["a-long-random-token"]      # or from LIFEBOAT_TOKENS
-[[jobs]]
-name = "auth"
-kind = "sqlite"                        # sqlite | postgres | container | dir
-target = "/data/platform/auth.db"
-schedule = "*/5 * * * * *"             # cron with seconds, or "every 10s"
-keep = { last = 10, daily = 30 }
-"#;
+    /// The issue's minimal file, as shipped in `examples/`.
+    const MINIMAL: &str = include_str!("../../../examples/lifeboatd-minimal.toml");
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -771,6 +767,22 @@ rpo = "1 day"
         assert!(text_of(24).contains("1 day"), "{found:?}");
         assert_eq!(found.len(), 9, "{found:?}");
         assert!(lines.windows(2).all(|w| w[0] <= w[1]), "sorted by line: {lines:?}");
+    }
+
+    #[test]
+    fn odd_keys_webhooks_and_huge_intervals_are_problems_not_crashes() {
+        let text = "repository = \"/tmp/repo\"\ntokens = [\"a-long-random-token\"]\n\"ab\u{20ac}\" = 1\nwebhooks = [\"ftp://hooks.example\"]\n\n[[jobs]]\nname = \"auth\"\nkind = \"sqlite\"\ntarget = \"/data/auth.db\"\nschedule = \"every 300000y\"\n";
+        let found = problems(text);
+        let on = |line: usize, needle: &str| {
+            assert!(
+                found.iter().any(|p| p.line == line && p.message.contains(needle)),
+                "no problem with {needle:?} on line {line}: {found:?}"
+            );
+        };
+        on(3, "unknown key `ab\u{20ac}`");
+        on(4, "ftp://hooks.example");
+        on(10, "at most 100y");
+        assert_eq!(found.len(), 3, "{found:?}");
     }
 
     #[test]

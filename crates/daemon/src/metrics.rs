@@ -5,7 +5,7 @@ use std::fmt::Write;
 use chrono::Utc;
 
 use crate::catalog::RunFilter;
-use crate::state::{Daemon, lock};
+use crate::state::{Daemon, belongs_to, lock};
 
 /// One metric family.
 struct Family<'a> {
@@ -101,7 +101,11 @@ pub fn render(d: &Daemon) -> String {
         let success = d.catalog.last_success(name).ok().flatten();
         let last = d.catalog.last_backup(name).ok().flatten();
         let counts = d.catalog.counts(name).unwrap_or_default();
-        let stats = by_name.get(name).cloned().unwrap_or_default();
+        // A label-selector job's snapshots are named `JOB/CONTAINER`.
+        let (snapshots, stored) = by_name
+            .iter()
+            .filter(|(snapshot, _)| belongs_to(snapshot, name))
+            .fold((0, 0), |(n, b), (_, s)| (n + s.snapshots, b + s.stored));
         let stale = d.stale_reason(&job, &view, now).is_some();
         let values = [
             success.as_ref().and_then(|r| r.finished).map(|t| t.timestamp_millis() as f64 / 1000.0),
@@ -115,8 +119,8 @@ pub fn render(d: &Daemon) -> String {
             } else {
                 0.0
             }),
-            Some(stats.snapshots as f64),
-            Some(stats.stored as f64),
+            Some(snapshots as f64),
+            Some(stored as f64),
             Some(if stale { 1.0 } else { 0.0 }),
             Some(job.rpo(now).as_secs_f64()),
             Some(if lock(&state.running).is_some() { 1.0 } else { 0.0 }),

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+/// The longest `every` interval accepted: past it, time arithmetic would overflow.
+const LONGEST_INTERVAL: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// A job's timetable.
 #[derive(Debug, Clone)]
 pub enum Schedule {
@@ -34,6 +37,9 @@ impl Schedule {
             if every.is_zero() {
                 return Err("the interval must be longer than 0s".into());
             }
+            if every > LONGEST_INTERVAL {
+                return Err(format!("{text:?}: the interval must be at most 100y"));
+            }
             return Ok(Schedule::Every(every));
         }
         let fields = trimmed.split_whitespace().count();
@@ -58,7 +64,9 @@ impl Schedule {
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Cron { cron, .. } => cron.after(&t).next(),
-            Schedule::Every(every) => chrono::Duration::from_std(*every).ok().map(|d| t + d),
+            Schedule::Every(every) => {
+                chrono::Duration::from_std(*every).ok().and_then(|d| t.checked_add_signed(d))
+            }
         }
     }
 
@@ -135,7 +143,16 @@ mod tests {
         let s = Schedule::parse("every 10s").unwrap();
         assert_eq!(s.next_after(at("2026-01-01T00:00:00Z")), Some(at("2026-01-01T00:00:10Z")));
         assert_eq!(s.to_string(), "every 10s");
-        for bad in ["every", "every 0s", "every ten", "* *", "61 * * * * *", "nonsense"] {
+        for bad in [
+            "every",
+            "every 0s",
+            "every ten",
+            "every 300000y",
+            "every 18446744073709551615s",
+            "* *",
+            "61 * * * * *",
+            "nonsense",
+        ] {
             assert!(Schedule::parse(bad).is_err(), "{bad:?} parsed");
         }
     }

@@ -100,7 +100,20 @@ async fn drill_loop(d: Arc<Daemon>, state: Arc<JobState>) {
             }
             continue;
         }
-        drill_run(&d, &job, "schedule").await;
+        // Among the service's tasks, so a graceful shutdown waits for the drill too.
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        {
+            let mut tasks = lock(&d.tasks);
+            if d.shutting_down() {
+                return;
+            }
+            let d2 = Arc::clone(&d);
+            tasks.spawn(async move {
+                drill_run(&d2, &job, "schedule").await;
+                drop(done);
+            });
+        }
+        let _ = finished.await;
     }
 }
 

@@ -97,7 +97,7 @@ pub async fn start(config: Config) -> Result<(Arc<Daemon>, tokio::net::TcpListen
 }
 
 /// Serves the API and runs the scheduler until `stop` completes, then shuts down: no new
-/// runs, running backups get `shutdown_grace` to finish, then are aborted. An aborted backup
+/// runs, running backups and drills get `shutdown_grace` to finish, then are aborted. An aborted backup
 /// never wrote its manifest (the manifest is written last), so nothing half-made is visible;
 /// its run is recorded as interrupted.
 ///
@@ -135,14 +135,14 @@ async fn finish_runs(d: &Daemon) {
     if tasks.is_empty() {
         return;
     }
-    info!(running = tasks.len(), grace = ?d.config.shutdown_grace, "waiting for running backups");
+    info!(running = tasks.len(), grace = ?d.config.shutdown_grace, "waiting for running backups and drills");
     let drained = tokio::time::timeout(d.config.shutdown_grace, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
         warn!(
-            "backups still running after the grace period: aborting them (no snapshot becomes visible)"
+            "backups or drills still running after the grace period: aborting them (no snapshot becomes visible)"
         );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
