@@ -1131,3 +1131,39 @@ fn the_minimal_example_is_accepted_by_the_binary_through_lifeboat_config() {
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("1 jobs, configuration valid"), "{stdout}");
 }
+
+#[test]
+fn a_restart_after_missed_slots_catches_up_once() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let mut s = Service::new("", &job("auth", "sqlite", &db, "every 2s", ""));
+    let runs_of = |s: &Service, trigger: &str| -> Vec<Value> {
+        let runs = get_json(s.port, "/api/runs?job=auth&operation=backup");
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["trigger"] == trigger && r["status"] == "completed")
+            .cloned()
+            .collect()
+    };
+    wait_for("a scheduled backup", Duration::from_secs(60), || {
+        (!runs_of(&s, "schedule").is_empty()).then_some(())
+    });
+    s.stop();
+    // Down for at least two slots.
+    std::thread::sleep(Duration::from_secs(5));
+    s.start();
+    let catch_up =
+        wait_for("the catch-up backup", Duration::from_secs(60), || runs_of(&s, "catch-up").pop());
+    // The timetable then goes on from now: the next scheduled run, and no second catch-up.
+    let catch_up_id = catch_up["id"].as_i64().unwrap();
+    wait_for("a scheduled backup after the catch-up", Duration::from_secs(60), || {
+        runs_of(&s, "schedule")
+            .iter()
+            .any(|r| r["id"].as_i64().unwrap() > catch_up_id)
+            .then_some(())
+    });
+    assert_eq!(runs_of(&s, "catch-up").len(), 1, "one catch-up for all the missed slots");
+}
