@@ -85,7 +85,9 @@ fn config(container: &str) -> serde_json::Value {
     env.sort();
     serde_json::json!({
         "env": env, "labels": c["Labels"], "cmd": c["Cmd"], "workdir": c["WorkingDir"],
-        "restart": h["RestartPolicy"]["Name"], "running": info[0]["State"]["Running"],
+        "entrypoint": c["Entrypoint"], "user": c["User"], "exposed": c["ExposedPorts"],
+        "ports": h["PortBindings"], "restart": h["RestartPolicy"]["Name"],
+        "running": info[0]["State"]["Running"],
     })
 }
 
@@ -118,6 +120,20 @@ fn container_with_volume_round_trips_after_deletion() {
     let listing = ok(lifeboat(&repo).args(["snapshots", "--json"]));
     assert!(!listing.contains("hunter2"), "env value leaked into the listing: {listing}");
     assert!(listing.contains("API_TOKEN"), "env names stay visible: {listing}");
+    // Nor by logs at their most verbose, where the Docker client prints what it gets.
+    for (flag, level) in [("-vv", None), ("-v", Some("debug")), ("-v", Some("trace"))] {
+        let mut cmd = lifeboat(&repo);
+        cmd.args([flag, "backup", "container", &name]);
+        match level {
+            Some(level) => cmd.env("LIFEBOAT_LOG", level),
+            None => cmd.env_remove("LIFEBOAT_LOG"),
+        };
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("DEBUG") || stderr.contains("TRACE"), "not verbose: {stderr}");
+        assert!(!stderr.contains("hunter2"), "env value leaked into the log: {stderr}");
+    }
 
     // The disaster: container and volume gone.
     docker(&["rm", "-f", &name]);
@@ -336,4 +352,112 @@ fn unknown_container_and_missing_engine_are_clear_errors() {
     assert!(err.contains("not reachable"), "{err}");
     assert!(err.contains("start the Docker engine"), "{err}");
     assert!(snapshots(&repo).is_empty());
+}
+
+/// `docker inspect -f FORMAT container`.
+fn inspect(container: &str, format: &str) -> String {
+    docker(&["inspect", "-f", format, container])
+}
+
+#[test]
+fn bind_mounts_ports_entrypoint_and_user_come_back() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    docker_engine();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("conf.txt"), "bound config\n").unwrap();
+    let name = unique_name("bound");
+    cleanup.containers.push(name.clone());
+    let bind = format!("{}:/conf", host.path().display());
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "-v",
+        &bind,
+        "-p",
+        "127.0.0.1::8080",
+        "--user",
+        "0:0",
+        "--entrypoint",
+        "sh",
+        TEST_IMAGE,
+        "-c",
+        "cat /conf/conf.txt > /tmp/seen && exec sleep 3600",
+    ]);
+    wait_for_file(&name, "/tmp/seen");
+    let before = config(&name);
+    let snap = backup(&repo, &[&name]);
+    let id = snap["id"].as_str().unwrap().to_string();
+
+    // The disaster: the container and the host folder's contents are gone.
+    docker(&["rm", "-f", &name]);
+    std::fs::remove_file(host.path().join("conf.txt")).unwrap();
+    let to = format!("container:{name}");
+    let plan = ok(lifeboat(&repo).args(["restore", &id, "--to", &to, "--dry-run"]));
+    assert!(plan.contains("if the host folder is empty"), "{plan}");
+    let out = ok(lifeboat(&repo).args(["restore", &id, "--to", &to, "--settle", "1s", "--json"]));
+    assert!(out.contains("was empty: filled from the snapshot"), "{out}");
+    let conf = host.path().join("conf.txt");
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "bound config\n");
+    assert_eq!(config(&name), before, "configuration differs after restore");
+    assert_ne!(inspect(&name, "{{json .NetworkSettings.Ports}}"), "{}", "no port published");
+
+    // A host folder with files is the host's: a forced restore leaves it as it is.
+    std::fs::write(&conf, "edited on the host\n").unwrap();
+    let out =
+        ok(lifeboat(&repo)
+            .args(["restore", &id, "--to", &to, "--force", "--settle", "1s", "--json"]));
+    assert!(out.contains("has files: left as it is"), "{out}");
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "edited on the host\n");
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
+
+    // A copy beside the running original does not take its ports.
+    let copy = format!("{name}-copy");
+    cleanup.containers.push(copy.clone());
+    let out = ok(lifeboat(&repo).args([
+        "restore",
+        &id,
+        "--to",
+        &format!("container:{copy}"),
+        "--settle",
+        "1s",
+        "--json",
+    ]));
+    assert!(out.contains("holds them"), "{out}");
+    assert_eq!(inspect(&copy, "{{.State.Running}}"), "true");
+    let bindings = inspect(&copy, "{{json .HostConfig.PortBindings}}");
+    assert!(bindings == "null" || bindings == "{}", "the copy publishes ports: {bindings}");
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
+}
+
+#[test]
+fn one_failing_container_does_not_stop_the_others() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    let label = format!("tenant-group={}", unique_name("mixed"));
+    let (good, _) = start_app(&mut cleanup, &label);
+    // A container whose bind-mounted folder was deleted: the engine cannot read that mount.
+    let gone = tempfile::tempdir().unwrap();
+    let broken = unique_name("broken");
+    cleanup.containers.push(broken.clone());
+    let mount = format!("type=bind,src={},dst=/data", gone.path().display());
+    docker(&["create", "--name", &broken, "--label", &label, "--mount", &mount, TEST_IMAGE]);
+    drop(gone);
+
+    let out = lifeboat(&repo)
+        .args(["backup", "containers", "--label", &label, "--json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "one container failed: the command must fail");
+    let results: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results.len(), 2, "{results:?}");
+    let result = |n: &str| results.iter().find(|r| r["container"] == n).cloned().unwrap();
+    assert_eq!(result(&good)["ok"], true, "{results:?}");
+    assert_eq!(result(&broken)["ok"], false, "{results:?}");
+    assert!(result(&broken)["error"].as_str().unwrap().contains("/data"), "{results:?}");
+    let names: Vec<String> =
+        snapshots(&repo).iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, [good], "only the good container has a snapshot");
 }

@@ -50,6 +50,19 @@ pub fn tar_digests(reader: impl Read) -> std::io::Result<FileDigests> {
     Ok(out)
 }
 
+/// Whether the start of a tar stream (`head`) shows a single empty folder: a folder entry
+/// and then the end of the archive. A truncated head with a second entry, a first entry
+/// that is not a folder, or anything unreadable is not an empty folder.
+pub fn tar_is_one_empty_folder(head: &[u8]) -> bool {
+    let mut archive = tar::Archive::new(head);
+    let Ok(mut entries) = archive.entries() else { return false };
+    let first_is_folder = match entries.next() {
+        Some(Ok(entry)) => entry.header().entry_type().is_dir(),
+        _ => false,
+    };
+    first_is_folder && entries.next().is_none()
+}
+
 fn normalise(path: &str) -> String {
     path.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/').to_string()
 }
@@ -135,5 +148,36 @@ mod tests {
         assert_eq!(compare(&snap, &changed), vec!["a.txt differs".to_string()]);
         assert_eq!(compare(&snap, &FileDigests::new()), vec!["a.txt is missing".to_string()]);
         Ok(())
+    }
+
+    fn folder_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_size(0);
+        header.set_mode(0o755);
+        header.set_cksum();
+        builder.append_data(&mut header, "data/", &[][..]).ok();
+        for (path, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, format!("data/{path}"), *data).ok();
+        }
+        builder.into_inner().unwrap_or_default()
+    }
+
+    #[test]
+    fn only_a_lone_folder_is_empty() {
+        assert!(tar_is_one_empty_folder(&folder_tar(&[])));
+        let full = folder_tar(&[("a.txt", &[7u8; 40_000])]);
+        assert!(!tar_is_one_empty_folder(&full));
+        // Cut inside the second entry's header, and inside its data: still not empty.
+        assert!(!tar_is_one_empty_folder(&full[..700]));
+        assert!(!tar_is_one_empty_folder(&full[..16 * 1024]));
+        // A single file (a bind-mounted file) is never an empty folder.
+        assert!(!tar_is_one_empty_folder(&tar_of(&[("localtime", b"TZif")])));
+        assert!(!tar_is_one_empty_folder(b"not a tar at all"));
     }
 }

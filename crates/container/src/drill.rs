@@ -26,6 +26,9 @@ const DRILL_PID_LABEL: &str = "lifeboat.drill.pid";
 /// Image repository of drills' imports.
 const DRILL_IMAGES: &str = "lifeboat-drill";
 
+/// Drills started by this process, for unique scratch names.
+static DRILLS_STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Drills container snapshots.
 #[derive(Debug, Clone, Copy)]
 pub struct ContainerDrill {
@@ -68,17 +71,20 @@ impl ScratchDrill for ContainerDrill {
         let id = snapshot.id().to_string();
         let short: String = id.chars().take(8).collect();
         let pid = std::process::id();
-        let name = format!("{SCRATCH_PREFIX}{pid}-{short}");
+        // Unique within the process too: two drills of one snapshot may run at once.
+        let n = DRILLS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{SCRATCH_PREFIX}{pid}-{short}-{n}");
         let mounts = plan_mounts(&docker, &meta, &id, Some(&name)).await?;
         let recreation = Recreation {
             docker: &docker,
             meta: &meta,
             snapshot: id.clone(),
             name: name.clone(),
-            image_repo: format!("{DRILL_IMAGES}/{pid}-{short}"),
+            image_repo: format!("{DRILL_IMAGES}/{pid}-{short}-{n}"),
             mounts,
             isolated: true,
             check_files: true,
+            publish_ports: false,
             labels: HashMap::from([(DRILL_PID_LABEL.to_string(), pid.to_string())]),
         };
         let (created, result) = recreation.run(snapshot, &lifeboat_core::NoProgress).await;

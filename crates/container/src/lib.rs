@@ -41,5 +41,9 @@ pub use metadata::{ContainerMetadata, FILESYSTEM, MountInfo, NetworkAttachment, 
 pub use recreate::{MountPlan, RESTORED_LABEL};
 pub use restore::{ContainerRestorePlan, DEFAULT_SETTLE};
 
+/// A `tracing` filter directive every binary adds: the Docker client's own debug logs print
+/// containers' configuration, env values (secrets) included, so they stay off at any level.
+pub const LOG_DIRECTIVE: &str = "bollard=warn";
+
 /// The snapshot kind this backend produces.
 pub const KIND: lifeboat_core::Kind = lifeboat_core::Kind::Container;

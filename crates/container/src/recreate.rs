@@ -39,7 +39,17 @@ pub struct MountPlan {
     /// mount outside drills, or an anonymous volume the engine creates).
     pub volume: Option<String>,
     /// Whether the contents are written back.
-    pub write: bool,
+    pub fill: Fill,
+}
+
+/// Whether a mount's contents from the snapshot are written into the new container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// Always: a volume made for the restore, or a drill's scratch volume.
+    Always,
+    /// Only when the mounted folder is empty: a host folder bound into the container is
+    /// the host's, and its files are never overwritten.
+    IfEmpty,
 }
 
 /// What to create.
@@ -58,9 +68,30 @@ pub(crate) struct Recreation<'a> {
     pub isolated: bool,
     /// Compare every restored file with the snapshot after creating.
     pub check_files: bool,
+    /// Publish the saved port bindings on the host (off for a copy beside the original,
+    /// which holds them).
+    pub publish_ports: bool,
     /// Extra labels (drills mark their scratch containers).
     pub labels: HashMap<String, String>,
 }
+
+/// Whether the folder at `path` in container `id` holds nothing: its archive has only the
+/// folder itself. Reads the first entries only; anything but a folder counts as not empty.
+async fn mount_is_empty(docker: &Docker, id: &str, path: &str) -> Result<bool> {
+    let mut stream = download(docker, id, path).boxed();
+    let mut head = Vec::new();
+    while head.len() < HEAD_BYTES {
+        match stream.next().await {
+            Some(Ok(bytes)) => head.extend_from_slice(&bytes),
+            Some(Err(e)) => return Err(ContainerError::engine("reading mount", path, e)),
+            None => break,
+        }
+    }
+    Ok(crate::digests::tar_is_one_empty_folder(&head))
+}
+
+/// Enough of an archive for its first entries.
+const HEAD_BYTES: usize = 16 * 1024;
 
 /// What was created; [`Recreated::discard`] removes it again.
 #[derive(Debug, Default)]
@@ -203,12 +234,31 @@ impl Recreation<'_> {
         // 3. Mount contents, written through the archive API into the created container.
         let mut mount_digests = Vec::new();
         for (plan, section) in self.mounts.iter().zip(mount_sections) {
+            let write = match plan.fill {
+                Fill::Always => true,
+                Fill::IfEmpty => {
+                    let empty =
+                        mount_is_empty(self.docker, &created.id, &plan.mount.destination).await?;
+                    done.checks.push(Check::pass(
+                        format!("bind mount {}", plan.mount.destination),
+                        if empty {
+                            format!(
+                                "host folder {} was empty: filled from the snapshot",
+                                plan.mount.source
+                            )
+                        } else {
+                            format!("host folder {} has files: left as it is", plan.mount.source)
+                        },
+                    ));
+                    empty
+                }
+            };
             let (digest_tx, digest_handle) =
-                split((self.check_files && plan.write).then(digest_in_background));
+                split((self.check_files && write).then(digest_in_background));
             let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(16);
-            let sinks = Sinks { body: plan.write.then_some(tx), digests: digest_tx };
+            let sinks = Sinks { body: write.then_some(tx), digests: digest_tx };
             let parent = parent_of(&plan.mount.destination);
-            let upload = plan.write.then(|| {
+            let upload = write.then(|| {
                 let docker = self.docker.clone();
                 let container = created.id.clone();
                 let options = UploadToContainerOptions { path: parent, ..Default::default() };
@@ -299,10 +349,12 @@ impl Recreation<'_> {
         let mut labels = c.labels.clone().unwrap_or_default();
         labels.extend(self.labels.clone());
         let mut networking = None;
-        if self.isolated {
-            host.network_mode = Some("none".into());
+        if self.isolated || !self.publish_ports {
             host.port_bindings = None;
             host.publish_all_ports = Some(false);
+        }
+        if self.isolated {
+            host.network_mode = Some("none".into());
             host.restart_policy = None;
             host.links = None;
             host.auto_remove = Some(false);

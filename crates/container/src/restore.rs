@@ -19,7 +19,7 @@ use crate::backup::ContainerBackup;
 use crate::engine::connect;
 use crate::error::{ContainerError, Result};
 use crate::metadata::ContainerMetadata;
-use crate::recreate::{MountPlan, Recreated, Recreation, start_and_settle};
+use crate::recreate::{Fill, MountPlan, Recreated, Recreation, start_and_settle};
 
 /// How long a restored container must keep running before the old one is removed.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(5);
@@ -40,7 +40,27 @@ pub struct ContainerRestorePlan {
     target: String,
     existing: Option<Existing>,
     mounts: Vec<MountPlan>,
+    /// The snapshot's own container, still on this engine, when restoring a copy under
+    /// another name: the copy does not publish its ports, the original holds them.
+    original_beside: Option<String>,
     settle: Duration,
+}
+
+/// How a failed swap ended for the container being replaced.
+enum PutBack {
+    /// There was none.
+    NoOriginal,
+    /// It has its name back and runs again if it ran before.
+    Done,
+    /// Putting it back failed.
+    Failed {
+        /// Its id.
+        id: String,
+        /// The name it was parked under, when the rename aside had happened.
+        parked: Option<String>,
+        /// What failed.
+        why: String,
+    },
 }
 
 impl ContainerRestorePlan {
@@ -79,6 +99,13 @@ impl ContainerRestorePlan {
         }
         let id = snapshot.id();
         let mounts = plan_mounts(&docker, &meta, &id.to_string(), None).await?;
+        let original_beside = if target != meta.container
+            && docker.inspect_container(&meta.container, None).await.is_ok()
+        {
+            Some(meta.container.clone())
+        } else {
+            None
+        };
         Ok(ContainerRestorePlan {
             docker,
             meta,
@@ -87,6 +114,7 @@ impl ContainerRestorePlan {
             target: target.to_string(),
             existing,
             mounts,
+            original_beside,
             settle: DEFAULT_SETTLE,
         })
     }
@@ -123,73 +151,105 @@ impl ContainerRestorePlan {
             mounts: self.mounts.clone(),
             isolated: false,
             check_files: false,
+            publish_ports: self.original_beside.is_none(),
             labels: Default::default(),
         };
         recreation.run(snapshot, progress).await
     }
 
-    /// Stops the old container, gives the new one the name and starts it; on failure puts
-    /// the old one back. Returns the old container's parking name.
+    /// Stops the old container, gives the new one the name and starts it. On failure
+    /// removes the new container and puts the old one back. Returns the old container's
+    /// parking name and the settle checks.
     async fn swap(
         &self,
         new: &str,
         existing: Option<&Existing>,
-    ) -> Result<(Option<String>, Vec<Check>)> {
-        let parked = match existing {
-            Some(old) => {
-                if old.running {
-                    let stop = StopContainerOptions { t: Some(10), ..Default::default() };
-                    self.docker
-                        .stop_container(&old.id, Some(stop))
-                        .await
-                        .map_err(|e| ContainerError::engine("stopping", &self.target, e))?;
-                }
-                let parked = self.old_name();
-                let rename = RenameContainerOptions { name: parked.clone() };
-                if let Err(e) = self.docker.rename_container(&old.id, rename).await {
-                    self.put_back(old, None).await;
-                    return Err(ContainerError::engine("renaming", &self.target, e));
-                }
-                Some(parked)
-            }
-            None => None,
-        };
-        let attempt = async {
-            let rename = RenameContainerOptions { name: self.target.clone() };
-            self.docker
-                .rename_container(new, rename)
-                .await
-                .map_err(|e| ContainerError::engine("renaming", new, e))?;
-            start_and_settle(&self.docker, new, &self.target, self.settle).await
-        };
-        match attempt.await {
+    ) -> std::result::Result<(Option<String>, Vec<Check>), (ContainerError, PutBack)> {
+        let mut parked = None;
+        match self.swap_steps(new, existing, &mut parked).await {
             Ok(checks) => Ok((parked, checks)),
             Err(e) => {
                 // Free the name before the original takes it back.
                 let remove = RemoveContainerOptions { force: true, ..Default::default() };
-                let _ = self.docker.remove_container(new, Some(remove)).await;
-                if let Some(old) = existing {
-                    self.put_back(old, parked.as_deref()).await;
+                if let Err(err) = self.docker.remove_container(new, Some(remove)).await {
+                    warn!(container = %new, error = %err, "could not remove the new container");
                 }
-                Err(e)
+                let back = match existing {
+                    Some(old) => self.put_back(old, parked).await,
+                    None => PutBack::NoOriginal,
+                };
+                Err((e, back))
             }
         }
     }
 
-    /// Gives the original container its name back and starts it if it was running.
-    async fn put_back(&self, old: &Existing, parked: Option<&str>) {
+    async fn swap_steps(
+        &self,
+        new: &str,
+        existing: Option<&Existing>,
+        parked: &mut Option<String>,
+    ) -> Result<Vec<Check>> {
+        if let Some(old) = existing {
+            if old.running {
+                let stop = StopContainerOptions { t: Some(10), ..Default::default() };
+                self.docker
+                    .stop_container(&old.id, Some(stop))
+                    .await
+                    .map_err(|e| ContainerError::engine("stopping", &self.target, e))?;
+            }
+            let name = self.old_name();
+            let rename = RenameContainerOptions { name: name.clone() };
+            self.docker
+                .rename_container(&old.id, rename)
+                .await
+                .map_err(|e| ContainerError::engine("renaming", &self.target, e))?;
+            *parked = Some(name);
+        }
+        let rename = RenameContainerOptions { name: self.target.clone() };
+        self.docker
+            .rename_container(new, rename)
+            .await
+            .map_err(|e| ContainerError::engine("renaming", new, e))?;
+        start_and_settle(&self.docker, new, &self.target, self.settle).await
+    }
+
+    /// Gives the original container its name back and starts it if it was running, then
+    /// checks with the engine that it is so.
+    async fn put_back(&self, old: &Existing, parked: Option<String>) -> PutBack {
+        let mut problems = Vec::new();
         if parked.is_some() {
             let rename = RenameContainerOptions { name: self.target.clone() };
             if let Err(e) = self.docker.rename_container(&old.id, rename).await {
-                warn!(container = %old.id, error = %e, "could not give the original its name back");
+                problems.push(format!("renaming it back: {e}"));
             }
         }
-        if old.running
-            && let Err(e) = self.docker.start_container(&old.id, None).await
-        {
-            warn!(container = %old.id, error = %e, "could not start the original again");
+        let mut start_error = None;
+        if old.running {
+            // Fails harmlessly when it never stopped.
+            start_error = self.docker.start_container(&old.id, None).await.err();
         }
-        info!(container = %self.target, "original container put back");
+        match self.docker.inspect_container(&old.id, None).await {
+            Ok(info) => {
+                let running = info.state.and_then(|s| s.running).unwrap_or(false);
+                if old.running && !running {
+                    let why = start_error.map_or_else(String::new, |e| format!(": {e}"));
+                    problems.push(format!("it does not run again{why}"));
+                }
+                let name = info.name.unwrap_or_default();
+                if name.trim_start_matches('/') != self.target {
+                    problems.push(format!("it is named {name}"));
+                }
+            }
+            Err(e) => problems.push(format!("inspecting it: {e}")),
+        }
+        if problems.is_empty() {
+            info!(container = %self.target, "original container put back");
+            PutBack::Done
+        } else {
+            let why = problems.join("; ");
+            warn!(container = %old.id, "could not put the original container back: {why}");
+            PutBack::Failed { id: old.id.clone(), parked, why }
+        }
     }
 }
 
@@ -206,9 +266,13 @@ pub(crate) async fn plan_mounts(
     let mut plans = Vec::new();
     for (i, mount) in meta.mounts.iter().enumerate() {
         let plan = if let Some(scratch) = scratch {
-            MountPlan { mount: mount.clone(), volume: Some(format!("{scratch}-{i}")), write: true }
+            MountPlan {
+                mount: mount.clone(),
+                volume: Some(format!("{scratch}-{i}")),
+                fill: Fill::Always,
+            }
         } else if mount.is_volume() && is_anonymous(&mount.source) {
-            MountPlan { mount: mount.clone(), volume: None, write: true }
+            MountPlan { mount: mount.clone(), volume: None, fill: Fill::Always }
         } else if mount.is_volume() {
             let mut name = mount.source.clone();
             if volume_exists(docker, &name).await? {
@@ -217,10 +281,11 @@ pub(crate) async fn plan_mounts(
                     name = format!("{}-{short}-{}", mount.source, chrono::Utc::now().timestamp());
                 }
             }
-            MountPlan { mount: mount.clone(), volume: Some(name), write: true }
+            MountPlan { mount: mount.clone(), volume: Some(name), fill: Fill::Always }
         } else {
-            // Bind mounts: the host folder is the host's; it is attached again as it is.
-            MountPlan { mount: mount.clone(), volume: None, write: false }
+            // Bind mounts: the host folder is the host's. It is attached again, and filled
+            // from the snapshot only when it is empty (a lost folder comes back).
+            MountPlan { mount: mount.clone(), volume: None, fill: Fill::IfEmpty }
         };
         plans.push(plan);
     }
@@ -262,7 +327,7 @@ impl RestorePlan for ContainerRestorePlan {
             ),
         ));
         for plan in &self.mounts {
-            let detail = match (&plan.volume, plan.write) {
+            let detail = match (&plan.volume, plan.fill) {
                 (Some(volume), _) if *volume == plan.mount.source => {
                     format!(
                         "create volume {volume} and fill {} from the snapshot",
@@ -273,18 +338,24 @@ impl RestorePlan for ContainerRestorePlan {
                     "volume {} exists and is left alone; fill new volume {volume} at {}",
                     plan.mount.source, plan.mount.destination
                 ),
-                (None, true) => format!("fill the anonymous volume at {}", plan.mount.destination),
-                (None, false) => format!(
-                    "attach bind mount {} at {} as it is (host folders are not overwritten)",
+                (None, Fill::Always) => {
+                    format!("fill the anonymous volume at {}", plan.mount.destination)
+                }
+                (None, Fill::IfEmpty) => format!(
+                    "attach bind mount {} at {}; fill it from the snapshot if the host folder is empty, else leave it as it is",
                     plan.mount.source, plan.mount.destination
                 ),
             };
             steps.push(PlanStep::new("volume", detail));
         }
+        let ports = match &self.original_beside {
+            Some(original) => format!("ports not published: {original} still holds them"),
+            None => "ports".to_string(),
+        };
         steps.push(PlanStep::new(
             "create",
             format!(
-                "create {} with the saved configuration (image {}, cmd, env, labels, ports, restart policy, networks)",
+                "create {} with the saved configuration (image {}, cmd, env, labels, {ports}, restart policy, networks)",
                 self.new_name(),
                 self.meta.image
             ),
@@ -352,17 +423,31 @@ impl RestorePlan for ContainerRestorePlan {
         };
         let (parked, checks) = match self.swap(&new, self.existing.as_ref()).await {
             Ok(done) => done,
-            Err(e) => {
+            Err((e, back)) => {
+                // The swap removed the new container; its volumes and image go too.
                 let kept = Recreated { container: None, ..created };
                 kept.discard(&self.docker).await;
-                let back = if self.existing.is_some() {
-                    "; the original container is back as it was"
-                } else {
-                    ""
-                };
                 let error = CoreError::from(e);
                 let hint = error.hint().unwrap_or_default();
-                return Err(CoreError::InvalidInput { what: format!("{error}{back}"), hint });
+                let (what, hint) = match back {
+                    PutBack::NoOriginal => (error.to_string(), hint),
+                    PutBack::Done => {
+                        (format!("{error}; the original container is back as it was"), hint)
+                    }
+                    PutBack::Failed { id, parked, why } => {
+                        let name = parked.as_deref().unwrap_or(&self.target);
+                        (
+                            format!("{error}; putting the original container back failed: {why}"),
+                            format!(
+                                "the original is container {} (now named {name}): `docker rename {name} {}` if needed, then `docker start {}`",
+                                id.chars().take(12).collect::<String>(),
+                                self.target,
+                                self.target
+                            ),
+                        )
+                    }
+                };
+                return Err(CoreError::InvalidInput { what, hint });
             }
         };
         if let Some(parked) = &parked {
@@ -373,6 +458,12 @@ impl RestorePlan for ContainerRestorePlan {
         }
         let mut all = created.checks;
         all.extend(checks);
+        if let Some(original) = &self.original_beside {
+            all.push(Check::pass(
+                "ports",
+                format!("not published: the original container {original} holds them"),
+            ));
+        }
         for plan in
             self.mounts.iter().filter(|p| p.volume.as_ref().is_some_and(|v| *v != p.mount.source))
         {

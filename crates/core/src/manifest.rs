@@ -50,8 +50,9 @@ pub struct Manifest {
     /// [`Backup::fingerprint`](crate::Backup::fingerprint)); `--changed-only` compares it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
-    /// True when the source had not changed since `parent`: this snapshot records that
-    /// cheaply by referring to the parent's chunks, and stored nothing.
+    /// True when the source had not changed since `parent` (a `changed_only` backup): by
+    /// its fingerprint, recorded cheaply by referring to the parent's chunks without a
+    /// capture; or, without a usable fingerprint, by a captured stream equal to the parent's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unchanged: bool,
 }

@@ -113,9 +113,14 @@ impl Repository {
             Some(parent) if options.changed_only => self.unchanged_since(parent, &draft).await,
             _ => Ok(None),
         };
+        // Without a usable fingerprint, the stream's digest still tells an unchanged source.
+        let parent_digest =
+            parent.as_ref().filter(|_| options.changed_only).map(|p| p.manifest().sha256);
         let result = match unchanged {
             Ok(Some(manifest)) => self.save_manifest(manifest).await,
-            Ok(None) => self.capture_and_store(source, draft, started, progress).await,
+            Ok(None) => {
+                self.capture_and_store(source, draft, parent_digest, started, progress).await
+            }
             Err(e) => Err(e),
         };
         lease.end().await;
@@ -170,6 +175,7 @@ impl Repository {
         &self,
         source: &dyn Backup,
         mut manifest: Manifest,
+        parent_digest: Option<Digest>,
         started: Instant,
         progress: &dyn Progress,
     ) -> Result<StoredSnapshot> {
@@ -187,6 +193,7 @@ impl Repository {
         manifest.stored = stored.new_bytes;
         manifest.sha256 = stored.sha256;
         manifest.chunks = stored.chunks;
+        manifest.unchanged = parent_digest == Some(stored.sha256);
         self.save_manifest(manifest).await
     }
 
@@ -338,5 +345,36 @@ impl SafetyNet for Repository {
             BackupOptions { name: Some(name.to_string()), tags, host: None, changed_only: false };
         let snap = self.backup(source, &options, &lifeboat_core::NoProgress).await?;
         Ok(snap.id())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+
+    use lifeboat_core::{Kind, MemoryBackup, NoProgress};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn changed_only_marks_a_stream_equal_to_the_parents_unchanged() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let repo = Repository::init_store(store, "t").await.unwrap();
+        let data = lifeboat_testkit::pseudo_random(600_000, 3);
+        let source = MemoryBackup { name: "m".into(), kind: Kind::Dir, data: data.clone() };
+        let hot = BackupOptions { changed_only: true, ..BackupOptions::default() };
+        let first = repo.backup(&source, &hot, &NoProgress).await.unwrap();
+        assert!(!first.manifest().unchanged, "no parent: not unchanged");
+        let second = repo.backup(&source, &hot, &NoProgress).await.unwrap();
+        assert!(second.manifest().unchanged, "same stream as the parent");
+        assert_eq!(second.manifest().stored, 0);
+        let plain = repo.backup(&source, &BackupOptions::default(), &NoProgress).await.unwrap();
+        assert!(!plain.manifest().unchanged, "only --changed-only backups say so");
+        let mut edited = data;
+        edited[1000] ^= 1;
+        let changed = MemoryBackup { name: "m".into(), kind: Kind::Dir, data: edited };
+        let third = repo.backup(&changed, &hot, &NoProgress).await.unwrap();
+        assert!(!third.manifest().unchanged, "a changed stream");
     }
 }
