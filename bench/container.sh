@@ -18,7 +18,7 @@
 #   bash bench/container.sh                 # ~500 MiB of files
 #   SIZE_MIB=100 bash bench/container.sh    # quick run
 # Needs: a running Docker engine (docker.io), busybox-static, restic, gzip, python3, GNU
-# time, cargo. Everything is written under bench/work/container (wiped at the start); the
+# time, cargo (as root, missing Debian packages are installed with apt-get). Everything is written under bench/work/container (wiped at the start); the
 # bench's containers and images are removed at the end.
 
 set -euo pipefail
@@ -35,13 +35,9 @@ LIFEBOAT="$ROOT/target/release/lifeboat"
 C=lifeboat-bench-app
 IMAGE=lifeboat-bench/busybox:1
 
-missing=()
-for tool in docker restic gzip gunzip python3 cargo sha256sum; do
-    command -v "$tool" > /dev/null 2>&1 || missing+=("$tool")
-done
-[[ -x /usr/bin/time ]] || missing+=("/usr/bin/time")
-[[ -x /bin/busybox ]] || missing+=("busybox-static")
-((${#missing[@]} == 0)) || die "missing: ${missing[*]} (apt-get install docker.io busybox-static restic gzip time python3)"
+require docker=docker.io restic=restic gzip=gzip gunzip=gzip python3=python3 sha256sum=coreutils \
+    /usr/bin/time=time /bin/busybox=busybox-static
+command -v cargo > /dev/null 2>&1 || die "missing: cargo (Rust's toolchain, from rustup)"
 docker version > /dev/null 2>&1 || die "the Docker engine does not answer: start it (dockerd &)"
 
 say "building the release binary"

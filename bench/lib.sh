@@ -6,6 +6,33 @@ declare -A SECS RSS STORED
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# require THING=PACKAGE...: each THING (a command, or a path that must exist) is there, or
+# its Debian PACKAGE is installed with apt-get when running as root; dies naming what is
+# still missing otherwise. The anchors of every benchmark come from Debian's packages.
+require() {
+    local spec thing missing=() packages=()
+    for spec in "$@"; do
+        thing="${spec%%=*}"
+        command -v "$thing" > /dev/null 2>&1 || [[ -e "$thing" ]] ||
+            { missing+=("$thing"); packages+=("${spec#*=}"); }
+    done
+    ((${#missing[@]} == 0)) && return 0
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get > /dev/null 2>&1; then
+        say "installing ${packages[*]} (for ${missing[*]})"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q "${packages[@]}" > /dev/null 2>&1 ||
+            { apt-get update -q > /dev/null 2>&1 && apt-get install -y -q "${packages[@]}" > /dev/null; } ||
+            die "apt-get install ${packages[*]} failed"
+        missing=()
+        for spec in "$@"; do
+            thing="${spec%%=*}"
+            command -v "$thing" > /dev/null 2>&1 || [[ -e "$thing" ]] || missing+=("$thing")
+        done
+        ((${#missing[@]} == 0)) && return 0
+    fi
+    die "missing: ${missing[*]} (apt-get install ${packages[*]})"
+}
+
 # timed KEY CMD...: runs CMD once, records wall seconds and peak RSS (KiB) in SECS/RSS;
 # output goes to $W/logs/KEY.{out,err}.
 timed() {

@@ -49,7 +49,8 @@
 #   SCALE=10 PGBENCH_SECONDS=10 bash bench/postgres.sh # quick run
 # Needs: cargo, python3 (standard library only), PostgreSQL server binaries (initdb, pg_ctl,
 #   pgbench, pg_dump, pg_restore, psql, createdb), gzip, GNU time, and runuser when run as
-#   root (apt-get install postgresql postgresql-contrib gzip time python3 util-linux)
+#   root (as root, missing Debian packages are installed with apt-get: postgresql
+#   postgresql-contrib gzip time python3 util-linux)
 # Everything is written under bench/work/postgres, which is wiped at the start.
 
 set -euo pipefail
@@ -87,6 +88,9 @@ ACCOUNTS=$((SCALE * 100000))
 
 
 # ---------------------------------------------------------------- prerequisites
+require gzip=gzip gunzip=gzip python3=python3 /usr/bin/time=time runuser=util-linux
+[[ -n "${PG_BINDIR:-}" ]] || require /usr/lib/postgresql=postgresql pgbench=postgresql-contrib
+command -v cargo > /dev/null 2>&1 || die "missing: cargo (Rust's toolchain, from rustup)"
 if [[ -n "${PG_BINDIR:-}" ]]; then
     PGBIN="$PG_BINDIR"
 else
@@ -96,10 +100,6 @@ AS_ROOT=0
 [[ "$(id -u)" == 0 ]] && AS_ROOT=1
 
 missing=()
-for tool in gzip gunzip python3 cargo; do
-    command -v "$tool" > /dev/null 2>&1 || missing+=("$tool")
-done
-[[ -x /usr/bin/time ]] || missing+=("/usr/bin/time")
 if [[ -z "$PGBIN" ]]; then
     missing+=("PostgreSQL server binaries (no /usr/lib/postgresql/*/bin)")
 else

@@ -38,7 +38,7 @@
 #   bash bench/sqlite.sh                  # 500 MiB database
 #   SIZE_MIB=100 bash bench/sqlite.sh     # quick run
 # Needs: cargo, python3 (standard library only), restic, borg, sqlite3, gzip, GNU time
-#   (apt-get install restic borgbackup sqlite3 gzip time)
+#   (as root, missing Debian packages are installed with apt-get: restic borgbackup sqlite3 gzip time)
 # Everything is written under bench/work/sqlite, which is wiped at the start.
 
 set -euo pipefail
@@ -59,17 +59,9 @@ LIFEBOAT="$ROOT/target/release/lifeboat"
 
 
 # ---------------------------------------------------------------- prerequisites
-missing=()
-for tool in restic sqlite3 gzip gunzip sha256sum python3 cargo du; do
-    command -v "$tool" > /dev/null 2>&1 || missing+=("$tool")
-done
-command -v borg > /dev/null 2>&1 || missing+=("borg (BorgBackup: apt-get install borgbackup)")
-[[ -x /usr/bin/time ]] || missing+=("/usr/bin/time")
-if ((${#missing[@]})); then
-    echo "error: missing: $(printf '%s, ' "${missing[@]}" | sed 's/, $//')" >&2
-    echo "       install them with: apt-get install restic borgbackup sqlite3 gzip time python3 (and Rust's cargo)" >&2
-    exit 1
-fi
+require restic=restic borg=borgbackup sqlite3=sqlite3 gzip=gzip gunzip=gzip python3=python3 \
+    sha256sum=coreutils du=coreutils /usr/bin/time=time
+command -v cargo > /dev/null 2>&1 || die "missing: cargo (Rust's toolchain, from rustup)"
 python3 -c 'import sqlite3' 2> /dev/null || die "python3 lacks the sqlite3 module"
 
 # ---------------------------------------------------------------- build
