@@ -737,6 +737,13 @@ impl Service {
         run
     }
 
+    /// Runs `job` now, requires the run to complete, and returns its snapshot id.
+    fn backup_ok(&self, job: &str) -> String {
+        let run = self.backup_now(job);
+        assert_eq!(run["status"], "completed", "{run}");
+        run["snapshot"].as_str().unwrap().to_string()
+    }
+
     /// Runs `job` now through the API and waits for the run to finish.
     fn backup_now(&self, job: &str) -> Value {
         let (status, started) =
@@ -1014,9 +1021,7 @@ fn a_job_past_its_rpo_raises_stale_and_then_recovered() {
         &format!("webhooks = [\"http://127.0.0.1:{hook}/alerts\"]\nstale_check = \"1s\""),
         &job("auth", "sqlite", &db, YEARLY, "rpo = \"3s\""),
     );
-    let first = s.backup_now("auth");
-    assert_eq!(first["status"], "completed", "{first}");
-    let id = first["snapshot"].as_str().unwrap().to_string();
+    let id = s.backup_ok("auth");
     let (_, stale) = next_alert(&alerts, &s, "stale", |a| a["snapshot"] == id.as_str());
     assert_eq!(stale["job"], "auth");
     assert!(stale["message"].as_str().unwrap().contains("stale"), "{stale}");
@@ -1026,9 +1031,7 @@ fn a_job_past_its_rpo_raises_stale_and_then_recovered() {
     let listed = get_json(s.port, "/api/alerts/stale");
     assert!(listed.to_string().contains("auth"), "{listed}");
 
-    let second = s.backup_now("auth");
-    assert_eq!(second["status"], "completed", "{second}");
-    let id = second["snapshot"].as_str().unwrap().to_string();
+    let id = s.backup_ok("auth");
     let (_, fresh) = next_alert(&alerts, &s, "recovered", |a| a["snapshot"] == id.as_str());
     assert_eq!(fresh["job"], "auth");
     assert!(fresh["message"].as_str().unwrap().contains("fresh again"), "{fresh}");
@@ -1053,9 +1056,7 @@ fn failed_drills_and_failed_verification_fire_their_webhooks() {
             ),
         ),
     );
-    let backup = s.backup_now("auth");
-    assert_eq!(backup["status"], "completed", "{backup}");
-    let id = backup["snapshot"].as_str().unwrap().to_string();
+    let id = s.backup_ok("auth");
 
     // The drill restores the snapshot and finds fewer rows than it expects.
     let (_, drill) = next_alert(&alerts, &s, "drill.failed", |a| a["snapshot"] == id.as_str());

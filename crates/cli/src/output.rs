@@ -12,20 +12,7 @@ pub fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(without_secrets(filter))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-/// `filter` with the directives that keep secrets out of every log, whatever the level.
-fn without_secrets(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
-    match lifeboat_container::LOG_DIRECTIVE.parse() {
-        Ok(directive) => filter.add_directive(directive),
-        Err(_) => filter,
-    }
+    crate::logging::init(default);
 }
 
 /// Prints an error as one line plus a hint, and returns the failure exit code.

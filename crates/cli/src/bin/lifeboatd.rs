@@ -20,17 +20,12 @@ struct Args {
     check: bool,
 }
 
+#[path = "../logging.rs"]
+mod logging;
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // The Docker client's debug logs print containers' env values: never at any level.
-    let filter = match lifeboat_container::LOG_DIRECTIVE.parse() {
-        Ok(directive) => filter.add_directive(directive),
-        Err(_) => filter,
-    };
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    logging::init("info");
     let result = config_path(args.config, &ProcessEnv)
         .and_then(|path| Config::load(&path, &ProcessEnv))
         .map_err(anyhow::Error::from)
