@@ -36,6 +36,65 @@ pub fn compress(data: &[u8], level: i32) -> io::Result<Vec<u8>> {
 /// When the blob is not valid zstd or does not decompress to exactly `plain_len` bytes.
 pub fn decompress(blob: &[u8], plain_len: usize) -> io::Result<Vec<u8>> {
     let out = zstd::bulk::decompress(blob, plain_len)?;
+    exact_length(out, plain_len)
+}
+
+/// The first bytes of a zstd dictionary in zstd's own format. A base starting with them would
+/// be read as such a dictionary instead of as plain content, so it is never used as one.
+const DICTIONARY_MAGIC: [u8; 4] = [0x37, 0xA4, 0x30, 0xEC];
+
+/// Whether `base` can serve as the reference of a delta ([`compress_against`]).
+pub fn usable_as_base(base: &[u8]) -> bool {
+    !base.is_empty() && !base.starts_with(&DICTIONARY_MAGIC)
+}
+
+/// Compresses one chunk as a delta against `base`, a similar chunk: zstd with `base` as raw
+/// content dictionary, so the parts both share cost a few bytes each. Reading it back needs
+/// the same `base` ([`decompress_against`]).
+///
+/// # Errors
+/// When `base` is not [`usable_as_base`], on an invalid level, or on allocation failure.
+pub fn compress_against(data: &[u8], base: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    if !usable_as_base(base) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "base cannot serve as a delta base",
+        ));
+    }
+    thread_local! {
+        static CONTEXT: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    }
+    CONTEXT.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match slot.as_mut() {
+            Some(c) => {
+                c.set_dictionary(level, base)?;
+                c
+            }
+            None => slot.insert(zstd::bulk::Compressor::with_dictionary(level, base)?),
+        };
+        compressor.compress(data)
+    })
+}
+
+/// Decompresses a delta made by [`compress_against`] with the same `base`; refuses to produce
+/// other than `plain_len` bytes.
+///
+/// # Errors
+/// When `base` is not usable, the blob is not valid zstd, was made against another base, or
+/// does not decompress to exactly `plain_len` bytes.
+pub fn decompress_against(blob: &[u8], base: &[u8], plain_len: usize) -> io::Result<Vec<u8>> {
+    if !usable_as_base(base) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "base cannot serve as a delta base",
+        ));
+    }
+    let out = zstd::bulk::Decompressor::with_dictionary(base)?.decompress(blob, plain_len)?;
+    exact_length(out, plain_len)
+}
+
+fn exact_length(out: Vec<u8>, plain_len: usize) -> io::Result<Vec<u8>> {
     if out.len() != plain_len {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -48,6 +107,27 @@ pub fn decompress(blob: &[u8], plain_len: usize) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delta_of_a_similar_chunk_is_small_and_needs_its_base() -> io::Result<()> {
+        let base: Vec<u8> =
+            (0..200_000u32).flat_map(|i| (i.wrapping_mul(2_654_435_761)).to_le_bytes()).collect();
+        let mut data = base.clone();
+        data[1000] ^= 0xff;
+        data.drain(50_000..50_100);
+        data.extend_from_slice(b"appended");
+        let full = compress(&data, DEFAULT_LEVEL)?;
+        let delta = compress_against(&data, &base, DEFAULT_LEVEL)?;
+        assert!(delta.len() * 100 < full.len(), "delta {} vs full {}", delta.len(), full.len());
+        assert_eq!(decompress_against(&delta, &base, data.len())?, data);
+        let mut other = base.clone();
+        other[0] ^= 1;
+        assert!(decompress_against(&delta, &other, data.len()).map_or(true, |d| d != data));
+        assert!(decompress(&delta, data.len()).is_err(), "a delta does not read without its base");
+        assert!(compress_against(&data, &DICTIONARY_MAGIC, DEFAULT_LEVEL).is_err());
+        assert!(decompress_against(&delta, b"", data.len()).is_err());
+        Ok(())
+    }
 
     #[test]
     fn round_trip_and_length_guard() -> io::Result<()> {

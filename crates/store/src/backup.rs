@@ -5,7 +5,8 @@
 //! exists nothing refers to the new packs; a crash leaves only unreferenced objects that
 //! prune removes, never a half-visible snapshot.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -19,10 +20,11 @@ use tracing::{debug, info};
 
 use crate::error::{Result, StoreError};
 use crate::format::{
-    FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, index_key, pack_key, snapshot_key,
+    BlobEntry, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, head_of, index_key, pack_key,
+    snapshot_key,
 };
-use crate::repository::{ChunkIndex, Repository};
-use crate::snapshot::StoredSnapshot;
+use crate::repository::{BlobLocation, ChunkIndex, Repository};
+use crate::snapshot::{StoredSnapshot, read_chunk};
 
 /// Packs uploaded at once while the next one fills.
 const UPLOADS_IN_FLIGHT: usize = 2;
@@ -45,7 +47,41 @@ pub struct BackupOptions {
 struct Sealed {
     id: ChunkId,
     plain: u32,
+    /// The compressed blob; `None` when the repository has the chunk already.
     blob: Option<Vec<u8>>,
+    /// The chunk the blob is a delta against.
+    base: Option<ChunkId>,
+    head: u64,
+}
+
+/// Finds, for a new chunk, a similar chunk of the parent snapshot to store it as a delta
+/// against: the parent's chunk with the same [`head_of`]. A parent chunk that is a delta
+/// itself stands for its own base, so every delta needs exactly one base stored whole.
+#[derive(Default)]
+struct BaseFinder {
+    by_head: HashMap<u64, (ChunkId, BlobLocation)>,
+}
+
+impl BaseFinder {
+    fn new(parent_chunks: &[ChunkId], known: &ChunkIndex) -> Self {
+        let mut by_head = HashMap::new();
+        for id in parent_chunks {
+            let Some(loc) = known.get(id) else { continue };
+            let Some(head) = loc.head else { continue };
+            let whole = match loc.base {
+                None => Some((*id, *loc)),
+                Some(base) => known.get(&base).filter(|b| b.base.is_none()).map(|b| (base, *b)),
+            };
+            if let Some(whole) = whole {
+                by_head.insert(head, whole);
+            }
+        }
+        BaseFinder { by_head }
+    }
+
+    fn base_for(&self, head: u64) -> Option<(ChunkId, BlobLocation)> {
+        self.by_head.get(&head).copied()
+    }
 }
 
 /// This machine's host name (`LIFEBOAT_HOST` overrides it).
@@ -119,7 +155,16 @@ impl Repository {
         let result = match unchanged {
             Ok(Some(manifest)) => self.save_manifest(manifest).await,
             Ok(None) => {
-                self.capture_and_store(source, draft, parent_digest, started, progress).await
+                let parent_chunks = parent.as_ref().map_or(&[][..], |p| &p.manifest().chunks[..]);
+                self.capture_and_store(
+                    source,
+                    draft,
+                    parent_digest,
+                    parent_chunks,
+                    started,
+                    progress,
+                )
+                .await
             }
             Err(e) => Err(e),
         };
@@ -176,6 +221,7 @@ impl Repository {
         source: &dyn Backup,
         mut manifest: Manifest,
         parent_digest: Option<Digest>,
+        parent_chunks: &[ChunkId],
         started: Instant,
         progress: &dyn Progress,
     ) -> Result<StoredSnapshot> {
@@ -183,9 +229,15 @@ impl Repository {
         let capture = source.capture().await?;
         let (reader, metadata, size_hint, finish) = capture.into_parts();
         progress.start(&format!("backup {}", manifest.name), size_hint);
-        let stored = self.store_stream(reader, progress).await;
+        let stored = self.store_stream(reader, parent_chunks, progress).await;
         progress.finish();
         let stored = stored?;
+        debug!(
+            chunks = stored.chunks.len(),
+            new_bytes = stored.new_bytes,
+            deltas = stored.deltas,
+            "stream stored"
+        );
         // The source's own check (a dump's exit status) decides whether this is a snapshot.
         manifest.metadata = Capture::finish(finish, metadata).await?;
         manifest.duration_ms = started.elapsed().as_millis() as u64;
@@ -201,12 +253,14 @@ impl Repository {
     async fn store_stream(
         &self,
         reader: lifeboat_core::ByteStream,
+        parent_chunks: &[ChunkId],
         progress: &dyn Progress,
     ) -> Result<StoredStream> {
         let config = self.config();
         let level = config.compression_level;
         let pack_size = config.pack_size as usize;
         let known = self.index();
+        let bases = Arc::new(BaseFinder::new(parent_chunks, &known));
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
 
         // Four stages, with at most `4 * workers` chunks in flight (enough to keep every core
@@ -230,8 +284,13 @@ impl Repository {
         });
         let mut in_flight: VecDeque<JoinHandle<Result<Sealed>>> = VecDeque::new();
         let mut eof = false;
-        let mut out =
-            StoredStream { chunks: Vec::new(), size: 0, sha256: Digest([0; 32]), new_bytes: 0 };
+        let mut out = StoredStream {
+            chunks: Vec::new(),
+            size: 0,
+            sha256: Digest([0; 32]),
+            new_bytes: 0,
+            deltas: 0,
+        };
         let mut seen: HashSet<ChunkId> = HashSet::new();
         let mut pack = PackBuilder::with_capacity(pack_size + (1 << 20));
         let mut uploads: JoinSet<Result<PackEntry>> = JoinSet::new();
@@ -248,10 +307,9 @@ impl Repository {
                             key: "capture".into(),
                             reason: "the stream hasher stopped".into(),
                         })?;
-                        let known = known.clone();
-                        in_flight.push_back(tokio::task::spawn_blocking(move || {
-                            seal(chunk, &known, level)
-                        }));
+                        let sealing =
+                            seal(self.clone(), chunk, known.clone(), bases.clone(), level);
+                        in_flight.push_back(tokio::spawn(sealing));
                     }
                     None => eof = true,
                 }
@@ -259,14 +317,16 @@ impl Repository {
             let Some(next) = in_flight.pop_front() else {
                 break;
             };
-            let Sealed { id, plain, blob } = joined(next.await)??;
+            let Sealed { id, plain, blob, base, head } = joined(next.await)??;
             out.chunks.push(id);
             let Some(blob) = blob else { continue };
             if !seen.insert(id) {
                 continue;
             }
             out.new_bytes += blob.len() as u64;
-            pack.push(id, plain, &blob);
+            out.deltas += u64::from(base.is_some());
+            let entry = BlobEntry { id, offset: 0, length: 0, plain, base, head: Some(head) };
+            pack.push(entry, &blob);
             if pack.len() >= pack_size {
                 let full =
                     std::mem::replace(&mut pack, PackBuilder::with_capacity(pack_size + (1 << 20)));
@@ -314,16 +374,68 @@ fn joined<T>(r: std::result::Result<T, tokio::task::JoinError>) -> Result<T> {
     })
 }
 
-fn seal(chunk: Bytes, known: &ChunkIndex, level: i32) -> Result<Sealed> {
-    let id = Digest::of(&chunk);
+/// Hashes a chunk and, when the repository lacks it, compresses it: as a delta against a
+/// similar chunk of the parent when that is clearly smaller, whole otherwise.
+async fn seal(
+    repo: Repository,
+    chunk: Bytes,
+    known: Arc<ChunkIndex>,
+    bases: Arc<BaseFinder>,
+    level: i32,
+) -> Result<Sealed> {
     let plain = chunk.len() as u32;
+    let (id, head) = blocking({
+        let chunk = chunk.clone();
+        move || Ok((Digest::of(&chunk), head_of(&chunk)))
+    })
+    .await?;
     if known.contains_key(&id) {
-        return Ok(Sealed { id, plain, blob: None });
+        return Ok(Sealed { id, plain, blob: None, base: None, head });
     }
-    let blob = compress::compress(&chunk, level).map_err(|source| {
-        StoreError::Core(CoreError::Stream { action: "compressing a chunk", source })
-    })?;
-    Ok(Sealed { id, plain, blob: Some(blob) })
+    if let Some((base_id, base_loc)) = bases.base_for(head) {
+        // An unreadable base is the repository's problem, which verify reports; this backup
+        // then stores the chunk whole.
+        match read_chunk(&repo, base_id).await {
+            Ok(base) => {
+                let blob = blocking(move || {
+                    let delta = compress::compress_against(&chunk, &base, level)
+                        .map_err(|e| compressing(e, "compressing a chunk as a delta"))?;
+                    // Worth a second read only when clearly smaller than the chunk whole,
+                    // judged first by the base's own ratio, then by compressing it whole.
+                    let guess = u64::from(base_loc.length) * u64::from(plain)
+                        / u64::from(base_loc.plain.max(1));
+                    if (delta.len() as u64) * 2 < guess {
+                        return Ok((delta, true));
+                    }
+                    let whole = compress::compress(&chunk, level)
+                        .map_err(|e| compressing(e, "compressing a chunk"))?;
+                    Ok(if delta.len() * 2 < whole.len() { (delta, true) } else { (whole, false) })
+                })
+                .await?;
+                let base = blob.1.then_some(base_id);
+                return Ok(Sealed { id, plain, blob: Some(blob.0), base, head });
+            }
+            Err(e) => {
+                debug!(chunk = %id, base = %base_id, error = %e, "base unreadable; storing the chunk whole")
+            }
+        }
+    }
+    let blob = blocking(move || {
+        compress::compress(&chunk, level).map_err(|e| compressing(e, "compressing a chunk"))
+    })
+    .await?;
+    Ok(Sealed { id, plain, blob: Some(blob), base: None, head })
+}
+
+fn compressing(source: std::io::Error, action: &'static str) -> StoreError {
+    StoreError::Core(CoreError::Stream { action, source })
+}
+
+/// Runs CPU-bound work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    joined(tokio::task::spawn_blocking(work).await)?
 }
 
 struct StoredStream {
@@ -331,6 +443,8 @@ struct StoredStream {
     size: u64,
     sha256: Digest,
     new_bytes: u64,
+    /// New chunks stored as deltas.
+    deltas: u64,
 }
 
 #[async_trait]

@@ -77,6 +77,26 @@ pub struct BlobEntry {
     pub length: u32,
     /// Length of the plain chunk.
     pub plain: u32,
+    /// For a delta blob: the chunk it was compressed against ([`lifeboat_core::compress::compress_against`]).
+    /// Always a chunk stored whole, never itself a delta, so a read needs at most two blobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<ChunkId>,
+    /// [`head_of`] the plain chunk: finds it again as the base for a changed version of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<u64>,
+}
+
+/// How many leading bytes of a chunk [`head_of`] summarises.
+pub const HEAD_BYTES: usize = 256;
+
+/// A summary of a chunk's first [`HEAD_BYTES`] bytes. Chunk boundaries are cut by content, so
+/// a changed version of a chunk usually starts where and as the old one did: equal heads
+/// pair the two up when a backup looks for a delta base.
+pub fn head_of(plain: &[u8]) -> u64 {
+    let digest = Digest::of(&plain[..plain.len().min(HEAD_BYTES)]);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.0[..8]);
+    u64::from_le_bytes(first)
 }
 
 /// One pack and the blobs in it.
@@ -134,13 +154,13 @@ impl PackBuilder {
         PackBuilder { buf: Vec::with_capacity(capacity), blobs: Vec::new() }
     }
 
-    /// Appends one compressed blob.
-    pub fn push(&mut self, id: ChunkId, plain: u32, blob: &[u8]) {
+    /// Appends one compressed blob described by `entry`; its `offset` and `length` are set
+    /// here.
+    pub fn push(&mut self, entry: BlobEntry, blob: &[u8]) {
         self.blobs.push(BlobEntry {
-            id,
             offset: self.buf.len() as u64,
             length: blob.len() as u32,
-            plain,
+            ..entry
         });
         self.buf.extend_from_slice(blob);
     }
@@ -195,13 +215,23 @@ mod tests {
 
     #[test]
     fn pack_round_trip() -> Result<()> {
+        let blob = |id: &[u8], base: Option<ChunkId>| BlobEntry {
+            id: Digest::of(id),
+            offset: 0,
+            length: 0,
+            plain: 1,
+            base,
+            head: Some(head_of(id)),
+        };
         let mut b = PackBuilder::with_capacity(64);
-        b.push(Digest::of(b"a"), 1, b"AA");
-        b.push(Digest::of(b"b"), 1, b"BBB");
+        b.push(blob(b"a", None), b"AA");
+        b.push(blob(b"b", Some(Digest::of(b"a"))), b"BBB");
         let (bytes, entry) = b.finish()?;
         assert_eq!(entry.id, Digest::of(&bytes));
         assert_eq!(read_pack_trailer("p", &bytes)?, entry.blobs);
         assert_eq!(&bytes[2..5], b"BBB");
+        assert_eq!((entry.blobs[1].offset, entry.blobs[1].length), (2, 3));
+        assert_eq!(entry.blobs[1].base, Some(Digest::of(b"a")));
         assert!(read_pack_trailer("p", &bytes[..bytes.len() - 1]).is_err());
         Ok(())
     }

@@ -281,6 +281,7 @@ impl Repository {
             all_packs.push(PackEntry { id, size: bytes.len() as u64, blobs });
         }
         report.packs = all_packs.len() + pending.len();
+        let referenced = with_bases(referenced, &all_packs);
 
         let mut garbage: Vec<PackEntry> = Vec::new();
         let mut to_repack: Vec<PackEntry> = Vec::new();
@@ -324,7 +325,7 @@ impl Repository {
                     key: key.to_string(),
                     reason: format!("blob {} lies outside the pack", blob.id),
                 })?;
-                builder.push(blob.id, blob.plain, data);
+                builder.push(*blob, data);
                 if builder.len() as u64 >= self.config().pack_size {
                     let full = std::mem::replace(
                         &mut builder,
@@ -374,9 +375,15 @@ impl Repository {
             .flat_map(|s| s.manifest().chunks.iter().copied())
             .collect();
         let marked: HashSet<Digest> = packs.iter().map(|p| p.id).collect();
-        let elsewhere: HashSet<ChunkId> = self
-            .index_files()
-            .await?
+        let files = self.index_files().await?;
+        let indexed: Vec<PackEntry> = files
+            .iter()
+            .flat_map(|(_, f)| f.packs.iter())
+            .cloned()
+            .chain(packs.iter().cloned())
+            .collect();
+        let referenced = with_bases(referenced, &indexed);
+        let elsewhere: HashSet<ChunkId> = files
             .iter()
             .flat_map(|(_, f)| f.packs.iter())
             .filter(|p| !marked.contains(&p.id))
@@ -434,4 +441,16 @@ impl Repository {
             .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
         self.put_bytes(key, Bytes::from(body)).await
     }
+}
+
+/// `referenced` plus the base of every delta in it: a base lives as long as a delta needs it.
+fn with_bases(mut referenced: HashSet<ChunkId>, packs: &[PackEntry]) -> HashSet<ChunkId> {
+    let bases: Vec<ChunkId> = packs
+        .iter()
+        .flat_map(|p| p.blobs.iter())
+        .filter(|b| referenced.contains(&b.id))
+        .filter_map(|b| b.base)
+        .collect();
+    referenced.extend(bases);
+    referenced
 }

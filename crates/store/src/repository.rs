@@ -35,6 +35,10 @@ pub struct BlobLocation {
     pub plain: u32,
     /// Size of the whole pack object.
     pub pack_size: u64,
+    /// For a delta blob, the chunk it was compressed against.
+    pub base: Option<ChunkId>,
+    /// [`crate::format::head_of`] the plain chunk, when recorded.
+    pub head: Option<u64>,
 }
 
 /// The union of all index files: chunk id to location.
@@ -503,6 +507,8 @@ fn add_to_index(index: &mut ChunkIndex, file: &IndexFile) {
                 length: blob.length,
                 plain: blob.plain,
                 pack_size: pack.size,
+                base: blob.base,
+                head: blob.head,
             });
         }
     }

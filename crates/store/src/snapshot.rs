@@ -14,7 +14,7 @@ use tokio_util::io::StreamReader;
 
 use crate::error::{Result, StoreError};
 use crate::format::pack_key;
-use crate::repository::Repository;
+use crate::repository::{BlobLocation, Repository};
 
 /// How many chunks are fetched ahead of the reader. Memory stays at this many chunks
 /// (at most 1 MiB each by default) whatever the snapshot's size.
@@ -62,25 +62,57 @@ impl StoredSnapshot {
     }
 }
 
-/// Reads one chunk: fetches its blob, decompresses it and checks it hashes to its id.
+/// Reads one chunk: fetches its blob (and, for a delta, its base first), decompresses it and
+/// checks it hashes to its id.
 ///
 /// # Errors
-/// [`CoreError::Missing`] when the chunk is not indexed or its pack is gone;
+/// [`CoreError::Missing`] when the chunk or its base is not indexed or a pack is gone;
 /// [`CoreError::Corrupt`] when the bytes do not match.
 pub async fn read_chunk(repo: &Repository, id: ChunkId) -> Result<Bytes> {
     let loc = repo
         .locate(&id)
         .ok_or_else(|| CoreError::Missing { object: format!("chunk {id} (not in any index)") })?;
+    let base = match loc.base {
+        None => None,
+        Some(base_id) => {
+            let base_loc = repo.locate(&base_id).ok_or_else(|| CoreError::Missing {
+                object: format!("chunk {base_id}, the base of chunk {id} (not in any index)"),
+            })?;
+            if base_loc.base.is_some() {
+                return Err(CoreError::Corrupt {
+                    object: format!("chunk {id} in {}", pack_key(&loc.pack)),
+                    expected: "a base stored whole".into(),
+                    actual: format!("its base {base_id} is a delta itself"),
+                }
+                .into());
+            }
+            Some(fetch_blob(repo, base_id, base_loc, None).await?)
+        }
+    };
+    fetch_blob(repo, id, loc, base).await
+}
+
+/// Fetches the blob at `loc`, decompresses it (against `base` for a delta) and checks it.
+async fn fetch_blob(
+    repo: &Repository,
+    id: ChunkId,
+    loc: BlobLocation,
+    base: Option<Bytes>,
+) -> Result<Bytes> {
     let key = pack_key(&loc.pack);
     let blob = repo.get_range(&key, loc.offset..loc.offset + u64::from(loc.length)).await?;
     let object = format!("chunk {id} in {key}");
     tokio::task::spawn_blocking(move || {
-        let plain =
-            compress::decompress(&blob, loc.plain as usize).map_err(|e| CoreError::Corrupt {
-                object: object.clone(),
-                expected: "a zstd blob".into(),
-                actual: e.to_string(),
-            })?;
+        let plain = match &base {
+            None => compress::decompress(&blob, loc.plain as usize),
+            Some(base) => compress::decompress_against(&blob, base, loc.plain as usize),
+        }
+        .map_err(|e| CoreError::Corrupt {
+            object: object.clone(),
+            expected: if base.is_some() { "a zstd delta of its base" } else { "a zstd blob" }
+                .into(),
+            actual: e.to_string(),
+        })?;
         let actual = Digest::of(&plain);
         if actual != id {
             return Err(CoreError::Corrupt {

@@ -35,6 +35,19 @@ impl RepositoryVerifier {
             match self.repo.locate(id) {
                 Some(loc) => {
                     packs.insert(loc.pack, loc.pack_size);
+                    // A delta needs its base too.
+                    if let Some(base) = loc.base {
+                        match self.repo.locate(&base) {
+                            Some(b) => {
+                                packs.insert(b.pack, b.pack_size);
+                            }
+                            None => missing_chunks.push(format!(
+                                "{} (base of {})",
+                                base.short(),
+                                id.short()
+                            )),
+                        }
+                    }
                 }
                 None => missing_chunks.push(id.short()),
             }

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use lifeboat_core::{Kind, MemoryBackup, NoProgress, Snapshot, Verifier};
+use lifeboat_core::{ChunkId, Kind, MemoryBackup, NoProgress, Snapshot, Verifier};
 use lifeboat_store::format::DATA_PREFIX;
-use lifeboat_store::{BackupOptions, PruneOptions, Repository, RepositoryVerifier, StoreError};
-use object_store::ObjectStore;
+use lifeboat_store::{
+    BackupOptions, PruneOptions, Repository, RepositoryVerifier, StoreError, StoredSnapshot,
+};
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use lifeboat_testkit::pseudo_random as random;
 
@@ -181,10 +183,99 @@ async fn repacks_mostly_garbage_packs(store: Arc<dyn ObjectStore>) {
     assert_eq!(back, keep);
 }
 
+/// `data` with one byte changed every `step` bytes from `from` on: scattered edits that touch
+/// every chunk, as updates spread over a database do.
+fn edited(data: &[u8], from: usize, step: usize, salt: u8) -> Vec<u8> {
+    let mut out = data.to_vec();
+    for i in (from..out.len()).step_by(step) {
+        out[i] ^= salt;
+    }
+    out
+}
+
+async fn read(snap: &dyn Snapshot) -> Vec<u8> {
+    let mut back = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut snap.open().await.unwrap(), &mut back).await.unwrap();
+    back
+}
+
+fn deltas(repo: &Repository, snap: &StoredSnapshot) -> Vec<(ChunkId, ChunkId)> {
+    snap.manifest()
+        .chunks
+        .iter()
+        .filter_map(|c| repo.locate(c).and_then(|l| l.base).map(|base| (*c, base)))
+        .collect()
+}
+
+async fn deltas_store_scattered_edits_and_keep_their_bases(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store.clone(), "t").await.unwrap();
+    let a = random(3 << 20, 11);
+    let mut a_and_b = a.clone();
+    a_and_b.extend(random(4 << 20, 12));
+    let first =
+        repo.backup(&source("db", a_and_b), &BackupOptions::default(), &NoProgress).await.unwrap();
+    let a2 = edited(&a, 1000, 40_000, 0x5a);
+    let second = repo
+        .backup(&source("db", a2.clone()), &BackupOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    let made = deltas(&repo, &second);
+    assert!(
+        made.len() * 2 > second.manifest().chunks.len(),
+        "most changed chunks are deltas: {}",
+        made.len()
+    );
+    assert!(
+        second.manifest().stored * 20 < first.manifest().stored,
+        "scattered edits stored {} of {}",
+        second.manifest().stored,
+        first.manifest().stored
+    );
+    assert_eq!(read(&second).await, a2);
+
+    // The parent goes; its chunks that deltas are made against stay, the rest is freed.
+    repo.forget(&[first.id()]).await.unwrap();
+    let report = repo
+        .prune(&PruneOptions { grace: Duration::ZERO, repack_below: 0.9, dry_run: false })
+        .await
+        .unwrap();
+    assert!(report.repacked > 0, "the unreferenced part is repacked away: {report:?}");
+    let repo = Repository::open_store(store.clone(), "t").await.unwrap();
+    verify_all(&repo).await;
+    let second = repo.load_snapshot(second.id()).await.unwrap();
+    assert_eq!(read(&second).await, a2, "deltas read back after their parent was pruned");
+
+    // A change of a delta is made against the chunk stored whole, never a chain.
+    let a3 = edited(&a2, 20_000, 40_000, 0x33);
+    let third = repo
+        .backup(&source("db", a3.clone()), &BackupOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    let made = deltas(&repo, &third);
+    assert!(!made.is_empty());
+    for (_, base) in &made {
+        assert_eq!(repo.locate(base).unwrap().base, None, "base {base} is whole");
+    }
+    assert_eq!(read(&third).await, a3);
+
+    // A damaged base fails the read of its delta, naming the chunk, and verify says so.
+    let (delta, base) = made[0];
+    let loc = repo.locate(&base).unwrap();
+    let key = lifeboat_store::format::pack_key(&loc.pack);
+    let mut bytes = store.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
+    bytes[(loc.offset + u64::from(loc.length) / 2) as usize] ^= 0x40;
+    store.put(&key, object_store::PutPayload::from(Bytes::from(bytes))).await.unwrap();
+    let err = lifeboat_store::read_chunk(&repo, delta).await.unwrap_err().to_string();
+    assert!(err.contains(&base.to_hex()), "the error names the damaged base: {err}");
+    let report = RepositoryVerifier::new(repo.clone(), true).verify(&third).await.unwrap();
+    assert!(!report.ok(), "verify notices a damaged base");
+}
+
 lifeboat_testkit::for_each_store!(
     lease_is_exclusive,
     expired_lease_is_taken_over,
     prune_frees_only_unreferenced_data,
     sweep_waits_for_running_backups_and_revives,
     repacks_mostly_garbage_packs,
+    deltas_store_scattered_edits_and_keep_their_bases,
 );
