@@ -48,33 +48,30 @@ pub fn usable_as_base(base: &[u8]) -> bool {
     !base.is_empty() && !base.starts_with(&DICTIONARY_MAGIC)
 }
 
-/// Compresses one chunk as a delta against `base`, a similar chunk: zstd with `base` as raw
-/// content dictionary, so the parts both share cost a few bytes each. Reading it back needs
-/// the same `base` ([`decompress_against`]).
+/// Compresses one chunk as a delta against `base`, a similar chunk: zstd with `base` as a
+/// prefix of the data (as `zstd --patch-from` does: one window spans both, long-distance
+/// matching on), so the parts both share cost a few bytes each. Reading it back needs the
+/// same `base` ([`decompress_against`]).
 ///
 /// # Errors
 /// When `base` is not [`usable_as_base`], on an invalid level, or on allocation failure.
 pub fn compress_against(data: &[u8], base: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    use zstd::zstd_safe::{CCtx, CParameter};
     if !usable_as_base(base) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "base cannot serve as a delta base",
         ));
     }
-    thread_local! {
-        static CONTEXT: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
-    }
-    CONTEXT.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let compressor = match slot.as_mut() {
-            Some(c) => {
-                c.set_dictionary(level, base)?;
-                c
-            }
-            None => slot.insert(zstd::bulk::Compressor::with_dictionary(level, base)?),
-        };
-        compressor.compress(data)
-    })
+    let mut cctx =
+        CCtx::try_create().ok_or_else(|| io::Error::other("zstd: no memory for a context"))?;
+    zstd_result(cctx.set_parameter(CParameter::CompressionLevel(level)))?;
+    zstd_result(cctx.set_parameter(CParameter::WindowLog(window_log(base.len() + data.len()))))?;
+    zstd_result(cctx.set_parameter(CParameter::EnableLongDistanceMatching(true)))?;
+    zstd_result(cctx.ref_prefix(base))?;
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
+    zstd_result(cctx.compress2(&mut out, data))?;
+    Ok(out)
 }
 
 /// Decompresses a delta made by [`compress_against`] with the same `base`; refuses to produce
@@ -84,14 +81,33 @@ pub fn compress_against(data: &[u8], base: &[u8], level: i32) -> io::Result<Vec<
 /// When `base` is not usable, the blob is not valid zstd, was made against another base, or
 /// does not decompress to exactly `plain_len` bytes.
 pub fn decompress_against(blob: &[u8], base: &[u8], plain_len: usize) -> io::Result<Vec<u8>> {
+    use zstd::zstd_safe::{DCtx, DParameter};
     if !usable_as_base(base) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "base cannot serve as a delta base",
         ));
     }
-    let out = zstd::bulk::Decompressor::with_dictionary(base)?.decompress(blob, plain_len)?;
+    let mut dctx =
+        DCtx::try_create().ok_or_else(|| io::Error::other("zstd: no memory for a context"))?;
+    let window = window_log(base.len() + plain_len).max(MAX_DEFAULT_WINDOW_LOG);
+    zstd_result(dctx.set_parameter(DParameter::WindowLogMax(window)))?;
+    zstd_result(dctx.ref_prefix(base))?;
+    let mut out = Vec::with_capacity(plain_len);
+    zstd_result(dctx.decompress(&mut out, blob))?;
     exact_length(out, plain_len)
+}
+
+/// The window zstd decoders accept without being told otherwise (128 MiB).
+const MAX_DEFAULT_WINDOW_LOG: u32 = 27;
+
+/// The smallest zstd window log that spans `len` bytes, within what decoders accept by default.
+fn window_log(len: usize) -> u32 {
+    (usize::BITS - len.saturating_sub(1).leading_zeros()).clamp(10, MAX_DEFAULT_WINDOW_LOG)
+}
+
+fn zstd_result(code: Result<usize, usize>) -> io::Result<usize> {
+    code.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, zstd::zstd_safe::get_error_name(e)))
 }
 
 fn exact_length(out: Vec<u8>, plain_len: usize) -> io::Result<Vec<u8>> {
@@ -125,6 +141,10 @@ mod tests {
         assert!(decompress_against(&delta, &other, data.len()).map_or(true, |d| d != data));
         assert!(decompress(&delta, data.len()).is_err(), "a delta does not read without its base");
         assert!(compress_against(&data, &DICTIONARY_MAGIC, DEFAULT_LEVEL).is_err());
+        assert_eq!(window_log(1), 10);
+        assert_eq!(window_log(1 << 20), 20);
+        assert_eq!(window_log((1 << 20) + 1), 21);
+        assert_eq!(window_log(usize::MAX), MAX_DEFAULT_WINDOW_LOG);
         assert!(decompress_against(&delta, b"", data.len()).is_err());
         Ok(())
     }
