@@ -21,7 +21,7 @@ use tracing::{debug, info};
 use crate::error::{Result, StoreError};
 use crate::format::{
     BlobEntry, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, head_of, index_key, pack_key,
-    snapshot_key,
+    snapshot_key, tail_of,
 };
 use crate::repository::{BlobLocation, ChunkIndex, Repository};
 use crate::snapshot::{StoredSnapshot, read_chunk};
@@ -52,35 +52,41 @@ struct Sealed {
     /// The chunk the blob is a delta against.
     base: Option<ChunkId>,
     head: u64,
+    tail: u64,
 }
 
 /// Finds, for a new chunk, a similar chunk of the parent snapshot to store it as a delta
-/// against: the parent's chunk with the same [`head_of`]. A parent chunk that is a delta
-/// itself stands for its own base, so every delta needs exactly one base stored whole.
+/// against: the parent's chunk with the same [`head_of`], else with the same [`tail_of`]. A
+/// parent chunk that is a delta itself stands for its own base, so every delta needs exactly
+/// one base stored whole.
 #[derive(Default)]
 struct BaseFinder {
     by_head: HashMap<u64, (ChunkId, BlobLocation)>,
+    by_tail: HashMap<u64, (ChunkId, BlobLocation)>,
 }
 
 impl BaseFinder {
     fn new(parent_chunks: &[ChunkId], known: &ChunkIndex) -> Self {
-        let mut by_head = HashMap::new();
+        let mut finder = BaseFinder::default();
         for id in parent_chunks {
             let Some(loc) = known.get(id) else { continue };
-            let Some(head) = loc.head else { continue };
             let whole = match loc.base {
                 None => Some((*id, *loc)),
                 Some(base) => known.get(&base).filter(|b| b.base.is_none()).map(|b| (base, *b)),
             };
-            if let Some(whole) = whole {
-                by_head.insert(head, whole);
+            let Some(whole) = whole else { continue };
+            if let Some(head) = loc.head {
+                finder.by_head.insert(head, whole);
+            }
+            if let Some(tail) = loc.tail {
+                finder.by_tail.insert(tail, whole);
             }
         }
-        BaseFinder { by_head }
+        finder
     }
 
-    fn base_for(&self, head: u64) -> Option<(ChunkId, BlobLocation)> {
-        self.by_head.get(&head).copied()
+    fn base_for(&self, head: u64, tail: u64) -> Option<(ChunkId, BlobLocation)> {
+        self.by_head.get(&head).or_else(|| self.by_tail.get(&tail)).copied()
     }
 }
 
@@ -317,7 +323,7 @@ impl Repository {
             let Some(next) = in_flight.pop_front() else {
                 break;
             };
-            let Sealed { id, plain, blob, base, head } = joined(next.await)??;
+            let Sealed { id, plain, blob, base, head, tail } = joined(next.await)??;
             out.chunks.push(id);
             let Some(blob) = blob else { continue };
             if !seen.insert(id) {
@@ -325,7 +331,8 @@ impl Repository {
             }
             out.new_bytes += blob.len() as u64;
             out.deltas += u64::from(base.is_some());
-            let entry = BlobEntry { id, offset: 0, length: 0, plain, base, head: Some(head) };
+            let (head, tail) = (Some(head), Some(tail));
+            let entry = BlobEntry { id, offset: 0, length: 0, plain, base, head, tail };
             pack.push(entry, &blob);
             if pack.len() >= pack_size {
                 let full =
@@ -384,15 +391,15 @@ async fn seal(
     level: i32,
 ) -> Result<Sealed> {
     let plain = chunk.len() as u32;
-    let (id, head) = blocking({
+    let (id, head, tail) = blocking({
         let chunk = chunk.clone();
-        move || Ok((Digest::of(&chunk), head_of(&chunk)))
+        move || Ok((Digest::of(&chunk), head_of(&chunk), tail_of(&chunk)))
     })
     .await?;
     if known.contains_key(&id) {
-        return Ok(Sealed { id, plain, blob: None, base: None, head });
+        return Ok(Sealed { id, plain, blob: None, base: None, head, tail });
     }
-    if let Some((base_id, base_loc)) = bases.base_for(head) {
+    if let Some((base_id, base_loc)) = bases.base_for(head, tail) {
         // An unreadable base is the repository's problem, which verify reports; this backup
         // then stores the chunk whole.
         match read_chunk(&repo, base_id).await {
@@ -413,7 +420,7 @@ async fn seal(
                 })
                 .await?;
                 let base = blob.1.then_some(base_id);
-                return Ok(Sealed { id, plain, blob: Some(blob.0), base, head });
+                return Ok(Sealed { id, plain, blob: Some(blob.0), base, head, tail });
             }
             Err(e) => {
                 debug!(chunk = %id, base = %base_id, error = %e, "base unreadable; storing the chunk whole")
@@ -424,7 +431,7 @@ async fn seal(
         compress::compress(&chunk, level).map_err(|e| compressing(e, "compressing a chunk"))
     })
     .await?;
-    Ok(Sealed { id, plain, blob: Some(blob), base: None, head })
+    Ok(Sealed { id, plain, blob: Some(blob), base: None, head, tail })
 }
 
 fn compressing(source: std::io::Error, action: &'static str) -> StoreError {

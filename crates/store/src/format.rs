@@ -84,16 +84,30 @@ pub struct BlobEntry {
     /// [`head_of`] the plain chunk: finds it again as the base for a changed version of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<u64>,
+    /// [`tail_of`] the plain chunk, for the same purpose when the head moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<u64>,
 }
 
-/// How many leading bytes of a chunk [`head_of`] summarises.
-pub const HEAD_BYTES: usize = 256;
+/// How many bytes at each end of a chunk [`head_of`] and [`tail_of`] summarise.
+pub const END_BYTES: usize = 256;
 
-/// A summary of a chunk's first [`HEAD_BYTES`] bytes. Chunk boundaries are cut by content, so
+/// A summary of a chunk's first [`END_BYTES`] bytes. Chunk boundaries are cut by content, so
 /// a changed version of a chunk usually starts where and as the old one did: equal heads
 /// pair the two up when a backup looks for a delta base.
 pub fn head_of(plain: &[u8]) -> u64 {
-    let digest = Digest::of(&plain[..plain.len().min(HEAD_BYTES)]);
+    summary(&plain[..plain.len().min(END_BYTES)])
+}
+
+/// A summary of a chunk's last [`END_BYTES`] bytes: pairs a changed chunk with its old version
+/// when a change just before it moved its start (the cut before it) but not its end.
+pub fn tail_of(plain: &[u8]) -> u64 {
+    summary(&plain[plain.len().saturating_sub(END_BYTES)..])
+}
+
+/// The first 8 bytes, little-endian, of the SHA-256 of `bytes`.
+fn summary(bytes: &[u8]) -> u64 {
+    let digest = Digest::of(bytes);
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest.0[..8]);
     u64::from_le_bytes(first)
@@ -222,6 +236,7 @@ mod tests {
             plain: 1,
             base,
             head: Some(head_of(id)),
+            tail: Some(tail_of(id)),
         };
         let mut b = PackBuilder::with_capacity(64);
         b.push(blob(b"a", None), b"AA");

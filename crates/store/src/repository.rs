@@ -39,6 +39,8 @@ pub struct BlobLocation {
     pub base: Option<ChunkId>,
     /// [`crate::format::head_of`] the plain chunk, when recorded.
     pub head: Option<u64>,
+    /// [`crate::format::tail_of`] the plain chunk, when recorded.
+    pub tail: Option<u64>,
 }
 
 /// The union of all index files: chunk id to location.
@@ -509,6 +511,7 @@ fn add_to_index(index: &mut ChunkIndex, file: &IndexFile) {
                 pack_size: pack.size,
                 base: blob.base,
                 head: blob.head,
+                tail: blob.tail,
             });
         }
     }
