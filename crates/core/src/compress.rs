@@ -39,6 +39,26 @@ pub fn decompress(blob: &[u8], plain_len: usize) -> io::Result<Vec<u8>> {
     exact_length(out, plain_len)
 }
 
+/// The first bytes of every zstd frame: tells compressed metadata from plain JSON.
+pub const FRAME_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+/// Decompresses a zstd blob of unknown plain length, refusing more than `limit` bytes.
+///
+/// # Errors
+/// When the blob is not valid zstd or holds more than `limit` bytes.
+pub fn decompress_bounded(blob: &[u8], limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::new(blob)?.take(limit.saturating_add(1)).read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("decompresses to more than {limit} bytes"),
+        ));
+    }
+    Ok(out)
+}
+
 /// The first bytes of a zstd dictionary in zstd's own format. A base starting with them would
 /// be read as such a dictionary instead of as plain content, so it is never used as one.
 const DICTIONARY_MAGIC: [u8; 4] = [0x37, 0xA4, 0x30, 0xEC];
@@ -157,6 +177,9 @@ mod tests {
         assert_eq!(decompress(&blob, data.len())?, data);
         assert!(decompress(&blob, data.len() - 1).is_err());
         assert!(decompress(b"not zstd", 10).is_err());
+        assert!(blob.starts_with(&FRAME_MAGIC));
+        assert_eq!(decompress_bounded(&blob, data.len() as u64)?, data);
+        assert!(decompress_bounded(&blob, data.len() as u64 - 1).is_err());
         Ok(())
     }
 }

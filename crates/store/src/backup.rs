@@ -20,8 +20,8 @@ use tracing::{debug, info};
 
 use crate::error::{Result, StoreError};
 use crate::format::{
-    BlobEntry, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, head_of, index_key, pack_key,
-    snapshot_key, tail_of,
+    BlobEntry, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, head_of, pack_key, snapshot_key,
+    tail_of,
 };
 use crate::repository::{BlobLocation, ChunkIndex, Repository};
 use crate::snapshot::{StoredSnapshot, read_chunk};
@@ -355,13 +355,7 @@ impl Repository {
         drop(digest_tx);
         (out.size, out.sha256) = joined(digest.await)?;
         if !packs.is_empty() {
-            let file = IndexFile { version: FORMAT_VERSION, packs };
-            let body = serde_json::to_vec(&file).map_err(|e| StoreError::Malformed {
-                key: "new index".into(),
-                reason: e.to_string(),
-            })?;
-            self.put_bytes(&index_key(&Digest::of(&body)), Bytes::from(body)).await?;
-            self.merge_index(&file);
+            self.write_index_file(IndexFile { version: FORMAT_VERSION, packs }).await?;
         }
         Ok(out)
     }

@@ -2,8 +2,9 @@
 //! `docs/repository-format.md` describes the same in prose; keep them in step.
 
 use chrono::{DateTime, Utc};
-use lifeboat_core::{ChunkId, ChunkerParams, Digest};
+use lifeboat_core::{ChunkId, ChunkerParams, Digest, compress};
 use object_store::path::Path;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StoreError};
@@ -154,6 +155,39 @@ pub fn id_from_key(key: &Path) -> Option<Digest> {
     key.filename().and_then(|name| name.parse().ok())
 }
 
+/// zstd level of index files and pack trailers: their hex ids compress to about half.
+const METADATA_LEVEL: i32 = 3;
+
+/// The largest index file or pack trailer read, decompressed: a damaged or hostile object
+/// cannot exhaust memory.
+const MAX_METADATA: u64 = 1 << 30;
+
+/// Serialises an index file or a pack trailer: zstd-compressed JSON.
+///
+/// # Errors
+/// Never in practice (serialising and compressing plain data); `what` names the object.
+pub fn encode_metadata<T: Serialize>(value: &T, what: &str) -> Result<Vec<u8>> {
+    let malformed = |reason: String| StoreError::Malformed { key: what.into(), reason };
+    let json = serde_json::to_vec(value).map_err(|e| malformed(e.to_string()))?;
+    compress::compress(&json, METADATA_LEVEL).map_err(|e| malformed(e.to_string()))
+}
+
+/// Reads what [`encode_metadata`] wrote, or the plain JSON that repositories written before
+/// compressed metadata hold (told apart by zstd's frame magic).
+///
+/// # Errors
+/// [`StoreError::Malformed`] naming `key` when the bytes are not such an object.
+pub fn decode_metadata<T: DeserializeOwned>(key: &str, body: &[u8]) -> Result<T> {
+    let malformed = |reason: String| StoreError::Malformed { key: key.into(), reason };
+    if body.starts_with(&compress::FRAME_MAGIC) {
+        let json = compress::decompress_bounded(body, MAX_METADATA)
+            .map_err(|e| malformed(format!("compressed metadata: {e}")))?;
+        serde_json::from_slice(&json).map_err(|e| malformed(e.to_string()))
+    } else {
+        serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))
+    }
+}
+
 /// Builds pack objects: compressed blobs back to back, then a trailer that lists them so the
 /// index can be rebuilt from the packs alone.
 #[derive(Debug, Default)]
@@ -194,8 +228,7 @@ impl PackBuilder {
     /// # Errors
     /// Never in practice (serialising plain data).
     pub fn finish(mut self) -> Result<(Vec<u8>, PackEntry)> {
-        let trailer = serde_json::to_vec(&self.blobs)
-            .map_err(|e| StoreError::Malformed { key: "new pack".into(), reason: e.to_string() })?;
+        let trailer = encode_metadata(&self.blobs, "new pack")?;
         self.buf.extend_from_slice(&trailer);
         self.buf.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(PACK_MAGIC);
@@ -220,7 +253,7 @@ pub fn read_pack_trailer(key: &str, pack: &[u8]) -> Result<Vec<BlobEntry>> {
     let len = u32::from_le_bytes(len_bytes) as usize;
     let start =
         n.checked_sub(12 + len).ok_or_else(|| malformed("pack trailer length too large"))?;
-    serde_json::from_slice(&pack[start..n - 12]).map_err(|e| malformed(&e.to_string()))
+    decode_metadata(key, &pack[start..n - 12])
 }
 
 #[cfg(test)]
@@ -248,6 +281,11 @@ mod tests {
         assert_eq!((entry.blobs[1].offset, entry.blobs[1].length), (2, 3));
         assert_eq!(entry.blobs[1].base, Some(Digest::of(b"a")));
         assert!(read_pack_trailer("p", &bytes[..bytes.len() - 1]).is_err());
+        // Plain JSON, as written before metadata was compressed, still reads.
+        let plain = serde_json::to_vec(&entry).unwrap_or_default();
+        assert_eq!(decode_metadata::<PackEntry>("i", &plain)?, entry);
+        assert_eq!(decode_metadata::<PackEntry>("i", &encode_metadata(&entry, "i")?)?, entry);
+        assert!(decode_metadata::<PackEntry>("i", b"garbage").is_err());
         Ok(())
     }
 }

@@ -34,8 +34,8 @@ use tracing::{debug, info};
 
 use crate::error::{Result, StoreError};
 use crate::format::{
-    DATA_PREFIX, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, id_from_key, index_key,
-    pack_key, read_pack_trailer,
+    DATA_PREFIX, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, id_from_key, pack_key,
+    read_pack_trailer,
 };
 use crate::lease::MaintenanceLease;
 use crate::repository::Repository;
@@ -419,15 +419,6 @@ impl Repository {
             }
         }
         self.reload_index().await
-    }
-
-    async fn write_index_file(&self, file: IndexFile) -> Result<Path> {
-        let body = serde_json::to_vec(&file)
-            .map_err(|e| StoreError::Malformed { key: "index".into(), reason: e.to_string() })?;
-        let key = index_key(&Digest::of(&body));
-        self.put_bytes(&key, Bytes::from(body)).await?;
-        self.merge_index(&file);
-        Ok(key)
     }
 
     async fn write_pack(&self, pack: PackBuilder) -> Result<PackEntry> {

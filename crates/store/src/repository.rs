@@ -12,8 +12,8 @@ use tracing::debug;
 
 use crate::error::{Result, StoreError};
 use crate::format::{
-    CONFIG_KEY, FORMAT_VERSION, INDEX_PREFIX, IndexFile, RepoConfig, SNAPSHOTS_PREFIX, id_from_key,
-    snapshot_key,
+    CONFIG_KEY, FORMAT_VERSION, INDEX_PREFIX, IndexFile, RepoConfig, SNAPSHOTS_PREFIX,
+    decode_metadata, encode_metadata, id_from_key, index_key, snapshot_key,
 };
 use crate::retry::with_retries;
 use crate::snapshot::StoredSnapshot;
@@ -266,9 +266,7 @@ impl Repository {
             let read: Result<Vec<(Path, IndexFile)>> = futures::stream::iter(keys)
                 .map(|key| async move {
                     let body = self.get_bytes(&key).await?;
-                    let file = serde_json::from_slice::<IndexFile>(&body).map_err(|e| {
-                        StoreError::Malformed { key: key.to_string(), reason: e.to_string() }
-                    })?;
+                    let file: IndexFile = decode_metadata(key.as_ref(), &body)?;
                     Ok((key, file))
                 })
                 .buffer_unordered(LIST_CONCURRENCY)
@@ -279,6 +277,16 @@ impl Repository {
                 other => return other,
             }
         }
+    }
+
+    /// Writes one index file (its key is the SHA-256 of its bytes) and adds it to the loaded
+    /// index.
+    pub(crate) async fn write_index_file(&self, file: IndexFile) -> Result<Path> {
+        let body = encode_metadata(&file, "new index")?;
+        let key = index_key(&Digest::of(&body));
+        self.put_bytes(&key, Bytes::from(body)).await?;
+        self.merge_index(&file);
+        Ok(key)
     }
 
     pub(crate) fn merge_index(&self, file: &IndexFile) {
