@@ -8,6 +8,7 @@
 #                      the custom-format dump), peak RSS;
 #   2. light day:      lifeboat only, after `pgbench -t LIGHT_TX -c 1 -n` (default 100):
 #                      wall seconds and the additional stored bytes;
+#      busy day:       the same after `pgbench -t DAY_TX -c 1 -n` more (default 5000);
 #   3. second backup:  lifeboat only, after `pgbench -T PGBENCH_SECONDS -c 2 -n` (default 30)
 #                      changed the data: wall seconds and the *additional* stored bytes (repo
 #                      growth; also the new snapshot's own `stored` figure);
@@ -61,6 +62,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCALE="${SCALE:-100}"
 PGBENCH_SECONDS="${PGBENCH_SECONDS:-30}"
 LIGHT_TX="${LIGHT_TX:-100}"
+DAY_TX="${DAY_TX:-5000}"
 TEXT_ROWS="${TEXT_ROWS:-2000000}"
 if ! [[ "$SCALE" =~ ^[1-9][0-9]*$ ]]; then
     echo "error: SCALE must be a positive whole number (pgbench scale factor), got '$SCALE'" >&2
@@ -72,6 +74,10 @@ if ! [[ "$TEXT_ROWS" =~ ^[1-9][0-9]*$ ]]; then
 fi
 if ! [[ "$LIGHT_TX" =~ ^[1-9][0-9]*$ ]]; then
     echo "error: LIGHT_TX must be a positive whole number of pgbench transactions, got '$LIGHT_TX'" >&2
+    exit 2
+fi
+if ! [[ "$DAY_TX" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: DAY_TX must be a positive whole number of pgbench transactions, got '$DAY_TX'" >&2
     exit 2
 fi
 if ! [[ "$PGBENCH_SECONDS" =~ ^[1-9][0-9]*$ ]]; then
@@ -244,16 +250,23 @@ warm_db
 timed fc_full "$PGBIN/pg_dump" -Fc -d "$URL" -f "$W/dump.custom"
 STORED[fc_full]=$(fsize "$W/dump.custom")
 
-# ---------------------------------------------------------------- a light day
-say "pgbench -t $LIGHT_TX -c 1 -n (a light day: a few scattered updates)"
-"$PGBIN/pgbench" -t "$LIGHT_TX" -c 1 -n "$URL" > "$W/logs/pgbench-light.out" 2>&1 || {
-    tail -n 20 "$W/logs/pgbench-light.out" >&2
-    die "pgbench -t failed"
+# ---------------------------------------------------------------- a light day, a busy day
+# after_transactions KEY TX WHAT: pgbench -t TX on one connection, then a timed lifeboat
+# backup whose repository growth is STORED[KEY].
+after_transactions() {
+    local key=$1 tx=$2 what=$3 before
+    say "pgbench -t $tx -c 1 -n ($what)"
+    "$PGBIN/pgbench" -t "$tx" -c 1 -n "$URL" > "$W/logs/pgbench-$key.out" 2>&1 || {
+        tail -n 20 "$W/logs/pgbench-$key.out" >&2
+        die "pgbench -t failed"
+    }
+    before=$(stored "$W/lb-repo")
+    warm_db
+    timed "$key" "$LIFEBOAT" --repo "$W/lb-repo" backup postgres "$URL"
+    STORED[$key]=$(($(stored "$W/lb-repo") - before))
 }
-before=$(stored "$W/lb-repo")
-warm_db
-timed lb_light "$LIFEBOAT" --repo "$W/lb-repo" backup postgres "$URL"
-STORED[lb_light]=$(($(stored "$W/lb-repo") - before))
+after_transactions lb_light "$LIGHT_TX" "a light day: a few scattered updates"
+after_transactions lb_day "$DAY_TX" "a busy day: updates all over the table"
 
 # ---------------------------------------------------------------- pgbench, second backup
 say "pgbench -T $PGBENCH_SECONDS -c 2 -n (changing the data)"
@@ -311,7 +324,7 @@ STORED[gz_text]=$(fsize "$W/notes.sql.gz")
 # ---------------------------------------------------------------- report
 
 LB_RSS_MAX=0
-for key in lb_full lb_light lb_second lb_restore lb_text; do
+for key in lb_full lb_light lb_day lb_second lb_restore lb_text; do
     if ((RSS[$key] > LB_RSS_MAX)); then LB_RSS_MAX=${RSS[$key]}; fi
 done
 
@@ -333,6 +346,7 @@ ROWS_T=(
     "runbook (pg_dump | gzip);full backup;gz_full"
     "pg_dump -Fc;full backup;fc_full"
     "lifeboat;backup after $LIGHT_TX pgbench transactions;lb_light"
+    "lifeboat;backup after $DAY_TX more pgbench transactions;lb_day"
     "lifeboat;$SECOND;lb_second"
     "lifeboat;restore (--create);lb_restore"
     "runbook (pg_dump | gzip);restore (createdb, gunzip | psql);gz_restore"
@@ -345,6 +359,7 @@ RATIOS=(
     "stored after full backup, lifeboat / pg_dump | gzip;${R_STORED}x;<= 1.0x;$(verdict "${STORED[lb_full]}" "${STORED[gz_full]}" "<=" 1)"
     "second backup stores, % of first (repo growth);${P_SECOND_STORED}%;< 20%;$(verdict "${STORED[lb_second]}" "${STORED[lb_full]}" "<" 20 100)"
     "backup after $LIGHT_TX pgbench transactions stores, % of first;$(pct "${STORED[lb_light]}" "${STORED[lb_full]}")%;-;info"
+    "backup after $DAY_TX more pgbench transactions stores, % of first;$(pct "${STORED[lb_day]}" "${STORED[lb_full]}")%;-;info"
     "text table: full backup time, lifeboat / pg_dump | gzip;$(ratio "${SECS[lb_text]}" "${SECS[gz_text]}")x;-;info"
     "text table: stored, lifeboat / pg_dump | gzip;$(ratio "${STORED[lb_text]}" "${STORED[gz_text]}" 3)x;-;info"
     "full backup time, lifeboat / pg_dump -Fc;${R_FC_TIME}x;-;info"
