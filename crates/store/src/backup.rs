@@ -5,7 +5,7 @@
 //! exists nothing refers to the new packs; a crash leaves only unreferenced objects that
 //! prune removes, never a half-visible snapshot.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,12 +18,13 @@ use lifeboat_core::{
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info};
 
+use crate::delta::BaseFinder;
 use crate::error::{Result, StoreError};
 use crate::format::{
     BlobEntry, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, head_of, pack_key, snapshot_key,
     tail_of,
 };
-use crate::repository::{BlobLocation, ChunkIndex, Repository};
+use crate::repository::{ChunkIndex, Repository};
 use crate::snapshot::{StoredSnapshot, read_chunk};
 
 /// Packs uploaded at once while the next one fills.
@@ -53,41 +54,6 @@ struct Sealed {
     base: Option<ChunkId>,
     head: u64,
     tail: u64,
-}
-
-/// Finds, for a new chunk, a similar chunk of the parent snapshot to store it as a delta
-/// against: the parent's chunk with the same [`head_of`], else with the same [`tail_of`]. A
-/// parent chunk that is a delta itself stands for its own base, so every delta needs exactly
-/// one base stored whole.
-#[derive(Default)]
-struct BaseFinder {
-    by_head: HashMap<u64, (ChunkId, BlobLocation)>,
-    by_tail: HashMap<u64, (ChunkId, BlobLocation)>,
-}
-
-impl BaseFinder {
-    fn new(parent_chunks: &[ChunkId], known: &ChunkIndex) -> Self {
-        let mut finder = BaseFinder::default();
-        for id in parent_chunks {
-            let Some(loc) = known.get(id) else { continue };
-            let whole = match loc.base {
-                None => Some((*id, *loc)),
-                Some(base) => known.get(&base).filter(|b| b.base.is_none()).map(|b| (base, *b)),
-            };
-            let Some(whole) = whole else { continue };
-            if let Some(head) = loc.head {
-                finder.by_head.insert(head, whole);
-            }
-            if let Some(tail) = loc.tail {
-                finder.by_tail.insert(tail, whole);
-            }
-        }
-        finder
-    }
-
-    fn base_for(&self, head: u64, tail: u64) -> Option<(ChunkId, BlobLocation)> {
-        self.by_head.get(&head).or_else(|| self.by_tail.get(&tail)).copied()
-    }
 }
 
 /// This machine's host name (`LIFEBOAT_HOST` overrides it).
@@ -266,7 +232,7 @@ impl Repository {
         let level = config.compression_level;
         let pack_size = config.pack_size as usize;
         let known = self.index();
-        let bases = Arc::new(BaseFinder::new(parent_chunks, &known));
+        let bases = Arc::new(BaseFinder::new(parent_chunks, &known, config.chunker.avg_size));
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
 
         // Four stages, with at most `4 * workers` chunks in flight (enough to keep every core
@@ -290,6 +256,7 @@ impl Repository {
         });
         let mut in_flight: VecDeque<JoinHandle<Result<Sealed>>> = VecDeque::new();
         let mut eof = false;
+        let mut stream_offset = 0u64;
         let mut out = StoredStream {
             chunks: Vec::new(),
             size: 0,
@@ -308,13 +275,15 @@ impl Repository {
                 })?;
                 match chunk {
                     Some(chunk) => {
+                        let offset = stream_offset;
+                        stream_offset += chunk.len() as u64;
                         progress.advance(chunk.len() as u64);
                         digest_tx.send(chunk.clone()).await.map_err(|_| StoreError::Malformed {
                             key: "capture".into(),
                             reason: "the stream hasher stopped".into(),
                         })?;
                         let sealing =
-                            seal(self.clone(), chunk, known.clone(), bases.clone(), level);
+                            seal(self.clone(), chunk, offset, known.clone(), bases.clone(), level);
                         in_flight.push_back(tokio::spawn(sealing));
                     }
                     None => eof = true,
@@ -375,11 +344,13 @@ fn joined<T>(r: std::result::Result<T, tokio::task::JoinError>) -> Result<T> {
     })
 }
 
-/// Hashes a chunk and, when the repository lacks it, compresses it: as a delta against a
-/// similar chunk of the parent when that is clearly smaller, whole otherwise.
+/// Hashes a chunk (at `offset` in the stream) and, when the repository lacks it, compresses
+/// it: as a delta against a similar chunk of the parent when that is clearly smaller, whole
+/// otherwise.
 async fn seal(
     repo: Repository,
     chunk: Bytes,
+    offset: u64,
     known: Arc<ChunkIndex>,
     bases: Arc<BaseFinder>,
     level: i32,
@@ -391,9 +362,10 @@ async fn seal(
     })
     .await?;
     if known.contains_key(&id) {
+        bases.seen(&id, offset);
         return Ok(Sealed { id, plain, blob: None, base: None, head, tail });
     }
-    if let Some((base_id, base_loc)) = bases.base_for(head, tail) {
+    if let Some((base_id, base_loc)) = bases.base_for(head, tail, offset, plain) {
         // An unreadable base is the repository's problem, which verify reports; this backup
         // then stores the chunk whole.
         match read_chunk(&repo, base_id).await {

@@ -27,6 +27,7 @@
 //! ```
 
 mod backup;
+mod delta;
 mod error;
 pub mod format;
 mod lease;
