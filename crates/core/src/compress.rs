@@ -88,6 +88,9 @@ pub fn compress_against(data: &[u8], base: &[u8], level: i32) -> io::Result<Vec<
     zstd_result(cctx.set_parameter(CParameter::CompressionLevel(level)))?;
     zstd_result(cctx.set_parameter(CParameter::WindowLog(window_log(base.len() + data.len()))))?;
     zstd_result(cctx.set_parameter(CParameter::EnableLongDistanceMatching(true)))?;
+    // Rows that differ only in a few digits (a table dump) defeat the default 64-byte
+    // minimum: long matches into the base are then found only now and then.
+    zstd_result(cctx.set_parameter(CParameter::LdmMinMatch(LDM_MIN_MATCH)))?;
     zstd_result(cctx.ref_prefix(base))?;
     let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
     zstd_result(cctx.compress2(&mut out, data))?;
@@ -117,6 +120,10 @@ pub fn decompress_against(blob: &[u8], base: &[u8], plain_len: usize) -> io::Res
     zstd_result(dctx.decompress(&mut out, blob))?;
     exact_length(out, plain_len)
 }
+
+/// Shortest long-distance match a delta looks for. On pgbench chunks 24 bytes gave deltas a
+/// quarter the size of zstd's default (64), at the same speed.
+const LDM_MIN_MATCH: u32 = 24;
 
 /// The window zstd decoders accept without being told otherwise (128 MiB).
 const MAX_DEFAULT_WINDOW_LOG: u32 = 27;
