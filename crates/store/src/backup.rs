@@ -21,8 +21,8 @@ use tracing::{debug, info};
 use crate::delta::BaseFinder;
 use crate::error::{Result, StoreError};
 use crate::format::{
-    BlobEntry, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, head_of, pack_key, snapshot_key,
-    tail_of,
+    BlobEntry, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, encode_metadata, head_of,
+    pack_key, snapshot_key, tail_of,
 };
 use crate::repository::{ChunkIndex, Repository};
 use crate::snapshot::{StoredSnapshot, read_chunk};
@@ -178,10 +178,7 @@ impl Repository {
 
     /// Writes `manifest` as a new snapshot (one conditional create).
     async fn save_manifest(&self, manifest: Manifest) -> Result<StoredSnapshot> {
-        let body = manifest.to_bytes().map_err(|e| StoreError::Malformed {
-            key: "new manifest".into(),
-            reason: e.to_string(),
-        })?;
+        let body = encode_metadata(&manifest, "new manifest")?;
         let id = Digest::of(&body);
         self.create_bytes(&snapshot_key(&id), Bytes::from(body)).await?;
         info!(snapshot = %id, name = %manifest.name, size = manifest.size, stored = manifest.stored, "snapshot saved");
@@ -371,12 +368,14 @@ async fn seal(
         match read_chunk(&repo, base_id).await {
             Ok(base) => {
                 let blob = blocking(move || {
-                    let delta = compress::compress_against(&chunk, &base, level)
-                        .map_err(|e| compressing(e, "compressing a chunk as a delta"))?;
-                    // Worth a second read only when clearly smaller than the chunk whole,
-                    // judged first by the base's own ratio, then by compressing it whole.
+                    // The chunk's size compressed whole, guessed from its base's ratio.
                     let guess = u64::from(base_loc.length) * u64::from(plain)
                         / u64::from(base_loc.plain.max(1));
+                    let good_enough = usize::try_from(guess / 8).unwrap_or(usize::MAX);
+                    let delta = compress::compress_against(&chunk, &base, level, good_enough)
+                        .map_err(|e| compressing(e, "compressing a chunk as a delta"))?;
+                    // Worth a second read only when clearly smaller than the chunk whole,
+                    // judged first by the guess, then by compressing it whole.
                     if (delta.len() as u64) * 2 < guess {
                         return Ok((delta, true));
                     }

@@ -155,14 +155,15 @@ pub fn id_from_key(key: &Path) -> Option<Digest> {
     key.filename().and_then(|name| name.parse().ok())
 }
 
-/// zstd level of index files and pack trailers: their hex ids compress to about half.
+/// zstd level of manifests, index files and pack trailers: their hex ids compress to about
+/// half.
 const METADATA_LEVEL: i32 = 3;
 
-/// The largest index file or pack trailer read, decompressed: a damaged or hostile object
+/// The largest manifest, index file or pack trailer read, decompressed: a damaged or hostile object
 /// cannot exhaust memory.
 const MAX_METADATA: u64 = 1 << 30;
 
-/// Serialises an index file or a pack trailer: zstd-compressed JSON.
+/// Serialises a manifest, an index file or a pack trailer: zstd-compressed JSON.
 ///
 /// # Errors
 /// Never in practice (serialising and compressing plain data); `what` names the object.

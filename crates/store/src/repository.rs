@@ -431,8 +431,7 @@ impl Repository {
             }
             .into());
         }
-        let manifest: Manifest = serde_json::from_slice(&body)
-            .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
+        let manifest: Manifest = decode_metadata(key.as_ref(), &body)?;
         Ok(StoredSnapshot::new(self.clone(), id, manifest))
     }
 
