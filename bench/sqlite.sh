@@ -8,13 +8,18 @@
 #                      peak RSS;
 #   2. second backup:  after appending 1% new rows: wall seconds and the *additional* stored
 #                      bytes (for lifeboat also the new snapshot's own `stored` figure);
-#   3. restore:        wall seconds and peak RSS; every restored file must pass
-#                      `PRAGMA integrity_check` and hold the same rows as the source,
-#                      or the script fails.
+#      third backup:   lifeboat, restic and borg after an UPDATE of 1% of the rows, spread
+#                      over the whole table (every 100th event's `kind` upper-cased, so
+#                      nearly every chunk changes a little): the same figures;
+#   3. restore:        of the latest backup (the runbook's is its second: the update
+#                      leaves the checked counts and maxima as they were): wall seconds and
+#                      peak RSS; every restored file must pass `PRAGMA integrity_check` and
+#                      hold the same rows as the source, or the script fails.
 # Then prints ratios against the targets (full backup <= 0.5x restic's time, stored <=
 # restic's, second backup stores < 5% of the database and takes <= 20% of the full backup's
 # time, restore <= restic's, peak RSS < 128 MiB) with PASS/MISS, plus lifeboat / borg
-# ratios (full backup time, stored bytes, restore time) marked "info", which have no
+# ratios (full backup time, stored bytes, restore time) and the third backup's stored
+# bytes for lifeboat, restic and borg marked "info", which have no
 # targets, and writes the same results as markdown to bench/work/sqlite/results.md.
 #
 # Borg runs as `borg init --encryption=none`, `borg create --compression zstd,3` (archives
@@ -206,6 +211,14 @@ def create(path, mib):
     finish(db)
 
 
+def update(path):
+    db = open_db(path)
+    db.execute("BEGIN")
+    db.execute("UPDATE events SET kind = upper(kind) WHERE id % 100 = 37")
+    db.execute("COMMIT")
+    finish(db)
+
+
 def append(path):
     db = open_db(path)
     count, last_at = db.execute("SELECT count(*), max(at) FROM events").fetchone()
@@ -225,8 +238,10 @@ if __name__ == "__main__":
         create(sys.argv[2], int(sys.argv[3]))
     elif sys.argv[1] == "append":
         append(sys.argv[2])
+    elif sys.argv[1] == "update":
+        update(sys.argv[2])
     else:
-        sys.exit(f"usage: {sys.argv[0]} create PATH MIB | append PATH")
+        sys.exit(f"usage: {sys.argv[0]} create PATH MIB | append PATH | update PATH")
 PY
 
 # ---------------------------------------------------------------- helpers
@@ -342,6 +357,23 @@ STORED[borg_second]=$(($(stored "$W/borg-repo") - before))
 timed rb_second bash -c "$RUNBOOK" _ "$DB" "$W/copy-2"
 STORED[rb_second]=$(fsize "$W/copy-2.db.gz")
 
+# ---------------------------------------------------------------- update 1%, third backups
+say "updating 1% of the rows, spread over the table"
+python3 "$W/gen.py" update "$DB"
+wal_clean
+
+before=$(stored "$W/lb-repo")
+timed lb_third "$LIFEBOAT" --repo "$W/lb-repo" backup sqlite "$DB"
+STORED[lb_third]=$(($(stored "$W/lb-repo") - before))
+
+before=$(stored "$W/restic-repo")
+timed restic_third "${RESTIC_BACKUP[@]}" "$DB"
+STORED[restic_third]=$(($(stored "$W/restic-repo") - before))
+
+before=$(stored "$W/borg-repo")
+timed borg_third "${BORG_CREATE[@]}" "$W/borg-repo::third" "$DB"
+STORED[borg_third]=$(($(stored "$W/borg-repo") - before))
+
 # ---------------------------------------------------------------- restores
 say "restores"
 rm -f "$W/restored-lb.db" "$W/restored-lb.db-wal" "$W/restored-lb.db-shm"
@@ -359,7 +391,7 @@ rm -rf "$W/borg-restore"
 mkdir -p "$W/borg-restore"
 warm "$W/borg-repo"
 pushd "$W/borg-restore" > /dev/null
-timed borg_restore borg extract "$W/borg-repo::second"
+timed borg_restore borg extract "$W/borg-repo::third"
 popd > /dev/null
 check_restored "$W/borg-restore/${DB#/}"
 
@@ -371,7 +403,7 @@ check_restored "$W/restored.db"
 # ---------------------------------------------------------------- report
 
 LB_RSS_MAX=0
-for key in lb_full lb_second lb_restore; do
+for key in lb_full lb_second lb_third lb_restore; do
     if ((RSS[$key] > LB_RSS_MAX)); then LB_RSS_MAX=${RSS[$key]}; fi
 done
 
@@ -395,6 +427,9 @@ ROWS_T=(
     "restic;second backup (+1% rows);restic_second"
     "borg;second backup (+1% rows);borg_second"
     "runbook (.backup | gzip);second backup (+1% rows);rb_second"
+    "lifeboat;third backup (1% of rows updated);lb_third"
+    "restic;third backup (1% of rows updated);restic_third"
+    "borg;third backup (1% of rows updated);borg_third"
     "lifeboat;restore;lb_restore"
     "restic;restore;restic_restore"
     "borg;restore;borg_restore"
@@ -407,6 +442,9 @@ RATIOS=(
     "second backup time, % of lifeboat full backup;${P_SECOND_TIME}%;<= 20%;$(verdict "${SECS[lb_second]}" "${SECS[lb_full]}" "<=" 20 100)"
     "restore time, lifeboat / restic;${R_RESTORE}x;<= 1.0x;$(verdict "${SECS[lb_restore]}" "${SECS[restic_restore]}" "<=" 1)"
     "lifeboat peak RSS, max over its runs;${RSS_MAX_MIB} MiB;< 128 MiB;$(verdict "$LB_RSS_MAX" 1024 "<" 128)"
+    "third backup (1% of rows updated) stores, % of DB size: lifeboat;$(pct "${STORED[lb_third]}" "$DB_SIZE2")%;-;info"
+    "third backup (1% of rows updated) stores, % of DB size: restic;$(pct "${STORED[restic_third]}" "$DB_SIZE2")%;-;info"
+    "third backup (1% of rows updated) stores, % of DB size: borg;$(pct "${STORED[borg_third]}" "$DB_SIZE2")%;-;info"
     "full backup time, lifeboat / borg;${R_BORG_TIME}x;-;info"
     "stored after full backup, lifeboat / borg;${R_BORG_STORED}x;-;info"
     "restore time, lifeboat / borg;${R_BORG_RESTORE}x;-;info"
