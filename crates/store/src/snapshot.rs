@@ -72,35 +72,43 @@ pub async fn read_chunk(repo: &Repository, id: ChunkId) -> Result<Bytes> {
     let loc = repo
         .locate(&id)
         .ok_or_else(|| CoreError::Missing { object: format!("chunk {id} (not in any index)") })?;
-    let base = match loc.base {
-        None => None,
-        Some(base_id) => {
-            let base_loc = repo.locate(&base_id).ok_or_else(|| CoreError::Missing {
-                object: format!("chunk {base_id}, the base of chunk {id} (not in any index)"),
-            })?;
-            if base_loc.base.is_some() {
-                return Err(CoreError::Corrupt {
-                    object: format!("chunk {id} in {}", pack_key(&loc.pack)),
-                    expected: "a base stored whole".into(),
-                    actual: format!("its base {base_id} is a delta itself"),
-                }
-                .into());
-            }
-            Some(fetch_blob(repo, base_id, base_loc, None).await?)
-        }
+    let Some(base_id) = loc.base else {
+        let blob = fetch_blob(repo, &loc).await?;
+        return decode_blob(id, loc, blob, None).await;
     };
-    fetch_blob(repo, id, loc, base).await
+    let base_loc = repo.locate(&base_id).ok_or_else(|| CoreError::Missing {
+        object: format!("chunk {base_id}, the base of chunk {id} (not in any index)"),
+    })?;
+    if base_loc.base.is_some() {
+        return Err(CoreError::Corrupt {
+            object: format!("chunk {id} in {}", pack_key(&loc.pack)),
+            expected: "a base stored whole".into(),
+            actual: format!("its base {base_id} is a delta itself"),
+        }
+        .into());
+    }
+    // The delta's blob is fetched while the base is fetched and decoded.
+    let base = async {
+        let blob = fetch_blob(repo, &base_loc).await?;
+        decode_blob(base_id, base_loc, blob, None).await
+    };
+    let (blob, base) = futures::try_join!(fetch_blob(repo, &loc), base)?;
+    decode_blob(id, loc, blob, Some(base)).await
 }
 
-/// Fetches the blob at `loc`, decompresses it (against `base` for a delta) and checks it.
-async fn fetch_blob(
-    repo: &Repository,
+/// The compressed blob at `loc`: one range request.
+async fn fetch_blob(repo: &Repository, loc: &BlobLocation) -> Result<Bytes> {
+    repo.get_range(&pack_key(&loc.pack), loc.offset..loc.offset + u64::from(loc.length)).await
+}
+
+/// Decompresses the blob of chunk `id` (against `base` for a delta) and checks its hash.
+async fn decode_blob(
     id: ChunkId,
     loc: BlobLocation,
+    blob: Bytes,
     base: Option<Bytes>,
 ) -> Result<Bytes> {
     let key = pack_key(&loc.pack);
-    let blob = repo.get_range(&key, loc.offset..loc.offset + u64::from(loc.length)).await?;
     let object = format!("chunk {id} in {key}");
     tokio::task::spawn_blocking(move || {
         let plain = match &base {
