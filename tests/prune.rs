@@ -1,5 +1,6 @@
 //! Many hosts back up into one repository while forget and prune run over and over, some
-//! prunes killed mid-way; afterwards every kept snapshot is there and reads back intact.
+//! prunes killed mid-way; afterwards every kept snapshot is there and reads back intact,
+//! deltas whose bases belonged to forgotten snapshots included.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod util;
@@ -68,9 +69,16 @@ fn scenario(repo: &str, env: &[(&'static str, String)]) {
             std::thread::spawn(move || {
                 let host = format!("host-{h}");
                 let mut ids = Vec::new();
-                for _ in 0..ROUNDS {
+                for round in 0..ROUNDS {
                     let conn = rusqlite::Connection::open(&db).unwrap();
                     insert_events(&conn, 300);
+                    // Updates all over the table: most chunks become deltas of the previous
+                    // snapshot's, whose bases prune must keep while it forgets that snapshot.
+                    conn.execute(
+                        "UPDATE events SET kind = upper(kind) WHERE id % 50 = ?1",
+                        [round as i64],
+                    )
+                    .unwrap();
                     drop(conn);
                     let out = ok(cmd(&host)
                         .args(["backup", "sqlite", "--name", "app", "--json"])
