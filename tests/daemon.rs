@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use util::*;
 
@@ -1167,4 +1168,43 @@ fn a_restart_after_missed_slots_catches_up_once() {
             .then_some(())
     });
     assert_eq!(runs_of(&s, "catch-up").len(), 1, "one catch-up for all the missed slots");
+}
+
+#[test]
+fn backups_beyond_max_running_wait_for_a_free_slot() {
+    let data = tempfile::tempdir().unwrap();
+    let folder = big_folder(data.path(), 3);
+    let jobs: String =
+        ["one", "two", "three"].iter().map(|n| job(n, "dir", &folder, YEARLY, "")).collect();
+    let s = Service::new("max_running = 1", &jobs);
+    let config = get_json(s.port, "/api/config");
+    assert_eq!(config["max_running"], 1, "{config}");
+    let runs: Vec<i64> = ["one", "two", "three"]
+        .iter()
+        .map(|job| {
+            let (status, body) =
+                post_json(s.port, "/api/backups", &format!("{{\"job\":\"{job}\"}}"));
+            assert_eq!(status, 202, "{body}");
+            body["run_id"].as_i64().unwrap()
+        })
+        .collect();
+    // Each capture began after the one before had finished: one backup at a time. (With
+    // max_running = 3 the three spans overlap.)
+    let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = runs
+        .iter()
+        .map(|&id| {
+            let run = s.wait_run_finished(id);
+            assert_eq!(run["status"], "completed", "{run}");
+            let snap =
+                get_json(s.port, &format!("/api/backups/{}", run["snapshot"].as_str().unwrap()));
+            let began: DateTime<Utc> = snap["time"].as_str().unwrap().parse().unwrap();
+            let ended: DateTime<Utc> = run["finished"].as_str().unwrap().parse().unwrap();
+            (began, ended)
+        })
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "two backups ran at once: {spans:?}");
+    }
+    assert!(s.log().contains("waiting for a free slot"), "{}", s.log());
 }

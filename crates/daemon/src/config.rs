@@ -149,6 +149,8 @@ pub struct Config {
     pub jitter: Duration,
     /// How long a shutdown waits for running backups before aborting them.
     pub shutdown_grace: Duration,
+    /// How many backups and drills run at once; more wait for a free slot.
+    pub max_running: usize,
     /// How often staleness is checked.
     pub stale_check: Duration,
     /// Whether `POST /api/backups/{id}/restore` may run.
@@ -243,6 +245,9 @@ struct RawJobs {
     jobs: Vec<Spanned<RawTable>>,
 }
 
+/// Backups and drills that run at once unless `max_running` says otherwise.
+pub const DEFAULT_MAX_RUNNING: usize = 4;
+
 const TOP_KEYS: &[&str] = &[
     "repository",
     "create_repository",
@@ -255,6 +260,7 @@ const TOP_KEYS: &[&str] = &[
     "webhook_attempts",
     "jitter",
     "shutdown_grace",
+    "max_running",
     "stale_check",
     "allow_restore",
     "postgres_server",
@@ -467,6 +473,14 @@ impl Parser<'_> {
         let jitter = self.duration(&mut f, "jitter").unwrap_or_default();
         let shutdown_grace =
             self.duration(&mut f, "shutdown_grace").unwrap_or(Duration::from_secs(300));
+        let max_running = match self.take::<u32>(&mut f, "max_running") {
+            Some((0, line)) => {
+                self.problem(line, "max_running must be at least 1 (backups and drills at once)");
+                DEFAULT_MAX_RUNNING
+            }
+            Some((n, _)) => n as usize,
+            None => DEFAULT_MAX_RUNNING,
+        };
         let stale_check = self
             .duration(&mut f, "stale_check")
             .unwrap_or(Duration::from_secs(60))
@@ -511,6 +525,7 @@ impl Parser<'_> {
             webhook_attempts,
             jitter,
             shutdown_grace,
+            max_running,
             stale_check,
             allow_restore,
             postgres_server,
@@ -702,6 +717,21 @@ mod tests {
         assert_eq!((keep.last, keep.daily), (10, 30));
         assert_eq!(job.line, 4);
         assert!(!c.open.health && !c.allow_restore);
+        assert_eq!(c.max_running, DEFAULT_MAX_RUNNING);
+    }
+
+    #[test]
+    fn max_running_is_at_least_one() {
+        let with = |line: &str| MINIMAL.replacen('\n', &format!("\n{line}\n"), 1);
+        let c = Config::parse(&with("max_running = 2"), Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.max_running, 2);
+        let found = problems(&with("max_running = 0"));
+        assert!(found.iter().any(|p| p.line == 2 && p.message.contains("at least 1")), "{found:?}");
+        let found = problems(&with("max_running = -3"));
+        assert!(
+            found.iter().any(|p| p.line == 2 && p.message.contains("max_running")),
+            "{found:?}"
+        );
     }
 
     #[test]

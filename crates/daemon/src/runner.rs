@@ -102,6 +102,7 @@ struct Failure {
 
 async fn backup_run(d: &Arc<Daemon>, state: &JobState, run: i64) {
     let job = state.job();
+    let _slot = d.slot(&job.name, "backup").await;
     let result = backup_steps(d, &job).await;
     let outcome = match &result {
         Ok((snap, notes)) => {
@@ -342,6 +343,7 @@ pub async fn verify_run(
 /// Drills the newest snapshot of `job`: restores it into a scratch target, runs its checks
 /// and objectives, records the run and alerts on failure.
 pub async fn drill_run(d: &Daemon, job: &Job, trigger: &str) {
+    let _slot = d.slot(&job.name, "drill").await;
     let run = match d.catalog.start(&job.name, Operation::Drill, trigger) {
         Ok(run) => run,
         Err(e) => {

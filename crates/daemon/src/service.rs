@@ -69,6 +69,7 @@ pub async fn start(config: Config) -> Result<(Arc<Daemon>, tokio::net::TcpListen
         .collect::<BTreeMap<_, _>>();
     let alerts = Alerts::start(config.webhooks.clone(), config.webhook_attempts);
     let (shutdown, _) = watch::channel(false);
+    let max_running = config.max_running;
     let d = Arc::new(Daemon {
         config,
         repo,
@@ -79,6 +80,7 @@ pub async fn start(config: Config) -> Result<(Arc<Daemon>, tokio::net::TcpListen
         view: RwLock::new(Arc::new(RepoView::default())),
         tasks: Mutex::new(JoinSet::new()),
         shutdown,
+        slots: tokio::sync::Semaphore::new(max_running),
     });
     // A job whose last run failed starts with its alarm raised, so its next success
     // sends `recovered`.

@@ -42,6 +42,7 @@ pub fn describe(d: &Daemon) -> Value {
         "listen": d.config.listen.to_string(),
         "open": d.config.open,
         "allow_restore": d.config.allow_restore,
+        "max_running": d.config.max_running,
         "webhooks": d.config.webhooks.len(),
         "jobs": jobs,
     })

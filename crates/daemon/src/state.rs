@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use lifeboat_store::format::DATA_PREFIX;
 use lifeboat_store::{Repository, StoredSnapshot};
 use serde::Serialize;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 use tokio::task::JoinSet;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::alerts::Alerts;
 use crate::catalog::{Catalog, FAILED, Run};
@@ -100,6 +100,8 @@ pub struct Daemon {
     pub tasks: Mutex<JoinSet<()>>,
     /// Set once a shutdown begins.
     pub shutdown: watch::Sender<bool>,
+    /// One permit per backup or drill that may run at once (`max_running`).
+    pub slots: Semaphore,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -143,6 +145,16 @@ pub struct Health {
 }
 
 impl Daemon {
+    /// Waits for a free slot for a backup or drill of `job` (`what`); the slot is free again
+    /// when the permit drops. `None` only if the slots were closed, which never happens.
+    pub async fn slot(&self, job: &str, what: &str) -> Option<SemaphorePermit<'_>> {
+        if let Ok(permit) = self.slots.try_acquire() {
+            return Some(permit);
+        }
+        info!(job, what, max_running = self.config.max_running, "waiting for a free slot");
+        self.slots.acquire().await.ok()
+    }
+
     /// The cached repository view.
     pub fn view(&self) -> Arc<RepoView> {
         read(&self.view)
