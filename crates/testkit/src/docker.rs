@@ -175,7 +175,8 @@ pub fn unique_name(prefix: &str) -> String {
     format!("lbtest-{prefix}-{}-{}", std::process::id(), crate::pseudo_random_suffix())
 }
 
-/// Removes the named containers and volumes when dropped.
+/// Removes the named containers, the images restores imported for them
+/// (`lifeboat-restore/<name>`) and the named volumes when dropped.
 #[derive(Default)]
 pub struct DockerCleanup {
     /// Containers to remove.
@@ -189,8 +190,24 @@ impl Drop for DockerCleanup {
         for c in &self.containers {
             docker_quiet(&["rm", "-f", c]);
         }
+        for c in &self.containers {
+            remove_restore_images(c);
+        }
         for v in &self.volumes {
             docker_quiet(&["volume", "rm", "-f", v]);
         }
+    }
+}
+
+/// Removes every tag of `lifeboat-restore/<container>`, the images restores to that name
+/// imported (names of test containers are already lowercase and image-safe).
+fn remove_restore_images(container: &str) {
+    let listed = Command::new("docker")
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .arg(format!("lifeboat-restore/{}", container.to_ascii_lowercase()))
+        .output();
+    let Ok(listed) = listed else { return };
+    for image in String::from_utf8_lossy(&listed.stdout).lines().filter(|l| !l.is_empty()) {
+        docker_quiet(&["rmi", "-f", image]);
     }
 }
