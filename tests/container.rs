@@ -114,7 +114,13 @@ fn container_with_volume_round_trips_after_deletion() {
 
     let snap = backup(&repo, &[&name]);
     assert_eq!(snap["kind"], "container");
+    assert_eq!(snap["name"], name.as_str());
     let id = snap["id"].as_str().unwrap().to_string();
+    // Taken by the container's id, the snapshot is still named after the container.
+    let container_id = docker(&["inspect", "--format", "{{.Id}}", &name]);
+    let by_id = backup(&repo, &[&container_id.trim()[..12]]);
+    assert_eq!(by_id["name"], name.as_str(), "{by_id}");
+    assert_eq!(by_id["parent"], id.as_str(), "the one by name is its parent");
 
     // Secrets are stored but never printed by listings.
     let listing = ok(lifeboat(&repo).args(["snapshots", "--json"]));

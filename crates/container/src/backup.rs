@@ -35,6 +35,16 @@ impl ContainerBackup {
     pub fn new(reference: impl Into<String>) -> Self {
         ContainerBackup { reference: reference.into() }
     }
+
+    /// The container's name as the engine reports it, so that a snapshot taken by id is named
+    /// like one taken by name (the [`Backup::default_name`] is the reference as given).
+    ///
+    /// # Errors
+    /// When the engine is unreachable or has no such container.
+    pub async fn container_name(&self) -> lifeboat_core::Result<String> {
+        let docker = connect().await?;
+        Ok(inspect(&docker, &self.reference).await?.container)
+    }
 }
 
 /// Names of every container (running or not) carrying the label `selector`

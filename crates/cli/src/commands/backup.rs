@@ -50,7 +50,14 @@ async fn backup_one(
     options: &BackupOptions,
 ) -> anyhow::Result<StoredSnapshot> {
     let source = source_for(target)?;
-    Ok(repo.backup(source.as_ref(), options, &CliProgress::new()).await?)
+    let mut options = options.clone();
+    if let (Target::Container { name: reference }, None) = (target, &options.name) {
+        // Taken by id, a container's snapshots are still named after the container; when
+        // the engine cannot say, the capture reports why.
+        let container = lifeboat_container::ContainerBackup::new(reference.clone());
+        options.name = container.container_name().await.ok();
+    }
+    Ok(repo.backup(source.as_ref(), &options, &CliProgress::new()).await?)
 }
 
 fn saved_line(snap: &StoredSnapshot) -> String {
