@@ -9,8 +9,8 @@ use std::path::Path;
 
 use util::*;
 
-/// Everything a restore must reproduce, per path: kind, mode, size, mtime (files), link
-/// target, content, and which paths share an inode.
+/// Everything a restore must reproduce, per path: kind, mode, size, mtime (files and
+/// folders), link target, content, and which paths share an inode.
 fn listing(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut inodes = std::collections::BTreeMap::new();
@@ -25,7 +25,7 @@ fn listing(root: &Path) -> Vec<String> {
                 format!("{rel:?} symlink -> {:?}", std::fs::read_link(&p).unwrap())
             } else if ft.is_dir() {
                 stack.push(p.clone());
-                format!("{rel:?} dir {:o}", md.mode() & 0o7777)
+                format!("{rel:?} dir {:o} {}", md.mode() & 0o7777, md.mtime())
             } else if ft.is_file() {
                 if md.nlink() > 1 {
                     inodes.entry(md.ino()).or_insert_with(Vec::new).push(rel.clone());
@@ -92,6 +92,13 @@ fn tricky_names_round_trip_exactly() {
     let repo = dir.path().join("repo").display().to_string();
     let src = dir.path().join("home");
     tricky_tree(&src);
+    // Folders keep their own modification time, not the time their entries were restored.
+    let touched = std::process::Command::new("touch")
+        .args(["-d", "2001-02-03 04:05:06"])
+        .arg(src.join("private"))
+        .status()
+        .unwrap();
+    assert!(touched.success());
     ok(lifeboat(&repo).arg("init"));
     let snap: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo)
         .args(["backup", "dir", "--json", "--exclude", "*.log"])

@@ -134,6 +134,9 @@ fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io:
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
     let mut done = Unpacked::default();
+    // Creating a folder's entries changes its modification time: folders get theirs back
+    // once everything is in place.
+    let mut folder_times: Vec<(PathBuf, u64)> = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
@@ -179,7 +182,12 @@ fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io:
         }
         let c = &mut done.counts;
         match kind {
-            EntryType::Directory => c.dirs += 1,
+            EntryType::Directory => {
+                c.dirs += 1;
+                if let Ok(mtime) = entry.header().mtime() {
+                    folder_times.push((path, mtime));
+                }
+            }
             EntryType::Symlink => c.symlinks += 1,
             EntryType::Link => c.hardlinks += 1,
             _ => {
@@ -190,7 +198,29 @@ fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io:
     }
     let mut rest = archive.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink())?;
+    set_folder_times(dst, &folder_times)?;
     Ok(done)
+}
+
+/// Sets each unpacked folder's modification time (by path, so folders without read
+/// permission get theirs too), never through a symlink and never outside `dst` (a later
+/// entry could have replaced a folder by a link).
+fn set_folder_times(dst: &Path, folders: &[(PathBuf, u64)]) -> std::io::Result<()> {
+    let root = dst.canonicalize()?;
+    for (path, mtime) in folders {
+        let full = dst.join(path);
+        let Ok(md) = std::fs::symlink_metadata(&full) else { continue };
+        if !md.is_dir() || !full.canonicalize().is_ok_and(|c| c.starts_with(&root)) {
+            continue;
+        }
+        let mtime = filetime::FileTime::from_unix_time(i64::try_from(*mtime).unwrap_or(0), 0);
+        filetime::set_symlink_file_times(
+            &full,
+            filetime::FileTime::from_last_access_time(&md),
+            mtime,
+        )?;
+    }
+    Ok(())
 }
 
 /// Creates a FIFO or device node for `entry` at `dst/path`, inside `dst` only.
