@@ -467,3 +467,56 @@ fn one_failing_container_does_not_stop_the_others() {
         snapshots(&repo).iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, [good], "only the good container has a snapshot");
 }
+
+#[test]
+fn an_interrupt_during_the_swap_lets_it_finish() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    docker_engine();
+    let name = unique_name("slowstop");
+    cleanup.containers.push(name.clone());
+    // Its PID 1 takes 3 s to stop and marks when it began: the swap's stop is easy to catch.
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "trap 'touch /tmp/stopping; sleep 3; exit 0' TERM; touch /tmp/ready; \
+         while true; do sleep 1; done",
+    ]);
+    wait_for_file(&name, "/tmp/ready");
+    let snap = backup(&repo, &[&name]);
+    let old_id = docker(&["inspect", "-f", "{{.Id}}", &name]);
+
+    let restore = lifeboat(&repo)
+        .args(["restore", snap["id"].as_str().unwrap(), "--to", &format!("container:{name}")])
+        .args(["--force", "--settle", "1s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stopping = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::process::Command::new("docker")
+            .args(["exec", &old_id, "test", "-f", "/tmp/stopping"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert!(stopping, "the restore never began to stop the original");
+    // Ctrl-C while the original is stopping: the old one is down, the new one not yet up.
+    let pid = restore.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = restore.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("finishing it first"), "{stderr}");
+    // The swap finished: the restored container runs under the name, the original is gone.
+    assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &name]), "true");
+    let new_id = docker(&["inspect", "-f", "{{.Id}}", &name]);
+    assert_ne!(new_id, old_id, "the original still holds the name");
+    assert!(docker(&["ps", "-a", "-q", "--filter", &format!("id={old_id}")]).is_empty());
+}

@@ -6,6 +6,7 @@ use clap::Parser;
 
 mod cli;
 mod commands;
+mod interrupt;
 mod logging;
 mod output;
 mod progress;
@@ -17,8 +18,11 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return output::fail(&e.into()),
     };
-    match runtime.block_on(commands::run(args)) {
+    runtime.spawn(interrupt::exit_on_interrupt());
+    let code = match runtime.block_on(commands::run(args)) {
         Ok(code) => code,
         Err(e) => output::fail(&e),
-    }
+    };
+    // A command that ended while an interrupt waited for its swap still reports the interrupt.
+    interrupt::requested_exit().unwrap_or(code)
 }

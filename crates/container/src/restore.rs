@@ -421,6 +421,9 @@ impl RestorePlan for ContainerRestorePlan {
             }
             .into());
         };
+        // From stopping the original until the new one runs (and the original is removed),
+        // or the original runs again, the name is in between: an interrupt waits for the end.
+        let _swap = lifeboat_core::critical::CriticalSection::enter();
         let (parked, checks) = match self.swap(&new, self.existing.as_ref()).await {
             Ok(done) => done,
             Err((e, back)) => {

@@ -27,6 +27,7 @@ mod chunker;
 pub mod compress;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod critical;
 mod digest;
 pub mod drill;
 mod duration;

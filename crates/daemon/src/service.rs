@@ -146,6 +146,13 @@ async fn finish_runs(d: &Daemon) {
         warn!(
             "backups or drills still running after the grace period: aborting them (no snapshot becomes visible)"
         );
+        // Never in the middle of a swap: let one that runs finish first (they take seconds).
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while lifeboat_core::critical::in_progress() {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        })
+        .await;
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         match d.catalog.interrupt_all() {

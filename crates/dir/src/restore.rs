@@ -356,6 +356,8 @@ impl RestorePlan for DirRestorePlan {
         }
         let restored = temp.keep();
         if self.replace {
+            // Between the two renames the target is missing: an interrupt waits for both.
+            let swap = lifeboat_core::critical::CriticalSection::enter();
             let aside = parent.join(format!(".{stem}.lifeboat-old-{}", std::process::id()));
             std::fs::rename(&self.target, &aside)
                 .map_err(|e| Error::io("moving aside", &self.target, e))?;
@@ -363,6 +365,7 @@ impl RestorePlan for DirRestorePlan {
                 let _ = std::fs::rename(&aside, &self.target);
                 return Err(Error::io("moving the restored folder to", &self.target, e));
             }
+            drop(swap);
             let _ = std::fs::remove_dir_all(&aside);
         } else {
             std::fs::rename(&restored, &self.target)

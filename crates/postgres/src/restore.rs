@@ -381,6 +381,8 @@ impl RestorePlan for PostgresRestorePlan {
             }
         };
         if let Some(r) = &self.replace {
+            // Between the two renames the name serves nothing: an interrupt waits for both.
+            let _swap = lifeboat_core::critical::CriticalSection::enter();
             // Sessions on the old database would block the rename: end them, then swap in
             // one transaction-less pair of renames (each is atomic in the catalog).
             let terminate = format!(
