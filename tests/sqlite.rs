@@ -210,6 +210,12 @@ fn restore_leaves_no_stray_files() {
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
+    // What a restore killed half-way left: its process is gone, so the next one removes it.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(out.join(format!(".restored.db.lifeboat-restore-{pid}-k1ll3d")), b"half")
+        .unwrap();
     ok(lifeboat(&repo).args(["restore", "latest", "--to"]).arg(out.join("restored.db")));
     ok(lifeboat(&repo).args(["restore", "latest", "--force", "--to"]).arg(out.join("restored.db")));
     let names: Vec<String> = std::fs::read_dir(&out)

@@ -53,7 +53,7 @@ pub use memory::{MemoryBackup, MemorySafetyNet, MemorySnapshot};
 pub use progress::{NoProgress, Progress};
 pub use restore::{
     PRE_RESTORE_TAG, PlanStep, RestoreContext, RestoreOptions, RestorePlan, RestoreReport,
-    SafetyNet, existing_parent, parent_folder,
+    SafetyNet, aside_name, existing_parent, parent_folder, remove_leftovers, temp_prefix,
 };
 pub use snapshot::Snapshot;
 pub use verify::{Check, Verifier, VerifyReport};

@@ -36,6 +36,55 @@ pub fn existing_parent(target: &std::path::Path) -> Result<&std::path::Path> {
     }
 }
 
+/// What a restore of `target` puts beside it while it works: `.<name>.lifeboat-restore-<pid>-`
+/// starts its temporary copy, `.<name>.lifeboat-old-<pid>` names the previous version moved
+/// aside during a swap. The process id tells a later restore whether the owner is gone.
+pub fn temp_prefix(target: &std::path::Path) -> String {
+    format!(".{}.lifeboat-restore-{}-", file_stem(target), std::process::id())
+}
+
+/// The name the previous version of `target` gets while a swap moves the new one in.
+pub fn aside_name(target: &std::path::Path) -> String {
+    format!(".{}.lifeboat-old-{}", file_stem(target), std::process::id())
+}
+
+fn file_stem(target: &std::path::Path) -> String {
+    target.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Removes what interrupted restores of `target` (killed, out of power) left beside it: the
+/// [`temp_prefix`] and [`aside_name`] files and folders whose process is gone. A restore of
+/// the same target that still runs keeps its own. Returns what was removed; what cannot be
+/// removed is left for the next time.
+pub fn remove_leftovers(target: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let stem = file_stem(target);
+    let prefixes = [format!(".{stem}.lifeboat-restore-"), format!(".{stem}.lifeboat-old-")];
+    let Ok(entries) = std::fs::read_dir(parent_folder(target)) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = prefixes.iter().find_map(|p| name.strip_prefix(p.as_str())) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        // Without a process id the owner is unknown: leave it.
+        let Some(pid) = pid else { continue };
+        if pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        let gone = match std::fs::symlink_metadata(&path) {
+            Ok(md) if md.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        if gone.is_ok() {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
 /// Choices that apply to every kind of restore.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RestoreOptions {
@@ -114,4 +163,38 @@ pub trait RestorePlan: Send + Sync {
     /// # Errors
     /// The failing step's error.
     async fn execute(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport>;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn leftovers_of_gone_processes_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("app.db");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let ours = std::process::id();
+        let stale = dir.path().join(format!(".app.db.lifeboat-restore-{dead}-x1y2z3"));
+        let stale_aside = dir.path().join(format!(".app.db.lifeboat-old-{dead}"));
+        let live = dir.path().join(format!(".app.db.lifeboat-restore-{ours}-a1b2c3"));
+        let unknown = dir.path().join(".app.db.lifeboat-restore-abcdef");
+        let other = dir.path().join(format!(".other.db.lifeboat-restore-{dead}-q"));
+        std::fs::write(&stale, b"half").unwrap();
+        std::fs::create_dir_all(stale_aside.join("inner")).unwrap();
+        for keep in [&live, &unknown, &other] {
+            std::fs::write(keep, b"keep").unwrap();
+        }
+        let mut removed = remove_leftovers(&target);
+        removed.sort();
+        let mut expected = vec![stale_aside.clone(), stale.clone()];
+        expected.sort();
+        assert_eq!(removed, expected);
+        assert!(live.exists() && unknown.exists() && other.exists());
+        assert!(temp_prefix(&target).starts_with(&format!(".app.db.lifeboat-restore-{ours}-")));
+        assert_eq!(aside_name(&target), format!(".app.db.lifeboat-old-{ours}"));
+    }
 }

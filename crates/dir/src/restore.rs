@@ -300,10 +300,11 @@ impl RestorePlan for DirRestorePlan {
             None
         };
         let parent = lifeboat_core::parent_folder(&self.target);
-        let stem =
-            self.target.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        for leftover in lifeboat_core::remove_leftovers(&self.target) {
+            tracing::info!(path = %leftover.display(), "removed what an interrupted restore left");
+        }
         let temp = tempfile::Builder::new()
-            .prefix(&format!(".{stem}.lifeboat-restore-"))
+            .prefix(&lifeboat_core::temp_prefix(&self.target))
             .tempdir_in(parent)
             .map_err(|e| Error::io("creating a temporary folder in", parent, e))?;
         let reader = ctx.snapshot.open().await?;
@@ -358,7 +359,7 @@ impl RestorePlan for DirRestorePlan {
         if self.replace {
             // Between the two renames the target is missing: an interrupt waits for both.
             let swap = lifeboat_core::critical::CriticalSection::enter();
-            let aside = parent.join(format!(".{stem}.lifeboat-old-{}", std::process::id()));
+            let aside = parent.join(lifeboat_core::aside_name(&self.target));
             std::fs::rename(&self.target, &aside)
                 .map_err(|e| Error::io("moving aside", &self.target, e))?;
             if let Err(e) = std::fs::rename(&restored, &self.target) {

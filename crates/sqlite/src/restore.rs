@@ -86,10 +86,11 @@ impl SqliteRestorePlan {
 
     fn temp_in_target_dir(&self) -> Result<tempfile::NamedTempFile> {
         let dir = lifeboat_core::parent_folder(&self.target);
-        let stem =
-            self.target.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        for leftover in lifeboat_core::remove_leftovers(&self.target) {
+            tracing::info!(path = %leftover.display(), "removed what an interrupted restore left");
+        }
         tempfile::Builder::new()
-            .prefix(&format!(".{stem}.lifeboat-restore-"))
+            .prefix(&lifeboat_core::temp_prefix(&self.target))
             .tempfile_in(dir)
             .map_err(|e| Error::io("creating a temporary file in", dir, e))
     }
