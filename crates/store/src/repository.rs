@@ -61,6 +61,10 @@ struct Inner {
     /// Locations of chunks in packs a prune has marked but not deleted: used to read, never
     /// to deduplicate against (see `prune.rs`).
     marked: RwLock<Arc<ChunkIndex>>,
+    /// Manifests read so far, by snapshot id. Manifests never change (the id is their
+    /// digest), so a listing reads only the ones it has not seen: a long-running service
+    /// lists thousands of snapshots without reading them again every time.
+    manifests: RwLock<HashMap<Digest, Manifest>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -165,6 +169,7 @@ impl Repository {
                 config,
                 index: RwLock::new(Arc::new(ChunkIndex::new())),
                 marked: RwLock::new(Arc::new(ChunkIndex::new())),
+                manifests: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -392,14 +397,28 @@ impl Repository {
     /// Store errors; a manifest whose bytes do not hash to its id is reported as corrupt.
     pub async fn snapshots(&self) -> Result<Vec<StoredSnapshot>> {
         let keys = self.list_keys(SNAPSHOTS_PREFIX).await?;
-        let mut snaps: Vec<StoredSnapshot> = futures::stream::iter(keys)
-            .filter_map(|key| async move { id_from_key(&key) })
-            .map(|id| async move {
-                match self.load_snapshot(id).await {
-                    Ok(snap) => Ok(Some(snap)),
-                    // Forgotten between listing and reading: it is simply no longer there.
-                    Err(StoreError::Core(CoreError::SnapshotNotFound { .. })) => Ok(None),
-                    Err(e) => Err(e),
+        let listed: Vec<Digest> = keys.iter().filter_map(id_from_key).collect();
+        // Only what is listed now exists: forget the rest, read what is new.
+        {
+            let keep: std::collections::HashSet<&Digest> = listed.iter().collect();
+            self.manifest_cache().retain(|id, _| keep.contains(id));
+        }
+        let mut snaps: Vec<StoredSnapshot> = futures::stream::iter(listed)
+            .map(|id| {
+                let cached = self.manifest_cache().get(&id).cloned();
+                async move {
+                    if let Some(manifest) = cached {
+                        return Ok(Some(StoredSnapshot::new(self.clone(), id, manifest)));
+                    }
+                    match self.load_snapshot(id).await {
+                        Ok(snap) => {
+                            self.manifest_cache().insert(id, snap.manifest().clone());
+                            Ok(Some(snap))
+                        }
+                        // Forgotten between listing and reading: it is simply no longer there.
+                        Err(StoreError::Core(CoreError::SnapshotNotFound { .. })) => Ok(None),
+                        Err(e) => Err(e),
+                    }
                 }
             })
             .buffer_unordered(LIST_CONCURRENCY)
@@ -410,7 +429,15 @@ impl Repository {
         Ok(snaps)
     }
 
-    /// Loads one snapshot by its full id.
+    fn manifest_cache(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Digest, Manifest>> {
+        match self.inner.manifests.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Loads one snapshot by its full id, always from the store (a forgotten one is not
+    /// found, whatever was read before).
     ///
     /// # Errors
     /// [`CoreError::SnapshotNotFound`] when there is no such manifest; corrupt manifests.
@@ -443,6 +470,7 @@ impl Repository {
     /// it stay deleted.
     pub async fn forget(&self, ids: &[Digest]) -> Result<()> {
         for id in ids {
+            self.manifest_cache().remove(id);
             let key = snapshot_key(id);
             match with_retries("delete", || self.inner.store.delete(&key)).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

@@ -271,6 +271,25 @@ async fn deltas_store_scattered_edits_and_keep_their_bases(store: Arc<dyn Object
     assert!(!report.ok(), "verify notices a damaged base");
 }
 
+async fn listings_read_each_manifest_once(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store.clone(), "t").await.unwrap();
+    let options = BackupOptions::default();
+    let a = repo.backup(&source("a", random(100_000, 1)), &options, &NoProgress).await.unwrap();
+    assert_eq!(repo.snapshots().await.unwrap().len(), 1);
+    // Damage the stored manifest. This process lists it from what it read before (a manifest
+    // never changes: its id is its digest); a fresh reader, and loading it by id, see the damage.
+    let key = lifeboat_store::format::snapshot_key(&a.id());
+    store.put(&key, object_store::PutPayload::from(Bytes::from_static(b"garbage"))).await.unwrap();
+    let listed = repo.snapshots().await.unwrap();
+    assert_eq!((listed[0].id(), listed[0].manifest().sha256), (a.id(), a.manifest().sha256));
+    let fresh = Repository::open_store(store.clone(), "t").await.unwrap();
+    assert!(fresh.snapshots().await.is_err(), "a fresh reader lists the damaged manifest");
+    assert!(repo.load_snapshot(a.id()).await.is_err(), "loading by id reads the store");
+    // Forgotten, by this process or another, it leaves the listing.
+    store.delete(&key).await.unwrap();
+    assert!(repo.snapshots().await.unwrap().is_empty());
+}
+
 lifeboat_testkit::for_each_store!(
     lease_is_exclusive,
     expired_lease_is_taken_over,
@@ -278,4 +297,5 @@ lifeboat_testkit::for_each_store!(
     sweep_waits_for_running_backups_and_revives,
     repacks_mostly_garbage_packs,
     deltas_store_scattered_edits_and_keep_their_bases,
+    listings_read_each_manifest_once,
 );
