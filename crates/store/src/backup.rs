@@ -231,6 +231,9 @@ impl Repository {
         let known = self.index();
         let bases = Arc::new(BaseFinder::new(parent_chunks, &known, config.chunker.avg_size));
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        // Each delta being made holds its base and a zstd context with a window over both:
+        // no more at once than there are cores to make them.
+        let making_deltas = Arc::new(tokio::sync::Semaphore::new(workers));
 
         // Four stages, with at most `4 * workers` chunks in flight (enough to keep every core
         // busy while the head of the queue is still compressing):
@@ -279,8 +282,15 @@ impl Repository {
                             key: "capture".into(),
                             reason: "the stream hasher stopped".into(),
                         })?;
-                        let sealing =
-                            seal(self.clone(), chunk, offset, known.clone(), bases.clone(), level);
+                        let sealing = seal(
+                            self.clone(),
+                            chunk,
+                            offset,
+                            known.clone(),
+                            bases.clone(),
+                            making_deltas.clone(),
+                            level,
+                        );
                         in_flight.push_back(tokio::spawn(sealing));
                     }
                     None => eof = true,
@@ -350,6 +360,7 @@ async fn seal(
     offset: u64,
     known: Arc<ChunkIndex>,
     bases: Arc<BaseFinder>,
+    making_deltas: Arc<tokio::sync::Semaphore>,
     level: i32,
 ) -> Result<Sealed> {
     let plain = chunk.len() as u32;
@@ -367,6 +378,8 @@ async fn seal(
         // then stores the chunk whole.
         match read_chunk(&repo, base_id).await {
             Ok(base) => {
+                // Never closed; a failed acquire only lifts the cap.
+                let _making = making_deltas.acquire().await.ok();
                 let blob = blocking(move || {
                     // The chunk's size compressed whole, guessed from its base's ratio.
                     let guess = u64::from(base_loc.length) * u64::from(plain)
