@@ -9,8 +9,10 @@
 #   2. light day:      lifeboat only, after `pgbench -t LIGHT_TX -c 1 -n` (default 100):
 #                      wall seconds and the additional stored bytes;
 #      busy day:       the same after `pgbench -t DAY_TX -c 1 -n` more (default 5000);
-#   3. second backup:  lifeboat only, after `pgbench -T PGBENCH_SECONDS -c 2 -n` (default 30)
-#                      changed the data: wall seconds and the *additional* stored bytes (repo
+#   3. second backup:  lifeboat only, after `pgbench -t RUN_TX/2 -c 2 -n` (RUN_TX transactions
+#                      in all, default 80,000: what 30 s of pgbench did on the machine of the
+#                      first recorded runs; a fixed count, not a duration, so a slower machine
+#                      does not make the change smaller) changed the data: wall seconds and the *additional* stored bytes (repo
 #                      growth; also the new snapshot's own `stored` figure);
 #   4. restore:        wall seconds and peak RSS of `lifeboat restore latest --create`,
 #                      `createdb && gunzip -c | psql` and `createdb && pg_restore`, each into
@@ -47,7 +49,7 @@
 #
 # Run from anywhere in the repository:
 #   bash bench/postgres.sh                             # scale 100, about 1.5 GB
-#   SCALE=10 PGBENCH_SECONDS=10 bash bench/postgres.sh # quick run
+#   SCALE=10 RUN_TX=20000 bash bench/postgres.sh     # quick run
 # Needs: cargo, python3 (standard library only), PostgreSQL server binaries (initdb, pg_ctl,
 #   pgbench, pg_dump, pg_restore, psql, createdb), gzip, GNU time, and runuser when run as
 #   root (as root, missing Debian packages are installed with apt-get: postgresql
@@ -60,7 +62,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SCALE="${SCALE:-100}"
-PGBENCH_SECONDS="${PGBENCH_SECONDS:-30}"
+RUN_TX="${RUN_TX:-80000}"
 LIGHT_TX="${LIGHT_TX:-100}"
 DAY_TX="${DAY_TX:-5000}"
 TEXT_ROWS="${TEXT_ROWS:-2000000}"
@@ -80,8 +82,8 @@ if ! [[ "$DAY_TX" =~ ^[1-9][0-9]*$ ]]; then
     echo "error: DAY_TX must be a positive whole number of pgbench transactions, got '$DAY_TX'" >&2
     exit 2
 fi
-if ! [[ "$PGBENCH_SECONDS" =~ ^[1-9][0-9]*$ ]]; then
-    echo "error: PGBENCH_SECONDS must be a positive whole number of seconds, got '$PGBENCH_SECONDS'" >&2
+if ! [[ "$RUN_TX" =~ ^[1-9][0-9]*$ ]] || ((RUN_TX < 2)); then
+    echo "error: RUN_TX must be a whole number of pgbench transactions, at least 2, got '$RUN_TX'" >&2
     exit 2
 fi
 
@@ -269,10 +271,10 @@ after_transactions lb_light "$LIGHT_TX" "a light day: a few scattered updates"
 after_transactions lb_day "$DAY_TX" "a busy day: updates all over the table"
 
 # ---------------------------------------------------------------- pgbench, second backup
-say "pgbench -T $PGBENCH_SECONDS -c 2 -n (changing the data)"
-"$PGBIN/pgbench" -T "$PGBENCH_SECONDS" -c 2 -n "$URL" > "$W/logs/pgbench-run.out" 2>&1 || {
+say "pgbench -t $((RUN_TX / 2)) -c 2 -n (changing the data: $RUN_TX transactions)"
+"$PGBIN/pgbench" -t "$((RUN_TX / 2))" -c 2 -n "$URL" > "$W/logs/pgbench-run.out" 2>&1 || {
     tail -n 20 "$W/logs/pgbench-run.out" >&2
-    die "pgbench -T failed"
+    die "pgbench -t failed"
 }
 PGBENCH_TX=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$W/logs/pgbench-run.out")
 PGBENCH_TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$W/logs/pgbench-run.out" | tail -n 1)
@@ -339,7 +341,7 @@ R_GZ_RESTORE=$(ratio "${SECS[lb_restore]}" "${SECS[gz_restore]}")
 R_FC_RESTORE=$(ratio "${SECS[lb_restore]}" "${SECS[fc_restore]}")
 RSS_MAX_MIB=$(kib2mib "$LB_RSS_MAX")
 
-SECOND="second backup (pgbench ${PGBENCH_SECONDS}s)"
+SECOND="second backup (pgbench $RUN_TX tx)"
 # Fields are separated by ';' (the tool names hold '|').
 ROWS_T=(
     "lifeboat;full backup;lb_full"
@@ -372,7 +374,7 @@ RATIOS=(
 
 LB_VERSION=$("$LIFEBOAT" --version 2> /dev/null || echo lifeboat)
 GIT_REV=$(git -C "$ROOT" describe --always --dirty 2> /dev/null || echo unknown)
-SETUP="pgbench scale $SCALE, database $(mib "$DB_SIZE") MiB ($(mib "$DB_SIZE2") MiB after pgbench -T $PGBENCH_SECONDS -c 2: ${PGBENCH_TX:-?} transactions); $(nproc) cores; $LB_VERSION ($GIT_REV); $("$PGBIN/postgres" --version); $(gzip --version | head -n 1)"
+SETUP="pgbench scale $SCALE, database $(mib "$DB_SIZE") MiB ($(mib "$DB_SIZE2") MiB after pgbench -t $((RUN_TX / 2)) -c 2: ${PGBENCH_TX:-?} transactions); $(nproc) cores; $LB_VERSION ($GIT_REV); $("$PGBIN/postgres" --version); $(gzip --version | head -n 1)"
 NOTES="Stored = repository size (sum of file sizes; growth for the second backup) for lifeboat, size of the .sql.gz / custom-format dump for the runbooks. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the first backup's repository (second). The runbook restores bring back the dumps taken before pgbench ran, lifeboat's the second snapshot."
 
 

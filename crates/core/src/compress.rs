@@ -66,15 +66,21 @@ pub fn usable_as_base(base: &[u8]) -> bool {
     !base.is_empty()
 }
 
-/// Compresses one chunk as a delta against `base`, a similar chunk: zstd with `base` as a
-/// prefix of the data (as `zstd --patch-from` does: one window spans both, long-distance
-/// matching on), so the parts both share cost a few bytes each. Reading it back needs the
-/// same `base` ([`decompress_against`]).
+/// Compresses one chunk as a delta against `base`, a similar chunk. Two forms:
+/// - a patch ([`crate::patch`]): copies from the base and inserted bytes, cheapest when rows
+///   or pages were deleted, inserted or moved. Made first, since it costs little; kept when
+///   it is at most `good_enough` bytes.
+/// - zstd with `base` as a prefix of the data (as `zstd --patch-from` does: one window spans
+///   both, long-distance matching on), so the parts both share cost a few bytes each; better
+///   when many small edits are spread over the chunk.
+///
+/// Otherwise the smaller of the two. Reading it back needs the same `base`
+/// ([`decompress_against`]).
 ///
 /// Long-distance matching is erratic on repetitive data such as a table dump's rows: the
 /// same pair of chunks can give 90 bytes with one minimum match length and 12 KB with
-/// another. So a delta larger than `good_enough` bytes is made a second way and the smaller
-/// one kept (on pgbench chunks this takes the total to half of either way alone).
+/// another. So a zstd delta larger than `good_enough` bytes is made a second way and the
+/// smaller one kept (on pgbench chunks this takes the total to half of either way alone).
 ///
 /// # Errors
 /// When `base` is not [`usable_as_base`], on an invalid level, or on allocation failure.
@@ -90,6 +96,22 @@ pub fn compress_against(
             "base cannot serve as a delta base",
         ));
     }
+    let patch = crate::patch::diff(data, base, level)?;
+    if let Some(patch) = &patch
+        && patch.len() <= good_enough
+    {
+        return Ok(patch.clone());
+    }
+    let zstd = zstd_against(data, base, level, good_enough)?;
+    Ok(match patch {
+        Some(patch) if patch.len() <= zstd.len() => patch,
+        _ => zstd,
+    })
+}
+
+/// zstd with `base` as prefix: the smaller of two long-distance match minimums, the second
+/// tried only when the first gives more than `good_enough` bytes.
+fn zstd_against(data: &[u8], base: &[u8], level: i32, good_enough: usize) -> io::Result<Vec<u8>> {
     let first = delta_with(data, base, level, SHORT_LDM_MIN_MATCH)?;
     if first.len() <= good_enough {
         return Ok(first);
@@ -113,8 +135,8 @@ fn delta_with(data: &[u8], base: &[u8], level: i32, ldm_min_match: u32) -> io::R
     Ok(out)
 }
 
-/// Decompresses a delta made by [`compress_against`] with the same `base`; refuses to produce
-/// other than `plain_len` bytes.
+/// Decompresses a delta made by [`compress_against`] (either form) with the same `base`;
+/// refuses to produce other than `plain_len` bytes.
 ///
 /// # Errors
 /// When `base` is not usable, the blob is not valid zstd, was made against another base, or
@@ -126,6 +148,9 @@ pub fn decompress_against(blob: &[u8], base: &[u8], plain_len: usize) -> io::Res
             io::ErrorKind::InvalidInput,
             "base cannot serve as a delta base",
         ));
+    }
+    if crate::patch::is_patch(blob) {
+        return crate::patch::apply(blob, base, plain_len);
     }
     let mut dctx =
         DCtx::try_create().ok_or_else(|| io::Error::other("zstd: no memory for a context"))?;
@@ -196,6 +221,31 @@ mod tests {
         assert_eq!(window_log((1 << 20) + 1), 21);
         assert_eq!(window_log(usize::MAX), MAX_DEFAULT_WINDOW_LOG);
         assert!(decompress_against(&delta, b"", data.len()).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn deleted_rows_make_a_patch_and_both_delta_forms_read_back() -> io::Result<()> {
+        let base: Vec<u8> = (0..4000u32)
+            .flat_map(|i| format!("{i}\t{}\t0\t{:40}\n", i / 100, "").into_bytes())
+            .collect();
+        let mut rows = base.clone();
+        rows.drain(30_000..30_051);
+        rows.drain(100_000..100_051);
+        let delta = compress_against(&rows, &base, DEFAULT_LEVEL, 64)?;
+        assert!(crate::patch::is_patch(&delta), "deleted rows: a patch");
+        assert_eq!(decompress_against(&delta, &base, rows.len())?, rows);
+        // A byte changed every 50 bytes: whichever form is smaller, and the zstd form reads too.
+        let mut edited = base.clone();
+        for i in (0..edited.len()).step_by(50) {
+            edited[i] ^= 0x20;
+        }
+        let zstd = zstd_against(&edited, &base, DEFAULT_LEVEL, 0)?;
+        assert!(zstd.starts_with(&FRAME_MAGIC));
+        assert_eq!(decompress_against(&zstd, &base, edited.len())?, edited);
+        let delta = compress_against(&edited, &base, DEFAULT_LEVEL, 0)?;
+        assert!(delta.len() <= zstd.len());
+        assert_eq!(decompress_against(&delta, &base, edited.len())?, edited);
         Ok(())
     }
 

@@ -35,6 +35,7 @@ mod error;
 mod kind;
 mod manifest;
 mod memory;
+pub mod patch;
 pub mod producer;
 mod progress;
 mod restore;

@@ -307,7 +307,10 @@ impl Repository {
             }
             out.new_bytes += blob.len() as u64;
             out.deltas += u64::from(base.is_some());
-            let (head, tail) = (Some(head), Some(tail));
+            // A delta's head and tail are most often its base's: written only when not.
+            let of_base = base.and_then(|b| known.get(&b));
+            let head = Some(head).filter(|h| of_base.is_none_or(|b| b.head != Some(*h)));
+            let tail = Some(tail).filter(|t| of_base.is_none_or(|b| b.tail != Some(*t)));
             let entry = BlobEntry { id, offset: 0, length: 0, plain, base, head, tail };
             pack.push(entry, &blob);
             if pack.len() >= pack_size {

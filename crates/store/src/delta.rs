@@ -60,10 +60,14 @@ impl BaseFinder {
             };
             if let Some(whole) = whole {
                 let candidate = Candidate { start, plain: loc.plain, whole };
-                if let Some(head) = loc.head {
+                // A delta records its head and tail only where they differ from its base's.
+                let inherited = |own: Option<u64>, of_base: Option<u64>| {
+                    own.or(if loc.base.is_some() { of_base } else { None })
+                };
+                if let Some(head) = inherited(loc.head, whole.1.head) {
                     finder.by_head.insert(head, candidate);
                 }
-                if let Some(tail) = loc.tail {
+                if let Some(tail) = inherited(loc.tail, whole.1.tail) {
                     finder.by_tail.insert(tail, candidate);
                 }
                 finder.by_id.insert(*id, candidate);
@@ -161,6 +165,24 @@ mod tests {
         assert_eq!(finder.base_for(1, 1, 150, 100).unwrap().0, ids[1]);
         assert!(finder.base_for(1, 1, 90 + 401, 100).is_none(), "too far from any alignment");
         assert!(finder.base_for(1, 1, 80, 100).is_some());
+    }
+
+    #[test]
+    fn a_delta_without_its_own_head_or_tail_is_found_by_its_bases() {
+        let (ids, mut known) = parent();
+        if let Some(delta) = known.get_mut(&ids[3]) {
+            (delta.head, delta.tail) = (None, None);
+        }
+        // The base, ids[0], has head 10 and tail 20; the delta's bases stand for it.
+        let finder = BaseFinder::new(&ids[1..], &known, 100);
+        assert_eq!(finder.base_for(10, 0, 0, 100).unwrap().0, ids[0], "head inherited");
+        assert_eq!(finder.base_for(0, 20, 0, 100).unwrap().0, ids[0], "tail inherited");
+        // A chunk stored whole without a head (written before heads) has none.
+        if let Some(whole) = known.get_mut(&ids[1]) {
+            whole.head = None;
+        }
+        let finder = BaseFinder::new(&ids[1..3], &known, 100);
+        assert!(finder.base_for(11, 0, 0, 100).is_none());
     }
 
     #[test]

@@ -83,9 +83,11 @@ pub struct BlobEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<ChunkId>,
     /// [`head_of`] the plain chunk: finds it again as the base for a changed version of it.
+    /// On a delta blob, absent when it equals its base's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<u64>,
-    /// [`tail_of`] the plain chunk, for the same purpose when the head moved.
+    /// [`tail_of`] the plain chunk, for the same purpose when the head moved (on a delta,
+    /// absent when it equals its base's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tail: Option<u64>,
 }

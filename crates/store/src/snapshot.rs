@@ -117,8 +117,7 @@ async fn decode_blob(
         }
         .map_err(|e| CoreError::Corrupt {
             object: object.clone(),
-            expected: if base.is_some() { "a zstd delta of its base" } else { "a zstd blob" }
-                .into(),
+            expected: if base.is_some() { "a delta of its base" } else { "a zstd blob" }.into(),
             actual: e.to_string(),
         })?;
         let actual = Digest::of(&plain);
