@@ -51,9 +51,9 @@
 #   bash bench/postgres.sh                             # scale 100, about 1.5 GB
 #   SCALE=10 RUN_TX=20000 bash bench/postgres.sh     # quick run
 # Needs: cargo, python3 (standard library only), PostgreSQL server binaries (initdb, pg_ctl,
-#   pgbench, pg_dump, pg_restore, psql, createdb), gzip, GNU time, and runuser when run as
+#   pgbench, pg_dump, pg_restore, psql, createdb), zstd, gzip, GNU time, and runuser when run as
 #   root (as root, missing Debian packages are installed with apt-get: postgresql
-#   postgresql-contrib gzip time python3 util-linux)
+#   postgresql-contrib zstd gzip time python3 util-linux)
 # Everything is written under bench/work/postgres, which is wiped at the start.
 
 set -euo pipefail
@@ -96,7 +96,7 @@ ACCOUNTS=$((SCALE * 100000))
 
 
 # ---------------------------------------------------------------- prerequisites
-require gzip=gzip gunzip=gzip python3=python3 /usr/bin/time=time runuser=util-linux
+require zstd=zstd gzip=gzip gunzip=gzip python3=python3 /usr/bin/time=time runuser=util-linux
 [[ -n "${PG_BINDIR:-}" ]] || require /usr/lib/postgresql=postgresql pgbench=postgresql-contrib
 command -v cargo > /dev/null 2>&1 || die "missing: cargo (Rust's toolchain, from rustup)"
 if [[ -n "${PG_BINDIR:-}" ]]; then
@@ -282,10 +282,15 @@ DB_SIZE2=$(sql postgres "SELECT pg_database_size('bench')")
 say "database: $(mib "$DB_SIZE2") MiB after ${PGBENCH_TX:-?} transactions (${PGBENCH_TPS:-?} tps)"
 
 before=$(stored "$W/lb-repo")
+(cd "$W/lb-repo" && find . -type f -printf '%P\n') > "$W/files-before-second"
 warm_db
 timed lb_second "$LIFEBOAT" --repo "$W/lb-repo" backup postgres "$URL"
 STORED[lb_second]=$(($(stored "$W/lb-repo") - before))
 LB_SNAP_SECOND=$(lb_last_stored)
+# What the second backup added, by kind (bytes): manifests, index files, pack trailers,
+# delta blobs, whole blobs.
+GROWTH=$(python3 "$ROOT/bench/growth.py" "$W/lb-repo" "$W/files-before-second")
+say "second backup added: $GROWTH"
 
 # ---------------------------------------------------------------- restores
 say "restores"
@@ -375,7 +380,7 @@ RATIOS=(
 LB_VERSION=$("$LIFEBOAT" --version 2> /dev/null || echo lifeboat)
 GIT_REV=$(git -C "$ROOT" describe --always --dirty 2> /dev/null || echo unknown)
 SETUP="pgbench scale $SCALE, database $(mib "$DB_SIZE") MiB ($(mib "$DB_SIZE2") MiB after pgbench -t $((RUN_TX / 2)) -c 2: ${PGBENCH_TX:-?} transactions); $(nproc) cores; $LB_VERSION ($GIT_REV); $("$PGBIN/postgres" --version); $(gzip --version | head -n 1)"
-NOTES="Stored = repository size (sum of file sizes; growth for the second backup) for lifeboat, size of the .sql.gz / custom-format dump for the runbooks. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the first backup's repository (second). The runbook restores bring back the dumps taken before pgbench ran, lifeboat's the second snapshot."
+NOTES="Stored = repository size (sum of file sizes; growth for the second backup) for lifeboat, size of the .sql.gz / custom-format dump for the runbooks. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the first backup's repository (second). The runbook restores bring back the dumps taken before pgbench ran, lifeboat's the second snapshot. What the second backup added, in bytes: $GROWTH."
 
 
 report "PostgreSQL benchmark" "$SETUP" "$NOTES"

@@ -271,6 +271,52 @@ async fn deltas_store_scattered_edits_and_keep_their_bases(store: Arc<dyn Object
     assert!(!report.ok(), "verify notices a damaged base");
 }
 
+/// Rows of a table dump: an increasing key, a little data, padding.
+fn table_rows(n: u32) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| format!("{}\t{}\t{}\t{:60}\n", 1_000_000 + i, i % 97, i * 7, "").into_bytes())
+        .collect()
+}
+
+async fn deleted_rows_are_stored_as_patches(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store.clone(), "t").await.unwrap();
+    let rows = table_rows(100_000);
+    let first = repo
+        .backup(&source("tbl", rows.clone()), &BackupOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    // One row in 500 gone (moved elsewhere by an UPDATE, say), all over the table.
+    let row = rows.len() / 100_000;
+    let kept: Vec<u8> = rows
+        .chunks(row)
+        .enumerate()
+        .filter(|(i, _)| i % 500 != 250)
+        .flat_map(|(_, r)| r.iter().copied())
+        .collect();
+    let second = repo
+        .backup(&source("tbl", kept.clone()), &BackupOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    let made = deltas(&repo, &second);
+    assert_eq!(made.len(), second.manifest().chunks.len(), "every chunk changed and is a delta");
+    for (chunk, _) in &made {
+        let loc = repo.locate(chunk).unwrap();
+        let key = lifeboat_store::format::pack_key(&loc.pack);
+        let blob = store.get_range(&key, loc.offset..loc.offset + 4).await.unwrap();
+        assert!(lifeboat_core::patch::is_patch(&blob), "chunk {chunk} is a patch");
+    }
+    // 200 deleted rows cost a few bytes each.
+    assert!(
+        second.manifest().stored < 2_000,
+        "stored {} for 200 deleted rows",
+        second.manifest().stored
+    );
+    assert!(first.manifest().stored > 20 * second.manifest().stored);
+    assert_eq!(read(&second).await, kept);
+    let report = RepositoryVerifier::new(repo.clone(), true).verify(&second).await.unwrap();
+    assert!(report.ok(), "every byte of the patched chunks checks: {report:?}");
+}
+
 async fn listings_read_each_manifest_once(store: Arc<dyn ObjectStore>) {
     let repo = Repository::init_store(store.clone(), "t").await.unwrap();
     let options = BackupOptions::default();
@@ -297,5 +343,6 @@ lifeboat_testkit::for_each_store!(
     sweep_waits_for_running_backups_and_revives,
     repacks_mostly_garbage_packs,
     deltas_store_scattered_edits_and_keep_their_bases,
+    deleted_rows_are_stored_as_patches,
     listings_read_each_manifest_once,
 );
