@@ -6,8 +6,10 @@
 //! repeat offsets only help when nothing moved; a deleted row of 100 bytes costs it about ten
 //! bytes. A patch says the same thing relative to where the last copy ended ("skip 105 bytes
 //! of the base, copy the next 30,000"), which costs three to five bytes before compression,
-//! and finds those places with plain comparisons instead of hashing every byte. On table
-//! dumps that is a third of zstd's size, at a fraction of its time.
+//! and finds most of those places with plain comparisons instead of hashing every byte. On
+//! the changed chunks of a pgbench dump after 80,000 transactions a patch averages 2.3 bytes
+//! per op; all of them together are three quarters of zstd's size, made in a fifth of its
+//! time.
 //!
 //! A patch is the magic `LBP1`, then one zstd frame holding:
 //! `n` (varint), `n` insert lengths, `n` copy lengths, `n` copy starts (each as the zigzag
@@ -149,7 +151,8 @@ pub fn apply(blob: &[u8], base: &[u8], plain_len: usize) -> io::Result<Vec<u8>> 
 /// inserted bytes.
 fn find_ops(data: &[u8], base: &[u8]) -> Option<Vec<Op>> {
     let budget = data.len() / 2;
-    let table = Fingerprints::of(base);
+    // Built the first time the cheap guesses fail: most changed chunks never need it.
+    let mut table: Option<Fingerprints> = None;
     let mut ops = Vec::new();
     let mut inserted = 0usize;
     // Where the bytes not yet covered by an op start, and where in the base a copy that
@@ -157,10 +160,18 @@ fn find_ops(data: &[u8], base: &[u8]) -> Option<Vec<Op>> {
     let (mut pending, mut expected) = (0usize, 0usize);
     let mut t = 0usize;
     while t + WINDOW <= data.len() {
-        let near = t - pending < NEAR_TRIES;
-        let found =
-            near.then(|| near_match(data, base, t, expected, pending)).flatten().or_else(|| {
-                table.get(&data[t..t + WINDOW]).and_then(|c| extend(data, base, t, c, pending))
+        let at = |c: usize| (c < base.len()).then(|| extend(data, base, t, c, pending)).flatten();
+        // Where the base picks up again, cheapest guess first: a little further on (bytes
+        // deleted), as far on as the new bytes so far (bytes rewritten in place), right where
+        // the last copy ended (bytes inserted); else wherever the fingerprints say.
+        let found = (t - pending < NEAR_TRIES)
+            .then(|| near_match(data, base, t, expected, pending))
+            .flatten()
+            .or_else(|| at(expected + (t - pending)))
+            .or_else(|| at(expected))
+            .or_else(|| {
+                let table = table.get_or_insert_with(|| Fingerprints::of(base));
+                table.get(&data[t..t + WINDOW]).and_then(at)
             });
         let Some((from, back, len)) = found else {
             t += 1;
@@ -235,7 +246,7 @@ struct Fingerprints {
 
 impl Fingerprints {
     fn of(base: &[u8]) -> Self {
-        let wanted = (base.len() / STEP).max(1) * 2;
+        let wanted = (base.len() / STEP).max(1);
         let bits = usize::BITS - (wanted - 1).leading_zeros();
         let mut table = Fingerprints { slots: vec![0; 1 << bits], shift: 64 - bits };
         let mut p = 0;
