@@ -21,15 +21,13 @@ pub struct ChunkerParams {
 }
 
 impl Default for ChunkerParams {
-    /// 256 KiB / 1 MiB / 4 MiB. A changed chunk is stored as a delta against its previous
-    /// version, which costs about what changed whatever the chunk's size; what does grow with
-    /// the number of chunks is everything stored per chunk (an id in the manifest, an entry
-    /// in the index and in its pack's trailer, a blob's framing). On a 1 GB table dump after
-    /// scattered updates that was a third of the second backup with 256 KiB chunks (the
-    /// size before delta chunks, when a changed chunk was stored whole). Repositories keep
-    /// the sizes they were created with.
+    /// 64 KiB / 256 KiB / 1 MiB: small enough that a page-level change in a database
+    /// costs a fraction of a MiB even stored whole, large enough that the index stays small.
+    /// 1 MiB chunks were measured too (`docs/benchmarks.md`, session 6): with delta chunks
+    /// they store less per changed chunk, but a SQLite backup peaked at 1.5 times the memory
+    /// and its restore at 2.5 times, over what the SQLite benchmark allows.
     fn default() -> Self {
-        ChunkerParams { min_size: 256 << 10, avg_size: 1 << 20, max_size: 4 << 20 }
+        ChunkerParams { min_size: 64 << 10, avg_size: 256 << 10, max_size: 1 << 20 }
     }
 }
 

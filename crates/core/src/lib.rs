@@ -14,7 +14,7 @@
 //! ```
 //! use lifeboat_core::{ChunkerParams, Digest};
 //!
-//! let data = vec![7u8; 12 << 20]; // three chunks of the largest size
+//! let data = vec![7u8; 3 << 20];
 //! let chunks = ChunkerParams::default().split(&data);
 //! assert_eq!(chunks.concat(), data);
 //! let ids: Vec<Digest> = chunks.iter().map(|c| Digest::of(c)).collect();
