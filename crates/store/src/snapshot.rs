@@ -74,7 +74,7 @@ pub async fn read_chunk(repo: &Repository, id: ChunkId) -> Result<Bytes> {
         .ok_or_else(|| CoreError::Missing { object: format!("chunk {id} (not in any index)") })?;
     let Some(base_id) = loc.base else {
         let blob = fetch_blob(repo, &loc).await?;
-        return decode_blob(id, loc, blob, None).await;
+        return decode_blob(id, loc, blob, None, Hash::Check { base: None }).await;
     };
     let base_loc = repo.locate(&base_id).ok_or_else(|| CoreError::Missing {
         object: format!("chunk {base_id}, the base of chunk {id} (not in any index)"),
@@ -87,13 +87,23 @@ pub async fn read_chunk(repo: &Repository, id: ChunkId) -> Result<Bytes> {
         }
         .into());
     }
-    // The delta's blob is fetched while the base is fetched and decoded.
+    // The delta's blob is fetched while the base is fetched and decoded. The base is not
+    // hashed on its own: the delta's result is, and any damage to the base shows there;
+    // only then is the base hashed, to say which of the two is damaged.
     let base = async {
         let blob = fetch_blob(repo, &base_loc).await?;
-        decode_blob(base_id, base_loc, blob, None).await
+        decode_blob(base_id, base_loc, blob, None, Hash::Skip).await
     };
     let (blob, base) = futures::try_join!(fetch_blob(repo, &loc), base)?;
-    decode_blob(id, loc, blob, Some(base)).await
+    decode_blob(id, loc, blob, Some(base), Hash::Check { base: Some((base_id, base_loc)) }).await
+}
+
+/// Whether [`decode_blob`] checks the chunk's hash.
+enum Hash {
+    /// Checks it; when it fails for a delta, checks the base's too, to name the damaged one.
+    Check { base: Option<(ChunkId, BlobLocation)> },
+    /// Leaves it to a later check that covers these bytes (a base, by its delta's result).
+    Skip,
 }
 
 /// The compressed blob at `loc`: one range request.
@@ -101,32 +111,54 @@ async fn fetch_blob(repo: &Repository, loc: &BlobLocation) -> Result<Bytes> {
     repo.get_range(&pack_key(&loc.pack), loc.offset..loc.offset + u64::from(loc.length)).await
 }
 
-/// Decompresses the blob of chunk `id` (against `base` for a delta) and checks its hash.
+/// Decompresses the blob of chunk `id` (against `base` for a delta) and checks its hash as
+/// `hash` says.
 async fn decode_blob(
     id: ChunkId,
     loc: BlobLocation,
     blob: Bytes,
     base: Option<Bytes>,
+    hash: Hash,
 ) -> Result<Bytes> {
     let key = pack_key(&loc.pack);
     let object = format!("chunk {id} in {key}");
     tokio::task::spawn_blocking(move || {
+        // A damaged base makes its delta fail: say so rather than blame the delta.
+        let damaged_base = || match (&hash, &base) {
+            (Hash::Check { base: Some((base_id, base_loc)) }, Some(plain)) => {
+                let actual = Digest::of(plain);
+                (actual != *base_id).then(|| CoreError::Corrupt {
+                    object: format!(
+                        "chunk {base_id} in {} (the base of chunk {id})",
+                        pack_key(&base_loc.pack)
+                    ),
+                    expected: base_id.to_hex(),
+                    actual: actual.to_hex(),
+                })
+            }
+            _ => None,
+        };
         let plain = match &base {
             None => compress::decompress(&blob, loc.plain as usize),
             Some(base) => compress::decompress_against(&blob, base, loc.plain as usize),
         }
-        .map_err(|e| CoreError::Corrupt {
-            object: object.clone(),
-            expected: if base.is_some() { "a delta of its base" } else { "a zstd blob" }.into(),
-            actual: e.to_string(),
+        .map_err(|e| {
+            damaged_base().unwrap_or_else(|| CoreError::Corrupt {
+                object: object.clone(),
+                expected: if base.is_some() { "a delta of its base" } else { "a zstd blob" }.into(),
+                actual: e.to_string(),
+            })
         })?;
-        let actual = Digest::of(&plain);
+        let actual = match hash {
+            Hash::Check { .. } => Digest::of(&plain),
+            Hash::Skip => id,
+        };
         if actual != id {
-            return Err(CoreError::Corrupt {
+            return Err(damaged_base().unwrap_or(CoreError::Corrupt {
                 object,
                 expected: id.to_hex(),
                 actual: actual.to_hex(),
-            });
+            }));
         }
         Ok(Bytes::from(plain))
     })
