@@ -247,7 +247,7 @@ struct Fingerprints {
 impl Fingerprints {
     fn of(base: &[u8]) -> Self {
         let wanted = (base.len() / STEP).max(1);
-        let bits = usize::BITS - (wanted - 1).leading_zeros();
+        let bits = (usize::BITS - (wanted - 1).leading_zeros()).max(1);
         let mut table = Fingerprints { slots: vec![0; 1 << bits], shift: 64 - bits };
         let mut p = 0;
         while p + WINDOW <= base.len() && p < u32::MAX as usize {
@@ -362,7 +362,37 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Any edits of a base (bytes deleted, inserted, rewritten, anywhere) patch and read
+        /// back exactly.
+        #[test]
+        fn every_patch_reads_back_exactly(
+            rows in 50u32..400,
+            edits in proptest::collection::vec((any::<u16>(), 0u8..3, proptest::collection::vec(any::<u8>(), 0..40)), 0..20),
+        ) {
+            let base = rows_of(rows);
+            let mut data = base.clone();
+            for (at, kind, bytes) in edits {
+                let at = usize::from(at) % (data.len() + 1);
+                match kind {
+                    0 => { data.drain(at..(at + bytes.len()).min(data.len())); }
+                    1 => { data.splice(at..at, bytes); }
+                    _ => { let end = (at + bytes.len()).min(data.len()); data.splice(at..end, bytes); }
+                }
+            }
+            if let Some(blob) = diff(&data, &base, 3).map_err(|e| TestCaseError::fail(e.to_string()))? {
+                prop_assert_eq!(apply(&blob, &base, data.len()).map_err(|e| TestCaseError::fail(e.to_string()))?, data);
+            }
+        }
+    }
+
+    fn rows_of(n: u32) -> Vec<u8> {
+        (0..n).flat_map(|i| format!("{}\t{}\t{:30}\n", 5_000 + i, i % 7, "").into_bytes()).collect()
+    }
 
     fn rows(n: u32) -> Vec<u8> {
         (0..n)
@@ -396,6 +426,11 @@ mod tests {
         let same = diff(&base, &base, 3)?.ok_or_else(|| io::Error::other("no patch"))?;
         assert!(same.len() < 24);
         assert_eq!(apply(&same, &base, base.len())?, base);
+        for base in [&b""[..], b"x"] {
+            if let Some(blob) = diff(&other, base, 3)? {
+                assert_eq!(apply(&blob, base, other.len())?, other);
+            }
+        }
         for tiny in [&b""[..], b"x", b"short data"] {
             if let Some(blob) = diff(tiny, &base, 3)? {
                 assert_eq!(apply(&blob, &base, tiny.len())?, tiny);
