@@ -34,6 +34,9 @@ pub enum Command {
         /// Only snapshots with this name.
         #[arg(long)]
         name: Option<String>,
+        /// Only snapshots taken on this host.
+        #[arg(long)]
+        host: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -133,7 +136,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Names whose newest snapshot is older than a limit; exit code 1 when any is stale.
+    /// Names whose newest backup is older than a limit; exit code 1 when any is stale, 2 when
+    /// freshness could not be checked.
     Stale {
         /// The limit (e.g. 24h, 26h, 7d).
         #[arg(long, value_parser = parse_duration)]

@@ -19,9 +19,18 @@ pub fn init_logging(verbose: u8) {
 pub fn fail(e: &anyhow::Error) -> ExitCode {
     // Every lifeboat error's message already carries its cause; `{e}` keeps it to one line.
     eprintln!("error: {e}");
-    if let Some(hint) = hint(e) {
-        eprintln!("hint: {hint}");
-    }
+    // Every failure ends with a hint: the error's own, else one for the I/O failure under
+    // it, else where to look next.
+    let hint = hint(e)
+        .or_else(|| {
+            e.chain()
+                .find_map(|c| c.downcast_ref::<std::io::Error>())
+                .and_then(lifeboat_core::io_hint)
+        })
+        .unwrap_or_else(|| {
+            "run again with LIFEBOAT_LOG=debug to see the steps that led here".into()
+        });
+    eprintln!("hint: {hint}");
     ExitCode::FAILURE
 }
 
@@ -35,6 +44,11 @@ fn hint(e: &anyhow::Error) -> Option<String> {
             cause.downcast_ref::<lifeboat_sqlite::SqliteError>().map(|e| e.hint())
         }
     })
+}
+
+/// `n` followed by `noun`, plural when `n` is not 1 ("1 snapshot", "3 snapshots").
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 /// One snapshot as listed by `snapshots --json`.
@@ -54,6 +68,8 @@ pub struct SnapshotRow<'a> {
     tags: &'a lifeboat_core::Tags,
     parent: Option<String>,
     unchanged: bool,
+    /// A safety snapshot taken before a restore: restorable by id, never a backup.
+    safety: bool,
     metadata: serde_json::Value,
 }
 
@@ -76,6 +92,7 @@ impl<'a> SnapshotRow<'a> {
             tags: &m.tags,
             parent: m.parent.map(|p| p.to_hex()),
             unchanged: m.unchanged,
+            safety: m.is_safety(),
             metadata: lifeboat_ops::printable_metadata(m),
         }
     }

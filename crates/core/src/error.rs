@@ -141,12 +141,15 @@ impl Error {
     /// A one-line suggestion of what the user can do next, when there is one.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                Some("check the path; it does not exist".into())
-            }
-            Error::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
-                Some("check the file's permissions and the user lifeboat runs as".into())
-            }
+            Error::Io { source, .. } | Error::Stream { source, .. } => io_hint(source),
+            Error::Unsupported { kind, .. } => Some(format!(
+                "{kind} snapshots do not offer this; `lifeboat cat` gives any snapshot's stream"
+            )),
+            Error::Backend { .. } => Some(
+                "the message above is the backend's own; run with LIFEBOAT_LOG=debug for the \
+                 steps that led to it"
+                    .into(),
+            ),
             Error::SnapshotNotFound { .. } => {
                 Some("run `lifeboat snapshots` to see the ids that exist".into())
             }
@@ -168,7 +171,29 @@ impl Error {
             ),
             Error::InvalidInput { hint, .. } => Some(hint.clone()),
             Error::Repository { hint, .. } => hint.clone(),
-            _ => None,
         }
     }
+}
+
+/// What to do about a local I/O failure, by its kind: the same advice wherever it happens
+/// (capture, restore, unpacking a tar, a local repository).
+pub fn io_hint(e: &io::Error) -> Option<String> {
+    use io::ErrorKind as K;
+    let hint = match e.kind() {
+        K::NotFound => "check the path; it does not exist",
+        K::PermissionDenied => "check the file's permissions and the user lifeboat runs as",
+        K::StorageFull => {
+            "the disk is full: free space (or restore onto a file system with room); \
+             nothing was replaced"
+        }
+        K::ReadOnlyFilesystem => {
+            "the file system is mounted read-only: remount it or choose another place"
+        }
+        K::AlreadyExists => "something is already there: move it away or choose another path",
+        K::InvalidData | K::UnexpectedEof => {
+            "the data is not what it should be: run `lifeboat verify --read-data` on the snapshot"
+        }
+        _ => return None,
+    };
+    Some(hint.into())
 }

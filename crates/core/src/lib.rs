@@ -47,14 +47,15 @@ pub use backup::{Backup, ByteStream, Capture, FinishCheck};
 pub use chunker::{ChunkerParams, StreamChunker};
 pub use digest::{ChunkId, Digest, SnapshotId, StreamHasher, VerifiedReader};
 pub use duration::{format_duration, parse_duration};
-pub use error::{Error, Result};
+pub use error::{Error, Result, io_hint};
 pub use kind::Kind;
-pub use manifest::{MANIFEST_FORMAT, Manifest, Tags};
+pub use manifest::{MANIFEST_FORMAT, MAX_NAME_LEN, Manifest, Tags, check_snapshot_name};
 pub use memory::{MemoryBackup, MemorySafetyNet, MemorySnapshot};
 pub use progress::{NoProgress, Progress};
 pub use restore::{
     PRE_RESTORE_TAG, PlanStep, RestoreContext, RestoreOptions, RestorePlan, RestoreReport,
-    SafetyNet, aside_name, existing_parent, parent_folder, remove_leftovers, temp_prefix,
+    SafetyNet, aside_name, existing_parent, is_safety_snapshot, parent_folder, remove_leftovers,
+    temp_prefix,
 };
 pub use snapshot::Snapshot;
 pub use verify::{Check, Verifier, VerifyReport};

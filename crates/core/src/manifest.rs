@@ -57,7 +57,57 @@ pub struct Manifest {
     pub unchanged: bool,
 }
 
+/// Longest snapshot name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Checks a snapshot name before anything is stored under it.
+///
+/// Names travel into listings, file names (drill reports, heartbeat files), metrics labels
+/// and URLs, so they are refused when empty, longer than [`MAX_NAME_LEN`], carrying control
+/// characters, or shaped like a path that climbs or starts at the root: `..`, `/x`, `a//b`,
+/// `a/`. An inner `/` is allowed (lifeboatd names a label job's members `JOB/CONTAINER`).
+///
+/// ```
+/// use lifeboat_core::check_snapshot_name;
+/// assert!(check_snapshot_name("auth").is_ok());
+/// assert!(check_snapshot_name("tenants/abc").is_ok());
+/// for bad in ["", "..", "/", "/etc", "a/../b", "a\nb", "a/"] {
+///     assert!(check_snapshot_name(bad).is_err(), "{bad:?}");
+/// }
+/// ```
+///
+/// # Errors
+/// [`crate::Error::InvalidInput`] saying what is wrong with the name.
+pub fn check_snapshot_name(name: &str) -> crate::Result<()> {
+    let problem = if name.is_empty() {
+        Some("it is empty".to_string())
+    } else if name.len() > MAX_NAME_LEN {
+        Some(format!("it is {} bytes long (at most {MAX_NAME_LEN})", name.len()))
+    } else if name.chars().any(char::is_control) {
+        Some("it contains control characters".to_string())
+    } else if name.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        Some(
+            "it is shaped like a path (empty parts, `.` or `..`, a leading or trailing `/`)".into(),
+        )
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(why) => Err(crate::Error::InvalidInput {
+            what: format!("{name:?} cannot be a snapshot name: {why}"),
+            hint: "give a plain name with --name (letters, digits, `-`, `_`, `.`)".into(),
+        }),
+    }
+}
+
 impl Manifest {
+    /// Whether this is a safety snapshot taken before a restore ([`crate::is_safety_snapshot`]),
+    /// not a backup.
+    pub fn is_safety(&self) -> bool {
+        crate::is_safety_snapshot(&self.tags)
+    }
+
     /// The canonical serialised form; its SHA-256 is the snapshot id.
     ///
     /// # Errors

@@ -11,8 +11,19 @@ use serde::Serialize;
 
 use crate::{Backup, Check, Progress, Result, Snapshot, SnapshotId, Tags};
 
-/// Tag set on the safety snapshot taken before a restore replaces a target.
+/// Tag set on the safety snapshot taken before a restore replaces a target; its value is the
+/// id of the snapshot that was restored over it.
 pub const PRE_RESTORE_TAG: &str = "pre-restore";
+
+/// Whether `tags` mark a safety snapshot ([`PRE_RESTORE_TAG`]).
+///
+/// A safety snapshot holds whatever was on a target before a restore replaced it: maybe the
+/// damaged database the restore was meant to fix. It is kept and restorable by id, but it is
+/// never a backup: never `latest`, never a parent, never a retention slot, never what makes a
+/// name fresh. Every place that picks "the newest backup" filters with this.
+pub fn is_safety_snapshot(tags: &crate::Tags) -> bool {
+    tags.contains_key(PRE_RESTORE_TAG)
+}
 
 /// The folder a restore target lives in (`.` for a bare file name). Restores write their
 /// temporary copy there, so the final move into place is a rename on one file system.

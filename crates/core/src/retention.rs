@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{PRE_RESTORE_TAG, SnapshotId, Tags};
+use crate::{PRE_RESTORE_TAG, SnapshotId, Tags, is_safety_snapshot};
 
 /// Tag that keeps a snapshot forever, or until the date in its value.
 pub const KEEP_TAG: &str = "keep";
@@ -117,7 +117,12 @@ pub fn apply(
     order.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
     let mut reasons: Vec<Vec<String>> = vec![Vec::new(); order.len()];
 
-    for (i, _) in order.iter().enumerate().take(policy.last as usize) {
+    // Safety snapshots are not backups: they fill no "last" or calendar slot (one taken
+    // after the last backup would otherwise push the real backup out), and are kept only
+    // by their own rule below, or a tag.
+    let slotted: Vec<usize> =
+        (0..order.len()).filter(|&i| !is_safety_snapshot(&order[i].tags)).collect();
+    for &i in slotted.iter().take(policy.last as usize) {
         reasons[i].push(format!("last {}", policy.last));
     }
     let buckets: [(&str, u32, BucketOf); 5] = [
@@ -133,11 +138,11 @@ pub fn apply(
     for (rule, count, bucket_of) in buckets {
         let mut kept = 0;
         let mut last_bucket: Option<String> = None;
-        for (i, snap) in order.iter().enumerate() {
+        for &i in &slotted {
             if kept >= count {
                 break;
             }
-            let bucket = bucket_of(&snap.time);
+            let bucket = bucket_of(&order[i].time);
             if last_bucket.as_ref() != Some(&bucket) {
                 reasons[i].push(format!("{rule} {bucket}"));
                 kept += 1;
@@ -295,6 +300,29 @@ mod tests {
     }
 
     #[test]
+    fn safety_snapshots_take_no_slot_from_backups() {
+        // A backup, then a restore --force's safety snapshot a minute later.
+        let backup = candidate(1, at(0), &[]);
+        let older = candidate(2, at(-86_400), &[]);
+        let safety = candidate(3, at(60), &[(PRE_RESTORE_TAG, "abc")]);
+        let now = at(120);
+        let policy = RetentionPolicy { last: 1, daily: 1, ..Default::default() };
+        let decisions = apply(&policy, &[older, backup.clone(), safety.clone()], now);
+        let kept: BTreeSet<SnapshotId> =
+            decisions.iter().filter(|d| d.keep).map(|d| d.id).collect();
+        assert!(kept.contains(&backup.id), "the real backup keeps its last-1 slot: {decisions:?}");
+        let Some(safety_decision) = decisions.iter().find(|d| d.id == safety.id) else {
+            panic!("no decision for the safety snapshot: {decisions:?}")
+        };
+        assert!(
+            safety_decision.reasons.iter().all(|r| r.starts_with("pre-restore")),
+            "only its own rule keeps a safety snapshot: {:?}",
+            safety_decision.reasons
+        );
+        assert_eq!(kept.len(), 2);
+    }
+
+    #[test]
     fn policies_by_name_and_tag() {
         let free =
             RetentionPolicy { within: Some(Duration::from_secs(7 * 86_400)), ..Default::default() };
@@ -356,7 +384,8 @@ mod tests {
         snaps: &[Candidate],
         now: DateTime<Utc>,
     ) -> BTreeSet<SnapshotId> {
-        let mut sorted: Vec<&Candidate> = snaps.iter().collect();
+        let mut sorted: Vec<&Candidate> =
+            snaps.iter().filter(|s| !s.tags.contains_key(PRE_RESTORE_TAG)).collect();
         sorted.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
         let mut keep = BTreeSet::new();
         keep.extend(sorted.iter().take(policy.last as usize).map(|s| s.id));

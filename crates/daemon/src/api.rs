@@ -262,12 +262,16 @@ async fn list_backups(State(d): Shared, Query(q): Query<BackupsQuery>) -> ApiRes
         .filter(|j| q.job.as_ref().is_none_or(|q| q == *j))
         .map(|j| d.catalog.counts(j).map(|c| c.failed).unwrap_or(0))
         .sum();
+    // Statistics are of backups; safety snapshots are listed (marked) but not counted.
+    let backups: Vec<&&StoredSnapshot> =
+        snaps.iter().filter(|s| !s.manifest().is_safety()).collect();
     let statistics = json!({
-        "total_backups": snaps.len(),
-        "total_size": snaps.iter().map(|s| s.manifest().size).sum::<u64>(),
+        "total_backups": backups.len(),
+        "safety_snapshots": snaps.len() - backups.len(),
+        "total_size": backups.iter().map(|s| s.manifest().size).sum::<u64>(),
         "stored": snaps.iter().map(|s| s.manifest().stored).sum::<u64>(),
-        "oldest_backup": snaps.last().map(|s| s.manifest().time),
-        "newest_backup": snaps.first().map(|s| s.manifest().time),
+        "oldest_backup": backups.last().map(|s| s.manifest().time),
+        "newest_backup": backups.first().map(|s| s.manifest().time),
         "failed_backups": failed,
         "repository_size": view.pack_bytes,
     });

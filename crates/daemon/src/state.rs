@@ -74,9 +74,12 @@ pub struct RepoView {
 }
 
 impl RepoView {
-    /// The newest snapshot called `name`.
+    /// The newest backup of job `name`. Safety snapshots taken before restores never count:
+    /// they would make a job that stopped backing up look fresh.
     pub fn newest(&self, name: &str) -> Option<&StoredSnapshot> {
-        self.snapshots.iter().rfind(|s| belongs_to(&s.manifest().name, name))
+        self.snapshots
+            .iter()
+            .rfind(|s| !s.manifest().is_safety() && belongs_to(&s.manifest().name, name))
     }
 }
 

@@ -1,4 +1,4 @@
-//! Which names are stale: their newest snapshot is older than their limit, or they have none.
+//! Which names are stale: their newest backup is older than their limit, or they have none.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -33,7 +33,9 @@ pub fn freshness(
     now: DateTime<Utc>,
 ) -> Vec<Freshness> {
     let mut newest: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
-    for s in snaps {
+    // Only backups make a name fresh: a safety snapshot taken before a restore holds what
+    // the restore replaced, not a backup of the name.
+    for s in snaps.iter().filter(|s| !s.manifest().is_safety()) {
         let m = s.manifest();
         if limits.contains_key(&m.name) {
             let entry = newest.entry(&m.name).or_insert(m.time);

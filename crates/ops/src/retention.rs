@@ -9,9 +9,12 @@ use lifeboat_core::retention::{Candidate, Decision, PolicySet, RetentionPolicy, 
 use lifeboat_store::{Repository, StoredSnapshot};
 use serde::Serialize;
 
-/// The verdicts for one name on one host under one policy.
+/// The verdicts for one name of one kind on one host under one policy.
 #[derive(Debug, Clone, Serialize)]
 pub struct Group {
+    /// Snapshot kind: snapshots of two kinds that share a name are judged apart, so keeping
+    /// one kind's never deletes the other's.
+    pub kind: lifeboat_core::Kind,
     /// Snapshot name.
     pub name: String,
     /// Host that took them.
@@ -29,8 +32,8 @@ pub fn judge(
     policies: &PolicySet,
     now: DateTime<Utc>,
 ) -> Vec<Group> {
-    let mut groups: BTreeMap<(String, String, String), (RetentionPolicy, Vec<Candidate>)> =
-        BTreeMap::new();
+    type Key = (String, lifeboat_core::Kind, String, String);
+    let mut groups: BTreeMap<Key, (RetentionPolicy, Vec<Candidate>)> = BTreeMap::new();
     for snap in snapshots {
         let m = snap.manifest();
         if name.is_some_and(|n| m.name != n) {
@@ -38,12 +41,13 @@ pub fn judge(
         }
         let (label, policy) = policies.policy_for(&m.name, &m.tags);
         let candidate = Candidate { id: snap.id(), time: m.time, tags: m.tags.clone() };
-        let key = (m.name.clone(), m.host.clone(), label);
+        let key = (m.name.clone(), m.kind, m.host.clone(), label);
         groups.entry(key).or_insert_with(|| (policy.clone(), Vec::new())).1.push(candidate);
     }
     groups
         .into_iter()
-        .map(|((name, host, policy), (rules, candidates))| Group {
+        .map(|((name, kind, host, policy), (rules, candidates))| Group {
+            kind,
             name,
             host,
             policy,

@@ -7,11 +7,14 @@ use lifeboat_store::format::DATA_PREFIX;
 use lifeboat_store::{Repository, StoredSnapshot};
 use serde::Serialize;
 
-/// What the snapshots of one name hold.
+/// What the snapshots of one name hold. Counts, times and sizes are of backups only; safety
+/// snapshots (`pre-restore`) are counted apart.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct NameStats {
-    /// How many snapshots.
+    /// How many backups.
     pub snapshots: usize,
+    /// How many safety snapshots taken before restores over this name's target.
+    pub safety_snapshots: usize,
     /// When the oldest was taken.
     pub oldest: Option<DateTime<Utc>>,
     /// When the newest was taken.
@@ -31,8 +34,10 @@ pub struct NameStats {
 pub struct Stats {
     /// Per snapshot name.
     pub names: BTreeMap<String, NameStats>,
-    /// Snapshots in all.
+    /// Backups in all.
     pub snapshots: usize,
+    /// Safety snapshots in all (not counted as backups).
+    pub safety_snapshots: usize,
     /// Bytes in pack objects.
     pub pack_bytes: u64,
     /// Pack objects.
@@ -47,6 +52,10 @@ pub fn by_name(snaps: &[StoredSnapshot]) -> BTreeMap<String, NameStats> {
     for s in snaps {
         let m = s.manifest();
         let n = names.entry(m.name.clone()).or_default();
+        if m.is_safety() {
+            n.safety_snapshots += 1;
+            continue;
+        }
         n.snapshots += 1;
         n.oldest = Some(n.oldest.map_or(m.time, |t| t.min(m.time)));
         if n.newest.is_none_or(|t| m.time >= t) {
@@ -69,9 +78,11 @@ pub fn by_name(snaps: &[StoredSnapshot]) -> BTreeMap<String, NameStats> {
 pub async fn stats(repo: &Repository) -> lifeboat_store::Result<Stats> {
     let snaps = repo.snapshots().await?;
     let (pack_bytes, packs) = repo.usage(DATA_PREFIX).await?;
+    let safety_snapshots = snaps.iter().filter(|s| s.manifest().is_safety()).count();
     Ok(Stats {
         names: by_name(&snaps),
-        snapshots: snaps.len(),
+        snapshots: snaps.len() - safety_snapshots,
+        safety_snapshots,
         pack_bytes,
         packs,
         chunks_indexed: repo.index().len(),

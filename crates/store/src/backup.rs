@@ -86,13 +86,36 @@ impl Repository {
         let started = Instant::now();
         let time = chrono::Utc::now();
         let name = options.name.clone().unwrap_or_else(|| source.default_name());
+        lifeboat_core::check_snapshot_name(&name)?;
         let host = options.host.clone().unwrap_or_else(host_name);
-        let parent = self
-            .snapshots()
-            .await?
-            .into_iter()
-            .rev()
-            .find(|s| s.manifest().name == name && s.manifest().host == host);
+        let safety = lifeboat_core::is_safety_snapshot(&options.tags);
+        let snapshots = self.snapshots().await?;
+        // One name, one kind: a folder `big` and a database `big/big.db` under one name would
+        // share `latest` and retention. Safety snapshots are exempt: they are named after the
+        // target they protect, and must never stop a restore.
+        if !safety
+            && let Some(other) = snapshots.iter().find(|s| {
+                let m = s.manifest();
+                m.name == name && m.kind != source.kind() && !m.is_safety()
+            })
+        {
+            return Err(CoreError::InvalidInput {
+                what: format!(
+                    "the name {name:?} is already used by {} snapshots (such as {}); this is a {} backup",
+                    other.manifest().kind,
+                    other.id().short(),
+                    source.kind()
+                ),
+                hint: "give this backup another name with --name".into(),
+            }
+            .into());
+        }
+        // The parent is the newest backup of this target: never a safety snapshot (it holds
+        // what a restore replaced, not what this target's backups hold).
+        let parent = snapshots.into_iter().rev().find(|s| {
+            let m = s.manifest();
+            m.name == name && m.host == host && m.kind == source.kind() && !m.is_safety()
+        });
         // Taken before the capture: a change while capturing makes the next one differ.
         let fingerprint = source.fingerprint().await?;
 
@@ -446,6 +469,26 @@ impl SafetyNet for Repository {
         let options =
             BackupOptions { name: Some(name.to_string()), tags, host: None, changed_only: false };
         let snap = self.backup(source, &options, &lifeboat_core::NoProgress).await?;
+        // The restore destroys the original next, so the copy must be known good first: a
+        // backup deduplicates against chunks already stored, and one of those may be damaged
+        // (a flipped bit in a pack the index still points at). Every chunk is read back and
+        // checked, and the whole stream against its SHA-256; if that fails the restore stops
+        // with the original untouched.
+        let mut reader = lifeboat_core::Snapshot::open(&snap).await?;
+        tokio::io::copy(&mut reader, &mut tokio::io::sink()).await.map_err(|e| {
+            let cause = lifeboat_core::Error::from_stream("reading back the safety snapshot", e);
+            lifeboat_core::Error::Repository {
+                message: format!(
+                    "the safety snapshot {} of {name:?} cannot be read back, so nothing was replaced: {cause}",
+                    snap.id().short()
+                ),
+                hint: Some(
+                    "run `lifeboat verify --all --read-data` to find the damaged objects, then \
+                     `lifeboat repair index` or forget the snapshots that need them"
+                        .into(),
+                ),
+            }
+        })?;
         Ok(snap.id())
     }
 }

@@ -502,8 +502,16 @@ impl Repository {
 
     /// Finds one snapshot by full id, unique id prefix, or `latest` (optionally of `name`).
     ///
+    /// `latest` is the newest *backup*: safety snapshots (`pre-restore`) are restorable by id
+    /// but never stand in for a backup, so after a `restore --force` the next `restore latest`
+    /// still brings back the backup, not what the restore replaced. Without `name`, `latest`
+    /// is refused when the repository holds more than one name, and with it, when that name
+    /// is used by snapshots of more than one kind: guessing which one was meant could restore
+    /// another target's data.
+    ///
     /// # Errors
-    /// [`CoreError::SnapshotNotFound`] or [`CoreError::AmbiguousSnapshot`].
+    /// [`CoreError::SnapshotNotFound`], [`CoreError::AmbiguousSnapshot`], or
+    /// [`CoreError::InvalidInput`] for an ambiguous `latest`.
     pub async fn find(&self, selector: &str, name: Option<&str>) -> Result<StoredSnapshot> {
         if let Ok(id) = selector.parse::<Digest>() {
             return self.load_snapshot(id).await;
@@ -511,15 +519,7 @@ impl Repository {
         let snaps = self.snapshots().await?;
         let by_name = |s: &&StoredSnapshot| name.is_none_or(|n| s.manifest().name == n);
         if selector == "latest" {
-            return snaps.iter().rfind(by_name).cloned().ok_or_else(|| {
-                CoreError::SnapshotNotFound {
-                    id: match name {
-                        Some(n) => format!("latest of {n:?}"),
-                        None => "latest (the repository has no snapshots)".into(),
-                    },
-                }
-                .into()
-            });
+            return latest_backup(&snaps, name).cloned();
         }
         let prefix = selector.to_ascii_lowercase();
         let matches: Vec<&StoredSnapshot> =
@@ -533,6 +533,77 @@ impl Repository {
             }
         }
     }
+}
+
+/// The newest backup (never a safety snapshot) among `snaps` (oldest first), of `name` when
+/// given; see [`Repository::find`] for when it is refused as ambiguous.
+fn latest_backup<'a>(
+    snaps: &'a [StoredSnapshot],
+    name: Option<&str>,
+) -> Result<&'a StoredSnapshot> {
+    let backups: Vec<&StoredSnapshot> = snaps
+        .iter()
+        .filter(|s| !s.manifest().is_safety())
+        .filter(|s| name.is_none_or(|n| s.manifest().name == n))
+        .collect();
+    let Some(newest) = backups.last() else {
+        let safety = snaps
+            .iter()
+            .filter(|s| s.manifest().is_safety() && name.is_none_or(|n| s.manifest().name == n))
+            .count();
+        let id = match name {
+            Some(n) if safety > 0 => format!(
+                "latest of {n:?} ({safety} safety snapshots have that name, but no backup: \
+                 a safety snapshot is restored by its id)"
+            ),
+            Some(n) => format!("latest of {n:?}"),
+            None => "latest (the repository has no backups)".into(),
+        };
+        return Err(CoreError::SnapshotNotFound { id }.into());
+    };
+    let distinct = |values: Vec<String>| {
+        let mut v = values;
+        v.sort();
+        v.dedup();
+        v
+    };
+    if name.is_none() {
+        let names = distinct(backups.iter().map(|s| s.manifest().name.clone()).collect());
+        if names.len() > 1 {
+            return Err(CoreError::InvalidInput {
+                what: format!(
+                    "`latest` is ambiguous: the repository holds {} names ({})",
+                    names.len(),
+                    preview(&names)
+                ),
+                hint: "name the one you mean with --name, or give a snapshot id".into(),
+            }
+            .into());
+        }
+    }
+    let kinds = distinct(backups.iter().map(|s| s.manifest().kind.to_string()).collect());
+    if kinds.len() > 1 {
+        return Err(CoreError::InvalidInput {
+            what: format!(
+                "`latest` of {:?} is ambiguous: that name is used by {} snapshots",
+                newest.manifest().name,
+                kinds.join(" and ")
+            ),
+            hint: "give a snapshot id (see `lifeboat snapshots --name NAME`)".into(),
+        }
+        .into());
+    }
+    Ok(newest)
+}
+
+/// The first few of `names`, comma-separated, for a one-line message.
+fn preview(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut out = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        out.push_str(&format!(", and {} more", names.len() - SHOWN));
+    }
+    out
 }
 
 fn add_to_index(index: &mut ChunkIndex, file: &IndexFile) {

@@ -24,7 +24,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init => init::run(&repo).await,
         Command::Backup(target) => backup::run(&repo, target).await,
-        Command::Snapshots { name, json } => snapshots::run(&repo, name.as_deref(), json).await,
+        Command::Snapshots { name, host, json } => {
+            snapshots::run(&repo, name.as_deref(), host.as_deref(), json).await
+        }
         Command::Restore(args) => restore::run(&repo, args).await,
         Command::Drill {
             names,

@@ -4,22 +4,29 @@ use std::process::ExitCode;
 
 use crate::output::{SnapshotRow, human_bytes, print_json};
 
-pub async fn run(url: &str, name: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    url: &str,
+    name: Option<&str>,
+    host: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
     let snaps: Vec<_> = repo
         .snapshots()
         .await?
         .into_iter()
         .filter(|s| name.is_none_or(|n| s.manifest().name == n))
+        .filter(|s| host.is_none_or(|h| s.manifest().host == h))
         .collect();
     if json {
         print_json(&snaps.iter().map(SnapshotRow::new).collect::<Vec<_>>())?;
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<10} {:<9} {:<20} {:<20} {:>10} {:>10}  tags",
-        "id", "kind", "name", "time (UTC)", "size", "stored"
+        "{:<10} {:<9} {:<20} {:<16} {:<20} {:>10} {:>10}  {:<12} tags",
+        "id", "kind", "name", "host", "time (UTC)", "size", "stored", "sha256"
     );
+    let mut safety = 0;
     for s in &snaps {
         let m = s.manifest();
         let tags: Vec<String> = m
@@ -27,17 +34,32 @@ pub async fn run(url: &str, name: Option<&str>, json: bool) -> anyhow::Result<Ex
             .iter()
             .map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") })
             .collect();
+        // A safety snapshot says so where a person looks first: its kind column.
+        let kind = if m.is_safety() {
+            safety += 1;
+            format!("{}*", m.kind.as_str())
+        } else {
+            m.kind.as_str().to_string()
+        };
         println!(
-            "{:<10} {:<9} {:<20} {:<20} {:>10} {:>10}  {}",
+            "{:<10} {:<9} {:<20} {:<16} {:<20} {:>10} {:>10}  {:<12} {}",
             s.id().short(),
-            m.kind.as_str(),
+            kind,
             m.name,
+            m.host,
             m.time.format("%Y-%m-%d %H:%M:%S"),
             human_bytes(m.size),
             human_bytes(m.stored),
+            &m.sha256.to_hex()[..12],
             tags.join(",")
         );
     }
-    println!("{} snapshots", snaps.len());
+    println!("{}", crate::output::count(snaps.len(), "snapshot"));
+    if safety > 0 {
+        println!(
+            "* {}: what a restore replaced, restorable by id; never `latest`, never counted as a backup",
+            crate::output::count(safety, "safety snapshot")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

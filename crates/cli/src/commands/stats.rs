@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
-use crate::output::{human_bytes, print_json};
+use crate::output::{count, human_bytes, print_json};
 
 pub async fn run(url: &str, json: bool) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
@@ -31,12 +31,17 @@ pub async fn run(url: &str, json: bool) -> anyhow::Result<ExitCode> {
             n.dedup_ratio
         );
     }
+    let safety = if stats.safety_snapshots > 0 {
+        format!(" (and {})", count(stats.safety_snapshots, "safety snapshot"))
+    } else {
+        String::new()
+    };
     println!(
-        "{} snapshots, {} packs holding {} ({} chunks)",
-        stats.snapshots,
-        stats.packs,
+        "{}{safety}, {} holding {} ({})",
+        count(stats.snapshots, "backup"),
+        count(stats.packs, "pack"),
         human_bytes(stats.pack_bytes),
-        stats.chunks_indexed
+        count(stats.chunks_indexed, "chunk")
     );
     Ok(ExitCode::SUCCESS)
 }
