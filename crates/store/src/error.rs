@@ -52,6 +52,27 @@ pub enum StoreError {
         #[source]
         source: object_store::Error,
     },
+    /// The local file system refused a write or read for good: it is full, read-only, or
+    /// the folder's permissions do not allow it. Not retried.
+    #[error("{op} {key} failed: {problem}: {source}")]
+    LocalDisk {
+        /// The operation ("put", "get", "list").
+        op: &'static str,
+        /// The object key.
+        key: String,
+        /// Which refusal it is.
+        problem: DiskProblem,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// S3 credentials are not configured, and probing the cloud's metadata service for them
+    /// was not asked for.
+    #[error("no S3 credentials for {url}: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set")]
+    NoCredentials {
+        /// The repository URL.
+        url: String,
+    },
     /// A store operation failed after retries.
     #[error("{op} {key} failed: {source}")]
     Object {
@@ -106,6 +127,29 @@ impl StoreError {
                 "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and the bucket's permissions"
                     .into(),
             ),
+            StoreError::LocalDisk { problem, .. } => Some(
+                match problem {
+                    DiskProblem::Full => {
+                        "free space on the file system holding the repository (see `df`), then \
+                         run the command again: what was written so far is not visible"
+                    }
+                    DiskProblem::ReadOnly => {
+                        "the repository's file system is mounted read-only: remount it \
+                         read-write, or use a repository elsewhere"
+                    }
+                    DiskProblem::Denied => {
+                        "check the owner and permissions of the repository folder: this user \
+                         must be able to read and write everything in it"
+                    }
+                }
+                .into(),
+            ),
+            StoreError::NoCredentials { .. } => Some(
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT for a server \
+                 other than AWS); on an EC2 instance with a role, set \
+                 AWS_EC2_METADATA_DISABLED=false to use it"
+                    .into(),
+            ),
             StoreError::Object { .. } => {
                 Some("check the store is reachable (AWS_ENDPOINT, network) and try again".into())
             }
@@ -131,6 +175,9 @@ impl StoreError {
         source: object_store::Error,
     ) -> Self {
         let key = key.into();
+        if let Some(problem) = disk_problem(&source) {
+            return StoreError::LocalDisk { op, key, problem, source };
+        }
         match source {
             object_store::Error::Unauthenticated { .. }
             | object_store::Error::PermissionDenied { .. } => {
@@ -140,6 +187,47 @@ impl StoreError {
             source => StoreError::Object { op, key, source },
         }
     }
+}
+
+/// How a local file system refused an operation for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DiskProblem {
+    /// No space left (ENOSPC) or quota exceeded (EDQUOT).
+    Full,
+    /// The file system is mounted read-only (EROFS).
+    ReadOnly,
+    /// Permission denied (EACCES, EPERM).
+    Denied,
+}
+
+impl std::fmt::Display for DiskProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DiskProblem::Full => "no space left on the repository's file system",
+            DiskProblem::ReadOnly => "the repository's file system is read-only",
+            DiskProblem::Denied => "permission denied in the repository folder",
+        })
+    }
+}
+
+/// The local file system refusal behind `e`, if that is what it is: found by the
+/// [`std::io::Error`] in its chain of sources.
+pub(crate) fn disk_problem(e: &object_store::Error) -> Option<DiskProblem> {
+    use std::io::ErrorKind as K;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                K::StorageFull | K::QuotaExceeded => return Some(DiskProblem::Full),
+                K::ReadOnlyFilesystem => return Some(DiskProblem::ReadOnly),
+                K::PermissionDenied => return Some(DiskProblem::Denied),
+                _ => {}
+            }
+        }
+        cause = c.source();
+    }
+    None
 }
 
 fn is_access_denied(e: &object_store::Error) -> bool {

@@ -241,22 +241,95 @@ impl PackBuilder {
     }
 }
 
+/// Bytes at the end of a pack after its trailer: the trailer's length (u32, little-endian)
+/// and [`PACK_MAGIC`].
+pub const PACK_FOOTER: usize = 12;
+
+/// The length of the trailer that ends a pack of `pack_size` bytes, read from the pack's last
+/// bytes (`tail`, at least [`PACK_FOOTER`] of them). The length is checked against the pack's
+/// size, so a damaged length never makes a reader fetch or allocate more than the pack holds.
+///
+/// # Errors
+/// [`StoreError::Malformed`] when the magic is missing or the length does not fit the pack.
+pub fn pack_trailer_len(key: &str, tail: &[u8], pack_size: u64) -> Result<u64> {
+    let malformed = |reason: &str| StoreError::Malformed { key: key.into(), reason: reason.into() };
+    let n = tail.len();
+    if n < PACK_FOOTER || pack_size < PACK_FOOTER as u64 || &tail[n - 8..] != PACK_MAGIC {
+        return Err(malformed("pack trailer magic missing"));
+    }
+    let mut len_bytes = [0u8; 4];
+    len_bytes.copy_from_slice(&tail[n - 12..n - 8]);
+    let len = u64::from(u32::from_le_bytes(len_bytes));
+    if len + PACK_FOOTER as u64 > pack_size {
+        return Err(malformed("pack trailer length too large"));
+    }
+    Ok(len)
+}
+
 /// Reads the blob list from a whole pack's bytes (for verification and index rebuilds).
 ///
 /// # Errors
 /// [`StoreError::Malformed`] when the trailer is missing or invalid.
 pub fn read_pack_trailer(key: &str, pack: &[u8]) -> Result<Vec<BlobEntry>> {
-    let malformed = |reason: &str| StoreError::Malformed { key: key.into(), reason: reason.into() };
     let n = pack.len();
-    if n < 12 || &pack[n - 8..] != PACK_MAGIC {
-        return Err(malformed("pack trailer magic missing"));
+    let len = pack_trailer_len(key, pack, n as u64)? as usize;
+    let blobs: Vec<BlobEntry> =
+        decode_metadata(key, &pack[n - PACK_FOOTER - len..n - PACK_FOOTER])?;
+    check_blobs(key, &blobs, (n - PACK_FOOTER - len) as u64)?;
+    Ok(blobs)
+}
+
+/// Checks that every blob lies inside the first `blob_bytes` bytes of its pack (before the
+/// trailer): an entry pointing elsewhere is damage, not something to read.
+fn check_blobs(key: &str, blobs: &[BlobEntry], blob_bytes: u64) -> Result<()> {
+    for blob in blobs {
+        if blob.offset.checked_add(u64::from(blob.length)).is_none_or(|end| end > blob_bytes) {
+            return Err(StoreError::Malformed {
+                key: key.into(),
+                reason: format!(
+                    "blob {} at {}+{} lies outside the pack's {blob_bytes} bytes of blobs",
+                    blob.id, blob.offset, blob.length
+                ),
+            });
+        }
     }
-    let mut len_bytes = [0u8; 4];
-    len_bytes.copy_from_slice(&pack[n - 12..n - 8]);
-    let len = u32::from_le_bytes(len_bytes) as usize;
-    let start =
-        n.checked_sub(12 + len).ok_or_else(|| malformed("pack trailer length too large"))?;
-    decode_metadata(key, &pack[start..n - 12])
+    Ok(())
+}
+
+/// Reads an index file: its bytes must hash to the id in its key (`index/<sha256>`), as a
+/// manifest's must, and every entry must lie inside its pack. A bit flipped in an offset
+/// would otherwise pass as an entry that backups deduplicate against.
+///
+/// # Errors
+/// [`lifeboat_core::Error::Corrupt`] when the hash differs; [`StoreError::Malformed`] when
+/// the key is not an index key or the content is not a valid index file.
+pub fn decode_index(key: &Path, body: &[u8]) -> Result<IndexFile> {
+    let Some(expected) = id_from_key(key) else {
+        return Err(StoreError::Malformed {
+            key: key.to_string(),
+            reason: "the key is not index/<sha256>".into(),
+        });
+    };
+    let actual = Digest::of(body);
+    if actual != expected {
+        return Err(lifeboat_core::Error::Corrupt {
+            object: key.to_string(),
+            expected: expected.to_hex(),
+            actual: actual.to_hex(),
+        }
+        .into());
+    }
+    let file: IndexFile = decode_metadata(key.as_ref(), body)?;
+    if file.version != FORMAT_VERSION {
+        return Err(StoreError::Malformed {
+            key: key.to_string(),
+            reason: format!("index format version {} (expected {FORMAT_VERSION})", file.version),
+        });
+    }
+    for pack in &file.packs {
+        check_blobs(key.as_ref(), &pack.blobs, pack.size.saturating_sub(PACK_FOOTER as u64))?;
+    }
+    Ok(file)
 }
 
 #[cfg(test)]

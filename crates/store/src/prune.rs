@@ -80,6 +80,10 @@ pub struct PruneReport {
     pub revived: usize,
     /// Marks still waiting, and why.
     pub waiting: Vec<String>,
+    /// Staging files of killed writes removed (local folders only).
+    pub staging_removed: usize,
+    /// Bytes in them.
+    pub staging_bytes: u64,
 }
 
 /// A pending mark: packs to delete once it is safe.
@@ -127,6 +131,8 @@ impl Repository {
             report.waiting.clear();
             self.sweep(options, lease, &mut report).await?;
         }
+        (report.staging_removed, report.staging_bytes) =
+            self.remove_stale_staging(options.grace, options.dry_run).await?;
         Ok(report)
     }
 

@@ -8,12 +8,12 @@ use futures::{StreamExt, TryStreamExt};
 use lifeboat_core::{ChunkId, Digest, Error as CoreError, Manifest};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::error::{Result, StoreError};
 use crate::format::{
     CONFIG_KEY, FORMAT_VERSION, INDEX_PREFIX, IndexFile, RepoConfig, SNAPSHOTS_PREFIX,
-    decode_metadata, encode_metadata, id_from_key, index_key, snapshot_key,
+    decode_index, decode_metadata, encode_metadata, id_from_key, index_key, snapshot_key,
 };
 use crate::retry::with_retries;
 use crate::snapshot::StoredSnapshot;
@@ -46,6 +46,16 @@ pub struct BlobLocation {
 /// The union of all index files: chunk id to location.
 pub type ChunkIndex = HashMap<ChunkId, BlobLocation>;
 
+/// An object that failed its checks when read (its bytes do not hash to its key, or it does
+/// not parse) and was set aside: reported, never trusted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DamagedObject {
+    /// The object's key.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 /// A lifeboat repository. Cheap to clone; clones share the store and the index.
 #[derive(Clone)]
 pub struct Repository {
@@ -65,6 +75,13 @@ struct Inner {
     /// digest), so a listing reads only the ones it has not seen: a long-running service
     /// lists thousands of snapshots without reading them again every time.
     manifests: RwLock<HashMap<Digest, Manifest>>,
+    /// Index files found damaged by the last read of the index, set aside.
+    damaged_indexes: RwLock<Vec<DamagedObject>>,
+    /// How many times the index was loaded: readers that found a chunk missing reload it
+    /// only when nobody else did since they looked.
+    generation: std::sync::atomic::AtomicU64,
+    reloading: tokio::sync::Mutex<()>,
+    local_folder: RwLock<Option<Arc<std::path::PathBuf>>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -79,8 +96,10 @@ impl Repository {
     /// # Errors
     /// [`StoreError::AlreadyInitialised`] when one is there; URL and store errors.
     pub async fn init(url: &str) -> Result<Self> {
-        let store = Location::parse(url)?.open(url, true)?;
-        Self::init_store(store, url).await
+        let location = Location::parse(url)?;
+        let store = location.open(url, true)?;
+        let repo = Self::init_store(store, url).await?;
+        Ok(repo.at(location))
     }
 
     /// Creates a new repository in an already opened object store.
@@ -112,8 +131,31 @@ impl Repository {
     /// # Errors
     /// [`StoreError::NotInitialised`] when there is none; URL, access and format errors.
     pub async fn open(url: &str) -> Result<Self> {
-        let store = Location::parse(url)?.open(url, false)?;
-        Self::open_store(store, url).await
+        let location = Location::parse(url)?;
+        let store = location.open(url, false)?;
+        let repo = Self::open_store(store, url).await?;
+        Ok(repo.at(location))
+    }
+
+    /// Records where the store lives when it is a local folder (for the staging files
+    /// object_store hides from listings; see `staging.rs`).
+    fn at(self, location: Location) -> Self {
+        if let Location::Local(path) = location {
+            let folder = Arc::new(path);
+            match self.inner.local_folder.write() {
+                Ok(mut guard) => *guard = Some(folder),
+                Err(poisoned) => *poisoned.into_inner() = Some(folder),
+            }
+        }
+        self
+    }
+
+    /// The repository's folder, when it is a local one opened by URL.
+    pub fn local_folder(&self) -> Option<Arc<std::path::PathBuf>> {
+        match self.inner.local_folder.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Opens a repository in an already opened object store.
@@ -170,6 +212,10 @@ impl Repository {
                 index: RwLock::new(Arc::new(ChunkIndex::new())),
                 marked: RwLock::new(Arc::new(ChunkIndex::new())),
                 manifests: RwLock::new(HashMap::new()),
+                damaged_indexes: RwLock::new(Vec::new()),
+                generation: std::sync::atomic::AtomicU64::new(0),
+                reloading: tokio::sync::Mutex::new(()),
+                local_folder: RwLock::new(None),
             }),
         }
     }
@@ -225,6 +271,24 @@ impl Repository {
         })
     }
 
+    /// Which load of the index [`Repository::locate`] answers from now.
+    pub(crate) fn index_generation(&self) -> u64 {
+        self.inner.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Re-reads the index and the pending marks unless that happened after generation
+    /// `seen`: many readers that find chunks missing at once cause one reload, not one each.
+    ///
+    /// # Errors
+    /// As [`Repository::reload_index`].
+    pub(crate) async fn reload_index_since(&self, seen: u64) -> Result<()> {
+        let _one_at_a_time = self.inner.reloading.lock().await;
+        if self.index_generation() != seen {
+            return Ok(());
+        }
+        self.reload_index().await
+    }
+
     /// Re-reads every index file from the store.
     ///
     /// # Errors
@@ -255,31 +319,78 @@ impl Repository {
             Ok(mut guard) => *guard = marked,
             Err(poisoned) => *poisoned.into_inner() = marked,
         }
+        self.inner.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 
-    /// Every index file with its key. A file deleted between listing and reading (a prune
-    /// consolidating the index at the same time) makes the whole read start over, so the
-    /// result never misses entries that the consolidated file holds.
+    /// Every sound index file with its key. A file deleted between listing and reading (a
+    /// prune consolidating the index at the same time) makes the whole read start over, so
+    /// the result never misses entries that the consolidated file holds.
+    ///
+    /// A damaged index file (its bytes do not hash to its key, or it does not parse) is left
+    /// out with a warning and recorded ([`Repository::damaged_indexes`]): the chunks only it
+    /// described are then not indexed, so reads of snapshots needing them fail as missing,
+    /// backups store them again, and every other snapshot keeps working. `repair_index`
+    /// rebuilds the entries from the packs.
     ///
     /// # Errors
-    /// Store and format errors, naming the index file.
+    /// Store errors, naming the index file.
     pub async fn index_files(&self) -> Result<Vec<(Path, IndexFile)>> {
+        let (files, damaged) = self.read_index_files().await?;
+        let mut recorded = match self.inner.damaged_indexes.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for d in damaged.iter().filter(|d| !recorded.contains(d)) {
+            warn!(index = %d.key, reason = %d.reason, "damaged index file set aside; `lifeboat repair index` rebuilds it from the packs");
+        }
+        *recorded = damaged;
+        Ok(files)
+    }
+
+    /// Index files found damaged by the last read of the index, each with what is wrong.
+    pub fn damaged_indexes(&self) -> Vec<DamagedObject> {
+        match self.inner.damaged_indexes.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The sound index files and the damaged ones.
+    pub(crate) async fn read_index_files(
+        &self,
+    ) -> Result<(Vec<(Path, IndexFile)>, Vec<DamagedObject>)> {
         let mut attempts = 0;
         loop {
             let keys = self.list_keys(INDEX_PREFIX).await?;
-            let read: Result<Vec<(Path, IndexFile)>> = futures::stream::iter(keys)
-                .map(|key| async move {
-                    let body = self.get_bytes(&key).await?;
-                    let file: IndexFile = decode_metadata(key.as_ref(), &body)?;
-                    Ok((key, file))
-                })
-                .buffer_unordered(LIST_CONCURRENCY)
-                .try_collect()
-                .await;
+            let read: Result<Vec<std::result::Result<(Path, IndexFile), DamagedObject>>> =
+                futures::stream::iter(keys)
+                    .map(|key| async move {
+                        let body = self.get_bytes(&key).await?;
+                        Ok(match decode_index(&key, &body) {
+                            Ok(file) => Ok((key, file)),
+                            Err(e) => {
+                                Err(DamagedObject { key: key.to_string(), reason: e.to_string() })
+                            }
+                        })
+                    })
+                    .buffer_unordered(LIST_CONCURRENCY)
+                    .try_collect()
+                    .await;
             match read {
                 Err(StoreError::Core(CoreError::Missing { .. })) if attempts < 5 => attempts += 1,
-                other => return other,
+                Err(e) => return Err(e),
+                Ok(all) => {
+                    let (mut files, mut damaged) = (Vec::new(), Vec::new());
+                    for one in all {
+                        match one {
+                            Ok(file) => files.push(file),
+                            Err(d) => damaged.push(d),
+                        }
+                    }
+                    damaged.sort_by(|a, b| a.key.cmp(&b.key));
+                    return Ok((files, damaged));
+                }
             }
         }
     }

@@ -24,6 +24,8 @@ fn is_transient(e: &object_store::Error) -> bool {
         | E::PermissionDenied { .. }
         | E::Unauthenticated { .. }
         | E::UnknownConfigurationKey { .. } => false,
+        // A full, read-only or forbidden local folder stays so: fail at once.
+        other if crate::error::disk_problem(other).is_some() => false,
         other => {
             // Refusals no retry can fix, recognised by the status text: a bare "403" would
             // also match object keys, which are hex.
@@ -63,6 +65,20 @@ mod tests {
 
     fn generic(message: &str) -> object_store::Error {
         object_store::Error::Generic { store: "test", source: message.to_string().into() }
+    }
+
+    #[test]
+    fn full_read_only_and_forbidden_disks_are_not_retried() {
+        for errno in [28, 30, 13] {
+            let io = std::io::Error::from_raw_os_error(errno);
+            let e = object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(io) };
+            assert!(!is_transient(&e), "errno {errno} retried");
+            let err = crate::StoreError::object("put", "data/ab/abcd", e);
+            assert!(matches!(err, crate::StoreError::LocalDisk { .. }), "errno {errno}: {err:?}");
+            let hint = err.hint().unwrap_or_default();
+            assert!(!hint.contains("network"), "errno {errno}: {hint}");
+        }
+        assert!(is_transient(&generic("connection reset")));
     }
 
     #[test]

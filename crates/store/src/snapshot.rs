@@ -11,6 +11,7 @@ use lifeboat_core::{
     VerifiedReader, compress,
 };
 use tokio_util::io::StreamReader;
+use tracing::debug;
 
 use crate::error::{Result, StoreError};
 use crate::format::pack_key;
@@ -65,10 +66,32 @@ impl StoredSnapshot {
 /// Reads one chunk: fetches its blob (and, for a delta, its base first), decompresses it and
 /// checks it hashes to its id.
 ///
+/// The index this handle loaded can be stale: a prune running meanwhile may have repacked
+/// the chunk and deleted its old pack, or a backup may have written the snapshot after the
+/// index was loaded. A chunk found missing is therefore looked up again in a fresh index and
+/// the pending marks before it is reported missing.
+///
 /// # Errors
 /// [`CoreError::Missing`] when the chunk or its base is not indexed or a pack is gone;
 /// [`CoreError::Corrupt`] when the bytes do not match.
 pub async fn read_chunk(repo: &Repository, id: ChunkId) -> Result<Bytes> {
+    /// A prune moves a chunk at most once per sweep; three looks cover a sweep in between.
+    const LOOKS: usize = 3;
+    let mut look = 1;
+    loop {
+        let generation = repo.index_generation();
+        match read_chunk_once(repo, id).await {
+            Err(StoreError::Core(CoreError::Missing { object })) if look < LOOKS => {
+                debug!(chunk = %id, %object, "missing from the loaded index; reloading it");
+                repo.reload_index_since(generation).await?;
+                look += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn read_chunk_once(repo: &Repository, id: ChunkId) -> Result<Bytes> {
     let loc = repo
         .locate(&id)
         .ok_or_else(|| CoreError::Missing { object: format!("chunk {id} (not in any index)") })?;

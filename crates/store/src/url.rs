@@ -4,12 +4,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use object_store::ObjectStore;
+use object_store::RetryConfig;
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 
 use crate::error::{Result, StoreError};
+use crate::local::{FOLDER_MODE, LocalStore};
 
 /// The repository used when none is given.
 pub const DEFAULT_REPOSITORY: &str = "./lifeboat-repo";
@@ -83,21 +84,36 @@ impl Location {
         match self {
             Location::Local(path) => {
                 if create {
-                    std::fs::create_dir_all(path).map_err(|e| {
+                    create_private_dir(path).map_err(|e| {
                         StoreError::Core(lifeboat_core::Error::io("creating", path, e))
                     })?;
                 } else if !path.is_dir() {
                     return Err(StoreError::NotInitialised { url: url.into() });
                 }
-                let fs = LocalFileSystem::new_with_prefix(path).map_err(|e| {
-                    StoreError::InvalidUrl { url: url.into(), reason: e.to_string() }
+                let fs = LocalStore::new(path).map_err(|e| StoreError::InvalidUrl {
+                    url: url.into(),
+                    reason: e.to_string(),
                 })?;
                 Ok(Arc::new(fs))
             }
             Location::S3 { bucket, prefix } => {
-                let s3 =
-                    AmazonS3Builder::from_env().with_bucket_name(bucket).build().map_err(|e| {
-                        StoreError::InvalidUrl { url: url.into(), reason: e.to_string() }
+                if !s3_credentials_configured(|name| std::env::var(name).ok()) {
+                    return Err(StoreError::NoCredentials { url: url.into() });
+                }
+                // lifeboat retries (`retry.rs`) with a short budget; object_store's own ten
+                // retries inside each of ours made a refused port take 15 s to report.
+                let no_retries = RetryConfig {
+                    max_retries: 0,
+                    retry_timeout: std::time::Duration::from_secs(60),
+                    ..RetryConfig::default()
+                };
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(no_retries)
+                    .build()
+                    .map_err(|e| StoreError::InvalidUrl {
+                        url: url.into(),
+                        reason: e.to_string(),
                     })?;
                 if prefix.is_empty() {
                     Ok(Arc::new(s3))
@@ -107,5 +123,60 @@ impl Location {
             }
             Location::Memory => Ok(Arc::new(InMemory::new())),
         }
+    }
+}
+
+/// Whether the environment names S3 credentials, or asks for the cloud's own ways to find
+/// them. Without this check object_store falls back to the EC2 instance metadata service
+/// (169.254.169.254): off EC2 that is a connection to an address nobody asked for, and a
+/// long wait before a misleading error.
+fn s3_credentials_configured(var: impl Fn(&str) -> Option<String>) -> bool {
+    let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
+    let is =
+        |name: &str, value: &str| var(name).is_some_and(|v| v.trim().eq_ignore_ascii_case(value));
+    set("AWS_ACCESS_KEY_ID")
+        || set("AWS_WEB_IDENTITY_TOKEN_FILE")
+        || set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        || set("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        || is("AWS_SKIP_SIGNATURE", "true")
+        || is("AWS_EC2_METADATA_DISABLED", "false")
+}
+
+/// Creates the repository folder (and missing parents) owner-only, and makes its creation
+/// durable: the folder is fsynced, and so is the parent that gained its entry.
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let existed = path.is_dir();
+    std::fs::create_dir_all(path)?;
+    if existed {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(FOLDER_MODE))?;
+    std::fs::File::open(path)?.sync_all()?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::File::open(parent)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_needs_credentials_or_an_explicit_opt_in() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert!(!s3_credentials_configured(env(&[])));
+        assert!(!s3_credentials_configured(env(&[
+            ("AWS_ENDPOINT", "http://x"),
+            ("AWS_ACCESS_KEY_ID", "")
+        ])));
+        assert!(!s3_credentials_configured(env(&[("AWS_EC2_METADATA_DISABLED", "true")])));
+        assert!(s3_credentials_configured(env(&[("AWS_ACCESS_KEY_ID", "k")])));
+        assert!(s3_credentials_configured(env(&[("AWS_EC2_METADATA_DISABLED", "false")])));
+        assert!(s3_credentials_configured(env(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/t")])));
     }
 }

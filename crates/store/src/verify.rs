@@ -1,14 +1,17 @@
 //! Repository verification: structure (every referenced pack and chunk exists) and data
 //! (every byte read back, decompressed and hashed).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use lifeboat_core::{Check, Digest, Snapshot, Verifier, VerifyReport};
 use object_store::ObjectStoreExt;
 
-use crate::format::pack_key;
+use crate::error::Result;
+use crate::format::{
+    BlobEntry, PACK_FOOTER, PackEntry, decode_metadata, pack_key, pack_trailer_len,
+};
 use crate::repository::Repository;
 use crate::snapshot::StoredSnapshot;
 
@@ -90,6 +93,120 @@ impl RepositoryVerifier {
             Check::fail("packs present", summarize(&problems))
         });
         checks
+    }
+
+    /// Checks the repository's index: no index file is damaged, and every indexed pack (or
+    /// only those in `packs`, when given) exists with its indexed size and a trailer that
+    /// lists exactly the indexed blobs (ids, offsets, lengths). Reads only pack trailers,
+    /// not data.
+    ///
+    /// # Errors
+    /// When the index files cannot be listed or read at all.
+    pub async fn check_index(&self, packs: Option<&HashSet<Digest>>) -> Result<VerifyReport> {
+        let mut report = VerifyReport::new("repository index");
+        let files = self.repo.index_files().await?;
+        let damaged = self.repo.damaged_indexes();
+        report.checks.push(if damaged.is_empty() {
+            Check::pass("index files", format!("{} index files hash to their keys", files.len()))
+        } else {
+            let list: Vec<String> =
+                damaged.iter().map(|d| format!("{} is damaged ({})", d.key, d.reason)).collect();
+            Check::fail(
+                "index files",
+                format!(
+                    "{} set aside, the chunks only they listed count as missing; `lifeboat \
+                     repair index` rebuilds them from the packs",
+                    summarize(&list)
+                ),
+            )
+        });
+        let mut indexed: HashMap<Digest, PackEntry> = HashMap::new();
+        for pack in files.into_iter().flat_map(|(_, f)| f.packs) {
+            if packs.is_none_or(|p| p.contains(&pack.id)) {
+                indexed.entry(pack.id).or_insert(pack);
+            }
+        }
+        let checked = indexed.len();
+        let problems: Vec<String> = futures::stream::iter(indexed.into_values())
+            .map(|pack| async move { self.pack_disagrees(&pack).await })
+            .buffer_unordered(16)
+            .filter_map(futures::future::ready)
+            .collect()
+            .await;
+        report.checks.push(if problems.is_empty() {
+            Check::pass(
+                "index agrees with packs",
+                format!("{checked} packs: sizes and trailers match the index"),
+            )
+        } else {
+            Check::fail("index agrees with packs", summarize(&problems))
+        });
+        Ok(report)
+    }
+
+    /// What is wrong with `pack` on the store compared to its index entry, if anything.
+    async fn pack_disagrees(&self, pack: &PackEntry) -> Option<String> {
+        let key = pack_key(&pack.id);
+        let trailer = match self.trailer(pack).await {
+            Ok(Some(blobs)) => blobs,
+            Ok(None) => return Some(format!("{key} is missing")),
+            Err(e) => return Some(e),
+        };
+        if trailer == pack.blobs {
+            return None;
+        }
+        let listed: HashMap<_, _> = trailer.iter().map(|b| (b.id, b)).collect();
+        let wrong = pack.blobs.iter().find(|b| listed.get(&b.id).is_none_or(|t| *t != *b));
+        Some(match wrong {
+            Some(b) => format!(
+                "{key}: the index places chunk {} at {}+{}, the pack's trailer {}",
+                b.id.short(),
+                b.offset,
+                b.length,
+                match listed.get(&b.id) {
+                    Some(t) => format!("at {}+{}", t.offset, t.length),
+                    None => "does not list it".into(),
+                }
+            ),
+            None => format!(
+                "{key}: the trailer lists {} blobs, the index {}",
+                trailer.len(),
+                pack.blobs.len()
+            ),
+        })
+    }
+
+    /// The blob list in the trailer of `pack` (fetched by range), `None` when the pack is
+    /// missing; an error line when its size differs or its trailer is damaged.
+    async fn trailer(
+        &self,
+        pack: &PackEntry,
+    ) -> std::result::Result<Option<Vec<BlobEntry>>, String> {
+        /// Most trailers fit: one range request reads footer and trailer together.
+        const TAIL: u64 = 64 << 10;
+        let key = pack_key(&pack.id);
+        let name = key.to_string();
+        let size = match self.repo.store().head(&key).await {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(format!("{key}: {e}")),
+        };
+        if size != pack.size {
+            return Err(format!("{key} has {size} bytes, expected {}", pack.size));
+        }
+        let start = size.saturating_sub(TAIL);
+        let tail = self.repo.get_range(&key, start..size).await.map_err(|e| e.to_string())?;
+        let len = pack_trailer_len(&name, &tail, size).map_err(|e| e.to_string())?;
+        let trailer_start = size - PACK_FOOTER as u64 - len;
+        let body = if trailer_start >= start {
+            tail.slice((trailer_start - start) as usize..tail.len() - PACK_FOOTER)
+        } else {
+            self.repo
+                .get_range(&key, trailer_start..size - PACK_FOOTER as u64)
+                .await
+                .map_err(|e| e.to_string())?
+        };
+        decode_metadata::<Vec<BlobEntry>>(&name, &body).map(Some).map_err(|e| e.to_string())
     }
 
     /// Reads the whole snapshot back, checking every chunk's hash and the stream's digest.
