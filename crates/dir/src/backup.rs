@@ -1,8 +1,11 @@
 //! Capturing a folder as a tar stream.
 
 use std::collections::HashMap;
-use std::fs::{self, File, Metadata};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -10,6 +13,7 @@ use async_trait::async_trait;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use lifeboat_core::producer::{StreamSink, blocking_capture};
 use lifeboat_core::{Backup, Capture, Kind, Result};
+use rustix::fs::{AtFlags, CWD, Dir, FileType, Mode, OFlags, openat, readlinkat, statat};
 use serde::{Deserialize, Serialize};
 use tar::{EntryType, Header, HeaderMode};
 
@@ -27,6 +31,13 @@ pub struct DirBackup {
 pub struct DirMetadata {
     /// The folder captured.
     pub root: String,
+    /// Permission bits of the folder itself (its entries carry theirs in the stream).
+    /// Absent in snapshots taken before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_mode: Option<u32>,
+    /// Modification time of the folder itself, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_mtime: Option<i64>,
     /// Regular files (first links).
     pub files: u64,
     /// Folders below the root.
@@ -104,21 +115,48 @@ impl Backup for DirBackup {
         let excludes = self.glob_set()?;
         let (root, patterns) = (self.root.clone(), self.excludes.clone());
         blocking_capture("lifeboat-dir-walk", Kind::Dir, None, move |sink| {
+            // The root is the one path followed as given (it may be a symlink the user chose);
+            // everything below it is reached through its handle.
+            let root_fd = open_dir_at(CWD, &root, OFlags::empty()).map_err(|e| {
+                lifeboat_core::Error::from(DirError::Io {
+                    action: "opening",
+                    path: root.clone(),
+                    source: e.into(),
+                })
+            })?;
+            let root_md = File::from(root_fd.try_clone().map_err(|e| {
+                lifeboat_core::Error::from(DirError::Io {
+                    action: "opening",
+                    path: root.clone(),
+                    source: e,
+                })
+            })?)
+            .metadata()
+            .map_err(|e| {
+                lifeboat_core::Error::from(DirError::Io {
+                    action: "reading",
+                    path: root.clone(),
+                    source: e,
+                })
+            })?;
             let mut walk = Walk {
-                root: root.clone(),
                 excludes,
                 links: HashMap::new(),
                 meta: DirMetadata {
                     root: root.display().to_string(),
+                    root_mode: Some(root_md.mode() & 0o7777),
+                    root_mtime: Some(root_md.mtime()),
                     excludes: patterns,
                     ..Default::default()
                 },
             };
             let mut builder = tar::Builder::new(sink);
             builder.follow_symlinks(false);
-            walk.dir(&mut builder, Path::new("")).and_then(|()| builder.finish()).map_err(
-                |source| lifeboat_core::Error::from_stream("walking the folder", source),
-            )?;
+            walk.dir(&mut builder, &root_fd, Path::new(""))
+                .and_then(|()| builder.finish())
+                .map_err(|source| {
+                    lifeboat_core::Error::from_stream("walking the folder", source)
+                })?;
             serde_json::to_value(&walk.meta).map_err(|e| lifeboat_core::Error::Backend {
                 kind: Kind::Dir,
                 message: e.to_string(),
@@ -127,8 +165,31 @@ impl Backup for DirBackup {
     }
 }
 
+/// Opens the folder `path` relative to `parent` for listing.
+fn open_dir_at(parent: impl AsFd, path: &Path, extra: OFlags) -> rustix::io::Result<OwnedFd> {
+    openat(
+        parent,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | extra,
+        Mode::empty(),
+    )
+}
+
+/// Names in the folder behind `fd`, sorted so the stream of an unchanged folder is identical
+/// every time.
+fn sorted_names(fd: &OwnedFd) -> io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for entry in Dir::read_from(fd)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(OsString::from_vec(name));
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 struct Walk {
-    root: PathBuf,
     excludes: GlobSet,
     /// (device, inode) of multiply-linked files already captured, with their path.
     links: HashMap<(u64, u64), PathBuf>,
@@ -136,55 +197,124 @@ struct Walk {
 }
 
 impl Walk {
-    /// Captures the folder at `rel` (relative to the root), names sorted so the stream of an
-    /// unchanged folder is identical every time.
-    fn dir(&mut self, out: &mut tar::Builder<&mut StreamSink>, rel: &Path) -> io::Result<()> {
-        let full = self.root.join(rel);
-        let mut names: Vec<_> = match fs::read_dir(&full) {
-            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.file_name())).collect(),
+    fn skip(&mut self, rel: &Path, why: impl std::fmt::Display) {
+        tracing::warn!(path = %rel.display(), "left out of the snapshot: {why}");
+        self.meta.skipped.push(format!("{}: {why}", rel.display()));
+    }
+
+    /// Captures the folder open as `fd` (at `rel` below the root).
+    fn dir(
+        &mut self,
+        out: &mut tar::Builder<&mut StreamSink>,
+        fd: &OwnedFd,
+        rel: &Path,
+    ) -> io::Result<()> {
+        let names = match sorted_names(fd) {
+            Ok(names) => names,
             Err(e) => {
-                self.meta.skipped.push(format!("{}: {e}", rel.display()));
+                self.skip(rel, e);
                 return Ok(());
             }
         };
-        names.sort();
         for name in names {
             let rel = rel.join(&name);
             if self.excludes.is_match(&rel) {
                 self.meta.excluded += 1;
                 continue;
             }
-            let path = self.root.join(&rel);
-            let md = match fs::symlink_metadata(&path) {
-                Ok(md) => md,
-                Err(e) => {
-                    self.meta.skipped.push(format!("{}: {e}", rel.display()));
-                    continue;
-                }
-            };
-            self.entry(out, &rel, &path, &md)?;
+            self.entry(out, fd, &name, &rel)?;
         }
         Ok(())
     }
 
+    /// Captures the entry `name` of the folder `parent`.
+    ///
+    /// Someone who can write to the folder can replace an entry between the moment it is
+    /// looked at and the moment it is opened: a file by a symlink to root's secrets, a folder
+    /// by a symlink to /etc. So the entry is opened relative to its parent's handle, never
+    /// following a symlink, and only captured when the opened inode is the one looked at; a
+    /// mismatch leaves the entry out with a warning. Its header comes from the opened handle,
+    /// so metadata and content describe the same inode.
     fn entry(
         &mut self,
         out: &mut tar::Builder<&mut StreamSink>,
+        parent: &OwnedFd,
+        name: &OsStr,
         rel: &Path,
-        path: &Path,
-        md: &Metadata,
     ) -> io::Result<()> {
-        let kind = md.file_type();
+        let seen = match statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(e) => {
+                self.skip(rel, io::Error::from(e));
+                return Ok(());
+            }
+        };
+        let kind = FileType::from_raw_mode(seen.st_mode);
+        if kind == FileType::Socket {
+            self.skip(rel, "sockets cannot be captured");
+            return Ok(());
+        }
+        let opened = match kind {
+            FileType::Directory => open_dir_at(parent, Path::new(name), OFlags::NOFOLLOW),
+            // Non-blocking, so a FIFO swapped in cannot hang the walk.
+            FileType::RegularFile => openat(
+                parent,
+                name,
+                OFlags::RDONLY
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY
+                    | OFlags::CLOEXEC,
+                Mode::empty(),
+            ),
+            // A handle on the node itself: symlinks and devices are never opened for I/O.
+            _ => openat(
+                parent,
+                name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ),
+        };
+        let fd = match opened {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.skip(
+                    rel,
+                    format!("changed while the folder was read ({})", io::Error::from(e)),
+                );
+                return Ok(());
+            }
+        };
+        let file = File::from(fd.try_clone()?);
+        let md = match file.metadata() {
+            Ok(md) => md,
+            Err(e) => {
+                self.skip(rel, e);
+                return Ok(());
+            }
+        };
+        if (md.dev(), md.ino()) != (seen.st_dev, seen.st_ino) {
+            self.skip(rel, "replaced by another file while the folder was read");
+            return Ok(());
+        }
         let mut header = Header::new_gnu();
-        header.set_metadata_in_mode(md, HeaderMode::Complete);
+        header.set_metadata_in_mode(&md, HeaderMode::Complete);
+        let kind = md.file_type();
         if kind.is_dir() {
             header.set_size(0);
             out.append_data(&mut header, rel, io::empty())?;
             self.meta.dirs += 1;
-            return self.dir(out, rel);
+            return self.dir(out, &fd, rel);
         }
         if kind.is_symlink() {
-            let target = fs::read_link(path)?;
+            // The link read is the one held open: an empty path names the handle itself.
+            let target = match readlinkat(&fd, "", Vec::new()) {
+                Ok(t) => PathBuf::from(OsString::from_vec(t.into_bytes())),
+                Err(e) => {
+                    self.skip(rel, io::Error::from(e));
+                    return Ok(());
+                }
+            };
             header.set_size(0);
             out.append_link(&mut header, rel, target)?;
             self.meta.symlinks += 1;
@@ -201,19 +331,12 @@ impl Walk {
                 }
                 self.links.insert((md.dev(), md.ino()), rel.to_path_buf());
             }
-            let file = match File::open(path) {
-                Ok(f) => f,
-                Err(e) => {
-                    self.meta.skipped.push(format!("{}: {e}", rel.display()));
-                    return Ok(());
-                }
-            };
             // Exactly the size in the header, whatever the file does meanwhile: a file that
             // grows is cut, one that shrinks is padded with zeros; either is reported.
             let size = md.len();
-            let mut data = ExactSize { inner: file.take(size), left: size };
+            let mut data = ExactSize { inner: (&file).take(size), left: size };
             out.append_data(&mut header, rel, &mut data)?;
-            let changed = match fs::symlink_metadata(path) {
+            let changed = match file.metadata() {
                 Ok(after) => {
                     after.len() != size
                         || after.mtime() != md.mtime()
@@ -234,7 +357,7 @@ impl Walk {
             self.meta.specials += 1;
             return Ok(());
         }
-        self.meta.skipped.push(format!("{}: sockets cannot be captured", rel.display()));
+        self.skip(rel, "this kind of file cannot be captured");
         Ok(())
     }
 }

@@ -7,8 +7,8 @@ use std::path::{Component, Path, PathBuf};
 use async_trait::async_trait;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use lifeboat_core::{
-    Check, Error, Kind, PRE_RESTORE_TAG, PlanStep, RestoreContext, RestoreOptions, RestorePlan,
-    RestoreReport, Result, Snapshot, SnapshotId, Tags,
+    Backup, Check, Error, Kind, PRE_RESTORE_TAG, PlanStep, RestoreContext, RestoreOptions,
+    RestorePlan, RestoreReport, Result, Snapshot, SnapshotId, Tags,
 };
 use tar::EntryType;
 use tokio_util::io::SyncIoBridge;
@@ -23,6 +23,9 @@ pub struct DirRestorePlan {
     replace: bool,
     snapshot: SnapshotId,
     name: String,
+    /// What the safety snapshot of the replaced folder is called: the name a backup of the
+    /// target would get, so it sits with that folder's history, not with the restored one's.
+    safety_name: String,
     expected: DirMetadata,
     includes: Vec<String>,
 }
@@ -96,6 +99,7 @@ impl DirRestorePlan {
             replace,
             snapshot: snapshot.id(),
             name: manifest.name.clone(),
+            safety_name: DirBackup::new(target).default_name(),
             expected,
             includes: includes.to_vec(),
         })
@@ -257,6 +261,57 @@ fn make_special<R: Read>(
         .map_err(|e| format!("could not create the node ({e}); device nodes need root"))
 }
 
+/// Gives the restored folder itself the mode and modification time the captured one had
+/// (its entries got theirs from the stream; the temporary folder was made 0700).
+fn set_root_times_and_mode(folder: &Path, mode: u32, mtime: Option<i64>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(folder, std::fs::Permissions::from_mode(mode & 0o7777))?;
+    if let Some(mtime) = mtime {
+        filetime::set_file_mtime(folder, filetime::FileTime::from_unix_time(mtime, 0))?;
+    }
+    Ok(())
+}
+
+/// Puts the folder `restored` where `target` is, and removes the old one.
+///
+/// `renameat2(RENAME_EXCHANGE)` swaps the two names in one step, so a kill at any moment
+/// leaves `target` either old or new, never missing; the old folder, now under the temporary
+/// name, is removed afterwards (or by the next restore's leftover cleaning if this one dies).
+/// Where the file system has no exchange, two renames do it, `aside` holding the old folder
+/// between them.
+fn swap_in(restored: &Path, target: &Path, aside: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, restored, CWD, target, RenameFlags::EXCHANGE) {
+        Ok(()) => {
+            if let Err(e) = std::fs::remove_dir_all(restored) {
+                tracing::warn!(path = %restored.display(), "could not remove the replaced folder: {e}");
+            }
+            return Ok(());
+        }
+        Err(e) if e == Errno::INVAL || e == Errno::NOSYS => {
+            tracing::info!(
+                target = %target.display(),
+                "the file system cannot exchange two names in one step ({e}); swapping with two renames"
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
+    {
+        // Between the two renames the target is missing: an interrupt waits for both.
+        let _swap = lifeboat_core::critical::CriticalSection::enter();
+        std::fs::rename(target, aside)?;
+        if let Err(e) = std::fs::rename(restored, target) {
+            let _ = std::fs::rename(aside, target);
+            return Err(e);
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(aside) {
+        tracing::warn!(path = %aside.display(), "could not remove the replaced folder: {e}");
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl RestorePlan for DirRestorePlan {
     fn steps(&self) -> Vec<PlanStep> {
@@ -266,8 +321,9 @@ impl RestorePlan for DirRestorePlan {
             steps.push(PlanStep::new(
                 "safety snapshot",
                 format!(
-                    "back up the current {target} as {:?}, tagged {PRE_RESTORE_TAG}",
-                    self.name
+                    "back up the current {target} as {:?}, tagged {PRE_RESTORE_TAG}={}",
+                    self.safety_name,
+                    self.snapshot.to_hex()
                 ),
             ));
         }
@@ -284,7 +340,9 @@ impl RestorePlan for DirRestorePlan {
         steps.push(PlanStep::new(
             "swap",
             if self.replace {
-                format!("move {target} aside, move the restored folder in, then remove the old one")
+                format!(
+                    "exchange {target} and the restored folder in one step, then remove the old one"
+                )
             } else {
                 format!("move the restored folder to {target}")
             },
@@ -295,7 +353,7 @@ impl RestorePlan for DirRestorePlan {
     async fn execute(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
         let safety_snapshot = if self.replace {
             let tags = Tags::from([(PRE_RESTORE_TAG.to_string(), self.snapshot.to_hex())]);
-            Some(ctx.safety_net.save(&DirBackup::new(&self.target), &self.name, tags).await?)
+            Some(ctx.safety_net.save(&DirBackup::new(&self.target), &self.safety_name, tags).await?)
         } else {
             None
         };
@@ -356,18 +414,19 @@ impl RestorePlan for DirRestorePlan {
             });
         }
         let restored = temp.keep();
+        // Snapshots from before the folder's own mode was recorded keep the mode of the
+        // folder they replace, or the private 0700 of a new one.
+        let replaced_mode = || {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::symlink_metadata(&self.target).ok().filter(|_| self.replace).map(|m| m.mode())
+        };
+        if let Some(mode) = self.expected.root_mode.or_else(replaced_mode) {
+            set_root_times_and_mode(&restored, mode, self.expected.root_mtime)
+                .map_err(|e| Error::io("setting the mode of", &restored, e))?;
+        }
         if self.replace {
-            // Between the two renames the target is missing: an interrupt waits for both.
-            let swap = lifeboat_core::critical::CriticalSection::enter();
-            let aside = parent.join(lifeboat_core::aside_name(&self.target));
-            std::fs::rename(&self.target, &aside)
-                .map_err(|e| Error::io("moving aside", &self.target, e))?;
-            if let Err(e) = std::fs::rename(&restored, &self.target) {
-                let _ = std::fs::rename(&aside, &self.target);
-                return Err(Error::io("moving the restored folder to", &self.target, e));
-            }
-            drop(swap);
-            let _ = std::fs::remove_dir_all(&aside);
+            swap_in(&restored, &self.target, &parent.join(lifeboat_core::aside_name(&self.target)))
+                .map_err(|e| Error::io("moving the restored folder to", &self.target, e))?;
         } else {
             std::fs::rename(&restored, &self.target)
                 .map_err(|e| Error::io("moving the restored folder to", &self.target, e))?;
@@ -379,5 +438,54 @@ impl RestorePlan for DirRestorePlan {
             bytes: unpacked.counts.bytes,
             checks,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use super::*;
+
+    /// A watcher looks at the target as fast as it can while restores swap new folders in:
+    /// it must never find the target missing, and nothing is left beside it.
+    #[test]
+    fn the_target_never_goes_missing_during_a_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("site");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("v"), "0").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let missing = Arc::new(AtomicU64::new(0));
+        let watcher = {
+            let (target, stop, missing) = (target.clone(), stop.clone(), missing.clone());
+            std::thread::spawn(move || {
+                let mut looks = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if std::fs::symlink_metadata(&target).is_err() {
+                        missing.fetch_add(1, Ordering::Relaxed);
+                    }
+                    looks += 1;
+                }
+                looks
+            })
+        };
+        let aside = dir.path().join(lifeboat_core::aside_name(&target));
+        for i in 1..=500 {
+            let restored = dir.path().join(format!("{}{i}", lifeboat_core::temp_prefix(&target)));
+            std::fs::create_dir(&restored).unwrap();
+            std::fs::write(restored.join("v"), i.to_string()).unwrap();
+            swap_in(&restored, &target, &aside).unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        let looks = watcher.join().unwrap();
+        assert!(looks > 0);
+        assert_eq!(missing.load(Ordering::Relaxed), 0, "the target was missing in {looks} looks");
+        assert_eq!(std::fs::read_to_string(target.join("v")).unwrap(), "500");
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["site"], "left beside the target");
     }
 }
