@@ -82,6 +82,13 @@ fn get_json(port: u16, path: &str) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path} is not JSON ({e}): {body}"))
 }
 
+/// `/health`, which must answer `status` (200 healthy, 503 degraded) with its JSON.
+fn health_with(port: u16, status: u16) -> Value {
+    let (got, body) = http(port, "GET", "/health", Some(TOKEN), None);
+    assert_eq!(got, status, "GET /health: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("/health is not JSON ({e}): {body}"))
+}
+
 fn post_json(port: u16, path: &str, body: &str) -> (u16, Value) {
     let (status, text) = http(port, "POST", path, Some(TOKEN), Some(body));
     (
@@ -96,22 +103,35 @@ struct Service {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// Extra environment of the process.
+    env: Vec<(String, String)>,
 }
 
 impl Service {
     /// A folder with a repository path and a state folder; `jobs` is the TOML of the jobs.
     fn new(extra: &str, jobs: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Service { dir, port: free_port(), child: None };
-        let config = format!(
-            "repository = \"{repo}\"\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"{TOKEN}\"]\nstate_dir = \"{state}\"\n{extra}\n{jobs}",
-            repo = s.repo(),
-            port = s.port,
-            state = s.path("state").display(),
-        );
-        std::fs::write(s.path("lifeboatd.toml"), config).unwrap();
+        let mut s = Self::configured(extra, jobs);
         s.start();
         s
+    }
+
+    /// As [`Service::new`], not started yet.
+    fn configured(extra: &str, jobs: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Service { dir, port: free_port(), child: None, env: Vec::new() };
+        s.configure(extra, jobs);
+        s
+    }
+
+    /// Writes the configuration file.
+    fn configure(&self, extra: &str, jobs: &str) {
+        let config = format!(
+            "repository = \"{repo}\"\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"{TOKEN}\"]\nstate_dir = \"{state}\"\n{extra}\n{jobs}",
+            repo = self.repo(),
+            port = self.port,
+            state = self.path("state").display(),
+        );
+        std::fs::write(self.path("lifeboatd.toml"), config).unwrap();
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -128,23 +148,32 @@ impl Service {
     }
 
     fn start(&mut self) {
-        std::fs::create_dir_all(self.tmp()).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path("lifeboatd.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_lifeboatd"))
+        self.start_with(Command::new(env!("CARGO_BIN_EXE_lifeboatd")), log.into());
+    }
+
+    /// Starts `command` (lifeboatd, or a shell that runs it with `$LIFEBOATD` and `$CONFIG`)
+    /// with its stderr going to `stderr`, and waits until it listens.
+    fn start_with(&mut self, mut command: Command, stderr: Stdio) {
+        std::fs::create_dir_all(self.tmp()).unwrap();
+        let child = command
             .arg("--config")
             .arg(self.path("lifeboatd.toml"))
             .env_remove("LIFEBOAT_TOKENS")
             .env_remove("LIFEBOAT_REPO")
             .env_remove("LIFEBOAT_WEBHOOKS")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("NO_COLOR")
             .env("LIFEBOAT_LOG", "info")
             .env("LIFEBOAT_LEASE_TTL", "30s")
             .env("TMPDIR", self.tmp())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(stderr)
             .spawn()
             .unwrap();
         self.child = Some(child);
@@ -171,6 +200,20 @@ impl Service {
         let mut child = self.child.take().expect("running");
         Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
         child.wait().unwrap()
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`) to the service.
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("running");
+        let sent = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string());
+        assert!(sent.status().unwrap().success(), "kill -{signal} failed");
+    }
+
+    /// SIGTERM, then waits at most `limit` for the exit (a guard against hangs).
+    fn stop_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().expect("running");
+        wait_for("lifeboatd to exit after SIGTERM", limit, || child.try_wait().unwrap())
     }
 
     /// kill -9.
@@ -388,9 +431,7 @@ fn a_failing_job_degrades_health_and_fires_the_webhook_until_it_recovers() {
     assert!(alert["timestamp"].as_str().unwrap().starts_with("20"));
     assert!(alert.get("snapshot").is_some(), "{alert}");
 
-    let (status, body) = http(s.port, "GET", "/health", Some(TOKEN), None);
-    assert_eq!(status, 200, "degraded is still HTTP 200");
-    let health: Value = serde_json::from_str(&body).unwrap();
+    let health = health_with(s.port, 503);
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["backups"]["billing"]["status"], "failed");
     assert!(
@@ -404,10 +445,14 @@ fn a_failing_job_degrades_health_and_fires_the_webhook_until_it_recovers() {
     assert_eq!(recovered["job"], "billing");
     assert!(recovered["snapshot"].is_string(), "{recovered}");
     let health = wait_for("health to turn ok after the recovery", Duration::from_secs(60), || {
-        let h = get_json(s.port, "/health");
-        (h["status"] == "ok").then_some(h)
+        let (status, body) = http(s.port, "GET", "/health", Some(TOKEN), None);
+        (status == 200).then(|| serde_json::from_str::<Value>(&body).unwrap())
     });
+    assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["backups"]["billing"]["status"], "ok");
+    // Liveness is not health: it answers 200, without a token, degraded or not.
+    let (status, body) = http(s.port, "GET", "/livez", None, None);
+    assert_eq!(status, 200, "{body}");
 }
 
 /// A folder large enough that its backup takes a while, for work to happen during it.
@@ -536,7 +581,7 @@ fn kill_9_mid_backup_leaves_no_half_visible_snapshot_and_the_run_shows_interrupt
     let run = s.run(big);
     assert_eq!(run["status"], "failed", "{run}");
     assert!(run["error"].as_str().unwrap().starts_with("interrupted"), "{run}");
-    let health = get_json(s.port, "/health");
+    let health = health_with(s.port, 503);
     assert_eq!(health["backups"]["media"]["status"], "failed", "{health}");
     // The service works on after the restart.
     let (_, again) = post_json(s.port, "/api/backups", "{\"job\":\"media\"}");
@@ -1026,7 +1071,7 @@ fn a_job_past_its_rpo_raises_stale_and_then_recovered() {
     let (_, stale) = next_alert(&alerts, &s, "stale", |a| a["snapshot"] == id.as_str());
     assert_eq!(stale["job"], "auth");
     assert!(stale["message"].as_str().unwrap().contains("stale"), "{stale}");
-    let health = get_json(s.port, "/health");
+    let health = health_with(s.port, 503);
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["backups"]["auth"]["status"], "stale", "{health}");
     let listed = get_json(s.port, "/api/alerts/stale");
@@ -1084,7 +1129,7 @@ fn failed_drills_and_failed_verification_fire_their_webhooks() {
         next_alert(&alerts, &s, "verify.failed", |a| a["snapshot"] == damaged.as_str());
     assert_eq!(verify["job"], "auth");
     assert!(verify["message"].as_str().unwrap().contains("verification"), "{verify}");
-    let health = get_json(s.port, "/health");
+    let health = health_with(s.port, 503);
     assert_eq!(health["backups"]["auth"]["status"], "failed", "{health}");
 
     let (status, report) =
@@ -1207,4 +1252,253 @@ fn backups_beyond_max_running_wait_for_a_free_slot() {
         assert!(pair[0].1 <= pair[1].0, "two backups ran at once: {spans:?}");
     }
     assert!(s.log().contains("waiting for a free slot"), "{}", s.log());
+}
+
+/// Completed backup runs of `job` through `trigger`.
+fn completed_runs(s: &Service, job: &str, trigger: &str) -> usize {
+    let runs = get_json(s.port, &format!("/api/runs?job={job}&status=completed&operation=backup"));
+    runs["runs"].as_array().unwrap().iter().filter(|r| r["trigger"] == trigger).count()
+}
+
+#[test]
+fn closing_stderr_mid_run_keeps_jobs_running_and_alerting_and_sigterm_still_ends_it() {
+    let (hook, alerts) = webhook_receiver();
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("billing.db");
+    let mut s = Service::configured(
+        &format!("webhooks = [\"http://127.0.0.1:{hook}/alerts\"]"),
+        &job("billing", "sqlite", &db, "every 1s", ""),
+    );
+    // `lifeboatd ... 2>&1 | head -1`: one line read, then the reader goes away.
+    s.start_with(Command::new(env!("CARGO_BIN_EXE_lifeboatd")), Stdio::piped());
+    let stderr = s.child.as_mut().unwrap().stderr.take().unwrap();
+    let mut first = String::new();
+    BufReader::new(stderr).read_line(&mut first).unwrap();
+    assert!(!first.is_empty(), "no log line before the pipe closed");
+    assert!(!first.contains('\u{1b}'), "colour codes on a pipe: {first:?}");
+    // The reader is gone: every log line from now on fails to write. The job fails on each
+    // slot (the database does not exist yet), logging each time, and must go on.
+    let (_, failed) = next_alert(&alerts, &s, "backup.failed", |_| true);
+    assert_eq!(failed["job"], "billing");
+    std::thread::sleep(Duration::from_secs(3));
+    make_sqlite_db(&db, 1);
+    let (_, recovered) = next_alert(&alerts, &s, "recovered", |_| true);
+    assert_eq!(recovered["job"], "billing");
+    wait_for("scheduled backups after the recovery", Duration::from_secs(60), || {
+        (completed_runs(&s, "billing", "schedule") >= 2).then_some(())
+    });
+    // The API still starts runs (no slot left taken by a dead task).
+    let run = wait_for("POST /api/backups to be accepted", Duration::from_secs(60), || {
+        let (status, body) = post_json(s.port, "/api/backups", "{\"job\":\"billing\"}");
+        (status == 202).then(|| body["run_id"].as_i64().unwrap())
+    });
+    let run = s.wait_run_finished(run);
+    assert_eq!(run["status"], "completed", "{run}");
+    let stuck = get_json(s.port, "/api/runs?status=in_progress");
+    assert!(stuck["count"].as_u64().unwrap() <= 1, "runs stuck in progress: {stuck}");
+    let status = s.stop_within(Duration::from_secs(60));
+    assert!(status.success(), "lifeboatd did not stop cleanly: {status}");
+}
+
+/// A TCP server that accepts connections and never answers: a database server that hangs.
+fn silent_server() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in listener.incoming().take(8) {
+            open.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(600));
+    });
+    (port, held)
+}
+
+#[test]
+fn a_run_past_its_deadline_is_failed_and_alerted_and_frees_its_job() {
+    let (hook, alerts) = webhook_receiver();
+    let (pg, _held) = silent_server();
+    let target = format!("postgres://lifeboat@127.0.0.1:{pg}/app");
+    let mut s = Service::new(
+        &format!("webhooks = [\"http://127.0.0.1:{hook}/alerts\"]\nrun_timeout = \"2s\""),
+        &format!(
+            "[[jobs]]\nname = \"app\"\nkind = \"postgres\"\ntarget = \"{target}\"\nschedule = \"{YEARLY}\"\n"
+        ),
+    );
+    let (status, started) = post_json(s.port, "/api/backups", "{\"job\":\"app\"}");
+    assert_eq!(status, 202, "{started}");
+    let id = started["run_id"].as_i64().unwrap();
+    let run =
+        wait_for(&format!("run {id} to fail at its deadline"), Duration::from_secs(60), || {
+            let run = s.run(id);
+            (run["status"] != "in_progress").then_some(run)
+        });
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(run["error"].as_str().unwrap().contains("run_timeout"), "{run}");
+    let (_, alert) = next_alert(&alerts, &s, "backup.failed", |_| true);
+    assert!(alert["message"].as_str().unwrap().contains("run_timeout"), "{alert}");
+    // The job is free again: the next run starts (and hits the same deadline).
+    let again = s.backup_now("app");
+    assert_eq!(again["status"], "failed", "{again}");
+    // Finished runs are not counted as running at shutdown.
+    let status = s.stop_within(Duration::from_secs(60));
+    assert!(status.success(), "{status}");
+    let log = s.log();
+    assert!(!log.contains("waiting for running backups"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file:\n{log}");
+}
+
+#[test]
+fn sighup_reloads_a_valid_configuration_and_keeps_the_running_one_when_invalid() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let new_token = "second-token-0123456789abcdef";
+    let s = Service::new("", &job("auth", "sqlite", &db, YEARLY, ""));
+    let (status, _) = http(s.port, "GET", "/api/runs", Some(new_token), None);
+    assert_eq!(status, 401);
+
+    // Valid: a second token and a schedule that fires.
+    let text = std::fs::read_to_string(s.path("lifeboatd.toml")).unwrap();
+    let text = text
+        .replace(&format!("[\"{TOKEN}\"]"), &format!("[\"{TOKEN}\", \"{new_token}\"]"))
+        .replace(YEARLY, "every 1s");
+    std::fs::write(s.path("lifeboatd.toml"), text).unwrap();
+    s.signal("HUP");
+    wait_for("the new token to be accepted", Duration::from_secs(30), || {
+        (http(s.port, "GET", "/api/runs", Some(new_token), None).0 == 200).then_some(())
+    });
+    wait_for("a scheduled backup on the reloaded schedule", Duration::from_secs(60), || {
+        (completed_runs(&s, "auth", "schedule") >= 1).then_some(())
+    });
+    assert!(s.log().contains("configuration reloaded"), "{}", s.log());
+
+    // Invalid: refused with its problems, the running configuration stays.
+    let good = std::fs::read_to_string(s.path("lifeboatd.toml")).unwrap();
+    std::fs::write(
+        s.path("lifeboatd.toml"),
+        good.replace("schedule = \"every 1s\"", "schedule = \"every soon\""),
+    )
+    .unwrap();
+    s.signal("HUP");
+    let log = wait_for("the reload to be refused", Duration::from_secs(30), || {
+        let log = s.log();
+        log.contains("configuration not reloaded").then_some(log)
+    });
+    assert!(log.contains("every soon"), "the refusal names the problem: {log}");
+    let (status, _) = http(s.port, "GET", "/api/runs", Some(new_token), None);
+    assert_eq!(status, 200, "the running configuration was kept");
+    let before = completed_runs(&s, "auth", "schedule");
+    wait_for("scheduled backups to go on", Duration::from_secs(60), || {
+        (completed_runs(&s, "auth", "schedule") > before).then_some(())
+    });
+}
+
+#[test]
+fn idle_connections_beyond_the_cap_cannot_stop_scheduled_backups_or_livez() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let mut s = Service::configured(
+        "max_connections = 16\nheader_timeout = \"2s\"",
+        &job("auth", "sqlite", &db, "every 1s", ""),
+    );
+    // Few descriptors, both limits, so the connection cap and not a raised limit protects it.
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg("ulimit -n 256 && exec \"$0\" \"$@\"").arg(env!("CARGO_BIN_EXE_lifeboatd"));
+    let log = std::fs::File::create(s.path("lifeboatd.log")).unwrap();
+    s.start_with(shell, log.into());
+    wait_for("a first scheduled backup", Duration::from_secs(60), || {
+        (completed_runs(&s, "auth", "schedule") >= 1).then_some(())
+    });
+    // More idle connections than the service has descriptors, held open by the client.
+    let idle: Vec<TcpStream> =
+        (0..400).map(|_| TcpStream::connect(("127.0.0.1", s.port)).unwrap()).collect();
+    let (status, body) = http(s.port, "GET", "/livez", None, None);
+    assert_eq!(status, 200, "/livez under a flood of idle connections: {body}");
+    let before = completed_runs(&s, "auth", "schedule");
+    wait_for("scheduled backups during the flood", Duration::from_secs(60), || {
+        (completed_runs(&s, "auth", "schedule") >= before + 2).then_some(())
+    });
+    let failed = get_json(s.port, "/api/runs?job=auth&status=failed");
+    assert_eq!(failed["count"], 0, "{failed}");
+    drop(idle);
+    let status = s.stop_within(Duration::from_secs(60));
+    assert!(status.success(), "{status}\n{}", s.log());
+}
+
+#[test]
+fn bad_paths_queries_and_bodies_answer_in_json() {
+    let db = tempfile::tempdir().unwrap();
+    make_sqlite_db(&db.path().join("auth.db"), 1);
+    let s = Service::new("", &job("auth", "sqlite", &db.path().join("auth.db"), YEARLY, ""));
+    for (method, path, expected) in [
+        ("GET", "/api/runs/not-a-number", 400),
+        ("GET", "/api/runs?limit=many", 400),
+        ("DELETE", "/api/runs", 405),
+        ("GET", "/no/such/endpoint", 404),
+    ] {
+        let (status, text) = http(s.port, method, path, Some(TOKEN), None);
+        assert_eq!(status, expected, "{method} {path}: {text}");
+        let v: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path} is not JSON ({e}): {text}"));
+        assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+        assert!(v["hint"].is_string(), "{v}");
+    }
+    // A body announced too large is refused before any of it is read (none is sent here).
+    let mut stream = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        stream,
+        "POST /api/backups HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    let body = raw.split_once("\r\n\r\n").unwrap().1;
+    let v: Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("413 not JSON ({e}): {raw}"));
+    assert!(v["hint"].as_str().unwrap().contains("bytes"), "{v}");
+}
+
+#[test]
+fn under_systemd_it_notifies_ready_pings_the_watchdog_and_says_stopping() {
+    let sock_dir = tempfile::tempdir().unwrap();
+    let path = sock_dir.path().join("notify");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let db = tempfile::tempdir().unwrap();
+    make_sqlite_db(&db.path().join("auth.db"), 1);
+    let mut s =
+        Service::configured("", &job("auth", "sqlite", &db.path().join("auth.db"), YEARLY, ""));
+    s.env = vec![
+        ("NOTIFY_SOCKET".into(), path.display().to_string()),
+        ("WATCHDOG_USEC".into(), "1000000".into()),
+    ];
+    s.start();
+    let mut next = || {
+        let mut buf = [0; 256];
+        let n = socket
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no sd_notify message ({e}): {}", s.log()));
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m == "WATCHDOG=1") {
+        seen.push(next());
+    }
+    assert!(seen.contains(&"READY=1".to_string()), "{seen:?}");
+    drop(next);
+    s.signal("TERM");
+    let mut buf = [0; 256];
+    let stopping = (0..20).any(|_| {
+        let n = socket.recv(&mut buf).unwrap();
+        &buf[..n] == b"STOPPING=1"
+    });
+    assert!(stopping, "no STOPPING=1");
+    let mut child = s.child.take().unwrap();
+    let status =
+        wait_for("lifeboatd to exit", Duration::from_secs(60), || child.try_wait().unwrap());
+    assert!(status.success(), "{status}");
 }

@@ -3,6 +3,7 @@
 //! never blocks a backup: events go into a bounded queue, and when it is full the event is
 //! logged and dropped rather than waited for.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -30,6 +31,9 @@ pub enum Event {
     /// A job that failed or was stale is fine again.
     #[serde(rename = "recovered")]
     Recovered,
+    /// A task of lifeboatd panicked (a bug); it was caught, and the run it was part of failed.
+    #[serde(rename = "task.panicked")]
+    TaskPanicked,
 }
 
 /// The body posted to webhooks.
@@ -71,35 +75,50 @@ impl Alert {
 /// Queue size; beyond it alerts are dropped (and logged) instead of slowing anything down.
 const QUEUE: usize = 256;
 
+/// Where alerts go and how often each is tried; a configuration reload replaces it.
+#[derive(Debug, Clone, Default)]
+struct Targets {
+    urls: Vec<String>,
+    attempts: u32,
+}
+
 /// The sending side of the alert queue. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Alerts {
-    queue: Option<mpsc::Sender<Alert>>,
+    queue: mpsc::Sender<Alert>,
+    targets: Arc<RwLock<Targets>>,
 }
 
 impl Alerts {
     /// Starts the sender task for `urls` (none: alerts are only logged).
     pub fn start(urls: Vec<String>, attempts: u32) -> Self {
-        if urls.is_empty() {
-            return Alerts { queue: None };
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let targets = Arc::new(RwLock::new(Targets { urls, attempts }));
+        tokio::spawn(send_loop(rx, Arc::clone(&targets)));
+        Alerts { queue, targets }
+    }
+
+    /// Sends the alerts that come from now on to `urls` instead.
+    pub fn set_targets(&self, urls: Vec<String>, attempts: u32) {
+        match self.targets.write() {
+            Ok(mut t) => *t = Targets { urls, attempts },
+            Err(p) => *p.into_inner() = Targets { urls, attempts },
         }
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(send_loop(rx, urls, attempts));
-        Alerts { queue: Some(tx) }
     }
 
     /// Queues `alert` without waiting.
     pub fn send(&self, alert: Alert) {
         warn!(event = ?alert.event, job = %alert.job, "{}", alert.message);
-        if let Some(queue) = &self.queue
-            && let Err(e) = queue.try_send(alert)
-        {
+        if crate::state::read(&self.targets).urls.is_empty() {
+            return;
+        }
+        if let Err(e) = self.queue.try_send(alert) {
             warn!("alert queue full or closed, alert dropped: {e}");
         }
     }
 }
 
-async fn send_loop(mut rx: mpsc::Receiver<Alert>, urls: Vec<String>, attempts: u32) {
+async fn send_loop(mut rx: mpsc::Receiver<Alert>, targets: Arc<RwLock<Targets>>) {
     let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
         Ok(c) => c,
         Err(e) => {
@@ -108,6 +127,7 @@ async fn send_loop(mut rx: mpsc::Receiver<Alert>, urls: Vec<String>, attempts: u
         }
     };
     while let Some(alert) = rx.recv().await {
+        let Targets { urls, attempts } = crate::state::read(&targets);
         let body = match serde_json::to_vec(&alert) {
             Ok(b) => b,
             Err(e) => {
@@ -115,10 +135,10 @@ async fn send_loop(mut rx: mpsc::Receiver<Alert>, urls: Vec<String>, attempts: u
                 continue;
             }
         };
-        for url in &urls {
+        for url in urls {
             // Each alert is retried in its own task so one slow receiver does not hold up
             // the next alert.
-            tokio::spawn(deliver(client.clone(), url.clone(), body.clone(), attempts));
+            tokio::spawn(deliver(client.clone(), url, body.clone(), attempts));
         }
     }
 }

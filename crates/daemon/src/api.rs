@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,6 +29,7 @@ pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 /// Every route, as `METHOD PATH` (the OpenAPI document lists the same).
 pub const ROUTES: &[&str] = &[
     "GET /health",
+    "GET /livez",
     "GET /metrics",
     "GET /openapi.json",
     "GET /api/backups",
@@ -114,10 +115,14 @@ impl From<lifeboat_core::Error> for ApiError {
 type ApiResult<T = Json<Value>> = Result<T, ApiError>;
 type Shared = State<Arc<Daemon>>;
 
+/// The largest request body accepted: the API's requests are small JSON documents.
+pub const MAX_BODY: usize = 64 * 1024;
+
 /// The router of the whole API.
 pub fn router(d: Arc<Daemon>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/livez", get(livez))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/api/backups", get(list_backups).post(run_backup))
@@ -137,13 +142,63 @@ pub fn router(d: Arc<Daemon>) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(Arc::clone(&d), require_token))
+        .layer(middleware::from_fn(json_errors))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(d)
+}
+
+/// Refuses a body announced larger than [`MAX_BODY`] before reading any of it, and makes
+/// the errors axum answers by itself (a path or query that does not parse, a body too large,
+/// a method not allowed) JSON like every other error.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large().into_response();
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), MAX_BODY).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let error = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large().into_response();
+    }
+    let hint = "GET /openapi.json lists every endpoint with its parameters".to_string();
+    ApiError::new(status, error, Some(hint)).into_response()
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the request body is too large",
+        Some(format!("request bodies are at most {MAX_BODY} bytes")),
+    )
 }
 
 async fn require_token(State(d): Shared, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let open = (path == "/health" && d.config.open.health)
-        || (path == "/metrics" && d.config.open.metrics)
+    let config = d.config();
+    let open = (path == "/health" && config.open.health)
+        || (path == "/metrics" && config.open.metrics)
+        || path == "/livez"
         || path == "/openapi.json";
     if open {
         return next.run(request).await;
@@ -151,7 +206,7 @@ async fn require_token(State(d): Shared, request: Request, next: Next) -> Respon
     let given =
         request.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(bearer);
     match given {
-        Some(token) if token_matches(&d.config.tokens, token) => next.run(request).await,
+        Some(token) if token_matches(&config.tokens, token) => next.run(request).await,
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid token", Some("send one of the configured tokens as Authorization: Bearer TOKEN".to_string())).into_response(),
         None => ApiError::new(StatusCode::UNAUTHORIZED, "missing token", Some("send Authorization: Bearer TOKEN (tokens come from the configuration or LIFEBOAT_TOKENS)".to_string())).into_response(),
     }
@@ -180,8 +235,19 @@ fn json<T: Serialize>(value: &T) -> ApiResult {
     })
 }
 
-async fn health(State(d): Shared) -> ApiResult {
-    json(&d.health())
+/// 200 when every job is fine, 503 when degraded, so probes that read only the status code
+/// see it too.
+async fn health(State(d): Shared) -> Result<Response, ApiError> {
+    let health = d.health();
+    let status =
+        if health.status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok((status, json(&health)?).into_response())
+}
+
+/// 200 while the process serves requests, whatever the state of the backups: for liveness
+/// probes, which restart the service (which would not make a backup fresh).
+async fn livez() -> Json<Value> {
+    Json(json!({ "status": "alive", "version": env!("CARGO_PKG_VERSION") }))
 }
 
 async fn metrics(State(d): Shared) -> Response {
@@ -368,7 +434,7 @@ async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) 
     };
     // Refused before the plan's own checks of the target, whose hints (use force) would be
     // no help; a dry run changes nothing and stays open.
-    if !request.dry_run && !d.config.allow_restore {
+    if !request.dry_run && !d.config().allow_restore {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "restores through the API are off",

@@ -149,6 +149,15 @@ pub struct Config {
     pub jitter: Duration,
     /// How long a shutdown waits for running backups before aborting them.
     pub shutdown_grace: Duration,
+    /// The longest a backup or drill may run (after it got its slot); past it the run is
+    /// stopped, failed and alerted.
+    pub run_timeout: Duration,
+    /// How long an HTTP client gets to send a request's headers, and how long a kept-alive
+    /// connection may sit idle waiting for its next request.
+    pub header_timeout: Duration,
+    /// HTTP connections open at once; past it the oldest idle one is closed, or the new one
+    /// is refused when none is idle.
+    pub max_connections: usize,
     /// How many backups and drills run at once; more wait for a free slot.
     pub max_running: usize,
     /// How often staleness is checked.
@@ -245,6 +254,14 @@ struct RawJobs {
     jobs: Vec<Spanned<RawTable>>,
 }
 
+/// How long a backup or drill may run unless `run_timeout` says otherwise.
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+/// How long a client may take to send its request headers unless `header_timeout` says
+/// otherwise.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP connections at once unless `max_connections` says otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
 /// Backups and drills that run at once unless `max_running` says otherwise.
 pub const DEFAULT_MAX_RUNNING: usize = 4;
 
@@ -260,6 +277,9 @@ const TOP_KEYS: &[&str] = &[
     "webhook_attempts",
     "jitter",
     "shutdown_grace",
+    "run_timeout",
+    "header_timeout",
+    "max_connections",
     "max_running",
     "stale_check",
     "allow_restore",
@@ -350,6 +370,19 @@ impl Parser<'_> {
                 self.problem(line, format!("{context}`{key}`: {e}"));
                 None
             }
+        }
+    }
+
+    /// A duration that must not be zero (a zero deadline or timeout would stop everything).
+    fn positive(&mut self, f: &mut Fields, key: &str, default: Duration) -> Duration {
+        let line = f.map.get(key).map(|(l, _)| *l);
+        match (self.duration(f, key), line) {
+            (Some(d), Some(line)) if d.is_zero() => {
+                self.problem(line, format!("`{key}` must be longer than 0s"));
+                default
+            }
+            (Some(d), _) => d,
+            (None, _) => default,
         }
     }
 
@@ -473,6 +506,16 @@ impl Parser<'_> {
         let jitter = self.duration(&mut f, "jitter").unwrap_or_default();
         let shutdown_grace =
             self.duration(&mut f, "shutdown_grace").unwrap_or(Duration::from_secs(300));
+        let run_timeout = self.positive(&mut f, "run_timeout", DEFAULT_RUN_TIMEOUT);
+        let header_timeout = self.positive(&mut f, "header_timeout", DEFAULT_HEADER_TIMEOUT);
+        let max_connections = match self.take::<u32>(&mut f, "max_connections") {
+            Some((0, line)) => {
+                self.problem(line, "max_connections must be at least 1");
+                DEFAULT_MAX_CONNECTIONS
+            }
+            Some((n, _)) => n as usize,
+            None => DEFAULT_MAX_CONNECTIONS,
+        };
         let max_running = match self.take::<u32>(&mut f, "max_running") {
             Some((0, line)) => {
                 self.problem(line, "max_running must be at least 1 (backups and drills at once)");
@@ -525,6 +568,9 @@ impl Parser<'_> {
             webhook_attempts,
             jitter,
             shutdown_grace,
+            run_timeout,
+            header_timeout,
+            max_connections,
             max_running,
             stale_check,
             allow_restore,
@@ -732,6 +778,28 @@ mod tests {
             found.iter().any(|p| p.line == 2 && p.message.contains("max_running")),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn deadlines_and_the_connection_cap_have_defaults_and_are_never_zero() {
+        let with = |line: &str| MINIMAL.replacen('\n', &format!("\n{line}\n"), 1);
+        let c = Config::parse(MINIMAL, Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.run_timeout, DEFAULT_RUN_TIMEOUT);
+        assert_eq!(c.header_timeout, DEFAULT_HEADER_TIMEOUT);
+        assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
+        let text = with("run_timeout = \"90m\"\nheader_timeout = \"3s\"\nmax_connections = 8");
+        let c = Config::parse(&text, Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.run_timeout, Duration::from_secs(90 * 60));
+        assert_eq!(c.header_timeout, Duration::from_secs(3));
+        assert_eq!(c.max_connections, 8);
+        for (line, key) in [
+            ("run_timeout = \"0s\"", "run_timeout"),
+            ("header_timeout = \"0s\"", "header_timeout"),
+            ("max_connections = 0", "max_connections"),
+        ] {
+            let found = problems(&with(line));
+            assert!(found.iter().any(|p| p.line == 2 && p.message.contains(key)), "{found:?}");
+        }
     }
 
     #[test]

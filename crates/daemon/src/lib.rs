@@ -10,7 +10,9 @@
 //! - [`catalog`]: the run log in a local SQLite file;
 //! - [`api`]: the JSON HTTP API with bearer tokens; [`metrics`]: Prometheus text;
 //! - [`alerts`]: webhooks with retries; [`heartbeat`]: files for external monitors;
-//! - [`service`]: start, serve, graceful shutdown.
+//! - [`service`]: start, serve, reload on SIGHUP, graceful shutdown; [`http`]: the server
+//!   with its limits; [`supervise`]: deadlines, caught panics, the run watchdog;
+//!   [`notify`]: systemd readiness and watchdog.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), lifeboat_daemon::DaemonError> {
@@ -27,12 +29,15 @@ pub mod catalog;
 pub mod config;
 mod error;
 pub mod heartbeat;
+pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;
 pub mod service;
 pub mod settings;
 pub mod state;
+pub mod supervise;
 
 pub use error::{DaemonError, Problem};

@@ -163,6 +163,12 @@ pub fn render(d: &Daemon) -> String {
         help: "Runs of any kind in progress.",
         samples: vec![(String::new(), in_progress as f64)],
     });
+    families.push(Family {
+        name: "lifeboat_panics_total",
+        kind: "counter",
+        help: "Panics caught in lifeboatd's tasks since it started (bugs; each also alerts task.panicked).",
+        samples: vec![(String::new(), d.panics.load(std::sync::atomic::Ordering::Relaxed) as f64)],
+    });
     let mut out = String::new();
     for f in families {
         let _ = writeln!(out, "# HELP {} {}", f.name, f.help);

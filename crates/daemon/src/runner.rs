@@ -86,11 +86,30 @@ pub fn start_backup(d: &Arc<Daemon>, name: &str, trigger: &str) -> Result<i64, S
     };
     info!(job = name, run, trigger, "backup started");
     let (d2, state2) = (Arc::clone(d), Arc::clone(&state));
-    lock(&d.tasks).spawn(async move {
-        backup_run(&d2, &state2, run).await;
-        *lock(&state2.running) = None;
+    let name2 = name.to_string();
+    let spawned = d.spawn_run(async move {
+        // Frees the job however its task ends: finished, panicked or aborted.
+        let _slot = ClearRunning(&state2);
+        crate::supervise::watch_run(&d2, &name2, "backup", run, backup_run(&d2, &state2, run))
+            .await;
     });
+    if spawned.is_none() {
+        *lock(&state.running) = None;
+        let outcome =
+            Outcome { error: Some(crate::catalog::INTERRUPTED.into()), ..Outcome::default() };
+        let _ = d.catalog.finish(run, &outcome);
+        return Err(StartError::ShuttingDown);
+    }
     Ok(run)
+}
+
+/// Clears a job's `running` mark when dropped.
+struct ClearRunning<'a>(&'a JobState);
+
+impl Drop for ClearRunning<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.running) = None;
+    }
 }
 
 /// A failed step: which alert it raises and why.
@@ -103,7 +122,16 @@ struct Failure {
 async fn backup_run(d: &Arc<Daemon>, state: &JobState, run: i64) {
     let job = state.job();
     let _slot = d.slot(&job.name, "backup").await;
-    let result = backup_steps(d, &job).await;
+    let limit = d.config().run_timeout;
+    let result = crate::supervise::bounded(d, &job.name, "backup", limit, backup_steps(d, &job))
+        .await
+        .unwrap_or_else(|why| {
+            Err(Failure {
+                event: Event::BackupFailed,
+                message: format!("backup of job {} failed: {why}", job.name),
+                snapshot: None,
+            })
+        });
     let outcome = match &result {
         Ok((snap, notes)) => {
             let m = snap.manifest();
@@ -231,7 +259,7 @@ async fn backup_steps(d: &Daemon, job: &Job) -> Result<(StoredSnapshot, Vec<Stri
         return Err(fail(&"nothing was backed up"));
     };
     if let Err(e) = heartbeat::beat(
-        &d.config.heartbeat_dir,
+        &d.config().heartbeat_dir,
         &job.name,
         snap.manifest().time,
         &snap.id().to_hex(),
@@ -351,17 +379,24 @@ pub async fn drill_run(d: &Daemon, job: &Job, trigger: &str) {
             return;
         }
     };
+    crate::supervise::watch_run(d, &job.name, "drill", run, drill_steps(d, job, run)).await;
+}
+
+async fn drill_steps(d: &Daemon, job: &Job, run: i64) {
     let view = d.refresh_view().await;
-    let result = async {
+    let config = d.config();
+    let work = async {
         let snap = view.newest(&job.name).cloned().ok_or_else(|| {
             lifeboat_core::Error::SnapshotNotFound { id: format!("latest of {:?}", job.name) }
         })?;
-        let backends = drill_backends(d.config.postgres_server.as_deref());
+        let backends = drill_backends(config.postgres_server.as_deref());
         let backend = backend_for(&backends, &snap)?;
         let result = drill(backend, &snap, &job.expect).await?;
         Ok::<_, lifeboat_core::Error>(result)
-    }
-    .await;
+    };
+    let result = crate::supervise::bounded(d, &job.name, "drill", config.run_timeout, work)
+        .await
+        .and_then(|r| r.map_err(|e| e.to_string()));
     let (outcome, failure) = match result {
         Ok(r) if r.passed => (
             Outcome {
@@ -389,10 +424,7 @@ pub async fn drill_run(d: &Daemon, job: &Job, trigger: &str) {
                 Some((error, Some(r.snapshot))),
             )
         }
-        Err(e) => (
-            Outcome { error: Some(e.to_string()), ..Outcome::default() },
-            Some((e.to_string(), None)),
-        ),
+        Err(e) => (Outcome { error: Some(e.clone()), ..Outcome::default() }, Some((e, None))),
     };
     if let Err(e) = d.catalog.finish(run, &outcome) {
         warn!(job = %job.name, run, "cannot record the drill: {e}");

@@ -14,15 +14,44 @@ use crate::runner::{StartError, drill_run, start_backup};
 use crate::schedule::{first_due, jitter_delay};
 use crate::state::{Daemon, JobState, lock};
 
-/// Starts every scheduling task.
+/// Starts every scheduling task; one that panics is started again (see [`crate::supervise`]).
 pub fn start(d: &Arc<Daemon>) {
     for (name, state) in &d.jobs {
-        tokio::spawn(backup_loop(Arc::clone(d), name.clone(), Arc::clone(state)));
-        if state.job().drill.is_some() {
-            tokio::spawn(drill_loop(Arc::clone(d), Arc::clone(state)));
-        }
+        let (d2, name2, state2) = (Arc::clone(d), name.clone(), Arc::clone(state));
+        crate::supervise::spawn_loop(d, name, "scheduler", move || {
+            backup_loop(Arc::clone(&d2), name2.clone(), Arc::clone(&state2))
+        });
+        // Always started: a drill schedule may come with a configuration reload.
+        let (d2, state2) = (Arc::clone(d), Arc::clone(state));
+        crate::supervise::spawn_loop(d, name, "drill scheduler", move || {
+            drill_loop(Arc::clone(&d2), Arc::clone(&state2))
+        });
     }
-    tokio::spawn(stale_loop(Arc::clone(d)));
+    let d2 = Arc::clone(d);
+    crate::supervise::spawn_loop(d, crate::supervise::SERVICE, "staleness check", move || {
+        stale_loop(Arc::clone(&d2))
+    });
+    if let Some(every) = crate::notify::watchdog_interval() {
+        let d2 = Arc::clone(d);
+        crate::supervise::spawn_loop(d, crate::supervise::SERVICE, "systemd watchdog", move || {
+            watchdog_loop(Arc::clone(&d2), every)
+        });
+    }
+}
+
+/// Pings systemd's watchdog while the scheduler's runtime runs its timers and the run catalog
+/// answers; when either hangs the pings stop and systemd restarts the service. Goes on
+/// through a shutdown, which `TimeoutStopSec` bounds instead.
+async fn watchdog_loop(d: Arc<Daemon>, every: Duration) {
+    loop {
+        match d.catalog.last_started("", Operation::Backup) {
+            Ok(_) => {
+                crate::notify::notify("WATCHDOG=1");
+            }
+            Err(e) => warn!("run catalog not answering, systemd watchdog not pinged: {e}"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Sleeps until `until` (UTC); returns false when a shutdown or a settings change came first.
@@ -91,9 +120,13 @@ async fn backup_loop(d: Arc<Daemon>, name: String, state: Arc<JobState>) {
 async fn drill_loop(d: Arc<Daemon>, state: Arc<JobState>) {
     loop {
         let job = state.job();
-        let Some(schedule) = job.drill.clone() else { return };
         let last = d.catalog.last_started(&job.name, Operation::Drill).ok().flatten();
-        let Some(at) = first_due(&schedule, last, Utc::now()) else { return };
+        // No drill schedule (or one that never fires again): wait for a settings change.
+        let at = job
+            .drill
+            .as_ref()
+            .and_then(|schedule| first_due(schedule, last, Utc::now()))
+            .unwrap_or_else(|| Utc::now() + chrono::Duration::days(3650));
         if !sleep_until(&d, &state, at, Duration::ZERO).await {
             if d.shutting_down() {
                 return;
@@ -102,16 +135,13 @@ async fn drill_loop(d: Arc<Daemon>, state: Arc<JobState>) {
         }
         // Among the service's tasks, so a graceful shutdown waits for the drill too.
         let (done, finished) = tokio::sync::oneshot::channel::<()>();
-        {
-            let mut tasks = lock(&d.tasks);
-            if d.shutting_down() {
-                return;
-            }
-            let d2 = Arc::clone(&d);
-            tasks.spawn(async move {
-                drill_run(&d2, &job, "schedule").await;
-                drop(done);
-            });
+        let d2 = Arc::clone(&d);
+        let spawned = d.spawn_run(async move {
+            drill_run(&d2, &job, "schedule").await;
+            drop(done);
+        });
+        if spawned.is_none() {
+            return;
         }
         let _ = finished.await;
     }
@@ -143,7 +173,7 @@ async fn stale_loop(d: Arc<Daemon>) {
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(d.config.stale_check) => {}
+            () = tokio::time::sleep(d.config().stale_check) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
     }

@@ -1,6 +1,7 @@
 //! Starting and stopping the service.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use chrono::Utc;
 use lifeboat_store::{Repository, StoreError};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::alerts::Alerts;
 use crate::catalog::Catalog;
@@ -25,7 +26,40 @@ pub const CATALOG_FILE: &str = "lifeboatd.db";
 /// When it cannot start: state folder, catalog, repository, listening address.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let (d, listener) = start(config).await?;
-    serve(d, listener, shutdown_signal()).await
+    let d2 = Arc::clone(&d);
+    crate::supervise::spawn_loop(&d, crate::supervise::SERVICE, "reload", move || {
+        reload_on_sighup(Arc::clone(&d2))
+    });
+    // The last resort behind "SIGTERM always ends the process": a task stuck in blocking
+    // code ignores being aborted, so past the grace and the wait for a swap, exit anyway.
+    let limit = d.config().shutdown_grace + Duration::from_secs(90);
+    let stop = async move {
+        shutdown_signal().await;
+        let _ = std::thread::Builder::new().name("shutdown-deadline".into()).spawn(move || {
+            std::thread::sleep(limit);
+            error!("shutdown still not done after {limit:?}: exiting now");
+            std::process::exit(1);
+        });
+    };
+    serve(d, listener, stop).await
+}
+
+/// Raises the soft limit of open files to the hard limit: every API connection, pack and
+/// database file is a descriptor, and the usual soft limit of 1024 is soon reached.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // None is unlimited; a soft limit already there, or an unlimited hard one (which the
+    // kernel would refuse as a soft limit), is left alone.
+    let (Some(current), Some(maximum)) = (limit.current, limit.maximum) else { return };
+    if current >= maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit { current: Some(maximum), maximum: Some(maximum) };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => info!(from = current, to = maximum, "raised the open files limit"),
+        Err(e) => warn!("cannot raise the open files limit: {e}"),
+    }
 }
 
 /// Prepares everything and binds the address, without serving yet.
@@ -33,6 +67,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 /// # Errors
 /// As [`run`].
 pub async fn start(config: Config) -> Result<(Arc<Daemon>, tokio::net::TcpListener), DaemonError> {
+    raise_open_files_limit();
     std::fs::create_dir_all(&config.state_dir).map_err(|source| DaemonError::Io {
         action: "creating",
         path: config.state_dir.clone(),
@@ -71,7 +106,7 @@ pub async fn start(config: Config) -> Result<(Arc<Daemon>, tokio::net::TcpListen
     let (shutdown, _) = watch::channel(false);
     let max_running = config.max_running;
     let d = Arc::new(Daemon {
-        config,
+        settings: RwLock::new(Arc::new(config)),
         repo,
         catalog,
         alerts,
@@ -81,6 +116,7 @@ pub async fn start(config: Config) -> Result<(Arc<Daemon>, tokio::net::TcpListen
         tasks: Mutex::new(JoinSet::new()),
         shutdown,
         slots: tokio::sync::Semaphore::new(max_running),
+        panics: AtomicU64::new(0),
     });
     // A job whose last run failed starts with its alarm raised, so its next success
     // sends `recovered`.
@@ -101,47 +137,53 @@ pub async fn start(config: Config) -> Result<(Arc<Daemon>, tokio::net::TcpListen
 /// Serves the API and runs the scheduler until `stop` completes, then shuts down: no new
 /// runs, running backups and drills get `shutdown_grace` to finish, then are aborted. An aborted backup
 /// never wrote its manifest (the manifest is written last), so nothing half-made is visible;
-/// its run is recorded as interrupted.
+/// its run is recorded as interrupted. HTTP connections get the same grace, so the whole
+/// shutdown takes at most `shutdown_grace` (plus the seconds a restore's swap in progress
+/// needs to finish).
 ///
 /// # Errors
-/// When serving fails.
+/// None today; kept for errors of serving.
 pub async fn serve(
     d: Arc<Daemon>,
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
-    let addr = listener.local_addr().unwrap_or(d.config.listen);
+    let addr = listener.local_addr().unwrap_or(d.config().listen);
     info!(%addr, jobs = d.jobs.len(), "lifeboatd listening");
     crate::scheduler::start(&d);
+    crate::notify::notify("READY=1");
     let shutdown = d.shutdown.clone();
-    let mut stopped = shutdown.subscribe();
+    let stopped = shutdown.subscribe();
     tokio::spawn(async move {
         stop.await;
+        crate::notify::notify("STOPPING=1");
         info!("shutdown requested");
         shutdown.send_replace(true);
     });
     let app = crate::api::router(Arc::clone(&d));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await
-        .map_err(|source| DaemonError::Listen { addr, source })?;
-    finish_runs(&d).await;
+    let grace = d.config().shutdown_grace;
+    // Connections and runs get the grace at the same time, not one after the other.
+    let mut stopping = d.shutdown.subscribe();
+    let runs = async {
+        let _ = stopping.wait_for(|s| *s).await;
+        finish_runs(&d).await;
+    };
+    tokio::join!(crate::http::serve(Arc::clone(&d), listener, app, stopped, grace), runs);
     info!("lifeboatd stopped");
     Ok(())
 }
 
 async fn finish_runs(d: &Daemon) {
     let mut tasks = std::mem::take(&mut *lock(&d.tasks));
+    // Finished runs are still in the set until joined: only the live ones count.
+    while tasks.try_join_next().is_some() {}
     if tasks.is_empty() {
         return;
     }
-    info!(running = tasks.len(), grace = ?d.config.shutdown_grace, "waiting for running backups and drills");
-    let drained = tokio::time::timeout(d.config.shutdown_grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let grace = d.config().shutdown_grace;
+    info!(running = tasks.len(), ?grace, "waiting for running backups and drills");
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         warn!(
             "backups or drills still running after the grace period: aborting them (no snapshot becomes visible)"
@@ -160,6 +202,92 @@ async fn finish_runs(d: &Daemon) {
             Err(e) => warn!("cannot mark runs interrupted: {e}"),
         }
     }
+}
+
+/// Reloads the configuration file on every SIGHUP (see [`reload`]).
+async fn reload_on_sighup(d: Arc<Daemon>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("cannot listen for SIGHUP, reloads need a restart: {e}");
+                return;
+            }
+        };
+        let mut shutdown = d.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                Some(()) = hup.recv() => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            crate::notify::notify("RELOADING=1");
+            match reload(&d, &crate::config::ProcessEnv) {
+                Ok(notes) => {
+                    info!("configuration reloaded from {}", d.config().path.display());
+                    for note in notes {
+                        warn!("{note}");
+                    }
+                }
+                Err(e) => error!("configuration not reloaded, the running one stays: {e}"),
+            }
+            crate::notify::notify("READY=1");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = d;
+}
+
+/// Reads the configuration file again and, when it is valid, applies it: the jobs' settings,
+/// tokens, open endpoints, webhooks, timeouts and limits. What only a restart can change
+/// (the address, the repository, the state folder, `max_running`, jobs added or removed)
+/// stays as it is; the answer lists it. Settings changed through `PUT /api/config` still
+/// apply over the file, as at start.
+///
+/// # Errors
+/// The file cannot be read or has problems (all listed); nothing changes then.
+pub fn reload(d: &Daemon, env: &dyn crate::config::Env) -> Result<Vec<String>, DaemonError> {
+    let old = d.config();
+    let mut new = Config::load(&old.path, env)?;
+    let mut notes = Vec::new();
+    let mut keep = |what: &str, changed: bool| {
+        if changed {
+            notes.push(format!("{what} changed: it takes effect at the next restart"));
+        }
+    };
+    keep("`listen`", new.listen != old.listen);
+    keep("`repository`", new.repository != old.repository);
+    keep("`state_dir`", new.state_dir != old.state_dir);
+    keep("`max_running`", new.max_running != old.max_running);
+    for job in &new.jobs {
+        keep(&format!("job {:?} is new and", job.name), !d.jobs.contains_key(&job.name));
+    }
+    for name in d.jobs.keys() {
+        keep(&format!("job {name:?} was removed and"), new.job(name).is_none());
+    }
+    new.listen = old.listen;
+    new.repository.clone_from(&old.repository);
+    new.state_dir.clone_from(&old.state_dir);
+    new.max_running = old.max_running;
+    for job in &new.jobs {
+        if let Some(state) = d.jobs.get(&job.name) {
+            match state.job.write() {
+                Ok(mut g) => *g = job.clone(),
+                Err(p) => *p.into_inner() = job.clone(),
+            }
+        }
+    }
+    crate::settings::restore_stored(d);
+    d.alerts.set_targets(new.webhooks.clone(), new.webhook_attempts);
+    match d.settings.write() {
+        Ok(mut g) => *g = Arc::new(new),
+        Err(p) => *p.into_inner() = Arc::new(new),
+    }
+    for state in d.jobs.values() {
+        state.changed.notify_waiters();
+    }
+    Ok(notes)
 }
 
 /// Completes on SIGTERM or ctrl-c.
@@ -188,5 +316,4 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {}
         () = term => {}
     }
-    let _ = Duration::ZERO;
 }

@@ -37,13 +37,17 @@ pub struct JobChange {
 /// The configuration as the API shows it: no tokens, no passwords.
 pub fn describe(d: &Daemon) -> Value {
     let jobs: Vec<Value> = d.jobs.values().map(|s| job_json(&s.job())).collect();
+    let config = d.config();
     json!({
-        "repository": redact(&d.config.repository),
-        "listen": d.config.listen.to_string(),
-        "open": d.config.open,
-        "allow_restore": d.config.allow_restore,
-        "max_running": d.config.max_running,
-        "webhooks": d.config.webhooks.len(),
+        "repository": redact(&config.repository),
+        "listen": config.listen.to_string(),
+        "open": config.open,
+        "allow_restore": config.allow_restore,
+        "max_running": config.max_running,
+        "max_connections": config.max_connections,
+        "header_timeout_seconds": config.header_timeout.as_secs_f64(),
+        "run_timeout_seconds": config.run_timeout.as_secs(),
+        "webhooks": config.webhooks.len(),
         "jobs": jobs,
     })
 }

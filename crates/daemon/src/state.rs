@@ -2,6 +2,7 @@
 //! job's live state, and a cached view of the repository for health and metrics.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -85,8 +86,9 @@ impl RepoView {
 
 /// The running service.
 pub struct Daemon {
-    /// The configuration as loaded (jobs' live settings are in [`Daemon::jobs`]).
-    pub config: Config,
+    /// The configuration as loaded or last reloaded (jobs' live settings are in
+    /// [`Daemon::jobs`]); [`Daemon::config`] reads it.
+    pub settings: RwLock<Arc<Config>>,
     /// The repository.
     pub repo: Repository,
     /// The run log.
@@ -105,11 +107,13 @@ pub struct Daemon {
     pub shutdown: watch::Sender<bool>,
     /// One permit per backup or drill that may run at once (`max_running`).
     pub slots: Semaphore,
+    /// Panics caught in the service's tasks since it started.
+    pub panics: AtomicU64,
 }
 
 impl std::fmt::Debug for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Daemon").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Daemon").field("config", &self.config()).finish_non_exhaustive()
     }
 }
 
@@ -148,13 +152,33 @@ pub struct Health {
 }
 
 impl Daemon {
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        read(&self.settings)
+    }
+
+    /// Spawns a backup or drill among the service's tasks (a graceful shutdown waits for
+    /// them), after dropping the tasks that have finished so the set holds only live ones.
+    /// `None` when a shutdown has begun.
+    pub fn spawn_run(
+        &self,
+        run: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Option<tokio::task::AbortHandle> {
+        let mut tasks = lock(&self.tasks);
+        while tasks.try_join_next().is_some() {}
+        if self.shutting_down() {
+            return None;
+        }
+        Some(tasks.spawn(run))
+    }
+
     /// Waits for a free slot for a backup or drill of `job` (`what`); the slot is free again
     /// when the permit drops. `None` only if the slots were closed, which never happens.
     pub async fn slot(&self, job: &str, what: &str) -> Option<SemaphorePermit<'_>> {
         if let Ok(permit) = self.slots.try_acquire() {
             return Some(permit);
         }
-        info!(job, what, max_running = self.config.max_running, "waiting for a free slot");
+        info!(job, what, max_running = self.config().max_running, "waiting for a free slot");
         self.slots.acquire().await.ok()
     }
 

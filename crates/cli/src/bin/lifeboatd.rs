@@ -2,6 +2,7 @@
 //! Parses the command line, loads the configuration and runs the service from
 //! `lifeboat-daemon`; an error is one line plus a hint and a non-zero exit.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,16 +40,22 @@ fn main() -> ExitCode {
                 return Ok(());
             }
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            Ok(runtime.block_on(lifeboat_daemon::service::run(config))?)
+            let result = runtime.block_on(lifeboat_daemon::service::run(config));
+            // Dropping the runtime would wait for blocking work that was aborted, possibly
+            // forever; the shutdown already had its grace period.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            Ok(result?)
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Not eprintln!: it panics when stderr is gone.
+            let mut stderr = std::io::stderr();
+            let _ = writeln!(stderr, "error: {e}");
             if let Some(hint) =
                 e.downcast_ref::<lifeboat_daemon::DaemonError>().and_then(|e| e.hint())
             {
-                eprintln!("hint: {hint}");
+                let _ = writeln!(stderr, "hint: {hint}");
             }
             ExitCode::FAILURE
         }
