@@ -275,3 +275,333 @@ fn scattered_updates_are_stored_as_small_deltas() {
     assert_eq!(hex_sha256(&cat.stdout), second["sha256"].as_str().unwrap());
     ok(lifeboat(&repo).args(["verify", "--all", "--read-data"]));
 }
+
+/// Builds at `path` a different database whose commits are all still in its `-wal`, then
+/// removes the database file and keeps the `-wal`: what "rm app.db" leaves while an
+/// application that had it open was killed.
+fn leave_a_foreign_wal(path: &std::path::Path) {
+    let wal = std::path::PathBuf::from(format!("{}-wal", path.display()));
+    let kept = path.with_extension("kept-wal");
+    {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE events(id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL);
+             CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT UNIQUE, email TEXT);
+             INSERT INTO users(name, email) VALUES ('mallory', 'm@example.com');",
+        )
+        .unwrap();
+        std::fs::copy(&wal, &kept).unwrap();
+    }
+    std::fs::remove_file(path).unwrap();
+    let _ = std::fs::remove_file(format!("{}-shm", path.display()));
+    std::fs::rename(&kept, &wal).unwrap();
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+}
+
+#[test]
+fn a_journal_left_beside_a_new_target_is_moved_aside_not_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("auth.db");
+    let repo = dir.path().join("repo").display().to_string();
+    make_sqlite_db(&db, 1);
+    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
+    let backed_up = table_counts(&db);
+
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let target = out.join("auth.db");
+    leave_a_foreign_wal(&target);
+    std::fs::write(out.join("auth.db-journal"), b"not ours").unwrap();
+
+    let report: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo)
+        .args(["restore", "latest", "--json", "--to"])
+        .arg(&target)))
+    .unwrap();
+    assert_eq!(table_counts(&target), backed_up, "a leftover -wal was replayed over the restore");
+    assert_eq!(sqlite3_integrity_check(&target), "ok");
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[0], "auth.db");
+    assert!(names[1].starts_with("auth.db-journal.lifeboat-aside-"), "{names:?}");
+    assert!(names[2].starts_with("auth.db-wal.lifeboat-aside-"), "{names:?}");
+    // The report says which files were moved aside.
+    let notes: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "note")
+        .map(|c| c["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(notes.len(), 2, "{report}");
+    assert!(notes.iter().any(|n| n.contains("auth.db-wal")), "{notes:?}");
+}
+
+#[test]
+fn a_safety_snapshot_is_named_after_the_target_it_protects() {
+    let dir = tempfile::tempdir().unwrap();
+    let prod = dir.path().join("prod.db");
+    let staging = dir.path().join("staging.db");
+    let repo = dir.path().join("repo").display().to_string();
+    make_sqlite_db(&prod, 1);
+    make_sqlite_db(&staging, 1);
+    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&prod));
+    let prod_id = snapshots(&repo)[0]["id"].as_str().unwrap().to_string();
+    let staging_counts = table_counts(&staging);
+
+    ok(lifeboat(&repo).args(["restore", &prod_id, "--force", "--to"]).arg(&staging));
+    let snaps = snapshots(&repo);
+    let safety = snaps.iter().find(|s| s["tags"].get("pre-restore").is_some()).unwrap();
+    assert_eq!(safety["name"], "staging", "the safety copy of staging.db took another name");
+    assert_eq!(safety["tags"]["pre-restore"], prod_id.as_str());
+    let rescued = dir.path().join("rescued.db");
+    ok(lifeboat(&repo).args(["restore", safety["id"].as_str().unwrap(), "--to"]).arg(&rescued));
+    assert_eq!(table_counts(&rescued), staging_counts);
+}
+
+/// Overwrites three pages in the body of the file with garbage, leaving the header intact:
+/// SQLite then says "database disk image is malformed" when it reads them.
+fn damage_pages(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let page = 4096;
+    let pages = bytes.len() / page;
+    for p in [pages / 3, pages / 2, 2 * pages / 3] {
+        bytes[p * page..(p + 1) * page].fill(0xA5);
+    }
+    std::fs::write(path, bytes).unwrap();
+    assert_ne!(sqlite3_integrity_check(path), "ok", "the damage went unnoticed");
+}
+
+fn path_with(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("{}{suffix}", path.display()))
+}
+
+#[test]
+fn restore_force_replaces_a_damaged_database_keeping_its_raw_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("auth.db");
+    let repo = dir.path().join("repo").display().to_string();
+    make_sqlite_db(&db, 2);
+    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
+    let backed_up = table_counts(&db);
+    let good = snapshots(&repo)[0]["id"].as_str().unwrap().to_string();
+    damage_pages(&db);
+    let damaged = std::fs::read(&db).unwrap();
+
+    let out = ok(lifeboat(&repo)
+        .args(["restore", "latest", "--name", "auth", "--force", "--to"])
+        .arg(&db));
+    assert!(out.contains("damaged") && out.contains("unverified"), "the output hides it: {out}");
+    assert_eq!(sqlite3_integrity_check(&db), "ok");
+    assert_eq!(table_counts(&db), backed_up);
+
+    let snaps = snapshots(&repo);
+    let safety = snaps.iter().find(|s| s["tags"].get("pre-restore").is_some()).unwrap();
+    assert_eq!(safety["tags"]["pre-restore"], good.as_str());
+    assert!(safety["tags"].get("unverified").is_some(), "not marked unverified: {safety}");
+    let listing = ok(lifeboat(&repo).arg("snapshots"));
+    assert!(listing.contains("unverified="), "`snapshots` does not show it: {listing}");
+    let cat = lifeboat(&repo).args(["cat", safety["id"].as_str().unwrap()]).output().unwrap();
+    assert!(cat.status.success());
+    assert!(cat.stdout == damaged, "the safety copy is not the damaged file's bytes");
+    // Restoring the raw copy says what it is instead of failing somewhere inside.
+    let err = fails(
+        lifeboat(&repo)
+            .args(["restore", safety["id"].as_str().unwrap(), "--to"])
+            .arg(dir.path().join("again.db")),
+    );
+    assert!(err.contains("raw copy"), "{err}");
+}
+
+#[test]
+fn restore_force_replaces_a_database_whose_header_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("auth.db");
+    let repo = dir.path().join("repo").display().to_string();
+    make_sqlite_db(&db, 1);
+    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
+    let backed_up = table_counts(&db);
+    // An impossible page size: SQLite cannot read the file at all ("not a database"), so the
+    // backup API cannot write into it either.
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[16..18].copy_from_slice(&[0x00, 0x03]);
+    std::fs::write(&db, &bytes).unwrap();
+    let wal = b"frames of the damaged database".to_vec();
+    std::fs::write(path_with(&db, "-wal"), &wal).unwrap();
+
+    let out = ok(lifeboat(&repo).args(["restore", "latest", "--force", "--to"]).arg(&db));
+    assert!(out.contains("renamed over it"), "the output hides the file replacement: {out}");
+    assert_eq!(sqlite3_integrity_check(&db), "ok");
+    assert_eq!(table_counts(&db), backed_up);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "auth.db-wal" || n.starts_with(".auth.db")),
+        "the damaged file's -wal or a temporary file is still beside it: {names:?}"
+    );
+
+    let snaps = snapshots(&repo);
+    let safety = snaps.iter().find(|s| s["tags"].get("pre-restore").is_some()).unwrap();
+    assert!(safety["tags"].get("unverified").is_some(), "{safety}");
+    let cat = lifeboat(&repo).args(["cat", safety["id"].as_str().unwrap()]).output().unwrap();
+    assert!(cat.status.success());
+    let mut raw = bytes.clone();
+    raw.extend_from_slice(&wal);
+    assert!(cat.stdout == raw, "the safety copy is not the file and its -wal");
+}
+
+/// Flips a byte inside the last blob of the newest pack (just before the pack's trailer), so
+/// that a read of the snapshot fails only after the chunks before it.
+fn damage_the_last_chunk(repo_dir: &std::path::Path) {
+    let packs = tree(&repo_dir.join("data"));
+    let newest = packs
+        .keys()
+        .max_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap())
+        .expect("no pack in the repository");
+    let mut bytes = std::fs::read(newest).unwrap();
+    let n = bytes.len();
+    let trailer = u32::from_le_bytes(bytes[n - 12..n - 8].try_into().unwrap()) as usize;
+    bytes[n - 12 - trailer - 5] ^= 0x40;
+    std::fs::write(newest, bytes).unwrap();
+}
+
+#[test]
+fn cat_writes_nothing_it_has_not_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("auth.db");
+    let repo_dir = dir.path().join("repo");
+    let repo = repo_dir.display().to_string();
+    make_sqlite_db(&db, 6);
+    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
+    let snap = snapshots(&repo)[0].clone();
+    let id = snap["id"].as_str().unwrap();
+
+    // Intact: `--out` and stdout give the captured stream.
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    ok(lifeboat(&repo).args(["cat", id, "--out"]).arg(out.join("auth.db")));
+    assert_eq!(hex_sha256(&std::fs::read(out.join("auth.db")).unwrap()), snap["sha256"]);
+    std::fs::remove_file(out.join("auth.db")).unwrap();
+
+    damage_the_last_chunk(&repo_dir);
+    // `cat latest > auth.db`: a non-zero exit and nothing that looks like a database.
+    let redirected = out.join("redirected.db");
+    let file = std::fs::File::create(&redirected).unwrap();
+    let status = lifeboat(&repo)
+        .args(["cat", "latest", "--name", "auth"])
+        .stdout(file)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "cat of a damaged snapshot succeeded");
+    assert_eq!(
+        std::fs::metadata(&redirected).unwrap().len(),
+        0,
+        "a damaged snapshot's first chunks reached stdout"
+    );
+    std::fs::remove_file(&redirected).unwrap();
+
+    let err = fails(lifeboat(&repo).args(["cat", id, "--out"]).arg(out.join("auth.db")));
+    assert!(err.contains("corrupt") || err.contains("damaged") || err.contains("SHA"), "{err}");
+    assert!(tree(&out).is_empty(), "a failed cat --out left files: {:?}", tree(&out));
+}
+
+#[test]
+fn forced_restores_under_an_open_connection_keep_the_wal_small() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.db");
+    let repo = dir.path().join("repo").display().to_string();
+    make_sqlite_db(&db, 4);
+    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
+    let backed_up = table_counts(&db);
+    let size = std::fs::metadata(&db).unwrap().len();
+
+    // The application keeps its connection: the -wal is never deleted while it is open.
+    let app = rusqlite::Connection::open(&db).unwrap();
+    assert_eq!(count(&app, "events"), backed_up["events"]);
+    let wal = path_with(&db, "-wal");
+    let mut sizes = Vec::new();
+    for _ in 0..5 {
+        ok(lifeboat(&repo).args(["restore", "latest", "--force", "--to"]).arg(&db));
+        assert_eq!(count(&app, "events"), backed_up["events"]);
+        sizes.push(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+    }
+    let largest = sizes.iter().copied().max().unwrap();
+    assert!(
+        largest < size / 4,
+        "the -wal of a {size}-byte database grew to {sizes:?} over 5 forced restores"
+    );
+    drop(app);
+    assert_eq!(sqlite3_integrity_check(&db), "ok");
+    assert_eq!(table_counts(&db), backed_up);
+}
+
+#[test]
+fn a_restored_file_gets_the_mode_the_source_had() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shared.db");
+    let repo = dir.path().join("repo").display().to_string();
+    make_sqlite_db(&db, 1);
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
+    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
+    assert_eq!(snapshots(&repo)[0]["metadata"]["mode"], 0o640);
+
+    let restored = dir.path().join("restored.db");
+    ok(lifeboat(&repo).args(["restore", "latest", "--to"]).arg(&restored));
+    let mode = std::fs::metadata(&restored).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o640, "restored with mode {mode:o}");
+}
+
+#[test]
+fn a_killed_capture_leaves_no_copy_behind_after_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("journal.db");
+    let repo = dir.path().join("repo").display().to_string();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    make_sqlite_db(&db, 40);
+    // Rollback-journal mode: captured through a temporary copy of the whole database.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "delete");
+    drop(conn);
+    ok(lifeboat(&repo).arg("init"));
+
+    let mut child = lifeboat(&repo)
+        .args(["backup", "sqlite"])
+        .arg(&db)
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while tree(&tmp).is_empty() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the capture finished before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "no temporary copy appeared within 120 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!tree(&tmp).is_empty(), "the killed capture left nothing to clean");
+
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db).env("TMPDIR", &tmp));
+    assert!(tree(&tmp).is_empty(), "left in the temp folder: {:?}", tree(&tmp));
+}

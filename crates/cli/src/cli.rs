@@ -191,13 +191,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a snapshot's captured stream to stdout.
+    /// Write a snapshot's captured stream to stdout, or to a file; only once verified.
     Cat {
         /// Snapshot id, unique prefix or `latest`.
         snapshot: String,
         /// With `latest`: the snapshot name.
         #[arg(long)]
         name: Option<String>,
+        /// Write to this file (via a temporary file renamed once verified) instead of stdout.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
 }
 

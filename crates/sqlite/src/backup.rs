@@ -24,10 +24,14 @@ use lifeboat_core::{Backup, ByteStream, Capture, Kind, Result};
 use rusqlite::Connection;
 use rusqlite::backup::StepResult;
 use tokio::io::{AsyncRead, ReadBuf};
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::error::{SqliteError, backend};
-use crate::inspect::{SqliteMetadata, check_is_database, inspect, open_existing};
+use crate::inspect::{SqliteMetadata, check_is_database, file_mode, inspect, open_existing};
+
+/// The name temporary capture copies are derived from, in the temp folder:
+/// `.lifeboat-sqlite-capture.lifeboat-restore-<pid>-<random>.db`.
+const CAPTURE_TEMP: &str = "lifeboat-sqlite-capture";
 
 /// How long a copy waits for a lock held by another connection before giving up.
 const LOCK_WAIT: Duration = Duration::from_secs(60);
@@ -86,14 +90,23 @@ impl SqliteBackup {
     }
 
     /// Copies the database into a temporary file with the backup API.
+    ///
+    /// The copy is a full plaintext database, so where it goes is predictable and a killed
+    /// capture's copy does not stay: it is named after [`CAPTURE_TEMP`] with our process id
+    /// (the restore temp-file convention of [`lifeboat_core::temp_prefix`]), and every capture
+    /// first removes the copies (and their `-wal`/`-journal`) whose process is gone.
     fn copy_to_temp(
         &self,
         src: &Connection,
         journal_mode: &str,
     ) -> Sqlite<(tempfile::NamedTempFile, SqliteMetadata)> {
         let dir = self.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let marker = dir.join(CAPTURE_TEMP);
+        for leftover in lifeboat_core::remove_leftovers(&marker) {
+            info!(path = %leftover.display(), "removed the copy an interrupted capture left");
+        }
         let temp = tempfile::Builder::new()
-            .prefix(".lifeboat-sqlite-capture-")
+            .prefix(&lifeboat_core::temp_prefix(&marker))
             .suffix(".db")
             .tempfile_in(&dir)
             .map_err(SqliteError::io("creating a temporary file in", &dir))?;
@@ -101,7 +114,8 @@ impl SqliteBackup {
         let mut dst =
             Connection::open(temp.path()).map_err(SqliteError::sqlite("creating", temp.path()))?;
         copy_all_pages(src, &mut dst, &self.path, "capturing")?;
-        let metadata = inspect(&dst, temp.path(), journal_mode)?;
+        let mut metadata = inspect(&dst, temp.path(), journal_mode)?;
+        metadata.mode = file_mode(&self.path);
         // Closing the copy folds any WAL it has back into the file before it is streamed.
         dst.close().map_err(|(_, e)| SqliteError::sqlite("closing", temp.path())(e))?;
         debug!(path = %self.path.display(), elapsed = ?started.elapsed(), pages = metadata.page_count, "consistent copy taken");
@@ -135,7 +149,8 @@ impl SqliteBackup {
             .map(|n| n.max(0) as u64);
         let path = self.path.clone();
         blocking_capture("lifeboat-sqlite-pages", Kind::Sqlite, size, move |sink| {
-            let metadata = stream_pages(&src, &path, &journal_mode, sink)?;
+            let mut metadata = stream_pages(&src, &path, &journal_mode, sink)?;
+            metadata.mode = file_mode(&path);
             serde_json::to_value(&metadata).map_err(|e| backend(e.to_string()))
         })
     }
@@ -256,5 +271,76 @@ impl Backup for SqliteBackup {
             debug!(path = %self.path.display(), journal_mode, "capturing by online backup copy");
             self.capture_by_copy(src, journal_mode).await
         }
+    }
+}
+
+/// The raw bytes of a database file and of its `-wal`, unchecked: the safety copy of a
+/// database too damaged for [`SqliteBackup`] (which reads every table to record its row
+/// counts). Nothing is lost by replacing such a database, and nothing about it is vouched for:
+/// its metadata says `raw` and why the normal capture was not possible.
+#[derive(Debug, Clone)]
+pub(crate) struct RawCopy {
+    pub(crate) path: PathBuf,
+    /// Where its `-wal` is read from, if it exists.
+    pub(crate) wal: PathBuf,
+    pub(crate) reason: String,
+}
+
+/// The metadata of a [`RawCopy`] snapshot, under the key `raw`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct RawMetadata {
+    /// Bytes of the database file, first in the stream.
+    pub(crate) db_bytes: u64,
+    /// Bytes of its `-wal` that follow (0 when there was none).
+    pub(crate) wal_bytes: u64,
+    /// Why the database could not be captured normally.
+    pub(crate) reason: String,
+}
+
+#[async_trait]
+impl Backup for RawCopy {
+    fn kind(&self) -> Kind {
+        Kind::Sqlite
+    }
+
+    fn default_name(&self) -> String {
+        SqliteBackup::new(&self.path).default_name()
+    }
+
+    fn target(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    async fn capture(&self) -> Result<Capture> {
+        use tokio::io::AsyncReadExt;
+        let open = |path: PathBuf| async move {
+            let file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| lifeboat_core::Error::io("opening", &path, e))?;
+            let len = file
+                .metadata()
+                .await
+                .map_err(|e| lifeboat_core::Error::io("reading the size of", &path, e))?
+                .len();
+            Ok::<_, lifeboat_core::Error>((file, len))
+        };
+        let (db, db_bytes) = open(self.path.clone()).await?;
+        let (wal, wal_bytes) = match tokio::fs::symlink_metadata(&self.wal).await {
+            Ok(_) => {
+                let (file, len) = open(self.wal.clone()).await?;
+                (Some(file), len)
+            }
+            Err(_) => (None, 0),
+        };
+        // Only the lengths seen now are copied: an application still appending gets cut at a
+        // frame boundary of its own or not, either way the copy is labelled unverified.
+        let db = db.take(db_bytes);
+        let reader: ByteStream = match wal {
+            Some(wal) => Box::pin(db.chain(wal.take(wal_bytes))),
+            None => Box::pin(db),
+        };
+        let raw = RawMetadata { db_bytes, wal_bytes, reason: self.reason.clone() };
+        let metadata = serde_json::json!({ "raw": raw });
+        Ok(Capture::new(reader, metadata).with_size_hint(db_bytes + wal_bytes))
     }
 }

@@ -26,6 +26,16 @@ pub struct SqliteMetadata {
     pub tables: BTreeMap<String, u64>,
     /// Version of the SQLite library that took the capture.
     pub sqlite_version: String,
+    /// The database file's permission bits (`0o640`), applied to a file restored at a new
+    /// path; absent in snapshots taken before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+}
+
+/// The permission bits of the file at `path`, when it can be read.
+pub(crate) fn file_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
 }
 
 /// The first 16 bytes of every SQLite database file.
@@ -76,6 +86,27 @@ pub(crate) fn open_existing(path: &Path) -> Result<Connection, SqliteError> {
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(SqliteError::sqlite("configuring", path))?;
     Ok(conn)
+}
+
+/// What SQLite says is damaged in the database at `path`, or `None` when it finds nothing
+/// wrong or cannot tell (locked, unreadable file): only a finding of damage by SQLite itself
+/// (`integrity_check` lines, a "malformed" or "not a database" error) counts.
+pub(crate) fn damage(path: &Path) -> Option<String> {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    let conn = open_existing(path).ok()?;
+    let lines = conn.prepare("PRAGMA integrity_check").and_then(|mut s| {
+        s.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()
+    });
+    match lines {
+        Ok(lines) if lines == ["ok"] => None,
+        Ok(lines) => Some(lines.into_iter().take(3).collect::<Vec<_>>().join("; ")),
+        Err(rusqlite::Error::SqliteFailure(e, message))
+            if matches!(e.code, DatabaseCorrupt | NotADatabase) =>
+        {
+            Some(message.unwrap_or_else(|| e.to_string()))
+        }
+        Err(_) => None,
+    }
 }
 
 /// Reads the metadata of an open database.
@@ -135,6 +166,7 @@ pub fn inspect(
         schema_hash: Digest::of(schema.as_bytes()),
         tables,
         sqlite_version: rusqlite::version().to_string(),
+        mode: None,
     })
 }
 

@@ -38,4 +38,4 @@ pub use backup::{SqliteBackup, page_stream_available};
 pub use drill::SqliteDrill;
 pub use error::SqliteError;
 pub use inspect::{SqliteMetadata, check_database, check_is_database, inspect};
-pub use restore::{SqliteRestorePlan, metadata_of};
+pub use restore::{NOTE, SqliteRestorePlan, UNVERIFIED_TAG, metadata_of};

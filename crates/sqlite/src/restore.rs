@@ -4,20 +4,28 @@
 //! rename: connections the application holds open then see either the old or the new
 //! database, never a mix, and stale `-wal`/`-shm` files of the old file cannot be replayed
 //! onto the new one.
+//!
+//! At a new path, a `-wal`, `-shm` or `-journal` left there by an earlier database (the
+//! usual "rm the broken db, restore" step leaves them) would be replayed over the restored
+//! file by the first connection that opens it, and `integrity_check` would still say ok. So
+//! they are moved aside (kept, renamed, reported) before the rename, and the final file is
+//! checked again at its final path, opened the way an application opens it.
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use lifeboat_core::{
-    Check, Error, Kind, Manifest, PRE_RESTORE_TAG, PlanStep, Progress, RestoreContext,
+    Backup, Check, Error, Kind, Manifest, PRE_RESTORE_TAG, PlanStep, Progress, RestoreContext,
     RestoreOptions, RestorePlan, RestoreReport, Result, Snapshot, SnapshotId, Tags,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tracing::info;
+use tracing::{debug, info, warn};
 
-use crate::backup::{SqliteBackup, copy_all_pages};
+use crate::backup::{RawCopy, RawMetadata, SqliteBackup, copy_all_pages};
 use crate::error::{SqliteError, backend};
-use crate::inspect::{SqliteMetadata, check_database, check_is_database, open_existing};
+use crate::inspect::{
+    SqliteMetadata, check_database, check_is_database, damage, file_mode, open_existing,
+};
 
 /// Reads the SQLite metadata out of a manifest.
 ///
@@ -30,8 +38,55 @@ pub fn metadata_of(manifest: &Manifest) -> Result<SqliteMetadata> {
             kind: manifest.kind,
         });
     }
+    if let Some(raw) = manifest.metadata.get("raw") {
+        let raw: Option<RawMetadata> = serde_json::from_value(raw.clone()).ok();
+        let (db, wal) = raw.map(|r| (r.db_bytes, r.wal_bytes)).unwrap_or_default();
+        return Err(Error::InvalidInput {
+            what: format!(
+                "the snapshot of {} taken {} is an unverified raw copy of a damaged database, not a checked capture",
+                manifest.name,
+                manifest.time.to_rfc3339()
+            ),
+            hint: format!(
+                "its stream holds the database file's {db} bytes followed by {wal} bytes of its -wal; \
+                 read it back with cat and split it to inspect or salvage it"
+            ),
+        });
+    }
     serde_json::from_value(manifest.metadata.clone())
         .map_err(|e| backend(format!("the manifest's SQLite metadata is unreadable: {e}")))
+}
+
+/// The files SQLite reads beside a database and replays into it when it opens it.
+const JOURNAL_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// `<path><suffix>`, the way SQLite names a database's journal files.
+pub(crate) fn journal_path(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Moves the journal files beside `target` aside, keeping them as
+/// `<target>-wal.lifeboat-aside-<unix seconds>`; returns one line per file moved.
+fn move_journals_aside(target: &Path) -> Result<Vec<String>> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut moved = Vec::new();
+    for suffix in JOURNAL_SUFFIXES {
+        let journal = journal_path(target, suffix);
+        if std::fs::symlink_metadata(&journal).is_err() {
+            continue;
+        }
+        let aside = journal_path(target, &format!("{suffix}.lifeboat-aside-{stamp}"));
+        std::fs::rename(&journal, &aside)
+            .map_err(|e| Error::io("moving aside the leftover journal file", &journal, e))?;
+        warn!(journal = %journal.display(), aside = %aside.display(), "moved a journal file that does not belong to the restored database aside");
+        moved.push(format!("{} moved aside to {}", journal.display(), aside.display()));
+    }
+    Ok(moved)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +103,6 @@ pub struct SqliteRestorePlan {
     target: PathBuf,
     mode: Mode,
     snapshot: SnapshotId,
-    name: String,
     expected: SqliteMetadata,
 }
 
@@ -79,7 +133,6 @@ impl SqliteRestorePlan {
             target: target.to_path_buf(),
             mode,
             snapshot: snapshot.id(),
-            name: manifest.name.clone(),
             expected,
         })
     }
@@ -160,6 +213,106 @@ async fn checked(path: PathBuf, expected: SqliteMetadata, subject: String) -> Re
     }
 }
 
+/// The name of the report entries that tell what a restore did beyond the plan (journal files
+/// moved aside, an unverified safety copy, a file replaced instead of written into).
+pub const NOTE: &str = "note";
+
+/// The tag set on a safety snapshot that holds raw bytes nobody checked.
+pub const UNVERIFIED_TAG: &str = "unverified";
+
+impl SqliteRestorePlan {
+    /// Saves what is at the target. A database too damaged for a normal capture (it fails
+    /// `integrity_check`) is saved as its raw bytes, tagged [`UNVERIFIED_TAG`]: the database
+    /// that most needs a restore must not be the one that cannot get one.
+    ///
+    /// Returns the snapshot and, when the copy is raw, a note saying so.
+    async fn save_safety_snapshot(
+        &self,
+        ctx: &RestoreContext<'_>,
+    ) -> Result<(SnapshotId, Option<String>)> {
+        let mut tags = Tags::from([(PRE_RESTORE_TAG.to_string(), self.snapshot.to_hex())]);
+        // Named after the target it protects, as `backup sqlite TARGET` would name it:
+        // under the restored snapshot's name it would become that name's latest data.
+        let source = SqliteBackup::new(&self.target);
+        let name = source.default_name();
+        // SQLite deletes a `-wal` when its last connection closes, and the attempt below
+        // opens one: should the database prove damaged, its `-wal` as it was belongs in the
+        // raw copy. A hard link (named like a restore's temp file, so a killed run's is
+        // removed by the next) holds on to it without copying.
+        let wal = journal_path(&self.target, "-wal");
+        let kept_wal = std::fs::symlink_metadata(&wal).ok().and_then(|_| {
+            let link = lifeboat_core::parent_folder(&self.target)
+                .join(format!("{}wal", lifeboat_core::temp_prefix(&self.target)));
+            std::fs::hard_link(&wal, &link)
+                .ok()
+                .and_then(|()| tempfile::TempPath::try_from_path(link).ok())
+        });
+        let error = match ctx.safety_net.save(&source, &name, tags.clone()).await {
+            Ok(id) => return Ok((id, None)),
+            Err(e) => e,
+        };
+        // Only damage found by SQLite itself justifies an unchecked copy; any other failure
+        // (permissions, a full disk, the store) stops the restore as before.
+        let target = self.target.clone();
+        let found = tokio::task::spawn_blocking(move || damage(&target))
+            .await
+            .map_err(|e| backend(format!("check task failed: {e}")))?;
+        let Some(damage) = found else {
+            return Err(error);
+        };
+        let reason = format!("{error}; integrity_check: {damage}");
+        warn!(target = %self.target.display(), %reason, "the database is damaged: its safety snapshot is a raw, unverified copy");
+        tags.insert(UNVERIFIED_TAG.into(), "raw-copy-of-damaged-database".into());
+        let wal = kept_wal.as_ref().map(|k| k.to_path_buf()).unwrap_or(wal);
+        let raw = RawCopy { path: self.target.clone(), wal, reason };
+        let id = ctx.safety_net.save(&raw, &name, tags).await?;
+        let note = format!(
+            "{} is damaged ({}): safety snapshot {} is an unverified raw copy of its file and -wal, tagged {UNVERIFIED_TAG}",
+            self.target.display(),
+            damage,
+            id.short()
+        );
+        Ok((id, Some(note)))
+    }
+}
+
+/// Gives the file at `path` the permission bits `mode`.
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("setting the permissions of", path, e))
+}
+
+/// Folds the restored pages out of the live database's `-wal` and shrinks it.
+///
+/// The backup API writes the whole database into the `-wal` as one transaction. While an
+/// application holds a connection the `-wal` is never deleted, and it is only reused from its
+/// start after a checkpoint no reader interrupted, so without this it grew by the database's
+/// size with every forced restore (8 restores of 6.5 MB: a 48 MB `-wal`). TRUNCATE needs the
+/// readers to be done; when one holds an old snapshot past a short wait, PASSIVE copies what
+/// it can and the next restore or the application's own checkpoints finish the job. A failed
+/// checkpoint loses nothing (the data is committed), so it is logged, not an error.
+fn checkpoint(conn: &rusqlite::Connection, path: &Path) {
+    let run = |mode: &str| {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get::<_, i64>(0))
+    };
+    let _ = conn.busy_timeout(std::time::Duration::from_secs(2));
+    match run("TRUNCATE") {
+        Ok(0) => debug!(path = %path.display(), "-wal checkpointed and truncated"),
+        truncate => {
+            let passive = run("PASSIVE");
+            warn!(path = %path.display(), ?truncate, ?passive, "a reader kept the -wal from being truncated after the restore; checkpointed what it could");
+        }
+    }
+}
+
+/// Makes a rename in `path`'s folder durable by syncing the folder entry.
+fn sync_folder(path: &Path) {
+    if let Ok(d) = std::fs::File::open(lifeboat_core::parent_folder(path)) {
+        let _ = d.sync_all();
+    }
+}
+
 #[async_trait]
 impl RestorePlan for SqliteRestorePlan {
     fn steps(&self) -> Vec<PlanStep> {
@@ -168,7 +321,7 @@ impl RestorePlan for SqliteRestorePlan {
         if self.mode == Mode::Replace {
             steps.push(PlanStep::new(
                 "safety snapshot",
-                format!("back up the current {target} into the repository as {:?}, tagged {PRE_RESTORE_TAG}", self.name),
+                format!("back up the current {target} into the repository as {:?}, tagged {PRE_RESTORE_TAG}", SqliteBackup::new(&self.target).default_name()),
             ));
         }
         steps.push(PlanStep::new(
@@ -183,14 +336,20 @@ impl RestorePlan for SqliteRestorePlan {
             ),
         ));
         match self.mode {
-            Mode::New => steps.push(PlanStep::new(
-                "move into place",
-                format!("rename the verified file to {target}"),
-            )),
+            Mode::New => {
+                steps.push(PlanStep::new(
+                    "move into place",
+                    format!("move any -wal, -shm or -journal left beside {target} aside (kept, renamed), then rename the verified file to {target}"),
+                ));
+                steps.push(PlanStep::new(
+                    "check",
+                    format!("open {target} as an application would, PRAGMA integrity_check and row counts"),
+                ));
+            }
             Mode::Replace => {
                 steps.push(PlanStep::new(
                     "copy into the live database",
-                    format!("SQLite backup API from the verified file into {target} in one transaction (open connections see old or new, never a mix)"),
+                    format!("SQLite backup API from the verified file into {target} in one transaction (open connections see old or new, never a mix), then checkpoint and truncate its -wal; a database too damaged to be written into is replaced by renaming the verified file over it, its journal files moved aside"),
                 ));
                 steps.push(PlanStep::new(
                     "check",
@@ -206,12 +365,14 @@ impl RestorePlan for SqliteRestorePlan {
     }
 
     async fn execute(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        let mut notes = Vec::new();
+        let mut damaged = false;
         let safety_snapshot = if self.mode == Mode::Replace {
             check_is_database(&self.target)?;
-            let tags = Tags::from([(PRE_RESTORE_TAG.to_string(), self.snapshot.to_hex())]);
-            let id =
-                ctx.safety_net.save(&SqliteBackup::new(&self.target), &self.name, tags).await?;
+            let (id, raw) = self.save_safety_snapshot(ctx).await?;
             info!(safety = %id, target = %self.target.display(), "safety snapshot taken");
+            damaged = raw.is_some();
+            notes.extend(raw);
             Some(id)
         } else {
             None
@@ -219,27 +380,65 @@ impl RestorePlan for SqliteRestorePlan {
         let temp = self.temp_in_target_dir()?;
         let (bytes, file) = write_stream(ctx.snapshot, temp.path(), ctx.progress).await?;
         let subject = format!("the restored copy of snapshot {}", self.snapshot.short());
-        let mut checks = sync_and_check(file, temp.path(), &self.expected, subject).await?;
+        sync_and_check(file, temp.path(), &self.expected, subject).await?;
+        let mut checks;
         match self.mode {
             Mode::New => {
+                // Snapshots from before the mode was recorded keep the temp file's 0600.
+                if let Some(mode) = self.expected.mode {
+                    set_mode(temp.path(), mode)?;
+                }
+                let moved = move_journals_aside(&self.target)?;
                 temp.persist_noclobber(&self.target)
                     .map_err(|e| Error::io("moving the restored file to", &self.target, e.error))?;
-                // Make the rename durable: sync the folder entry too.
-                let dir = self.target.parent().filter(|p| !p.as_os_str().is_empty());
-                if let Some(Ok(d)) = dir.map(std::fs::File::open) {
-                    let _ = d.sync_all();
-                }
+                sync_folder(&self.target);
+                let subject =
+                    format!("{} opened at its final path after the restore", self.target.display());
+                checks = match checked(self.target.clone(), self.expected.clone(), subject).await {
+                    Ok(checks) => checks,
+                    Err(e) => {
+                        // Nothing was here before: leave nothing unverified behind.
+                        let _ = std::fs::remove_file(&self.target);
+                        return Err(e);
+                    }
+                };
+                notes.extend(moved);
             }
             Mode::Replace => {
                 let (source, target) = (temp.path().to_path_buf(), self.target.clone());
-                tokio::task::spawn_blocking(move || -> std::result::Result<(), SqliteError> {
-                    let src = open_existing(&source)?;
-                    let mut dst = open_existing(&target)?;
-                    copy_all_pages(&src, &mut dst, &target, "restoring into")
-                })
-                .await
-                .map_err(|e| backend(format!("restore task failed: {e}")))??;
-                drop(temp);
+                let copied =
+                    tokio::task::spawn_blocking(move || -> std::result::Result<(), SqliteError> {
+                        let src = open_existing(&source)?;
+                        let mut dst = open_existing(&target)?;
+                        copy_all_pages(&src, &mut dst, &target, "restoring into")?;
+                        checkpoint(&dst, &target);
+                        Ok(())
+                    })
+                    .await
+                    .map_err(|e| backend(format!("restore task failed: {e}")))?;
+                match copied {
+                    Ok(()) => drop(temp),
+                    // A database too damaged for the backup API to write into (its header
+                    // unreadable, say) is replaced as a file instead. Its journal files go
+                    // aside first: they belong to the damaged file, which the safety snapshot
+                    // already holds, and would be replayed over the new one.
+                    Err(copy_error) if damaged => {
+                        warn!(target = %self.target.display(), error = %copy_error, "the backup API could not write into the damaged database; replacing the file");
+                        if let Some(mode) = file_mode(&self.target) {
+                            set_mode(temp.path(), mode)?;
+                        }
+                        let moved = move_journals_aside(&self.target)?;
+                        temp.persist(&self.target).map_err(|e| {
+                            Error::io("moving the restored file to", &self.target, e.error)
+                        })?;
+                        sync_folder(&self.target);
+                        notes.push(format!(
+                            "the damaged database could not be written into ({copy_error}); the verified file was renamed over it instead: applications that hold it open must reopen it"
+                        ));
+                        notes.extend(moved);
+                    }
+                    Err(copy_error) => return Err(copy_error.into()),
+                }
                 let subject = format!(
                     "{} after the restore (the pre-restore snapshot holds what was there)",
                     self.target.display()
@@ -247,6 +446,7 @@ impl RestorePlan for SqliteRestorePlan {
                 checks = checked(self.target.clone(), self.expected.clone(), subject).await?;
             }
         }
+        checks.extend(notes.into_iter().map(|n| Check::pass(NOTE, n)));
         Ok(RestoreReport {
             target: self.target.display().to_string(),
             snapshot: self.snapshot,

@@ -67,7 +67,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
-        Command::Cat { snapshot, name } => cat::run(&repo, &snapshot, name.as_deref()).await,
+        Command::Cat { snapshot, name, out } => {
+            cat::run(&repo, &snapshot, name.as_deref(), out.as_deref()).await
+        }
         Command::Forget {
             name,
             keep_last,

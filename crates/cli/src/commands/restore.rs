@@ -50,6 +50,10 @@ pub async fn run(url: &str, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         if let Some(safety) = report.safety_snapshot {
             println!("safety snapshot {safety} holds what was at {} before", report.target);
         }
+        // What the restore did beyond its plan (journal files moved aside, a raw safety copy).
+        for note in report.checks.iter().filter(|c| c.name == "note") {
+            println!("note: {}", note.detail);
+        }
         println!(
             "restored snapshot {} to {} ({}), {} checks passed",
             snap.id().short(),
