@@ -209,10 +209,8 @@ fn guarded_targets_and_clear_errors() {
     let out = ok(lifeboat(&repo).args(["restore", "latest", "--force", "--to", &pg.url("app")]));
     assert!(out.contains("safety snapshot"), "{out}");
     assert_eq!(pg.psql("app", "SELECT count(*) FROM t"), "100");
-    let kept = pg.psql(
-        "postgres",
-        "SELECT datname FROM pg_database WHERE datname LIKE 'app_before_restore_%'",
-    );
+    let kept =
+        pg.psql("postgres", "SELECT datname FROM pg_database WHERE datname LIKE 'app\\_lbold\\_%'");
     assert_eq!(
         pg.psql(&kept, "SELECT count(*) FROM t"),
         "101",
@@ -225,10 +223,7 @@ fn guarded_targets_and_clear_errors() {
         .expect("no pre-restore snapshot");
     assert_eq!(safety["metadata"]["tables"]["public.t"], 101);
     assert_eq!(
-        pg.psql(
-            "postgres",
-            "SELECT count(*) FROM pg_database WHERE datname LIKE '%lifeboat_restore%'"
-        ),
+        pg.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE '%\\_lbnew\\_%'"),
         "0"
     );
 
@@ -274,10 +269,7 @@ fn guarded_targets_and_clear_errors() {
     fails(lifeboat(&repo).args(["restore", first, "--force", "--to", &pg.url("app")]));
     assert_eq!(pg.psql("app", "SELECT count(*) FROM t"), "101");
     assert_eq!(
-        pg.psql(
-            "postgres",
-            "SELECT count(*) FROM pg_database WHERE datname LIKE '%lifeboat_restore%'"
-        ),
+        pg.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE '%\\_lbnew\\_%'"),
         "0",
         "a staging database was left"
     );
@@ -317,7 +309,8 @@ fn a_killed_pg_restore_leaves_the_original_serving() {
         lifeboat(&repo).args(["restore", "latest", "--force", "--to", &pg.url("app")]),
         || {
             let found = std::process::Command::new("pgrep")
-                .args(["-f", "pg_restore.*lifeboat_restore"])
+                // This cluster's port: other tests restore at the same time.
+                .args(["-f", &format!("pg_restore.* -p {} .*_lbnew_", pg.port)])
                 .output()
                 .unwrap();
             let pids = String::from_utf8_lossy(&found.stdout).trim().to_string();
@@ -334,10 +327,7 @@ fn a_killed_pg_restore_leaves_the_original_serving() {
     // The original serves, unchanged, and no staging database is left behind.
     assert_eq!(fingerprint(&pg, "app"), before, "the original database changed");
     assert_eq!(
-        pg.psql(
-            "postgres",
-            "SELECT count(*) FROM pg_database WHERE datname LIKE '%lifeboat_restore%'"
-        ),
+        pg.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE '%\\_lbnew\\_%'"),
         "0"
     );
 }
@@ -363,4 +353,330 @@ fn a_copy_connection_lost_mid_backup_fails_and_saves_nothing() {
     // The next backup is whole.
     let snap = backup_json(&repo, &pg.url("app"));
     assert_eq!(snap["metadata"]["tables"]["public.pgbench_accounts"], 1_000_000);
+}
+
+/// The name of the snapshot's `pre-restore` safety snapshot and what it holds, or `None`.
+fn safety_snapshots(repo: &str) -> Vec<serde_json::Value> {
+    snapshots(repo).into_iter().filter(|s| s["tags"].get("pre-restore").is_some()).collect()
+}
+
+#[test]
+fn a_safety_snapshot_is_named_after_the_target_it_protects() {
+    let (pg, _dir, repo) = cluster_and_repo(None);
+    pg.psql("postgres", "CREATE DATABASE prod");
+    pg.psql("prod", "CREATE TABLE t(x int); INSERT INTO t SELECT generate_series(1, 10)");
+    pg.psql("app", "CREATE TABLE t(x int); INSERT INTO t SELECT generate_series(1, 20)");
+    let prod = backup_json(&repo, &pg.url("prod"));
+
+    ok(lifeboat(&repo).args([
+        "restore",
+        "latest",
+        "--name",
+        "prod",
+        "--force",
+        "--to",
+        &pg.url("app"),
+    ]));
+    assert_eq!(pg.psql("app", "SELECT count(*) FROM t"), "10");
+    let safety = safety_snapshots(&repo);
+    assert_eq!(safety.len(), 1);
+    assert_eq!(safety[0]["name"], "app", "the safety copy of app is named after the source");
+    assert_eq!(safety[0]["tags"]["pre-restore"], prod["id"]);
+    assert_eq!(safety[0]["metadata"]["tables"]["public.t"], 20);
+    // The latest "prod" is still prod.
+    ok(lifeboat(&repo).args([
+        "restore",
+        "latest",
+        "--name",
+        "prod",
+        "--create",
+        "--to",
+        &pg.url("prod_again"),
+    ]));
+    assert_eq!(pg.psql("prod_again", "SELECT count(*) FROM t"), "10");
+}
+
+/// A database's owner, privileges, settings, limit and comment, and who owns its objects.
+fn database_facts(pg: &PgCluster, db: &str) -> String {
+    let database = pg.psql(
+        "postgres",
+        &format!(
+            "SELECT pg_get_userbyid(datdba) || ' | ' || pg_encoding_to_char(encoding) || ' | ' || \
+             coalesce((SELECT string_agg(x::text, ',' ORDER BY x::text) FROM unnest(datacl) x), 'default') \
+             || ' | ' || datconnlimit || ' | ' || coalesce(shobj_description(oid, 'pg_database'), '') || ' | ' || \
+             coalesce((SELECT string_agg(coalesce(r.rolname::text, '-') || ':' || array_to_string(s.setconfig, ';'), ',' ORDER BY r.rolname NULLS FIRST) \
+               FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE s.setdatabase = d.oid), '') \
+             FROM pg_database d WHERE datname = '{db}'"
+        ),
+    );
+    let objects = pg.psql(
+        db,
+        "SELECT string_agg(c.relname || '=' || pg_get_userbyid(c.relowner) || coalesce(c.relacl::text, ''), ',' ORDER BY c.relname) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
+    );
+    let lobs = pg
+        .psql(db, "SELECT string_agg(pg_get_userbyid(lomowner), ',') FROM pg_largeobject_metadata");
+    format!("{database}\n{objects}\n{lobs}")
+}
+
+#[test]
+fn owner_privileges_and_settings_of_the_database_survive_a_restore() {
+    let (pg, _dir, repo) = cluster_and_repo(None);
+    pg.psql("postgres", "CREATE ROLE appowner LOGIN PASSWORD 'owner-secret'");
+    pg.psql("postgres", "CREATE ROLE reader NOLOGIN");
+    pg.psql("postgres", "ALTER DATABASE app OWNER TO appowner");
+    pg.psql(
+        "app",
+        "SET ROLE appowner; CREATE TABLE t(x int); INSERT INTO t SELECT generate_series(1, 50); \
+         GRANT SELECT ON t TO reader; SELECT lo_from_bytea(0, 'owned blob');",
+    );
+    pg.psql(
+        "postgres",
+        "REVOKE CONNECT ON DATABASE app FROM PUBLIC; GRANT CONNECT ON DATABASE app TO reader; \
+         ALTER DATABASE app SET work_mem = '8MB'; ALTER DATABASE app SET search_path = \"$user\", public, extra; \
+         ALTER ROLE reader IN DATABASE app SET statement_timeout = '5s'; \
+         ALTER DATABASE app CONNECTION LIMIT 7; COMMENT ON DATABASE app IS 'the app''s data'",
+    );
+    let before = database_facts(&pg, "app");
+    assert!(before.contains("appowner=") && !before.contains("=Tc/"), "{before}");
+    ok(lifeboat(&repo).args(["backup", "postgres", &pg.url("app")]));
+
+    // Into a new database, and over the existing one.
+    ok(lifeboat(&repo).args(["restore", "latest", "--create", "--to", &pg.url("copy")]));
+    assert_eq!(database_facts(&pg, "copy"), before);
+    ok(lifeboat(&repo).args(["restore", "latest", "--force", "--to", &pg.url("app")]));
+    assert_eq!(database_facts(&pg, "app"), before);
+    // The owner works on its own tables, the reader reads, PUBLIC still cannot connect.
+    assert_eq!(
+        pg.psql("app", "SET ROLE appowner; INSERT INTO t VALUES (51); SELECT count(*) FROM t"),
+        "51"
+    );
+    assert_eq!(pg.psql("app", "SET ROLE reader; SELECT count(*) FROM t"), "51");
+    assert_eq!(
+        pg.psql("postgres", "SELECT has_database_privilege('public', 'app', 'CONNECT')::text"),
+        "false"
+    );
+}
+
+#[test]
+fn roles_missing_in_the_target_are_created_or_skipped() {
+    let (pg, _dir, repo) = cluster_and_repo(None);
+    pg.psql(
+        "postgres",
+        "CREATE ROLE ghost LOGIN PASSWORD 'ghost-secret'; CREATE ROLE peeker NOLOGIN",
+    );
+    pg.psql("app", "GRANT CREATE ON SCHEMA public TO ghost");
+    pg.psql(
+        "app",
+        "SET ROLE ghost; CREATE TABLE t(x int); INSERT INTO t SELECT generate_series(1, 5); \
+         GRANT SELECT ON t TO peeker",
+    );
+    ok(lifeboat(&repo).args(["backup", "postgres", &pg.url("app")]));
+    let drop_all = "DROP DATABASE app; DROP ROLE peeker; DROP ROLE ghost";
+    for sql in drop_all.split("; ") {
+        pg.psql("postgres", sql);
+    }
+
+    // By default the roles are created, without login, and say so.
+    let out = lifeboat(&repo)
+        .args(["restore", "latest", "--create", "--json", "--to", &pg.url("app")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("created without login: ghost, peeker"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["checks"].to_string().contains("created without login"), "{report}");
+    assert_eq!(
+        pg.psql("postgres", "SELECT string_agg(rolname || ':' || rolcanlogin, ',' ORDER BY rolname) FROM pg_roles WHERE rolname IN ('ghost', 'peeker')"),
+        "ghost:false,peeker:false"
+    );
+    assert_eq!(pg.psql("app", "SELECT tableowner FROM pg_tables WHERE tablename = 't'"), "ghost");
+    assert_eq!(pg.psql("app", "SET ROLE peeker; SELECT count(*) FROM t"), "5");
+
+    // With --skip-missing-roles nothing is created: owners and grants are left out, said so.
+    for sql in drop_all.split("; ") {
+        pg.psql("postgres", sql);
+    }
+    let out = lifeboat(&repo)
+        .args(["restore", "latest", "--create", "--skip-missing-roles", "--to", &pg.url("app")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("not created: ghost, peeker"), "{stderr}");
+    assert_eq!(
+        pg.psql("postgres", "SELECT count(*) FROM pg_roles WHERE rolname IN ('ghost', 'peeker')"),
+        "0"
+    );
+    assert_eq!(
+        pg.psql("app", "SELECT tableowner FROM pg_tables WHERE tablename = 't'"),
+        "postgres"
+    );
+    assert_eq!(pg.psql("app", "SELECT count(*) FROM t"), "5");
+}
+
+#[test]
+fn a_latin1_database_comes_back_latin1() {
+    let (pg, _dir, repo) = cluster_and_repo(None);
+    pg.psql(
+        "postgres",
+        "CREATE DATABASE latin TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'",
+    );
+    pg.psql(
+        "latin",
+        "CREATE TABLE t(s text); INSERT INTO t VALUES ('café'), ('Grüße'), (chr(255))",
+    );
+    let bytes = |db: &str| {
+        pg.psql(db, "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()")
+            + " "
+            + &pg.psql(db, "SELECT encode(convert_to(string_agg(s, ',' ORDER BY s), 'LATIN1'), 'hex') FROM t")
+    };
+    let before = bytes("latin");
+    assert!(before.starts_with("LATIN1 "), "{before}");
+    ok(lifeboat(&repo).args(["backup", "postgres", &pg.url("latin")]));
+
+    ok(lifeboat(&repo).args(["restore", "latest", "--create", "--to", &pg.url("latin_copy")]));
+    assert_eq!(bytes("latin_copy"), before);
+    // Over a UTF8 database, the restored one is LATIN1 as the snapshot was.
+    ok(lifeboat(&repo).args(["restore", "latest", "--force", "--to", &pg.url("app")]));
+    assert_eq!(bytes("app"), before);
+}
+
+#[test]
+fn a_kill_in_the_swap_window_leaves_the_name_serving() {
+    let (pg, _dir, repo) = cluster_and_repo(Some(2));
+    let snap = backup_json(&repo, &pg.url("app"));
+    let id = snap["id"].as_str().unwrap();
+    pg.psql("app", "UPDATE pgbench_branches SET bbalance = 42");
+
+    // While the restore runs: hold a session on its staging database, and kill the restore
+    // the moment the name `app` serves nothing.
+    let mut restore = lifeboat(&repo)
+        .args(["restore", id, "--force", "--to", &pg.url("app")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut holder: Option<std::process::Child> = None;
+    let mut gap = false;
+    let started = std::time::Instant::now();
+    while restore.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(300), "the restore hangs");
+        if holder.is_none() {
+            let staging = pg.psql(
+                "postgres",
+                "SELECT datname FROM pg_database WHERE datname LIKE 'app\\_%' \
+                 AND datname NOT LIKE '%before%' AND datname NOT LIKE '%old%'",
+            );
+            if !staging.is_empty() {
+                holder = Some(
+                    std::process::Command::new(pg.bin("psql"))
+                        .args(["-X", "-d", &pg.url(&staging), "-c", "SELECT pg_sleep(300)"])
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .unwrap(),
+                );
+            }
+        }
+        if pg.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'app'") == "0" {
+            gap = true;
+            restore.kill().unwrap();
+            restore.wait().unwrap();
+            break;
+        }
+    }
+    let mut holder = holder.expect("the staging database was never seen");
+    let _ = holder.kill();
+    let _ = holder.wait();
+
+    // The next run restores onto `app`, which must be there to restore onto.
+    ok(lifeboat(&repo).args(["restore", id, "--force", "--to", &pg.url("app")]));
+    assert_eq!(pg.psql("app", "SELECT sum(bbalance) FROM pgbench_branches"), "0");
+    assert!(!gap, "the name app served nothing during the swap");
+}
+
+#[test]
+fn a_missing_password_is_named_with_where_to_give_it() {
+    let (pg, dir, repo) = cluster_and_repo(None);
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let url = pg.url("app").replace(&format!(":{PG_PASSWORD}@"), "@");
+    let err = fails(
+        lifeboat(&repo)
+            .args(["backup", "postgres", &url])
+            .env_remove("PGPASSWORD")
+            .env_remove("PGPASSFILE")
+            .env("HOME", &home),
+    );
+    assert!(err.contains("asks for a password and none was given"), "{err}");
+    assert!(err.contains("PGPASSWORD") && err.contains(".pgpass"), "{err}");
+    // A password file, as libpq reads it, is enough.
+    let pgpass = home.join(".pgpass");
+    std::fs::write(&pgpass, format!("127.0.0.1:{}:*:postgres:{PG_PASSWORD}\n", pg.port)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    ok(lifeboat(&repo)
+        .args(["backup", "postgres", &url])
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .env("HOME", &home));
+}
+
+#[test]
+fn a_database_name_too_long_for_the_names_beside_it_is_refused_up_front() {
+    let (pg, _dir, repo) = cluster_and_repo(None);
+    let long = "a".repeat(49);
+    pg.psql("postgres", &format!("CREATE DATABASE {long}"));
+    pg.psql(&long, "CREATE TABLE t(x int); INSERT INTO t VALUES (1)");
+    ok(lifeboat(&repo).args(["backup", "postgres", &pg.url(&long)]));
+    let err = fails(lifeboat(&repo).args(["restore", "latest", "--force", "--to", &pg.url(&long)]));
+    assert!(err.contains("too long") && err.contains("48 bytes"), "{err}");
+    assert_eq!(snapshots(&repo).len(), 1, "a safety snapshot was taken before refusing");
+    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM pg_database"), "5");
+    // 48 bytes fit, twice in a row: each run keeps the previous database under its own name.
+    let fits = "b".repeat(48);
+    pg.psql("postgres", &format!("CREATE DATABASE {fits}"));
+    for _ in 0..2 {
+        ok(lifeboat(&repo).args([
+            "restore",
+            "latest",
+            "--name",
+            &long,
+            "--force",
+            "--to",
+            &pg.url(&fits),
+        ]));
+        assert_eq!(pg.psql(&fits, "SELECT count(*) FROM t"), "1");
+    }
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{fits}\\_%'")
+        ),
+        "2"
+    );
+}
+
+#[test]
+fn a_table_with_a_quoted_name_restores_alone() {
+    let (pg, _dir, repo) = cluster_and_repo(None);
+    pg.psql(
+        "app",
+        "CREATE SCHEMA \"My Shop\"; CREATE TABLE \"My Shop\".\"Order.Items\"(x int); \
+         INSERT INTO \"My Shop\".\"Order.Items\" SELECT generate_series(1, 7); CREATE TABLE other(x int)",
+    );
+    ok(lifeboat(&repo).args(["backup", "postgres", &pg.url("app")]));
+    ok(lifeboat(&repo).args([
+        "restore",
+        "latest",
+        "--create",
+        "--table",
+        "\"My Shop\".\"Order.Items\"",
+        "--to",
+        &pg.url("only"),
+    ]));
+    assert_eq!(pg.psql("only", "SELECT count(*) FROM \"My Shop\".\"Order.Items\""), "7");
+    assert_eq!(pg.psql("only", "SELECT count(*) FROM pg_tables WHERE tablename = 'other'"), "0");
 }

@@ -231,6 +231,10 @@ pub struct RestoreArgs {
     /// PostgreSQL: restore the schema only, no rows.
     #[arg(long)]
     pub schema_only: bool,
+    /// PostgreSQL: create no roles the target cluster lacks (by default they are created
+    /// without login); objects are then owned by the restoring user and grants left out.
+    #[arg(long)]
+    pub skip_missing_roles: bool,
     /// Containers: how long the new container must keep running (and be healthy) before
     /// the old one is removed, e.g. 10s (default 5s).
     #[arg(long, value_parser = parse_settle)]

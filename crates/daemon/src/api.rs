@@ -449,6 +449,7 @@ async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) 
         includes: &request.include,
         table: None,
         schema_only: false,
+        skip_missing_roles: false,
         settle: None,
     };
     let plan = lifeboat_ops::plan_for(&snap, &to, &options, selection).await?;

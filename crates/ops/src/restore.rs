@@ -6,7 +6,7 @@ use std::time::Duration;
 use lifeboat_container::ContainerRestorePlan;
 use lifeboat_core::{Kind, RestoreOptions, RestorePlan, Snapshot};
 use lifeboat_dir::DirRestorePlan;
-use lifeboat_postgres::PostgresRestorePlan;
+use lifeboat_postgres::{MissingRoles, PostgresRestorePlan};
 use lifeboat_sqlite::SqliteRestorePlan;
 
 /// What part of a snapshot to restore (all of it by default).
@@ -17,6 +17,8 @@ pub struct Selection<'a> {
     pub table: Option<String>,
     /// PostgreSQL: the schema only.
     pub schema_only: bool,
+    /// PostgreSQL: create no roles the target lacks; leave out owners and grants instead.
+    pub skip_missing_roles: bool,
     /// Containers: how long the restored container must keep running before the old one
     /// is removed (the backend's default when `None`).
     pub settle: Option<Duration>,
@@ -36,9 +38,11 @@ pub async fn plan_for(
 ) -> lifeboat_core::Result<Box<dyn RestorePlan>> {
     let kind = snapshot.manifest().kind;
     let includes = selection.includes;
-    if (selection.table.is_some() || selection.schema_only) && kind != Kind::Postgres {
+    if (selection.table.is_some() || selection.schema_only || selection.skip_missing_roles)
+        && kind != Kind::Postgres
+    {
         return Err(lifeboat_core::Error::Unsupported {
-            operation: "restore --table/--schema-only".into(),
+            operation: "restore --table/--schema-only/--skip-missing-roles".into(),
             kind,
         });
     }
@@ -52,8 +56,14 @@ pub async fn plan_for(
                 hint: format!("restore it to a {kind} target"),
             });
         }
+        let roles = match selection.skip_missing_roles {
+            true => MissingRoles::Skip,
+            false => MissingRoles::Create,
+        };
         let plan = PostgresRestorePlan::prepare(snapshot, to, options).await?;
-        return Ok(Box::new(plan.with_selection(selection.table, selection.schema_only)));
+        return Ok(Box::new(
+            plan.with_selection(selection.table, selection.schema_only).with_missing_roles(roles),
+        ));
     }
     if kind == Kind::Container || to.starts_with("container:") {
         let Some(name) = to.strip_prefix("container:").filter(|_| kind == Kind::Container) else {

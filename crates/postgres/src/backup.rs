@@ -16,6 +16,7 @@ use tracing::debug;
 
 use crate::archive::{Head, parse_head};
 use crate::connect::{ServerTools, connect_as, db_message, describe, parse, server_tools};
+use crate::database::DatabaseFacts;
 use crate::error::PgError;
 use crate::parallel::{self, DataPlan, TableInfo};
 
@@ -50,6 +51,10 @@ pub struct PostgresMetadata {
     /// Who wrote the table data: `pg_dump`, or lifeboat's parallel `COPY`s.
     #[serde(default)]
     pub writer: String,
+    /// What the database itself is: owner, encoding and locale, privileges, settings, the
+    /// roles it names. `None` in snapshots taken before lifeboat recorded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_facts: Option<DatabaseFacts>,
 }
 
 impl PostgresBackup {
@@ -137,7 +142,7 @@ pub(crate) fn password(config: &Config) -> Option<String> {
     config.get_password().map(|p| String::from_utf8_lossy(p).into_owned())
 }
 
-/// Collects a child's stderr, keeping the end of it for error messages.
+/// Collects a child's stderr, keeping what matters of it for error messages.
 pub(crate) fn collect_stderr(
     stderr: Option<tokio::process::ChildStderr>,
 ) -> tokio::task::JoinHandle<String> {
@@ -146,9 +151,55 @@ pub(crate) fn collect_stderr(
         if let Some(mut s) = stderr {
             let _ = s.read_to_string(&mut text).await;
         }
-        let tail: Vec<&str> = text.lines().rev().take(5).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        summarize_stderr(&text)
     })
+}
+
+/// The first lines that say what failed (`error:`, the server's `ERROR:`, `FATAL:`), then the
+/// end. pg_restore follows its error with the whole failing statement (`Command was: ...`),
+/// often many lines: the end alone would show the statement and cut the reason.
+fn summarize_stderr(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
+    let is_error = |l: &str| l.contains("error:") || l.contains("ERROR:") || l.contains("FATAL:");
+    let mut kept: Vec<&str> = lines.iter().copied().filter(|l| is_error(l)).take(3).collect();
+    for line in lines.iter().rev().take(3).rev() {
+        if !kept.contains(line) {
+            kept.push(line);
+        }
+    }
+    let mut out = kept.join(" | ");
+    if out.len() > 2000 {
+        let mut end = 2000;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push_str(" ...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize_stderr;
+
+    #[test]
+    fn the_error_line_survives_a_long_failing_statement() {
+        let mut text = String::from(
+            "pg_restore: while PROCESSING TOC:\n\
+             pg_restore: from TOC entry 215; 1259 16390 TABLE t app\n\
+             pg_restore: error: could not execute query: ERROR:  permission denied for schema public\n\
+             Command was: CREATE TABLE public.t (\n",
+        );
+        for i in 0..40 {
+            text.push_str(&format!("    c{i} integer,\n"));
+        }
+        text.push_str(");\n");
+        let summary = summarize_stderr(&text);
+        assert!(summary.contains("ERROR:  permission denied for schema public"), "{summary}");
+        assert!(summary.contains(");"), "{summary}");
+        assert_eq!(summarize_stderr("one\ntwo\n"), "one | two");
+    }
 }
 
 /// The largest table of contents read before giving up on writing the data ourselves.
@@ -301,6 +352,8 @@ impl Session {
             "SELECT schemaname || '.' || sequencename FROM pg_sequences ORDER BY 1",
         )
         .await?;
+        metadata.database_facts =
+            Some(DatabaseFacts::read(&client, &target, metadata.server_major).await?);
         Ok(Session { config, target, client, snapshot, metadata })
     }
 }

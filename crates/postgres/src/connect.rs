@@ -21,25 +21,80 @@ pub(crate) fn describe(config: &Config) -> String {
     format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
 }
 
-/// Parses a URL, filling the password from `PGPASSWORD` when the URL has none.
+/// Parses a URL, filling the password, when the URL has none, from `PGPASSWORD` or else the
+/// password file (`PGPASSFILE`, default `~/.pgpass`), as libpq does.
 pub(crate) fn parse(url: &str) -> Result<Config, PgError> {
     let mut config: Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| PgError::BadUrl { reason: e.to_string() })?;
-    if config.get_password().is_none()
-        && let Ok(pw) = std::env::var("PGPASSWORD")
-    {
-        config.password(pw);
+    if config.get_password().is_none() {
+        if let Ok(pw) = std::env::var("PGPASSWORD") {
+            config.password(pw);
+        } else if let Some(pw) = pgpass_password(&config) {
+            config.password(pw);
+        }
     }
     Ok(config)
 }
 
+/// The password for `config` in the password file, if there is one that matches.
+fn pgpass_password(config: &Config) -> Option<String> {
+    let path = match std::env::var_os("PGPASSFILE") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".pgpass"),
+    };
+    let text = std::fs::read_to_string(&path).ok()?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // libpq ignores a password file others can read; so do we, with the same warning.
+        if std::fs::metadata(&path).ok()?.permissions().mode() & 0o077 != 0 {
+            warn!(file = %path.display(), "password file has group or world access; ignored (chmod 0600 it)");
+            return None;
+        }
+    }
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let db = config.get_dbname().unwrap_or("postgres");
+    let user = config.get_user().unwrap_or("postgres");
+    pgpass_lookup(&text, [host.as_str(), port.as_str(), db, user])
+}
+
+/// The password of the first line of a password file whose host, port, database and user
+/// match `wanted` (`*` matches anything; `\` escapes `:` and `\`).
+fn pgpass_lookup(text: &str, wanted: [&str; 4]) -> Option<String> {
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let mut fields = Vec::new();
+        let mut current = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => current.extend(chars.next()),
+                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut current)),
+                c => current.push(c),
+            }
+        }
+        fields.push(current);
+        if fields.len() == 5 && fields.iter().zip(wanted).all(|(f, w)| f == "*" || f == w) {
+            return fields.pop();
+        }
+    }
+    None
+}
+
 /// Connects and drives the connection in the background.
 pub(crate) async fn connect(config: &Config) -> Result<Client, PgError> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| PgError::Connect { target: describe(config), reason: db_message(&e) })?;
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        let reason =
+            if config.get_password().is_none() && db_message(&e).contains("password missing") {
+                "the server asks for a password and none was given".into()
+            } else {
+                db_message(&e)
+            };
+        PgError::Connect { target: describe(config), reason }
+    })?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             warn!(error = %e, "PostgreSQL connection ended");
@@ -58,9 +113,16 @@ pub(crate) async fn connect_as(config: &Config, application_name: &str) -> Resul
     connect(&config).await
 }
 
-/// The server's message when there is one, else the error's.
+/// The server's message when there is one, else the error's with its causes ("invalid
+/// configuration" alone would hide "password missing").
 pub(crate) fn db_message(e: &tokio_postgres::Error) -> String {
-    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+    match e.as_db_error() {
+        Some(d) => d.message().to_string(),
+        None => std::iter::successors(Some(e as &dyn std::error::Error), |e| e.source())
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(": "),
+    }
 }
 
 /// `pg_dump` and `pg_restore` of one major version.
@@ -93,4 +155,23 @@ pub fn server_tools(major: u32) -> Result<ServerTools, PgError> {
         major,
         looked: dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pgpass_lookup;
+
+    #[test]
+    fn password_file_lines_match_with_wildcards_and_escapes() {
+        let file = "# comment\nother:5432:*:postgres:no\n127.0.0.1:*:app:postgres:se\\:cret\n*:*:*:*:fallback\n";
+        assert_eq!(
+            pgpass_lookup(file, ["127.0.0.1", "5433", "app", "postgres"]).as_deref(),
+            Some("se:cret")
+        );
+        assert_eq!(
+            pgpass_lookup(file, ["127.0.0.1", "5433", "db2", "postgres"]).as_deref(),
+            Some("fallback")
+        );
+        assert_eq!(pgpass_lookup("h:1:d:u:p", ["x", "1", "d", "u"]), None);
+    }
 }

@@ -12,7 +12,7 @@ use lifeboat_core::{
 use tokio_postgres::Client;
 
 use crate::connect::{connect, db_message, parse};
-use crate::restore::PostgresRestorePlan;
+use crate::restore::{MissingRoles, PostgresRestorePlan};
 
 /// Drills PostgreSQL snapshots into scratch databases on one server.
 #[derive(Debug, Clone)]
@@ -76,7 +76,9 @@ impl ScratchDrill for PostgresDrill {
             &url,
             &RestoreOptions { force: false, create: true },
         )
-        .await;
+        .await
+        // A drill leaves nothing behind on its server: no roles are created for it.
+        .map(|plan| plan.with_missing_roles(MissingRoles::Skip));
         let result = match plan {
             Ok(plan) => {
                 let net = MemorySafetyNet::default();

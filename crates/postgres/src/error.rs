@@ -55,6 +55,11 @@ impl PgError {
     pub fn hint(&self) -> String {
         match self {
             PgError::BadUrl { .. } => "use postgres://user:password@host:port/database".into(),
+            PgError::Connect { reason, .. } if reason.contains("none was given") => {
+                "give the password in the URL (postgres://user:PASSWORD@host:port/db), in \
+                 PGPASSWORD, or in ~/.pgpass (or the file PGPASSFILE names, mode 0600)"
+                    .into()
+            }
             PgError::Connect { reason, .. } if reason.contains("password") => {
                 "check the user and password in the URL (or PGPASSWORD)".into()
             }

@@ -12,6 +12,7 @@
 mod archive;
 mod backup;
 mod connect;
+mod database;
 mod drill;
 mod error;
 mod parallel;
@@ -19,9 +20,10 @@ mod restore;
 
 pub use backup::{PostgresBackup, PostgresMetadata};
 pub use connect::{ServerTools, server_tools};
+pub use database::{DatabaseFacts, Grant, Setting};
 pub use drill::PostgresDrill;
 pub use error::PgError;
-pub use restore::PostgresRestorePlan;
+pub use restore::{MissingRoles, PostgresRestorePlan};
 
 /// The snapshot kind this backend produces.
 pub const KIND: lifeboat_core::Kind = lifeboat_core::Kind::Postgres;

@@ -1,6 +1,8 @@
-//! Restoring a PostgreSQL snapshot into a new database: create it, feed `pg_restore` from the
-//! repository, compare every table's row count with the manifest, `ANALYZE`; on any failure
-//! the new database is dropped again.
+//! Restoring a PostgreSQL snapshot into a new database: create it with the recorded owner,
+//! encoding and locale (creating missing roles first), feed `pg_restore` from the repository,
+//! compare every table's row count with the manifest, `ANALYZE`, then give it the recorded
+//! privileges and settings; on any failure the new database is dropped again. Over an existing
+//! database the new one is made beside it and the names are swapped in one transaction.
 
 use std::process::Stdio;
 
@@ -15,7 +17,24 @@ use tokio_postgres::Config;
 
 use crate::backup::{PostgresMetadata, collect_stderr, password, table_counts, tool_args};
 use crate::connect::{connect, db_message, describe, parse, server_tools};
+use crate::database::{DatabaseFacts, quote_ident};
 use crate::error::PgError;
+
+/// What to do about roles the snapshot names that the target cluster lacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MissingRoles {
+    /// Create them without login, so every object keeps its owner and grants.
+    #[default]
+    Create,
+    /// Create nothing: objects are owned by the restoring user and grants are left out
+    /// (`pg_restore --no-owner --no-privileges`).
+    Skip,
+}
+
+/// The longest database name PostgreSQL keeps (NAMEDATALEN - 1 bytes); longer names are
+/// silently truncated, which would make the staging and kept names collide or lie.
+const MAX_NAME: usize = 63;
 
 /// The steps that put a PostgreSQL snapshot into a new database.
 #[derive(Debug, Clone)]
@@ -24,7 +43,6 @@ pub struct PostgresRestorePlan {
     config: Config,
     database: String,
     snapshot: SnapshotId,
-    name: String,
     expected: PostgresMetadata,
     /// The target exists and is replaced: restore under `staging`, then swap names.
     replace: Option<Replace>,
@@ -32,6 +50,10 @@ pub struct PostgresRestorePlan {
     table: Option<String>,
     /// Only the schema, no rows.
     schema_only: bool,
+    /// Roles the snapshot names that the target cluster lacks.
+    missing_roles: Vec<String>,
+    /// What to do about them.
+    roles: MissingRoles,
 }
 
 #[derive(Debug, Clone)]
@@ -40,8 +62,64 @@ struct Replace {
     old: String,
 }
 
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+/// The names a `--force` restore puts beside `database`: the staging database it restores
+/// into (by process id) and the name the previous database is kept under (by time in
+/// milliseconds, so two restores in a row keep two). Base 36 keeps the suffixes short:
+/// names up to 48 bytes fit PostgreSQL's 63.
+fn beside_names(database: &str, pid: u32, millis: u64) -> Result<Replace> {
+    let replace = Replace {
+        staging: format!("{database}_lbnew_{}", base36(pid.into())),
+        old: format!("{database}_lbold_{}", base36(millis)),
+    };
+    let longest = replace.staging.len().max(replace.old.len());
+    if longest > MAX_NAME {
+        return Err(Error::InvalidInput {
+            what: format!(
+                "database name {database:?} is too long to restore over: the names beside it \
+                 ({:?}) would be {longest} bytes, over PostgreSQL's {MAX_NAME}",
+                replace.old
+            ),
+            hint: format!(
+                "restore into a new database with a name of at most {} bytes (--create), then \
+                 swap the names yourself with ALTER DATABASE ... RENAME",
+                MAX_NAME - (longest - database.len())
+            ),
+        });
+    }
+    Ok(replace)
+}
+
+/// `name`, `schema.name`, either part possibly double-quoted (`"Order Items"`,
+/// `shop."a.b"`), as stored names: quotes removed, `""` read as `"`.
+fn split_qualified(spec: &str) -> (Option<String>, String) {
+    let mut schema = None;
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut chars = spec.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                current.push('"');
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted && schema.is_none() => schema = Some(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    (schema, current)
+}
+
+fn base36(mut n: u64) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().map(|&d| d as char).collect()
 }
 
 impl PostgresRestorePlan {
@@ -83,27 +161,152 @@ impl PostgresRestorePlan {
         if exists && !options.force {
             return Err(Error::TargetExists { target: describe(&config) });
         }
-        let replace = exists.then(|| Replace {
-            staging: format!("{database}_lifeboat_restore_{}", std::process::id()),
-            old: format!("{database}_before_restore_{}", chrono_stamp()),
-        });
+        let replace = match exists {
+            true => Some(beside_names(&database, std::process::id(), unix_millis())?),
+            false => None,
+        };
         if !exists && !options.create {
             return Err(Error::InvalidInput {
                 what: format!("database {database} does not exist on {}", describe(&config)),
                 hint: "pass --create to create it".into(),
             });
         }
+        let missing_roles = match &expected.database_facts {
+            Some(facts) => admin
+                .query(
+                    "SELECT r FROM unnest($1::text[]) r \
+                     WHERE r NOT IN (SELECT rolname FROM pg_roles) ORDER BY 1",
+                    &[&facts.roles],
+                )
+                .await
+                .map_err(|e| PgError::Query { target: describe(&config), reason: db_message(&e) })?
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+            None => Vec::new(),
+        };
         Ok(PostgresRestorePlan {
             url: target_url.to_string(),
             config,
             database,
             snapshot: snapshot.id(),
-            name: manifest.name.clone(),
             expected,
             replace,
             table: None,
             schema_only: false,
+            missing_roles,
+            roles: MissingRoles::default(),
         })
+    }
+
+    /// Chooses what happens to roles the snapshot names that the target lacks.
+    pub fn with_missing_roles(mut self, roles: MissingRoles) -> Self {
+        self.roles = roles;
+        self
+    }
+
+    /// pg_restore's arguments about owners and grants: all kept when the roles are known and
+    /// present (or created); left out when some are missing and are not to be created;
+    /// owners only left out, as before, for snapshots that do not record the roles.
+    fn owner_args(&self) -> &'static [&'static str] {
+        if self.expected.database_facts.is_none() {
+            &["--no-owner"]
+        } else if self.roles == MissingRoles::Skip && !self.missing_roles.is_empty() {
+            &["--no-owner", "--no-privileges"]
+        } else {
+            &[]
+        }
+    }
+
+    /// The roles left out of ownership and grants.
+    fn skipped_roles(&self) -> &[String] {
+        match self.roles {
+            MissingRoles::Skip => &self.missing_roles,
+            MissingRoles::Create => &[],
+        }
+    }
+
+    /// `CREATE DATABASE` for `into`, with the recorded owner, encoding and locale.
+    fn create_sql(&self, into: &str) -> String {
+        let mut sql = format!("CREATE DATABASE {}", quote_ident(into));
+        if let Some(facts) = &self.expected.database_facts {
+            let owner = Some(facts.owner.as_str())
+                .filter(|o| !self.skipped_roles().contains(&o.to_string()));
+            sql.push_str(&facts.create_options(owner));
+        }
+        sql
+    }
+
+    /// The plan step that deals with roles, if any.
+    fn roles_step(&self) -> Option<PlanStep> {
+        let facts = self.expected.database_facts.as_ref()?;
+        let detail = match (self.missing_roles.is_empty(), self.roles) {
+            (true, _) => format!("all {} roles the snapshot names exist", facts.roles.len()),
+            (false, MissingRoles::Create) => format!(
+                "CREATE ROLE ... NOLOGIN for the roles the target lacks: {}",
+                self.missing_roles.join(", ")
+            ),
+            (false, MissingRoles::Skip) => format!(
+                "roles missing in the target, not created: {}; objects will be owned by the \
+                 restoring user and grants left out",
+                self.missing_roles.join(", ")
+            ),
+        };
+        Some(PlanStep::new("roles", detail))
+    }
+
+    /// Creates the missing roles (or says they are skipped); the check that reports it.
+    async fn prepare_roles(
+        &self,
+        admin: &tokio_postgres::Client,
+        target: &str,
+    ) -> Result<Option<Check>> {
+        let Some(facts) = &self.expected.database_facts else {
+            let note = format!(
+                "snapshot {} was taken before lifeboat recorded database settings and roles: the \
+                 database gets the server's default owner, encoding, privileges and settings, and \
+                 objects are owned by the restoring user",
+                self.snapshot.short()
+            );
+            tracing::warn!("{note}");
+            return Ok(Some(Check::pass("database settings", note)));
+        };
+        if self.missing_roles.is_empty() {
+            return Ok(Some(Check::pass(
+                "roles",
+                format!("all {} roles the snapshot names exist", facts.roles.len()),
+            )));
+        }
+        if self.roles == MissingRoles::Skip {
+            let note = format!(
+                "roles missing in the target and not created: {}; objects are owned by the \
+                 restoring user and grants were left out",
+                self.missing_roles.join(", ")
+            );
+            tracing::warn!("{note}");
+            return Ok(Some(Check::pass("roles", note)));
+        }
+        for role in &self.missing_roles {
+            admin
+                .batch_execute(&format!("CREATE ROLE {} NOLOGIN", quote_ident(role)))
+                .await
+                .map_err(|e| Error::InvalidInput {
+                    what: format!(
+                        "the snapshot's objects belong to role {role}, which {target} lacks, and \
+                         creating it failed: {}",
+                        db_message(&e)
+                    ),
+                    hint: "create the role yourself, restore as a user allowed to create roles, \
+                           or restore without owners and grants (skip missing roles)"
+                        .into(),
+                })?;
+        }
+        let note = format!(
+            "roles missing in the target, created without login: {}",
+            self.missing_roles.join(", ")
+        );
+        tracing::warn!("{note}");
+        Ok(Some(Check::pass("roles", note)))
     }
 
     /// Restores only `table` (`name` or `schema.name`) and/or only the schema.
@@ -117,12 +320,12 @@ impl PostgresRestorePlan {
     fn selection_args(&self) -> Vec<String> {
         let mut args = Vec::new();
         if let Some(table) = &self.table {
-            match table.split_once('.') {
-                Some((schema, name)) => {
-                    args.extend(["-n".into(), schema.into(), "-t".into(), name.into()])
-                }
-                None => args.extend(["-t".into(), table.clone()]),
+            // pg_restore matches names as they are stored: unquoted, never folded.
+            let (schema, name) = split_qualified(table);
+            if let Some(schema) = schema {
+                args.extend(["-n".into(), schema]);
             }
+            args.extend(["-t".into(), name]);
         }
         if self.schema_only {
             args.push("--schema-only".into());
@@ -132,12 +335,15 @@ impl PostgresRestorePlan {
 
     /// The manifest's tables this restore brings back, with the rows expected in each.
     fn expected_rows(&self) -> Vec<(String, u64)> {
+        let wanted = self.table.as_deref().map(split_qualified);
         self.expected
             .tables
             .iter()
-            .filter(|(name, _)| match &self.table {
-                Some(t) if t.contains('.') => name.as_str() == t || name.replace('"', "") == *t,
-                Some(t) => name.rsplit('.').next().is_some_and(|n| n.trim_matches('"') == t),
+            .filter(|(key, _)| match &wanted {
+                Some((schema, name)) => {
+                    let (s, n) = split_qualified(key);
+                    n == *name && (schema.is_none() || s == *schema)
+                }
                 None => true,
             })
             .map(|(name, rows)| (name.clone(), if self.schema_only { 0 } else { *rows }))
@@ -147,9 +353,31 @@ impl PostgresRestorePlan {
     /// Restores into database `into` (the target, or the staging name when replacing).
     async fn restore(&self, ctx: &RestoreContext<'_>, into: &str) -> Result<(u64, Vec<Check>)> {
         let tools = server_tools(self.expected.server_major)?;
+        let mut into_config = self.config.clone();
+        into_config.dbname(into);
+        let target = describe(&into_config);
+        if self.table.is_some() {
+            // pg_restore -t restores the table but not its schema.
+            let client = connect(&into_config).await?;
+            for (key, _) in self.expected_rows() {
+                if let (Some(schema), _) = split_qualified(&key) {
+                    client
+                        .batch_execute(&format!(
+                            "CREATE SCHEMA IF NOT EXISTS {}",
+                            quote_ident(&schema)
+                        ))
+                        .await
+                        .map_err(|e| PgError::Query {
+                            target: target.clone(),
+                            reason: db_message(&e),
+                        })?;
+                }
+            }
+        }
         let mut command = Command::new(&tools.pg_restore);
         command
-            .args(["--exit-on-error", "--no-owner"])
+            .arg("--exit-on-error")
+            .args(self.owner_args())
             .args(self.selection_args())
             .args(tool_args(&self.config, into))
             .stdin(Stdio::piped())
@@ -197,9 +425,6 @@ impl PostgresRestorePlan {
                 PgError::Tool { tool: "pg_restore", status: status.to_string(), stderr }.into()
             );
         }
-        let mut into_config = self.config.clone();
-        into_config.dbname(into);
-        let target = describe(&into_config);
         let client = connect(&into_config).await?;
         let actual = table_counts(&client, &target).await?;
         let mut checks = vec![Check::pass("pg_restore", format!("{bytes} bytes restored"))];
@@ -261,12 +486,11 @@ fn maintenance(config: &Config) -> Config {
     admin
 }
 
-fn chrono_stamp() -> String {
-    let secs = std::time::SystemTime::now()
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    secs.to_string()
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[async_trait]
@@ -276,49 +500,69 @@ impl RestorePlan for PostgresRestorePlan {
         let db = quote_ident(&self.database);
         let snapshot = self.snapshot.short();
         let major = self.expected.server_major;
+        let verify = PlanStep::new(
+            "verify",
+            format!(
+                "row counts of {} tables against the manifest, then ANALYZE",
+                self.expected.tables.len()
+            ),
+        );
+        let settings = PlanStep::new(
+            "database settings",
+            match &self.expected.database_facts {
+                Some(f) => format!(
+                    "owner {}, encoding {}, locale {}/{}, {} privileges, {} settings, connection \
+                     limit {}{}",
+                    f.owner,
+                    f.encoding,
+                    f.collate,
+                    f.ctype,
+                    f.acl.as_ref().map_or("default".to_string(), |a| a.len().to_string()),
+                    f.settings.len(),
+                    f.connection_limit,
+                    if f.comment.is_some() { ", comment" } else { "" }
+                ),
+                None => "not recorded in this snapshot: the server's defaults".into(),
+            },
+        );
+        let mut steps: Vec<PlanStep> = self.roles_step().into_iter().collect();
         match &self.replace {
-            None => vec![
-                PlanStep::new("create", format!("CREATE DATABASE {db} on {target}")),
+            None => steps.extend([
+                PlanStep::new("create", format!("{} on {target}", self.create_sql(&self.database))),
                 PlanStep::new(
                     "restore",
                     format!("pg_restore {major} fed from snapshot {snapshot} (no temporary file)"),
                 ),
-                PlanStep::new(
-                    "verify",
-                    format!(
-                        "row counts of {} tables against the manifest, then ANALYZE",
-                        self.expected.tables.len()
-                    ),
-                ),
+                verify,
+                settings,
                 PlanStep::new("roll back on failure", format!("DROP DATABASE {db}")),
-            ],
-            Some(r) => vec![
+            ]),
+            Some(r) => steps.extend([
+                PlanStep::new("create beside it", self.create_sql(&r.staging)),
                 PlanStep::new(
                     "safety snapshot",
                     format!(
-                        "back up the current {db} into the repository as {:?}, tagged {}",
-                        self.name,
-                        lifeboat_core::PRE_RESTORE_TAG
+                        "back up the current {db} into the repository as {:?}, tagged {}={}",
+                        self.database,
+                        lifeboat_core::PRE_RESTORE_TAG,
+                        self.snapshot.to_hex()
                     ),
                 ),
                 PlanStep::new(
                     "restore beside it",
                     format!(
-                        "CREATE DATABASE {}; pg_restore {major} fed from snapshot {snapshot}",
+                        "pg_restore {major} fed from snapshot {snapshot} into {}",
                         quote_ident(&r.staging)
                     ),
                 ),
-                PlanStep::new(
-                    "verify",
-                    format!(
-                        "row counts of {} tables against the manifest, then ANALYZE",
-                        self.expected.tables.len()
-                    ),
-                ),
+                verify,
+                settings,
                 PlanStep::new(
                     "swap",
                     format!(
-                        "end other sessions on {db}; rename {db} to {} and {} to {db}",
+                        "in one transaction: end other sessions on {db} and {}, rename {db} to {} \
+                         and {} to {db}",
+                        quote_ident(&r.staging),
                         quote_ident(&r.old),
                         quote_ident(&r.staging)
                     ),
@@ -334,86 +578,72 @@ impl RestorePlan for PostgresRestorePlan {
                         quote_ident(&r.staging)
                     ),
                 ),
-            ],
+            ]),
         }
+        steps
     }
 
     async fn execute(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
-        let admin = connect(&maintenance(&self.config)).await?;
+        let mut admin = connect(&maintenance(&self.config)).await?;
         let target = describe(&self.config);
         let q = |e: tokio_postgres::Error| PgError::Query {
             target: target.clone(),
             reason: db_message(&e),
         };
-        let safety_snapshot = match &self.replace {
-            Some(_) => {
-                let tags = lifeboat_core::Tags::from([(
-                    lifeboat_core::PRE_RESTORE_TAG.to_string(),
-                    self.snapshot.to_hex(),
-                )]);
-                let source = crate::PostgresBackup::new(self.url.clone());
-                Some(ctx.safety_net.save(&source, &self.name, tags).await?)
-            }
-            None => None,
-        };
+        let mut checks: Vec<Check> =
+            self.prepare_roles(&admin, &target).await?.into_iter().collect();
         let into = self.replace.as_ref().map_or(self.database.as_str(), |r| r.staging.as_str());
-        admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(into))).await.map_err(q)?;
-        let result = self.restore(ctx, into).await.and_then(|(bytes, checks)| {
-            let failures: Vec<String> = checks
-                .iter()
-                .filter(|c| !c.ok)
-                .map(|c| format!("{}: {}", c.name, c.detail))
-                .collect();
-            if failures.is_empty() {
-                Ok((bytes, checks))
-            } else {
-                Err(Error::VerificationFailed { subject: target.clone(), failures })
+        admin.batch_execute(&self.create_sql(into)).await.map_err(|e| {
+            match &self.expected.database_facts {
+                // The usual cause: the target server lacks the snapshot's locale or cannot
+                // pair it with its encoding. Refused here, before anything else happens.
+                Some(f) => Error::InvalidInput {
+                    what: format!(
+                        "cannot create database {into} on {target} with the snapshot's encoding \
+                         {} and locale {}/{}: {}",
+                        f.encoding,
+                        f.collate,
+                        f.ctype,
+                        db_message(&e)
+                    ),
+                    hint: "restore to a server that has this locale (install it, e.g. with \
+                           locale-gen, and restart PostgreSQL); nothing was changed"
+                        .into(),
+                },
+                None => q(e).into(),
             }
-        });
-        let (bytes, mut checks) = match result {
+        })?;
+        let result = self.fill(ctx, &admin, into).await;
+        let (safety_snapshot, bytes, restored) = match result {
             Ok(done) => done,
             Err(e) => {
-                let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(into));
-                if let Err(d) = admin.batch_execute(&drop).await {
-                    tracing::warn!(error = %d, "could not drop the half-restored database");
-                }
+                drop_database(&admin, into).await;
                 return Err(e);
             }
         };
+        checks.extend(restored);
         if let Some(r) = &self.replace {
-            // Between the two renames the name serves nothing: an interrupt waits for both.
+            // Both renames commit together or not at all: a kill at any moment leaves the
+            // name serving either the old database or the new one, never nothing.
             let _swap = lifeboat_core::critical::CriticalSection::enter();
-            // Sessions on the old database would block the rename: end them, then swap in
-            // one transaction-less pair of renames (each is atomic in the catalog).
-            let terminate = format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
-                self.database.replace('\'', "''")
-            );
-            admin.batch_execute(&terminate).await.map_err(q)?;
-            admin
-                .batch_execute(&format!(
-                    "ALTER DATABASE {} RENAME TO {}",
-                    quote_ident(&self.database),
-                    quote_ident(&r.old)
-                ))
-                .await
-                .map_err(q)?;
-            if let Err(e) = admin
-                .batch_execute(&format!(
-                    "ALTER DATABASE {} RENAME TO {}",
-                    quote_ident(&r.staging),
-                    quote_ident(&self.database)
-                ))
-                .await
-            {
-                let _ = admin
-                    .batch_execute(&format!(
-                        "ALTER DATABASE {} RENAME TO {}",
-                        quote_ident(&r.old),
-                        quote_ident(&self.database)
-                    ))
-                    .await;
-                return Err(q(e).into());
+            match swap(&mut admin, &self.database, r).await {
+                Ok(ended) => {
+                    if !ended.is_empty() {
+                        checks.push(Check::pass("sessions ended", ended.join(", ")));
+                    }
+                }
+                Err(e) => {
+                    drop_database(&admin, into).await;
+                    return Err(Error::Backend {
+                        kind: Kind::Postgres,
+                        message: format!(
+                            "the swap on {target} did not happen ({}); {} serves as before and \
+                             the restored copy was dropped",
+                            db_message(&e),
+                            self.database
+                        ),
+                    });
+                }
             }
             checks.push(Check::pass(
                 "previous database kept",
@@ -425,5 +655,146 @@ impl RestorePlan for PostgresRestorePlan {
             ));
         }
         Ok(RestoreReport { target, snapshot: self.snapshot, safety_snapshot, bytes, checks })
+    }
+}
+
+impl PostgresRestorePlan {
+    /// Everything between creating `into` and the swap: the safety snapshot, pg_restore, the
+    /// checks, the database-level settings. The caller drops `into` when this fails.
+    async fn fill(
+        &self,
+        ctx: &RestoreContext<'_>,
+        admin: &tokio_postgres::Client,
+        into: &str,
+    ) -> Result<(Option<SnapshotId>, u64, Vec<Check>)> {
+        let safety_snapshot = match &self.replace {
+            Some(_) => {
+                let tags = lifeboat_core::Tags::from([(
+                    lifeboat_core::PRE_RESTORE_TAG.to_string(),
+                    self.snapshot.to_hex(),
+                )]);
+                // Named after what it holds, the target, as backing it up would name it: a
+                // safety copy under the source's name would stand in for the source.
+                let source = crate::PostgresBackup::new(self.url.clone());
+                let name = lifeboat_core::Backup::default_name(&source);
+                Some(ctx.safety_net.save(&source, &name, tags).await?)
+            }
+            None => None,
+        };
+        let (bytes, mut checks) = self.restore(ctx, into).await?;
+        let failures: Vec<String> =
+            checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
+        if !failures.is_empty() {
+            return Err(Error::VerificationFailed { subject: describe(&self.config), failures });
+        }
+        if let Some(facts) = &self.expected.database_facts {
+            checks.push(apply_facts(admin, &self.config, facts, into, self.skipped_roles()).await?);
+        }
+        Ok((safety_snapshot, bytes, checks))
+    }
+}
+
+/// Gives database `into` the recorded privileges, settings, limit and comment.
+async fn apply_facts(
+    admin: &tokio_postgres::Client,
+    config: &Config,
+    facts: &DatabaseFacts,
+    into: &str,
+    skip: &[String],
+) -> Result<Check> {
+    let statements = facts.apply_statements(into, skip);
+    for sql in &statements {
+        admin.batch_execute(sql).await.map_err(|e| PgError::Query {
+            target: describe(config),
+            reason: format!("{sql}: {}", db_message(&e)),
+        })?;
+    }
+    Ok(Check::pass(
+        "database settings",
+        format!(
+            "owner {}, encoding {}, locale {}/{}; {} statements for privileges, settings, \
+             connection limit and comment",
+            facts.owner,
+            facts.encoding,
+            facts.collate,
+            facts.ctype,
+            statements.len()
+        ),
+    ))
+}
+
+/// Ends other sessions on both databases and swaps the names, in one transaction; returns
+/// the sessions ended, per database.
+async fn swap(
+    admin: &mut tokio_postgres::Client,
+    database: &str,
+    r: &Replace,
+) -> std::result::Result<Vec<String>, tokio_postgres::Error> {
+    let tx = admin.transaction().await?;
+    // A session on the staging database (someone looking at the restore) would make the
+    // second rename wait, then fail: end those too. New sessions wait for the renames' locks.
+    let rows = tx
+        .query(
+            "SELECT datname::text, count(*) FILTER (WHERE pg_terminate_backend(pid)) \
+             FROM pg_stat_activity WHERE datname IN ($1, $2) AND pid <> pg_backend_pid() \
+             GROUP BY 1 ORDER BY 1",
+            &[&database, &r.staging],
+        )
+        .await?;
+    let ended = rows
+        .iter()
+        .filter(|row| row.get::<_, i64>(1) > 0)
+        .map(|row| format!("{} on {}", row.get::<_, i64>(1), row.get::<_, String>(0)))
+        .collect();
+    tx.batch_execute(&format!(
+        "ALTER DATABASE {} RENAME TO {}; ALTER DATABASE {} RENAME TO {}",
+        quote_ident(database),
+        quote_ident(&r.old),
+        quote_ident(&r.staging),
+        quote_ident(database)
+    ))
+    .await?;
+    tx.commit().await?;
+    Ok(ended)
+}
+
+/// Drops a half-made database, ending any session on it.
+async fn drop_database(admin: &tokio_postgres::Client, name: &str) {
+    let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
+    if let Err(d) = admin.batch_execute(&drop).await {
+        tracing::warn!(error = %d, database = name, "could not drop the half-restored database");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_split_and_unquoted_as_stored() {
+        let split = |s: &str| split_qualified(s);
+        assert_eq!(split("t"), (None, "t".into()));
+        assert_eq!(split("shop.orders"), (Some("shop".into()), "orders".into()));
+        assert_eq!(split("\"Order Items\""), (None, "Order Items".into()));
+        assert_eq!(split("\"My Shop\".\"a.b\""), (Some("My Shop".into()), "a.b".into()));
+        assert_eq!(
+            split("public.\"say \"\"hi\"\"\""),
+            (Some("public".into()), "say \"hi\"".into())
+        );
+    }
+
+    #[test]
+    fn names_beside_a_long_database_fit_or_are_refused() {
+        // pid_max on Linux, and a time in 2050.
+        let r = beside_names(&"d".repeat(48), 4_194_304, 2_540_000_000_000).unwrap();
+        assert!(r.staging.len() <= MAX_NAME && r.old.len() <= MAX_NAME, "{r:?}");
+        assert_ne!(r.staging, r.old);
+        let long = "d".repeat(49);
+        match beside_names(&long, 4_194_304, 2_540_000_000_000) {
+            Err(Error::InvalidInput { what, hint }) => {
+                assert!(what.contains("too long") && hint.contains("48 bytes"), "{what} / {hint}")
+            }
+            other => panic!("a 49-byte name was not refused: {other:?}"),
+        }
     }
 }

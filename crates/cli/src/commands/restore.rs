@@ -19,13 +19,15 @@ pub async fn run(url: &str, args: RestoreArgs) -> anyhow::Result<ExitCode> {
         create,
         table,
         schema_only,
+        skip_missing_roles,
         settle,
         dry_run,
         json,
     } = args;
     let repo = super::open_repo(url).await?;
     let snap = repo.find(&snapshot, name.as_deref()).await?;
-    let selection = Selection { includes: &includes, table, schema_only, settle };
+    let selection =
+        Selection { includes: &includes, table, schema_only, skip_missing_roles, settle };
     let plan = plan_for(&snap, &to, &RestoreOptions { force, create }, selection).await?;
     if dry_run {
         if json {
