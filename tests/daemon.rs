@@ -205,8 +205,12 @@ impl Service {
     /// Sends `signal` (`HUP`, `TERM`) to the service.
     fn signal(&self, signal: &str) {
         let child = self.child.as_ref().expect("running");
-        let sent = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string());
-        assert!(sent.status().unwrap().success(), "kill -{signal} failed");
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} failed");
     }
 
     /// SIGTERM, then waits at most `limit` for the exit (a guard against hangs).
@@ -1477,7 +1481,7 @@ fn under_systemd_it_notifies_ready_pings_the_watchdog_and_says_stopping() {
         ("WATCHDOG_USEC".into(), "1000000".into()),
     ];
     s.start();
-    let mut next = || {
+    let next = || {
         let mut buf = [0; 256];
         let n = socket
             .recv(&mut buf)
@@ -1489,7 +1493,6 @@ fn under_systemd_it_notifies_ready_pings_the_watchdog_and_says_stopping() {
         seen.push(next());
     }
     assert!(seen.contains(&"READY=1".to_string()), "{seen:?}");
-    drop(next);
     s.signal("TERM");
     let mut buf = [0; 256];
     let stopping = (0..20).any(|_| {

@@ -150,8 +150,9 @@ pub async fn serve(
 ) -> Result<(), DaemonError> {
     let addr = listener.local_addr().unwrap_or(d.config().listen);
     info!(%addr, jobs = d.jobs.len(), "lifeboatd listening");
-    crate::scheduler::start(&d);
+    // Ready before the scheduler's first watchdog ping: the address is bound already.
     crate::notify::notify("READY=1");
+    crate::scheduler::start(&d);
     let shutdown = d.shutdown.clone();
     let stopped = shutdown.subscribe();
     tokio::spawn(async move {
@@ -253,18 +254,18 @@ pub fn reload(d: &Daemon, env: &dyn crate::config::Env) -> Result<Vec<String>, D
     let mut notes = Vec::new();
     let mut keep = |what: &str, changed: bool| {
         if changed {
-            notes.push(format!("{what} changed: it takes effect at the next restart"));
+            notes.push(format!("{what}: this takes effect at the next restart"));
         }
     };
-    keep("`listen`", new.listen != old.listen);
-    keep("`repository`", new.repository != old.repository);
-    keep("`state_dir`", new.state_dir != old.state_dir);
-    keep("`max_running`", new.max_running != old.max_running);
+    keep("`listen` changed", new.listen != old.listen);
+    keep("`repository` changed", new.repository != old.repository);
+    keep("`state_dir` changed", new.state_dir != old.state_dir);
+    keep("`max_running` changed", new.max_running != old.max_running);
     for job in &new.jobs {
-        keep(&format!("job {:?} is new and", job.name), !d.jobs.contains_key(&job.name));
+        keep(&format!("job {:?} added", job.name), !d.jobs.contains_key(&job.name));
     }
     for name in d.jobs.keys() {
-        keep(&format!("job {name:?} was removed and"), new.job(name).is_none());
+        keep(&format!("job {name:?} removed"), new.job(name).is_none());
     }
     new.listen = old.listen;
     new.repository.clone_from(&old.repository);
