@@ -39,6 +39,12 @@ pub struct Stats {
     pub packs: usize,
     /// Chunks in the index.
     pub chunks_indexed: usize,
+    /// Staging files of interrupted writes in a local repository (prune removes the stale).
+    pub staging_files: usize,
+    /// Bytes in them.
+    pub staging_bytes: u64,
+    /// Index files found damaged and set aside (`repair index` rebuilds them).
+    pub damaged_indexes: usize,
 }
 
 /// Per-name statistics of `snaps`.
@@ -69,7 +75,11 @@ pub fn by_name(snaps: &[StoredSnapshot]) -> BTreeMap<String, NameStats> {
 pub async fn stats(repo: &Repository) -> lifeboat_store::Result<Stats> {
     let snaps = repo.snapshots().await?;
     let (pack_bytes, packs) = repo.usage(DATA_PREFIX).await?;
+    let staging = repo.staging_files().await?;
     Ok(Stats {
+        staging_files: staging.len(),
+        staging_bytes: staging.iter().map(|f| f.size).sum(),
+        damaged_indexes: repo.damaged_indexes().len(),
         names: by_name(&snaps),
         snapshots: snaps.len(),
         pack_bytes,

@@ -38,5 +38,18 @@ pub async fn run(url: &str, json: bool) -> anyhow::Result<ExitCode> {
         human_bytes(stats.pack_bytes),
         stats.chunks_indexed
     );
+    if stats.staging_files > 0 {
+        println!(
+            "{} staging files of interrupted writes ({}); prune removes them once stale",
+            stats.staging_files,
+            human_bytes(stats.staging_bytes)
+        );
+    }
+    if stats.damaged_indexes > 0 {
+        println!(
+            "{} damaged index files set aside; `lifeboat repair index` rebuilds them",
+            stats.damaged_indexes
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
