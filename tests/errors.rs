@@ -124,3 +124,108 @@ fn corrupted_pack_is_named_and_restore_refuses() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
+
+/// Every variable through which object_store finds AWS credentials or endpoints.
+const AWS_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_SKIP_SIGNATURE",
+    "AWS_ENDPOINT",
+    "AWS_PROFILE",
+];
+
+#[test]
+fn s3_without_credentials_says_so_instead_of_probing_instance_metadata() {
+    let mut cmd = lifeboat("s3://backups/platform");
+    for var in AWS_VARIABLES {
+        cmd.env_remove(var);
+    }
+    let err = fails(cmd.env("AWS_REGION", "us-east-1").arg("snapshots"));
+    assert!(err.contains("no S3 credentials") && err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    assert!(err.contains("AWS_EC2_METADATA_DISABLED=false"), "{err}");
+}
+
+#[test]
+fn a_refused_port_is_retried_by_lifeboat_alone() {
+    let mut cmd = lifeboat("s3://backups/platform");
+    for var in AWS_VARIABLES {
+        cmd.env_remove(var);
+    }
+    cmd.env("AWS_ENDPOINT", format!("http://127.0.0.1:{}", free_port()))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "s");
+    let err = fails(cmd.arg("snapshots"));
+    // object_store's own retry loop says "after N retries" in its error; lifeboat's loop
+    // logs one warning per attempt.
+    assert!(!err.contains("retries, max_retries"), "object_store retried too: {err}");
+    assert_eq!(err.matches("retrying in").count(), 4, "{err}");
+    assert!(err.contains("reachable"), "{err}");
+}
+
+/// A small tmpfs mounted for one test; unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "this test needs to mount a small tmpfs (run it as root, or in a container with \
+             CAP_SYS_ADMIN) to fill or freeze a real file system"
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn remount_read_only(&self) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "remounting the tmpfs read-only failed");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_or_read_only_disk_fails_at_once_with_a_disk_hint() {
+    let disk = SmallDisk::mount("1m");
+    let repo = disk.path().join("repo").display().to_string();
+    ok(lifeboat(&repo).arg("init"));
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(folder.path().join("noise.bin"), pseudo_random(3 << 20, 12)).unwrap();
+    let err = fails(lifeboat(&repo).args(["backup", "dir"]).arg(folder.path()));
+    assert!(err.contains("no space left"), "{err}");
+    assert!(err.contains("free space") && !err.contains("reachable"), "{err}");
+    assert!(!err.contains("retrying"), "a full disk was retried: {err}");
+    assert!(snapshots(&repo).is_empty(), "a snapshot became visible");
+
+    disk.remount_read_only();
+    let small = tempfile::tempdir().unwrap();
+    std::fs::write(small.path().join("a.txt"), "a few bytes").unwrap();
+    let err = fails(lifeboat(&repo).args(["backup", "dir"]).arg(small.path()));
+    assert!(err.contains("read-only") && !err.contains("reachable"), "{err}");
+    assert!(!err.contains("retrying"), "a read-only disk was retried: {err}");
+}

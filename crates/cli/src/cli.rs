@@ -130,6 +130,9 @@ pub enum Command {
     },
     /// Remove the maintenance lease whoever holds it, and expired backup leases.
     Unlock,
+    /// Rebuild what can be derived from the packs.
+    #[command(subcommand)]
+    Repair(RepairTarget),
     /// Per name: count, oldest, newest, sizes, deduplication.
     Stats {
         /// Print JSON.
@@ -201,6 +204,21 @@ pub enum Command {
         /// Write to this file (via a temporary file renamed once verified) instead of stdout.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+    },
+}
+
+/// What `repair` rebuilds.
+#[derive(Debug, Subcommand)]
+pub enum RepairTarget {
+    /// Index packs that no sound index file describes (each checked against its hash), then
+    /// remove damaged index files.
+    Index {
+        /// Report what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

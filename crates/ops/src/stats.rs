@@ -44,6 +44,12 @@ pub struct Stats {
     pub packs: usize,
     /// Chunks in the index.
     pub chunks_indexed: usize,
+    /// Staging files of interrupted writes in a local repository (prune removes the stale).
+    pub staging_files: usize,
+    /// Bytes in them.
+    pub staging_bytes: u64,
+    /// Index files found damaged and set aside (`repair index` rebuilds them).
+    pub damaged_indexes: usize,
 }
 
 /// Per-name statistics of `snaps`.
@@ -79,7 +85,11 @@ pub async fn stats(repo: &Repository) -> lifeboat_store::Result<Stats> {
     let snaps = repo.snapshots().await?;
     let (pack_bytes, packs) = repo.usage(DATA_PREFIX).await?;
     let safety_snapshots = snaps.iter().filter(|s| s.manifest().is_safety()).count();
+    let staging = repo.staging_files().await?;
     Ok(Stats {
+        staging_files: staging.len(),
+        staging_bytes: staging.iter().map(|f| f.size).sum(),
+        damaged_indexes: repo.damaged_indexes().len(),
         names: by_name(&snaps),
         snapshots: snaps.len() - safety_snapshots,
         safety_snapshots,

@@ -24,6 +24,12 @@ pub const DATA_PREFIX: &str = "data";
 /// Trailer magic at the very end of every pack.
 pub const PACK_MAGIC: &[u8; 8] = b"LBPACK01";
 
+/// The largest `chunker.max_size` a config may set.
+const MAX_CHUNK_LIMIT: u64 = 64 << 20;
+/// The range of `pack_size` a config may set.
+const MIN_PACK_SIZE: u64 = 64 << 10;
+const MAX_PACK_SIZE: u64 = 1 << 30;
+
 /// The config object: written once by `init`, read by every opener.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RepoConfig {
@@ -58,6 +64,47 @@ impl RepoConfig {
             pack_size: 8 << 20,
             encryption: "none".into(),
         }
+    }
+}
+
+impl RepoConfig {
+    /// Reads and checks a config object: a version this build reads, usable chunker limits,
+    /// an encryption it supports.
+    ///
+    /// # Errors
+    /// [`StoreError::UnsupportedVersion`] or [`StoreError::Malformed`].
+    pub fn parse(body: &[u8]) -> Result<Self> {
+        let malformed = |reason: String| StoreError::Malformed { key: CONFIG_KEY.into(), reason };
+        let config: RepoConfig =
+            serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
+        if config.version != FORMAT_VERSION {
+            return Err(StoreError::UnsupportedVersion {
+                found: config.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        config.chunker.validate().map_err(malformed)?;
+        // Both sizes set how much a backup holds in memory: a damaged config must not make
+        // it try to allocate terabytes.
+        if u64::from(config.chunker.max_size) > MAX_CHUNK_LIMIT {
+            return Err(malformed(format!(
+                "max chunk size {} is above {MAX_CHUNK_LIMIT}",
+                config.chunker.max_size
+            )));
+        }
+        if !(MIN_PACK_SIZE..=MAX_PACK_SIZE).contains(&config.pack_size) {
+            return Err(malformed(format!(
+                "pack size {} is outside {MIN_PACK_SIZE}..={MAX_PACK_SIZE}",
+                config.pack_size
+            )));
+        }
+        if config.encryption != "none" {
+            return Err(malformed(format!(
+                "encryption {:?} is not supported by this build",
+                config.encryption
+            )));
+        }
+        Ok(config)
     }
 }
 
@@ -165,6 +212,17 @@ const METADATA_LEVEL: i32 = 3;
 /// cannot exhaust memory.
 const MAX_METADATA: u64 = 1 << 30;
 
+/// Metadata up to this size decompresses whatever its ratio; above it, at most
+/// [`MAX_METADATA_RATIO`] times the stored size. Real metadata is mostly hex ids and
+/// compresses about 2:1, while a few KiB of zstd can claim a GiB of zeros.
+const METADATA_FREE: u64 = 16 << 20;
+const MAX_METADATA_RATIO: u64 = 64;
+
+/// How many bytes `stored` bytes of metadata may decompress to.
+fn metadata_limit(stored: usize) -> u64 {
+    (stored as u64).saturating_mul(MAX_METADATA_RATIO).clamp(METADATA_FREE, MAX_METADATA)
+}
+
 /// Serialises a manifest, an index file or a pack trailer: zstd-compressed JSON.
 ///
 /// # Errors
@@ -183,7 +241,7 @@ pub fn encode_metadata<T: Serialize>(value: &T, what: &str) -> Result<Vec<u8>> {
 pub fn decode_metadata<T: DeserializeOwned>(key: &str, body: &[u8]) -> Result<T> {
     let malformed = |reason: String| StoreError::Malformed { key: key.into(), reason };
     if body.starts_with(&compress::FRAME_MAGIC) {
-        let json = compress::decompress_bounded(body, MAX_METADATA)
+        let json = compress::decompress_bounded(body, metadata_limit(body.len()))
             .map_err(|e| malformed(format!("compressed metadata: {e}")))?;
         serde_json::from_slice(&json).map_err(|e| malformed(e.to_string()))
     } else {

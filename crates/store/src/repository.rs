@@ -174,27 +174,7 @@ impl Repository {
                 }
                 Err(e) => return Err(StoreError::object("get", CONFIG_KEY, e)),
             };
-        let config: RepoConfig = serde_json::from_slice(&body)
-            .map_err(|e| StoreError::Malformed { key: CONFIG_KEY.into(), reason: e.to_string() })?;
-        if config.version != FORMAT_VERSION {
-            return Err(StoreError::UnsupportedVersion {
-                found: config.version,
-                supported: FORMAT_VERSION,
-            });
-        }
-        config
-            .chunker
-            .validate()
-            .map_err(|reason| StoreError::Malformed { key: CONFIG_KEY.into(), reason })?;
-        if config.encryption != "none" {
-            return Err(StoreError::Malformed {
-                key: CONFIG_KEY.into(),
-                reason: format!(
-                    "encryption {:?} is not supported by this build",
-                    config.encryption
-                ),
-            });
-        }
+        let config = RepoConfig::parse(&body)?;
         let repo = Self::from_parts(url, store, config);
         repo.reload_index().await?;
         Ok(repo)

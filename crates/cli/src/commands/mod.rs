@@ -11,6 +11,7 @@ mod forget;
 mod init;
 mod ls;
 mod prune;
+mod repair;
 mod restore;
 mod snapshots;
 mod stale;
@@ -109,6 +110,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             prune::run(&repo, &options, json).await
         }
         Command::Unlock => unlock::run(&repo).await,
+        Command::Repair(crate::cli::RepairTarget::Index { dry_run, json }) => {
+            repair::index(&repo, dry_run, json).await
+        }
         Command::Stats { json } => stats::run(&repo, json).await,
         Command::Stale { max_age, expected, json } => {
             stale::run(&repo, max_age, &expected, json).await

@@ -28,6 +28,13 @@ pub async fn run(url: &str, options: &PruneOptions, json: bool) -> anyhow::Resul
         human_bytes(report.freed_bytes),
         report.revived
     );
+    if report.staging_removed > 0 {
+        println!(
+            "{} staging files of interrupted writes removed ({})",
+            report.staging_removed,
+            human_bytes(report.staging_bytes)
+        );
+    }
     for wait in &report.waiting {
         println!("waiting: {wait}");
     }

@@ -43,5 +43,18 @@ pub async fn run(url: &str, json: bool) -> anyhow::Result<ExitCode> {
         human_bytes(stats.pack_bytes),
         count(stats.chunks_indexed, "chunk")
     );
+    if stats.staging_files > 0 {
+        println!(
+            "{} staging files of interrupted writes ({}); prune removes them once stale",
+            stats.staging_files,
+            human_bytes(stats.staging_bytes)
+        );
+    }
+    if stats.damaged_indexes > 0 {
+        println!(
+            "{} damaged index files set aside; `lifeboat repair index` rebuilds them",
+            stats.damaged_indexes
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

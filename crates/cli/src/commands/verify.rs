@@ -1,9 +1,10 @@
 //! `lifeboat verify [SNAPSHOT|--all] [--read-data] [--restore]`
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 
 use lifeboat_core::drill::Expectations;
-use lifeboat_core::{Verifier, VerifyReport};
+use lifeboat_core::{Digest, Verifier, VerifyReport};
 use lifeboat_store::RepositoryVerifier;
 
 use crate::output::print_json;
@@ -29,6 +30,25 @@ pub async fn run(
     };
     let verifier = RepositoryVerifier::new(repo.clone(), read_data);
     let backends = lifeboat_ops::drill_backends(postgres_server);
+    // The index against the packs' trailers: every indexed pack when verifying them all,
+    // the packs of the chosen snapshot otherwise.
+    let packs: Option<HashSet<Digest>> = selector.map(|_| {
+        snaps
+            .iter()
+            .flat_map(|s| s.manifest().chunks.iter())
+            .filter_map(|c| repo.locate(c))
+            .flat_map(|l| {
+                std::iter::once(l.pack).chain(l.base.and_then(|b| repo.locate(&b)).map(|b| b.pack))
+            })
+            .collect()
+    });
+    let index = verifier.check_index(packs.as_ref()).await?;
+    if !json {
+        println!("{} {}", index.subject, if index.ok() { "ok" } else { "FAILED" });
+        for check in index.checks.iter().filter(|c| !c.ok) {
+            println!("  {}: {}", check.name, check.detail);
+        }
+    }
     let mut reports: Vec<VerifyReport> = Vec::new();
     for snap in &snaps {
         let mut report = verifier.verify(snap).await?;
@@ -48,19 +68,27 @@ pub async fn run(
         reports.push(report);
     }
     let failed = reports.iter().filter(|r| !r.ok()).count();
+    let checked = reports.len();
+    if !json {
+        let what = if read_data { "structure and data" } else { "structure" };
+        println!("{checked} snapshots checked ({what}), {failed} failed");
+    }
+    let index_ok = index.ok();
+    reports.push(index);
     if json {
         print_json(&reports)?;
-    } else {
-        let what = if read_data { "structure and data" } else { "structure" };
-        println!("{} snapshots checked ({what}), {failed} failed", reports.len());
     }
-    if failed > 0 {
+    if failed > 0 || !index_ok {
         let failures = reports
             .iter()
             .filter(|r| !r.ok())
             .map(|r| format!("{}: {}", r.subject, r.failures().join("; ")))
             .collect();
-        let subject = format!("{failed} of {} snapshots", reports.len());
+        let subject = if index_ok {
+            format!("{failed} of {checked} snapshots")
+        } else {
+            format!("the repository index and {failed} of {checked} snapshots")
+        };
         return Err(lifeboat_core::Error::VerificationFailed { subject, failures }.into());
     }
     Ok(ExitCode::SUCCESS)
