@@ -107,7 +107,7 @@ impl World {
         std::fs::create_dir_all(folder.join("assets/img")).unwrap();
         make_sqlite_db(&db, 3);
         for i in 0..120u64 {
-            let sub = if i % 3 == 0 { "assets/img" } else { "assets" };
+            let sub = if i.is_multiple_of(3) { "assets/img" } else { "assets" };
             std::fs::write(folder.join(format!("{sub}/f{i:03}.bin")), pseudo_random(16 << 10, i))
                 .unwrap();
         }
@@ -175,7 +175,7 @@ impl World {
         drop(conn);
         for i in 0..8u64 {
             let n = (round * 8 + i) % 120;
-            let sub = if n % 3 == 0 { "assets/img" } else { "assets" };
+            let sub = if n.is_multiple_of(3) { "assets/img" } else { "assets" };
             std::fs::write(
                 self.folder.join(format!("{sub}/f{n:03}.bin")),
                 pseudo_random(16 << 10, 1000 + round * 8 + i),
