@@ -60,12 +60,17 @@ enum Op {
     Prune,
     RestoreSqlite,
     RestoreDir,
-    // TODO(repair index): add `RepairIndex` here once `lifeboat repair index` exists (another
-    // engineer is building it), with `args` returning ["repair", "index"] and no target.
+    RepairIndex,
 }
 
-const OPS: [Op; 5] =
-    [Op::BackupSqlite, Op::BackupDir, Op::Prune, Op::RestoreSqlite, Op::RestoreDir];
+const OPS: [Op; 6] = [
+    Op::BackupSqlite,
+    Op::BackupDir,
+    Op::Prune,
+    Op::RestoreSqlite,
+    Op::RestoreDir,
+    Op::RepairIndex,
+];
 
 /// A repository with a database, a folder, two kept snapshots of each, and one restore
 /// target of each kind.
@@ -192,6 +197,7 @@ impl World {
             Op::BackupSqlite => cmd.args(["backup", "sqlite"]).arg(&self.db),
             Op::BackupDir => cmd.args(["backup", "dir"]).arg(&self.folder),
             Op::Prune => cmd.args(["prune", "--grace", "0s"]),
+            Op::RepairIndex => cmd.args(["repair", "index"]),
             Op::RestoreSqlite => cmd
                 .args(["restore", &self.db_snaps[1 - self.db_now].0, "--force", "--to"])
                 .arg(&self.db_target),
@@ -209,10 +215,10 @@ impl World {
             ok(self.cmd().args(["forget", "--keep-last", "2", "--keep-tag", "keep=crash"]));
         }
         let out = self.command(op).output().unwrap();
-        if !out.status.success() && op == Op::Prune {
+        if !out.status.success() && matches!(op, Op::Prune | Op::RepairIndex) {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            self.findings.push(format!("prune after a killed prune failed: {}", stderr.trim()));
-            // The dead prune's lease: `unlock` is the documented way out.
+            self.findings.push(format!("{op:?} after a killed maintenance run failed: {}", stderr.trim()));
+            // The dead prune's or repair's lease: `unlock` is the documented way out.
             ok(self.cmd().arg("unlock"));
             ok(&mut self.command(op));
         } else {
