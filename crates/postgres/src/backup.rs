@@ -179,29 +179,6 @@ fn summarize_stderr(text: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::summarize_stderr;
-
-    #[test]
-    fn the_error_line_survives_a_long_failing_statement() {
-        let mut text = String::from(
-            "pg_restore: while PROCESSING TOC:\n\
-             pg_restore: from TOC entry 215; 1259 16390 TABLE t app\n\
-             pg_restore: error: could not execute query: ERROR:  permission denied for schema public\n\
-             Command was: CREATE TABLE public.t (\n",
-        );
-        for i in 0..40 {
-            text.push_str(&format!("    c{i} integer,\n"));
-        }
-        text.push_str(");\n");
-        let summary = summarize_stderr(&text);
-        assert!(summary.contains("ERROR:  permission denied for schema public"), "{summary}");
-        assert!(summary.contains(");"), "{summary}");
-        assert_eq!(summarize_stderr("one\ntwo\n"), "one | two");
-    }
-}
-
 /// The largest table of contents read before giving up on writing the data ourselves.
 const MAX_HEAD: usize = 64 << 20;
 
@@ -459,4 +436,27 @@ async fn pg_dump_capture(session: Session, dump: PgDump, consumed: Vec<u8>) -> R
     });
     let reader: ByteStream = Box::pin(std::io::Cursor::new(consumed).chain(stdout));
     Ok(Capture::new(reader, json).on_finish(finish))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize_stderr;
+
+    #[test]
+    fn the_error_line_survives_a_long_failing_statement() {
+        let mut text = String::from(
+            "pg_restore: while PROCESSING TOC:\n\
+             pg_restore: from TOC entry 215; 1259 16390 TABLE t app\n\
+             pg_restore: error: could not execute query: ERROR:  permission denied for schema public\n\
+             Command was: CREATE TABLE public.t (\n",
+        );
+        for i in 0..40 {
+            text.push_str(&format!("    c{i} integer,\n"));
+        }
+        text.push_str(");\n");
+        let summary = summarize_stderr(&text);
+        assert!(summary.contains("ERROR:  permission denied for schema public"), "{summary}");
+        assert!(summary.contains(");"), "{summary}");
+        assert_eq!(summarize_stderr("one\ntwo\n"), "one | two");
+    }
 }

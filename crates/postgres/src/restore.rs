@@ -767,6 +767,7 @@ async fn drop_database(admin: &tokio_postgres::Client, name: &str) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
