@@ -127,6 +127,16 @@ pub enum Command {
     },
     /// Remove the maintenance lease whoever holds it, and expired backup leases.
     Unlock,
+    /// List what interrupted container restores left on the Docker engine; `--force` puts
+    /// the originals back (or finishes the restore) and removes the rest.
+    Cleanup {
+        /// Clean instead of listing.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Per name: count, oldest, newest, sizes, deduplication.
     Stats {
         /// Print JSON.

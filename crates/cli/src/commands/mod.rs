@@ -6,6 +6,7 @@ use crate::cli::{Cli, Command};
 
 mod backup;
 mod cat;
+mod cleanup;
 mod drill;
 mod forget;
 mod init;
@@ -105,6 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             prune::run(&repo, &options, json).await
         }
         Command::Unlock => unlock::run(&repo).await,
+        Command::Cleanup { force, json } => cleanup::run(force, json).await,
         Command::Stats { json } => stats::run(&repo, json).await,
         Command::Stale { max_age, expected, json } => {
             stale::run(&repo, max_age, &expected, json).await
