@@ -486,7 +486,7 @@ pub(crate) fn came_up(info: &ContainerInspectResponse) -> bool {
         .as_ref()
         .and_then(|h| h.restart_policy.as_ref())
         .and_then(|p| p.name)
-        .is_some_and(|name| crate::recreate::restarts_after_success(&name.to_string()));
+        .is_some_and(|name| crate::recreate::restarts_after_success(name.as_ref()));
     state.exit_code == Some(0)
         && !restarts
         && state.status.is_some_and(|s| s.to_string() == "exited")
@@ -616,7 +616,7 @@ async fn apply(docker: &Docker, item: &Item) -> Result<()> {
                     .await
                     .ok()
                     .and_then(|i| i.host_config?.restart_policy?.name)
-                    .is_some_and(|p| crate::recreate::restarts_after_success(&p.to_string()));
+                    .is_some_and(|p| crate::recreate::restarts_after_success(p.as_ref()));
                 give_back(docker, id, target, start).await
             } else {
                 remove_container(docker, id).await
@@ -702,6 +702,7 @@ pub async fn clean_leftovers() -> lifeboat_core::Result<Vec<Leftover>> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -647,7 +647,7 @@ pub(crate) async fn start_and_settle(
                 .host_config
                 .and_then(|h| h.restart_policy)
                 .and_then(|p| p.name)
-                .is_some_and(|name| restarts_after_success(&name.to_string()));
+                .is_some_and(|name| restarts_after_success(name.as_ref()));
             if state.exit_code == Some(0) && !restarts {
                 // A one-shot job (a migration, a seeding step) is done when it exits 0.
                 return Ok(vec![Check::pass(
