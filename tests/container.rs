@@ -210,10 +210,20 @@ fn failed_restore_puts_the_original_back_running() {
     let (name, _) = start_app(&mut cleanup, "tenant=rollback");
     let original_id = docker(&["inspect", "-f", "{{.Id}}", &name]);
 
-    // A snapshot of a container that exits at once: restoring it cannot settle.
+    // A snapshot of a running container that, restored, exits at once: it cannot settle.
     let broken = unique_name("broken");
     cleanup.containers.push(broken.clone());
-    docker(&["create", "--name", &broken, TEST_IMAGE, "sh", "-c", "exit 3"]);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &broken,
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "test -f /ran && exit 3; touch /ran; exec sleep 3600",
+    ]);
+    wait_for_file(&broken, "/ran");
     let snap = backup(&repo, &[&broken]);
     let id = snap["id"].as_str().unwrap();
 
@@ -468,45 +478,77 @@ fn one_failing_container_does_not_stop_the_others() {
     assert_eq!(names, [good], "only the good container has a snapshot");
 }
 
-#[test]
-fn an_interrupt_during_the_swap_lets_it_finish() {
-    let mut cleanup = DockerCleanup::default();
-    let (_dir, repo) = new_repo();
+/// A running container whose PID 1 takes 3 s to stop and marks when it began (so a restore's
+/// stop step is easy to catch), restarted by the engine unless stopped by hand.
+fn start_slow_stopper(cleanup: &mut DockerCleanup, label: &str) -> String {
     docker_engine();
     let name = unique_name("slowstop");
     cleanup.containers.push(name.clone());
-    // Its PID 1 takes 3 s to stop and marks when it began: the swap's stop is easy to catch.
     docker(&[
         "run",
         "-d",
         "--name",
         &name,
+        "--label",
+        label,
+        "--restart",
+        "unless-stopped",
         TEST_IMAGE,
         "sh",
         "-c",
-        "trap 'touch /tmp/stopping; sleep 3; exit 0' TERM; touch /tmp/ready; \
-         while true; do sleep 1; done",
+        "rm -f /tmp/stopping; trap 'touch /tmp/stopping; sleep 3; exit 0' TERM; \
+         touch /tmp/ready; while true; do sleep 1; done",
     ]);
     wait_for_file(&name, "/tmp/ready");
-    let snap = backup(&repo, &[&name]);
-    let old_id = docker(&["inspect", "-f", "{{.Id}}", &name]);
+    name
+}
 
-    let restore = lifeboat(&repo)
-        .args(["restore", snap["id"].as_str().unwrap(), "--to", &format!("container:{name}")])
+/// Starts `restore ID --to container:NAME --force` and returns once it is stopping the
+/// original container `old_id`.
+fn restore_until_stopping(repo: &str, id: &str, name: &str, old_id: &str) -> std::process::Child {
+    let restore = lifeboat(repo)
+        .args(["restore", id, "--to", &format!("container:{name}")])
         .args(["--force", "--settle", "1s"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stopping = (0..600).any(|_| {
+    // Bounded generously: the safety snapshot and the import come first, slow on a busy host.
+    let stopping = (0..3600).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(50));
         std::process::Command::new("docker")
-            .args(["exec", &old_id, "test", "-f", "/tmp/stopping"])
+            .args(["exec", old_id, "test", "-f", "/tmp/stopping"])
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     });
     assert!(stopping, "the restore never began to stop the original");
+    restore
+}
+
+/// SIGKILLs `child` and waits for it, then for the engine to finish stopping `container`.
+fn kill_and_wait_stopped(mut child: std::process::Child, container: &str) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for _ in 0..100 {
+        if inspect(container, "{{.State.Running}}") == "false" {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("{container} did not stop");
+}
+
+#[test]
+fn an_interrupt_during_the_swap_lets_it_finish() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    docker_engine();
+    let name = start_slow_stopper(&mut cleanup, "tenant=slowstop");
+    let snap = backup(&repo, &[&name]);
+    let old_id = docker(&["inspect", "-f", "{{.Id}}", &name]);
+
+    let restore = restore_until_stopping(&repo, snap["id"].as_str().unwrap(), &name, &old_id);
     // Ctrl-C while the original is stopping: the old one is down, the new one not yet up.
     let pid = restore.id().to_string();
     assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
@@ -519,4 +561,265 @@ fn an_interrupt_during_the_swap_lets_it_finish() {
     let new_id = docker(&["inspect", "-f", "{{.Id}}", &name]);
     assert_ne!(new_id, old_id, "the original still holds the name");
     assert!(docker(&["ps", "-a", "-q", "--filter", &format!("id={old_id}")]).is_empty());
+}
+
+#[test]
+fn safety_snapshot_is_named_after_the_target_it_protects() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    let (source, _) = start_app(&mut cleanup, "tenant=source");
+    let (target, _) = start_app(&mut cleanup, "tenant=target");
+    let snap = backup(&repo, &[&source]);
+    let id = snap["id"].as_str().unwrap();
+
+    let out = ok(lifeboat(&repo).args([
+        "restore",
+        id,
+        "--to",
+        &format!("container:{target}"),
+        "--force",
+        "--settle",
+        "1s",
+        "--json",
+    ]));
+    cleanup.volumes.push(inspect(&target, "{{range .Mounts}}{{.Name}}{{end}}"));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let safety_id = report["safety_snapshot"].as_str().unwrap();
+    let all = snapshots(&repo);
+    let safety = all.iter().find(|s| s["id"] == safety_id).unwrap();
+    // It holds the target's files: named after the source it would pass for the source's data.
+    assert_eq!(safety["name"], target.as_str(), "{safety}");
+    assert_eq!(safety["tags"]["pre-restore"], id, "{safety}");
+    let sources: Vec<_> = all.iter().filter(|s| s["name"] == source.as_str()).collect();
+    assert_eq!(sources.len(), 1, "only the real backup is named {source}: {all:?}");
+}
+
+#[test]
+fn a_label_backup_never_captures_a_restores_working_containers() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    let label = format!("tenant-group={}", unique_name("staging"));
+    let name = start_slow_stopper(&mut cleanup, &label);
+    let snap = backup(&repo, &[&name]);
+    let old_id = inspect(&name, "{{.Id}}");
+    // A restore killed while it stops the original leaves its staging container behind,
+    // created with the production labels (the engine cannot change them later).
+    let restore = restore_until_stopping(&repo, snap["id"].as_str().unwrap(), &name, &old_id);
+    kill_and_wait_stopped(restore, &name);
+    let staging = docker(&[
+        "ps",
+        "-a",
+        "--format",
+        "{{.Names}}",
+        "--filter",
+        &format!("name={name}-lifeboat-"),
+    ]);
+    cleanup.containers.extend(staging.lines().map(str::to_string));
+    assert!(!staging.is_empty(), "the killed restore left no staging container");
+
+    let out = ok(lifeboat(&repo).args(["backup", "containers", "--label", &label, "--json"]));
+    let results: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let captured: Vec<&str> = results.iter().map(|r| r["container"].as_str().unwrap()).collect();
+    assert_eq!(captured, [name.as_str()], "{out}");
+}
+
+#[test]
+fn a_stopped_container_restores_stopped_and_a_one_shot_is_not_a_failure() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    docker_engine();
+    // A service stopped by hand, and a one-shot job that ran and exited 0.
+    let (service, volume) = start_app(&mut cleanup, "tenant=stopped");
+    let service_files = digests(&service);
+    docker(&["stop", "-t", "1", &service]);
+    let job = unique_name("job");
+    cleanup.containers.push(job.clone());
+    docker(&["run", "--name", &job, TEST_IMAGE, "sh", "-c", "echo migrated > /done"]);
+    let service_snap = backup(&repo, &[&service]);
+    let job_snap = backup(&repo, &[&job]);
+
+    docker(&["rm", "-f", &service, &job]);
+    docker(&["volume", "rm", &volume]);
+    for (snap, name) in [(&service_snap, &service), (&job_snap, &job)] {
+        let to = format!("container:{name}");
+        let id = snap["id"].as_str().unwrap();
+        let plan = ok(lifeboat(&repo).args(["restore", id, "--to", &to, "--dry-run"]));
+        assert!(plan.contains("not started"), "{plan}");
+        let out = ok(lifeboat(&repo).args(["restore", id, "--to", &to, "--settle", "1s"]));
+        assert!(out.contains("restored"), "{out}");
+        assert_eq!(inspect(name, "{{.State.Running}}"), "false", "{name} was started");
+    }
+    // Their data came back all the same.
+    docker(&["start", &service]);
+    wait_for_file(&service, "/tmp/ready");
+    assert_eq!(digests(&service), service_files);
+    // A drill starts the one-shot job: exiting 0 is what it is meant to do.
+    let report = ok(lifeboat(&repo).args(["drill", "--name", &job, "--json"]));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report[0]["passed"], true, "{report}");
+    assert!(report.to_string().contains("exited 0"), "{report}");
+}
+
+#[test]
+fn a_restore_killed_while_stopping_the_original_is_put_back_by_cleanup() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    let name = start_slow_stopper(&mut cleanup, "tenant=killed");
+    let snap = backup(&repo, &[&name]);
+    let old_id = inspect(&name, "{{.Id}}");
+    let restore = restore_until_stopping(&repo, snap["id"].as_str().unwrap(), &name, &old_id);
+    kill_and_wait_stopped(restore, &name);
+    // Stopped through the API, `unless-stopped` keeps it down: the engine will not help.
+    assert_eq!(inspect(&name, "{{.Id}} {{.State.Running}}"), format!("{old_id} false"));
+
+    let listed = ok(lifeboat(&repo).args(["cleanup", "--json"]));
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    let ours: Vec<_> = listed.iter().filter(|l| l["target"] == name.as_str()).collect();
+    assert_eq!(ours.len(), 1, "{listed:?}");
+    assert_eq!(ours[0]["kind"], "interrupted restore", "{listed:?}");
+    assert!(ours[0]["action"].as_str().unwrap().contains("start it"), "{listed:?}");
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "false", "listing changed nothing");
+
+    ok(lifeboat(&repo).args(["cleanup", "--force"]));
+    assert_eq!(inspect(&name, "{{.Id}} {{.State.Running}}"), format!("{old_id} true"));
+    let left = docker(&["ps", "-a", "-q", "--filter", &format!("name={name}-lifeboat")]);
+    assert!(left.is_empty(), "leftover containers: {left}");
+    let journals = docker(&["volume", "ls", "-q", "--filter", &format!("name={name}-lifeboat")]);
+    assert!(journals.is_empty(), "leftover journals: {journals}");
+}
+
+#[test]
+fn no_leftovers_after_killed_restores_and_one_clean_run() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    let (name, volume) = start_app(&mut cleanup, "tenant=leftovers");
+    let snap = backup(&repo, &[&name]);
+    let id = snap["id"].as_str().unwrap();
+    let to = format!("container:{name}");
+    let images_before = lifeboat_images();
+    // Killed at ten points spread over a restore: importing, filling, creating, swapping,
+    // settling.
+    for i in 0..10u64 {
+        let mut restore = lifeboat(&repo)
+            .args(["restore", id, "--to", &to, "--force", "--settle", "2s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300 + 350 * i));
+        let _ = restore.kill();
+        restore.wait().unwrap();
+    }
+    let out = ok(lifeboat(&repo).args(["restore", id, "--to", &to, "--force", "--settle", "1s"]));
+    assert!(out.contains("restored"), "{out}");
+    assert_eq!(inspect(&name, "{{.State.Running}}"), "true");
+    let mounted = inspect(&name, "{{range .Mounts}}{{.Name}}{{end}}");
+    cleanup.volumes.push(mounted.clone());
+
+    let left = docker(&["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("name={name}")]);
+    assert_eq!(left, name, "containers left besides the restored one");
+    let volumes = docker(&["volume", "ls", "-q", "--filter", &format!("name={volume}")]);
+    let mut volumes: Vec<&str> = volumes.lines().collect();
+    volumes.sort();
+    let mut expected = vec![volume.as_str(), mounted.as_str()];
+    expected.sort();
+    expected.dedup();
+    assert_eq!(volumes, expected, "volumes left besides the original's and the restored one's");
+    let journals = docker(&["volume", "ls", "-q", "--filter", "label=lifeboat.restore.journal"]);
+    assert!(!journals.contains(&name), "journals left: {journals}");
+    // One image per restored container, whatever the attempts before.
+    let images: Vec<String> =
+        lifeboat_images().into_iter().filter(|i| !images_before.contains(i)).collect();
+    assert_eq!(images.len(), 1, "{images:?}");
+    let listed = ok(lifeboat(&repo).args(["cleanup", "--json"]));
+    assert!(!listed.contains(&name), "cleanup still finds leftovers: {listed}");
+}
+
+/// Ids of the images restores imported, tagged or not (the import comment names them).
+fn lifeboat_images() -> Vec<String> {
+    docker(&["images", "-a", "-q", "--no-trunc"])
+        .lines()
+        .filter(|id| docker(&["image", "inspect", "-f", "{{.Comment}}", id]).contains("lifeboat"))
+        .map(str::to_string)
+        .collect()
+}
+#[test]
+fn a_shared_volume_stays_shared() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    docker_engine();
+    let volume = unique_name("shared");
+    cleanup.volumes.push(volume.clone());
+    docker(&["volume", "create", &volume]);
+    let (writer, reader) = (unique_name("writer"), unique_name("reader"));
+    for (name, dest) in [(&writer, "/data"), (&reader, "/in")] {
+        cleanup.containers.push(name.clone());
+        let mount = format!("{volume}:{dest}");
+        docker(&["run", "-d", "--name", name, "-v", &mount, TEST_IMAGE, "sleep", "3600"]);
+    }
+    docker(&["exec", &writer, "sh", "-c", "echo first > /data/f"]);
+    let writer_snap = backup(&repo, &[&writer]);
+    let reader_snap = backup(&repo, &[&reader]);
+
+    // The disaster: both containers and their volume are gone; both come back.
+    docker(&["rm", "-f", &writer, &reader]);
+    docker(&["volume", "rm", &volume]);
+    for (snap, name) in [(&writer_snap, &writer), (&reader_snap, &reader)] {
+        let to = format!("container:{name}");
+        let id = snap["id"].as_str().unwrap();
+        if name == &reader {
+            let plan = ok(lifeboat(&repo).args(["restore", id, "--to", &to, "--dry-run"]));
+            assert!(plan.contains("shared with") && plan.contains(writer.as_str()), "{plan}");
+        }
+        let out =
+            ok(lifeboat(&repo).args(["restore", id, "--to", &to, "--settle", "1s", "--json"]));
+        if name == &reader {
+            assert!(out.contains("still shared"), "{out}");
+        }
+    }
+    for name in [&writer, &reader] {
+        assert_eq!(inspect(name, "{{range .Mounts}}{{.Name}}{{end}}"), volume, "{name}");
+    }
+    docker(&["exec", &writer, "sh", "-c", "echo second > /data/f"]);
+    assert_eq!(docker(&["exec", &reader, "cat", "/in/f"]), "second");
+}
+
+#[test]
+fn a_safety_snapshot_over_a_corrupt_chunk_keeps_the_original() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    // Another container's snapshot, restored onto the precious one below: it reads fine.
+    let (other, _) = start_app(&mut cleanup, "tenant=other");
+    let other_snap = backup(&repo, &[&other]);
+    let data = std::path::Path::new(&repo).join("data");
+    let before: std::collections::BTreeSet<_> = tree(&data).into_keys().collect();
+    let (name, _) = start_app(&mut cleanup, "tenant=precious");
+    backup(&repo, &[&name]);
+    // The packs its backup added hold what only it has (its random blob): damage them.
+    // Its safety snapshot deduplicates against exactly those chunks.
+    let added: Vec<_> = tree(&data).into_keys().filter(|p| !before.contains(p)).collect();
+    assert!(!added.is_empty(), "the second backup wrote no pack");
+    for pack in &added {
+        let mut bytes = std::fs::read(pack).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(pack, bytes).unwrap();
+    }
+    let old_id = inspect(&name, "{{.Id}}");
+    let files = digests(&name);
+
+    let err = fails(lifeboat(&repo).args([
+        "restore",
+        other_snap["id"].as_str().unwrap(),
+        "--to",
+        &format!("container:{name}"),
+        "--force",
+        "--settle",
+        "1s",
+    ]));
+    assert!(err.contains("corrupt") || err.contains("damaged"), "{err}");
+    assert_eq!(inspect(&name, "{{.Id}} {{.State.Running}}"), format!("{old_id} true"));
+    assert_eq!(digests(&name), files, "the original's files changed");
+    let left = docker(&["ps", "-a", "-q", "--filter", &format!("name={name}-lifeboat")]);
+    assert!(left.is_empty(), "leftover containers: {left}");
 }

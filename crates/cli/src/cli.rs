@@ -133,6 +133,16 @@ pub enum Command {
     /// Rebuild what can be derived from the packs.
     #[command(subcommand)]
     Repair(RepairTarget),
+    /// List what interrupted container restores left on the Docker engine; `--force` puts
+    /// the originals back (or finishes the restore) and removes the rest.
+    Cleanup {
+        /// Clean instead of listing.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Per name: count, oldest, newest, sizes, deduplication.
     Stats {
         /// Print JSON.

@@ -48,7 +48,8 @@ impl ContainerBackup {
 }
 
 /// Names of every container (running or not) carrying the label `selector`
-/// (`KEY=VALUE`, or `KEY` for any value), sorted.
+/// (`KEY=VALUE`, or `KEY` for any value), sorted; lifeboat's own staging, parked and drill
+/// containers are never among them.
 ///
 /// # Errors
 /// When the selector is empty or the engine is unreachable.
@@ -70,6 +71,7 @@ pub async fn containers_with_label(selector: &str) -> lifeboat_core::Result<Vec<
         .into_iter()
         .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
         .map(|n| n.trim_start_matches('/').to_string())
+        .filter(|n| !crate::leftovers::is_lifeboat_working_container(n))
         .collect();
     names.sort();
     Ok(names)

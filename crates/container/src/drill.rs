@@ -74,7 +74,7 @@ impl ScratchDrill for ContainerDrill {
         // Unique within the process too: two drills of one snapshot may run at once.
         let n = DRILLS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("{SCRATCH_PREFIX}{pid}-{short}-{n}");
-        let mounts = plan_mounts(&docker, &meta, &id, Some(&name)).await?;
+        let mounts = plan_mounts(&docker, &meta, &id, Some(&name), &name).await?;
         let recreation = Recreation {
             docker: &docker,
             meta: &meta,

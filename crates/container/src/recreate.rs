@@ -40,6 +40,8 @@ pub struct MountPlan {
     pub volume: Option<String>,
     /// Whether the contents are written back.
     pub fill: Fill,
+    /// The other containers using the volume, when it is attached shared ([`Fill::Never`]).
+    pub shared_with: Vec<String>,
 }
 
 /// Whether a mount's contents from the snapshot are written into the new container.
@@ -50,6 +52,9 @@ pub enum Fill {
     /// Only when the mounted folder is empty: a host folder bound into the container is
     /// the host's, and its files are never overwritten.
     IfEmpty,
+    /// Never: an existing volume another container uses, attached as it is so that the two
+    /// keep sharing it (writing it would change the other container's data under it).
+    Never,
 }
 
 /// What to create.
@@ -162,15 +167,14 @@ impl Recreation<'_> {
         };
 
         // 1. The filesystem, imported as an image (and digested on the way when checking).
-        let repo = image_safe(&self.image_repo);
-        let tag = self.snapshot.chars().take(12).collect::<String>();
+        let (repo, tag) = self.image_parts();
         let image = format!("{repo}:{tag}");
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(16);
         let options = CreateImageOptions {
             from_src: Some("-".into()),
             repo: Some(repo.clone()),
             tag: Some(tag.clone()),
-            message: Some(format!("restored by lifeboat from snapshot {}", self.snapshot)),
+            message: Some(crate::leftovers::import_comment(&self.snapshot, &repo)),
             ..Default::default()
         };
         let import = self.docker.create_image(
@@ -203,7 +207,8 @@ impl Recreation<'_> {
 
         // 2. Volumes, then the container.
         for plan in &self.mounts {
-            if let (Some(volume), true) = (&plan.volume, plan.mount.is_volume() || self.isolated) {
+            let create = plan.fill != Fill::Never && (plan.mount.is_volume() || self.isolated);
+            if let (Some(volume), true) = (&plan.volume, create) {
                 let mut labels = self.labels.clone();
                 labels.insert(RESTORED_LABEL.into(), self.snapshot.clone());
                 let request = VolumeCreateRequest {
@@ -236,6 +241,17 @@ impl Recreation<'_> {
         for (plan, section) in self.mounts.iter().zip(mount_sections) {
             let write = match plan.fill {
                 Fill::Always => true,
+                Fill::Never => {
+                    done.checks.push(Check::pass(
+                        format!("volume {}", plan.mount.destination),
+                        format!(
+                            "volume {} is shared with {}: attached as it is, still shared; the snapshot's copy of it was not written",
+                            plan.mount.source,
+                            plan.shared_with.join(", ")
+                        ),
+                    ));
+                    false
+                }
                 Fill::IfEmpty => {
                     let empty =
                         mount_is_empty(self.docker, &created.id, &plan.mount.destination).await?;
@@ -310,6 +326,17 @@ impl Recreation<'_> {
         Ok(())
     }
 
+    /// Repository and tag of the imported image.
+    fn image_parts(&self) -> (String, String) {
+        (image_safe(&self.image_repo), self.snapshot.chars().take(12).collect())
+    }
+
+    /// The image the filesystem is imported as.
+    pub fn image_name(&self) -> String {
+        let (repo, tag) = self.image_parts();
+        format!("{repo}:{tag}")
+    }
+
     /// The create request: the saved configuration with the restored image and mounts.
     fn create_body(&self, image: &str) -> ContainerCreateBody {
         let c = self.meta.config.clone();
@@ -346,7 +373,10 @@ impl Recreation<'_> {
                 })
                 .collect()
         });
-        let mut labels = c.labels.clone().unwrap_or_default();
+        // A drill's scratch container never carries the production labels: a label selection
+        // (`backup containers --label`) would take it for a tenant.
+        let mut labels =
+            if self.isolated { HashMap::new() } else { c.labels.clone().unwrap_or_default() };
         labels.extend(self.labels.clone());
         let mut networking = None;
         if self.isolated || !self.publish_ports {
@@ -433,7 +463,7 @@ fn is_builtin_network(name: &str) -> bool {
 }
 
 /// Image repositories allow lowercase letters, digits, separators and `/` only.
-fn image_safe(name: &str) -> String {
+pub(crate) fn image_safe(name: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| {
@@ -613,6 +643,21 @@ pub(crate) async fn start_and_settle(
             .map_err(|e| ContainerError::engine("inspecting", name, e))?;
         let state = info.state.unwrap_or_default();
         if state.running != Some(true) {
+            let restarts = info
+                .host_config
+                .and_then(|h| h.restart_policy)
+                .and_then(|p| p.name)
+                .is_some_and(|name| restarts_after_success(name.as_ref()));
+            if state.exit_code == Some(0) && !restarts {
+                // A one-shot job (a migration, a seeding step) is done when it exits 0.
+                return Ok(vec![Check::pass(
+                    "ran",
+                    format!(
+                        "ran and exited 0 after {:.1} s, as a one-shot container does",
+                        started.elapsed().as_secs_f64()
+                    ),
+                )]);
+            }
             return Err(ContainerError::NotRunning {
                 container: name.into(),
                 reason: format!(
@@ -659,6 +704,12 @@ pub(crate) async fn start_and_settle(
             _ => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
+}
+
+/// Whether a restart policy starts a container again after it exited 0 (`always`,
+/// `unless-stopped`): such a container is meant to keep running, and exiting is a failure.
+pub(crate) fn restarts_after_success(policy: &str) -> bool {
+    matches!(policy, "always" | "unless-stopped")
 }
 
 #[cfg(test)]

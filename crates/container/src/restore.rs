@@ -18,27 +18,23 @@ use tracing::{info, warn};
 use crate::backup::ContainerBackup;
 use crate::engine::connect;
 use crate::error::{ContainerError, Result};
+use crate::leftovers::{Existing, Item, Journal, Leftover};
 use crate::metadata::ContainerMetadata;
 use crate::recreate::{Fill, MountPlan, Recreated, Recreation, start_and_settle};
 
 /// How long a restored container must keep running before the old one is removed.
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(5);
 
-/// The container a restore replaces.
-#[derive(Debug, Clone)]
-struct Existing {
-    id: String,
-    running: bool,
-}
-
 /// A prepared container restore.
 pub struct ContainerRestorePlan {
     docker: Docker,
     meta: ContainerMetadata,
     snapshot: SnapshotId,
-    snapshot_name: String,
     target: String,
     existing: Option<Existing>,
+    /// What interrupted restores of the target left, put right before anything else.
+    recovery: Vec<Leftover>,
+    force: bool,
     mounts: Vec<MountPlan>,
     /// The snapshot's own container, still on this engine, when restoring a copy under
     /// another name: the copy does not publish its ports, the original holds them.
@@ -84,21 +80,33 @@ impl ContainerRestorePlan {
             });
         }
         let docker = connect().await?;
-        let existing = match docker.inspect_container(target, None).await {
-            Ok(info) => Some(Existing {
-                id: info.id.unwrap_or_else(|| target.to_string()),
-                running: info.state.and_then(|s| s.running).unwrap_or(false),
-            }),
-            Err(e) => match ContainerError::engine("inspecting", target, e) {
-                ContainerError::NoSuchContainer { .. } => None,
-                other => return Err(other.into()),
-            },
-        };
+        let mut existing = holder(&docker, target).await?;
+        // An interrupted restore of the target is put right first; what holds the name then
+        // is what this restore replaces.
+        let leftovers = crate::leftovers::survey(&docker, Some(target)).await?;
+        for item in &leftovers {
+            match item {
+                Item::InProgress(journal) => {
+                    return Err(CoreError::InvalidInput {
+                        what: format!(
+                            "container {target} is being restored by process {} on {}",
+                            journal.pid, journal.host
+                        ),
+                        hint: "wait for that restore to end; if its machine is gone, `lifeboat cleanup --force` there puts the container right".into(),
+                    });
+                }
+                Item::Interrupted { after, .. } => existing = after.clone(),
+                Item::Parked { id, give_back: true, .. } => {
+                    existing = Some(Existing { id: id.clone(), running: false });
+                }
+                _ => {}
+            }
+        }
         if existing.is_some() && !options.force {
             return Err(CoreError::TargetExists { target: format!("container {target}") });
         }
         let id = snapshot.id();
-        let mounts = plan_mounts(&docker, &meta, &id.to_string(), None).await?;
+        let mounts = plan_mounts(&docker, &meta, &id.to_string(), None, target).await?;
         let original_beside = if target != meta.container
             && docker.inspect_container(&meta.container, None).await.is_ok()
         {
@@ -110,9 +118,10 @@ impl ContainerRestorePlan {
             docker,
             meta,
             snapshot: id,
-            snapshot_name: snapshot.manifest().name.clone(),
             target: target.to_string(),
             existing,
+            recovery: leftovers.iter().map(|i| i.describe()).collect(),
+            force: options.force,
             mounts,
             original_beside,
             settle: DEFAULT_SETTLE,
@@ -130,19 +139,15 @@ impl ContainerRestorePlan {
     }
 
     fn new_name(&self) -> String {
-        format!("{}-lifeboat-new-{}", self.target, self.short_id())
+        crate::leftovers::staging_name(&self.target, &self.short_id())
     }
 
     fn old_name(&self) -> String {
-        format!("{}-lifeboat-old-{}", self.target, chrono::Utc::now().format("%Y%m%d%H%M%S"))
+        crate::leftovers::parked_name(&self.target)
     }
 
-    async fn recreate(
-        &self,
-        snapshot: &dyn Snapshot,
-        progress: &dyn lifeboat_core::Progress,
-    ) -> (Recreated, Result<()>) {
-        let recreation = Recreation {
+    fn recreation(&self) -> Recreation<'_> {
+        Recreation {
             docker: &self.docker,
             meta: &self.meta,
             snapshot: self.snapshot.to_string(),
@@ -153,8 +158,16 @@ impl ContainerRestorePlan {
             check_files: false,
             publish_ports: self.original_beside.is_none(),
             labels: Default::default(),
-        };
-        recreation.run(snapshot, progress).await
+        }
+    }
+
+    /// Volumes the restore creates (and an interrupted one leaves).
+    fn created_volumes(&self) -> Vec<String> {
+        self.mounts
+            .iter()
+            .filter(|p| p.mount.is_volume() && p.fill == Fill::Always)
+            .filter_map(|p| p.volume.clone())
+            .collect()
     }
 
     /// Stops the old container, gives the new one the name and starts it. On failure
@@ -210,6 +223,9 @@ impl ContainerRestorePlan {
             .rename_container(new, rename)
             .await
             .map_err(|e| ContainerError::engine("renaming", new, e))?;
+        if !self.meta.running {
+            return Ok(vec![stopped_check()]);
+        }
         start_and_settle(&self.docker, new, &self.target, self.settle).await
     }
 
@@ -253,6 +269,26 @@ impl ContainerRestorePlan {
     }
 }
 
+/// A snapshot of a stopped container restores a stopped container: starting it would run
+/// what its owner had stopped (a finished job, a service taken down on purpose).
+fn stopped_check() -> Check {
+    Check::pass("stopped", "not started: the container was not running when it was captured")
+}
+
+/// The container named `target`, if there is one.
+async fn holder(docker: &Docker, target: &str) -> lifeboat_core::Result<Option<Existing>> {
+    match docker.inspect_container(target, None).await {
+        Ok(info) => Ok(Some(Existing {
+            id: info.id.unwrap_or_else(|| target.to_string()),
+            running: info.state.and_then(|s| s.running).unwrap_or(false),
+        })),
+        Err(e) => match ContainerError::engine("inspecting", target, e) {
+            ContainerError::NoSuchContainer { .. } => Ok(None),
+            other => Err(other.into()),
+        },
+    }
+}
+
 /// Decides, per mount, where its contents go: existing volumes are never written.
 /// With `scratch` (a drill's container name), everything, bind mounts too, goes into
 /// scratch volumes named after it.
@@ -261,6 +297,7 @@ pub(crate) async fn plan_mounts(
     meta: &ContainerMetadata,
     snapshot: &str,
     scratch: Option<&str>,
+    replacing: &str,
 ) -> lifeboat_core::Result<Vec<MountPlan>> {
     let short: String = snapshot.chars().take(8).collect();
     let mut plans = Vec::new();
@@ -270,9 +307,27 @@ pub(crate) async fn plan_mounts(
                 mount: mount.clone(),
                 volume: Some(format!("{scratch}-{i}")),
                 fill: Fill::Always,
+                shared_with: Vec::new(),
             }
         } else if mount.is_volume() && is_anonymous(&mount.source) {
-            MountPlan { mount: mount.clone(), volume: None, fill: Fill::Always }
+            MountPlan {
+                mount: mount.clone(),
+                volume: None,
+                fill: Fill::Always,
+                shared_with: Vec::new(),
+            }
+        } else if mount.is_volume()
+            && let shared_with = other_users(docker, &mount.source, replacing).await?
+            && !shared_with.is_empty()
+        {
+            // Another container uses it: a new volume would split them, writing this one
+            // would change that container's data under it.
+            MountPlan {
+                mount: mount.clone(),
+                volume: Some(mount.source.clone()),
+                fill: Fill::Never,
+                shared_with,
+            }
         } else if mount.is_volume() {
             let mut name = mount.source.clone();
             if volume_exists(docker, &name).await? {
@@ -281,15 +336,48 @@ pub(crate) async fn plan_mounts(
                     name = format!("{}-{short}-{}", mount.source, chrono::Utc::now().timestamp());
                 }
             }
-            MountPlan { mount: mount.clone(), volume: Some(name), fill: Fill::Always }
+            MountPlan {
+                mount: mount.clone(),
+                volume: Some(name),
+                fill: Fill::Always,
+                shared_with: Vec::new(),
+            }
         } else {
             // Bind mounts: the host folder is the host's. It is attached again, and filled
             // from the snapshot only when it is empty (a lost folder comes back).
-            MountPlan { mount: mount.clone(), volume: None, fill: Fill::IfEmpty }
+            MountPlan {
+                mount: mount.clone(),
+                volume: None,
+                fill: Fill::IfEmpty,
+                shared_with: Vec::new(),
+            }
         };
         plans.push(plan);
     }
     Ok(plans)
+}
+
+/// The containers other than `replacing` (and lifeboat's working containers) that mount
+/// `volume`.
+async fn other_users(docker: &Docker, volume: &str, replacing: &str) -> Result<Vec<String>> {
+    let options = bollard::query_parameters::ListContainersOptions {
+        all: true,
+        filters: Some(std::collections::HashMap::from([(
+            "volume".to_string(),
+            vec![volume.to_string()],
+        )])),
+        ..Default::default()
+    };
+    let list = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| ContainerError::engine("listing containers using", volume, e))?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| c.names?.into_iter().next())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .filter(|n| n != replacing && !crate::leftovers::is_lifeboat_working_container(n))
+        .collect())
 }
 
 /// Engine-generated volume names are 64 hex digits.
@@ -310,7 +398,16 @@ async fn volume_exists(docker: &Docker, name: &str) -> Result<bool> {
 #[async_trait]
 impl RestorePlan for ContainerRestorePlan {
     fn steps(&self) -> Vec<PlanStep> {
-        let mut steps = Vec::new();
+        let mut steps: Vec<PlanStep> = self
+            .recovery
+            .iter()
+            .map(|l| {
+                PlanStep::new(
+                    format!("put right ({})", l.kind),
+                    format!("{}: {}", l.name, l.action),
+                )
+            })
+            .collect();
         if self.existing.is_some() {
             steps.push(PlanStep::new(
                 "safety snapshot",
@@ -328,6 +425,11 @@ impl RestorePlan for ContainerRestorePlan {
         ));
         for plan in &self.mounts {
             let detail = match (&plan.volume, plan.fill) {
+                (_, Fill::Never) => format!(
+                    "volume {} is shared with {}: attach it as it is, still shared (the snapshot's copy of it is not written)",
+                    plan.mount.source,
+                    plan.shared_with.join(", ")
+                ),
                 (Some(volume), _) if *volume == plan.mount.source => {
                     format!(
                         "create volume {volume} and fill {} from the snapshot",
@@ -375,14 +477,18 @@ impl RestorePlan for ContainerRestorePlan {
                 format!("rename the new container to {}", self.target),
             ));
         }
-        steps.push(PlanStep::new(
-            "start and settle",
-            format!(
-                "start {} and require it to keep running (and be healthy, if it has a health check) for {:.0} s",
-                self.target,
-                self.settle.as_secs_f64()
-            ),
-        ));
+        if self.meta.running {
+            steps.push(PlanStep::new(
+                "start and settle",
+                format!(
+                    "start {} and require it to keep running (and be healthy, if it has a health check) for {:.0} s, or to exit 0 if it does not restart",
+                    self.target,
+                    self.settle.as_secs_f64()
+                ),
+            ));
+        } else {
+            steps.push(PlanStep::new("leave stopped", stopped_check().detail));
+        }
         if self.existing.is_some() {
             steps.push(PlanStep::new(
                 "finish",
@@ -393,27 +499,51 @@ impl RestorePlan for ContainerRestorePlan {
     }
 
     async fn execute(&self, ctx: &RestoreContext<'_>) -> lifeboat_core::Result<RestoreReport> {
+        let mut existing = self.existing.clone();
+        if !self.recovery.is_empty() {
+            crate::leftovers::clean_target(&self.docker, &self.target).await?;
+            existing = holder(&self.docker, &self.target).await?;
+            if existing.is_some() && !self.force {
+                return Err(CoreError::TargetExists {
+                    target: format!("container {}", self.target),
+                });
+            }
+        }
         let mut safety = None;
-        if let Some(old) = &self.existing {
+        if let Some(old) = &existing {
             let tags: Tags = [(PRE_RESTORE_TAG.to_string(), self.snapshot.to_string())].into();
             let source = ContainerBackup::new(old.id.clone());
-            safety = Some(ctx.safety_net.save(&source, &self.snapshot_name, tags).await?);
+            // Named after the container it protects, as `backup container TARGET` would name
+            // it: named after the restored snapshot it would pass for that snapshot's data.
+            safety = Some(ctx.safety_net.save(&source, &self.target, tags).await?);
             info!(container = %self.target, safety = ?safety, "safety snapshot taken");
         }
-        // A leftover from an interrupted attempt at the same restore.
-        let leftover = RemoveContainerOptions { force: true, ..Default::default() };
-        let _ = self.docker.remove_container(&self.new_name(), Some(leftover)).await;
+        let recreation = self.recreation();
+        // Written before the first change on the engine, removed after the last: a restore
+        // killed in between is put right by the next one (see `leftovers`).
+        let journal = Journal::new(
+            &self.target,
+            &self.snapshot.to_string(),
+            &self.new_name(),
+            &recreation.image_name(),
+            existing.clone(),
+            self.meta.running,
+            self.created_volumes(),
+        );
+        journal.write(&self.docker).await?;
 
         ctx.progress
             .start(&format!("restore container {}", self.target), Some(self.meta.stream_length()));
-        let (created, result) = self.recreate(ctx.snapshot, ctx.progress).await;
+        let (created, result) = recreation.run(ctx.snapshot, ctx.progress).await;
         ctx.progress.finish();
         if let Err(e) = result {
             created.discard(&self.docker).await;
+            journal.remove(&self.docker).await;
             return Err(e.into());
         }
         let Some(new) = created.container.clone() else {
             created.discard(&self.docker).await;
+            journal.remove(&self.docker).await;
             return Err(ContainerError::Engine {
                 action: "creating container",
                 subject: self.target.clone(),
@@ -424,12 +554,13 @@ impl RestorePlan for ContainerRestorePlan {
         // From stopping the original until the new one runs (and the original is removed),
         // or the original runs again, the name is in between: an interrupt waits for the end.
         let _swap = lifeboat_core::critical::CriticalSection::enter();
-        let (parked, checks) = match self.swap(&new, self.existing.as_ref()).await {
+        let (parked, checks) = match self.swap(&new, existing.as_ref()).await {
             Ok(done) => done,
             Err((e, back)) => {
                 // The swap removed the new container; its volumes and image go too.
                 let kept = Recreated { container: None, ..created };
                 kept.discard(&self.docker).await;
+                let keep_journal = matches!(back, PutBack::Failed { .. });
                 let error = CoreError::from(e);
                 let hint = error.hint().unwrap_or_default();
                 let (what, hint) = match back {
@@ -442,7 +573,7 @@ impl RestorePlan for ContainerRestorePlan {
                         (
                             format!("{error}; putting the original container back failed: {why}"),
                             format!(
-                                "the original is container {} (now named {name}): `docker rename {name} {}` if needed, then `docker start {}`",
+                                "the original is container {} (now named {name}): `lifeboat cleanup --force` puts it back, or `docker rename {name} {}` and `docker start {}`",
                                 id.chars().take(12).collect::<String>(),
                                 self.target,
                                 self.target
@@ -450,15 +581,27 @@ impl RestorePlan for ContainerRestorePlan {
                         )
                     }
                 };
+                if keep_journal {
+                    // Kept: `lifeboat cleanup --force` or the next restore tries again.
+                    warn!(journal = %journal.volume, "restore journal kept for the next attempt");
+                } else {
+                    journal.remove(&self.docker).await;
+                }
                 return Err(CoreError::InvalidInput { what, hint });
             }
         };
         if let Some(parked) = &parked {
-            let remove = RemoveContainerOptions { force: true, ..Default::default() };
+            // Its anonymous volumes go with it: the restored container has its own, and the
+            // safety snapshot holds these.
+            let remove = RemoveContainerOptions { force: true, v: true, ..Default::default() };
             if let Err(e) = self.docker.remove_container(parked, Some(remove)).await {
-                warn!(container = %parked, error = %e, "could not remove the old container; remove it by hand");
+                warn!(container = %parked, error = %e, "could not remove the old container; `lifeboat cleanup --force` removes it");
             }
         }
+        journal.remove(&self.docker).await;
+        // The images of earlier restores of this target, the one the old container ran
+        // included, are unused now.
+        crate::leftovers::remove_unused_images(&self.docker, &self.target).await;
         let mut all = created.checks;
         all.extend(checks);
         if let Some(original) = &self.original_beside {

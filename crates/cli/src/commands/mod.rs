@@ -6,6 +6,7 @@ use crate::cli::{Cli, Command};
 
 mod backup;
 mod cat;
+mod cleanup;
 mod drill;
 mod forget;
 mod init;
@@ -113,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Repair(crate::cli::RepairTarget::Index { dry_run, json }) => {
             repair::index(&repo, dry_run, json).await
         }
+        Command::Cleanup { force, json } => cleanup::run(force, json).await,
         Command::Stats { json } => stats::run(&repo, json).await,
         Command::Stale { max_age, expected, json } => {
             stale::run(&repo, max_age, &expected, json).await
