@@ -217,7 +217,8 @@ impl World {
         let out = self.command(op).output().unwrap();
         if !out.status.success() && matches!(op, Op::Prune | Op::RepairIndex) {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            self.findings.push(format!("{op:?} after a killed maintenance run failed: {}", stderr.trim()));
+            self.findings
+                .push(format!("{op:?} after a killed maintenance run failed: {}", stderr.trim()));
             // The dead prune's or repair's lease: `unlock` is the documented way out.
             ok(self.cmd().arg("unlock"));
             ok(&mut self.command(op));
