@@ -60,12 +60,12 @@ fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 W="$ROOT/bench/work/sqlite"
 DB="$W/bench.db"
-LIFEBOAT="$ROOT/target/release/lifeboat"
+LIFEBOAT="${CARGO_TARGET_DIR:-$ROOT/target}/release/lifeboat"
 
 
 # ---------------------------------------------------------------- prerequisites
 require restic=restic borg=borgbackup sqlite3=sqlite3 gzip=gzip gunzip=gzip python3=python3 \
-    sha256sum=coreutils du=coreutils /usr/bin/time=time
+    sha256sum=coreutils du=coreutils /usr/bin/time=time strace=strace
 command -v cargo > /dev/null 2>&1 || die "missing: cargo (Rust's toolchain, from rustup)"
 python3 -c 'import sqlite3' 2> /dev/null || die "python3 lacks the sqlite3 module"
 
@@ -311,6 +311,24 @@ timed lb_full "$LIFEBOAT" --repo "$W/lb-repo" backup sqlite "$DB"
 STORED[lb_full]=$(stored "$W/lb-repo")
 LB_SNAP_FULL=$(lb_last_stored)
 
+# What durability costs: the same full backup into a fresh repository under strace, which
+# sums the wall time spent inside fsync/fdatasync (every pack, index file and manifest, and
+# their folders, in the format's order; docs/reliability.md). strace slows the process a
+# little, so this run is not timed against the others; only its fsync share is reported.
+say "lifeboat: fsync cost of a full backup (strace -c)"
+"$LIFEBOAT" --repo "$W/lb-fsync-repo" init > "$W/logs/lifeboat-fsync-init.out" 2>&1 \
+    || die "lifeboat init (fsync run) failed"
+FSYNC_START=$(date +%s.%N)
+strace -f -c -w -e trace=fsync,fdatasync -o "$W/logs/fsync.strace" \
+    "$LIFEBOAT" --repo "$W/lb-fsync-repo" backup sqlite "$DB" > "$W/logs/lifeboat-fsync.out" 2>&1 \
+    || die "lifeboat backup under strace failed (see $W/logs/lifeboat-fsync.out)"
+FSYNC_WALL=$(awk -v a="$FSYNC_START" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }')
+# strace -c's summary ends with a "total" line: "100.00  SECONDS  USECS/CALL  CALLS  ERRORS total".
+FSYNC_SECS=$(awk '$NF == "total" { print $2 }' "$W/logs/fsync.strace")
+FSYNC_CALLS=$(awk '$NF == "total" { print $4 }' "$W/logs/fsync.strace")
+FSYNC_SHARE=$(awk -v f="${FSYNC_SECS:-0}" -v w="$FSYNC_WALL" 'BEGIN { printf "%.1f", 100 * f / w }')
+rm -rf "$W/lb-fsync-repo"
+
 say "restic ($RESTIC_MODE): init and full backup"
 "${RESTIC_INIT[@]}" > "$W/logs/restic-init.out" 2>&1 || {
     cat "$W/logs/restic-init.out" >&2
@@ -448,6 +466,7 @@ RATIOS=(
     "full backup time, lifeboat / borg;${R_BORG_TIME}x;-;info"
     "stored after full backup, lifeboat / borg;${R_BORG_STORED}x;-;info"
     "restore time, lifeboat / borg;${R_BORG_RESTORE}x;-;info"
+    "fsync share of a lifeboat full backup (${FSYNC_CALLS} calls, ${FSYNC_SECS} s of ${FSYNC_WALL} s);${FSYNC_SHARE}%;-;info"
 )
 
 LB_VERSION=$("$LIFEBOAT" --version 2> /dev/null || echo lifeboat)

@@ -160,7 +160,24 @@ fn round_trip_under_a_writer_compares_equal() {
     let snap = backup_json(&repo, &pg.url("withlo"));
     assert_eq!(snap["metadata"]["writer"], "pg_dump");
     assert_eq!(snap["metadata"]["tables"]["public.doc"], 1);
-    ok(lifeboat(&repo).args(["restore", "latest", "--create", "--to", &pg.url("withlo_copy")]));
+    // Two names now: `latest` must say which.
+    let err = fails(lifeboat(&repo).args([
+        "restore",
+        "latest",
+        "--create",
+        "--to",
+        &pg.url("withlo_copy"),
+    ]));
+    assert!(err.contains("ambiguous") && err.contains("withlo"), "{err}");
+    ok(lifeboat(&repo).args([
+        "restore",
+        "latest",
+        "--name",
+        "withlo",
+        "--create",
+        "--to",
+        &pg.url("withlo_copy"),
+    ]));
     assert_eq!(
         pg.psql("withlo_copy", "SELECT convert_from(lo_get(body), 'UTF8') FROM doc"),
         "large object body"
