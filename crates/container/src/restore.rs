@@ -590,12 +590,28 @@ impl RestorePlan for ContainerRestorePlan {
                 return Err(CoreError::InvalidInput { what, hint });
             }
         };
+        let mut removed_volumes = Vec::new();
         if let Some(parked) = &parked {
+            // Volumes an earlier restore made for the old container (labelled as restored)
+            // go with it too, once nothing mounts them: the safety snapshot, read back before
+            // anything was replaced, holds their data. A volume the user made is never
+            // removed, and the engine refuses to remove one still in use.
+            let made_by_restores = volumes_made_by_restores(&self.docker, parked).await;
             // Its anonymous volumes go with it: the restored container has its own, and the
             // safety snapshot holds these.
             let remove = RemoveContainerOptions { force: true, v: true, ..Default::default() };
             if let Err(e) = self.docker.remove_container(parked, Some(remove)).await {
                 warn!(container = %parked, error = %e, "could not remove the old container; `lifeboat cleanup --force` removes it");
+            } else {
+                for volume in made_by_restores {
+                    let none = None::<bollard::query_parameters::RemoveVolumeOptions>;
+                    match self.docker.remove_volume(&volume, none).await {
+                        Ok(()) => removed_volumes.push(volume),
+                        Err(e) => {
+                            info!(volume = %volume, error = %e, "an earlier restore's volume stays")
+                        }
+                    }
+                }
             }
         }
         journal.remove(&self.docker).await;
@@ -604,6 +620,12 @@ impl RestorePlan for ContainerRestorePlan {
         crate::leftovers::remove_unused_images(&self.docker, &self.target).await;
         let mut all = created.checks;
         all.extend(checks);
+        for volume in removed_volumes {
+            all.push(Check::pass(
+                format!("volume {volume}"),
+                "removed: an earlier restore made it for the replaced container, and the safety snapshot holds it",
+            ));
+        }
         if let Some(original) = &self.original_beside {
             all.push(Check::pass(
                 "ports",
@@ -630,4 +652,21 @@ impl RestorePlan for ContainerRestorePlan {
             checks: all,
         })
     }
+}
+
+/// The named volumes `container` mounts that an earlier lifeboat restore created (they carry
+/// [`crate::recreate::RESTORED_LABEL`]).
+async fn volumes_made_by_restores(docker: &Docker, container: &str) -> Vec<String> {
+    let Ok(inspected) = docker.inspect_container(container, None).await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in inspected.mounts.unwrap_or_default().into_iter().filter_map(|m| m.name) {
+        if let Ok(volume) = docker.inspect_volume(&name).await
+            && volume.labels.contains_key(crate::recreate::RESTORED_LABEL)
+        {
+            out.push(name);
+        }
+    }
+    out
 }
