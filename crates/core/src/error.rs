@@ -182,7 +182,7 @@ pub fn io_hint(e: &io::Error) -> Option<String> {
     let hint = match e.kind() {
         K::NotFound => "check the path; it does not exist",
         K::PermissionDenied => "check the file's permissions and the user lifeboat runs as",
-        K::StorageFull => {
+        K::StorageFull | K::QuotaExceeded => {
             "the disk is full: free space (or restore onto a file system with room); \
              nothing was replaced"
         }
