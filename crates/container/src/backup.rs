@@ -279,7 +279,7 @@ fn canonical(value: &serde_json::Value) -> serde_json::Value {
 #[async_trait]
 impl Backup for ContainerBackup {
     fn kind(&self) -> Kind {
-        Kind::Container
+        Kind::CONTAINER
     }
 
     fn default_name(&self) -> String {

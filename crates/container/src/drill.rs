@@ -51,7 +51,7 @@ impl ContainerDrill {
 #[async_trait]
 impl ScratchDrill for ContainerDrill {
     fn kind(&self) -> Kind {
-        Kind::Container
+        Kind::CONTAINER
     }
 
     async fn restore_and_check(
@@ -113,7 +113,7 @@ impl ScratchDrill for ContainerDrill {
                 }
             }
         }
-        outcome.checks.extend(expect.database_checks_for(Kind::Container));
+        outcome.checks.extend(expect.database_checks_for(Kind::CONTAINER));
         created.discard(&docker).await;
         Ok(outcome)
     }

@@ -23,6 +23,7 @@
 //! # }
 //! ```
 
+mod backend;
 mod backup;
 mod digests;
 mod drill;
@@ -33,6 +34,7 @@ mod metadata;
 mod recreate;
 mod restore;
 
+pub use backend::ContainerBackend;
 pub use backup::{ContainerBackup, containers_with_label};
 pub use digests::{FileDigests, compare, tar_digests};
 pub use drill::ContainerDrill;
@@ -48,4 +50,4 @@ pub use restore::{ContainerRestorePlan, DEFAULT_SETTLE};
 pub const LOG_DIRECTIVE: &str = "bollard=warn";
 
 /// The snapshot kind this backend produces.
-pub const KIND: lifeboat_core::Kind = lifeboat_core::Kind::Container;
+pub const KIND: lifeboat_core::Kind = lifeboat_core::Kind::CONTAINER;

@@ -150,7 +150,7 @@ pub async fn drill(
     let passed = checks.iter().all(|c| c.ok);
     Ok(DrillResult {
         name: manifest.name.clone(),
-        kind: manifest.kind,
+        kind: manifest.kind.clone(),
         snapshot: snapshot.id().to_hex(),
         snapshot_time: manifest.time,
         started,

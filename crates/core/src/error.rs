@@ -78,6 +78,27 @@ pub enum Error {
         /// The snapshot kind.
         kind: Kind,
     },
+    /// This program has no backend for a kind (a newer lifeboat, or a team's own backend,
+    /// made the snapshot).
+    #[error("cannot {operation} {kind} snapshots: this program has no {kind} backend (it knows {known})")]
+    UnknownKind {
+        /// The kind without a backend.
+        kind: Kind,
+        /// What was attempted ("restore", "drill").
+        operation: String,
+        /// The kinds it knows, for the message.
+        known: String,
+    },
+    /// An operation needs an option that was not given.
+    #[error("{kind} needs the option {option}: {why}")]
+    MissingOption {
+        /// The backend asking.
+        kind: Kind,
+        /// The option, by its name in [`crate::backend::OptionSpec`].
+        option: String,
+        /// What it is for.
+        why: String,
+    },
     /// A restore target already exists and `force` was not given.
     #[error("restore target {target} already exists")]
     TargetExists {
@@ -170,6 +191,12 @@ impl Error {
                     .into(),
             ),
             Error::InvalidInput { hint, .. } => Some(hint.clone()),
+            Error::UnknownKind { .. } => Some(
+                "use a lifeboat built with that backend; listing, verify, forget and prune \
+                 work without it"
+                    .into(),
+            ),
+            Error::MissingOption { option, .. } => Some(format!("give the option {option}")),
             Error::Repository { hint, .. } => hint.clone(),
         }
     }

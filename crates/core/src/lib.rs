@@ -22,6 +22,7 @@
 //! assert_eq!(ids[0], ids[1]);
 //! ```
 
+pub mod backend;
 mod backup;
 mod chunker;
 pub mod compress;
@@ -43,6 +44,7 @@ pub mod retention;
 mod snapshot;
 mod verify;
 
+pub use backend::{Backend, Registry, TargetSpec};
 pub use backup::{Backup, ByteStream, Capture, FinishCheck};
 pub use chunker::{ChunkerParams, StreamChunker};
 pub use digest::{ChunkId, Digest, SnapshotId, StreamHasher, VerifiedReader};

@@ -25,7 +25,7 @@ pub struct MemoryBackup {
 #[async_trait]
 impl Backup for MemoryBackup {
     fn kind(&self) -> Kind {
-        self.kind
+        self.kind.clone()
     }
     fn default_name(&self) -> String {
         self.name.clone()
@@ -44,7 +44,7 @@ impl Backup for MemoryBackup {
 /// ```
 /// use lifeboat_core::{MemoryBackup, MemorySnapshot, Kind, Snapshot};
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let source = MemoryBackup { name: "demo".into(), kind: Kind::Dir, data: b"hello".to_vec() };
+/// let source = MemoryBackup { name: "demo".into(), kind: Kind::DIR, data: b"hello".to_vec() };
 /// let snap = MemorySnapshot::capture(&source, Default::default()).await?;
 /// assert_eq!(snap.manifest().size, 5);
 /// assert_eq!(snap.bytes(), b"hello");

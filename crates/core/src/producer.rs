@@ -116,7 +116,7 @@ where
             let _ = done_tx.send(result);
         })
         .map_err(|e| Error::Backend {
-            kind,
+            kind: kind.clone(),
             message: format!("could not start the {name} thread: {e}"),
         })?;
     let finish: FinishCheck = Box::pin(async move {

@@ -92,7 +92,7 @@ impl DirBackup {
 #[async_trait]
 impl Backup for DirBackup {
     fn kind(&self) -> Kind {
-        Kind::Dir
+        Kind::DIR
     }
 
     fn default_name(&self) -> String {
@@ -114,7 +114,7 @@ impl Backup for DirBackup {
         }
         let excludes = self.glob_set()?;
         let (root, patterns) = (self.root.clone(), self.excludes.clone());
-        blocking_capture("lifeboat-dir-walk", Kind::Dir, None, move |sink| {
+        blocking_capture("lifeboat-dir-walk", Kind::DIR, None, move |sink| {
             // The root is the one path followed as given (it may be a symlink the user chose);
             // everything below it is reached through its handle.
             let root_fd = open_dir_at(CWD, &root, OFlags::empty()).map_err(|e| {
@@ -158,7 +158,7 @@ impl Backup for DirBackup {
                     lifeboat_core::Error::from_stream("walking the folder", source)
                 })?;
             serde_json::to_value(&walk.meta).map_err(|e| lifeboat_core::Error::Backend {
-                kind: Kind::Dir,
+                kind: Kind::DIR,
                 message: e.to_string(),
             })
         })

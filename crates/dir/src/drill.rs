@@ -19,7 +19,7 @@ pub struct DirDrill;
 #[async_trait]
 impl ScratchDrill for DirDrill {
     fn kind(&self) -> Kind {
-        Kind::Dir
+        Kind::DIR
     }
 
     async fn restore_and_check(
@@ -61,7 +61,7 @@ impl ScratchDrill for DirDrill {
                 if exists { "present" } else { "missing" },
             ));
         }
-        outcome.checks.extend(expect.database_checks_for(Kind::Dir));
+        outcome.checks.extend(expect.database_checks_for(Kind::DIR));
         Ok(outcome)
     }
 

@@ -13,12 +13,14 @@
 //! A fixed walk order (sorted names) keeps the stream of an unchanged folder identical from
 //! one night to the next, so content-defined chunking stores only what changed.
 
+mod backend;
 mod backup;
 mod drill;
 mod error;
 mod list;
 mod restore;
 
+pub use backend::DirBackend;
 pub use backup::{DirBackup, DirMetadata};
 pub use drill::DirDrill;
 pub use error::DirError;

@@ -64,15 +64,15 @@ impl DirRestorePlan {
         includes: &[String],
     ) -> Result<Self> {
         let manifest = snapshot.manifest();
-        if manifest.kind != Kind::Dir {
+        if manifest.kind != Kind::DIR {
             return Err(Error::Unsupported {
                 operation: "restoring as a folder".into(),
-                kind: manifest.kind,
+                kind: manifest.kind.clone(),
             });
         }
         let expected: DirMetadata =
             serde_json::from_value(manifest.metadata.clone()).map_err(|e| Error::Backend {
-                kind: Kind::Dir,
+                kind: Kind::DIR,
                 message: format!("unreadable folder metadata: {e}"),
             })?;
         glob_set(includes)?;
@@ -374,7 +374,7 @@ impl RestorePlan for DirRestorePlan {
         })
         .await
         .map_err(|e| Error::Backend {
-            kind: Kind::Dir,
+            kind: Kind::DIR,
             message: format!("unpack task failed: {e}"),
         })?
         .map_err(|source| Error::from_stream("unpacking the snapshot", source))?;

@@ -16,7 +16,7 @@ struct Crafted(Vec<u8>);
 #[async_trait]
 impl Backup for Crafted {
     fn kind(&self) -> Kind {
-        Kind::Dir
+        Kind::DIR
     }
     fn default_name(&self) -> String {
         "crafted".into()

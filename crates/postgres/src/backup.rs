@@ -230,13 +230,13 @@ async fn table_infos(
 
 fn to_json(metadata: &PostgresMetadata) -> Result<serde_json::Value> {
     serde_json::to_value(metadata)
-        .map_err(|e| lifeboat_core::Error::Backend { kind: Kind::Postgres, message: e.to_string() })
+        .map_err(|e| lifeboat_core::Error::Backend { kind: Kind::POSTGRES, message: e.to_string() })
 }
 
 #[async_trait]
 impl Backup for PostgresBackup {
     fn kind(&self) -> Kind {
-        Kind::Postgres
+        Kind::POSTGRES
     }
 
     fn default_name(&self) -> String {

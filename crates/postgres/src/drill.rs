@@ -60,7 +60,7 @@ fn url_without_db(url: &str) -> String {
 #[async_trait]
 impl ScratchDrill for PostgresDrill {
     fn kind(&self) -> Kind {
-        Kind::Postgres
+        Kind::POSTGRES
     }
 
     async fn restore_and_check(

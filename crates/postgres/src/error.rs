@@ -96,7 +96,7 @@ impl From<PgError> for CoreError {
     fn from(e: PgError) -> Self {
         match e {
             PgError::Query { ref reason, .. } if !connection_lost(reason) => {
-                CoreError::Backend { kind: Kind::Postgres, message: e.to_string() }
+                CoreError::Backend { kind: Kind::POSTGRES, message: e.to_string() }
             }
             other => CoreError::InvalidInput { hint: other.hint(), what: other.to_string() },
         }

@@ -10,6 +10,7 @@
 //! connection helpers.
 
 mod archive;
+mod backend;
 mod backup;
 mod connect;
 mod database;
@@ -18,6 +19,7 @@ mod error;
 mod parallel;
 mod restore;
 
+pub use backend::{DRILL_SERVER, PostgresBackend};
 pub use backup::{PostgresBackup, PostgresMetadata};
 pub use connect::{ServerTools, server_tools};
 pub use database::{DatabaseFacts, Grant, Setting};
@@ -26,4 +28,4 @@ pub use error::PgError;
 pub use restore::{MissingRoles, PostgresRestorePlan};
 
 /// The snapshot kind this backend produces.
-pub const KIND: lifeboat_core::Kind = lifeboat_core::Kind::Postgres;
+pub const KIND: lifeboat_core::Kind = lifeboat_core::Kind::POSTGRES;

@@ -136,15 +136,15 @@ impl PostgresRestorePlan {
         options: &RestoreOptions,
     ) -> Result<Self> {
         let manifest = snapshot.manifest();
-        if manifest.kind != Kind::Postgres {
+        if manifest.kind != Kind::POSTGRES {
             return Err(Error::Unsupported {
                 operation: "restoring as a PostgreSQL database".into(),
-                kind: manifest.kind,
+                kind: manifest.kind.clone(),
             });
         }
         let expected: PostgresMetadata = serde_json::from_value(manifest.metadata.clone())
             .map_err(|e| Error::Backend {
-                kind: Kind::Postgres,
+                kind: Kind::POSTGRES,
                 message: format!("unreadable metadata: {e}"),
             })?;
         let config = parse(target_url)?;
@@ -635,7 +635,7 @@ impl RestorePlan for PostgresRestorePlan {
                 Err(e) => {
                     drop_database(&admin, into).await;
                     return Err(Error::Backend {
-                        kind: Kind::Postgres,
+                        kind: Kind::POSTGRES,
                         message: format!(
                             "the swap on {target} did not happen ({}); {} serves as before and \
                              the restored copy was dropped",

@@ -148,7 +148,7 @@ impl SqliteBackup {
             .ok()
             .map(|n| n.max(0) as u64);
         let path = self.path.clone();
-        blocking_capture("lifeboat-sqlite-pages", Kind::Sqlite, size, move |sink| {
+        blocking_capture("lifeboat-sqlite-pages", Kind::SQLITE, size, move |sink| {
             let mut metadata = stream_pages(&src, &path, &journal_mode, sink)?;
             metadata.mode = file_mode(&path);
             serde_json::to_value(&metadata).map_err(|e| backend(e.to_string()))
@@ -245,7 +245,7 @@ impl AsyncRead for TempFileReader {
 #[async_trait]
 impl Backup for SqliteBackup {
     fn kind(&self) -> Kind {
-        Kind::Sqlite
+        Kind::SQLITE
     }
 
     fn default_name(&self) -> String {
@@ -300,7 +300,7 @@ pub(crate) struct RawMetadata {
 #[async_trait]
 impl Backup for RawCopy {
     fn kind(&self) -> Kind {
-        Kind::Sqlite
+        Kind::SQLITE
     }
 
     fn default_name(&self) -> String {

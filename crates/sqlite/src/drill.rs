@@ -18,7 +18,7 @@ pub struct SqliteDrill;
 #[async_trait]
 impl ScratchDrill for SqliteDrill {
     fn kind(&self) -> Kind {
-        Kind::Sqlite
+        Kind::SQLITE
     }
 
     async fn restore_and_check(
@@ -59,7 +59,7 @@ impl ScratchDrill for SqliteDrill {
         })
         .await
         .map_err(|e| lifeboat_core::Error::Backend {
-            kind: Kind::Sqlite,
+            kind: Kind::SQLITE,
             message: e.to_string(),
         })?;
         outcome.checks.extend(checks);

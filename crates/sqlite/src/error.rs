@@ -108,5 +108,5 @@ impl From<SqliteError> for CoreError {
 }
 
 pub(crate) fn backend(message: impl Into<String>) -> CoreError {
-    CoreError::Backend { kind: Kind::Sqlite, message: message.into() }
+    CoreError::Backend { kind: Kind::SQLITE, message: message.into() }
 }

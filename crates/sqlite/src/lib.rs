@@ -28,12 +28,14 @@
 //! # Ok::<_, lifeboat_core::Error>(()) }).unwrap();
 //! ```
 
+mod backend;
 mod backup;
 mod drill;
 mod error;
 mod inspect;
 mod restore;
 
+pub use backend::SqliteBackend;
 pub use backup::{SqliteBackup, page_stream_available};
 pub use drill::SqliteDrill;
 pub use error::SqliteError;

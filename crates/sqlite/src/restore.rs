@@ -32,10 +32,10 @@ use crate::inspect::{
 /// # Errors
 /// [`Error::Unsupported`] when the snapshot is not a SQLite snapshot.
 pub fn metadata_of(manifest: &Manifest) -> Result<SqliteMetadata> {
-    if manifest.kind != Kind::Sqlite {
+    if manifest.kind != Kind::SQLITE {
         return Err(Error::Unsupported {
             operation: "restoring as a SQLite database".into(),
-            kind: manifest.kind,
+            kind: manifest.kind.clone(),
         });
     }
     if let Some(raw) = manifest.metadata.get("raw") {

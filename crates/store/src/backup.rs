@@ -507,7 +507,7 @@ mod tests {
         let store = Arc::new(object_store::memory::InMemory::new());
         let repo = Repository::init_store(store, "t").await.unwrap();
         let data = lifeboat_testkit::pseudo_random(600_000, 3);
-        let source = MemoryBackup { name: "m".into(), kind: Kind::Dir, data: data.clone() };
+        let source = MemoryBackup { name: "m".into(), kind: Kind::DIR, data: data.clone() };
         let hot = BackupOptions { changed_only: true, ..BackupOptions::default() };
         let first = repo.backup(&source, &hot, &NoProgress).await.unwrap();
         assert!(!first.manifest().unchanged, "no parent: not unchanged");
@@ -518,7 +518,7 @@ mod tests {
         assert!(!plain.manifest().unchanged, "only --changed-only backups say so");
         let mut edited = data;
         edited[1000] ^= 1;
-        let changed = MemoryBackup { name: "m".into(), kind: Kind::Dir, data: edited };
+        let changed = MemoryBackup { name: "m".into(), kind: Kind::DIR, data: edited };
         let third = repo.backup(&changed, &hot, &NoProgress).await.unwrap();
         assert!(!third.manifest().unchanged, "a changed stream");
     }

@@ -17,7 +17,7 @@
 //! use tokio::io::AsyncReadExt;
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let repo = Repository::init("memory://").await?;
-//! let source = MemoryBackup { name: "notes".into(), kind: Kind::Dir, data: vec![42; 1 << 20] };
+//! let source = MemoryBackup { name: "notes".into(), kind: Kind::DIR, data: vec![42; 1 << 20] };
 //! let snap = repo.backup(&source, &BackupOptions::default(), &NoProgress).await?;
 //! let mut back = Vec::new();
 //! snap.open().await?.read_to_end(&mut back).await.unwrap();
@@ -30,14 +30,18 @@ mod backup;
 mod delta;
 mod error;
 pub mod format;
+pub mod freshness;
 mod lease;
 mod local;
 mod prune;
 mod repair;
 mod repository;
+pub mod retention;
 mod retry;
 mod snapshot;
 mod staging;
+pub mod stats;
+mod targets;
 mod url;
 mod verify;
 
@@ -50,5 +54,6 @@ pub use repair::RepairReport;
 pub use repository::{BlobLocation, ChunkIndex, DamagedObject, Repository};
 pub use snapshot::{StoredSnapshot, read_chunk};
 pub use staging::{STAGING_MIN_AGE, StagingFile};
+pub use targets::MemberOutcome;
 pub use url::{DEFAULT_REPOSITORY, Location};
 pub use verify::RepositoryVerifier;

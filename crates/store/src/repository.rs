@@ -137,6 +137,22 @@ impl Repository {
         Ok(repo.at(location))
     }
 
+    /// Opens the repository at `url`, creating it first when there is none: the one call a
+    /// service that embeds lifeboat needs.
+    ///
+    /// # Errors
+    /// As [`Repository::open`] and [`Repository::init`].
+    pub async fn open_or_init(url: &str) -> Result<Self> {
+        match Self::open(url).await {
+            Err(StoreError::NotInitialised { .. }) => match Self::init(url).await {
+                // Another process created it in between: open theirs.
+                Err(StoreError::AlreadyInitialised { .. }) => Self::open(url).await,
+                other => other,
+            },
+            other => other,
+        }
+    }
+
     /// Records where the store lives when it is a local folder (for the staging files
     /// object_store hides from listings; see `staging.rs`).
     fn at(self, location: Location) -> Self {

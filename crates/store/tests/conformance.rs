@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use lifeboat_testkit::pseudo_random as random;
 
 fn source(name: &str, data: Vec<u8>) -> MemoryBackup {
-    MemoryBackup { name: name.into(), kind: Kind::Dir, data }
+    MemoryBackup { name: name.into(), kind: Kind::DIR, data }
 }
 
 async fn read_all(snap: &dyn Snapshot) -> Result<Vec<u8>, std::io::Error> {
@@ -59,7 +59,7 @@ impl AsyncRead for DyingReader {
 #[async_trait]
 impl Backup for DyingBackup {
     fn kind(&self) -> Kind {
-        Kind::Dir
+        Kind::DIR
     }
     fn default_name(&self) -> String {
         "dying".into()

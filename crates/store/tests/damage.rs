@@ -19,7 +19,7 @@ use tokio::io::AsyncReadExt;
 use lifeboat_testkit::pseudo_random as random;
 
 fn source(name: &str, data: Vec<u8>) -> MemoryBackup {
-    MemoryBackup { name: name.into(), kind: Kind::Dir, data }
+    MemoryBackup { name: name.into(), kind: Kind::DIR, data }
 }
 
 async fn read_back(snap: &StoredSnapshot) -> Result<Vec<u8>, String> {

@@ -26,7 +26,7 @@ async fn backed_up(dir: &Path) -> Repository {
     let repo = Repository::init(dir.to_str().unwrap()).await.unwrap();
     let source = MemoryBackup {
         name: "a".into(),
-        kind: Kind::Dir,
+        kind: Kind::DIR,
         data: lifeboat_testkit::pseudo_random(900_000, 9),
     };
     repo.backup(&source, &BackupOptions::default(), &NoProgress).await.unwrap();

@@ -15,7 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use lifeboat_testkit::pseudo_random as random;
 
 fn source(name: &str, data: Vec<u8>) -> MemoryBackup {
-    MemoryBackup { name: name.into(), kind: Kind::Dir, data }
+    MemoryBackup { name: name.into(), kind: Kind::DIR, data }
 }
 
 fn now_prune() -> PruneOptions {

@@ -24,7 +24,7 @@ proptest! {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let back = rt.block_on(async {
             let repo = Repository::init("memory://").await.unwrap();
-            let src = MemoryBackup { name: "p".into(), kind: Kind::Dir, data: data.clone() };
+            let src = MemoryBackup { name: "p".into(), kind: Kind::DIR, data: data.clone() };
             let snap = repo.backup(&src, &BackupOptions::default(), &NoProgress).await.unwrap();
             let again = repo.backup(&src, &BackupOptions::default(), &NoProgress).await.unwrap();
             assert_eq!(again.manifest().stored, 0);

@@ -46,12 +46,12 @@ async fn a_safety_snapshot_is_never_latest_nor_a_parent() {
     let good = random(300_000, 1);
     let damaged = random(300_000, 2);
     let backup = repo
-        .backup(&source("db", Kind::Sqlite, good.clone()), &BackupOptions::default(), &NoProgress)
+        .backup(&source("db", Kind::SQLITE, good.clone()), &BackupOptions::default(), &NoProgress)
         .await
         .unwrap();
     let safety_id = repo
         .save(
-            &source("db", Kind::Sqlite, damaged.clone()),
+            &source("db", Kind::SQLITE, damaged.clone()),
             "db",
             safety_tags(&backup.id().to_hex()),
         )
@@ -69,7 +69,7 @@ async fn a_safety_snapshot_is_never_latest_nor_a_parent() {
     assert_eq!(read_all(&by_id).await, damaged, "a safety snapshot restores by id");
 
     let next = repo
-        .backup(&source("db", Kind::Sqlite, good), &BackupOptions::default(), &NoProgress)
+        .backup(&source("db", Kind::SQLITE, good), &BackupOptions::default(), &NoProgress)
         .await
         .unwrap();
     assert_eq!(next.manifest().parent, Some(backup.id()), "the parent is the last backup");
@@ -78,7 +78,7 @@ async fn a_safety_snapshot_is_never_latest_nor_a_parent() {
 #[tokio::test]
 async fn latest_of_a_name_with_only_safety_snapshots_is_not_found_and_says_why() {
     let repo = memory_repo().await;
-    repo.save(&source("staging", Kind::Sqlite, random(10_000, 3)), "staging", safety_tags("x"))
+    repo.save(&source("staging", Kind::SQLITE, random(10_000, 3)), "staging", safety_tags("x"))
         .await
         .unwrap();
     let err = repo.find("latest", Some("staging")).await.unwrap_err();
@@ -91,7 +91,7 @@ async fn latest_without_a_name_is_refused_when_several_names_exist() {
     let repo = memory_repo().await;
     for name in ["auth", "billing"] {
         repo.backup(
-            &source(name, Kind::Sqlite, random(10_000, 4)),
+            &source(name, Kind::SQLITE, random(10_000, 4)),
             &BackupOptions::default(),
             &NoProgress,
         )
@@ -110,7 +110,7 @@ async fn latest_without_a_name_is_refused_when_several_names_exist() {
 async fn one_name_holds_one_kind() {
     let repo = memory_repo().await;
     repo.backup(
-        &source("big", Kind::Dir, random(10_000, 5)),
+        &source("big", Kind::DIR, random(10_000, 5)),
         &BackupOptions::default(),
         &NoProgress,
     )
@@ -118,7 +118,7 @@ async fn one_name_holds_one_kind() {
     .unwrap();
     let err = repo
         .backup(
-            &source("big", Kind::Sqlite, random(10_000, 6)),
+            &source("big", Kind::SQLITE, random(10_000, 6)),
             &BackupOptions::default(),
             &NoProgress,
         )
@@ -128,7 +128,7 @@ async fn one_name_holds_one_kind() {
     assert!(err.to_string().contains("dir"), "the message names the kind in the way: {err}");
     assert_eq!(repo.snapshots().await.unwrap().len(), 1, "nothing was stored");
     // A safety snapshot never blocks a restore over a target that shares a name.
-    repo.save(&source("big", Kind::Sqlite, random(10_000, 7)), "big", safety_tags("y"))
+    repo.save(&source("big", Kind::SQLITE, random(10_000, 7)), "big", safety_tags("y"))
         .await
         .unwrap();
 }
@@ -139,14 +139,14 @@ async fn names_shaped_like_paths_or_empty_are_refused() {
     for bad in ["", "..", "/", "/etc/passwd", "a/../b", "line\nbreak", "tab\there", "x/"] {
         let options = BackupOptions { name: Some(bad.into()), ..BackupOptions::default() };
         let err = repo
-            .backup(&source("ok", Kind::Dir, random(1000, 8)), &options, &NoProgress)
+            .backup(&source("ok", Kind::DIR, random(1000, 8)), &options, &NoProgress)
             .await
             .unwrap_err();
         assert!(invalid_input(&err), "{bad:?}: {err}");
     }
     assert!(repo.snapshots().await.unwrap().is_empty());
     let options = BackupOptions { name: Some("tenants/abc".into()), ..BackupOptions::default() };
-    repo.backup(&source("ok", Kind::Dir, random(1000, 9)), &options, &NoProgress).await.unwrap();
+    repo.backup(&source("ok", Kind::DIR, random(1000, 9)), &options, &NoProgress).await.unwrap();
 }
 
 /// A safety snapshot that deduplicates against a damaged chunk would hold nothing readable;
@@ -155,7 +155,7 @@ async fn safety_net_refuses_a_copy_it_cannot_read_back(store: Arc<dyn ObjectStor
     let repo = Repository::init_store(store.clone(), "t").await.unwrap();
     let data = random(1 << 20, 10);
     let first = repo
-        .backup(&source("app", Kind::Dir, data.clone()), &BackupOptions::default(), &NoProgress)
+        .backup(&source("app", Kind::DIR, data.clone()), &BackupOptions::default(), &NoProgress)
         .await
         .unwrap();
     let loc = repo.locate(&first.manifest().chunks[0]).unwrap();
@@ -165,7 +165,7 @@ async fn safety_net_refuses_a_copy_it_cannot_read_back(store: Arc<dyn ObjectStor
     store.put(&key, PutPayload::from(Bytes::from(bytes))).await.unwrap();
 
     let err = repo
-        .save(&source("app", Kind::Dir, data), "app", safety_tags(&first.id().to_hex()))
+        .save(&source("app", Kind::DIR, data), "app", safety_tags(&first.id().to_hex()))
         .await
         .unwrap_err();
     let text = err.to_string();

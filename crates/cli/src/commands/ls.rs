@@ -16,7 +16,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
     let snap = repo.find(selector, name).await?;
-    if snap.manifest().kind != Kind::Dir {
+    if snap.manifest().kind != Kind::DIR {
         return Err(lifeboat_core::Error::Unsupported {
             operation: "ls".into(),
             kind: snap.manifest().kind,

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use lifeboat_store::format::DATA_PREFIX;
-use lifeboat_store::{Repository, StoredSnapshot};
+use crate::format::DATA_PREFIX;
+use crate::{Repository, StoredSnapshot};
 use serde::Serialize;
 
 /// What the snapshots of one name hold. Counts, times and sizes are of backups only; safety
@@ -81,7 +81,7 @@ pub fn by_name(snaps: &[StoredSnapshot]) -> BTreeMap<String, NameStats> {
 ///
 /// # Errors
 /// Store errors listing snapshots or packs.
-pub async fn stats(repo: &Repository) -> lifeboat_store::Result<Stats> {
+pub async fn stats(repo: &Repository) -> crate::Result<Stats> {
     let snaps = repo.snapshots().await?;
     let (pack_bytes, packs) = repo.usage(DATA_PREFIX).await?;
     let safety_snapshots = snaps.iter().filter(|s| s.manifest().is_safety()).count();

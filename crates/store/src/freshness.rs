@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lifeboat_core::format_duration;
-use lifeboat_store::StoredSnapshot;
+use crate::StoredSnapshot;
 use serde::Serialize;
 
 /// How fresh one name is.

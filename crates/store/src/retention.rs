@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use lifeboat_core::SnapshotId;
 use lifeboat_core::retention::{Candidate, Decision, PolicySet, RetentionPolicy, apply};
-use lifeboat_store::{Repository, StoredSnapshot};
+use crate::{Repository, StoredSnapshot};
 use serde::Serialize;
 
 /// The verdicts for one name of one kind on one host under one policy.
@@ -41,7 +41,7 @@ pub fn judge(
         }
         let (label, policy) = policies.policy_for(&m.name, &m.tags);
         let candidate = Candidate { id: snap.id(), time: m.time, tags: m.tags.clone() };
-        let key = (m.name.clone(), m.kind, m.host.clone(), label);
+        let key = (m.name.clone(), m.kind.clone(), m.host.clone(), label);
         groups.entry(key).or_insert_with(|| (policy.clone(), Vec::new())).1.push(candidate);
     }
     groups
@@ -71,7 +71,7 @@ pub async fn forget(
     name: Option<&str>,
     policies: &PolicySet,
     dry_run: bool,
-) -> lifeboat_store::Result<Vec<Group>> {
+) -> crate::Result<Vec<Group>> {
     let groups = judge(&repo.snapshots().await?, name, policies, Utc::now());
     if !dry_run {
         repo.forget(&removals(&groups)).await?;
