@@ -33,6 +33,7 @@ mod digest;
 pub mod drill;
 mod duration;
 mod error;
+pub mod heartbeat;
 mod kind;
 mod manifest;
 mod memory;
