@@ -26,7 +26,7 @@ mod logging;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    logging::init("info");
+    logging::init("info", &lifeboat::backends().quiet_logs());
     let result = config_path(args.config, &ProcessEnv)
         .and_then(|path| Config::load(&path, &ProcessEnv))
         .map_err(anyhow::Error::from)
