@@ -61,9 +61,17 @@ pub async fn run(url: &str, registry: &Registry, request: Request<'_>) -> anyhow
         let mut report = verifier.verify(snap).await?;
         if let Some(options) = restore.as_ref().filter(|_| report.ok()) {
             // The same scratch restore and checks a drill runs, without expectations.
-            let backend = registry.drill(&snap.manifest().kind, options)?;
-            let deep = backend.restore_and_check(snap, &Expectations::default()).await?;
-            report.checks.extend(deep.checks);
+            match registry.drill(&snap.manifest().kind, options) {
+                Ok(backend) => {
+                    let deep = backend.restore_and_check(snap, &Expectations::default()).await?;
+                    report.checks.extend(deep.checks);
+                }
+                // The others are still verified; this one is reported as not restorable here.
+                Err(e @ lifeboat_core::Error::UnknownKind { .. }) => {
+                    report.checks.push(lifeboat_core::Check::fail("restore", e.to_string()));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         if !json {
             let status = if report.ok() { "ok" } else { "FAILED" };
