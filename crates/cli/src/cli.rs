@@ -140,6 +140,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The kinds of targets this build backs up, with their commands and options.
+    Kinds {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Per name: count, oldest, newest, sizes, deduplication.
     Stats {
         /// Print JSON.

@@ -13,6 +13,7 @@ mod cleanup;
 mod drill;
 mod forget;
 mod init;
+mod kinds;
 mod ls;
 mod prune;
 mod repair;
@@ -127,6 +128,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
             repair::index(&repo, dry_run, json).await
         }
         Command::Cleanup { force, json } => cleanup::run(registry, force, json).await,
+        Command::Kinds { json } => kinds::run(registry, json),
         Command::Stats { json } => stats::run(&repo, json).await,
         Command::Stale { max_age, expected, json } => {
             stale::run(&repo, max_age, &expected, json).await
