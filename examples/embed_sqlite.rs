@@ -42,7 +42,13 @@ async fn main() -> anyhow::Result<()> {
         repo.backup_target(&backends, &target, &options, &NoProgress, &mut |_| {}).await?;
     let snap = outcomes.remove(0).result?;
     let m = snap.manifest();
-    println!("saved {} ({} bytes, {} new), tables: {}", snap.id(), m.size, m.stored, m.metadata["tables"]);
+    println!(
+        "saved {} ({} bytes, {} new), tables: {}",
+        snap.id(),
+        m.size,
+        m.stored,
+        m.metadata["tables"]
+    );
     println!("{} snapshots of {:?} in the repository", repo.snapshots().await?.len(), m.name);
 
     let restored = scratch.path().join("restored.db").display().to_string();

@@ -18,13 +18,21 @@ async fn main() -> anyhow::Result<()> {
     let keep = RetentionPolicy { daily: 7, weekly: 4, ..Default::default() };
     let keep = PolicySet { default: keep, ..Default::default() };
     tokio::spawn(async move {
-        let (backends, mut nightly) = (lifeboat::backends(), tokio::time::interval(Duration::from_secs(86_400)));
+        let (backends, mut nightly) =
+            (lifeboat::backends(), tokio::time::interval(Duration::from_secs(86_400)));
         loop {
             nightly.tick().await;
-            let saved = repo.backup_target(&backends, &db, &BackupOptions::default(), &NoProgress, &mut |_| {}).await;
+            let saved = repo
+                .backup_target(&backends, &db, &BackupOptions::default(), &NoProgress, &mut |_| {})
+                .await;
             let kept = forget(&repo, None, &keep, false).await;
             let pruned = repo.prune(&PruneOptions::default()).await;
-            eprintln!("nightly: backup {:?}, retention {:?}, prune {:?}", saved.map(|o| o.len()), kept.map(|g| g.len()), pruned.map(|p| p.deleted));
+            eprintln!(
+                "nightly: backup {:?}, retention {:?}, prune {:?}",
+                saved.map(|o| o.len()),
+                kept.map(|g| g.len()),
+                pruned.map(|p| p.deleted)
+            );
         }
     });
     let app = axum::Router::new().route("/", axum::routing::get(|| async { "serving" }));

@@ -42,9 +42,17 @@ async fn snapshots_of_an_unknown_kind_list_verify_forget_and_prune() {
     ok(lifeboat(&repo).args(["verify", "--all", "--read-data"]));
     ok(lifeboat(&repo).arg("stats"));
 
-    let err = fails(lifeboat(&repo).args(["restore", "latest", "--name", "cache", "--to"]).arg(dir.path().join("out")));
+    let err = fails(
+        lifeboat(&repo)
+            .args(["restore", "latest", "--name", "cache", "--to"])
+            .arg(dir.path().join("out")),
+    );
     assert!(err.contains("no redis backend"), "{err}");
-    let err = fails(lifeboat(&repo).args(["drill", "--name", "cache", "--heartbeat"]).arg(dir.path().join("beat.json")));
+    let err = fails(
+        lifeboat(&repo)
+            .args(["drill", "--name", "cache", "--heartbeat"])
+            .arg(dir.path().join("beat.json")),
+    );
     assert!(err.contains("no redis backend"), "{err}");
     let err = fails(lifeboat(&repo).args(["verify", "latest", "--name", "cache", "--restore"]));
     assert!(err.contains("no redis backend"), "{err}");
@@ -56,12 +64,17 @@ async fn snapshots_of_an_unknown_kind_list_verify_forget_and_prune() {
     ok(lifeboat(&repo).args(["forget", "--name", "cache", "--keep-last", "1"]));
     let report = ok(lifeboat(&repo).args(["prune", "--grace", "0s", "--json"]));
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
-    assert!(report["deleted"].as_u64().unwrap() + report["marked"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["deleted"].as_u64().unwrap() + report["marked"].as_u64().unwrap() > 0,
+        "{report}"
+    );
     let left = snapshots(&repo);
     assert_eq!(left.iter().filter(|s| s["kind"] == "redis").count(), 1, "{left:?}");
     ok(lifeboat(&repo).args(["verify", "--all", "--read-data"]));
     // The known kind was untouched by all of it.
-    ok(lifeboat(&repo).args(["restore", "latest", "--name", "app", "--to"]).arg(dir.path().join("back.db")));
+    ok(lifeboat(&repo)
+        .args(["restore", "latest", "--name", "app", "--to"])
+        .arg(dir.path().join("back.db")));
 }
 
 #[test]
@@ -76,6 +89,9 @@ fn a_cli_built_with_only_sqlite_has_no_docker_or_postgres_driver() {
     assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(tree.contains("lifeboat-sqlite"), "{tree}");
     for driver in ["bollard", "tokio-postgres", "lifeboat-container", "lifeboat-postgres"] {
-        assert!(!tree.lines().any(|l| l.starts_with(&format!("{driver} "))), "{driver} is in:\n{tree}");
+        assert!(
+            !tree.lines().any(|l| l.starts_with(&format!("{driver} "))),
+            "{driver} is in:\n{tree}"
+        );
     }
 }

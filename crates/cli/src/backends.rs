@@ -47,8 +47,7 @@ fn with_options(command: Command, specs: &[OptionSpec]) -> Command {
 }
 
 fn arg(spec: &OptionSpec) -> Arg {
-    let arg =
-        Arg::new(spec.name).long(spec.name).help(sentence(spec.help)).required(spec.required);
+    let arg = Arg::new(spec.name).long(spec.name).help(sentence(spec.help)).required(spec.required);
     let arg = match spec.value {
         OptionValue::Flag => arg.action(ArgAction::SetTrue),
         OptionValue::One(meta) => arg.value_name(meta).action(ArgAction::Set),

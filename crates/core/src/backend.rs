@@ -392,9 +392,9 @@ impl Registry {
         self.backends.retain(|b| b.kind() != kind);
         for command in backend.commands() {
             Kind::check(command.name).map_err(|e| bad(format!("backend {kind} command: {e}")))?;
-            if let Some(other) = self.backends.iter().find(|b| {
-                b.commands().iter().any(|c| c.name == command.name)
-            }) {
+            if let Some(other) =
+                self.backends.iter().find(|b| b.commands().iter().any(|c| c.name == command.name))
+            {
                 return Err(bad(format!(
                     "backend {kind}'s command {} is also backend {}'s",
                     command.name,
@@ -555,7 +555,11 @@ impl Registry {
     ///
     /// # Errors
     /// An unknown kind, a kind without entries, stream errors.
-    pub async fn entries(&self, snapshot: &dyn Snapshot, prefix: Option<&str>) -> Result<Vec<Entry>> {
+    pub async fn entries(
+        &self,
+        snapshot: &dyn Snapshot,
+        prefix: Option<&str>,
+    ) -> Result<Vec<Entry>> {
         self.get(&snapshot.manifest().kind, "list")?.entries(snapshot, prefix).await
     }
 

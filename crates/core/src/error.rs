@@ -80,7 +80,9 @@ pub enum Error {
     },
     /// This program has no backend for a kind (a newer lifeboat, or a team's own backend,
     /// made the snapshot).
-    #[error("cannot {operation} {kind} snapshots: this program has no {kind} backend (it knows {known})")]
+    #[error(
+        "cannot {operation} {kind} snapshots: this program has no {kind} backend (it knows {known})"
+    )]
     UnknownKind {
         /// The kind without a backend.
         kind: Kind,

@@ -34,7 +34,8 @@ pub fn path(dir: &Path, name: &str) -> PathBuf {
 /// [`Error::Io`] naming the file.
 pub fn beat(dir: &Path, name: &str, time: DateTime<Utc>, snapshot: &str) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-    let body = format!("{}\nsnapshot {snapshot}\n", time.to_rfc3339_opts(SecondsFormat::Secs, true));
+    let body =
+        format!("{}\nsnapshot {snapshot}\n", time.to_rfc3339_opts(SecondsFormat::Secs, true));
     write_atomic(&path(dir, name), body.as_bytes())
 }
 
@@ -44,10 +45,8 @@ pub fn beat(dir: &Path, name: &str, time: DateTime<Utc>, snapshot: &str) -> Resu
 /// # Errors
 /// [`Error::Io`] naming the file.
 pub fn merge(file: &Path, beats: impl IntoIterator<Item = (String, DateTime<Utc>)>) -> Result<()> {
-    let mut all: BTreeMap<String, String> = std::fs::read(file)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let mut all: BTreeMap<String, String> =
+        std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     for (name, time) in beats {
         all.insert(name, time.to_rfc3339());
     }

@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use lifeboat_core::backend::{
     Entry, Member, OptionSpec, Options, TargetCommand, TargetSpec, strip_scheme,
 };
-use tokio_util::io::SyncIoBridge;
 use lifeboat_core::drill::ScratchDrill;
 use lifeboat_core::{Backend, Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot};
+use tokio_util::io::SyncIoBridge;
 
 use crate::{DirBackup, DirDrill, DirRestorePlan};
 
@@ -91,12 +91,11 @@ impl Backend for DirBackend {
     async fn entries(&self, snapshot: &dyn Snapshot, prefix: Option<&str>) -> Result<Vec<Entry>> {
         let reader = SyncIoBridge::new(snapshot.open().await?);
         let prefix = prefix.map(str::to_string);
-        let listed = tokio::task::spawn_blocking(move || {
-            crate::list_entries(reader, prefix.as_deref())
-        })
-        .await
-        .map_err(|e| Error::from_stream("listing the snapshot", std::io::Error::other(e)))?
-        .map_err(|e| Error::from_stream("reading the snapshot", e))?;
+        let listed =
+            tokio::task::spawn_blocking(move || crate::list_entries(reader, prefix.as_deref()))
+                .await
+                .map_err(|e| Error::from_stream("listing the snapshot", std::io::Error::other(e)))?
+                .map_err(|e| Error::from_stream("reading the snapshot", e))?;
         Ok(listed
             .into_iter()
             .map(|e| Entry {

@@ -75,7 +75,11 @@ impl Backend for PostgresBackend {
 
     fn restore_options(&self) -> Vec<OptionSpec> {
         vec![
-            OptionSpec::value(TABLE, "NAME", "PostgreSQL: restore only this table (NAME or SCHEMA.NAME)."),
+            OptionSpec::value(
+                TABLE,
+                "NAME",
+                "PostgreSQL: restore only this table (NAME or SCHEMA.NAME).",
+            ),
             OptionSpec::flag(SCHEMA_ONLY, "PostgreSQL: restore the schema only, no rows."),
             OptionSpec::flag(
                 SKIP_MISSING_ROLES,
@@ -108,8 +112,11 @@ impl Backend for PostgresBackend {
         };
         let plan = PostgresRestorePlan::prepare(snapshot, to, options).await?;
         Ok(Box::new(
-            plan.with_selection(selection.value(TABLE).map(str::to_string), selection.flag(SCHEMA_ONLY))
-                .with_missing_roles(roles),
+            plan.with_selection(
+                selection.value(TABLE).map(str::to_string),
+                selection.flag(SCHEMA_ONLY),
+            )
+            .with_missing_roles(roles),
         ))
     }
 

@@ -5,9 +5,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use lifeboat_core::backend::{Member, Options, TargetCommand, TargetSpec, strip_scheme};
 use lifeboat_core::drill::ScratchDrill;
-use lifeboat_core::{
-    Backend, Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot,
-};
+use lifeboat_core::{Backend, Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot};
 
 use crate::{SqliteBackup, SqliteDrill, SqliteRestorePlan};
 

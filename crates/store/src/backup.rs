@@ -11,9 +11,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use lifeboat_codec::{StreamChunker, compress, delta};
 use lifeboat_core::{
     Backup, Capture, ChunkId, Digest, Error as CoreError, MANIFEST_FORMAT, Manifest, Progress,
-    SafetyNet, SnapshotId, StreamChunker, StreamHasher, Tags, compress,
+    SafetyNet, SnapshotId, StreamHasher, Tags,
 };
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info};
@@ -411,7 +412,7 @@ async fn seal(
                     let guess = u64::from(base_loc.length) * u64::from(plain)
                         / u64::from(base_loc.plain.max(1));
                     let good_enough = usize::try_from(guess / 8).unwrap_or(usize::MAX);
-                    let delta = compress::compress_against(&chunk, &base, level, good_enough)
+                    let delta = delta::compress_against(&chunk, &base, level, good_enough)
                         .map_err(|e| compressing(e, "compressing a chunk as a delta"))?;
                     // Worth a second read only when clearly smaller than the chunk whole,
                     // judged first by the guess, then by compressing it whole.

@@ -2,7 +2,8 @@
 //! `docs/repository-format.md` describes the same in prose; keep them in step.
 
 use chrono::{DateTime, Utc};
-use lifeboat_core::{ChunkId, ChunkerParams, Digest, compress};
+use lifeboat_codec::{ChunkerParams, compress};
+use lifeboat_core::{ChunkId, Digest};
 use object_store::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -60,7 +61,7 @@ impl RepoConfig {
             created: Utc::now(),
             chunker: ChunkerParams::default(),
             compression: "zstd".into(),
-            compression_level: lifeboat_core::compress::DEFAULT_LEVEL,
+            compression_level: lifeboat_codec::compress::DEFAULT_LEVEL,
             pack_size: 8 << 20,
             encryption: "none".into(),
         }
@@ -125,7 +126,7 @@ pub struct BlobEntry {
     pub length: u32,
     /// Length of the plain chunk.
     pub plain: u32,
-    /// For a delta blob: the chunk it was compressed against ([`lifeboat_core::compress::compress_against`]).
+    /// For a delta blob: the chunk it was compressed against ([`lifeboat_codec::delta::compress_against`]).
     /// Always a chunk stored whole, never itself a delta, so a read needs at most two blobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<ChunkId>,

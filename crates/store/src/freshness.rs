@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::StoredSnapshot;
 use chrono::{DateTime, Utc};
 use lifeboat_core::format_duration;
-use crate::StoredSnapshot;
 use serde::Serialize;
 
 /// How fresh one name is.

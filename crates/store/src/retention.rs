@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::{Repository, StoredSnapshot};
 use chrono::{DateTime, Utc};
 use lifeboat_core::SnapshotId;
 use lifeboat_core::retention::{Candidate, Decision, PolicySet, RetentionPolicy, apply};
-use crate::{Repository, StoredSnapshot};
 use serde::Serialize;
 
 /// The verdicts for one name of one kind on one host under one policy.

@@ -6,9 +6,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
+use lifeboat_codec::{compress, delta};
 use lifeboat_core::{
-    ByteStream, ChunkId, Digest, Error as CoreError, Manifest, Snapshot, SnapshotId,
-    VerifiedReader, compress,
+    ByteStream, ChunkId, Digest, Error as CoreError, Manifest, Snapshot, SnapshotId, VerifiedReader,
 };
 use tokio_util::io::StreamReader;
 use tracing::debug;
@@ -163,7 +163,7 @@ async fn decode_blob(
         };
         let plain = match &base {
             None => compress::decompress(&blob, loc.plain as usize),
-            Some(base) => compress::decompress_against(&blob, base, loc.plain as usize),
+            Some(base) => delta::decompress_against(&blob, base, loc.plain as usize),
         }
         .map_err(|e| {
             damaged_base().unwrap_or_else(|| CoreError::Corrupt {

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use crate::format::DATA_PREFIX;
 use crate::{Repository, StoredSnapshot};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// What the snapshots of one name hold. Counts, times and sizes are of backups only; safety

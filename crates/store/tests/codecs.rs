@@ -9,7 +9,7 @@
 //! `PROPTEST_CASES=100000 cargo test --release -p lifeboat-store --test codecs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use lifeboat_core::{compress, patch};
+use lifeboat_codec::{compress, delta, patch};
 use proptest::prelude::*;
 
 /// The largest plain length a fuzzed codec call is asked for: a hostile length field must
@@ -66,7 +66,7 @@ proptest! {
         if let Ok(out) = compress::decompress(&blob, plain) {
             prop_assert_eq!(out.len(), plain);
         }
-        if let Ok(out) = compress::decompress_against(&blob, &base, plain) {
+        if let Ok(out) = delta::decompress_against(&blob, &base, plain) {
             prop_assert_eq!(out.len(), plain);
         }
         if let Ok(out) = patch::apply(&blob, &base, plain) {
@@ -85,11 +85,11 @@ proptest! {
         changed[100..120].fill(7);
         changed.extend_from_slice(b"appended row");
         let plain = changed.len();
-        let valid = compress::compress_against(&changed, &base, 3, usize::MAX).unwrap();
+        let valid = delta::compress_against(&changed, &base, 3, usize::MAX).unwrap();
         let bad = apply_damage(&valid, &damage);
         // Patches and zstd-against-a-base are told apart by their first bytes, so damage can
         // also make one look like the other.
-        if let Ok(out) = compress::decompress_against(&bad, &base, plain) {
+        if let Ok(out) = delta::decompress_against(&bad, &base, plain) {
             prop_assert_eq!(out.len(), plain);
         }
     }

@@ -6,7 +6,8 @@
 //! `PROPTEST_CASES=100000 cargo test -p lifeboat-store --release --test fuzz`.
 #![allow(clippy::unwrap_used)]
 
-use lifeboat_core::{Digest, Manifest, compress};
+use lifeboat_codec::compress;
+use lifeboat_core::{Digest, Manifest};
 use lifeboat_store::LeaseInfo;
 use lifeboat_store::format::{
     BlobEntry, IndexFile, PACK_MAGIC, PackBuilder, PackEntry, RepoConfig, decode_index,

@@ -303,7 +303,7 @@ async fn deleted_rows_are_stored_as_patches(store: Arc<dyn ObjectStore>) {
         let loc = repo.locate(chunk).unwrap();
         let key = lifeboat_store::format::pack_key(&loc.pack);
         let blob = store.get_range(&key, loc.offset..loc.offset + 4).await.unwrap();
-        assert!(lifeboat_core::patch::is_patch(&blob), "chunk {chunk} is a patch");
+        assert!(lifeboat_codec::patch::is_patch(&blob), "chunk {chunk} is a patch");
     }
     // 200 deleted rows cost a few bytes each.
     assert!(

@@ -241,8 +241,9 @@ impl Backup for DumpFile {
 
     async fn capture(&self) -> Result<Capture> {
         let keys = keys_in(&self.path).await?;
-        let file =
-            tokio::fs::File::open(&self.path).await.map_err(|e| Error::io("opening", &self.path, e))?;
+        let file = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(|e| Error::io("opening", &self.path, e))?;
         let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
         let metadata = serde_json::json!({ "keys": keys, "rdb_bytes": size });
         Ok(Capture::new(Box::pin(file), metadata).with_size_hint(size))
@@ -268,7 +269,10 @@ impl ScratchDrill for RedisDrill {
         let bytes = match write_stream(snapshot, &rdb).await {
             Ok(bytes) => bytes,
             Err(e) => {
-                return Ok(ScratchOutcome { checks: vec![Check::fail("restore", e.to_string())], bytes: 0 });
+                return Ok(ScratchOutcome {
+                    checks: vec![Check::fail("restore", e.to_string())],
+                    bytes: 0,
+                });
             }
         };
         let mut checks = vec![matching_keys(snapshot, &rdb).await?];
@@ -316,7 +320,9 @@ async fn serve_and_count(folder: &Path, expected: Option<u64>) -> Check {
         (Some(n), Some(want)) if n != want => {
             Check::fail("keys served", format!("the server holds {n} keys, the snapshot {want}"))
         }
-        (Some(n), _) => Check::pass("keys served", format!("a scratch redis-server loaded {n} keys")),
+        (Some(n), _) => {
+            Check::pass("keys served", format!("a scratch redis-server loaded {n} keys"))
+        }
     }
 }
 
@@ -327,9 +333,10 @@ async fn matching_keys(snapshot: &dyn Snapshot, rdb: &Path) -> Result<Check> {
         Err(e) => return Ok(Check::fail("redis-check-rdb", e.to_string())),
     };
     Ok(match expected_keys(snapshot) {
-        Some(want) if want != found => {
-            Check::fail("redis-check-rdb", format!("{found} keys read, the snapshot recorded {want}"))
-        }
+        Some(want) if want != found => Check::fail(
+            "redis-check-rdb",
+            format!("{found} keys read, the snapshot recorded {want}"),
+        ),
         _ => Check::pass("redis-check-rdb", format!("{found} keys read")),
     })
 }

@@ -92,8 +92,12 @@ fn a_teams_own_backend_backs_up_lists_verifies_drills_and_restores() {
     ok(lifeboat(&repo).arg("init"));
     let help = ok(lifeboat(&repo).args(["backup", "--help"]));
     assert!(help.contains("redis") && help.contains("sqlite"), "standard kinds and ours: {help}");
-    let saved: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo)
-        .args(["backup", "redis", &redis.url(), "--json"])))
+    let saved: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo).args([
+        "backup",
+        "redis",
+        &redis.url(),
+        "--json",
+    ])))
     .unwrap();
     assert_eq!(saved["kind"], "redis");
     assert_eq!(saved["metadata"]["keys"], 500);
@@ -101,8 +105,12 @@ fn a_teams_own_backend_backs_up_lists_verifies_drills_and_restores() {
     assert_eq!(name, format!("redis-127.0.0.1-{}", redis.port));
 
     // A second backup of an unchanged server stores almost nothing new.
-    let again: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo)
-        .args(["backup", "redis", &redis.url(), "--json"])))
+    let again: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo).args([
+        "backup",
+        "redis",
+        &redis.url(),
+        "--json",
+    ])))
     .unwrap();
     assert!(again["stored"].as_u64().unwrap() < 2048, "deduplicated: {again}");
 
@@ -130,7 +138,8 @@ fn a_teams_own_backend_backs_up_lists_verifies_drills_and_restores() {
     drop(back);
 
     // Over an existing dump: refused without --force, and with it a safety snapshot first.
-    let stderr = fails(lifeboat(&repo).args(["restore", "latest", "--name", &name, "--to"]).arg(&restored));
+    let stderr =
+        fails(lifeboat(&repo).args(["restore", "latest", "--name", &name, "--to"]).arg(&restored));
     assert!(stderr.contains("already exists"), "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo)
         .args(["restore", "latest", "--name", &name, "--force", "--json", "--to"])

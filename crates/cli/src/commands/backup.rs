@@ -46,8 +46,7 @@ pub async fn run(
             }
         }
     };
-    let mut outcomes =
-        repo.backup_target(registry, &spec, &options, &progress, &mut print).await?;
+    let mut outcomes = repo.backup_target(registry, &spec, &options, &progress, &mut print).await?;
     if outcomes.len() == 1 && outcomes[0].member.member.is_none() {
         let snap = outcomes.remove(0).result?;
         if json {
@@ -75,7 +74,9 @@ fn report(spec: &TargetSpec, outcomes: &[MemberOutcome], json: bool) -> anyhow::
                 row.insert(kind.into(), member.into());
                 row.insert("ok".into(), o.result.is_ok().into());
                 match &o.result {
-                    Ok(snap) => row.insert("snapshot".into(), serde_json::to_value(SnapshotRow::new(snap))?),
+                    Ok(snap) => {
+                        row.insert("snapshot".into(), serde_json::to_value(SnapshotRow::new(snap))?)
+                    }
                     Err(e) => row.insert("error".into(), format!("{e}").into()),
                 };
                 Ok(serde_json::Value::Object(row))

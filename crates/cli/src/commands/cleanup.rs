@@ -35,8 +35,9 @@ pub async fn run(registry: &Registry, force: bool, json: bool) -> anyhow::Result
     if failed > 0 {
         return Err(lifeboat_core::Error::InvalidInput {
             what: format!("{failed} leftovers could not be cleaned"),
-            hint: "each one's error is above; run `lifeboat cleanup --force` again once it is fixed"
-                .into(),
+            hint:
+                "each one's error is above; run `lifeboat cleanup --force` again once it is fixed"
+                    .into(),
         }
         .into());
     }

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use lifeboat_core::drill::{DrillResult, Expectations, drill, markdown_report};
 use lifeboat_core::Registry;
 use lifeboat_core::backend::Options;
+use lifeboat_core::drill::{DrillResult, Expectations, drill, markdown_report};
 use lifeboat_store::StoredSnapshot;
 
 use crate::output::print_json;

@@ -36,7 +36,10 @@ pub fn run(registry: &Registry, json: bool) -> anyhow::Result<ExitCode> {
                 .into_iter()
                 .map(|c| {
                     let target = c.target.map(|t| format!(" {t}")).unwrap_or_default();
-                    CommandRow { command: format!("backup {}{target}", c.name), options: flags(&c.options) }
+                    CommandRow {
+                        command: format!("backup {}{target}", c.name),
+                        options: flags(&c.options),
+                    }
                 })
                 .collect(),
             restore_options: flags(&b.restore_options()),

@@ -1,7 +1,7 @@
 //! Copy-and-insert deltas ("patches") of a chunk against a similar chunk, its *base*.
 //!
 //! A changed chunk of a table dump or a database file is mostly its base with a few rows
-//! deleted, inserted or rewritten. zstd with the base as a prefix ([`crate::compress`]) codes
+//! deleted, inserted or rewritten. zstd with the base as a prefix ([`crate::delta`]) codes
 //! every resumed match with its full distance back into the base, 18 or more bits, and its
 //! repeat offsets only help when nothing moved; a deleted row of 100 bytes costs it about ten
 //! bytes. A patch says the same thing relative to where the last copy ended ("skip 105 bytes
@@ -18,7 +18,7 @@
 //! are kept apart so each compresses with its own kind.
 //!
 //! ```
-//! use lifeboat_core::patch;
+//! use lifeboat_codec::patch;
 //!
 //! let base: Vec<u8> = (0..4000u32).flat_map(|i| format!("{i}\tsome row\n").into_bytes()).collect();
 //! let mut data = base.clone();

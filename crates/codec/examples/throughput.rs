@@ -6,7 +6,8 @@
 
 use std::time::Instant;
 
-use lifeboat_core::{ChunkerParams, Digest, compress};
+use lifeboat_codec::{ChunkerParams, compress};
+use lifeboat_core::Digest;
 
 fn main() {
     let words = [

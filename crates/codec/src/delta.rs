@@ -1,63 +1,9 @@
-//! zstd compression of chunks.
+//! Deltas: a chunk compressed against a similar chunk already stored (its base), as a
+//! patch or as zstd with the base as a prefix.
 
-use std::cell::RefCell;
 use std::io;
 
-/// The zstd level lifeboat uses unless configured: 3, zstd's own default, which beats gzip -6
-/// on size at several times its speed.
-pub const DEFAULT_LEVEL: i32 = 3;
-
-/// Compresses one chunk.
-///
-/// # Errors
-/// Only on an invalid level or allocation failure inside zstd.
-pub fn compress(data: &[u8], level: i32) -> io::Result<Vec<u8>> {
-    // One compression context per thread, reused: creating a context and clearing its tables
-    // for every chunk costs a few percent of a backup.
-    thread_local! {
-        static CONTEXT: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
-    }
-    CONTEXT.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if !matches!(&*slot, Some((l, _)) if *l == level) {
-            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
-        }
-        match slot.as_mut() {
-            Some((_, compressor)) => compressor.compress(data),
-            None => zstd::bulk::compress(data, level),
-        }
-    })
-}
-
-/// Decompresses one chunk whose plain length is known; refuses to produce more than
-/// `plain_len` bytes, so a corrupt or hostile blob cannot exhaust memory.
-///
-/// # Errors
-/// When the blob is not valid zstd or does not decompress to exactly `plain_len` bytes.
-pub fn decompress(blob: &[u8], plain_len: usize) -> io::Result<Vec<u8>> {
-    let out = zstd::bulk::decompress(blob, plain_len)?;
-    exact_length(out, plain_len)
-}
-
-/// The first bytes of every zstd frame: tells compressed metadata from plain JSON.
-pub const FRAME_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
-
-/// Decompresses a zstd blob of unknown plain length, refusing more than `limit` bytes.
-///
-/// # Errors
-/// When the blob is not valid zstd or holds more than `limit` bytes.
-pub fn decompress_bounded(blob: &[u8], limit: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut out = Vec::new();
-    zstd::stream::read::Decoder::new(blob)?.take(limit.saturating_add(1)).read_to_end(&mut out)?;
-    if out.len() as u64 > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("decompresses to more than {limit} bytes"),
-        ));
-    }
-    Ok(out)
-}
+use crate::compress::exact_length;
 
 /// Whether `base` can serve as the reference of a delta ([`compress_against`]): any bytes
 /// but none. A base is always taken as raw content (zstd's prefix), never parsed as a trained
@@ -179,19 +125,10 @@ fn zstd_result(code: Result<usize, usize>) -> io::Result<usize> {
     code.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, zstd::zstd_safe::get_error_name(e)))
 }
 
-fn exact_length(out: Vec<u8>, plain_len: usize) -> io::Result<Vec<u8>> {
-    if out.len() != plain_len {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("decompressed to {} bytes, expected {plain_len}", out.len()),
-        ));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compress::{DEFAULT_LEVEL, FRAME_MAGIC, compress, decompress};
 
     #[test]
     fn a_delta_of_a_similar_chunk_is_small_and_needs_its_base() -> io::Result<()> {
@@ -246,20 +183,6 @@ mod tests {
         let delta = compress_against(&edited, &base, DEFAULT_LEVEL, 0)?;
         assert!(delta.len() <= zstd.len());
         assert_eq!(decompress_against(&delta, &base, edited.len())?, edited);
-        Ok(())
-    }
-
-    #[test]
-    fn round_trip_and_length_guard() -> io::Result<()> {
-        let data = b"hello hello hello hello hello".repeat(100);
-        let blob = compress(&data, DEFAULT_LEVEL)?;
-        assert!(blob.len() < data.len() / 10);
-        assert_eq!(decompress(&blob, data.len())?, data);
-        assert!(decompress(&blob, data.len() - 1).is_err());
-        assert!(decompress(b"not zstd", 10).is_err());
-        assert!(blob.starts_with(&FRAME_MAGIC));
-        assert_eq!(decompress_bounded(&blob, data.len() as u64)?, data);
-        assert!(decompress_bounded(&blob, data.len() as u64 - 1).is_err());
         Ok(())
     }
 }
