@@ -153,6 +153,21 @@ impl Repository {
         }
     }
 
+    /// Opens the repository in an already opened object store, creating it when there is
+    /// none.
+    ///
+    /// # Errors
+    /// As [`Repository::open_store`] and [`Repository::init_store`].
+    pub async fn open_or_init_store(store: Arc<dyn ObjectStore>, url: &str) -> Result<Self> {
+        match Self::open_store(store.clone(), url).await {
+            Err(StoreError::NotInitialised { .. }) => match Self::init_store(store.clone(), url).await {
+                Err(StoreError::AlreadyInitialised { .. }) => Self::open_store(store, url).await,
+                other => other,
+            },
+            other => other,
+        }
+    }
+
     /// Records where the store lives when it is a local folder (for the staging files
     /// object_store hides from listings; see `staging.rs`).
     fn at(self, location: Location) -> Self {

@@ -100,16 +100,9 @@ impl Location {
                 if !s3_credentials_configured(|name| std::env::var(name).ok()) {
                     return Err(StoreError::NoCredentials { url: url.into() });
                 }
-                // lifeboat retries (`retry.rs`) with a short budget; object_store's own ten
-                // retries inside each of ours made a refused port take 15 s to report.
-                let no_retries = RetryConfig {
-                    max_retries: 0,
-                    retry_timeout: std::time::Duration::from_secs(60),
-                    ..RetryConfig::default()
-                };
                 let s3 = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
-                    .with_retry(no_retries)
+                    .with_retry(no_retries())
                     .build()
                     .map_err(|e| StoreError::InvalidUrl {
                         url: url.into(),
@@ -123,6 +116,17 @@ impl Location {
             }
             Location::Memory => Ok(Arc::new(InMemory::new())),
         }
+    }
+}
+
+/// object_store's retry settings for lifeboat's stores: none of its own, since lifeboat
+/// retries (`retry.rs`) with a short budget; ten retries inside each of ours made a refused
+/// port take 15 s to report.
+pub(crate) fn no_retries() -> RetryConfig {
+    RetryConfig {
+        max_retries: 0,
+        retry_timeout: std::time::Duration::from_secs(60),
+        ..RetryConfig::default()
     }
 }
 
