@@ -42,6 +42,15 @@ fn hint(e: &anyhow::Error) -> Option<String> {
             cause.downcast_ref::<lifeboat_core::Error>()
         {
             Some(format!("pass {} ({why})", crate::backends::flag_text(crate::registry(), option)))
+        } else if let Some(lifeboat_core::Error::TargetExists { .. }) =
+            cause.downcast_ref::<lifeboat_core::Error>()
+        {
+            // The library says "the force option"; here it is a flag.
+            Some(
+                "pass --force to replace it (a pre-restore safety snapshot is taken first), or \
+                 restore to a new path"
+                    .into(),
+            )
         } else {
             cause.downcast_ref::<lifeboat_core::Error>().and_then(|e| e.hint())
         }

@@ -183,8 +183,8 @@ impl Error {
                     .into(),
             ),
             Error::TargetExists { .. } => Some(
-                "pass --force to replace it (a pre-restore safety snapshot is taken first), \
-                 or restore to a new path"
+                "replace it with the force option (a pre-restore safety snapshot is taken \
+                 first), or restore to a new target"
                     .into(),
             ),
             Error::VerificationFailed { .. } => Some(

@@ -96,7 +96,7 @@ pub fn check_snapshot_name(name: &str) -> crate::Result<()> {
         None => Ok(()),
         Some(why) => Err(crate::Error::InvalidInput {
             what: format!("{name:?} cannot be a snapshot name: {why}"),
-            hint: "give a plain name with --name (letters, digits, `-`, `_`, `.`)".into(),
+            hint: "give a plain name (letters, digits, `-`, `_`, `.`)".into(),
         }),
     }
 }

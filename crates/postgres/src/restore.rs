@@ -166,9 +166,10 @@ impl PostgresRestorePlan {
             false => None,
         };
         if !exists && !options.create {
-            return Err(Error::InvalidInput {
-                what: format!("database {database} does not exist on {}", describe(&config)),
-                hint: "pass --create to create it".into(),
+            return Err(Error::MissingOption {
+                kind: Kind::POSTGRES,
+                option: "create".into(),
+                why: format!("database {database} does not exist on {}", describe(&config)),
             });
         }
         let missing_roles = match &expected.database_facts {

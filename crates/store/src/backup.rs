@@ -107,7 +107,7 @@ impl Repository {
                     other.id().short(),
                     source.kind()
                 ),
-                hint: "give this backup another name with --name".into(),
+                hint: "give this backup another name".into(),
             }
             .into());
         }

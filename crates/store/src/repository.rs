@@ -698,7 +698,7 @@ fn latest_backup<'a>(
                     names.len(),
                     preview(&names)
                 ),
-                hint: "name the one you mean with --name, or give a snapshot id".into(),
+                hint: "name the one you mean, or give a snapshot id".into(),
             }
             .into());
         }
