@@ -1,4 +1,4 @@
-//! `lifeboat cleanup [--force]`: what interrupted container restores left on the engine
+//! `lifeboat cleanup [--force]`: what interrupted container restores and drills left on the engine
 //! (their journals, staging and parked containers, unused images), listed, and put right
 //! with `--force`.
 
@@ -25,7 +25,7 @@ pub async fn run(force: bool, json: bool) -> anyhow::Result<ExitCode> {
             println!("{}: {}: {}{state}", l.kind, l.name, l.action);
         }
         if leftovers.is_empty() {
-            println!("nothing left behind by container restores");
+            println!("nothing left behind by container restores or drills");
         } else if !force {
             println!("{} leftovers; `lifeboat cleanup --force` does the above", leftovers.len());
         }
