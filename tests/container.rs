@@ -823,3 +823,99 @@ fn a_safety_snapshot_over_a_corrupt_chunk_keeps_the_original() {
     let left = docker(&["ps", "-a", "-q", "--filter", &format!("name={name}-lifeboat")]);
     assert!(left.is_empty(), "leftover containers: {left}");
 }
+
+/// Whether `docker KIND inspect REFERENCE` finds it (`container`, `volume` or `image`).
+fn exists(kind: &str, reference: &str) -> bool {
+    std::process::Command::new("docker")
+        .args([kind, "inspect", reference])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn drill_cleanup_removes_only_what_this_hosts_dead_drills_left() {
+    let mut cleanup = DockerCleanup::default();
+    let (_dir, repo) = new_repo();
+    let (name, _) = start_app(&mut cleanup, "tenant=drill-owners");
+    backup(&repo, &[&name]);
+    // lifeboat runs as host `here`; the fakes below say which host, boot and process made
+    // them, as a drill labels its scratch container, volumes and image.
+    let here = unique_name("drillhost");
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let boot = boot.trim();
+    let dead = 999_999_999u32; // above any pid_max: no process of this boot has it
+    let alive = std::process::id();
+    // (case, host label, pid, whether it must survive)
+    let cases = [
+        // Another host sharing the engine, whose pid is no process here: its drill may run.
+        ("foreign", format!("elsewhere-{here} {boot}"), dead, true),
+        ("dead", format!("{here} {boot}"), dead, false),
+        // An earlier boot of this host: its pid now names another process.
+        ("oldboot", format!("{here} 00000000-earlier-boot"), alive, false),
+        ("running", format!("{here} {boot}"), alive, true),
+    ];
+    let mut fakes = Vec::new();
+    for (case, host, pid, survives) in &cases {
+        let object = unique_name(&format!("drillfake-{case}"));
+        let image = format!("lifeboat-drill/{object}:1");
+        let host_label = format!("lifeboat.drill.host={host}");
+        let pid_label = format!("lifeboat.drill.pid={pid}");
+        let labels = ["--label", host_label.as_str(), "--label", pid_label.as_str()];
+        cleanup.containers.push(object.clone());
+        cleanup.volumes.push(object.clone());
+        cleanup.images.push(image.clone());
+        docker(&[&["volume", "create"][..], &labels, &[&object]].concat());
+        docker(&[&["create", "--name", &object][..], &labels, &[TEST_IMAGE, "true"]].concat());
+        // A committed image carries the container's labels, as a drill's import does.
+        docker(&["commit", &object, &image]);
+        fakes.push((*case, object, image, *survives));
+    }
+    // Another name for the dead drill's image: only the drill's own tag may go.
+    let kept_tag = format!("{}-keep:1", unique_name("drillfake"));
+    cleanup.images.push(kept_tag.clone());
+    docker(&["tag", &fakes[1].2, &kept_tag]);
+
+    let listed = ok(lifeboat(&repo).env("LIFEBOAT_HOST", &here).args(["cleanup", "--json"]));
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    let action = |reference: &str| -> String {
+        let found = listed.iter().find(|l| l["name"] == reference);
+        let found = found.unwrap_or_else(|| panic!("{reference} not listed: {listed:?}"));
+        assert_eq!(found["done"], false, "listing did something: {found}");
+        found["action"].as_str().unwrap().to_string()
+    };
+    for (case, object, image, _) in &fakes {
+        for reference in [object, image] {
+            let action = action(reference);
+            let expected = match *case {
+                "foreign" => "another host's",
+                "running" => "is running",
+                _ => "is gone: remove it",
+            };
+            assert!(action.contains(expected), "{case} {reference}: {action}");
+            assert!(exists("image", image) && exists("volume", object), "listing removed {case}");
+        }
+    }
+
+    let report =
+        ok(lifeboat(&repo).env("LIFEBOAT_HOST", &here).args(["drill", "--name", &name, "--json"]));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report[0]["passed"], true, "{report}");
+    for (case, object, image, survives) in &fakes {
+        for kind in ["container", "volume"] {
+            assert_eq!(exists(kind, object), *survives, "{case} {kind} {object}");
+        }
+        assert_eq!(exists("image", image), *survives, "{case} image {image}");
+    }
+    assert!(exists("image", &kept_tag), "an image tag that is not a drill's was removed");
+
+    let cleaned =
+        ok(lifeboat(&repo).env("LIFEBOAT_HOST", &here).args(["cleanup", "--force", "--json"]));
+    for (case, object, image, survives) in &fakes {
+        if *survives {
+            assert!(exists("container", object) && exists("image", image), "{case}: {cleaned}");
+        }
+    }
+}

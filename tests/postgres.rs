@@ -697,3 +697,121 @@ fn a_table_with_a_quoted_name_restores_alone() {
     assert_eq!(pg.psql("only", "SELECT count(*) FROM \"My Shop\".\"Order.Items\""), "7");
     assert_eq!(pg.psql("only", "SELECT count(*) FROM pg_tables WHERE tablename = 'other'"), "0");
 }
+
+/// Row count of each table, and of each partitioned table's own rows (`ONLY`: none).
+fn counts(pg: &PgCluster, db: &str, tables: &[&str]) -> Vec<String> {
+    tables
+        .iter()
+        .map(|t| format!("{t}={}", pg.psql(db, &format!("SELECT count(*) FROM ONLY {t}"))))
+        .collect()
+}
+
+/// Index names of the tables of `schema`, sorted.
+fn indexes(pg: &PgCluster, db: &str, schema: &str) -> String {
+    pg.psql(
+        db,
+        &format!(
+            "SELECT string_agg(tablename || ':' || indexname, ' ' ORDER BY tablename, indexname) \
+             FROM pg_indexes WHERE schemaname = '{schema}'"
+        ),
+    )
+}
+
+#[test]
+fn a_partitioned_table_restores_alone_with_its_partitions() {
+    let (pg, _dir, repo) = cluster_and_repo(None);
+    pg.psql(
+        "app",
+        "CREATE SCHEMA sales;
+         CREATE TABLE sales.events (id bigserial, at date NOT NULL, note text, PRIMARY KEY (id, at))
+           PARTITION BY RANGE (at);
+         CREATE TABLE sales.events_2023 PARTITION OF sales.events
+           FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+         CREATE TABLE sales.events_2024 PARTITION OF sales.events
+           FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') PARTITION BY RANGE (at);
+         CREATE TABLE sales.events_2024h1 PARTITION OF sales.events_2024
+           FOR VALUES FROM ('2024-01-01') TO ('2024-07-01');
+         CREATE TABLE sales.events_2024h2 PARTITION OF sales.events_2024
+           FOR VALUES FROM ('2024-07-01') TO ('2025-01-01');
+         CREATE INDEX events_note ON sales.events (note);
+         CREATE TABLE sales.other (x int);
+         INSERT INTO sales.other VALUES (1);
+         INSERT INTO sales.events(at, note)
+           SELECT date '2023-01-01' + i, 'n' || i FROM generate_series(0, 700) i;",
+    );
+    let tables = [
+        "sales.events",
+        "sales.events_2023",
+        "sales.events_2024",
+        "sales.events_2024h1",
+        "sales.events_2024h2",
+    ];
+    let before = counts(&pg, "app", &tables);
+    assert_eq!(
+        before,
+        [
+            "sales.events=0",
+            "sales.events_2023=365",
+            "sales.events_2024=0",
+            "sales.events_2024h1=182",
+            "sales.events_2024h2=154"
+        ]
+    );
+    ok(lifeboat(&repo).args(["backup", "postgres", &pg.url("app")]));
+
+    ok(lifeboat(&repo).args([
+        "restore",
+        "latest",
+        "--create",
+        "--table",
+        "sales.events",
+        "--to",
+        &pg.url("only"),
+    ]));
+    assert_eq!(counts(&pg, "only", &tables), before, "rows per partition");
+    assert_eq!(pg.psql("only", "SELECT count(*) FROM sales.events"), "701");
+    assert_eq!(indexes(&pg, "only", "sales"), indexes(&pg, "app", "sales"));
+    assert_eq!(pg.psql("only", "SELECT count(*) FROM pg_tables WHERE tablename = 'other'"), "0");
+    // The key's sequence came with its table, where the source left it.
+    let next = "INSERT INTO sales.events(at) VALUES ('2024-12-31') RETURNING id";
+    assert_eq!(pg.psql("only", next), pg.psql("app", next));
+    // A row goes to its partition, the parent's key holds across partitions.
+    assert_eq!(pg.psql("only", "SELECT count(*) FROM ONLY sales.events_2024h2"), "155");
+    let dup = std::process::Command::new(pg.bin("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &pg.url("only"), "-c"])
+        .arg("INSERT INTO sales.events(id, at) SELECT id, at FROM sales.events LIMIT 1")
+        .output()
+        .unwrap();
+    assert!(!dup.status.success(), "the primary key was not restored");
+}
+
+#[test]
+fn a_plain_table_restores_alone_with_its_keys_indexes_and_sequence() {
+    let (pg, _dir, repo) = cluster_and_repo(None);
+    pg.psql("app", TYPED_SCHEMA);
+    ok(lifeboat(&repo).args(["backup", "postgres", &pg.url("app")]));
+    ok(lifeboat(&repo).args([
+        "restore",
+        "latest",
+        "--create",
+        "--table",
+        "shop.orders",
+        "--to",
+        &pg.url("only"),
+    ]));
+    let rows =
+        "SELECT count(*) || ' ' || md5(string_agg(o::text, ',' ORDER BY id)) FROM shop.orders o";
+    assert_eq!(pg.psql("only", rows), pg.psql("app", rows));
+    assert_eq!(indexes(&pg, "only", "shop"), "orders:orders_pkey orders:orders_placed");
+    // Neither the customers it refers to nor the view on it: only the table was asked for.
+    assert_eq!(
+        pg.psql(
+            "only",
+            "SELECT count(*) FROM pg_class WHERE relname IN ('customers', 'big_orders')"
+        ),
+        "0"
+    );
+    // Its default draws from the sequence, which continues where the source's was.
+    let next = "INSERT INTO shop.orders(total) VALUES (1) RETURNING id";
+    assert_eq!(pg.psql("only", next), pg.psql("app", next));
+}

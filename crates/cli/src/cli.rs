@@ -130,8 +130,9 @@ pub enum Command {
     /// Rebuild what can be derived from the packs.
     #[command(subcommand)]
     Repair(RepairTarget),
-    /// List what interrupted container restores left on the Docker engine; `--force` puts
-    /// the originals back (or finishes the restore) and removes the rest.
+    /// List what interrupted container restores and drills left on the Docker engine;
+    /// `--force` puts the originals back (or finishes the restore) and removes the rest
+    /// (never another host's drill leftovers).
     Cleanup {
         /// Clean instead of listing.
         #[arg(long)]

@@ -16,12 +16,19 @@ use lifeboat_core::{Check, Kind, Result, Snapshot};
 use tracing::{info, warn};
 
 use crate::engine::connect;
+use crate::error::ContainerError;
+use crate::leftovers::{Leftover, owner_alive, this_host};
 use crate::metadata::ContainerMetadata;
 use crate::recreate::{Recreation, start_and_settle};
 use crate::restore::plan_mounts;
 
 /// Label carrying the process id of the drill that created a scratch object.
 const DRILL_PID_LABEL: &str = "lifeboat.drill.pid";
+
+/// Label carrying the machine of that process ([`this_host`]: host name and boot), so a
+/// drill never removes what a drill on another host sharing the engine is using, nor takes
+/// a pid reused after a reboot for its owner.
+const DRILL_HOST_LABEL: &str = "lifeboat.drill.host";
 
 /// Image repository of drills' imports.
 const DRILL_IMAGES: &str = "lifeboat-drill";
@@ -85,7 +92,7 @@ impl ScratchDrill for ContainerDrill {
             isolated: true,
             check_files: true,
             publish_ports: false,
-            labels: HashMap::from([(DRILL_PID_LABEL.to_string(), pid.to_string())]),
+            labels: drill_labels(pid),
         };
         let (created, result) = recreation.run(snapshot, &lifeboat_core::NoProgress).await;
         outcome.bytes = created.bytes;
@@ -127,7 +134,7 @@ impl ScratchDrill for ContainerDrill {
                     let runtime =
                         tokio::runtime::Builder::new_current_thread().enable_all().build();
                     match runtime {
-                        Ok(rt) => rt.block_on(clean_leftovers()),
+                        Ok(rt) => rt.block_on(clean_dead_drills()),
                         Err(_) => 0,
                     }
                 })
@@ -137,83 +144,205 @@ impl ScratchDrill for ContainerDrill {
     }
 }
 
-/// Whether the process that made a scratch object is gone.
-fn orphaned(labels: Option<&HashMap<String, String>>) -> bool {
-    let Some(pid) = labels.and_then(|l| l.get(DRILL_PID_LABEL)) else {
-        return false;
-    };
-    !std::path::Path::new("/proc").join(pid).exists()
+/// The labels of a drill's scratch container, volumes and image: who made them.
+fn drill_labels(pid: u32) -> HashMap<String, String> {
+    HashMap::from([
+        (DRILL_PID_LABEL.to_string(), pid.to_string()),
+        (DRILL_HOST_LABEL.to_string(), this_host()),
+    ])
 }
 
-async fn clean_leftovers() -> usize {
+/// What a drill's scratch object is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scratch {
+    Container,
+    Volume,
+    Image,
+}
+
+/// A scratch object a drill made, found on the engine, and whether its drill still runs.
+#[derive(Debug, Clone)]
+pub(crate) struct DrillLeftover {
+    what: Scratch,
+    /// The container's id, the volume's name, the image's tag (or id when untagged).
+    reference: String,
+    /// What to call it: the container's name, else `reference`.
+    name: String,
+    /// The drill's machine ([`this_host`]); empty from versions that did not record it.
+    host: String,
+    /// The drill's process id.
+    pid: u32,
+    /// [`owner_alive`] of the drill.
+    alive: Option<bool>,
+}
+
+impl DrillLeftover {
+    fn new(
+        what: Scratch,
+        reference: String,
+        name: String,
+        labels: &HashMap<String, String>,
+    ) -> Self {
+        let host = labels.get(DRILL_HOST_LABEL).cloned().unwrap_or_default();
+        let pid = labels.get(DRILL_PID_LABEL).and_then(|p| p.parse().ok()).unwrap_or(0);
+        // Without the host, a pid says nothing: the drill may have run on another machine.
+        let alive = if host.is_empty() { None } else { owner_alive(&host, pid) };
+        DrillLeftover { what, reference, name, host, pid, alive }
+    }
+
+    /// Only what this machine's dead drills made is removed.
+    fn removable(&self) -> bool {
+        self.alive == Some(false)
+    }
+
+    /// As `lifeboat cleanup` lists it.
+    pub(crate) fn describe(&self) -> Leftover {
+        let kind = match self.what {
+            Scratch::Container => "drill container",
+            Scratch::Volume => "drill volume",
+            Scratch::Image => "drill image",
+        };
+        let action = match self.alive {
+            Some(false) => format!(
+                "the drill that made it (process {} of this host) is gone: remove it",
+                self.pid
+            ),
+            Some(true) => format!("left alone: drill process {} is running", self.pid),
+            None if self.host.is_empty() => "left alone: made by an older version that did not \
+                 record its host; remove it by hand once no drill runs"
+                .to_string(),
+            None => format!(
+                "left alone: another host's (drill process {} on {})",
+                self.pid,
+                self.host.rsplit_once(' ').map_or(self.host.as_str(), |(host, _)| host)
+            ),
+        };
+        Leftover { kind, name: self.name.clone(), target: None, action, done: false, error: None }
+    }
+
+    /// Removes it; an image another container uses is kept (never forced).
+    pub(crate) async fn remove(&self, docker: &Docker) -> std::result::Result<(), ContainerError> {
+        let removed = match self.what {
+            Scratch::Container => {
+                let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+                docker.remove_container(&self.reference, Some(options)).await
+            }
+            Scratch::Volume => {
+                let options = RemoveVolumeOptions { force: false };
+                docker.remove_volume(&self.reference, Some(options)).await
+            }
+            Scratch::Image => {
+                let options =
+                    RemoveImageOptions { force: false, noprune: false, ..Default::default() };
+                docker.remove_image(&self.reference, Some(options), None).await.map(drop)
+            }
+        };
+        match removed {
+            // Gone already, or (an image) taken into use by a container that is not the drill's.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) if self.what == Scratch::Image => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+            | Ok(()) => Ok(()),
+            Err(e) => Err(ContainerError::engine("removing a drill's leftover", &self.name, e)),
+        }
+    }
+}
+
+/// The scratch objects drills left on the engine (or are using now): containers, then
+/// volumes, then images, the order they can be removed in.
+pub(crate) async fn survey(
+    docker: &Docker,
+) -> std::result::Result<Vec<DrillLeftover>, ContainerError> {
+    let filters = Some(HashMap::from([("label".to_string(), vec![DRILL_PID_LABEL.to_string()])]));
+    let mut found = Vec::new();
+    let options =
+        ListContainersOptions { all: true, filters: filters.clone(), ..Default::default() };
+    let containers = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| ContainerError::engine("listing containers", "drills' scratch", e))?;
+    for c in containers {
+        let Some(id) = c.id else { continue };
+        let name = c
+            .names
+            .and_then(|n| n.into_iter().next())
+            .map_or_else(|| id.clone(), |n| n.trim_start_matches('/').to_string());
+        found.push(DrillLeftover::new(Scratch::Container, id, name, &c.labels.unwrap_or_default()));
+    }
+    let volumes = docker
+        .list_volumes(Some(ListVolumesOptions { filters: filters.clone() }))
+        .await
+        .map_err(|e| ContainerError::engine("listing volumes", "drills' scratch", e))?;
+    for v in volumes.volumes.unwrap_or_default() {
+        found.push(DrillLeftover::new(Scratch::Volume, v.name.clone(), v.name, &v.labels));
+    }
+    let images = docker
+        .list_images(Some(ListImagesOptions { filters, ..Default::default() }))
+        .await
+        .map_err(|e| ContainerError::engine("listing images", "drills' scratch", e))?;
+    for image in images {
+        let own: Vec<&String> =
+            image.repo_tags.iter().filter(|t| t.starts_with(&format!("{DRILL_IMAGES}/"))).collect();
+        let untagged = image.repo_tags.iter().all(|t| t == "<none>:<none>");
+        // Only the drill's own tags: a tag someone else gave the image keeps it.
+        let references: Vec<String> =
+            if untagged { vec![image.id.clone()] } else { own.into_iter().cloned().collect() };
+        for reference in references {
+            found.push(DrillLeftover::new(
+                Scratch::Image,
+                reference.clone(),
+                reference,
+                &image.labels,
+            ));
+        }
+    }
+    Ok(found)
+}
+
+/// Removes what this host's dead drills left; returns how many objects went.
+async fn clean_dead_drills() -> usize {
     let Ok(docker) = connect().await else {
         return 0;
     };
-    let mut removed = 0;
-    removed += clean_containers(&docker).await;
-    removed += clean_volumes(&docker).await;
-    clean_images(&docker).await;
-    removed
-}
-
-fn label_filter() -> Option<HashMap<String, Vec<String>>> {
-    Some(HashMap::from([("label".to_string(), vec![DRILL_PID_LABEL.to_string()])]))
-}
-
-async fn clean_containers(docker: &Docker) -> usize {
-    let options =
-        ListContainersOptions { all: true, filters: label_filter(), ..Default::default() };
-    let Ok(list) = docker.list_containers(Some(options)).await else {
-        return 0;
+    let found = match survey(&docker).await {
+        Ok(found) => found,
+        Err(e) => {
+            warn!(error = %e, "could not list drills' leftovers");
+            return 0;
+        }
     };
     let mut removed = 0;
-    for container in list.into_iter().filter(|c| orphaned(c.labels.as_ref())) {
-        let Some(id) = container.id else { continue };
-        let options = RemoveContainerOptions { force: true, v: true, ..Default::default() };
-        match docker.remove_container(&id, Some(options)).await {
+    for leftover in found.iter().filter(|l| l.removable()) {
+        match leftover.remove(&docker).await {
             Ok(()) => {
-                info!(container = %id, "removed a drill's leftover container");
+                info!(name = %leftover.name, "removed a drill's leftover");
                 removed += 1;
             }
-            Err(e) => warn!(container = %id, error = %e, "could not remove a drill's leftover"),
-        }
-    }
-    removed
-}
-
-async fn clean_volumes(docker: &Docker) -> usize {
-    let options = ListVolumesOptions { filters: label_filter() };
-    let Ok(list) = docker.list_volumes(Some(options)).await else {
-        return 0;
-    };
-    let mut removed = 0;
-    for volume in list.volumes.unwrap_or_default() {
-        if volume.name.starts_with(SCRATCH_PREFIX) && orphaned(Some(&volume.labels)) {
-            let options = RemoveVolumeOptions { force: true };
-            if docker.remove_volume(&volume.name, Some(options)).await.is_ok() {
-                removed += 1;
+            Err(e) => {
+                warn!(name = %leftover.name, error = %e, "could not remove a drill's leftover")
             }
         }
     }
     removed
 }
 
-async fn clean_images(docker: &Docker) {
-    let filters = HashMap::from([("reference".to_string(), vec![format!("{DRILL_IMAGES}/*")])]);
-    let options = ListImagesOptions { filters: Some(filters), ..Default::default() };
-    let Ok(images) = docker.list_images(Some(options)).await else {
-        return;
-    };
-    for image in images {
-        for tag in image.repo_tags {
-            let pid = tag
-                .strip_prefix(&format!("{DRILL_IMAGES}/"))
-                .and_then(|rest| rest.split('-').next())
-                .unwrap_or_default();
-            if !pid.is_empty() && !std::path::Path::new("/proc").join(pid).exists() {
-                let options = RemoveImageOptions { force: true, ..Default::default() };
-                let _ = docker.remove_image(&tag, Some(options), None).await;
+/// Cleans (with `force`) or lists drills' leftovers for `lifeboat cleanup`.
+pub(crate) async fn drill_leftovers(
+    docker: &Docker,
+    force: bool,
+) -> std::result::Result<Vec<Leftover>, ContainerError> {
+    let mut out = Vec::new();
+    for leftover in survey(docker).await? {
+        let mut listed = leftover.describe();
+        if force && leftover.removable() {
+            match leftover.remove(docker).await {
+                Ok(()) => listed.done = true,
+                Err(e) => listed.error = Some(e.to_string()),
             }
         }
+        out.push(listed);
     }
+    Ok(out)
 }

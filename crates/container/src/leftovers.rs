@@ -98,8 +98,13 @@ const J_VOLUMES: &str = "lifeboat.restore.volumes";
 const J_HOST: &str = "lifeboat.restore.host";
 const J_PID: &str = "lifeboat.restore.pid";
 
-/// This machine, as far as process ids mean anything: its host name and boot.
-fn this_host() -> String {
+/// This machine, as far as process ids mean anything: its host name and boot, as
+/// `HOST BOOT_ID` (`LIFEBOAT_HOST` stands in for the host name when set).
+///
+/// Restore journals and drills' scratch objects carry it beside the process id that made
+/// them, so [`owner_alive`] can tell a dead process of this machine from one of another
+/// machine that shares the engine, or from a pid reused after a reboot.
+pub(crate) fn this_host() -> String {
     let read = |path: &str| std::fs::read_to_string(path).map(|s| s.trim().to_string());
     let host = std::env::var("LIFEBOAT_HOST")
         .ok()
@@ -237,20 +242,26 @@ impl Journal {
         }
     }
 
-    /// Whether the restoring process still runs; `None` when it ran on another machine (or
-    /// before a reboot of this one: then it is gone).
+    /// Whether the restoring process still runs (see [`owner_alive`]).
     fn owner_alive(&self) -> Option<bool> {
-        let here = this_host();
-        let (host, boot) = self.host.rsplit_once(' ').unwrap_or((&self.host, ""));
-        let (this, this_boot) = here.rsplit_once(' ').unwrap_or((&here, ""));
-        if host != this {
-            return None;
-        }
-        if boot != this_boot {
-            return Some(false);
-        }
-        Some(self.pid != 0 && std::path::Path::new("/proc").join(self.pid.to_string()).exists())
+        owner_alive(&self.host, self.pid)
     }
+}
+
+/// Whether process `pid` of `host` (a [`this_host`] value) still runs: `None` when it ran
+/// on another machine, which alone can tell; `Some(false)` when it ran on this one before a
+/// reboot, or in this boot and is gone.
+pub(crate) fn owner_alive(host: &str, pid: u32) -> Option<bool> {
+    let here = this_host();
+    let (host, boot) = host.rsplit_once(' ').unwrap_or((host, ""));
+    let (this, this_boot) = here.rsplit_once(' ').unwrap_or((&here, ""));
+    if host != this {
+        return None;
+    }
+    if boot != this_boot {
+        return Some(false);
+    }
+    Some(pid != 0 && std::path::Path::new("/proc").join(pid.to_string()).exists())
 }
 
 /// How an interrupted restore is put right.
@@ -286,7 +297,7 @@ pub(crate) enum Item {
 #[derive(Debug, Clone, Serialize)]
 pub struct Leftover {
     /// `interrupted restore`, `restore in progress`, `parked container`,
-    /// `staging container` or `image`.
+    /// `staging container`, `image`, `drill container`, `drill volume` or `drill image`.
     pub kind: &'static str,
     /// The journal, container or image.
     pub name: String,
@@ -668,18 +679,23 @@ pub(crate) async fn clean_target(docker: &Docker, target: &str) -> Result<Vec<Le
     Ok(done)
 }
 
-/// What interrupted container restores left on the engine, and what cleaning would do.
+/// What interrupted container restores and drills left on the engine, and what cleaning
+/// would do. Another host's drills' scratch objects are listed as theirs, never cleaned here.
 ///
 /// # Errors
 /// When the engine is unreachable.
 pub async fn leftovers() -> lifeboat_core::Result<Vec<Leftover>> {
     let docker = connect().await?;
-    Ok(survey(&docker, None).await?.iter().map(Item::describe).collect())
+    let mut out: Vec<Leftover> = survey(&docker, None).await?.iter().map(Item::describe).collect();
+    out.extend(crate::drill::drill_leftovers(&docker, false).await?);
+    Ok(out)
 }
 
 /// Cleans what interrupted container restores left: finishes or rolls back interrupted
 /// restores, removes or gives back staging and parked containers, removes unused restore
-/// images. Restores still running are left alone. Each leftover says whether it was done.
+/// images. Restores still running are left alone. Then removes the scratch objects of this
+/// host's drills whose process is gone (another host's, and running drills', are listed,
+/// never removed). Each leftover says whether it was done.
 ///
 /// # Errors
 /// When the engine is unreachable.
@@ -697,6 +713,7 @@ pub async fn clean_leftovers() -> lifeboat_core::Result<Vec<Leftover>> {
         }
         out.push(leftover);
     }
+    out.extend(crate::drill::drill_leftovers(&docker, true).await?);
     Ok(out)
 }
 

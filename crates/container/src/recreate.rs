@@ -76,7 +76,8 @@ pub(crate) struct Recreation<'a> {
     /// Publish the saved port bindings on the host (off for a copy beside the original,
     /// which holds them).
     pub publish_ports: bool,
-    /// Extra labels (drills mark their scratch containers).
+    /// Extra labels for the container, its new volumes and its image (drills mark their
+    /// scratch objects with them).
     pub labels: HashMap<String, String>,
 }
 
@@ -175,6 +176,9 @@ impl Recreation<'_> {
             repo: Some(repo.clone()),
             tag: Some(tag.clone()),
             message: Some(crate::leftovers::import_comment(&self.snapshot, &repo)),
+            // The image carries the labels too, so what made it can be told (a drill's image
+            // is removed only when its drill is gone, and only on the drill's host).
+            changes: image_label_changes(&self.labels),
             ..Default::default()
         };
         let import = self.docker.create_image(
@@ -556,6 +560,32 @@ async fn pump(
         });
     }
     Ok(())
+}
+
+/// `LABEL` instructions giving an imported image `labels`, sorted for a stable image.
+fn image_label_changes(labels: &HashMap<String, String>) -> Vec<String> {
+    let mut labels: Vec<_> = labels.iter().collect();
+    labels.sort();
+    labels
+        .into_iter()
+        .map(|(key, value)| {
+            format!("LABEL {}={}", dockerfile_quoted(key), dockerfile_quoted(value))
+        })
+        .collect()
+}
+
+/// `text` as a double-quoted Dockerfile word.
+fn dockerfile_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        if matches!(c, '"' | '\\' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// Runs an import to the end; the engine reports failures inside the progress stream.

@@ -15,6 +15,10 @@
 //! Archive versions 1.12 to 1.15 (PostgreSQL 11 to 16) are understood; anything else is
 //! reported as unsupported and the caller streams `pg_dump`'s own output instead.
 
+use std::collections::{HashMap, HashSet};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
 /// The block type of table data.
 const BLOCK_DATA: u8 = 1;
 /// The custom format's code in the header.
@@ -37,6 +41,8 @@ pub(crate) struct TocEntry {
     pub namespace: String,
     /// For table data: `COPY schema.table (columns) FROM stdin;\n`.
     pub copy_stmt: Option<String>,
+    /// The dump ids of the entries it depends on.
+    pub deps: Vec<i64>,
 }
 
 /// The header and table of contents of an archive.
@@ -161,13 +167,183 @@ impl Reader<'_> {
             }
             self.string()?; // owner
             self.string()?; // "with oids"
-            while self.string()?.is_some() {} // dependencies
+            let mut deps = Vec::new();
+            while let Some(dep) = self.string()? {
+                deps.extend(dep.trim().parse::<i64>().ok());
+            }
             self.byte()?; // data offset: state, then the offset
             self.bytes(off_size)?;
-            entries.push(TocEntry { dump_id, has_data, desc, tag, namespace, copy_stmt });
+            entries.push(TocEntry { dump_id, has_data, desc, tag, namespace, copy_stmt, deps });
         }
         Ok(ArchiveHead { int_size: self.int_size, entries, len: self.pos })
     }
+}
+
+/// The largest table of contents read before giving up on it.
+pub(crate) const MAX_HEAD: usize = 64 << 20;
+
+/// Reads an archive from `reader` (`source` names it in reasons) until its header and
+/// table of contents are complete, or it is clear they cannot be used; returns the bytes
+/// read and what they are.
+pub(crate) async fn read_head(
+    reader: &mut (impl AsyncRead + Unpin),
+    source: &str,
+) -> (Vec<u8>, Head) {
+    let mut consumed = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => return (consumed, Head::Unsupported(format!("reading {source}: {e}"))),
+        };
+        if n == 0 {
+            return (consumed, Head::Unsupported(format!("{source} ended early")));
+        }
+        consumed.extend_from_slice(&buf[..n]);
+        match parse_head(&consumed) {
+            Head::Incomplete if consumed.len() < MAX_HEAD => {}
+            Head::Incomplete => {
+                return (consumed, Head::Unsupported("a very large table of contents".into()));
+            }
+            other => return (consumed, other),
+        }
+    }
+}
+
+/// What restoring one table of an archive takes: the table, its partitions at every level,
+/// and what belongs to them (data, indexes, constraints, defaults, sequences, triggers,
+/// comments, grants), as pg_restore's `-L` list.
+///
+/// `pg_restore -t` matches the named table's own entries only: a partitioned parent comes
+/// back empty, without its partitions, and no table gets its indexes, constraints or the
+/// sequences its defaults draw from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TableSelection {
+    /// The dump ids to restore, in archive order.
+    pub ids: Vec<i64>,
+    /// `(schema, name)` of each table restored, unquoted as the archive stores them.
+    pub tables: Vec<(String, String)>,
+}
+
+impl TableSelection {
+    /// The `-L` list: one entry per line, its dump id first (all pg_restore reads).
+    pub fn list(&self) -> String {
+        self.ids.iter().map(|id| format!("{id};\n")).collect()
+    }
+}
+
+/// Entries that belong to a table, or to something that belongs to one.
+const BELONGING: &[&str] = &[
+    "TABLE DATA",
+    "INDEX",
+    "INDEX ATTACH",
+    "CONSTRAINT",
+    "CHECK CONSTRAINT",
+    "FK CONSTRAINT",
+    "DEFAULT",
+    "TRIGGER",
+    "POLICY",
+    "ROW SECURITY",
+    "RULE",
+    "COMMENT",
+    "ACL",
+    "SECURITY LABEL",
+    "SEQUENCE",
+    "SEQUENCE OWNED BY",
+    "SEQUENCE SET",
+    "STATISTICS",
+    "STATISTICS DATA",
+];
+
+/// The entries restoring table `name` (in `schema`, or in any schema) takes.
+pub(crate) fn select_table(
+    entries: &[TocEntry],
+    schema: Option<&str>,
+    name: &str,
+) -> TableSelection {
+    let by_id: HashMap<i64, &TocEntry> = entries.iter().map(|e| (e.dump_id, e)).collect();
+    let is = |id: &i64, desc: &str| by_id.get(id).is_some_and(|e| e.desc == desc);
+    let mut selected: HashSet<i64> = entries
+        .iter()
+        .filter(|e| e.desc == "TABLE" && e.tag == name && schema.is_none_or(|s| s == e.namespace))
+        .map(|e| e.dump_id)
+        .collect();
+    // Partitions, at every level. A `TABLE ATTACH` is named after its partition and depends
+    // on it and on the parent.
+    loop {
+        let mut grew = false;
+        for attach in entries.iter().filter(|e| e.desc == "TABLE ATTACH") {
+            if selected.contains(&attach.dump_id) {
+                continue;
+            }
+            let partition = attach.deps.iter().copied().find(|d| {
+                by_id.get(d).is_some_and(|t| {
+                    t.desc == "TABLE" && t.tag == attach.tag && t.namespace == attach.namespace
+                })
+            });
+            let Some(partition) = partition else { continue };
+            if attach.deps.iter().any(|d| *d != partition && is(d, "TABLE") && selected.contains(d))
+            {
+                selected.insert(partition);
+                selected.insert(attach.dump_id);
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    let tables: Vec<(String, String)> = entries
+        .iter()
+        .filter(|e| e.desc == "TABLE" && selected.contains(&e.dump_id))
+        .map(|e| (e.namespace.clone(), e.tag.clone()))
+        .collect();
+    // The sequences the tables draw from: a serial column's sequence does not depend on its
+    // table; its default (and `OWNED BY`) depend on both, and a sequence a table's own
+    // definition names is one of the table's dependencies.
+    let draws: Vec<i64> = entries
+        .iter()
+        .filter(|e| {
+            (e.desc == "TABLE" && selected.contains(&e.dump_id))
+                || ((e.desc == "DEFAULT" || e.desc == "SEQUENCE OWNED BY")
+                    && e.deps.iter().any(|d| is(d, "TABLE") && selected.contains(d)))
+        })
+        .flat_map(|e| e.deps.iter().copied().filter(|d| is(d, "SEQUENCE")))
+        .collect();
+    selected.extend(draws);
+    // Then whatever belongs to what is selected and needs nothing else the archive would
+    // create (a schema is created beforehand): an index, a default, a foreign key to a
+    // selected table; never a trigger whose function is not restored, nor a foreign key to
+    // a table that is not.
+    loop {
+        let mut grew = false;
+        for e in entries {
+            if selected.contains(&e.dump_id) || !BELONGING.contains(&e.desc.as_str()) {
+                continue;
+            }
+            let belongs = e.deps.iter().any(|d| selected.contains(d));
+            let needs_nothing_else = e.deps.iter().all(|d| {
+                selected.contains(d) || by_id.get(d).is_none_or(|dep| dep.desc == "SCHEMA")
+            });
+            // `OWNED BY` names the sequence's table, which only the sequence depends on.
+            let owner_restored = e.desc != "SEQUENCE OWNED BY"
+                || e.deps
+                    .iter()
+                    .filter_map(|d| by_id.get(d))
+                    .flat_map(|sequence| sequence.deps.iter())
+                    .filter(|d| is(d, "TABLE"))
+                    .all(|d| selected.contains(d));
+            if belongs && needs_nothing_else && owner_restored {
+                selected.insert(e.dump_id);
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    let ids = entries.iter().map(|e| e.dump_id).filter(|id| selected.contains(id)).collect();
+    TableSelection { ids, tables }
 }
 
 fn unsupported(why: &str) -> Stop {
@@ -260,6 +436,7 @@ mod tests {
         assert_eq!(head.entries[1].dump_id, 3346);
         assert!(head.entries[1].has_data);
         assert_eq!(head.entries[1].desc, "TABLE DATA");
+        assert_eq!(head.entries[1].deps, [12]);
         assert_eq!(head.entries[1].namespace, "public");
         assert_eq!(
             head.entries[1].copy_stmt.as_deref(),
@@ -277,6 +454,84 @@ mod tests {
         newer[6] = 16;
         assert!(matches!(parse_head(&newer), Head::Unsupported(_)));
         assert!(matches!(parse_head(b"-- PostgreSQL dump"), Head::Unsupported(_)));
+    }
+
+    /// The table of contents pg_dump 15 writes for `sales.events`, partitioned by range
+    /// into `events_2023` and `events_2024`, itself partitioned into two halves, with a
+    /// bigserial primary key and an index on the parent; and a table `public.other`.
+    fn partitioned_toc() -> Vec<TocEntry> {
+        let entry = |id: i64, desc: &str, namespace: &str, tag: &str, deps: &[i64]| TocEntry {
+            dump_id: id,
+            has_data: desc == "TABLE DATA",
+            desc: desc.into(),
+            tag: tag.into(),
+            namespace: namespace.into(),
+            copy_stmt: None,
+            deps: deps.to_vec(),
+        };
+        vec![
+            entry(3399, "ENCODING", "", "ENCODING", &[]),
+            entry(6, "SCHEMA", "", "sales", &[]),
+            entry(221, "TABLE", "public", "other", &[]),
+            entry(216, "TABLE", "sales", "events", &[6]),
+            entry(215, "SEQUENCE", "sales", "events_id_seq", &[216, 6]),
+            entry(3403, "SEQUENCE OWNED BY", "sales", "events_id_seq", &[215]),
+            entry(217, "TABLE", "sales", "events_2023", &[215, 6, 216]),
+            entry(218, "TABLE", "sales", "events_2024", &[215, 216, 6]),
+            entry(219, "TABLE", "sales", "events_2024h1", &[215, 218, 6]),
+            entry(220, "TABLE", "sales", "events_2024h2", &[215, 6, 218]),
+            entry(3218, "TABLE ATTACH", "sales", "events_2023", &[217, 216]),
+            entry(3219, "TABLE ATTACH", "sales", "events_2024", &[218, 216]),
+            entry(3220, "TABLE ATTACH", "sales", "events_2024h1", &[219, 218]),
+            entry(3221, "TABLE ATTACH", "sales", "events_2024h2", &[220, 218]),
+            entry(3222, "DEFAULT", "sales", "events id", &[215, 216, 216]),
+            entry(3396, "TABLE DATA", "public", "other", &[221]),
+            entry(3393, "TABLE DATA", "sales", "events_2023", &[217]),
+            entry(3394, "TABLE DATA", "sales", "events_2024h1", &[219]),
+            entry(3395, "TABLE DATA", "sales", "events_2024h2", &[220]),
+            entry(3404, "SEQUENCE SET", "sales", "events_id_seq", &[215]),
+            entry(3229, "CONSTRAINT", "sales", "events events_pkey", &[216, 216]),
+            entry(3232, "CONSTRAINT", "sales", "events_2023 events_2023_pkey", &[217, 3229]),
+            entry(3235, "CONSTRAINT", "sales", "events_2024 events_2024_pkey", &[218, 3229]),
+            entry(3238, "CONSTRAINT", "sales", "events_2024h1 events_2024h1_pkey", &[219, 3235]),
+            entry(3227, "INDEX", "sales", "events_note", &[216]),
+            entry(3230, "INDEX", "sales", "events_2023_note_idx", &[3227, 217]),
+            entry(3242, "INDEX ATTACH", "sales", "events_2023_note_idx", &[3230, 3227, 217, 216]),
+            entry(
+                3247,
+                "INDEX ATTACH",
+                "sales",
+                "events_2024h1_pkey",
+                &[219, 3238, 218, 3229, 3235],
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_partitioned_table_is_selected_with_its_partitions_and_what_belongs_to_them() {
+        let toc = partitioned_toc();
+        let all = select_table(&toc, Some("sales"), "events");
+        let names: Vec<&str> = all.tables.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(
+            names,
+            ["events", "events_2023", "events_2024", "events_2024h1", "events_2024h2"]
+        );
+        let everything_of_sales: Vec<i64> =
+            toc.iter().filter(|e| e.namespace == "sales").map(|e| e.dump_id).collect();
+        assert_eq!(all.ids, everything_of_sales);
+        assert_eq!(select_table(&toc, None, "events"), all, "any schema");
+        assert_eq!(all.list().lines().next(), Some("216;"));
+
+        // A partition alone: its own partitions and what needs nothing else; never its
+        // attachment to the parent, the sequence's OWNED BY the parent, constraints under
+        // the parent's.
+        let half = select_table(&toc, Some("sales"), "events_2024");
+        assert_eq!(half.ids, [215, 218, 219, 220, 3220, 3221, 3394, 3395, 3404]);
+
+        let plain = select_table(&toc, Some("public"), "other");
+        assert_eq!(plain.ids, [221, 3396]);
+        assert_eq!(plain.tables, [("public".to_string(), "other".to_string())]);
+        assert!(select_table(&toc, Some("public"), "events").ids.is_empty());
     }
 
     #[test]

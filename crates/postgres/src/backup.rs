@@ -9,12 +9,12 @@ use bytes::Bytes;
 use lifeboat_core::producer::channel_stream;
 use lifeboat_core::{Backup, ByteStream, Capture, FinishCheck, Kind, Result};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio_postgres::{Client, Config};
 use tracing::debug;
 
-use crate::archive::{Head, parse_head};
+use crate::archive::{Head, read_head};
 use crate::connect::{ServerTools, connect_as, db_message, describe, parse, server_tools};
 use crate::database::DatabaseFacts;
 use crate::error::PgError;
@@ -179,33 +179,6 @@ fn summarize_stderr(text: &str) -> String {
     out
 }
 
-/// The largest table of contents read before giving up on writing the data ourselves.
-const MAX_HEAD: usize = 64 << 20;
-
-/// Reads `pg_dump`'s output until its header and table of contents are complete (or it is
-/// clear they cannot be used); returns the bytes read and what they are.
-async fn read_head(stdout: &mut (impl AsyncRead + Unpin)) -> (Vec<u8>, Head) {
-    let mut consumed = Vec::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = match stdout.read(&mut buf).await {
-            Ok(n) => n,
-            Err(e) => return (consumed, Head::Unsupported(format!("reading pg_dump: {e}"))),
-        };
-        if n == 0 {
-            return (consumed, Head::Unsupported("pg_dump ended early".into()));
-        }
-        consumed.extend_from_slice(&buf[..n]);
-        match parse_head(&consumed) {
-            Head::Incomplete if consumed.len() < MAX_HEAD => {}
-            Head::Incomplete => {
-                return (consumed, Head::Unsupported("a very large table of contents".into()));
-            }
-            other => return (consumed, other),
-        }
-    }
-}
-
 /// Every table, view and foreign table by (schema, name): quoted name and size in pages.
 async fn table_infos(
     client: &Client,
@@ -256,7 +229,7 @@ impl Backup for PostgresBackup {
         let mut dump = PgDump::start(&tools, &session)?;
         // pg_dump writes its table of contents first. With it, the data can come from
         // parallel COPYs in the same snapshot instead of pg_dump's single one.
-        let (consumed, head) = read_head(&mut dump.stdout).await;
+        let (consumed, head) = read_head(&mut dump.stdout, "pg_dump").await;
         match &head {
             Head::Complete(head) if session.metadata.encoding == "UTF8" => {
                 let tables = table_infos(&session.client, &session.target).await?;

@@ -349,6 +349,7 @@ mod tests {
             tag: tag.into(),
             namespace: "public".into(),
             copy_stmt: Some(copy.into()),
+            deps: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::Command;
 use tokio_postgres::Config;
 
+use crate::archive::{Head, TableSelection, read_head, select_table};
 use crate::backup::{PostgresMetadata, collect_stderr, password, table_counts, tool_args};
 use crate::connect::{connect, db_message, describe, parse, server_tools};
 use crate::database::{DatabaseFacts, quote_ident};
@@ -317,10 +318,13 @@ impl PostgresRestorePlan {
         self
     }
 
-    /// pg_restore's selection arguments.
-    fn selection_args(&self) -> Vec<String> {
+    /// pg_restore's selection arguments: the `-L` list of `listed` when the archive's table
+    /// of contents could be read, else the table's name (`-n`/`-t`).
+    fn selection_args(&self, listed: Option<&std::path::Path>) -> Vec<String> {
         let mut args = Vec::new();
-        if let Some(table) = &self.table {
+        if let Some(list) = listed {
+            args.extend(["-L".into(), list.display().to_string()]);
+        } else if let Some(table) = &self.table {
             // pg_restore matches names as they are stored: unquoted, never folded.
             let (schema, name) = split_qualified(table);
             if let Some(schema) = schema {
@@ -334,21 +338,52 @@ impl PostgresRestorePlan {
         args
     }
 
-    /// The manifest's tables this restore brings back, with the rows expected in each.
-    fn expected_rows(&self) -> Vec<(String, u64)> {
+    /// The manifest's tables this restore brings back, with the rows expected in each: all,
+    /// those `listed` (the table and its partitions), or those named like the table.
+    fn expected_rows(&self, listed: Option<&TableSelection>) -> Vec<(String, u64)> {
         let wanted = self.table.as_deref().map(split_qualified);
         self.expected
             .tables
             .iter()
-            .filter(|(key, _)| match &wanted {
-                Some((schema, name)) => {
-                    let (s, n) = split_qualified(key);
-                    n == *name && (schema.is_none() || s == *schema)
+            .filter(|(key, _)| {
+                let (s, n) = split_qualified(key);
+                match (listed, &wanted) {
+                    (Some(listed), _) => {
+                        listed.tables.iter().any(|(ls, ln)| *ln == n && Some(ls) == s.as_ref())
+                    }
+                    (None, Some((schema, name))) => {
+                        n == *name && (schema.is_none() || s == *schema)
+                    }
+                    (None, None) => true,
                 }
-                None => true,
             })
             .map(|(name, rows)| (name.clone(), if self.schema_only { 0 } else { *rows }))
             .collect()
+    }
+
+    /// What restoring the one table asked for takes, from the snapshot's table of contents;
+    /// `None` (pg_restore then selects by name) when it cannot be read.
+    async fn table_selection(
+        &self,
+        snapshot: &dyn Snapshot,
+        table: &str,
+    ) -> Result<Option<TableSelection>> {
+        let mut reader = snapshot.open().await?;
+        let (_, head) = read_head(&mut reader, "the snapshot").await;
+        match head {
+            Head::Complete(head) => {
+                let (schema, name) = split_qualified(table);
+                Ok(Some(select_table(&head.entries, schema.as_deref(), &name)))
+            }
+            Head::Incomplete | Head::Unsupported(_) => {
+                tracing::warn!(
+                    table,
+                    "the snapshot's table of contents could not be read: restoring the table by \
+                     name only (without partitions, indexes or constraints)"
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// Restores into database `into` (the target, or the staging name when replacing).
@@ -357,29 +392,40 @@ impl PostgresRestorePlan {
         let mut into_config = self.config.clone();
         into_config.dbname(into);
         let target = describe(&into_config);
+        let listed = match &self.table {
+            Some(table) => self.table_selection(ctx.snapshot, table).await?,
+            None => None,
+        };
+        let wanted = self.expected_rows(listed.as_ref());
+        // Kept until pg_restore is done with it.
+        let list_file = match &listed {
+            Some(listed) => Some(write_list(listed)?),
+            None => None,
+        };
         if self.table.is_some() {
-            // pg_restore -t restores the table but not its schema.
+            // A selection restores the table but not its schema.
             let client = connect(&into_config).await?;
-            for (key, _) in self.expected_rows() {
-                if let (Some(schema), _) = split_qualified(&key) {
-                    client
-                        .batch_execute(&format!(
-                            "CREATE SCHEMA IF NOT EXISTS {}",
-                            quote_ident(&schema)
-                        ))
-                        .await
-                        .map_err(|e| PgError::Query {
-                            target: target.clone(),
-                            reason: db_message(&e),
-                        })?;
-                }
+            let mut schemas: Vec<String> = match &listed {
+                Some(listed) => listed.tables.iter().map(|(schema, _)| schema.clone()).collect(),
+                None => wanted.iter().filter_map(|(key, _)| split_qualified(key).0).collect(),
+            };
+            schemas.sort();
+            schemas.dedup();
+            for schema in schemas {
+                client
+                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&schema)))
+                    .await
+                    .map_err(|e| PgError::Query {
+                        target: target.clone(),
+                        reason: db_message(&e),
+                    })?;
             }
         }
         let mut command = Command::new(&tools.pg_restore);
         command
             .arg("--exit-on-error")
             .args(self.owner_args())
-            .args(self.selection_args())
+            .args(self.selection_args(list_file.as_ref().map(|f| f.path())))
             .args(tool_args(&self.config, into))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -428,9 +474,13 @@ impl PostgresRestorePlan {
         }
         let client = connect(&into_config).await?;
         let actual = table_counts(&client, &target).await?;
+        drop(list_file);
         let mut checks = vec![Check::pass("pg_restore", format!("{bytes} bytes restored"))];
-        let wanted = self.expected_rows();
-        if wanted.is_empty() {
+        let found = match &listed {
+            Some(listed) => !listed.tables.is_empty(),
+            None => !wanted.is_empty(),
+        };
+        if !found {
             checks.push(Check::fail(
                 "tables",
                 format!("the snapshot has no table {:?}", self.table.as_deref().unwrap_or("")),
@@ -452,6 +502,19 @@ impl PostgresRestorePlan {
             .map_err(|e| PgError::Query { target, reason: db_message(&e) })?;
         Ok((bytes, checks))
     }
+}
+
+/// Writes pg_restore's `-L` list of `listed` to a temporary file.
+fn write_list(listed: &TableSelection) -> Result<tempfile::NamedTempFile> {
+    let io = |e: std::io::Error| PgError::Tool {
+        tool: "pg_restore",
+        status: "no list file".into(),
+        stderr: format!("writing the list of what to restore: {e}"),
+    };
+    let mut file =
+        tempfile::Builder::new().prefix("lifeboat-pg-restore-").tempfile().map_err(io)?;
+    std::io::Write::write_all(&mut file, listed.list().as_bytes()).map_err(io)?;
+    Ok(file)
 }
 
 /// Which side of [`feed`] failed.

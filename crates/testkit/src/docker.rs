@@ -176,13 +176,15 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// Removes the named containers, the images restores imported for them
-/// (`lifeboat-restore/<name>`) and the named volumes when dropped.
+/// (`lifeboat-restore/<name>`), the named volumes and the named images when dropped.
 #[derive(Default)]
 pub struct DockerCleanup {
     /// Containers to remove.
     pub containers: Vec<String>,
     /// Volumes to remove.
     pub volumes: Vec<String>,
+    /// Images (tags) to remove.
+    pub images: Vec<String>,
 }
 
 impl Drop for DockerCleanup {
@@ -195,6 +197,9 @@ impl Drop for DockerCleanup {
         }
         for v in &self.volumes {
             docker_quiet(&["volume", "rm", "-f", v]);
+        }
+        for i in &self.images {
+            docker_quiet(&["rmi", i]);
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `lifeboat cleanup [--force]`: what interrupted work left outside the repository (for
-//! containers: restore journals, staging and parked containers, unused images), listed, and
+//! `lifeboat cleanup [--force]`: what interrupted restores and drills left outside the repository (for
+//! containers: restore journals, staging, parked and drill containers, unused images), listed, and
 //! put right with `--force`. Each backend says what it left.
 
 use std::process::ExitCode;
@@ -27,7 +27,7 @@ pub async fn run(registry: &Registry, force: bool, json: bool) -> anyhow::Result
             println!("{}: {}: {}{state}", l.kind, l.name, l.action);
         }
         if leftovers.is_empty() {
-            println!("nothing left behind by interrupted restores");
+            println!("nothing left behind by interrupted restores or drills");
         } else if !force {
             println!("{} leftovers; `lifeboat cleanup --force` does the above", leftovers.len());
         }
