@@ -153,7 +153,6 @@ fn restores_owners() -> bool {
 fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io::Result<Unpacked> {
     let owners = restores_owners();
     let mut archive = tar::Archive::new(stream);
-    archive.set_preserve_ownerships(owners);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(false);
@@ -204,6 +203,9 @@ fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io:
             }
             Err(e) => return Err(e),
         }
+        if owners {
+            set_owner(entry.header(), &dst.join(&path))?;
+        }
         let c = &mut done.counts;
         match kind {
             EntryType::Directory => {
@@ -224,6 +226,25 @@ fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io:
     std::io::copy(&mut rest, &mut std::io::sink())?;
     set_folder_times(dst, &folder_times)?;
     Ok(done)
+}
+
+/// Gives the entry unpacked at `full` the owner and group `header` records, without
+/// following a symlink. (Done here rather than by tar-rs, which fails the whole restore on a
+/// header without a readable owner; such an entry keeps the restoring user, as before.)
+/// Changing the owner clears set-id bits, so a mode that has them is set again.
+fn set_owner(header: &tar::Header, full: &Path) -> std::io::Result<()> {
+    let id = |v: std::io::Result<u64>| v.ok().and_then(|v| u32::try_from(v).ok());
+    let (Some(uid), Some(gid)) = (id(header.uid()), id(header.gid())) else {
+        return Ok(());
+    };
+    std::os::unix::fs::lchown(full, Some(uid), Some(gid))?;
+    let mode = header.mode().unwrap_or(0) & 0o7777;
+    if mode & 0o6000 != 0 && matches!(header.entry_type(), EntryType::Regular | EntryType::Link | EntryType::Directory)
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(full, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// Sets each unpacked folder's modification time (by path, so folders without read
