@@ -239,7 +239,11 @@ fn set_owner(header: &tar::Header, full: &Path) -> std::io::Result<()> {
     };
     std::os::unix::fs::lchown(full, Some(uid), Some(gid))?;
     let mode = header.mode().unwrap_or(0) & 0o7777;
-    if mode & 0o6000 != 0 && matches!(header.entry_type(), EntryType::Regular | EntryType::Link | EntryType::Directory)
+    if mode & 0o6000 != 0
+        && matches!(
+            header.entry_type(),
+            EntryType::Regular | EntryType::Link | EntryType::Directory
+        )
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(full, std::fs::Permissions::from_mode(mode))?;
@@ -302,16 +306,14 @@ fn make_special<R: Read>(
     mknod(&full, kind, mode, dev)
         .map_err(|e| format!("could not create the node ({e}); device nodes need root"))?;
     if owners {
-        let (uid, gid) = (header.uid().map_err(|e| e.to_string())?, header.gid().map_err(|e| e.to_string())?);
+        let (uid, gid) =
+            (header.uid().map_err(|e| e.to_string())?, header.gid().map_err(|e| e.to_string())?);
         let id = |v: u64| u32::try_from(v).map_err(|_| format!("owner id {v} is out of range"));
         std::os::unix::fs::lchown(&full, Some(id(uid)?), Some(id(gid)?))
             .map_err(|e| format!("could not set the owner ({e})"))?;
         // Changing the owner clears set-id bits: give the mode back.
-        std::fs::set_permissions(
-            &full,
-            std::os::unix::fs::PermissionsExt::from_mode(mode.bits()),
-        )
-        .map_err(|e| format!("could not set the mode ({e})"))?;
+        std::fs::set_permissions(&full, std::os::unix::fs::PermissionsExt::from_mode(mode.bits()))
+            .map_err(|e| format!("could not set the mode ({e})"))?;
     }
     Ok(())
 }
@@ -352,11 +354,12 @@ fn sync_folder(
         if name == c"." || name == c".." {
             continue;
         }
-        let flags = match FileType::from_raw_mode(statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode) {
-            FileType::Directory => OFlags::DIRECTORY,
-            FileType::RegularFile => OFlags::NONBLOCK | OFlags::NOCTTY,
-            _ => continue,
-        };
+        let flags =
+            match FileType::from_raw_mode(statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode) {
+                FileType::Directory => OFlags::DIRECTORY,
+                FileType::RegularFile => OFlags::NONBLOCK | OFlags::NOCTTY,
+                _ => continue,
+            };
         let opened = openat(
             dir,
             name,

@@ -50,8 +50,11 @@ async fn a_restore_as_root_gives_owners_back() {
         lchown(src.join(rel), Some(UID), Some(GID)).unwrap();
     }
     // Changing a file's owner clears its set-id bits: they must come back.
-    std::fs::set_permissions(src.join("file"), std::os::unix::fs::PermissionsExt::from_mode(0o4755))
-        .unwrap();
+    std::fs::set_permissions(
+        src.join("file"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .unwrap();
     // One entry keeps another owner, so "everything got the root's owner" would not pass.
     lchown(src.join("sub/inner"), Some(GID), Some(UID)).unwrap();
     let snap = MemorySnapshot::capture(&DirBackup::new(&src), Default::default()).await.unwrap();
