@@ -32,6 +32,7 @@ mod digest;
 pub mod drill;
 mod duration;
 mod error;
+pub mod host;
 mod kind;
 mod manifest;
 mod memory;
