@@ -29,6 +29,7 @@ pub mod drill;
 mod duration;
 mod error;
 pub mod heartbeat;
+pub mod host;
 mod kind;
 mod manifest;
 mod memory;

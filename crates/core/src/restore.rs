@@ -67,12 +67,23 @@ fn file_stem(target: &std::path::Path) -> String {
 /// [`temp_prefix`] and [`aside_name`] files and folders whose process is gone. A restore of
 /// the same target that still runs keeps its own. Returns what was removed; what cannot be
 /// removed is left for the next time.
+///
+/// An [`aside_name`] entry holds the previous version of the target, moved there by a swap
+/// that needs two renames. When the target is missing, the restore died (or failed to roll
+/// back) between the two renames: the aside entry is the only copy of the original, so it is
+/// renamed back to `target` (with a warning), never removed. Only when the target exists,
+/// the swap finished and the aside entry is the replaced version (whose safety snapshot was
+/// taken before the swap), is it removed.
 pub fn remove_leftovers(target: &std::path::Path) -> Vec<std::path::PathBuf> {
     let stem = file_stem(target);
-    let prefixes = [format!(".{stem}.lifeboat-restore-"), format!(".{stem}.lifeboat-old-")];
+    let aside_prefix = format!(".{stem}.lifeboat-old-");
+    let prefixes = [format!(".{stem}.lifeboat-restore-"), aside_prefix.clone()];
     let Ok(entries) = std::fs::read_dir(parent_folder(target)) else { return Vec::new() };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    // Set-aside originals first, so one put back is in place before temporary copies go.
+    entries.sort_by_key(|e| !e.file_name().to_string_lossy().starts_with(&aside_prefix));
     let mut removed = Vec::new();
-    for entry in entries.flatten() {
+    for entry in entries {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(rest) = prefixes.iter().find_map(|p| name.strip_prefix(p.as_str())) else {
             continue;
@@ -84,6 +95,21 @@ pub fn remove_leftovers(target: &std::path::Path) -> Vec<std::path::PathBuf> {
             continue;
         }
         let path = entry.path();
+        if name.starts_with(&aside_prefix) && std::fs::symlink_metadata(target).is_err() {
+            match std::fs::rename(&path, target) {
+                Ok(()) => tracing::warn!(
+                    aside = %path.display(),
+                    target = %target.display(),
+                    "an interrupted restore had set the original aside: put it back"
+                ),
+                Err(e) => tracing::warn!(
+                    aside = %path.display(),
+                    target = %target.display(),
+                    "an interrupted restore set the original aside and it cannot be put back ({e}): left where it is"
+                ),
+            }
+            continue;
+        }
         let gone = match std::fs::symlink_metadata(&path) {
             Ok(md) if md.is_dir() => std::fs::remove_dir_all(&path),
             Ok(_) => std::fs::remove_file(&path),
@@ -214,6 +240,8 @@ mod tests {
         let live = dir.path().join(format!(".app.db.lifeboat-restore-{ours}-a1b2c3"));
         let unknown = dir.path().join(".app.db.lifeboat-restore-abcdef");
         let other = dir.path().join(format!(".other.db.lifeboat-restore-{dead}-q"));
+        // The target is there: the swap that set the old version aside had finished.
+        std::fs::write(&target, b"new").unwrap();
         std::fs::write(&stale, b"half").unwrap();
         std::fs::create_dir_all(stale_aside.join("inner")).unwrap();
         for keep in [&live, &unknown, &other] {
@@ -227,5 +255,26 @@ mod tests {
         assert!(live.exists() && unknown.exists() && other.exists());
         assert!(temp_prefix(&target).starts_with(&format!(".app.db.lifeboat-restore-{ours}-")));
         assert_eq!(aside_name(&target), format!(".app.db.lifeboat-old-{ours}"));
+    }
+
+    /// A restore that died between the two renames of a swap left the target missing and the
+    /// original under the aside name: the next restore's cleaning puts it back instead of
+    /// removing the only copy. (Before, it was removed like any leftover.)
+    #[test]
+    fn a_set_aside_original_is_put_back_when_the_target_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("site");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let aside = dir.path().join(format!(".site.lifeboat-old-{dead}"));
+        let half = dir.path().join(format!(".site.lifeboat-restore-{dead}-x1"));
+        std::fs::create_dir_all(aside.join("inner")).unwrap();
+        std::fs::write(aside.join("inner/original"), b"the only copy").unwrap();
+        std::fs::create_dir(&half).unwrap();
+        let removed = remove_leftovers(&target);
+        assert_eq!(removed, vec![half], "only the temporary copy goes");
+        assert_eq!(std::fs::read(target.join("inner/original")).unwrap(), b"the only copy");
+        assert!(!aside.exists());
     }
 }

@@ -38,6 +38,13 @@ pub struct DirMetadata {
     /// Modification time of the folder itself, seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_mtime: Option<i64>,
+    /// Owner (user id) of the folder itself; its entries carry theirs in the stream.
+    /// Absent in snapshots taken before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_uid: Option<u32>,
+    /// Group id of the folder itself. Absent in snapshots taken before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_gid: Option<u32>,
     /// Regular files (first links).
     pub files: u64,
     /// Folders below the root.
@@ -146,6 +153,8 @@ impl Backup for DirBackup {
                     root: root.display().to_string(),
                     root_mode: Some(root_md.mode() & 0o7777),
                     root_mtime: Some(root_md.mtime()),
+                    root_uid: Some(root_md.uid()),
+                    root_gid: Some(root_md.gid()),
                     excludes: patterns,
                     ..Default::default()
                 },

@@ -39,6 +39,22 @@ pub enum DirError {
         #[source]
         source: std::io::Error,
     },
+    /// A swap by two renames failed after the original folder was moved aside, and it could
+    /// not be moved back: it is kept, whole, under `aside`.
+    #[error(
+        "could not move the restored folder to {target} ({source}) nor put the original back ({rollback}): the original is kept at {aside}"
+    )]
+    SetAside {
+        /// The restore target, now missing.
+        target: PathBuf,
+        /// Where the original folder is.
+        aside: PathBuf,
+        /// Why the restored folder could not be moved in.
+        #[source]
+        source: std::io::Error,
+        /// Why the original could not be moved back.
+        rollback: std::io::Error,
+    },
 }
 
 impl From<DirError> for CoreError {
@@ -49,6 +65,9 @@ impl From<DirError> for CoreError {
             }
             DirError::BadPattern { .. } => "patterns are globs such as '*.log' or 'cache/**'",
             DirError::Io { .. } => "check permissions and free space",
+            DirError::SetAside { .. } => {
+                "rename the kept original back to the target (the next restore of it does so too)"
+            }
         };
         CoreError::InvalidInput { what: e.to_string(), hint: hint.into() }
     }

@@ -28,6 +28,9 @@ pub struct DirRestorePlan {
     safety_name: String,
     expected: DirMetadata,
     includes: Vec<String>,
+    /// Whether the restored tree is fsynced before it replaces anything (off for scratch
+    /// drills, whose copy is thrown away).
+    durable: bool,
 }
 
 /// Checks that `path` (from a snapshot) stays inside the folder it is restored into: relative,
@@ -102,7 +105,14 @@ impl DirRestorePlan {
             safety_name: DirBackup::new(target).default_name(),
             expected,
             includes: includes.to_vec(),
+            durable: true,
         })
+    }
+
+    /// The same plan without fsyncs: for scratch copies nobody keeps.
+    pub(crate) fn scratch(mut self) -> Self {
+        self.durable = false;
+        self
     }
 }
 
@@ -130,9 +140,18 @@ struct Unpacked {
     refused: Vec<String>,
 }
 
+/// Whether this process may give files away (root): only then are owners restored.
+fn restores_owners() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
 /// Unpacks a tar stream into `dst`, entry by entry, refusing unsafe ones, then reads the
 /// stream to its end so its digest check runs.
+///
+/// As root, every entry gets the owner and group its header records (symlinks through
+/// `lchown`); otherwise everything belongs to the restoring user, as `tar` does.
 fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io::Result<Unpacked> {
+    let owners = restores_owners();
     let mut archive = tar::Archive::new(stream);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
@@ -166,7 +185,7 @@ fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io:
         let size = entry.header().size().unwrap_or(0);
         if matches!(kind, EntryType::Fifo | EntryType::Char | EntryType::Block) {
             // tar-rs would write these as empty regular files: make the real node.
-            match make_special(&entry, &path, dst) {
+            match make_special(&entry, &path, dst, owners) {
                 Ok(()) => done.counts.specials += 1,
                 Err(why) => done.refused.push(format!("{}: {why}", path.display())),
             }
@@ -183,6 +202,9 @@ fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io:
                 continue;
             }
             Err(e) => return Err(e),
+        }
+        if owners {
+            set_owner(entry.header(), &dst.join(&path))?;
         }
         let c = &mut done.counts;
         match kind {
@@ -204,6 +226,29 @@ fn unpack(stream: impl Read, dst: &Path, includes: Option<&GlobSet>) -> std::io:
     std::io::copy(&mut rest, &mut std::io::sink())?;
     set_folder_times(dst, &folder_times)?;
     Ok(done)
+}
+
+/// Gives the entry unpacked at `full` the owner and group `header` records, without
+/// following a symlink. (Done here rather than by tar-rs, which fails the whole restore on a
+/// header without a readable owner; such an entry keeps the restoring user, as before.)
+/// Changing the owner clears set-id bits, so a mode that has them is set again.
+fn set_owner(header: &tar::Header, full: &Path) -> std::io::Result<()> {
+    let id = |v: std::io::Result<u64>| v.ok().and_then(|v| u32::try_from(v).ok());
+    let (Some(uid), Some(gid)) = (id(header.uid()), id(header.gid())) else {
+        return Ok(());
+    };
+    std::os::unix::fs::lchown(full, Some(uid), Some(gid))?;
+    let mode = header.mode().unwrap_or(0) & 0o7777;
+    if mode & 0o6000 != 0
+        && matches!(
+            header.entry_type(),
+            EntryType::Regular | EntryType::Link | EntryType::Directory
+        )
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(full, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// Sets each unpacked folder's modification time (by path, so folders without read
@@ -232,6 +277,7 @@ fn make_special<R: Read>(
     entry: &tar::Entry<'_, R>,
     path: &Path,
     dst: &Path,
+    owners: bool,
 ) -> std::result::Result<(), String> {
     use nix::sys::stat::{Mode, SFlag, makedev, mknod};
     let full = dst.join(path);
@@ -258,14 +304,104 @@ fn make_special<R: Read>(
         )
     }
     mknod(&full, kind, mode, dev)
-        .map_err(|e| format!("could not create the node ({e}); device nodes need root"))
+        .map_err(|e| format!("could not create the node ({e}); device nodes need root"))?;
+    if owners {
+        let (uid, gid) =
+            (header.uid().map_err(|e| e.to_string())?, header.gid().map_err(|e| e.to_string())?);
+        let id = |v: u64| u32::try_from(v).map_err(|_| format!("owner id {v} is out of range"));
+        std::os::unix::fs::lchown(&full, Some(id(uid)?), Some(id(gid)?))
+            .map_err(|e| format!("could not set the owner ({e})"))?;
+        // Changing the owner clears set-id bits: give the mode back.
+        std::fs::set_permissions(&full, std::os::unix::fs::PermissionsExt::from_mode(mode.bits()))
+            .map_err(|e| format!("could not set the mode ({e})"))?;
+    }
+    Ok(())
 }
 
-/// Gives the restored folder itself the mode and modification time the captured one had
-/// (its entries got theirs from the stream; the temporary folder was made 0700).
-fn set_root_times_and_mode(folder: &Path, mode: u32, mtime: Option<i64>) -> std::io::Result<()> {
+/// Makes the unpacked tree at `root` durable before it replaces anything: every regular
+/// file and every folder is fsynced (a folder's fsync makes its entries durable, symlinks
+/// and nodes included). Entries are opened relative to their folder's handle without
+/// following symlinks, so nothing outside the tree is touched. A file or folder this process
+/// may not open (no read permission, when not root) is covered by one `syncfs` of the file
+/// system instead. Returns how many fsyncs it made.
+fn sync_tree(root: &Path) -> std::io::Result<u64> {
+    use rustix::fs::{CWD, Mode, OFlags, openat};
+    let fd = openat(
+        CWD,
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let (mut syncs, mut unopened) = (0u64, false);
+    sync_folder(&fd, &mut syncs, &mut unopened)?;
+    if unopened {
+        rustix::fs::syncfs(&fd)?;
+    }
+    Ok(syncs)
+}
+
+/// [`sync_tree`] below the folder open as `dir`, then the folder itself.
+fn sync_folder(
+    dir: &std::os::fd::OwnedFd,
+    syncs: &mut u64,
+    unopened: &mut bool,
+) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, fsync, openat, statat};
+    use rustix::io::Errno;
+    for entry in Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        let flags =
+            match FileType::from_raw_mode(statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode) {
+                FileType::Directory => OFlags::DIRECTORY,
+                FileType::RegularFile => OFlags::NONBLOCK | OFlags::NOCTTY,
+                _ => continue,
+            };
+        let opened = openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | flags,
+            Mode::empty(),
+        );
+        match opened {
+            Ok(fd) if flags == OFlags::DIRECTORY => sync_folder(&fd, syncs, unopened)?,
+            Ok(fd) => {
+                fsync(&fd)?;
+                *syncs += 1;
+            }
+            Err(Errno::ACCESS) | Err(Errno::PERM) => *unopened = true,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    fsync(dir)?;
+    *syncs += 1;
+    Ok(())
+}
+
+/// Fsyncs the folder `target` is in, so a rename into it survives a power loss.
+fn sync_parent(target: &Path) -> std::io::Result<()> {
+    std::fs::File::open(lifeboat_core::parent_folder(target))?.sync_all()
+}
+
+/// Gives the restored folder itself the owner, mode and modification time the captured one
+/// had (its entries got theirs from the stream; the temporary folder was made 0700 and
+/// belongs to the restoring user). The owner first: changing it clears set-id bits.
+fn set_root_attributes(
+    folder: &Path,
+    owner: Option<(u32, u32)>,
+    mode: Option<u32>,
+    mtime: Option<i64>,
+) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(folder, std::fs::Permissions::from_mode(mode & 0o7777))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::lchown(folder, Some(uid), Some(gid))?;
+    }
+    if let Some(mode) = mode {
+        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(mode & 0o7777))?;
+    }
     if let Some(mtime) = mtime {
         filetime::set_file_mtime(folder, filetime::FileTime::from_unix_time(mtime, 0))?;
     }
@@ -277,35 +413,83 @@ fn set_root_times_and_mode(folder: &Path, mode: u32, mtime: Option<i64>) -> std:
 /// `renameat2(RENAME_EXCHANGE)` swaps the two names in one step, so a kill at any moment
 /// leaves `target` either old or new, never missing; the old folder, now under the temporary
 /// name, is removed afterwards (or by the next restore's leftover cleaning if this one dies).
-/// Where the file system has no exchange, two renames do it, `aside` holding the old folder
-/// between them.
-fn swap_in(restored: &Path, target: &Path, aside: &Path) -> std::io::Result<()> {
+/// Where the file system has no exchange, [`swap_by_renames`] does it.
+fn swap_in(restored: &Path, target: &Path, aside: &Path) -> std::result::Result<(), DirError> {
     use rustix::fs::{CWD, RenameFlags, renameat_with};
     use rustix::io::Errno;
     match renameat_with(CWD, restored, CWD, target, RenameFlags::EXCHANGE) {
         Ok(()) => {
+            sync_parent(target).map_err(|source| DirError::Io {
+                action: "making durable the swap into",
+                path: target.to_path_buf(),
+                source,
+            })?;
             if let Err(e) = std::fs::remove_dir_all(restored) {
                 tracing::warn!(path = %restored.display(), "could not remove the replaced folder: {e}");
             }
-            return Ok(());
+            Ok(())
         }
         Err(e) if e == Errno::INVAL || e == Errno::NOSYS => {
             tracing::info!(
                 target = %target.display(),
                 "the file system cannot exchange two names in one step ({e}); swapping with two renames"
             );
+            swap_by_renames(restored, target, aside, &|from, to| std::fs::rename(from, to))
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(DirError::Io {
+            action: "exchanging the restored folder with",
+            path: target.to_path_buf(),
+            source: e.into(),
+        }),
     }
+}
+
+/// The swap for file systems without an exchange: `target` moves to `aside`, `restored` to
+/// `target`, then `aside` is removed. `rename` is `std::fs::rename` (tests inject failures).
+///
+/// The original is never removed before the new folder is in place. When the second rename
+/// fails, the original is renamed back; when that fails too, it stays at `aside` and the
+/// error names it ([`DirError::SetAside`]). A kill between the renames leaves it there as
+/// well, and the next restore of the target puts it back
+/// ([`lifeboat_core::remove_leftovers`]) instead of removing it.
+pub(crate) fn swap_by_renames(
+    restored: &Path,
+    target: &Path,
+    aside: &Path,
+    rename: &dyn Fn(&Path, &Path) -> std::io::Result<()>,
+) -> std::result::Result<(), DirError> {
     {
         // Between the two renames the target is missing: an interrupt waits for both.
         let _swap = lifeboat_core::critical::CriticalSection::enter();
-        std::fs::rename(target, aside)?;
-        if let Err(e) = std::fs::rename(restored, target) {
-            let _ = std::fs::rename(aside, target);
-            return Err(e);
+        rename(target, aside).map_err(|source| DirError::Io {
+            action: "moving aside the folder",
+            path: target.to_path_buf(),
+            source,
+        })?;
+        if let Err(source) = rename(restored, target) {
+            return Err(match rename(aside, target) {
+                Ok(()) => DirError::Io {
+                    action: "moving the restored folder to",
+                    path: target.to_path_buf(),
+                    source,
+                },
+                Err(rollback) => {
+                    tracing::error!(target = %target.display(), aside = %aside.display(), "the original folder could not be put back: it is kept aside");
+                    DirError::SetAside {
+                        target: target.to_path_buf(),
+                        aside: aside.to_path_buf(),
+                        source,
+                        rollback,
+                    }
+                }
+            });
         }
     }
+    sync_parent(target).map_err(|source| DirError::Io {
+        action: "making durable the swap into",
+        path: target.to_path_buf(),
+        source,
+    })?;
     if let Err(e) = std::fs::remove_dir_all(aside) {
         tracing::warn!(path = %aside.display(), "could not remove the replaced folder: {e}");
     }
@@ -413,23 +597,50 @@ impl RestorePlan for DirRestorePlan {
                 failures,
             });
         }
-        let restored = temp.keep();
-        // Snapshots from before the folder's own mode was recorded keep the mode of the
-        // folder they replace, or the private 0700 of a new one.
-        let replaced_mode = || {
+        // Snapshots from before the folder's own mode and owner were recorded keep those of
+        // the folder they replace, or the private 0700 of a new one and the restoring user.
+        let replaced = std::fs::symlink_metadata(&self.target).ok().filter(|_| self.replace);
+        let mode = {
             use std::os::unix::fs::MetadataExt;
-            std::fs::symlink_metadata(&self.target).ok().filter(|_| self.replace).map(|m| m.mode())
+            self.expected.root_mode.or_else(|| replaced.as_ref().map(|m| m.mode()))
         };
-        if let Some(mode) = self.expected.root_mode.or_else(replaced_mode) {
-            set_root_times_and_mode(&restored, mode, self.expected.root_mtime)
-                .map_err(|e| Error::io("setting the mode of", &restored, e))?;
+        let owner = match (self.expected.root_uid, self.expected.root_gid) {
+            (Some(uid), Some(gid)) => Some((uid, gid)),
+            _ => {
+                use std::os::unix::fs::MetadataExt;
+                replaced.as_ref().map(|m| (m.uid(), m.gid()))
+            }
         }
-        if self.replace {
+        .filter(|_| restores_owners());
+        set_root_attributes(temp.path(), owner, mode, self.expected.root_mtime)
+            .map_err(|e| Error::io("setting the owner and mode of", temp.path(), e))?;
+        if self.durable {
+            let dst = temp.path().to_path_buf();
+            let syncs = tokio::task::spawn_blocking(move || sync_tree(&dst))
+                .await
+                .map_err(|e| Error::Backend {
+                    kind: Kind::Dir,
+                    message: format!("fsync task failed: {e}"),
+                })?
+                .map_err(|e| Error::io("making durable the restored copy in", temp.path(), e))?;
+            tracing::debug!(syncs, "restored copy durable");
+        }
+        let restored = temp.keep();
+        let moved = if self.replace {
             swap_in(&restored, &self.target, &parent.join(lifeboat_core::aside_name(&self.target)))
-                .map_err(|e| Error::io("moving the restored folder to", &self.target, e))?;
         } else {
             std::fs::rename(&restored, &self.target)
-                .map_err(|e| Error::io("moving the restored folder to", &self.target, e))?;
+                .and_then(|()| sync_parent(&self.target))
+                .map_err(|source| DirError::Io {
+                    action: "moving the restored folder to",
+                    path: self.target.clone(),
+                    source,
+                })
+        };
+        if let Err(e) = moved {
+            // Whatever failed, the restored copy is still under its temporary name.
+            let _ = std::fs::remove_dir_all(&restored);
+            return Err(e.into());
         }
         Ok(RestoreReport {
             target: self.target.display().to_string(),
@@ -487,5 +698,97 @@ mod tests {
         let names: Vec<_> =
             std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["site"], "left beside the target");
+    }
+
+    /// A folder `name` beside nothing else, holding one file `v` with `content`.
+    fn folder(dir: &Path, name: &str, content: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("v"), content).unwrap();
+        path
+    }
+
+    /// A rename that fails on the calls numbered in `fail` (1-based) and renames otherwise.
+    fn failing_rename(fail: &'static [u32]) -> impl Fn(&Path, &Path) -> std::io::Result<()> {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        move |from, to| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if fail.contains(&n) {
+                Err(std::io::Error::other(format!("injected failure of rename {n}")))
+            } else {
+                std::fs::rename(from, to)
+            }
+        }
+    }
+
+    /// The fallback for file systems without an exchange puts the new folder in place and
+    /// leaves nothing beside it.
+    #[test]
+    fn the_two_rename_fallback_swaps_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = folder(dir.path(), "site", "old");
+        let restored = folder(dir.path(), ".site.lifeboat-restore-1-x", "new");
+        let aside = dir.path().join(lifeboat_core::aside_name(&target));
+        swap_by_renames(&restored, &target, &aside, &failing_rename(&[])).unwrap();
+        assert_eq!(std::fs::read_to_string(target.join("v")).unwrap(), "new");
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["site"]);
+    }
+
+    /// When the restored folder cannot be moved in after the original was moved aside, the
+    /// original goes back to the target.
+    #[test]
+    fn a_failure_between_the_renames_puts_the_original_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = folder(dir.path(), "site", "old");
+        let restored = folder(dir.path(), ".site.lifeboat-restore-1-x", "new");
+        let aside = dir.path().join(lifeboat_core::aside_name(&target));
+        let err = swap_by_renames(&restored, &target, &aside, &failing_rename(&[2])).unwrap_err();
+        assert!(matches!(err, DirError::Io { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(target.join("v")).unwrap(), "old");
+        assert!(!aside.exists());
+    }
+
+    /// When the original cannot be put back either, it is kept whole under the aside name,
+    /// the error names that path, and cleaning up leftovers (this restore's own, or a later
+    /// restore's: `lifeboat_core::remove_leftovers`) never removes it. Before, the error did
+    /// not say where the original was, and the next restore removed it as a leftover.
+    #[test]
+    fn an_original_that_cannot_be_put_back_is_kept_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = folder(dir.path(), "site", "old");
+        let restored = folder(dir.path(), ".site.lifeboat-restore-1-x", "new");
+        let aside = dir.path().join(lifeboat_core::aside_name(&target));
+        let err =
+            swap_by_renames(&restored, &target, &aside, &failing_rename(&[2, 3])).unwrap_err();
+        let DirError::SetAside { aside: named, .. } = &err else { panic!("{err}") };
+        assert_eq!(named, &aside);
+        assert!(err.to_string().contains(&aside.display().to_string()), "{err}");
+        assert!(!target.exists());
+        assert_eq!(std::fs::read_to_string(aside.join("v")).unwrap(), "old");
+        lifeboat_core::remove_leftovers(&target);
+        assert_eq!(std::fs::read_to_string(aside.join("v")).unwrap(), "old");
+        // A later restore (another process) finds the aside name of a gone process.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let gone = dir.path().join(format!(".site.lifeboat-old-{dead}"));
+        std::fs::rename(&aside, &gone).unwrap();
+        lifeboat_core::remove_leftovers(&target);
+        assert_eq!(std::fs::read_to_string(target.join("v")).unwrap(), "old");
+    }
+
+    /// The restored tree is fsynced: every file and every folder, counted.
+    #[test]
+    fn sync_tree_fsyncs_every_file_and_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("t");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::write(root.join("a/b/f"), "1").unwrap();
+        std::fs::write(root.join("g"), "2").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
+        // Three folders (t, a, b) and two files; the symlink is not followed.
+        assert_eq!(sync_tree(&root).unwrap(), 5);
     }
 }

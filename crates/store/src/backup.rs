@@ -59,17 +59,7 @@ struct Sealed {
 
 /// This machine's host name (`LIFEBOAT_HOST` overrides it).
 pub fn host_name() -> String {
-    if let Ok(h) = std::env::var("LIFEBOAT_HOST")
-        && !h.is_empty()
-    {
-        return h;
-    }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
+    lifeboat_core::host::host_name()
 }
 
 impl Repository {

@@ -11,7 +11,11 @@
 //! - *renew*: create the next generation with a later expiry. If that key already exists,
 //!   someone took the lease over after ours expired: we lost it and must stop.
 //! - *release*: delete our generations. A holder that dies simply stops renewing; after the
-//!   TTL anyone may take over. Nobody is blocked past the TTL by a dead host.
+//!   TTL anyone may take over. Nobody is blocked past the TTL by a dead host. A holder on
+//!   this host whose process is gone (killed, or from before this host's last boot: the lease
+//!   records host, boot id and pid) is known dead, so its lease is taken over at once, with a
+//!   log line saying so; another host's lease, or one without a boot id (older versions),
+//!   still waits for the TTL.
 //!
 //! Only conditional create is used (not If-Match updates) because object_store's local
 //! folder backend does not implement conditional updates; generations give the same
@@ -50,6 +54,10 @@ pub struct LeaseInfo {
     pub host: String,
     /// Process id of the holder.
     pub pid: u32,
+    /// The holder host's boot id, so a pid is only trusted during the boot that recorded it.
+    /// Absent in leases written by older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
     /// What it is doing (`prune`, `backup auth`).
     pub operation: String,
     /// When the holder first took it.
@@ -65,6 +73,7 @@ impl LeaseInfo {
             owner: hex::encode(rand::random::<[u8; 12]>()),
             host: crate::host_name(),
             pid: std::process::id(),
+            boot_id: lifeboat_core::host::boot_id(),
             operation: operation.into(),
             acquired: now,
             expires: now + ttl_chrono(ttl),
@@ -74,6 +83,12 @@ impl LeaseInfo {
     /// Whether it is still in force at `now`.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         self.expires > now
+    }
+
+    /// Whether its holder is known to be gone: a process of this host (and boot) that no
+    /// longer runs, or one from before this host's last boot.
+    pub fn holder_gone(&self) -> bool {
+        lifeboat_core::host::holder_gone(&self.host, self.boot_id.as_deref(), self.pid)
     }
 }
 
@@ -129,7 +144,16 @@ impl Repository {
         if let Some((_, holder)) = &current
             && holder.is_live(now)
         {
-            return Err(StoreError::Locked { holder: Box::new(holder.clone()) });
+            if !holder.holder_gone() {
+                return Err(StoreError::Locked { holder: Box::new(holder.clone()) });
+            }
+            warn!(
+                host = %holder.host,
+                pid = holder.pid,
+                operation = %holder.operation,
+                expires = %holder.expires,
+                "the maintenance lease's holder, a process of this host, is gone: taking the lease over before it expires"
+            );
         }
         let generation = current.map_or(1, |(g, _)| g + 1);
         let info = LeaseInfo::new(operation, ttl);

@@ -76,6 +76,52 @@ async fn expired_lease_is_taken_over(store: Arc<dyn ObjectStore>) {
     drop(taker);
 }
 
+/// A live lease whose holder was a process of this host and boot that is gone (a `kill -9`ed
+/// prune) is taken over at once; another host's, or an older lease without a boot id, still
+/// blocks until it expires. Before, every live lease blocked for its TTL (120 s).
+async fn a_dead_local_holders_lease_is_taken_over_at_once(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store, "t").await.unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let host = lifeboat_store::host_name();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .expect("this test needs /proc/sys/kernel/random/boot_id")
+        .trim()
+        .to_string();
+    let lease = |generation: u64, host: &str, boot: Option<&str>| {
+        let now = chrono::Utc::now();
+        let mut body = serde_json::json!({
+            "owner": format!("killed{generation}"), "host": host, "pid": dead,
+            "operation": "prune", "acquired": now, "expires": now + chrono::Duration::seconds(120),
+        });
+        if let Some(boot) = boot {
+            body["boot_id"] = boot.into();
+        }
+        (
+            object_store::path::Path::from(format!("locks/maintenance/{generation:020}")),
+            Bytes::from(serde_json::to_vec(&body).unwrap()),
+        )
+    };
+    for (holder, boot) in [("another-host", Some(boot.as_str())), (host.as_str(), None)] {
+        let (key, body) = lease(1, holder, boot);
+        repo.put_bytes(&key, body).await.unwrap();
+        let err = repo.acquire_maintenance("next prune", Duration::from_secs(60)).await;
+        assert!(matches!(err, Err(StoreError::Locked { .. })), "{holder} {boot:?}: {err:?}");
+        repo.unlock().await.unwrap();
+    }
+    let (key, body) = lease(7, &host, Some(&boot));
+    repo.put_bytes(&key, body).await.unwrap();
+    let started = std::time::Instant::now();
+    let taken = repo.acquire_maintenance("next prune", Duration::from_secs(60)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(taken.info().boot_id.as_deref(), Some(boot.as_str()));
+    // Taken by a live process: it blocks the next one.
+    let err = repo.acquire_maintenance("third", Duration::from_secs(60)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    taken.release().await.unwrap();
+}
+
 async fn prune_frees_only_unreferenced_data(store: Arc<dyn ObjectStore>) {
     let repo = Repository::init_store(store, "t").await.unwrap();
     let a = repo
@@ -339,6 +385,7 @@ async fn listings_read_each_manifest_once(store: Arc<dyn ObjectStore>) {
 lifeboat_testkit::for_each_store!(
     lease_is_exclusive,
     expired_lease_is_taken_over,
+    a_dead_local_holders_lease_is_taken_over_at_once,
     prune_frees_only_unreferenced_data,
     sweep_waits_for_running_backups_and_revives,
     repacks_mostly_garbage_packs,
