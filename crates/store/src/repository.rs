@@ -160,7 +160,9 @@ impl Repository {
     /// As [`Repository::open_store`] and [`Repository::init_store`].
     pub async fn open_or_init_store(store: Arc<dyn ObjectStore>, url: &str) -> Result<Self> {
         match Self::open_store(store.clone(), url).await {
-            Err(StoreError::NotInitialised { .. }) => match Self::init_store(store.clone(), url).await {
+            Err(StoreError::NotInitialised { .. }) => match Self::init_store(store.clone(), url)
+                .await
+            {
                 Err(StoreError::AlreadyInitialised { .. }) => Self::open_store(store, url).await,
                 other => other,
             },

@@ -24,7 +24,8 @@ async fn s3_from_options_opens_or_creates_the_repository_without_the_environment
 
     // The same bucket under the URL form sees it too.
     let store = server.store();
-    let keys: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(store.list(None)).await.unwrap();
+    let keys: Vec<_> =
+        futures::TryStreamExt::try_collect::<Vec<_>>(store.list(None)).await.unwrap();
     assert!(keys.iter().all(|m| m.location.as_ref().starts_with("team/app/")), "{keys:?}");
 
     // Wrong credentials: an error naming the repository, nothing created.
