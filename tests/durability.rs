@@ -103,3 +103,52 @@ fn a_backup_reaches_the_disk_in_the_formats_order() {
     assert!(packs_durable < index_at, "the index was published before every pack was durable");
     assert!(index_durable < manifest_at, "the manifest was published before the index was durable");
 }
+
+/// A folder restore over an existing folder makes the restored tree durable (one `syncfs`)
+/// before it swaps it in, and syncs the parent folder after, so a power loss leaves either
+/// the old folder or the whole new one.
+#[test]
+fn a_folder_restore_is_durable_before_its_swap() {
+    let strace = find_program("strace")
+        .expect("this test needs strace (apt-get install strace) to watch the restore's syncs");
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let repo = base.join("repo").display().to_string();
+    let target = base.join("site");
+    std::fs::create_dir_all(target.join("pages")).unwrap();
+    for i in 0..200 {
+        std::fs::write(target.join("pages").join(format!("{i}.html")), format!("page {i}")).unwrap();
+    }
+    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["backup", "dir"]).arg(&target));
+    std::fs::write(target.join("pages/0.html"), "changed").unwrap();
+    let trace_file = base.join("trace.txt");
+    let mut cmd = std::process::Command::new(strace);
+    cmd.args(["-f", "-y", "-s", "4096", "-e"])
+        .arg("trace=fsync,fdatasync,syncfs,rename,renameat,renameat2")
+        .arg("-o")
+        .arg(&trace_file)
+        .arg(env!("CARGO_BIN_EXE_lifeboat"))
+        .args(["--repo", &repo, "restore", "latest", "--name", "site", "--force", "--to"])
+        .arg(&target)
+        .env_remove("LIFEBOAT_REPO")
+        .env("LIFEBOAT_LOG", "warn");
+    ok(&mut cmd);
+    assert_eq!(std::fs::read_to_string(target.join("pages/0.html")).unwrap(), "page 0");
+    let trace = std::fs::read_to_string(&trace_file).unwrap();
+    let lines: Vec<&str> = trace.lines().filter(|l| l.trim_end().ends_with("= 0")).collect();
+    let target_text = target.display().to_string();
+    let swap = lines
+        .iter()
+        .position(|l| l.contains("rename") && l.contains(&format!("\"{target_text}\"")))
+        .unwrap_or_else(|| panic!("no rename onto {target_text}:\n{trace}"));
+    assert!(
+        lines[..swap].iter().any(|l| l.contains("syncfs(")),
+        "the restored tree was not synced before the swap:\n{trace}"
+    );
+    let parent = format!("<{}>", base.display());
+    assert!(
+        lines[swap..].iter().any(|l| l.contains("fsync(") && l.contains(&parent)),
+        "the parent folder was not synced after the swap:\n{trace}"
+    );
+}

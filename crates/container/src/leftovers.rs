@@ -105,14 +105,8 @@ const J_PID: &str = "lifeboat.restore.pid";
 /// them, so [`owner_alive`] can tell a dead process of this machine from one of another
 /// machine that shares the engine, or from a pid reused after a reboot.
 pub(crate) fn this_host() -> String {
-    let read = |path: &str| std::fs::read_to_string(path).map(|s| s.trim().to_string());
-    let host = std::env::var("LIFEBOAT_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| read("/proc/sys/kernel/hostname").ok())
-        .unwrap_or_default();
-    let boot = read("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    format!("{host} {boot}")
+    let boot = lifeboat_core::host::boot_id().unwrap_or_default();
+    format!("{} {boot}", lifeboat_core::host::host_name())
 }
 
 /// The container a restore replaces, as the restore found it.
@@ -252,16 +246,8 @@ impl Journal {
 /// on another machine, which alone can tell; `Some(false)` when it ran on this one before a
 /// reboot, or in this boot and is gone.
 pub(crate) fn owner_alive(host: &str, pid: u32) -> Option<bool> {
-    let here = this_host();
     let (host, boot) = host.rsplit_once(' ').unwrap_or((host, ""));
-    let (this, this_boot) = here.rsplit_once(' ').unwrap_or((&here, ""));
-    if host != this {
-        return None;
-    }
-    if boot != this_boot {
-        return Some(false);
-    }
-    Some(pid != 0 && std::path::Path::new("/proc").join(pid.to_string()).exists())
+    lifeboat_core::host::owner_alive(host, Some(boot).filter(|b| !b.is_empty()), pid)
 }
 
 /// How an interrupted restore is put right.

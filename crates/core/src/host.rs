@@ -40,11 +40,18 @@ pub fn process_alive(pid: u32) -> bool {
 /// runs. `false` whenever that cannot be known: another host, or no boot id recorded (an
 /// older record) or readable here.
 pub fn holder_gone(host: &str, boot: Option<&str>, pid: u32) -> bool {
-    let (Some(boot), Some(this_boot)) = (boot, boot_id()) else { return false };
+    owner_alive(host, boot, pid) == Some(false)
+}
+
+/// Whether the process `pid` that `host` recorded during boot `boot` still runs: `None`
+/// when this machine cannot tell (another host, or no boot id recorded or readable),
+/// `Some(false)` when it ran on this host before a reboot or in this boot and is gone.
+pub fn owner_alive(host: &str, boot: Option<&str>, pid: u32) -> Option<bool> {
+    let (Some(boot), Some(this_boot)) = (boot, boot_id()) else { return None };
     if host != host_name() {
-        return false;
+        return None;
     }
-    boot != this_boot || (pid != std::process::id() && !process_alive(pid))
+    Some(boot == this_boot && (pid == std::process::id() || process_alive(pid)))
 }
 
 #[cfg(test)]

