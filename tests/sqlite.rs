@@ -418,6 +418,26 @@ fn restore_force_replaces_a_damaged_database_keeping_its_raw_bytes() {
             .arg(dir.path().join("again.db")),
     );
     assert!(err.contains("raw copy"), "{err}");
+    // Its bytes come back through `cat --out`, verified first.
+    let salvaged = dir.path().join("salvaged.bin");
+    ok(lifeboat(&repo).args(["cat", safety["id"].as_str().unwrap(), "--out"]).arg(&salvaged));
+    assert!(std::fs::read(&salvaged).unwrap() == damaged, "cat --out wrote other bytes");
+    // A drill of it, and `verify --restore` of every snapshot, skip it with the reason:
+    // nothing restorable failed.
+    let id = safety["id"].as_str().unwrap();
+    let report = dir.path().join("drill.md");
+    let drilled: Vec<serde_json::Value> = serde_json::from_str(&ok(lifeboat(&repo)
+        .args(["drill", "--snapshot", id, "--json", "--report"])
+        .arg(&report)
+        .arg("--heartbeat")
+        .arg(dir.path().join("beat.json"))))
+    .unwrap();
+    assert_eq!(drilled[0]["passed"], false, "{drilled:?}");
+    let skipped = drilled[0]["skipped"].as_str().unwrap_or_default();
+    assert!(skipped.contains("not drillable") && skipped.contains("raw"), "{drilled:?}");
+    assert!(std::fs::read_to_string(&report).unwrap().contains("SKIP"), "the report hides it");
+    let verified = ok(lifeboat(&repo).args(["verify", "--all", "--restore", "--json"]));
+    assert!(verified.contains("skipped: not drillable"), "{verified}");
 }
 
 #[test]

@@ -80,6 +80,14 @@ pub trait ScratchDrill: Send + Sync {
 
     /// Removes scratch targets left by drills whose process is gone; returns how many.
     fn clean_leftovers(&self) -> usize;
+
+    /// Why `snapshot` cannot be drilled at all, when it cannot: a raw, unverified copy of a
+    /// damaged target holds no restorable capture. Such a drill is skipped with the reason,
+    /// neither passed nor failed.
+    fn not_drillable(&self, snapshot: &dyn Snapshot) -> Option<String> {
+        let _ = snapshot;
+        None
+    }
 }
 
 /// The result of drilling one snapshot.
@@ -111,6 +119,26 @@ pub struct DrillResult {
     pub checks: Vec<Check>,
     /// Whether every check held.
     pub passed: bool,
+    /// Why the snapshot was not drilled, when it could not be ([`ScratchDrill::not_drillable`]):
+    /// then `passed` is false but nothing failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+impl DrillResult {
+    /// Whether the drill ran and a check failed (a skipped drill did not fail).
+    pub fn failed(&self) -> bool {
+        !self.passed && self.skipped.is_none()
+    }
+
+    /// `PASS`, `FAIL` or `SKIP`.
+    pub fn verdict(&self) -> &'static str {
+        match (self.passed, &self.skipped) {
+            (true, _) => "PASS",
+            (false, Some(_)) => "SKIP",
+            (false, None) => "FAIL",
+        }
+    }
 }
 
 /// Drills one snapshot with `backend`.
@@ -125,6 +153,24 @@ pub async fn drill(
     let started = Utc::now();
     let manifest = snapshot.manifest();
     let rpo = started.signed_duration_since(manifest.time).to_std().unwrap_or_default();
+    if let Some(reason) = backend.not_drillable(snapshot) {
+        return Ok(DrillResult {
+            name: manifest.name.clone(),
+            kind: manifest.kind.clone(),
+            snapshot: snapshot.id().to_hex(),
+            snapshot_time: manifest.time,
+            started,
+            finished: started,
+            rto_seconds: 0.0,
+            rpo_seconds: rpo.as_secs_f64(),
+            rto_objective: expect.rto.map(format_duration),
+            rpo_objective: expect.rpo.map(format_duration),
+            bytes: 0,
+            checks: Vec::new(),
+            passed: false,
+            skipped: Some(format!("not drillable: {reason}")),
+        });
+    }
     let clock = Instant::now();
     let outcome = backend.restore_and_check(snapshot, expect).await?;
     let rto = clock.elapsed();
@@ -162,6 +208,7 @@ pub async fn drill(
         bytes: outcome.bytes,
         checks,
         passed,
+        skipped: None,
     })
 }
 
@@ -177,7 +224,9 @@ fn human(d: Duration) -> String {
 pub fn markdown_report(results: &[DrillResult], host: &str) -> String {
     let mut out = String::new();
     let passed = results.iter().filter(|r| r.passed).count();
-    out.push_str(&format!("# Restore drill report\n\n- Date (UTC): {}\n- Host: {host}\n- Targets: {}, passed: {passed}, failed: {}\n\n", Utc::now().format("%Y-%m-%d %H:%M:%S"), results.len(), results.len() - passed));
+    let failed = results.iter().filter(|r| r.failed()).count();
+    let skipped = results.len() - passed - failed;
+    out.push_str(&format!("# Restore drill report\n\n- Date (UTC): {}\n- Host: {host}\n- Targets: {}, passed: {passed}, failed: {failed}, skipped: {skipped}\n\n", Utc::now().format("%Y-%m-%d %H:%M:%S"), results.len()));
     out.push_str("| Target | Kind | Snapshot | Result | RTO achieved | RTO objective | RPO achieved | RPO objective | Bytes restored |\n|---|---|---|---|---:|---|---:|---|---:|\n");
     for r in results {
         out.push_str(&format!(
@@ -185,7 +234,7 @@ pub fn markdown_report(results: &[DrillResult], host: &str) -> String {
             r.name,
             r.kind,
             &r.snapshot[..12.min(r.snapshot.len())],
-            if r.passed { "PASS" } else { "FAIL" },
+            r.verdict(),
             human(Duration::from_secs_f64(r.rto_seconds)),
             r.rto_objective.as_deref().unwrap_or("-"),
             human(Duration::from_secs_f64(r.rpo_seconds)),
@@ -197,13 +246,16 @@ pub fn markdown_report(results: &[DrillResult], host: &str) -> String {
         out.push_str(&format!(
             "\n## {} ({})\n\n- Snapshot: {} taken {}\n- Start: {}\n- End: {}\n- Duration: {}\n\n| Check | Result | Detail |\n|---|---|---|\n",
             r.name,
-            if r.passed { "PASS" } else { "FAIL" },
+            r.verdict(),
             r.snapshot,
             r.snapshot_time.to_rfc3339(),
             r.started.to_rfc3339(),
             r.finished.to_rfc3339(),
             human(Duration::from_secs_f64(r.rto_seconds)),
         ));
+        if let Some(reason) = &r.skipped {
+            out.push_str(&format!("| drill | skipped | {} |\n", reason.replace('|', "\\|")));
+        }
         for c in &r.checks {
             out.push_str(&format!(
                 "| {} | {} | {} |\n",

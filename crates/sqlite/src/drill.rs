@@ -21,6 +21,15 @@ impl ScratchDrill for SqliteDrill {
         Kind::SQLITE
     }
 
+    /// A raw copy of a damaged database (a safety snapshot) holds no checked capture.
+    fn not_drillable(&self, snapshot: &dyn Snapshot) -> Option<String> {
+        snapshot.manifest().metadata.get("raw").map(|_| {
+            "a raw, unverified copy of a damaged database (its bytes are there: `cat` reads \
+             them)"
+                .to_string()
+        })
+    }
+
     async fn restore_and_check(
         &self,
         snapshot: &dyn Snapshot,

@@ -110,9 +110,13 @@ pub async fn run(url: &str, registry: &Registry, request: Request) -> anyhow::Re
         print_json(&results)?;
     } else {
         for r in &results {
+            if let Some(reason) = &r.skipped {
+                println!("SKIP {} {}: {reason}", r.kind, r.name);
+                continue;
+            }
             println!(
                 "{} {} {}: restored and checked in {:.1} s, snapshot {:.0} s old, {} checks",
-                if r.passed { "PASS" } else { "FAIL" },
+                r.verdict(),
                 r.kind,
                 r.name,
                 r.rto_seconds,
@@ -124,7 +128,7 @@ pub async fn run(url: &str, registry: &Registry, request: Request) -> anyhow::Re
             }
         }
     }
-    let failed = results.iter().filter(|r| !r.passed).count() + undrillable;
+    let failed = results.iter().filter(|r| r.failed()).count() + undrillable;
     Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 

@@ -62,10 +62,16 @@ pub async fn run(url: &str, registry: &Registry, request: Request<'_>) -> anyhow
         if let Some(options) = restore.as_ref().filter(|_| report.ok()) {
             // The same scratch restore and checks a drill runs, without expectations.
             match registry.drill(&snap.manifest().kind, options) {
-                Ok(backend) => {
-                    let deep = backend.restore_and_check(snap, &Expectations::default()).await?;
-                    report.checks.extend(deep.checks);
-                }
+                Ok(backend) => match backend.not_drillable(snap) {
+                    // Nothing restorable to check; its stream was verified above.
+                    Some(reason) => report
+                        .checks
+                        .push(lifeboat_core::Check::pass("restore", format!("skipped: not drillable: {reason}"))),
+                    None => {
+                        let deep = backend.restore_and_check(snap, &Expectations::default()).await?;
+                        report.checks.extend(deep.checks);
+                    }
+                },
                 // The others are still verified; this one is reported as not restorable here.
                 Err(e @ lifeboat_core::Error::UnknownKind { .. }) => {
                     report.checks.push(lifeboat_core::Check::fail("restore", e.to_string()));
