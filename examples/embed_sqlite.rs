@@ -1,5 +1,6 @@
 //! Embedding lifeboat in a Rust service: back up the service's own SQLite database into a
-//! repository, list what is there, and restore the newest snapshot to a new file.
+//! repository, list what is there, and restore the newest snapshot to a new file, through
+//! the `lifeboat` facade and its registry of backends.
 //!
 //! ```text
 //! cargo run -p lifeboat-cli --example embed_sqlite -- /path/to/app.db /path/to/repo
@@ -8,9 +9,9 @@
 
 use std::path::PathBuf;
 
-use lifeboat_core::{NoProgress, RestoreContext, RestoreOptions, RestorePlan};
-use lifeboat_sqlite::{SqliteBackup, SqliteRestorePlan};
-use lifeboat_store::{BackupOptions, Repository, StoreError};
+use lifeboat::backend::Options;
+use lifeboat::{BackupOptions, Kind, NoProgress, Repository, RestoreContext, RestoreOptions};
+use lifeboat::{Snapshot, TargetSpec};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -29,27 +30,24 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let url = args.next().unwrap_or_else(|| "memory://".into());
+    let backends = lifeboat::backends();
 
     // Open the repository, creating it on first use.
-    let repo = match Repository::open(&url).await {
-        Ok(repo) => repo,
-        Err(StoreError::NotInitialised { .. }) => Repository::init(&url).await?,
-        Err(e) => return Err(e.into()),
-    };
+    let repo = Repository::open_or_init(&url).await?;
 
+    let target = TargetSpec::new(Kind::SQLITE, db.display().to_string());
     let options =
         BackupOptions { tags: [("source".into(), "example".into())].into(), ..Default::default() };
-    let snap = repo.backup(&SqliteBackup::new(&db), &options, &NoProgress).await?;
-    println!(
-        "saved {} ({} bytes, {} new)",
-        snap.id(),
-        snap.manifest().size,
-        snap.manifest().stored
-    );
-    println!("tables: {}", snap.manifest().metadata["tables"]);
+    let mut outcomes =
+        repo.backup_target(&backends, &target, &options, &NoProgress, &mut |_| {}).await?;
+    let snap = outcomes.remove(0).result?;
+    let m = snap.manifest();
+    println!("saved {} ({} bytes, {} new), tables: {}", snap.id(), m.size, m.stored, m.metadata["tables"]);
+    println!("{} snapshots of {:?} in the repository", repo.snapshots().await?.len(), m.name);
 
-    let target = scratch.path().join("restored.db");
-    let plan = SqliteRestorePlan::new(&snap, &target, &RestoreOptions::default())?;
+    let restored = scratch.path().join("restored.db").display().to_string();
+    let options = RestoreOptions::default();
+    let plan = backends.plan_restore(&snap, &restored, &options, &Options::default()).await?;
     for step in plan.steps() {
         println!("  plan: {step}");
     }

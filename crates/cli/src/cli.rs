@@ -26,9 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Create a new, empty repository.
     Init,
-    /// Take a snapshot of a target.
-    #[command(subcommand)]
-    Backup(BackupTarget),
+    /// Take a snapshot of a target (one subcommand per kind of target).
+    Backup(BackupCommand),
     /// List snapshots.
     Snapshots {
         /// Only snapshots with this name.
@@ -53,12 +52,10 @@ pub enum Command {
         /// Read every byte back, decompress it and check it against its hash.
         #[arg(long)]
         read_data: bool,
-        /// Also restore into a scratch target and run the backend's own checks.
+        /// Also restore into a scratch target and run the backend's own checks (with the
+        /// drill options below).
         #[arg(long)]
         restore: bool,
-        /// With --restore: PostgreSQL server for scratch databases.
-        #[arg(long, env = "LIFEBOAT_DRILL_POSTGRES", value_name = "URL")]
-        postgres_server: Option<String>,
         /// With `latest`: the snapshot name.
         #[arg(long)]
         name: Option<String>,
@@ -143,6 +140,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The kinds of targets this build backs up, with their commands and options.
+    Kinds {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Per name: count, oldest, newest, sizes, deduplication.
     Stats {
         /// Print JSON.
@@ -180,10 +183,6 @@ pub enum Command {
         /// Write the markdown report here.
         #[arg(long, value_name = "FILE.md")]
         report: Option<PathBuf>,
-        /// PostgreSQL server to restore PostgreSQL snapshots into (scratch databases are
-        /// created and dropped there), e.g. postgres://drill:pw@staging-db:5432/postgres.
-        #[arg(long, env = "LIFEBOAT_DRILL_POSTGRES", value_name = "URL")]
-        postgres_server: Option<String>,
         /// Record each name's last successful drill here (JSON), for monitors.
         #[arg(long, value_name = "FILE", default_value = "lifeboat-drill-heartbeat.json")]
         heartbeat: PathBuf,
@@ -237,36 +236,19 @@ pub enum RepairTarget {
 pub struct RestoreArgs {
     /// Snapshot id, unique id prefix, or `latest` (with --name).
     pub snapshot: String,
-    /// Where to restore: a file path for SQLite, `dir:PATH` (or a path) for a folder,
-    /// `postgres://…/DB` for PostgreSQL, `container:NAME` for a container.
+    /// Where to restore: a path, `KIND:…` (`dir:PATH`, `container:NAME`) or a URL
+    /// (`postgres://…/DB`); each kind's options follow.
     #[arg(long)]
     pub to: String,
-    /// For folders: restore only paths matching this glob (repeatable).
-    #[arg(long = "include", value_name = "GLOB")]
-    pub includes: Vec<String>,
     /// With `latest`: the snapshot name.
     #[arg(long)]
     pub name: Option<String>,
     /// Replace an existing target (a pre-restore safety snapshot is taken first).
     #[arg(long)]
     pub force: bool,
-    /// Create the target database (PostgreSQL).
+    /// Create the target when it must be created explicitly (a PostgreSQL database).
     #[arg(long)]
     pub create: bool,
-    /// PostgreSQL: restore only this table (NAME or SCHEMA.NAME).
-    #[arg(long)]
-    pub table: Option<String>,
-    /// PostgreSQL: restore the schema only, no rows.
-    #[arg(long)]
-    pub schema_only: bool,
-    /// PostgreSQL: create no roles the target cluster lacks (by default they are created
-    /// without login); objects are then owned by the restoring user and grants left out.
-    #[arg(long)]
-    pub skip_missing_roles: bool,
-    /// Containers: how long the new container must keep running (and be healthy) before
-    /// the old one is removed, e.g. 10s (default 5s).
-    #[arg(long, value_parser = parse_settle)]
-    pub settle: Option<std::time::Duration>,
     /// Print the plan's steps and do nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -275,64 +257,9 @@ pub struct RestoreArgs {
     pub json: bool,
 }
 
-/// What `backup` captures.
-#[derive(Debug, Subcommand)]
-pub enum BackupTarget {
-    /// A PostgreSQL database (pg_dump in one snapshot with exact row counts).
-    Postgres {
-        /// postgres://user:password@host:port/database (PG* variables fill the gaps).
-        url: String,
-        /// Connections reading table data at once (default: this machine's cores, 2 to 8).
-        /// More help when the database server has more cores than this machine.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
-        connections: Option<u16>,
-        #[command(flatten)]
-        common: BackupArgs,
-    },
-    /// A folder: files, folders, symlinks, hard links, permissions, mtimes.
-    Dir {
-        /// The folder.
-        path: PathBuf,
-        /// Leave out paths matching this glob, relative to the folder (repeatable).
-        #[arg(long = "exclude", value_name = "GLOB")]
-        excludes: Vec<String>,
-        #[command(flatten)]
-        common: BackupArgs,
-    },
-    /// A Docker container: filesystem, configuration, volumes and bind mounts.
-    Container {
-        /// The container's name or id.
-        container: String,
-        /// Store nothing new when nothing changed since its last snapshot (the hot backup).
-        #[arg(long)]
-        changed_only: bool,
-        #[command(flatten)]
-        common: BackupArgs,
-    },
-    /// Every container carrying a label (running or not), one snapshot each, named after
-    /// the container; goes on past a failure and reports each result.
-    Containers {
-        /// KEY=VALUE, or KEY for any value.
-        #[arg(long)]
-        label: String,
-        /// Store nothing new for containers that did not change.
-        #[arg(long)]
-        changed_only: bool,
-        /// A label for the snapshots, KEY=VALUE (repeatable).
-        #[arg(long = "tag", value_parser = parse_tag)]
-        tags: Vec<(String, String)>,
-        /// Print the results as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// A SQLite database file (captured online; writers keep going).
-    Sqlite {
-        /// The database file.
-        path: PathBuf,
-        #[command(flatten)]
-        common: BackupArgs,
-    },
-}
+/// `backup`: its subcommands come from the backends (see `backends.rs`).
+#[derive(Debug, clap::Args)]
+pub struct BackupCommand {}
 
 /// What every `backup` takes.
 #[derive(Debug, clap::Args)]
@@ -346,10 +273,6 @@ pub struct BackupArgs {
     /// Print the new snapshot as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-fn parse_settle(s: &str) -> Result<std::time::Duration, String> {
-    lifeboat_core::parse_duration(s)
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {

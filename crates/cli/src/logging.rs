@@ -11,14 +11,15 @@
 use std::io::{IsTerminal, Write};
 
 /// Starts logging at `default` (`warn`, `info`, `debug`, ...) unless `LIFEBOAT_LOG` says
-/// otherwise. Colours only on a terminal, and never with `NO_COLOR` set.
-pub fn init(default: &str) {
+/// otherwise, with `quiet` (the backends' [`lifeboat_core::Registry::quiet_logs`]) added at
+/// any level. Colours only on a terminal, and never with `NO_COLOR` set.
+pub fn init(default: &str, quiet: &[&str]) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let filter = match lifeboat_container::LOG_DIRECTIVE.parse() {
+    let filter = quiet.iter().fold(filter, |filter, quiet| match quiet.parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
-    };
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| LossyStderr)

@@ -6,13 +6,13 @@ use lifeboat_store::StoredSnapshot;
 use serde::Serialize;
 
 /// Sends logs to stderr; `LIFEBOAT_LOG` overrides the level (`info`, `debug`, ...).
-pub fn init_logging(verbose: u8) {
+pub fn init_logging(verbose: u8, quiet: &[&str]) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    crate::logging::init(default);
+    crate::logging::init(default, quiet);
 }
 
 /// Prints an error as one line plus a hint, and returns the failure exit code.
@@ -38,10 +38,12 @@ fn hint(e: &anyhow::Error) -> Option<String> {
     e.chain().find_map(|cause| {
         if let Some(e) = cause.downcast_ref::<lifeboat_store::StoreError>() {
             e.hint()
-        } else if let Some(e) = cause.downcast_ref::<lifeboat_core::Error>() {
-            e.hint()
+        } else if let Some(lifeboat_core::Error::MissingOption { option, why, .. }) =
+            cause.downcast_ref::<lifeboat_core::Error>()
+        {
+            Some(format!("pass {} ({why})", crate::backends::flag_text(crate::registry(), option)))
         } else {
-            cause.downcast_ref::<lifeboat_sqlite::SqliteError>().map(|e| e.hint())
+            cause.downcast_ref::<lifeboat_core::Error>().and_then(|e| e.hint())
         }
     })
 }
@@ -80,7 +82,7 @@ impl<'a> SnapshotRow<'a> {
         SnapshotRow {
             id: snap.id().to_hex(),
             short_id: snap.id().short(),
-            kind: m.kind,
+            kind: m.kind.clone(),
             name: &m.name,
             host: &m.host,
             time: m.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -93,7 +95,7 @@ impl<'a> SnapshotRow<'a> {
             parent: m.parent.map(|p| p.to_hex()),
             unchanged: m.unchanged,
             safety: m.is_safety(),
-            metadata: lifeboat_ops::printable_metadata(m),
+            metadata: crate::registry().printable_metadata(m),
         }
     }
 }

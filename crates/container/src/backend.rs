@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lifeboat_core::backend::{Member, OptionSpec, Options, TargetCommand, TargetSpec};
+use lifeboat_core::backend::{Leftover, Member, OptionSpec, Options, TargetCommand, TargetSpec};
 use lifeboat_core::drill::ScratchDrill;
 use lifeboat_core::{Backend, Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot};
 
@@ -155,6 +155,28 @@ impl Backend for ContainerBackend {
 
     fn printable_metadata(&self, metadata: &serde_json::Value) -> serde_json::Value {
         crate::redact(metadata)
+    }
+
+    fn quiet_logs(&self) -> Vec<&'static str> {
+        vec![crate::LOG_DIRECTIVE]
+    }
+
+    async fn leftovers(&self, clean: bool) -> Result<Vec<Leftover>> {
+        let found = match clean {
+            true => crate::clean_leftovers().await?,
+            false => crate::leftovers().await?,
+        };
+        Ok(found
+            .into_iter()
+            .map(|l| Leftover {
+                kind: l.kind.to_string(),
+                name: l.name,
+                target: l.target,
+                action: l.action,
+                done: l.done,
+                error: l.error,
+            })
+            .collect())
     }
 }
 

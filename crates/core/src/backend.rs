@@ -295,6 +295,68 @@ pub trait Backend: Send + Sync {
     fn printable_metadata(&self, metadata: &serde_json::Value) -> serde_json::Value {
         metadata.clone()
     }
+
+    /// The entries (files, folders, links) of a snapshot, those under `prefix` only when
+    /// given, for kinds whose snapshots hold files.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for kinds without entries; stream and format errors.
+    async fn entries(&self, snapshot: &dyn Snapshot, prefix: Option<&str>) -> Result<Vec<Entry>> {
+        let _ = prefix;
+        Err(Error::Unsupported { operation: "ls".into(), kind: snapshot.manifest().kind.clone() })
+    }
+
+    /// `tracing` filter directives every program using it adds, for libraries whose debug
+    /// logs print secrets (`bollard=warn`).
+    fn quiet_logs(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// What interrupted work of this backend left behind outside the repository (parked
+    /// containers, staging volumes); with `clean`, put right or removed, each saying what
+    /// was done.
+    ///
+    /// # Errors
+    /// When the leftovers cannot be listed (the engine is unreachable).
+    async fn leftovers(&self, clean: bool) -> Result<Vec<Leftover>> {
+        let _ = clean;
+        Ok(Vec::new())
+    }
+}
+
+/// One entry of a snapshot that holds files.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Entry {
+    /// Path relative to what was captured.
+    pub path: String,
+    /// `file`, `dir`, `symlink`, `hardlink`, `fifo`, `char`, `block` or `other`.
+    pub kind: String,
+    /// Bytes of content.
+    pub size: u64,
+    /// Permission bits.
+    pub mode: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: u64,
+    /// Where a symlink points, or the first name of a hard-linked file.
+    pub link: Option<String>,
+}
+
+/// Something interrupted work left behind outside the repository.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Leftover {
+    /// What it is (`interrupted restore`, `parked container`, `image`).
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// The target it concerns, when it concerns one.
+    pub target: Option<String>,
+    /// What cleaning does (or did) about it.
+    pub action: String,
+    /// Whether cleaning did it.
+    pub done: bool,
+    /// Why cleaning could not do it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The backends a program knows, by kind.
@@ -487,6 +549,19 @@ impl Registry {
     /// Every restore option of every backend, each once.
     pub fn restore_options(&self) -> Vec<OptionSpec> {
         unique(self.backends().flat_map(|b| b.restore_options()))
+    }
+
+    /// The entries of `snapshot` (under `prefix`).
+    ///
+    /// # Errors
+    /// An unknown kind, a kind without entries, stream errors.
+    pub async fn entries(&self, snapshot: &dyn Snapshot, prefix: Option<&str>) -> Result<Vec<Entry>> {
+        self.get(&snapshot.manifest().kind, "list")?.entries(snapshot, prefix).await
+    }
+
+    /// Every backend's [`Backend::quiet_logs`].
+    pub fn quiet_logs(&self) -> Vec<&'static str> {
+        self.backends().flat_map(|b| b.quiet_logs()).collect()
     }
 
     /// A snapshot's metadata as listings may show it; for a kind without a backend, as

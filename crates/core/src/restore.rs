@@ -147,6 +147,26 @@ pub struct RestoreContext<'a> {
     pub progress: &'a dyn Progress,
 }
 
+impl RestoreContext<'_> {
+    /// Takes the safety snapshot of what a restore is about to replace: `current` captured
+    /// under `name` (the target's own name, as backing it up would name it), tagged
+    /// [`PRE_RESTORE_TAG`] with the id of the snapshot being restored, plus `tags`. The one
+    /// place every plan's safety step goes through.
+    ///
+    /// # Errors
+    /// When the capture or the store fails; the restore must then stop.
+    pub async fn save_safety(
+        &self,
+        current: &dyn Backup,
+        name: &str,
+        tags: Tags,
+    ) -> Result<SnapshotId> {
+        let mut tags = tags;
+        tags.insert(PRE_RESTORE_TAG.to_string(), self.snapshot.id().to_hex());
+        self.safety_net.save(current, name, tags).await
+    }
+}
+
 /// What a finished restore did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {

@@ -227,6 +227,17 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
+    /// The entries that keep nothing (`default`, `name NAME`, `tag K=V`): applied, each
+    /// would remove every ordinary snapshot it covers.
+    pub fn empty_policies(&self) -> Vec<String> {
+        std::iter::once(("default".to_string(), &self.default))
+            .chain(self.names.iter().map(|(n, p)| (format!("name {n}"), p)))
+            .chain(self.tags.iter().map(|(t, p)| (format!("tag {t}"), p)))
+            .filter(|(_, p)| p.is_empty())
+            .map(|(label, _)| label)
+            .collect()
+    }
+
     /// The policy for a snapshot, and a label saying which entry chose it.
     pub fn policy_for<'a>(&'a self, name: &str, tags: &Tags) -> (String, &'a RetentionPolicy) {
         if let Some(p) = self.names.get(name) {

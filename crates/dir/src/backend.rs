@@ -3,7 +3,10 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use lifeboat_core::backend::{Member, OptionSpec, Options, TargetCommand, TargetSpec, strip_scheme};
+use lifeboat_core::backend::{
+    Entry, Member, OptionSpec, Options, TargetCommand, TargetSpec, strip_scheme,
+};
+use tokio_util::io::SyncIoBridge;
 use lifeboat_core::drill::ScratchDrill;
 use lifeboat_core::{Backend, Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot};
 
@@ -83,5 +86,27 @@ impl Backend for DirBackend {
 
     fn drill(&self, _options: &Options) -> Result<Box<dyn ScratchDrill>> {
         Ok(Box::new(DirDrill))
+    }
+
+    async fn entries(&self, snapshot: &dyn Snapshot, prefix: Option<&str>) -> Result<Vec<Entry>> {
+        let reader = SyncIoBridge::new(snapshot.open().await?);
+        let prefix = prefix.map(str::to_string);
+        let listed = tokio::task::spawn_blocking(move || {
+            crate::list_entries(reader, prefix.as_deref())
+        })
+        .await
+        .map_err(|e| Error::from_stream("listing the snapshot", std::io::Error::other(e)))?
+        .map_err(|e| Error::from_stream("reading the snapshot", e))?;
+        Ok(listed
+            .into_iter()
+            .map(|e| Entry {
+                path: e.path.display().to_string(),
+                kind: e.kind.to_string(),
+                size: e.size,
+                mode: e.mode,
+                mtime: e.mtime,
+                link: e.link.map(|l| l.display().to_string()),
+            })
+            .collect())
     }
 }

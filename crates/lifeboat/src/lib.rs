@@ -29,7 +29,6 @@
 pub use lifeboat_core::*;
 pub use lifeboat_store::{
     BackupOptions, MemberOutcome, Repository, RepositoryVerifier, StoreError, StoredSnapshot,
-    retention, stats,
 };
 
 /// The repository: everything of `lifeboat-store`.

@@ -72,6 +72,18 @@ pub async fn forget(
     policies: &PolicySet,
     dry_run: bool,
 ) -> crate::Result<Vec<Group>> {
+    let empty = policies.empty_policies();
+    if !empty.is_empty() {
+        return Err(lifeboat_core::Error::InvalidInput {
+            what: format!(
+                "these retention policies keep nothing and would remove every snapshot they \
+                 apply to: {}",
+                empty.join(", ")
+            ),
+            hint: "give each policy at least one rule (last, daily, within, ...)".into(),
+        }
+        .into());
+    }
     let groups = judge(&repo.snapshots().await?, name, policies, Utc::now());
     if !dry_run {
         repo.forget(&removals(&groups)).await?;

@@ -26,8 +26,8 @@ mod logging;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    logging::init("info");
     let registry = lifeboat::backends();
+    logging::init("info", &registry.quiet_logs());
     let result = config_path(args.config, &ProcessEnv)
         .and_then(|path| Config::load(&path, &ProcessEnv, &registry))
         .map_err(anyhow::Error::from)

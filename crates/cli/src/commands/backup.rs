@@ -1,63 +1,98 @@
-//! `lifeboat backup <kind> ...`
+//! `lifeboat backup KIND TARGET …`: the subcommands come from the backends.
 
 use std::process::ExitCode;
 
-use lifeboat_core::Tags;
-use lifeboat_ops::{Target, source_for};
-use lifeboat_store::{BackupOptions, Repository, StoredSnapshot};
-use serde::Serialize;
+use clap::{ArgMatches, FromArgMatches};
+use lifeboat_core::backend::TargetSpec;
+use lifeboat_core::{Registry, Tags};
+use lifeboat_store::{BackupOptions, MemberOutcome, StoredSnapshot};
 
-use crate::cli::{BackupArgs, BackupTarget};
-use crate::output::{SnapshotRow, human_bytes, print_json};
+use crate::backends::{TARGET, options};
+use crate::cli::BackupArgs;
+use crate::output::{SnapshotRow, count, human_bytes, print_json};
 use crate::progress::CliProgress;
 
-pub async fn run(url: &str, target: BackupTarget) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    url: &str,
+    registry: &Registry,
+    command: &str,
+    args: &ArgMatches,
+) -> anyhow::Result<ExitCode> {
+    let Some((backend, command)) = registry.command(command) else {
+        return Err(lifeboat_core::Error::InvalidInput {
+            what: format!("no backend offers `backup {command}`"),
+            hint: "run `lifeboat backup --help` for the kinds this build has".into(),
+        }
+        .into());
+    };
+    let BackupArgs { name, tags, json } = BackupArgs::from_arg_matches(args)?;
+    let spec = TargetSpec {
+        kind: backend.kind(),
+        target: args.get_one::<String>(TARGET).cloned().unwrap_or_default(),
+        options: options(args, &command.options),
+    };
+    registry.check(&spec)?;
     let repo = super::open_repo(url).await?;
-    let (target, common, changed_only) = match target {
-        BackupTarget::Sqlite { path, common } => (Target::Sqlite { path }, common, false),
-        BackupTarget::Postgres { url, connections, common } => {
-            (Target::Postgres { url, connections: connections.map(usize::from) }, common, false)
-        }
-        BackupTarget::Dir { path, excludes, common } => {
-            (Target::Dir { path, excludes }, common, false)
-        }
-        BackupTarget::Container { container, changed_only, common } => {
-            (Target::Container { name: container }, common, changed_only)
-        }
-        BackupTarget::Containers { label, changed_only, tags, json } => {
-            return every_container(&repo, &label, changed_only, tags, json).await;
+    let options =
+        BackupOptions { name, tags: tags.into_iter().collect::<Tags>(), ..Default::default() };
+    let progress = CliProgress::new();
+    // A selection prints each member as it ends; one target prints once, below.
+    let mut print = |outcome: &MemberOutcome| {
+        if outcome.member.member.is_some() && !json {
+            let member = outcome.member.member.as_deref().unwrap_or(&spec.target);
+            match &outcome.result {
+                Ok(snap) => println!("{member}: {}", saved_line(snap)),
+                Err(e) => println!("{member}: FAILED: {e}"),
+            }
         }
     };
-    let BackupArgs { name, tags, json } = common;
-    let options = BackupOptions {
-        name,
-        tags: tags.into_iter().collect::<Tags>(),
-        changed_only,
-        ..Default::default()
-    };
-    let snap = backup_one(&repo, &target, &options).await?;
-    if json {
-        print_json(&SnapshotRow::new(&snap))?;
-    } else {
-        println!("{}", saved_line(&snap));
+    let mut outcomes =
+        repo.backup_target(registry, &spec, &options, &progress, &mut print).await?;
+    if outcomes.len() == 1 && outcomes[0].member.member.is_none() {
+        let snap = outcomes.remove(0).result?;
+        if json {
+            print_json(&SnapshotRow::new(&snap))?;
+        } else {
+            println!("{}", saved_line(&snap));
+        }
+        return Ok(ExitCode::SUCCESS);
     }
-    Ok(ExitCode::SUCCESS)
+    report(&spec, &outcomes, json)
 }
 
-async fn backup_one(
-    repo: &Repository,
-    target: &Target,
-    options: &BackupOptions,
-) -> anyhow::Result<StoredSnapshot> {
-    let source = source_for(target)?;
-    let mut options = options.clone();
-    if let (Target::Container { name: reference }, None) = (target, &options.name) {
-        // Taken by id, a container's snapshots are still named after the container; when
-        // the engine cannot say, the capture reports why.
-        let container = lifeboat_container::ContainerBackup::new(reference.clone());
-        options.name = container.container_name().await.ok();
+/// Every member's result of a selection; fails at the end when any failed.
+fn report(spec: &TargetSpec, outcomes: &[MemberOutcome], json: bool) -> anyhow::Result<ExitCode> {
+    let kind = spec.kind.as_str();
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    if json {
+        // Each row names its member under `member` and under its kind (`"container": …`).
+        let rows: Vec<serde_json::Value> = outcomes
+            .iter()
+            .map(|o| {
+                let member = o.member.member.clone().unwrap_or_else(|| spec.target.clone());
+                let mut row = serde_json::Map::new();
+                row.insert("member".into(), member.clone().into());
+                row.insert(kind.into(), member.into());
+                row.insert("ok".into(), o.result.is_ok().into());
+                match &o.result {
+                    Ok(snap) => row.insert("snapshot".into(), serde_json::to_value(SnapshotRow::new(snap))?),
+                    Err(e) => row.insert("error".into(), format!("{e}").into()),
+                };
+                Ok(serde_json::Value::Object(row))
+            })
+            .collect::<Result<_, serde_json::Error>>()?;
+        print_json(&rows)?;
+    } else {
+        println!("{}, {failed} failed", count(outcomes.len(), kind));
     }
-    Ok(repo.backup(source.as_ref(), &options, &CliProgress::new()).await?)
+    if failed > 0 {
+        return Err(lifeboat_core::Error::InvalidInput {
+            what: format!("{failed} of {} {kind} backups failed", outcomes.len()),
+            hint: "see each one's error above; the others were saved".into(),
+        }
+        .into());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn saved_line(snap: &StoredSnapshot) -> String {
@@ -80,75 +115,4 @@ fn saved_line(snap: &StoredSnapshot) -> String {
         human_bytes(m.stored),
         m.duration_ms as f64 / 1000.0
     )
-}
-
-/// One container's outcome in `backup containers`.
-#[derive(Serialize)]
-struct ContainerResult<'a> {
-    container: String,
-    ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    snapshot: Option<SnapshotRow<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-/// `backup containers --label KEY=VALUE`: every match, past failures; fails at the end when
-/// any failed.
-async fn every_container(
-    repo: &Repository,
-    label: &str,
-    changed_only: bool,
-    tags: Vec<(String, String)>,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let names = lifeboat_container::containers_with_label(label).await?;
-    if names.is_empty() {
-        return Err(lifeboat_core::Error::InvalidInput {
-            what: format!("no container carries the label {label}"),
-            hint: "check the label with `docker ps -a --filter label=KEY=VALUE`".into(),
-        }
-        .into());
-    }
-    let tags: Tags = tags.into_iter().collect();
-    let mut outcomes = Vec::with_capacity(names.len());
-    for name in names {
-        let options = BackupOptions {
-            name: Some(name.clone()),
-            tags: tags.clone(),
-            changed_only,
-            ..Default::default()
-        };
-        let outcome = backup_one(repo, &Target::Container { name: name.clone() }, &options).await;
-        if !json {
-            match &outcome {
-                Ok(snap) => println!("{name}: {}", saved_line(snap)),
-                Err(e) => println!("{name}: FAILED: {e}"),
-            }
-        }
-        outcomes.push((name, outcome));
-    }
-    let failed = outcomes.iter().filter(|(_, o)| o.is_err()).count();
-    if json {
-        let rows: Vec<ContainerResult> = outcomes
-            .iter()
-            .map(|(name, outcome)| ContainerResult {
-                container: name.clone(),
-                ok: outcome.is_ok(),
-                snapshot: outcome.as_ref().ok().map(SnapshotRow::new),
-                error: outcome.as_ref().err().map(|e| format!("{e:#}")),
-            })
-            .collect();
-        print_json(&rows)?;
-    } else {
-        println!("{} containers, {failed} failed", outcomes.len());
-    }
-    if failed > 0 {
-        return Err(lifeboat_core::Error::InvalidInput {
-            what: format!("{failed} of {} container backups failed", outcomes.len()),
-            hint: "see each container's error above; the others were saved".into(),
-        }
-        .into());
-    }
-    Ok(ExitCode::SUCCESS)
 }

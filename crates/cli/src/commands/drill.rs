@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use lifeboat_core::drill::{DrillResult, Expectations, drill, markdown_report};
-use lifeboat_ops::{backend_for, drill_backends};
+use lifeboat_core::Registry;
+use lifeboat_core::backend::Options;
 use lifeboat_store::StoredSnapshot;
 
 use crate::output::print_json;
@@ -13,7 +14,8 @@ use crate::output::print_json;
 /// What the command line asked for.
 pub struct Request {
     pub names: Vec<String>,
-    pub postgres_server: Option<String>,
+    /// The backends' drill options (a server for scratch databases).
+    pub options: Options,
     pub all: bool,
     pub snapshot: Option<String>,
     pub expect: Option<PathBuf>,
@@ -26,7 +28,7 @@ fn invalid(what: String, hint: &str) -> anyhow::Error {
     lifeboat_core::Error::InvalidInput { what, hint: hint.into() }.into()
 }
 
-pub async fn run(url: &str, request: Request) -> anyhow::Result<ExitCode> {
+pub async fn run(url: &str, registry: &Registry, request: Request) -> anyhow::Result<ExitCode> {
     let expectations: BTreeMap<String, Expectations> = match &request.expect {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -41,8 +43,12 @@ pub async fn run(url: &str, request: Request) -> anyhow::Result<ExitCode> {
         None => BTreeMap::new(),
     };
     let repo = super::open_repo(url).await?;
-    let backends = drill_backends(request.postgres_server.as_deref());
-    let cleaned: usize = backends.iter().map(|b| b.clean_leftovers()).sum();
+    // Every backend that can drill with the options given cleans what killed drills left.
+    let cleaned: usize = registry
+        .backends()
+        .filter_map(|b| b.drill(&request.options).ok())
+        .map(|drill| drill.clean_leftovers())
+        .sum();
     if cleaned > 0 {
         eprintln!("removed {cleaned} scratch targets left by interrupted drills");
     }
@@ -76,12 +82,22 @@ pub async fn run(url: &str, request: Request) -> anyhow::Result<ExitCode> {
     };
 
     let mut results: Vec<DrillResult> = Vec::new();
+    let mut undrillable = 0;
     for snap in &targets {
-        let kind = snap.manifest().kind;
-        let backend = backend_for(&backends, snap)?;
+        let kind = &snap.manifest().kind;
+        let backend = match registry.drill(kind, &request.options) {
+            Ok(backend) => backend,
+            // With --all, the names this build can drill are still drilled.
+            Err(e @ lifeboat_core::Error::UnknownKind { .. }) if request.all => {
+                eprintln!("not drilled: {}: {e}", snap.manifest().name);
+                undrillable += 1;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let expect = expectations.get(&snap.manifest().name).cloned().unwrap_or_default();
         eprintln!("drilling {} ({kind}, snapshot {})", snap.manifest().name, snap.id().short());
-        results.push(drill(backend, snap, &expect).await?);
+        results.push(drill(backend.as_ref(), snap, &expect).await?);
     }
 
     let host = lifeboat_store::host_name();
@@ -108,20 +124,12 @@ pub async fn run(url: &str, request: Request) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let failed = results.iter().filter(|r| !r.passed).count();
+    let failed = results.iter().filter(|r| !r.passed).count() + undrillable;
     Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// Merges each passed drill's time into the heartbeat file (name -> last success).
 fn write_heartbeat(path: &std::path::Path, results: &[DrillResult]) -> anyhow::Result<()> {
-    let mut beats: BTreeMap<String, String> =
-        std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-    for r in results.iter().filter(|r| r.passed) {
-        beats.insert(r.name.clone(), r.finished.to_rfc3339());
-    }
-    let body = serde_json::to_vec_pretty(&beats)?;
-    let temp = path.with_extension("tmp");
-    std::fs::write(&temp, body).map_err(|e| lifeboat_core::Error::io("writing", &temp, e))?;
-    std::fs::rename(&temp, path).map_err(|e| lifeboat_core::Error::io("writing", path, e))?;
-    Ok(())
+    let passed = results.iter().filter(|r| r.passed).map(|r| (r.name.clone(), r.finished));
+    Ok(lifeboat_core::heartbeat::merge(path, passed)?)
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use lifeboat_core::retention::{PolicySet, RetentionPolicy};
-use lifeboat_ops::retention::{forget, removals};
+use lifeboat_store::retention::{forget, removals};
 
 use crate::output::print_json;
 
@@ -24,12 +24,7 @@ pub fn policies(file: Option<&Path>, flags: RetentionPolicy) -> anyhow::Result<P
     if !flags.is_empty() || file.is_none() {
         set.default = flags;
     }
-    let empty: Vec<String> = std::iter::once(("default".to_string(), &set.default))
-        .chain(set.names.iter().map(|(n, p)| (format!("name {n}"), p)))
-        .chain(set.tags.iter().map(|(t, p)| (format!("tag {t}"), p)))
-        .filter(|(_, p)| p.is_empty())
-        .map(|(label, _)| label)
-        .collect();
+    let empty = set.empty_policies();
     // An empty policy would remove every ordinary snapshot it applies to.
     if empty.iter().any(|l| l == "default") && file.is_none() {
         return Err(lifeboat_core::Error::InvalidInput {

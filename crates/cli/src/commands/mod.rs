@@ -2,6 +2,9 @@
 
 use std::process::ExitCode;
 
+use clap::ArgMatches;
+use lifeboat_core::Registry;
+
 use crate::cli::{Cli, Command};
 
 mod backup;
@@ -10,6 +13,7 @@ mod cleanup;
 mod drill;
 mod forget;
 mod init;
+mod kinds;
 mod ls;
 mod prune;
 mod repair;
@@ -20,29 +24,41 @@ mod stats;
 mod unlock;
 mod verify;
 
-/// Runs the parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Runs the parsed command line; `matches` holds what the backends added to it.
+pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow::Result<ExitCode> {
     let repo = cli.repo;
+    let (_, sub) = matches.subcommand().unwrap_or(("", matches));
+    // The drill options of every backend, as `drill` and `verify --restore` were given them.
+    let drill_options = || crate::backends::options(sub, &registry.drill_options());
     match cli.command {
         Command::Init => init::run(&repo).await,
-        Command::Backup(target) => backup::run(&repo, target).await,
+        Command::Backup(_) => match sub.subcommand() {
+            Some((command, args)) => backup::run(&repo, registry, command, args).await,
+            None => Err(lifeboat_core::Error::InvalidInput {
+                what: "backup needs a kind of target".into(),
+                hint: format!("run `lifeboat backup --help`: {}", registry.kinds_text()),
+            }
+            .into()),
+        },
         Command::Snapshots { name, host, json } => {
             snapshots::run(&repo, name.as_deref(), host.as_deref(), json).await
         }
-        Command::Restore(args) => restore::run(&repo, args).await,
+        Command::Restore(args) => {
+            let selection = crate::backends::options(sub, &registry.restore_options());
+            restore::run(&repo, registry, args, &selection).await
+        }
         Command::Drill {
             names,
             all,
             snapshot,
             expect,
             report,
-            postgres_server,
             heartbeat,
             json,
         } => {
             let request = drill::Request {
                 names,
-                postgres_server,
+                options: drill_options(),
                 all,
                 snapshot,
                 expect,
@@ -50,24 +66,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 heartbeat,
                 json,
             };
-            drill::run(&repo, request).await
+            drill::run(&repo, registry, request).await
         }
         Command::Ls { snapshot, path, name, json } => {
-            ls::run(&repo, &snapshot, name.as_deref(), path.as_deref(), json).await
+            ls::run(&repo, registry, &snapshot, name.as_deref(), path.as_deref(), json).await
         }
-        Command::Verify { snapshot, all, read_data, restore, postgres_server, name, json } => {
+        Command::Verify { snapshot, all, read_data, restore, name, json } => {
             let selector = if all { None } else { snapshot };
-            let server = postgres_server.as_deref();
-            verify::run(
-                &repo,
-                selector.as_deref(),
-                name.as_deref(),
+            let request = verify::Request {
+                selector: selector.as_deref(),
+                name: name.as_deref(),
                 read_data,
-                restore,
-                server,
+                restore: restore.then(drill_options),
                 json,
-            )
-            .await
+            };
+            verify::run(&repo, registry, request).await
         }
         Command::Cat { snapshot, name, out } => {
             cat::run(&repo, &snapshot, name.as_deref(), out.as_deref()).await
@@ -114,7 +127,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Repair(crate::cli::RepairTarget::Index { dry_run, json }) => {
             repair::index(&repo, dry_run, json).await
         }
-        Command::Cleanup { force, json } => cleanup::run(force, json).await,
+        Command::Cleanup { force, json } => cleanup::run(registry, force, json).await,
+        Command::Kinds { json } => kinds::run(registry, json),
         Command::Stats { json } => stats::run(&repo, json).await,
         Command::Stale { max_age, expected, json } => {
             stale::run(&repo, max_age, &expected, json).await

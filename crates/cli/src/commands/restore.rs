@@ -2,33 +2,24 @@
 
 use std::process::ExitCode;
 
-use lifeboat_core::{RestoreContext, RestoreOptions};
-use lifeboat_ops::{Selection, plan_for};
+use lifeboat_core::backend::Options;
+use lifeboat_core::{Registry, RestoreContext, RestoreOptions};
 
 use crate::cli::RestoreArgs;
 use crate::output::{human_bytes, print_json};
 use crate::progress::CliProgress;
 
-pub async fn run(url: &str, args: RestoreArgs) -> anyhow::Result<ExitCode> {
-    let RestoreArgs {
-        snapshot,
-        to,
-        includes,
-        name,
-        force,
-        create,
-        table,
-        schema_only,
-        skip_missing_roles,
-        settle,
-        dry_run,
-        json,
-    } = args;
+pub async fn run(
+    url: &str,
+    registry: &Registry,
+    args: RestoreArgs,
+    selection: &Options,
+) -> anyhow::Result<ExitCode> {
+    let RestoreArgs { snapshot, to, name, force, create, dry_run, json } = args;
     let repo = super::open_repo(url).await?;
     let snap = repo.find(&snapshot, name.as_deref()).await?;
-    let selection =
-        Selection { includes: &includes, table, schema_only, skip_missing_roles, settle };
-    let plan = plan_for(&snap, &to, &RestoreOptions { force, create }, selection).await?;
+    let options = RestoreOptions { force, create };
+    let plan = registry.plan_restore(&snap, &to, &options, selection).await?;
     if dry_run {
         if json {
             print_json(&plan.steps())?;

@@ -36,7 +36,7 @@ pub async fn run(
         )
         .map(|name| (name, max_age))
         .collect();
-    let report = lifeboat_ops::freshness(&snaps, &limits, chrono::Utc::now());
+    let report = lifeboat_store::freshness::freshness(&snaps, &limits, chrono::Utc::now());
     let stale = report.iter().filter(|f| f.stale).count();
     if json {
         print_json(&report)?;

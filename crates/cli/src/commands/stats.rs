@@ -8,7 +8,7 @@ use crate::output::{count, human_bytes, print_json};
 
 pub async fn run(url: &str, json: bool) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
-    let stats = lifeboat_ops::stats::stats(&repo).await?;
+    let stats = lifeboat_store::stats::stats(&repo).await?;
     if json {
         print_json(&stats)?;
         return Ok(ExitCode::SUCCESS);

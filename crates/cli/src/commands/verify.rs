@@ -3,21 +3,29 @@
 use std::collections::HashSet;
 use std::process::ExitCode;
 
+use lifeboat_core::backend::Options;
 use lifeboat_core::drill::Expectations;
-use lifeboat_core::{Digest, Verifier, VerifyReport};
+use lifeboat_core::{Digest, Registry, Verifier, VerifyReport};
 use lifeboat_store::RepositoryVerifier;
 
 use crate::output::print_json;
 
-pub async fn run(
-    url: &str,
-    selector: Option<&str>,
-    name: Option<&str>,
-    read_data: bool,
-    restore: bool,
-    postgres_server: Option<&str>,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+/// What the command line asked for.
+pub struct Request<'a> {
+    /// Snapshot id, prefix or `latest`; every snapshot when `None`.
+    pub selector: Option<&'a str>,
+    /// With `latest`, or alone: the name.
+    pub name: Option<&'a str>,
+    /// Read every byte back.
+    pub read_data: bool,
+    /// Restore into scratch targets too, with these drill options.
+    pub restore: Option<Options>,
+    /// Print JSON.
+    pub json: bool,
+}
+
+pub async fn run(url: &str, registry: &Registry, request: Request<'_>) -> anyhow::Result<ExitCode> {
+    let Request { selector, name, read_data, restore, json } = request;
     let repo = super::open_repo(url).await?;
     let snaps = match selector {
         Some(sel) => vec![repo.find(sel, name).await?],
@@ -29,7 +37,6 @@ pub async fn run(
             .collect(),
     };
     let verifier = RepositoryVerifier::new(repo.clone(), read_data);
-    let backends = lifeboat_ops::drill_backends(postgres_server);
     // The index against the packs' trailers: every indexed pack when verifying them all,
     // the packs of the chosen snapshot otherwise.
     let packs: Option<HashSet<Digest>> = selector.map(|_| {
@@ -52,11 +59,19 @@ pub async fn run(
     let mut reports: Vec<VerifyReport> = Vec::new();
     for snap in &snaps {
         let mut report = verifier.verify(snap).await?;
-        if restore && report.ok() {
+        if let Some(options) = restore.as_ref().filter(|_| report.ok()) {
             // The same scratch restore and checks a drill runs, without expectations.
-            let backend = lifeboat_ops::backend_for(&backends, snap)?;
-            let deep = backend.restore_and_check(snap, &Expectations::default()).await?;
-            report.checks.extend(deep.checks);
+            match registry.drill(&snap.manifest().kind, options) {
+                Ok(backend) => {
+                    let deep = backend.restore_and_check(snap, &Expectations::default()).await?;
+                    report.checks.extend(deep.checks);
+                }
+                // The others are still verified; this one is reported as not restorable here.
+                Err(e @ lifeboat_core::Error::UnknownKind { .. }) => {
+                    report.checks.push(lifeboat_core::Check::fail("restore", e.to_string()));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         if !json {
             let status = if report.ok() { "ok" } else { "FAILED" };

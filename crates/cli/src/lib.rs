@@ -1,0 +1,57 @@
+//! # lifeboat-cli
+//!
+//! The `lifeboat` command line as a library, so a team builds its own `lifeboat` with its
+//! own backends and every standard command:
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     let registry = lifeboat::backends(); // add your own with registry.register(…)
+//!     lifeboat_cli::run(registry)
+//! }
+//! ```
+
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use clap::FromArgMatches;
+use lifeboat_core::Registry;
+
+mod backends;
+mod cli;
+mod commands;
+mod interrupt;
+#[doc(hidden)]
+pub mod logging;
+mod output;
+mod progress;
+
+/// The registry of this run, for hints that name its options.
+static REGISTRY: OnceLock<Registry> = OnceLock::new();
+
+/// The registry of this run (empty before [`run`] sets it).
+fn registry() -> &'static Registry {
+    REGISTRY.get_or_init(Registry::new)
+}
+
+/// Parses the process's command line against `registry`'s backends, runs the command, and
+/// returns the exit code (errors are printed as one line plus a hint).
+pub fn run(registry: Registry) -> ExitCode {
+    let matches = backends::command(&registry).get_matches();
+    let args = match cli::Cli::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    output::init_logging(args.verbose, &registry.quiet_logs());
+    let registry = REGISTRY.get_or_init(|| registry);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return output::fail(&e.into()),
+    };
+    runtime.spawn(interrupt::exit_on_interrupt());
+    let code = match runtime.block_on(commands::run(args, &matches, registry)) {
+        Ok(code) => code,
+        Err(e) => output::fail(&e),
+    };
+    // A command that ended while an interrupt waited for its swap still reports the interrupt.
+    interrupt::requested_exit().unwrap_or(code)
+}
