@@ -781,12 +781,14 @@ fn or_list(kinds: &[Kind]) -> String {
     }
 }
 
-/// Every option of `kind`'s commands, each once: the job keys of its jobs.
+/// Every option of `kind`'s commands, each once: the job keys of its jobs. An option named
+/// like a job's own key (`schedule`, `tags`) cannot be given in a job and is left out.
 fn backend_options(registry: &Registry, kind: &Kind) -> Vec<OptionSpec> {
     let mut specs: Vec<OptionSpec> = Vec::new();
     let commands = registry.find(kind).map(|b| b.commands()).unwrap_or_default();
     for spec in commands.into_iter().flat_map(|c| c.options) {
-        if !specs.iter().any(|s| s.name == spec.name) {
+        let own_key = JOB_KEYS.contains(&spec.config_key().as_str());
+        if !own_key && !specs.iter().any(|s| s.name == spec.name) {
             specs.push(spec);
         }
     }
