@@ -485,7 +485,10 @@ async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) 
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "`to` is missing: where to restore",
-            Some("a file path for SQLite, dir:PATH for folders, a postgres:// URL".to_string()),
+            Some(format!(
+                "give a path, a database URL, or KIND:TARGET with KIND one of {}",
+                d.registry.kinds_text()
+            )),
         ));
     };
     // Refused before the plan's own checks of the target, whose hints (use force) would be
