@@ -1,6 +1,7 @@
 //! The HTTP API: JSON everywhere, bearer tokens on everything but what the configuration
 //! opens. `docs/openapi.json` describes it and is served as `/openapi.json`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -11,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use lifeboat_core::{NoProgress, RestoreContext, RestoreOptions, Snapshot};
+use lifeboat_core::backend::{OptionValue, Options};
+use lifeboat_core::{NoProgress, Registry, RestoreContext, RestoreOptions, Snapshot};
 use lifeboat_store::StoredSnapshot;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -91,6 +93,7 @@ impl From<DaemonError> for ApiError {
                 Some(
                     Core::InvalidInput { .. }
                     | Core::Unsupported { .. }
+                    | Core::UnknownKind { .. }
                     | Core::TargetExists { .. },
                 ),
             ) => StatusCode::CONFLICT,
@@ -286,7 +289,7 @@ impl SnapshotRow {
         SnapshotRow {
             id: snap.id().to_hex(),
             short_id: snap.id().short(),
-            kind: m.kind,
+            kind: m.kind.clone(),
             name: m.name.clone(),
             host: m.host.clone(),
             time: m.time,
@@ -381,7 +384,7 @@ async fn get_backup(State(d): Shared, Path(id): Path<String>) -> ApiResult {
     let snap = d.repo.find(&id, None).await?;
     let mut row = serde_json::to_value(SnapshotRow::new(&snap)).unwrap_or_default();
     if let Some(obj) = row.as_object_mut() {
-        obj.insert("metadata".into(), lifeboat_ops::printable_metadata(snap.manifest()));
+        obj.insert("metadata".into(), d.registry.printable_metadata(snap.manifest()));
     }
     Ok(Json(row))
 }
@@ -407,7 +410,6 @@ async fn verify_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) -
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RestoreRequest {
     to: Option<String>,
     #[serde(default)]
@@ -418,18 +420,75 @@ struct RestoreRequest {
     create: bool,
     #[serde(default)]
     dry_run: bool,
-    #[serde(default)]
-    include: Vec<String>,
+    /// Every other field is a restore option of a backend by its job key (`include`,
+    /// `table`, `schema_only`, `skip_missing_roles`, `settle`); others are refused.
+    #[serde(flatten)]
+    selection: BTreeMap<String, Value>,
+}
+
+/// The restore options in a request's other fields: a flag from a bool, one value from a
+/// string or a number, many from an array of strings (or one string).
+fn selection(registry: &Registry, fields: &BTreeMap<String, Value>) -> ApiResult<Options> {
+    let specs = registry.restore_options();
+    let mut options = Options::default();
+    for (key, value) in fields {
+        let Some(spec) = specs.iter().find(|s| s.config_key() == *key) else {
+            let known: Vec<String> = ["to", "confirm", "force", "create", "dry_run"]
+                .into_iter()
+                .map(String::from)
+                .chain(specs.iter().map(|s| s.config_key()))
+                .collect();
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the request body is not valid JSON for this endpoint: unknown field `{key}`"
+                ),
+                Some(format!("a restore takes {}", known.join(", "))),
+            ));
+        };
+        let values: Option<Vec<String>> = match (spec.value, value) {
+            (_, Value::Null) => Some(Vec::new()),
+            (OptionValue::Flag, Value::Bool(b)) => {
+                Some(b.then(|| "true".to_string()).into_iter().collect())
+            }
+            (OptionValue::One(_) | OptionValue::Many(_), Value::String(s)) => Some(vec![s.clone()]),
+            (OptionValue::One(_), Value::Number(n)) => Some(vec![n.to_string()]),
+            (OptionValue::Many(_), Value::Array(items)) => {
+                items.iter().map(|v| v.as_str().map(String::from)).collect()
+            }
+            _ => None,
+        };
+        let Some(values) = values else {
+            let wanted = match spec.value {
+                OptionValue::Flag => "true or false",
+                OptionValue::One(_) => "a string or a number",
+                OptionValue::Many(_) => "an array of strings",
+            };
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the request body is not valid JSON for this endpoint: `{key}` must be {wanted}"
+                ),
+                Some(spec.help.to_string()),
+            ));
+        };
+        values.into_iter().for_each(|v| options.push(spec.name, v));
+    }
+    Ok(options)
 }
 
 async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) -> ApiResult {
     let request: RestoreRequest = parse_body(&bytes)?;
+    let selection = selection(&d.registry, &request.selection)?;
     let snap = d.repo.find(&id, None).await?;
     let Some(to) = request.to.clone() else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "`to` is missing: where to restore",
-            Some("a file path for SQLite, dir:PATH for folders, a postgres:// URL".to_string()),
+            Some(format!(
+                "give a path, a database URL, or KIND:TARGET with KIND one of {}",
+                d.registry.kinds_text()
+            )),
         ));
     };
     // Refused before the plan's own checks of the target, whose hints (use force) would be
@@ -445,14 +504,7 @@ async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) 
         ));
     }
     let options = RestoreOptions { force: request.force, create: request.create };
-    let selection = lifeboat_ops::Selection {
-        includes: &request.include,
-        table: None,
-        schema_only: false,
-        skip_missing_roles: false,
-        settle: None,
-    };
-    let plan = lifeboat_ops::plan_for(&snap, &to, &options, selection).await?;
+    let plan = d.registry.plan_restore(&snap, &to, &options, &selection).await?;
     let steps = plan.steps();
     if request.dry_run {
         return Ok(Json(
@@ -495,7 +547,7 @@ async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) 
 }
 
 async fn stats(State(d): Shared) -> ApiResult {
-    let stats = lifeboat_ops::stats::stats(&d.repo).await?;
+    let stats = lifeboat_store::stats::stats(&d.repo).await?;
     let mut runs = serde_json::Map::new();
     for name in d.jobs.keys() {
         runs.insert(

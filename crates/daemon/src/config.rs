@@ -9,9 +9,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lifeboat_core::Tags;
+use lifeboat_core::backend::{OptionSpec, OptionValue, Options, TargetSpec};
 use lifeboat_core::drill::Expectations;
 use lifeboat_core::retention::RetentionPolicy;
+use lifeboat_core::{Kind, Registry, Tags};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
@@ -25,36 +26,8 @@ pub const CONFIG_ENV: &str = "LIFEBOAT_CONFIG";
 pub const TOKENS_ENV: &str = "LIFEBOAT_TOKENS";
 /// Environment variable with webhook URLs (comma-separated); replaces `webhooks`.
 pub const WEBHOOKS_ENV: &str = "LIFEBOAT_WEBHOOKS";
-/// Environment variable with the PostgreSQL server for drills; replaces `postgres_server`.
-pub const DRILL_POSTGRES_ENV: &str = "LIFEBOAT_DRILL_POSTGRES";
 /// The shortest API token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
-
-/// What a job backs up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobKind {
-    /// A SQLite database file.
-    Sqlite,
-    /// A PostgreSQL database URL.
-    Postgres,
-    /// A Docker container, by name or label selector.
-    Container,
-    /// A folder.
-    Dir,
-}
-
-impl JobKind {
-    fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "sqlite" => JobKind::Sqlite,
-            "postgres" => JobKind::Postgres,
-            "container" => JobKind::Container,
-            "dir" => JobKind::Dir,
-            _ => return None,
-        })
-    }
-}
 
 /// How much to check after a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -69,22 +42,13 @@ pub enum VerifyLevel {
 /// One scheduled backup.
 #[derive(Debug, Clone)]
 pub struct Job {
-    /// Unique name; also the snapshot name.
+    /// Unique name; also the snapshot name (`JOB/MEMBER` for each member of a selection,
+    /// such as the containers a label selects).
     pub name: String,
-    /// What it backs up.
-    pub kind: JobKind,
-    /// The path, URL or container name (for `container` possibly empty when `selector` is set).
-    pub target: String,
-    /// For `container`: `label=KEY=VALUE`; every matching container is backed up as
-    /// snapshot `JOB/CONTAINER`.
-    pub selector: Option<String>,
-    /// For `container`: record an unchanged container without storing anything (the hot
-    /// backup).
-    pub changed_only: bool,
-    /// For `postgres`: connections reading table data at once (default: the cores, 2 to 8).
-    pub connections: Option<usize>,
-    /// Globs left out of `dir` jobs.
-    pub excludes: Vec<String>,
+    /// What it backs up: the kind (`kind`), the path, URL or name (`target`, possibly empty
+    /// when an option selects the targets) and the options its backend declares (job keys
+    /// such as `connections`, `exclude`, `selector`, `changed_only`).
+    pub spec: TargetSpec,
     /// When it runs.
     pub schedule: Schedule,
     /// Labels on its snapshots.
@@ -104,6 +68,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// The kind of target it backs up.
+    pub fn kind(&self) -> &Kind {
+        &self.spec.kind
+    }
+
     /// The recovery point objective: the job is stale when its newest snapshot is older.
     /// Without an `rpo`, twice the schedule's period plus a minute.
     pub fn rpo(&self, now: chrono::DateTime<chrono::Utc>) -> Duration {
@@ -164,8 +133,10 @@ pub struct Config {
     pub stale_check: Duration,
     /// Whether `POST /api/backups/{id}/restore` may run.
     pub allow_restore: bool,
-    /// PostgreSQL server for drills of PostgreSQL jobs.
-    pub postgres_server: Option<String>,
+    /// The options drills get: every drill option of the registry, given at the top level
+    /// by its job key (`postgres_server`) or by its environment variable
+    /// (`LIFEBOAT_DRILL_POSTGRES`), which wins.
+    pub drill_options: Options,
     /// The jobs.
     pub jobs: Vec<Job>,
 }
@@ -214,22 +185,53 @@ pub fn config_path(flag: Option<PathBuf>, env: &dyn Env) -> Result<PathBuf, Daem
 }
 
 impl Config {
-    /// Reads and checks the file at `path`.
+    /// Reads and checks the file at `path`. `registry` holds the kinds jobs may have and the
+    /// job keys their backends declare.
     ///
     /// # Errors
     /// [`DaemonError::ReadConfig`], or [`DaemonError::InvalidConfig`] listing every problem.
-    pub fn load(path: &Path, env: &dyn Env) -> Result<Self, DaemonError> {
+    pub fn load(path: &Path, env: &dyn Env, registry: &Registry) -> Result<Self, DaemonError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| DaemonError::ReadConfig { path: path.to_path_buf(), source })?;
-        Self::parse(&text, path, env)
+        Self::parse(&text, path, env, registry)
     }
 
-    /// Checks `text`, read from `path`.
+    /// Checks `text`, read from `path`, for the whole service (API tokens are required).
     ///
     /// # Errors
     /// [`DaemonError::InvalidConfig`] listing every problem with its line.
-    pub fn parse(text: &str, path: &Path, env: &dyn Env) -> Result<Self, DaemonError> {
-        let mut p = Parser { text, problems: Vec::new() };
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        env: &dyn Env,
+        registry: &Registry,
+    ) -> Result<Self, DaemonError> {
+        Self::parse_for(text, path, env, registry, true)
+    }
+
+    /// Checks `text` for a service that runs only the scheduler
+    /// ([`crate::service::run_scheduler`]): as [`Config::parse`], except that `tokens` may be
+    /// left out, since there is no API to protect.
+    ///
+    /// # Errors
+    /// [`DaemonError::InvalidConfig`] listing every problem with its line.
+    pub fn parse_scheduler(
+        text: &str,
+        path: &Path,
+        env: &dyn Env,
+        registry: &Registry,
+    ) -> Result<Self, DaemonError> {
+        Self::parse_for(text, path, env, registry, false)
+    }
+
+    fn parse_for(
+        text: &str,
+        path: &Path,
+        env: &dyn Env,
+        registry: &Registry,
+        api: bool,
+    ) -> Result<Self, DaemonError> {
+        let mut p = Parser { text, problems: Vec::new(), registry, api };
         let config = p.config(path, env);
         match config {
             Some(config) if p.problems.is_empty() => Ok(config),
@@ -283,33 +285,22 @@ const TOP_KEYS: &[&str] = &[
     "max_running",
     "stale_check",
     "allow_restore",
-    "postgres_server",
     "jobs",
 ];
 
 const JOB_KEYS: &[&str] = &[
-    "name",
-    "kind",
-    "target",
-    "selector",
-    "changed_only",
-    "connections",
-    "exclude",
-    "schedule",
-    "tags",
-    "keep",
-    "verify",
-    "drill",
-    "expect",
-    "rpo",
-    "rto",
-    "jitter",
+    "name", "kind", "target", "schedule", "tags", "keep", "verify", "drill", "expect", "rpo",
+    "rto", "jitter",
 ];
 
 /// Collects problems while reading fields.
 struct Parser<'a> {
     text: &'a str,
     problems: Vec<Problem>,
+    /// The kinds jobs may have, with their options.
+    registry: &'a Registry,
+    /// Whether the API will serve (then tokens are required).
+    api: bool,
 }
 
 /// One table's fields, taken one by one; what is left is unknown.
@@ -411,6 +402,76 @@ impl Parser<'_> {
         }
     }
 
+    /// Takes the job key of `spec` as its values (a flag from a bool, one value from a
+    /// string or an integer, many from an array of strings), with the key's line.
+    fn option(&mut self, f: &mut Fields, spec: &OptionSpec) -> Option<(Vec<String>, usize)> {
+        let key = spec.config_key();
+        let line = f.map.get(&key).map(|(line, _)| *line)?;
+        let values = match spec.value {
+            OptionValue::Flag => match self.take::<bool>(f, &key) {
+                Some((true, _)) => vec!["true".to_string()],
+                _ => Vec::new(),
+            },
+            OptionValue::One(_) => match f.map.remove(&key).map(|(_, value)| value) {
+                Some(toml::Value::String(s)) => vec![s],
+                Some(toml::Value::Integer(n)) => vec![n.to_string()],
+                Some(other) => {
+                    let (context, found) = (f.context.clone(), other.type_str());
+                    self.problem(
+                        line,
+                        format!("{context}`{key}`: a string or a number, not a {found}"),
+                    );
+                    Vec::new()
+                }
+                None => Vec::new(),
+            },
+            OptionValue::Many(_) => {
+                self.take::<Vec<String>>(f, &key).map(|(v, _)| v).unwrap_or_default()
+            }
+        };
+        Some((values, line))
+    }
+
+    /// Takes the job keys of `kind`'s options, or, when the kind is unknown, drops every
+    /// backend's (the kind is the problem then). A key that only other kinds take is a
+    /// problem naming them.
+    fn job_options(&mut self, f: &mut Fields, kind: Option<&Kind>) -> JobOptions {
+        let mut taken = JobOptions::default();
+        if let Some(kind) = kind {
+            for spec in backend_options(self.registry, kind) {
+                if let Some((values, line)) = self.option(f, &spec) {
+                    values.into_iter().for_each(|v| taken.options.push(spec.name, v));
+                    taken.lines.push((spec.name, line));
+                }
+            }
+        }
+        let others: Vec<Kind> =
+            self.registry.kinds().into_iter().filter(|k| Some(k) != kind).collect();
+        for other in &others {
+            for spec in backend_options(self.registry, other) {
+                let key = spec.config_key();
+                let Some((line, _)) = f.map.remove(&key) else { continue };
+                if kind.is_none() {
+                    continue;
+                }
+                let owners: Vec<Kind> = self
+                    .registry
+                    .kinds()
+                    .into_iter()
+                    .filter(|k| {
+                        backend_options(self.registry, k).iter().any(|s| s.name == spec.name)
+                    })
+                    .collect();
+                let context = f.context.clone();
+                self.problem(
+                    line,
+                    format!("{context}`{key}` is only for {} jobs", or_list(&owners)),
+                );
+            }
+        }
+        taken
+    }
+
     fn config(&mut self, path: &Path, env: &dyn Env) -> Option<Config> {
         let raw: RawTable = match toml::from_str(self.text) {
             Ok(raw) => raw,
@@ -458,7 +519,7 @@ impl Parser<'_> {
         if let Some(from_env) = env.var(TOKENS_ENV) {
             tokens = split_list(&from_env);
         }
-        if tokens.is_empty() {
+        if tokens.is_empty() && self.api {
             self.problem(
                 tokens_line,
                 format!("no API tokens: set `tokens = [\"...\"]` or {TOKENS_ENV}"),
@@ -529,11 +590,22 @@ impl Parser<'_> {
             .unwrap_or(Duration::from_secs(60))
             .max(Duration::from_secs(1));
         let allow_restore = self.take::<bool>(&mut f, "allow_restore").is_some_and(|(v, _)| v);
-        let postgres_server = env
-            .var(DRILL_POSTGRES_ENV)
-            .or_else(|| self.take::<String>(&mut f, "postgres_server").map(|(s, _)| s));
-        f.map.remove("postgres_server");
-        self.unknown(f, TOP_KEYS);
+        // Each drill option of a backend may be set here by its job key, or by its
+        // environment variable, which wins.
+        let mut drill_options = Options::default();
+        let drill_specs = self.registry.drill_options();
+        for spec in &drill_specs {
+            let from_file = self.option(&mut f, spec).map(|(values, _)| values);
+            let values = match spec.env.and_then(|var| env.var(var)) {
+                Some(value) => vec![value],
+                None => from_file.unwrap_or_default(),
+            };
+            values.into_iter().for_each(|v| drill_options.push(spec.name, v));
+        }
+        let drill_keys: Vec<String> = drill_specs.iter().map(OptionSpec::config_key).collect();
+        let known: Vec<&str> =
+            TOP_KEYS.iter().copied().chain(drill_keys.iter().map(String::as_str)).collect();
+        self.unknown(f, &known);
 
         let mut jobs: Vec<Job> = Vec::new();
         if raw_jobs.is_empty() && self.problems.is_empty() {
@@ -574,7 +646,7 @@ impl Parser<'_> {
             max_running,
             stale_check,
             allow_restore,
-            postgres_server,
+            drill_options,
             jobs,
         })
     }
@@ -596,67 +668,42 @@ impl Parser<'_> {
             f.context = format!("job {n:?}: ");
         }
         let kind = self.required::<String>(&mut f, "kind").and_then(|(k, line)| {
-            let kind = JobKind::parse(&k);
+            let kind = self.registry.kinds().into_iter().find(|known| *known == k.as_str());
             if kind.is_none() {
                 let context = f.context.clone();
-                self.problem(
-                    line,
-                    format!("{context}kind {k:?} is not one of sqlite, postgres, container, dir"),
-                );
+                let known = self.registry.kinds_text();
+                self.problem(line, format!("{context}kind {k:?} is not one of {known}"));
             }
             kind
         });
         let target = self.take::<String>(&mut f, "target");
-        let selector = self.take::<String>(&mut f, "selector");
-        match (&kind, &target, &selector) {
-            (Some(JobKind::Container), None, None) => {
-                let (line, context) = (f.line, f.context.clone());
-                self.problem(line, format!("{context}`target` (a container name) or `selector` (label=KEY=VALUE) is missing"));
+        let JobOptions { options, lines } = self.job_options(&mut f, kind.as_ref());
+        let spec = kind.and_then(|kind| {
+            // A target is needed unless one of the backend's commands selects its targets
+            // by option (as a label selects containers).
+            let needs_target = self
+                .registry
+                .find(&kind)
+                .is_none_or(|b| b.commands().iter().all(|c| c.target.is_some()));
+            let context = f.context.clone();
+            if target.is_none() && needs_target {
+                self.problem(f.line, format!("{context}`target` is missing"));
+                return None;
             }
-            (Some(JobKind::Container), _, Some((s, line)))
-                if !s.starts_with("label=") || s.matches('=').count() < 2 =>
-            {
-                let context = f.context.clone();
-                self.problem(
-                    *line,
-                    format!("{context}`selector`: {s:?} must look like label=KEY=VALUE"),
-                );
+            let target_line = target.as_ref().map_or(f.line, |(_, line)| *line);
+            let spec =
+                TargetSpec { kind, target: target.map(|(t, _)| t).unwrap_or_default(), options };
+            if let Err(e) = self.registry.check(&spec) {
+                // On the line of the option the backend complains about, if it names one.
+                let message = e.to_string();
+                let line = lines
+                    .iter()
+                    .find(|(name, _)| message.contains(name))
+                    .map_or(target_line, |(_, line)| *line);
+                self.problem(line, format!("{context}{message}"));
             }
-            (Some(k), _, Some((_, line))) if *k != JobKind::Container => {
-                let context = f.context.clone();
-                self.problem(*line, format!("{context}`selector` is only for container jobs"));
-            }
-            (Some(k), None, _) if *k != JobKind::Container => {
-                let (line, context) = (f.line, f.context.clone());
-                self.problem(line, format!("{context}`target` is missing"));
-            }
-            _ => {}
-        }
-        let changed_only = match self.take::<bool>(&mut f, "changed_only") {
-            Some((true, line)) if kind.is_some_and(|k| k != JobKind::Container) => {
-                let context = f.context.clone();
-                self.problem(line, format!("{context}`changed_only` is only for container jobs"));
-                false
-            }
-            Some((value, _)) => value,
-            None => false,
-        };
-        let connections = match self.take::<i64>(&mut f, "connections") {
-            Some((_, line)) if kind.is_some_and(|k| k != JobKind::Postgres) => {
-                let context = f.context.clone();
-                self.problem(line, format!("{context}`connections` is only for postgres jobs"));
-                None
-            }
-            Some((n, _)) if (1..=64).contains(&n) => usize::try_from(n).ok(),
-            Some((n, line)) => {
-                let context = f.context.clone();
-                self.problem(line, format!("{context}`connections` must be 1 to 64, not {n}"));
-                None
-            }
-            None => None,
-        };
-        let excludes =
-            self.take::<Vec<String>>(&mut f, "exclude").map(|(e, _)| e).unwrap_or_default();
+            Some(spec)
+        });
         let schedule = self.schedule(&mut f, "schedule", true);
         let tags = self
             .take::<BTreeMap<String, String>>(&mut f, "tags")
@@ -693,15 +740,19 @@ impl Parser<'_> {
         }
         let jitter = self.duration(&mut f, "jitter").unwrap_or(default_jitter);
         let line = f.line;
-        self.unknown(f, JOB_KEYS);
+        let option_keys: Vec<String> = match &spec {
+            Some(spec) => backend_options(self.registry, &spec.kind)
+                .iter()
+                .map(OptionSpec::config_key)
+                .collect(),
+            None => Vec::new(),
+        };
+        let known: Vec<&str> =
+            JOB_KEYS.iter().copied().chain(option_keys.iter().map(String::as_str)).collect();
+        self.unknown(f, &known);
         Some(Job {
             name: name?,
-            kind: kind?,
-            target: target.map(|(t, _)| t).unwrap_or_default(),
-            selector: selector.map(|(s, _)| s),
-            changed_only,
-            connections,
-            excludes,
+            spec: spec?,
             schedule: schedule?,
             tags,
             keep,
@@ -712,6 +763,36 @@ impl Parser<'_> {
             line,
         })
     }
+}
+
+/// The options a job gave, with the line of each.
+#[derive(Default)]
+struct JobOptions {
+    options: Options,
+    lines: Vec<(&'static str, usize)>,
+}
+
+/// `a, b or c`.
+fn or_list(kinds: &[Kind]) -> String {
+    let names: Vec<String> = kinds.iter().map(Kind::to_string).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.concat(),
+    }
+}
+
+/// Every option of `kind`'s commands, each once: the job keys of its jobs. An option named
+/// like a job's own key (`schedule`, `tags`) cannot be given in a job and is left out.
+fn backend_options(registry: &Registry, kind: &Kind) -> Vec<OptionSpec> {
+    let mut specs: Vec<OptionSpec> = Vec::new();
+    let commands = registry.find(kind).map(|b| b.commands()).unwrap_or_default();
+    for spec in commands.into_iter().flat_map(|c| c.options) {
+        let own_key = JOB_KEYS.contains(&spec.config_key().as_str());
+        if !own_key && !specs.iter().any(|s| s.name == spec.name) {
+            specs.push(spec);
+        }
+    }
+    specs
 }
 
 fn split_list(text: &str) -> Vec<String> {
@@ -742,8 +823,12 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
+    fn parse(text: &str, path: &Path, env: &dyn Env) -> Result<Config, DaemonError> {
+        Config::parse(text, path, env, &lifeboat::backends())
+    }
+
     fn problems(text: &str) -> Vec<Problem> {
-        match Config::parse(text, Path::new("test.toml"), &env(&[])) {
+        match parse(text, Path::new("test.toml"), &env(&[])) {
             Err(DaemonError::InvalidConfig { problems, .. }) => problems,
             other => panic!("expected problems, got {other:?}"),
         }
@@ -751,13 +836,13 @@ mod tests {
 
     #[test]
     fn the_minimal_file_works_as_written() {
-        let c = Config::parse(MINIMAL, Path::new("m.toml"), &env(&[])).unwrap();
+        let c = parse(MINIMAL, Path::new("m.toml"), &env(&[])).unwrap();
         assert_eq!(c.repository, "/var/lib/lifeboat/repo");
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.tokens, ["a-long-random-token"]);
         let job = &c.jobs[0];
-        assert_eq!((job.name.as_str(), job.kind), ("auth", JobKind::Sqlite));
-        assert_eq!(job.target, "/data/platform/auth.db");
+        assert_eq!((job.name.as_str(), job.kind()), ("auth", &Kind::SQLITE));
+        assert_eq!(job.spec.target, "/data/platform/auth.db");
         assert_eq!(job.schedule.to_string(), "*/5 * * * * *");
         let keep = job.keep.as_ref().unwrap();
         assert_eq!((keep.last, keep.daily), (10, 30));
@@ -769,7 +854,7 @@ mod tests {
     #[test]
     fn max_running_is_at_least_one() {
         let with = |line: &str| MINIMAL.replacen('\n', &format!("\n{line}\n"), 1);
-        let c = Config::parse(&with("max_running = 2"), Path::new("m.toml"), &env(&[])).unwrap();
+        let c = parse(&with("max_running = 2"), Path::new("m.toml"), &env(&[])).unwrap();
         assert_eq!(c.max_running, 2);
         let found = problems(&with("max_running = 0"));
         assert!(found.iter().any(|p| p.line == 2 && p.message.contains("at least 1")), "{found:?}");
@@ -783,12 +868,12 @@ mod tests {
     #[test]
     fn deadlines_and_the_connection_cap_have_defaults_and_are_never_zero() {
         let with = |line: &str| MINIMAL.replacen('\n', &format!("\n{line}\n"), 1);
-        let c = Config::parse(MINIMAL, Path::new("m.toml"), &env(&[])).unwrap();
+        let c = parse(MINIMAL, Path::new("m.toml"), &env(&[])).unwrap();
         assert_eq!(c.run_timeout, DEFAULT_RUN_TIMEOUT);
         assert_eq!(c.header_timeout, DEFAULT_HEADER_TIMEOUT);
         assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
         let text = with("run_timeout = \"90m\"\nheader_timeout = \"3s\"\nmax_connections = 8");
-        let c = Config::parse(&text, Path::new("m.toml"), &env(&[])).unwrap();
+        let c = parse(&text, Path::new("m.toml"), &env(&[])).unwrap();
         assert_eq!(c.run_timeout, Duration::from_secs(90 * 60));
         assert_eq!(c.header_timeout, Duration::from_secs(3));
         assert_eq!(c.max_connections, 8);
@@ -808,12 +893,12 @@ mod tests {
             (TOKENS_ENV, "first-token-0123456789, second-token-0123456789"),
             (WEBHOOKS_ENV, "https://hooks.example/abc?key=secret"),
         ]);
-        let c = Config::parse(MINIMAL, Path::new("m.toml"), &vars).unwrap();
+        let c = parse(MINIMAL, Path::new("m.toml"), &vars).unwrap();
         assert_eq!(c.tokens, ["first-token-0123456789", "second-token-0123456789"]);
         assert_eq!(c.webhooks.len(), 1);
         assert!(!format!("{c:?}").contains("0123456789"), "tokens leak into Debug");
         let no_tokens = MINIMAL.replace("tokens = [\"a-long-random-token\"]", "");
-        let c = Config::parse(&no_tokens, Path::new("m.toml"), &vars).unwrap();
+        let c = parse(&no_tokens, Path::new("m.toml"), &vars).unwrap();
         assert_eq!(c.tokens.len(), 2);
     }
 
@@ -912,14 +997,20 @@ rpo = "1 day"
     fn postgres_jobs_may_set_their_connections() {
         let job = |kind: &str, n: i64| {
             format!(
-                "{MINIMAL}\n[[jobs]]\nname = \"db\"\nkind = \"{kind}\"\ntarget = \"x\"\nschedule = \"every 1h\"\nconnections = {n}\n"
+                "{MINIMAL}\n[[jobs]]\nname = \"db\"\nkind = \"{kind}\"\ntarget = \"postgres://db/app\"\nschedule = \"every 1h\"\nconnections = {n}\n"
             )
         };
-        let c = Config::parse(&job("postgres", 6), Path::new("m.toml"), &env(&[])).unwrap();
-        assert_eq!(c.jobs[1].connections, Some(6));
-        assert!(problems(&job("postgres", 0)).iter().any(|p| p.message.contains("1 to 64")));
+        let c = parse(&job("postgres", 6), Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.jobs[1].spec.options.value("connections"), Some("6"));
+        let found = problems(&job("postgres", 0));
+        assert!(found.iter().any(|p| p.line == 16 && p.message.contains("1 to 64")), "{found:?}");
+        let found = problems(&job("sqlite", 2));
         assert!(
-            problems(&job("sqlite", 2)).iter().any(|p| p.message.contains("only for postgres"))
+            found
+                .iter()
+                .any(|p| p.line == 16
+                    && p.message.contains("`connections` is only for postgres jobs")),
+            "{found:?}"
         );
     }
 
@@ -927,9 +1018,9 @@ rpo = "1 day"
     fn container_jobs_parse_with_a_name_or_a_selector() {
         let text = MINIMAL.to_string()
             + "\n[[jobs]]\nname = \"tenants\"\nkind = \"container\"\nselector = \"label=tier=paid\"\nschedule = \"every 6h\"\n";
-        let c = Config::parse(&text, Path::new("m.toml"), &env(&[])).unwrap();
-        assert_eq!(c.jobs[1].kind, JobKind::Container);
-        assert_eq!(c.jobs[1].selector.as_deref(), Some("label=tier=paid"));
+        let c = parse(&text, Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.jobs[1].kind(), &Kind::CONTAINER);
+        assert_eq!(c.jobs[1].spec.options.value("selector"), Some("label=tier=paid"));
         let bad = text.replace("label=tier=paid", "tier");
         assert!(problems(&bad).iter().any(|p| p.message.contains("label=KEY=VALUE")));
     }
@@ -937,10 +1028,72 @@ rpo = "1 day"
     #[test]
     fn the_shipped_example_is_valid() {
         let text = include_str!("../../../examples/lifeboatd.toml");
-        let c = Config::parse(text, Path::new("examples/lifeboatd.toml"), &env(&[])).unwrap();
+        let c = parse(text, Path::new("examples/lifeboatd.toml"), &env(&[])).unwrap();
         assert_eq!(c.jobs.len(), 4);
         assert!(c.jobs[1].drill.is_some() && c.jobs[1].expect.rto.is_some());
-        assert!(c.jobs[3].changed_only && c.jobs[3].selector.is_some());
+        let tenants = &c.jobs[3].spec.options;
+        assert!(tenants.flag("changed-only") && tenants.value("selector").is_some());
+        assert_eq!(c.jobs[2].spec.options.values("exclude"), ["cache/**", "*.tmp"]);
+    }
+
+    #[test]
+    fn kinds_and_job_keys_come_from_the_registry() {
+        let found = problems(&MINIMAL.replace("kind = \"sqlite\"", "kind = \"mysql\""));
+        let expected = "kind \"mysql\" is not one of sqlite, postgres, container or dir";
+        assert!(found.iter().any(|p| p.line == 6 && p.message.contains(expected)), "{found:?}");
+        let only_dir = Registry::new().with(lifeboat::dir::DirBackend).unwrap();
+        match Config::parse(MINIMAL, Path::new("m.toml"), &env(&[]), &only_dir) {
+            Err(DaemonError::InvalidConfig { problems, .. }) => {
+                assert!(problems[0].message.contains("is not one of dir"), "{problems:?}");
+            }
+            other => panic!("expected problems, got {other:?}"),
+        }
+        // A key of another kind names the kinds that take it; a typo gets a did-you-mean
+        // among the keys of the job's own kind.
+        let text = format!("{MINIMAL}changed_only = true\nexclude = [\"*.tmp\"]\n");
+        let found = problems(&text);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.line == 10
+                    && p.message.contains("`changed_only` is only for container jobs")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.line == 11 && p.message.contains("`exclude` is only for dir jobs")),
+            "{found:?}"
+        );
+        let text = MINIMAL.replace("sqlite", "dir") + "exclued = [\"*.tmp\"]\n";
+        let found = problems(&text);
+        assert!(
+            found.iter().any(|p| p.line == 10 && p.message.contains("did you mean `exclude`")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn drill_options_come_from_the_file_or_their_environment_variable() {
+        let server = "postgres://drill@staging/postgres";
+        let text = MINIMAL.replacen('\n', &format!("\npostgres_server = \"{server}\"\n"), 1);
+        let c = parse(&text, Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.drill_options.value("postgres-server"), Some(server));
+        let vars = env(&[("LIFEBOAT_DRILL_POSTGRES", "postgres://other/postgres")]);
+        let c = parse(&text, Path::new("m.toml"), &vars).unwrap();
+        assert_eq!(c.drill_options.value("postgres-server"), Some("postgres://other/postgres"));
+        let c = parse(MINIMAL, Path::new("m.toml"), &env(&[])).unwrap();
+        assert!(c.drill_options.is_empty());
+    }
+
+    #[test]
+    fn the_scheduler_alone_needs_no_tokens() {
+        let text = MINIMAL.replace("tokens = [\"a-long-random-token\"]", "");
+        assert!(problems(&text).iter().any(|p| p.message.contains("no API tokens")));
+        let c =
+            Config::parse_scheduler(&text, Path::new("m.toml"), &env(&[]), &lifeboat::backends())
+                .unwrap();
+        assert!(c.tokens.is_empty());
     }
 
     #[test]

@@ -76,14 +76,6 @@ pub enum DaemonError {
         /// The name asked for.
         job: String,
     },
-    /// A job's kind is not available in this build.
-    #[error("job {job:?}: {kind} jobs are not supported in this build")]
-    KindNotSupported {
-        /// The job.
-        job: String,
-        /// Its kind.
-        kind: String,
-    },
     /// A repository operation failed.
     #[error(transparent)]
     Store(Box<lifeboat_store::StoreError>),
@@ -115,7 +107,6 @@ impl DaemonError {
             DaemonError::Io { .. } => Some("check the folder exists and the service user may write to it (state_dir, heartbeat_dir)".into()),
             DaemonError::Listen { .. } => Some("another process may use the port; change `listen` or stop the other process".into()),
             DaemonError::UnknownJob { .. } => Some("GET /api/config lists the jobs".into()),
-            DaemonError::KindNotSupported { .. } => Some("use a build with the container backend, or back it up as a dir job".into()),
             DaemonError::Store(source) => source.hint(),
             DaemonError::Core(e) => e.hint(),
         }

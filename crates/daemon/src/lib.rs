@@ -14,13 +14,21 @@
 //!   with its limits; [`supervise`]: deadlines, caught panics, the run watchdog;
 //!   [`notify`]: systemd readiness and watchdog.
 //!
+//! It names no backend: the caller hands it a [`Registry`](lifeboat_core::Registry) (the
+//! `lifeboat` crate's `backends()`, plus a team's own), which gives the kinds a job may have,
+//! each kind's job keys, and the backups, drills and restores.
+//!
 //! ```no_run
-//! # async fn demo() -> Result<(), lifeboat_daemon::DaemonError> {
+//! # async fn demo(registry: lifeboat_core::Registry) -> Result<(), lifeboat_daemon::DaemonError> {
 //! use lifeboat_daemon::config::{Config, ProcessEnv};
-//! let config = Config::load(std::path::Path::new("/etc/lifeboat/lifeboatd.toml"), &ProcessEnv)?;
-//! lifeboat_daemon::service::run(config).await
+//! let path = std::path::Path::new("/etc/lifeboat/lifeboatd.toml");
+//! let config = Config::load(path, &ProcessEnv, &registry)?;
+//! lifeboat_daemon::service::run(config, registry).await
 //! # }
 //! ```
+//!
+//! Without the HTTP API, [`service::open`] then [`service::run_scheduler`] run the scheduled
+//! backups, retention, verification and drills inside a service of one's own.
 
 pub mod alerts;
 pub mod api;

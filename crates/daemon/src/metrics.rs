@@ -20,7 +20,7 @@ struct Family<'a> {
 pub fn render(d: &Daemon) -> String {
     let view = d.view();
     let now = Utc::now();
-    let by_name = lifeboat_ops::stats::by_name(&view.snapshots);
+    let by_name = lifeboat_store::stats::by_name(&view.snapshots);
     let mut families = vec![
         Family {
             name: "lifeboat_last_success_timestamp_seconds",
@@ -101,7 +101,7 @@ pub fn render(d: &Daemon) -> String {
         let success = d.catalog.last_success(name).ok().flatten();
         let last = d.catalog.last_backup(name).ok().flatten();
         let counts = d.catalog.counts(name).unwrap_or_default();
-        // A label-selector job's snapshots are named `JOB/CONTAINER`.
+        // A selection's snapshots are named `JOB/MEMBER`.
         let (snapshots, stored) = by_name
             .iter()
             .filter(|(snapshot, _)| belongs_to(snapshot, name))

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use lifeboat_core::drill::drill;
 use lifeboat_core::retention::PolicySet;
 use lifeboat_core::{NoProgress, Verifier, VerifyReport};
-use lifeboat_ops::{Target, backend_for, drill_backends, source_for};
-use lifeboat_store::{BackupOptions, RepositoryVerifier, StoredSnapshot};
+use lifeboat_store::{BackupOptions, MemberOutcome, RepositoryVerifier, StoredSnapshot};
 use tracing::{info, warn};
 
 use crate::alerts::{Alert, Event};
 use crate::catalog::{Operation, Outcome};
-use crate::config::{Job, JobKind, VerifyLevel};
+use crate::config::{Job, VerifyLevel};
 use crate::error::DaemonError;
 use crate::heartbeat;
 use crate::state::{Daemon, JobState, lock};
@@ -37,32 +36,6 @@ pub enum StartError {
     /// The run could not be recorded.
     #[error(transparent)]
     Catalog(#[from] DaemonError),
-}
-
-/// The backup target of `job`.
-///
-/// # Errors
-/// [`DaemonError::KindNotSupported`] for kinds this build has no backend for.
-pub fn target_of(job: &Job) -> Result<Target, DaemonError> {
-    Ok(match job.kind {
-        JobKind::Sqlite => Target::Sqlite { path: job.target.clone().into() },
-        JobKind::Postgres => {
-            Target::Postgres { url: job.target.clone(), connections: job.connections }
-        }
-        JobKind::Dir => {
-            Target::Dir { path: job.target.clone().into(), excludes: job.excludes.clone() }
-        }
-        JobKind::Container if job.selector.is_none() => {
-            Target::Container { name: job.target.clone() }
-        }
-        JobKind::Container => {
-            // A selector names many containers; the runner captures each in turn.
-            return Err(DaemonError::KindNotSupported {
-                job: job.name.clone(),
-                kind: "container (label selector) as one target".into(),
-            });
-        }
-    })
 }
 
 /// Starts a backup of `name` in the background; returns its run id. Refuses when one is
@@ -179,53 +152,36 @@ async fn backup_run(d: &Arc<Daemon>, state: &JobState, run: i64) {
     }
 }
 
-/// Captures `target` as snapshot `name` with the job's tags and options.
-async fn capture(
-    d: &Daemon,
-    job: &Job,
-    target: &Target,
-    name: String,
-) -> Result<StoredSnapshot, lifeboat_core::Error> {
-    let source = source_for(target)?;
+/// Backs up every member of the job's target (one, or each container a label selects, as
+/// snapshot `JOB/MEMBER`), going on past a member's failure; fails at the end naming every
+/// member that failed.
+async fn capture(d: &Daemon, job: &Job) -> Result<Vec<StoredSnapshot>, String> {
     let options = BackupOptions {
-        name: Some(name),
+        name: Some(job.name.clone()),
         tags: job.tags.clone(),
-        changed_only: job.changed_only,
         ..BackupOptions::default()
     };
-    Ok(d.repo.backup(source.as_ref(), &options, &NoProgress).await?)
-}
-
-/// Every container the job's label selector matches, each as snapshot `JOB/CONTAINER`; goes
-/// on past a failure and fails at the end naming every container that failed.
-async fn capture_selected(
-    d: &Daemon,
-    job: &Job,
-    selector: &str,
-) -> Result<Vec<StoredSnapshot>, String> {
-    let label = selector.strip_prefix("label=").unwrap_or(selector);
-    let names =
-        lifeboat_container::containers_with_label(label).await.map_err(|e| e.to_string())?;
-    if names.is_empty() {
-        return Err(format!("no container carries the label {label}"));
-    }
+    let outcomes = d
+        .repo
+        .backup_target(&d.registry, &job.spec, &options, &NoProgress, &mut |_| {})
+        .await
+        .map_err(|e| e.to_string())?;
+    let total = outcomes.len();
     let (mut snaps, mut failures) = (Vec::new(), Vec::new());
-    for container in &names {
-        let target = Target::Container { name: container.clone() };
-        match capture(d, job, &target, format!("{}/{container}", job.name)).await {
-            Ok(snap) => snaps.push(snap),
-            Err(e) => failures.push(format!("{container}: {e}")),
+    for MemberOutcome { member, result } in outcomes {
+        match (result, member.member) {
+            (Ok(snap), _) => snaps.push(snap),
+            // One target: its error as it is.
+            (Err(e), None) if total == 1 => return Err(e.to_string()),
+            (Err(e), which) => {
+                failures.push(format!("{}: {e}", which.unwrap_or(member.default_name)));
+            }
         }
     }
     if failures.is_empty() {
         Ok(snaps)
     } else {
-        Err(format!(
-            "{} of {} containers failed: {}",
-            failures.len(),
-            names.len(),
-            failures.join("; ")
-        ))
+        Err(format!("{} of {total} targets failed: {}", failures.len(), failures.join("; ")))
     }
 }
 
@@ -235,18 +191,10 @@ async fn backup_steps(d: &Daemon, job: &Job) -> Result<(StoredSnapshot, Vec<Stri
         message: format!("backup of job {} failed: {e}", job.name),
         snapshot: None,
     };
-    let snaps = match (job.kind, &job.selector) {
-        (JobKind::Container, Some(selector)) => {
-            capture_selected(d, job, selector).await.map_err(|e| fail(&e))?
-        }
-        _ => {
-            let target = target_of(job).map_err(|e| fail(&e))?;
-            vec![capture(d, job, &target, job.name.clone()).await.map_err(|e| fail(&e))?]
-        }
-    };
+    let snaps = capture(d, job).await.map_err(|e| fail(&e))?;
     let mut notes = Vec::new();
     if snaps.len() > 1 {
-        notes.push(format!("{} containers backed up", snaps.len()));
+        notes.push(format!("{} targets backed up", snaps.len()));
     }
     if snaps.iter().any(|s| s.manifest().unchanged) {
         let unchanged = snaps.iter().filter(|s| s.manifest().unchanged).count();
@@ -280,9 +228,9 @@ async fn check_snapshot(
     let name = snap.manifest().name.clone();
     if let Some(keep) = &job.keep {
         let policies = PolicySet { default: keep.clone(), ..PolicySet::default() };
-        match lifeboat_ops::retention::forget(&d.repo, Some(&name), &policies, false).await {
+        match lifeboat_store::retention::forget(&d.repo, Some(&name), &policies, false).await {
             Ok(groups) => {
-                let removed = lifeboat_ops::retention::removals(&groups).len();
+                let removed = lifeboat_store::retention::removals(&groups).len();
                 if removed > 0 {
                     notes.push(format!("retention removed {removed} snapshots"));
                 }
@@ -389,14 +337,13 @@ async fn drill_steps(d: &Daemon, job: &Job, run: i64) {
         let snap = view.newest(&job.name).cloned().ok_or_else(|| {
             lifeboat_core::Error::SnapshotNotFound { id: format!("latest of {:?}", job.name) }
         })?;
-        let backends = drill_backends(config.postgres_server.as_deref());
-        let backend = backend_for(&backends, &snap)?;
-        let result = drill(backend, &snap, &job.expect).await?;
+        let scratch = d.registry.drill(&snap.manifest().kind, &config.drill_options)?;
+        let result = drill(scratch.as_ref(), &snap, &job.expect).await?;
         Ok::<_, lifeboat_core::Error>(result)
     };
     let result = crate::supervise::bounded(d, &job.name, "drill", config.run_timeout, work)
         .await
-        .and_then(|r| r.map_err(|e| e.to_string()));
+        .and_then(|r| r.map_err(|e| drill_error(d, &e)));
     let (outcome, failure) = match result {
         Ok(r) if r.passed => (
             Outcome {
@@ -435,4 +382,15 @@ async fn drill_steps(d: &Daemon, job: &Job, run: i64) {
     } else {
         info!(job = %job.name, run, "drill passed");
     }
+}
+
+/// A drill's error for the run log; an option the drill lacks is named as the configuration
+/// gives it.
+fn drill_error(d: &Daemon, e: &lifeboat_core::Error) -> String {
+    let lifeboat_core::Error::MissingOption { option, .. } = e else { return e.to_string() };
+    let Some(spec) = d.registry.drill_options().into_iter().find(|s| s.name == option) else {
+        return e.to_string();
+    };
+    let env = spec.env.map(|var| format!(" or {var}")).unwrap_or_default();
+    format!("{e} (set `{}` in the configuration{env})", spec.config_key())
 }

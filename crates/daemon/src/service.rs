@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
+use lifeboat_core::Registry;
 use lifeboat_store::{Repository, StoreError};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -20,12 +21,13 @@ use crate::state::{Alarms, Daemon, JobState, RepoView, lock};
 /// The run catalog's file inside the state folder.
 pub const CATALOG_FILE: &str = "lifeboatd.db";
 
-/// Runs the service until SIGTERM or ctrl-c, then stops it gracefully.
+/// Runs the service until SIGTERM or ctrl-c, then stops it gracefully. `registry` holds the
+/// backends its jobs, drills and restores use (the one `config` was parsed with).
 ///
 /// # Errors
 /// When it cannot start: state folder, catalog, repository, listening address.
-pub async fn run(config: Config) -> Result<(), DaemonError> {
-    let (d, listener) = start(config).await?;
+pub async fn run(config: Config, registry: Registry) -> Result<(), DaemonError> {
+    let (d, listener) = start(config, registry).await?;
     let d2 = Arc::clone(&d);
     crate::supervise::spawn_loop(&d, crate::supervise::SERVICE, "reload", move || {
         reload_on_sighup(Arc::clone(&d2))
@@ -66,7 +68,25 @@ fn raise_open_files_limit() {
 ///
 /// # Errors
 /// As [`run`].
-pub async fn start(config: Config) -> Result<(Arc<Daemon>, tokio::net::TcpListener), DaemonError> {
+pub async fn start(
+    config: Config,
+    registry: Registry,
+) -> Result<(Arc<Daemon>, tokio::net::TcpListener), DaemonError> {
+    let listen = config.listen;
+    let d = open(config, registry).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| DaemonError::Listen { addr: listen, source })?;
+    Ok((d, listener))
+}
+
+/// Prepares everything but the HTTP API: the state folder, the run catalog, the repository
+/// (created when missing and `create_repository` allows), each job's state. Then
+/// [`serve`] runs the whole service, or [`run_scheduler`] only the scheduler.
+///
+/// # Errors
+/// When the state folder, the catalog or the repository cannot be opened.
+pub async fn open(config: Config, registry: Registry) -> Result<Arc<Daemon>, DaemonError> {
     raise_open_files_limit();
     std::fs::create_dir_all(&config.state_dir).map_err(|source| DaemonError::Io {
         action: "creating",
@@ -86,9 +106,6 @@ pub async fn start(config: Config) -> Result<(Arc<Daemon>, tokio::net::TcpListen
         }
         other => other?,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| DaemonError::Listen { addr: config.listen, source })?;
     let jobs = config
         .jobs
         .iter()
@@ -108,6 +125,7 @@ pub async fn start(config: Config) -> Result<(Arc<Daemon>, tokio::net::TcpListen
     let d = Arc::new(Daemon {
         settings: RwLock::new(Arc::new(config)),
         repo,
+        registry,
         catalog,
         alerts,
         jobs,
@@ -131,7 +149,50 @@ pub async fn start(config: Config) -> Result<(Arc<Daemon>, tokio::net::TcpListen
     }
     crate::settings::restore_stored(&d);
     d.refresh_view().await;
-    Ok((d, listener))
+    Ok(d)
+}
+
+/// Runs the scheduler without the HTTP API until `stop` completes: scheduled backups with
+/// their retention and verification, drills, staleness alerts, heartbeats and webhooks, as
+/// [`serve`] does, for a service of its own that embeds them. Then it stops as [`serve`]
+/// does: running backups and drills get `shutdown_grace` to finish, then are aborted.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), lifeboat_daemon::DaemonError> {
+/// use lifeboat_daemon::config::{Config, ProcessEnv};
+/// use lifeboat_daemon::service;
+///
+/// let registry = lifeboat_core::Registry::new(); // with your backends registered
+/// let text = r#"
+/// repository = "/var/lib/lifeboat/repo"
+/// [[jobs]]
+/// name = "auth"
+/// kind = "sqlite"
+/// target = "/data/auth.db"
+/// schedule = "0 0 3 * * *"
+/// keep = { daily = 14 }
+/// "#;
+/// let path = std::path::Path::new("nightly.toml");
+/// let config = Config::parse_scheduler(text, path, &ProcessEnv, &registry)?;
+/// let daemon = service::open(config, registry).await?;
+/// service::run_scheduler(daemon, service::shutdown_signal()).await
+/// # }
+/// ```
+///
+/// # Errors
+/// None today; kept for errors of running.
+pub async fn run_scheduler(
+    d: Arc<Daemon>,
+    stop: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), DaemonError> {
+    info!(jobs = d.jobs.len(), "lifeboat scheduler running");
+    crate::scheduler::start(&d);
+    stop.await;
+    info!("shutdown requested");
+    d.shutdown.send_replace(true);
+    finish_runs(&d).await;
+    info!("lifeboat scheduler stopped");
+    Ok(())
 }
 
 /// Serves the API and runs the scheduler until `stop` completes, then shuts down: no new
@@ -250,7 +311,7 @@ async fn reload_on_sighup(d: Arc<Daemon>) {
 /// The file cannot be read or has problems (all listed); nothing changes then.
 pub fn reload(d: &Daemon, env: &dyn crate::config::Env) -> Result<Vec<String>, DaemonError> {
     let old = d.config();
-    let mut new = Config::load(&old.path, env)?;
+    let mut new = Config::load(&old.path, env, &d.registry)?;
     let mut notes = Vec::new();
     let mut keep = |what: &str, changed: bool| {
         if changed {

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use lifeboat_core::Registry;
+use lifeboat_core::backend::OptionValue;
 use lifeboat_core::retention::RetentionPolicy;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -36,7 +38,7 @@ pub struct JobChange {
 
 /// The configuration as the API shows it: no tokens, no passwords.
 pub fn describe(d: &Daemon) -> Value {
-    let jobs: Vec<Value> = d.jobs.values().map(|s| job_json(&s.job())).collect();
+    let jobs: Vec<Value> = d.jobs.values().map(|s| job_json(&d.registry, &s.job())).collect();
     let config = d.config();
     json!({
         "repository": redact(&config.repository),
@@ -52,14 +54,11 @@ pub fn describe(d: &Daemon) -> Value {
     })
 }
 
-fn job_json(job: &Job) -> Value {
-    json!({
+fn job_json(registry: &Registry, job: &Job) -> Value {
+    let mut value = json!({
         "name": job.name,
-        "kind": job.kind,
-        "target": redact(&job.target),
-        "selector": job.selector,
-        "changed_only": job.changed_only,
-        "connections": job.connections,
+        "kind": job.kind(),
+        "target": redact(&job.spec.target),
         "schedule": job.schedule.to_string(),
         "keep": job.keep,
         "verify": job.verify,
@@ -68,7 +67,31 @@ fn job_json(job: &Job) -> Value {
         "rto_seconds": job.expect.rto.map(|d| d.as_secs()),
         "jitter_seconds": job.jitter.as_secs(),
         "tags": job.tags,
-    })
+    });
+    // Every job key its backend declares, as the file gives it: unset flags false, unset
+    // values null, numbers as numbers, URLs without their passwords.
+    let commands = registry.find(job.kind()).map(|b| b.commands()).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        for spec in commands.into_iter().flat_map(|c| c.options) {
+            let values = job.spec.options.values(spec.name);
+            let text = |v: &String| match v.contains("://") {
+                true => json!(redact(v)),
+                false => json!(v),
+            };
+            let option = match spec.value {
+                OptionValue::Flag => json!(job.spec.options.flag(spec.name)),
+                OptionValue::One(_) => {
+                    values.last().map_or(Value::Null, |v| match v.parse::<i64>() {
+                        Ok(n) => json!(n),
+                        Err(_) => text(v),
+                    })
+                }
+                OptionValue::Many(_) => Value::Array(values.iter().map(text).collect()),
+            };
+            fields.entry(spec.config_key()).or_insert(option);
+        }
+    }
+    value
 }
 
 /// Checks the whole change first, then applies it to every job and stores it.

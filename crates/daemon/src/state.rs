@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
+use lifeboat_core::Registry;
 use lifeboat_store::format::DATA_PREFIX;
 use lifeboat_store::{Repository, StoredSnapshot};
 use serde::Serialize;
@@ -91,6 +92,8 @@ pub struct Daemon {
     pub settings: RwLock<Arc<Config>>,
     /// The repository.
     pub repo: Repository,
+    /// The backends jobs, drills and restores use, by kind.
+    pub registry: Registry,
     /// The run log.
     pub catalog: Catalog,
     /// The alert queue.
@@ -223,7 +226,7 @@ impl Daemon {
         let rpo = job.rpo(now);
         let limits = BTreeMap::from([(job.name.clone(), rpo)]);
         let newest: Vec<StoredSnapshot> = view.newest(&job.name).cloned().into_iter().collect();
-        let f = lifeboat_ops::freshness(&newest, &limits, now).pop()?;
+        let f = lifeboat_store::freshness::freshness(&newest, &limits, now).pop()?;
         // A job that has not had the time to make its first snapshot is pending, not stale.
         let young = (now - self.started).to_std().unwrap_or_default() <= rpo;
         (f.stale && !(f.newest.is_none() && young)).then_some(f.reason)
@@ -274,8 +277,8 @@ impl Daemon {
     }
 }
 
-/// Whether snapshot `name` belongs to job `job`: its own name, or `JOB/CONTAINER` for the
-/// containers a label selector matched.
+/// Whether snapshot `name` belongs to job `job`: its own name, or `JOB/MEMBER` for the
+/// members of a selection (the containers a label selector matched).
 pub fn belongs_to(name: &str, job: &str) -> bool {
     name == job || name.strip_prefix(job).is_some_and(|rest| rest.starts_with('/'))
 }

@@ -2,7 +2,7 @@
 //! flipped, cut or inserted, gives a config or a list of problems, never a panic (a SIGHUP
 //! reload of a half-written file must not take the service down).
 //!
-//! `PROPTEST_CASES=100000 cargo test --release -p lifeboat-daemon --test config_fuzz` runs
+//! `PROPTEST_CASES=100000 cargo test --release --workspace --test config_fuzz` runs
 //! longer than the suite's default 256 cases.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,7 +21,7 @@ fn env() -> BTreeMap<String, String> {
 proptest! {
     #[test]
     fn arbitrary_text_is_a_config_or_problems(text in "\\PC{0,400}") {
-        let _ = Config::parse(&text, Path::new("fuzz.toml"), &env());
+        let _ = Config::parse(&text, Path::new("fuzz.toml"), &env(), &lifeboat::backends());
     }
 
     #[test]
@@ -40,12 +40,13 @@ proptest! {
         } else {
             text.insert_str(i, &insert);
         }
-        let _ = Config::parse(&text, Path::new("fuzz.toml"), &env());
+        let _ = Config::parse(&text, Path::new("fuzz.toml"), &env(), &lifeboat::backends());
     }
 }
 
 #[test]
 fn the_example_parses() {
-    let parsed = Config::parse(EXAMPLE, Path::new("examples/lifeboatd.toml"), &env());
+    let parsed =
+        Config::parse(EXAMPLE, Path::new("examples/lifeboatd.toml"), &env(), &lifeboat::backends());
     assert!(parsed.is_ok(), "{:?}", parsed.err());
 }

@@ -26,9 +26,10 @@ mod logging;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    logging::init("info", &lifeboat::backends().quiet_logs());
+    let registry = lifeboat::backends();
+    logging::init("info", &registry.quiet_logs());
     let result = config_path(args.config, &ProcessEnv)
-        .and_then(|path| Config::load(&path, &ProcessEnv))
+        .and_then(|path| Config::load(&path, &ProcessEnv, &registry))
         .map_err(anyhow::Error::from)
         .and_then(|config| {
             if args.check {
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
                 return Ok(());
             }
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let result = runtime.block_on(lifeboat_daemon::service::run(config));
+            let result = runtime.block_on(lifeboat_daemon::service::run(config, registry));
             // Dropping the runtime would wait for blocking work that was aborted, possibly
             // forever; the shutdown already had its grace period.
             runtime.shutdown_timeout(std::time::Duration::from_secs(1));
