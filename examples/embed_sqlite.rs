@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use lifeboat::backend::Options;
 use lifeboat::{BackupOptions, Kind, NoProgress, Repository, RestoreContext, RestoreOptions};
-use lifeboat::{Snapshot, TargetSpec};
+use lifeboat::TargetSpec;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

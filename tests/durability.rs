@@ -117,7 +117,8 @@ fn a_folder_restore_is_durable_before_its_swap() {
     let target = base.join("site");
     std::fs::create_dir_all(target.join("pages")).unwrap();
     for i in 0..200 {
-        std::fs::write(target.join("pages").join(format!("{i}.html")), format!("page {i}")).unwrap();
+        std::fs::write(target.join("pages").join(format!("{i}.html")), format!("page {i}"))
+            .unwrap();
     }
     ok(lifeboat(&repo).arg("init"));
     ok(lifeboat(&repo).args(["backup", "dir"]).arg(&target));

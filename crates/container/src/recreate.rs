@@ -40,7 +40,7 @@ pub struct MountPlan {
     pub volume: Option<String>,
     /// Whether the contents are written back.
     pub fill: Fill,
-    /// The other containers using the volume, when it is attached shared ([`Fill::Never`]).
+    /// The other containers using the volume, when it is attached shared (`Fill::Never`).
     pub shared_with: Vec<String>,
 }
 

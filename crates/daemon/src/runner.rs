@@ -345,11 +345,14 @@ async fn drill_steps(d: &Daemon, job: &Job, run: i64) {
         .await
         .and_then(|r| r.map_err(|e| drill_error(d, &e)));
     let (outcome, failure) = match result {
-        Ok(r) if r.passed => (
+        Ok(r) if !r.failed() => (
             Outcome {
                 snapshot: Some(r.snapshot.clone()),
                 size: Some(r.bytes),
-                detail: Some(format!("RTO {:.1} s, RPO {:.0} s", r.rto_seconds, r.rpo_seconds)),
+                detail: Some(match &r.skipped {
+                    Some(reason) => format!("skipped: {reason}"),
+                    None => format!("RTO {:.1} s, RPO {:.0} s", r.rto_seconds, r.rpo_seconds),
+                }),
                 ..Outcome::default()
             },
             None,

@@ -64,11 +64,13 @@ pub async fn run(url: &str, registry: &Registry, request: Request<'_>) -> anyhow
             match registry.drill(&snap.manifest().kind, options) {
                 Ok(backend) => match backend.not_drillable(snap) {
                     // Nothing restorable to check; its stream was verified above.
-                    Some(reason) => report
-                        .checks
-                        .push(lifeboat_core::Check::pass("restore", format!("skipped: not drillable: {reason}"))),
+                    Some(reason) => report.checks.push(lifeboat_core::Check::pass(
+                        "restore",
+                        format!("skipped: not drillable: {reason}"),
+                    )),
                     None => {
-                        let deep = backend.restore_and_check(snap, &Expectations::default()).await?;
+                        let deep =
+                            backend.restore_and_check(snap, &Expectations::default()).await?;
                         report.checks.extend(deep.checks);
                     }
                 },
