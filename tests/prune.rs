@@ -149,7 +149,8 @@ fn a_held_lease_is_reported_and_unlock_clears_it() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo").display().to_string();
     ok(lifeboat(&repo).arg("init"));
-    // A prune killed at once leaves its lease behind for its TTL.
+    // A prune killed at once: its lease names this host, this boot and a pid that is gone,
+    // so the next prune takes it over at once instead of waiting out its TTL.
     let mut child =
         lifeboat(&repo).args(["prune"]).env("LIFEBOAT_LEASE_TTL", "1h").spawn().unwrap();
     let lock_dir = dir.path().join("repo/locks/maintenance");
@@ -162,13 +163,12 @@ fn a_held_lease_is_reported_and_unlock_clears_it() {
     }
     let _ = child.kill();
     child.wait().unwrap();
-    if leases() == 0 {
-        // It finished and released before the kill landed; hold one by hand instead.
-        std::fs::create_dir_all(&lock_dir).unwrap();
-        let lease = serde_json::json!({"owner": "x", "host": "gone-host", "pid": 4242, "operation": "prune",
-            "acquired": "2026-01-01T00:00:00Z", "expires": "2999-01-01T00:00:00Z"});
-        std::fs::write(lock_dir.join("00000000000000000009"), lease.to_string()).unwrap();
-    }
+    ok(lifeboat(&repo).args(["prune", "--grace", "0s"]));
+    // Another host's lease is respected for its TTL: reported, and cleared by unlock.
+    std::fs::create_dir_all(&lock_dir).unwrap();
+    let lease = serde_json::json!({"owner": "x", "host": "gone-host", "pid": 4242, "operation": "prune",
+        "acquired": "2026-01-01T00:00:00Z", "expires": "2999-01-01T00:00:00Z"});
+    std::fs::write(lock_dir.join("00000000000000000099"), lease.to_string()).unwrap();
     let err = fails(lifeboat(&repo).arg("prune"));
     assert!(err.contains("locked by prune") && err.contains("lifeboat unlock"), "{err}");
     let out = ok(lifeboat(&repo).arg("unlock"));

@@ -18,9 +18,9 @@ use crate::repository::Repository;
 /// use lifeboat_store::S3Options;
 /// let options = S3Options::new("backups", "platform/auth")
 ///     .endpoint("http://127.0.0.1:9000")
-///     .credentials("key-id", "secret");
+///     .credentials("key-id", "s3cr3t-value");
 /// assert_eq!(options.url(), "s3://backups/platform/auth");
-/// assert!(!format!("{options:?}").contains("secret"), "the secret is never printed");
+/// assert!(!format!("{options:?}").contains("s3cr3t-value"), "the secret is never printed");
 /// ```
 #[derive(Clone, Default)]
 pub struct S3Options {

@@ -112,7 +112,10 @@ fn a_teams_own_backend_backs_up_lists_verifies_drills_and_restores() {
         "--json",
     ])))
     .unwrap();
-    assert!(again["stored"].as_u64().unwrap() < 2048, "deduplicated: {again}");
+    // An RDB of an unchanged server differs only in its header (its creation time): the
+    // second is stored as a delta against the first.
+    let (stored, size) = (again["stored"].as_u64().unwrap(), again["size"].as_u64().unwrap());
+    assert!(stored * 3 < size, "deduplicated: {again}");
 
     let listed: Vec<serde_json::Value> =
         serde_json::from_str(&ok(lifeboat(&repo).args(["snapshots", "--json"]))).unwrap();

@@ -28,7 +28,8 @@ pub async fn run(
     let BackupArgs { name, tags, json } = BackupArgs::from_arg_matches(args)?;
     let spec = TargetSpec {
         kind: backend.kind(),
-        target: args.get_one::<String>(TARGET).cloned().unwrap_or_default(),
+        // A command that selects by option (`containers --label`) has no positional target.
+        target: args.try_get_one::<String>(TARGET).ok().flatten().cloned().unwrap_or_default(),
         options: options(args, &command.options),
     };
     registry.check(&spec)?;

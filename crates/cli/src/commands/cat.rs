@@ -29,7 +29,7 @@ pub async fn run(
     out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
-    let snap = repo.find(selector, name).await?;
+    let snap = super::find(&repo, selector, name).await?;
     match out {
         Some(path) => to_file(&snap, path).await?,
         None => to_stdout(&snap).await?,

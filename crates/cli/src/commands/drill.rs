@@ -54,7 +54,7 @@ pub async fn run(url: &str, registry: &Registry, request: Request) -> anyhow::Re
     }
 
     let targets: Vec<StoredSnapshot> = if let Some(selector) = &request.snapshot {
-        vec![repo.find(selector, None).await?]
+        vec![super::find(&repo, selector, None).await?]
     } else {
         let snaps = repo.snapshots().await?;
         let mut latest: BTreeMap<String, StoredSnapshot> = BTreeMap::new();

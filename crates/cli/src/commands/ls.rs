@@ -15,7 +15,7 @@ pub async fn run(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
-    let snap = repo.find(selector, name).await?;
+    let snap = super::find(&repo, selector, name).await?;
     let entries = registry.entries(&snap, prefix).await?;
     if json {
         print_json(&entries)?;

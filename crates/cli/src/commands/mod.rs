@@ -128,6 +128,24 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
     }
 }
 
+/// The snapshot `selector` names (an id, a prefix, or `latest` of `name`), with the command
+/// line's words in the hint when `latest` is ambiguous without `--name`.
+pub async fn find(
+    repo: &lifeboat_store::Repository,
+    selector: &str,
+    name: Option<&str>,
+) -> anyhow::Result<lifeboat_store::StoredSnapshot> {
+    match repo.find(selector, name).await {
+        Err(lifeboat_store::StoreError::Core(lifeboat_core::Error::InvalidInput {
+            what, ..
+        })) if selector == "latest" && name.is_none() => {
+            let hint = "pass --name NAME to say which one, or give a snapshot id".to_string();
+            Err(lifeboat_core::Error::InvalidInput { what, hint }.into())
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Opens the repository at `url`; `LIFEBOAT_LEASE_TTL` (e.g. `30s`) shortens leases, so a
 /// crashed process frees the repository sooner.
 pub async fn open_repo(url: &str) -> anyhow::Result<lifeboat_store::Repository> {

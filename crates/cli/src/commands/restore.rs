@@ -17,7 +17,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let RestoreArgs { snapshot, to, name, force, create, dry_run, json } = args;
     let repo = super::open_repo(url).await?;
-    let snap = repo.find(&snapshot, name.as_deref()).await?;
+    let snap = super::find(&repo, &snapshot, name.as_deref()).await?;
     let options = RestoreOptions { force, create };
     let plan = registry.plan_restore(&snap, &to, &options, selection).await?;
     if dry_run {

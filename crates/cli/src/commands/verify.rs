@@ -28,7 +28,7 @@ pub async fn run(url: &str, registry: &Registry, request: Request<'_>) -> anyhow
     let Request { selector, name, read_data, restore, json } = request;
     let repo = super::open_repo(url).await?;
     let snaps = match selector {
-        Some(sel) => vec![repo.find(sel, name).await?],
+        Some(sel) => vec![super::find(&repo, sel, name).await?],
         None => repo
             .snapshots()
             .await?
