@@ -9,9 +9,9 @@
 
 use std::path::PathBuf;
 
+use lifeboat::TargetSpec;
 use lifeboat::backend::Options;
 use lifeboat::{BackupOptions, Kind, NoProgress, Repository, RestoreContext, RestoreOptions};
-use lifeboat::TargetSpec;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
