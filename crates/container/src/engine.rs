@@ -3,12 +3,7 @@
 
 use bollard::Docker;
 
-use crate::error::{ContainerError, Result};
-
-/// Where the engine is expected, for messages.
-pub(crate) fn socket_description() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
-}
+use crate::error::{ContainerError, Result, socket_description};
 
 /// Connects to the engine and negotiates the API version.
 ///

@@ -82,12 +82,17 @@ impl ContainerError {
                 ContainerError::EngineUnavailable { socket, reason: "socket not found".into() }
             }
             other if is_connection_error(&other) => ContainerError::EngineUnavailable {
-                socket: crate::engine::socket_description(),
+                socket: socket_description(),
                 reason: other.to_string(),
             },
             other => ContainerError::Engine { action, subject, message: other.to_string() },
         }
     }
+}
+
+/// Where the engine is expected, for messages.
+pub(crate) fn socket_description() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
 }
 
 fn is_connection_error(e: &bollard::errors::Error) -> bool {
@@ -121,7 +126,7 @@ impl From<ContainerError> for CoreError {
                 "run `lifeboat verify --read-data`; restore from another snapshot"
             }
         };
-        CoreError::InvalidInput { what: e.to_string(), hint: hint.into() }
+        CoreError::native(lifeboat_core::Kind::CONTAINER, e, hint)
     }
 }
 

@@ -511,11 +511,10 @@ impl RestorePlan for ContainerRestorePlan {
         }
         let mut safety = None;
         if let Some(old) = &existing {
-            let tags: Tags = [(PRE_RESTORE_TAG.to_string(), self.snapshot.to_string())].into();
             let source = ContainerBackup::new(old.id.clone());
             // Named after the container it protects, as `backup container TARGET` would name
             // it: named after the restored snapshot it would pass for that snapshot's data.
-            safety = Some(ctx.safety_net.save(&source, &self.target, tags).await?);
+            safety = Some(ctx.save_safety(&source, &self.target, Tags::new()).await?);
             info!(container = %self.target, safety = ?safety, "safety snapshot taken");
         }
         let recreation = self.recreation();

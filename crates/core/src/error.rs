@@ -123,6 +123,21 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// A backend's own error, kept whole: the message and hint a user needs, and the
+    /// backend's typed error as its [`source`](std::error::Error::source), for callers that
+    /// downcast it (`PgError`, `ContainerError`, …) or walk its causes.
+    #[error("{message}")]
+    Native {
+        /// The backend.
+        kind: Kind,
+        /// What went wrong, in a sentence (the backend error's own message).
+        message: String,
+        /// What to do about it.
+        hint: String,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// Verification of a restored or stored capture failed.
     #[error("verification of {subject} failed: {}", failures.join("; "))]
     VerificationFailed {
@@ -142,6 +157,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// A backend's error as a lifeboat error, kept as the source (see [`Error::Native`]).
+    pub fn native(
+        kind: Kind,
+        error: impl std::error::Error + Send + Sync + 'static,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::Native {
+            kind,
+            message: error.to_string(),
+            hint: hint.into(),
+            source: Box::new(error),
+        }
+    }
+
     /// Wraps an I/O error on `path`.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io { action, path: path.into(), source }
@@ -192,7 +221,7 @@ impl Error {
                  new backup"
                     .into(),
             ),
-            Error::InvalidInput { hint, .. } => Some(hint.clone()),
+            Error::InvalidInput { hint, .. } | Error::Native { hint, .. } => Some(hint.clone()),
             Error::UnknownKind { .. } => Some(
                 "use a lifeboat built with that backend; listing, verify, forget and prune \
                  work without it"

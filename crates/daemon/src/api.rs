@@ -92,6 +92,7 @@ impl From<DaemonError> for ApiError {
                 _,
                 Some(
                     Core::InvalidInput { .. }
+                    | Core::Native { .. }
                     | Core::Unsupported { .. }
                     | Core::UnknownKind { .. }
                     | Core::TargetExists { .. },

@@ -69,6 +69,6 @@ impl From<DirError> for CoreError {
                 "rename the kept original back to the target (the next restore of it does so too)"
             }
         };
-        CoreError::InvalidInput { what: e.to_string(), hint: hint.into() }
+        CoreError::native(lifeboat_core::Kind::DIR, e, hint)
     }
 }

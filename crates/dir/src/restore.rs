@@ -489,8 +489,8 @@ impl RestorePlan for DirRestorePlan {
 
     async fn execute(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
         let safety_snapshot = if self.replace {
-            let tags = Tags::from([(PRE_RESTORE_TAG.to_string(), self.snapshot.to_hex())]);
-            Some(ctx.safety_net.save(&DirBackup::new(&self.target), &self.safety_name, tags).await?)
+            let current = DirBackup::new(&self.target);
+            Some(ctx.save_safety(&current, &self.safety_name, Tags::new()).await?)
         } else {
             None
         };

@@ -81,6 +81,39 @@ pub fn backends() -> Registry {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    /// A backend's error reaches an embedding service whole: its message and hint, and its
+    /// own typed error down the `source()` chain.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn a_backends_error_keeps_its_typed_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_database = dir.path().join("notes.txt");
+        std::fs::write(&not_a_database, "just text, not SQLite").unwrap();
+        let repo = crate::Repository::open_or_init("memory://").await.unwrap();
+        let spec =
+            crate::TargetSpec::new(crate::Kind::SQLITE, not_a_database.display().to_string());
+        let outcomes = repo
+            .backup_target(
+                &super::backends(),
+                &spec,
+                &Default::default(),
+                &crate::NoProgress,
+                &mut |_| {},
+            )
+            .await
+            .unwrap();
+        let err = outcomes.into_iter().next().unwrap().result.unwrap_err();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        let mut typed = None;
+        while let Some(e) = cause {
+            typed = typed.or(e.downcast_ref::<crate::sqlite::SqliteError>());
+            cause = e.source();
+        }
+        assert!(typed.is_some(), "no SqliteError below {err}");
+    }
+
     #[test]
     fn every_built_in_backend_registers() {
         let kinds = super::backends().kinds();

@@ -98,7 +98,10 @@ impl From<PgError> for CoreError {
             PgError::Query { ref reason, .. } if !connection_lost(reason) => {
                 CoreError::Backend { kind: Kind::POSTGRES, message: e.to_string() }
             }
-            other => CoreError::InvalidInput { hint: other.hint(), what: other.to_string() },
+            other => {
+                let hint = other.hint();
+                CoreError::native(Kind::POSTGRES, other, hint)
+            }
         }
     }
 }

@@ -733,15 +733,11 @@ impl PostgresRestorePlan {
     ) -> Result<(Option<SnapshotId>, u64, Vec<Check>)> {
         let safety_snapshot = match &self.replace {
             Some(_) => {
-                let tags = lifeboat_core::Tags::from([(
-                    lifeboat_core::PRE_RESTORE_TAG.to_string(),
-                    self.snapshot.to_hex(),
-                )]);
                 // Named after what it holds, the target, as backing it up would name it: a
                 // safety copy under the source's name would stand in for the source.
                 let source = crate::PostgresBackup::new(self.url.clone());
                 let name = lifeboat_core::Backup::default_name(&source);
-                Some(ctx.safety_net.save(&source, &name, tags).await?)
+                Some(ctx.save_safety(&source, &name, lifeboat_core::Tags::new()).await?)
             }
             None => None,
         };

@@ -103,7 +103,8 @@ impl SqliteError {
 
 impl From<SqliteError> for CoreError {
     fn from(e: SqliteError) -> Self {
-        CoreError::InvalidInput { hint: e.hint(), what: e.to_string() }
+        let hint = e.hint();
+        CoreError::native(Kind::SQLITE, e, hint)
     }
 }
 

@@ -230,7 +230,6 @@ impl SqliteRestorePlan {
         &self,
         ctx: &RestoreContext<'_>,
     ) -> Result<(SnapshotId, Option<String>)> {
-        let mut tags = Tags::from([(PRE_RESTORE_TAG.to_string(), self.snapshot.to_hex())]);
         // Named after the target it protects, as `backup sqlite TARGET` would name it:
         // under the restored snapshot's name it would become that name's latest data.
         let source = SqliteBackup::new(&self.target);
@@ -247,7 +246,7 @@ impl SqliteRestorePlan {
                 .ok()
                 .and_then(|()| tempfile::TempPath::try_from_path(link).ok())
         });
-        let error = match ctx.safety_net.save(&source, &name, tags.clone()).await {
+        let error = match ctx.save_safety(&source, &name, Tags::new()).await {
             Ok(id) => return Ok((id, None)),
             Err(e) => e,
         };
@@ -262,10 +261,10 @@ impl SqliteRestorePlan {
         };
         let reason = format!("{error}; integrity_check: {damage}");
         warn!(target = %self.target.display(), %reason, "the database is damaged: its safety snapshot is a raw, unverified copy");
-        tags.insert(UNVERIFIED_TAG.into(), "raw-copy-of-damaged-database".into());
+        let tags = Tags::from([(UNVERIFIED_TAG.into(), "raw-copy-of-damaged-database".into())]);
         let wal = kept_wal.as_ref().map(|k| k.to_path_buf()).unwrap_or(wal);
         let raw = RawCopy { path: self.target.clone(), wal, reason };
-        let id = ctx.safety_net.save(&raw, &name, tags).await?;
+        let id = ctx.save_safety(&raw, &name, tags).await?;
         let note = format!(
             "{} is damaged ({}): safety snapshot {} is an unverified raw copy of its file and -wal, tagged {UNVERIFIED_TAG}",
             self.target.display(),

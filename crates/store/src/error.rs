@@ -96,7 +96,7 @@ pub enum StoreError {
     #[error("the repository is locked by {} on {} (pid {}) since {} until {}", holder.operation, holder.host, holder.pid, holder.acquired.to_rfc3339(), holder.expires.to_rfc3339())]
     Locked {
         /// Who holds it.
-        holder: Box<crate::lease::LeaseInfo>,
+        holder: Box<crate::holder::LeaseInfo>,
     },
     /// The maintenance lease was taken over while we held it (ours had expired).
     #[error("the maintenance lease for {operation} was lost to another process")]

@@ -27,10 +27,12 @@
 //! ```
 
 mod backup;
+mod catalog;
 mod delta;
 mod error;
 pub mod format;
 pub mod freshness;
+mod holder;
 mod lease;
 mod local;
 mod prune;
@@ -48,7 +50,8 @@ mod verify;
 
 pub use backup::{BackupOptions, host_name};
 pub use error::{DiskProblem, Result, StoreError};
-pub use lease::{BackupLease, DEFAULT_LEASE_TTL, LOCKS_PREFIX, LeaseInfo, MaintenanceLease};
+pub use holder::{DEFAULT_LEASE_TTL, LeaseInfo};
+pub use lease::{BackupLease, LOCKS_PREFIX, MaintenanceLease};
 pub use local::LocalStore;
 pub use prune::{PruneOptions, PruneReport};
 pub use repair::RepairReport;
