@@ -35,26 +35,39 @@ pub fn fail(e: &anyhow::Error) -> ExitCode {
 }
 
 fn hint(e: &anyhow::Error) -> Option<String> {
+    use lifeboat_core::Error as Core;
+    use lifeboat_store::StoreError;
     e.chain().find_map(|cause| {
-        if let Some(e) = cause.downcast_ref::<lifeboat_store::StoreError>() {
-            e.hint()
-        } else if let Some(lifeboat_core::Error::MissingOption { option, why, .. }) =
-            cause.downcast_ref::<lifeboat_core::Error>()
-        {
-            Some(format!("pass {} ({why})", crate::backends::flag_text(crate::registry(), option)))
-        } else if let Some(lifeboat_core::Error::TargetExists { .. }) =
-            cause.downcast_ref::<lifeboat_core::Error>()
-        {
-            // The library says "the force option"; here it is a flag.
-            Some(
-                "pass --force to replace it (a pre-restore safety snapshot is taken first), or \
-                 restore to a new path"
-                    .into(),
-            )
-        } else {
-            cause.downcast_ref::<lifeboat_core::Error>().and_then(|e| e.hint())
+        let store = cause.downcast_ref::<StoreError>();
+        let core = match store {
+            Some(StoreError::Core(core)) => Some(core),
+            _ => cause.downcast_ref::<Core>(),
+        };
+        match (store, core) {
+            (_, Some(core)) => command_line_hint(core),
+            (Some(StoreError::NotInitialised { .. }), None) => {
+                Some("create it with `lifeboat init`, or check --repo / LIFEBOAT_REPO".into())
+            }
+            (Some(store), None) => store.hint(),
+            (None, None) => None,
         }
     })
+}
+
+/// A library error's hint in the command line's words: options become flags.
+fn command_line_hint(e: &lifeboat_core::Error) -> Option<String> {
+    use lifeboat_core::Error as Core;
+    match e {
+        Core::MissingOption { option, why, .. } => {
+            Some(format!("pass {} ({why})", crate::backends::flag_text(crate::registry(), option)))
+        }
+        Core::TargetExists { .. } => Some(
+            "pass --force to replace it (a pre-restore safety snapshot is taken first), or \
+             restore to a new path"
+                .into(),
+        ),
+        other => other.hint(),
+    }
 }
 
 /// `n` followed by `noun`, plural when `n` is not 1 ("1 snapshot", "3 snapshots").

@@ -117,7 +117,7 @@ impl StoreError {
                 Some("use a path, file:///path, s3://bucket/prefix or memory://".into())
             }
             StoreError::NotInitialised { .. } => {
-                Some("create it with `lifeboat init`, or check --repo / LIFEBOAT_REPO".into())
+                Some("create it first (`lifeboat init`), or check the repository URL".into())
             }
             StoreError::AlreadyInitialised { .. } => {
                 Some("nothing to do: use the repository as it is".into())
