@@ -11,6 +11,9 @@ pub use lifeboat_testkit::*;
 pub fn lifeboat(repo: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
     cmd.arg("--repo").arg(repo).env_remove("LIFEBOAT_REPO").env("LIFEBOAT_LOG", "warn");
+    for var in ["LIFEBOAT_PASSWORD", "LIFEBOAT_PASSWORD_FILE", "LIFEBOAT_PASSWORD_COMMAND"] {
+        cmd.env_remove(var);
+    }
     cmd
 }
 

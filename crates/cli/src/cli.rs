@@ -12,6 +12,15 @@ pub struct Cli {
     #[arg(long, global = true, env = "LIFEBOAT_REPO", default_value = lifeboat_store::DEFAULT_REPOSITORY)]
     pub repo: String,
 
+    /// Read the repository password from this file (one trailing line end is dropped).
+    /// Without it, `LIFEBOAT_PASSWORD` holds the password itself.
+    #[arg(long, global = true, env = "LIFEBOAT_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Run this shell command and use what it prints as the repository password.
+    #[arg(long, global = true, env = "LIFEBOAT_PASSWORD_COMMAND", value_name = "COMMAND")]
+    pub password_command: Option<String>,
+
     /// More log output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -25,7 +34,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new, empty repository.
-    Init,
+    Init {
+        /// Encrypt it (the password from LIFEBOAT_PASSWORD, --password-file or
+        /// --password-command).
+        #[arg(long)]
+        encrypt: bool,
+    },
+    /// The passwords of an encrypted repository.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Take a snapshot of a target (one subcommand per kind of target).
     Backup(BackupCommand),
     /// List snapshots.
@@ -214,6 +231,34 @@ pub enum Command {
         /// Write to this file (via a temporary file renamed once verified) instead of stdout.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+    },
+}
+
+/// What `key` does.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the repository's keys (`*` marks the one this password opened).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a password (from --new-password-file or LIFEBOAT_NEW_PASSWORD).
+    Add {
+        /// Read the new password from this file.
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+    },
+    /// Remove a key by its id (or a unique prefix); the last key is never removed.
+    Remove {
+        /// The key's id, as `key list` shows it.
+        id: String,
+    },
+    /// Change the password that opened the repository: add the new key, then remove this one.
+    Passwd {
+        /// Read the new password from this file.
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
     },
 }
 

@@ -23,6 +23,7 @@ mod interrupt;
 #[doc(hidden)]
 pub mod logging;
 mod output;
+mod password;
 mod progress;
 
 /// The registry of this run, for hints that name its options.

@@ -19,6 +19,7 @@ use lifeboat_core::{
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info};
 
+use crate::crypt::Domain;
 use crate::delta::BaseFinder;
 use crate::error::{Result, StoreError};
 use crate::format::{
@@ -192,7 +193,8 @@ impl Repository {
 
     /// Writes `manifest` as a new snapshot (one conditional create).
     async fn save_manifest(&self, manifest: Manifest) -> Result<StoredSnapshot> {
-        let body = encode_metadata(&manifest, "new manifest")?;
+        let body =
+            self.crypt().seal(Domain::Manifest, encode_metadata(&manifest, "new manifest")?)?;
         let id = Digest::of(&body);
         self.create_bytes(&snapshot_key(&id), Bytes::from(body)).await?;
         info!(snapshot = %id, name = %manifest.name, size = manifest.size, stored = manifest.stored, "snapshot saved");
@@ -354,7 +356,7 @@ impl Repository {
     }
 
     async fn upload_pack(&self, pack: PackBuilder) -> Result<PackEntry> {
-        let (bytes, entry) = pack.finish()?;
+        let (bytes, entry) = pack.finish_in(self.crypt())?;
         debug!(pack = %entry.id, size = entry.size, blobs = entry.blobs.len(), "uploading pack");
         self.put_bytes(&pack_key(&entry.id), Bytes::from(bytes)).await?;
         Ok(entry)
@@ -381,9 +383,10 @@ async fn seal(
     level: i32,
 ) -> Result<Sealed> {
     let plain = chunk.len() as u32;
+    let crypt = repo.crypt().clone();
     let (id, head, tail) = blocking({
-        let chunk = chunk.clone();
-        move || Ok((Digest::of(&chunk), head_of(&chunk), tail_of(&chunk)))
+        let (chunk, crypt) = (chunk.clone(), crypt.clone());
+        move || Ok((crypt.chunk_id(&chunk), head_of(&chunk), tail_of(&chunk)))
     })
     .await?;
     if known.contains_key(&id) {
@@ -407,11 +410,13 @@ async fn seal(
                     // Worth a second read only when clearly smaller than the chunk whole,
                     // judged first by the guess, then by compressing it whole.
                     if (delta.len() as u64) * 2 < guess {
-                        return Ok((delta, true));
+                        return Ok((crypt.seal(Domain::Blob(id), delta)?, true));
                     }
                     let whole = compress::compress(&chunk, level)
                         .map_err(|e| compressing(e, "compressing a chunk"))?;
-                    Ok(if delta.len() * 2 < whole.len() { (delta, true) } else { (whole, false) })
+                    let (blob, is_delta) =
+                        if delta.len() * 2 < whole.len() { (delta, true) } else { (whole, false) };
+                    Ok((crypt.seal(Domain::Blob(id), blob)?, is_delta))
                 })
                 .await?;
                 let base = blob.1.then_some(base_id);
@@ -423,7 +428,9 @@ async fn seal(
         }
     }
     let blob = blocking(move || {
-        compress::compress(&chunk, level).map_err(|e| compressing(e, "compressing a chunk"))
+        let blob =
+            compress::compress(&chunk, level).map_err(|e| compressing(e, "compressing a chunk"))?;
+        crypt.seal(Domain::Blob(id), blob)
     })
     .await?;
     Ok(Sealed { id, plain, blob: Some(blob), base: None, head, tail })

@@ -7,6 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 use lifeboat_core::{Digest, Error as CoreError, Manifest};
 use object_store::ObjectStoreExt;
 
+use crate::crypt::Domain;
 use crate::error::{Result, StoreError};
 use crate::format::{SNAPSHOTS_PREFIX, decode_metadata, id_from_key, snapshot_key};
 use crate::repository::{LIST_CONCURRENCY, Repository};
@@ -81,6 +82,7 @@ impl Repository {
             }
             .into());
         }
+        let body = self.crypt().open(key.as_ref(), Domain::Manifest, body)?;
         let manifest: Manifest = decode_metadata(key.as_ref(), &body)?;
         Ok(StoredSnapshot::new(self.clone(), id, manifest))
     }

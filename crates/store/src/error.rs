@@ -104,6 +104,38 @@ pub enum StoreError {
         /// What we were doing.
         operation: String,
     },
+    /// The repository is encrypted and no password was given.
+    #[error("the repository at {url} is encrypted: give a password")]
+    KeyRequired {
+        /// The repository URL.
+        url: String,
+    },
+    /// No key slot of the repository opens with the password given.
+    #[error("wrong password for the repository at {url}: no key of it opens with this password")]
+    WrongPassword {
+        /// The repository URL.
+        url: String,
+    },
+    /// A key operation on a plaintext repository.
+    #[error("the repository at {url} is not encrypted: it has no keys")]
+    NotEncrypted {
+        /// The repository URL.
+        url: String,
+    },
+    /// No key slot, or more than one, has the id given.
+    #[error("{matches} keys match {id:?}")]
+    KeyNotFound {
+        /// The id (or prefix) given.
+        id: String,
+        /// How many slots it matched.
+        matches: usize,
+    },
+    /// Removing the repository's only key was refused.
+    #[error("key {id} is the repository's last key: removing it would lock everyone out")]
+    LastKey {
+        /// The slot's id.
+        id: String,
+    },
     /// A domain error (corrupt chunk, snapshot not found, capture failure).
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -164,6 +196,24 @@ impl StoreError {
             ),
             StoreError::LeaseLost { .. } => {
                 Some("nothing was deleted after the loss; run the command again".into())
+            }
+            StoreError::KeyRequired { .. } => Some(
+                "set LIFEBOAT_PASSWORD or LIFEBOAT_PASSWORD_FILE, or pass --password-file or \
+                 --password-command"
+                    .into(),
+            ),
+            StoreError::WrongPassword { .. } => Some(
+                "check the password (LIFEBOAT_PASSWORD, --password-file); nothing was written"
+                    .into(),
+            ),
+            StoreError::NotEncrypted { .. } => {
+                Some("keys exist only in repositories made with `lifeboat init --encrypt`".into())
+            }
+            StoreError::KeyNotFound { .. } => Some(
+                "`lifeboat key list` shows the ids; give one, or enough of it to be unique".into(),
+            ),
+            StoreError::LastKey { .. } => {
+                Some("add another key first (`lifeboat key add`), then remove this one".into())
             }
             StoreError::Core(e) => e.hint(),
         }

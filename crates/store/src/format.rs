@@ -8,6 +8,7 @@ use object_store::path::Path;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::crypt::{Crypt, Domain};
 use crate::error::{Result, StoreError};
 
 /// The repository format version this build writes and reads.
@@ -48,7 +49,8 @@ pub struct RepoConfig {
     pub compression_level: i32,
     /// Target pack size in bytes.
     pub pack_size: u64,
-    /// Encryption at rest: `none` (room for `aes-256-gcm` later without a format break).
+    /// Encryption at rest: `none`, or `xchacha20-poly1305` (every object but this one and
+    /// the key slots sealed; chunk ids keyed; see `docs/repository-format.md`).
     pub encryption: String,
 }
 
@@ -69,6 +71,11 @@ impl RepoConfig {
 }
 
 impl RepoConfig {
+    /// Whether objects are sealed (see [`crate::Password`]).
+    pub fn encrypted(&self) -> bool {
+        self.encryption != "none"
+    }
+
     /// Reads and checks a config object: a version this build reads, usable chunker limits,
     /// an encryption it supports.
     ///
@@ -99,7 +106,7 @@ impl RepoConfig {
                 config.pack_size
             )));
         }
-        if config.encryption != "none" {
+        if config.encryption != "none" && config.encryption != crate::crypt::ENCRYPTION {
             return Err(malformed(format!(
                 "encryption {:?} is not supported by this build",
                 config.encryption
@@ -289,8 +296,13 @@ impl PackBuilder {
     ///
     /// # Errors
     /// Never in practice (serialising plain data).
-    pub fn finish(mut self) -> Result<(Vec<u8>, PackEntry)> {
-        let trailer = encode_metadata(&self.blobs, "new pack")?;
+    pub fn finish(self) -> Result<(Vec<u8>, PackEntry)> {
+        self.finish_in(&Crypt::Plain)
+    }
+
+    /// As [`PackBuilder::finish`], the trailer sealed as `crypt` says.
+    pub(crate) fn finish_in(mut self, crypt: &Crypt) -> Result<(Vec<u8>, PackEntry)> {
+        let trailer = crypt.seal(Domain::Trailer, encode_metadata(&self.blobs, "new pack")?)?;
         self.buf.extend_from_slice(&trailer);
         self.buf.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(PACK_MAGIC);
@@ -330,10 +342,20 @@ pub fn pack_trailer_len(key: &str, tail: &[u8], pack_size: u64) -> Result<u64> {
 /// # Errors
 /// [`StoreError::Malformed`] when the trailer is missing or invalid.
 pub fn read_pack_trailer(key: &str, pack: &[u8]) -> Result<Vec<BlobEntry>> {
+    read_pack_trailer_in(key, pack, &Crypt::Plain)
+}
+
+/// As [`read_pack_trailer`], the trailer opened as `crypt` says.
+pub(crate) fn read_pack_trailer_in(
+    key: &str,
+    pack: &[u8],
+    crypt: &Crypt,
+) -> Result<Vec<BlobEntry>> {
     let n = pack.len();
     let len = pack_trailer_len(key, pack, n as u64)? as usize;
-    let blobs: Vec<BlobEntry> =
-        decode_metadata(key, &pack[n - PACK_FOOTER - len..n - PACK_FOOTER])?;
+    let body =
+        crypt.open_slice(key, Domain::Trailer, &pack[n - PACK_FOOTER - len..n - PACK_FOOTER])?;
+    let blobs: Vec<BlobEntry> = decode_metadata(key, &body)?;
     check_blobs(key, &blobs, (n - PACK_FOOTER - len) as u64)?;
     Ok(blobs)
 }
@@ -363,6 +385,11 @@ fn check_blobs(key: &str, blobs: &[BlobEntry], blob_bytes: u64) -> Result<()> {
 /// [`lifeboat_core::Error::Corrupt`] when the hash differs; [`StoreError::Malformed`] when
 /// the key is not an index key or the content is not a valid index file.
 pub fn decode_index(key: &Path, body: &[u8]) -> Result<IndexFile> {
+    decode_index_in(key, body, &Crypt::Plain)
+}
+
+/// As [`decode_index`], the file opened as `crypt` says.
+pub(crate) fn decode_index_in(key: &Path, body: &[u8], crypt: &Crypt) -> Result<IndexFile> {
     let Some(expected) = id_from_key(key) else {
         return Err(StoreError::Malformed {
             key: key.to_string(),
@@ -378,7 +405,8 @@ pub fn decode_index(key: &Path, body: &[u8]) -> Result<IndexFile> {
         }
         .into());
     }
-    let file: IndexFile = decode_metadata(key.as_ref(), body)?;
+    let body = crypt.open_slice(key.as_ref(), Domain::Index, body)?;
+    let file: IndexFile = decode_metadata(key.as_ref(), &body)?;
     if file.version != FORMAT_VERSION {
         return Err(StoreError::Malformed {
             key: key.to_string(),

@@ -33,6 +33,7 @@ use object_store::path::Path;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::crypt::Domain;
 use crate::error::{Result, StoreError};
 use crate::holder::{LeaseInfo, ttl_chrono};
 use crate::repository::Repository;
@@ -71,9 +72,7 @@ impl Repository {
             Err(StoreError::Core(lifeboat_core::Error::Missing { .. })) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let info: LeaseInfo = serde_json::from_slice(&body)
-            .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
-        Ok(Some((generation, info)))
+        Ok(Some((generation, self.decode_lease(&key, body)?)))
     }
 
     /// Takes the maintenance lease for `operation`.
@@ -103,11 +102,8 @@ impl Repository {
         }
         let generation = current.map_or(1, |(g, _)| g + 1);
         let info = LeaseInfo::new(operation, ttl);
-        let body = serde_json::to_vec_pretty(&info).map_err(|e| StoreError::Malformed {
-            key: MAINTENANCE.into(),
-            reason: e.to_string(),
-        })?;
-        match self.create_bytes(&generation_key(generation), Bytes::from(body)).await {
+        let body = self.encode_lease(MAINTENANCE, &info)?;
+        match self.create_bytes(&generation_key(generation), body).await {
             Ok(()) => {}
             Err(StoreError::Object {
                 source: object_store::Error::AlreadyExists { .. }, ..
@@ -155,7 +151,7 @@ impl Repository {
         let mut out = Vec::new();
         for key in self.list_keys(BACKUPS).await? {
             match self.get_bytes(&key).await {
-                Ok(body) => match serde_json::from_slice::<LeaseInfo>(&body) {
+                Ok(body) => match self.decode_lease(&key, body) {
                     Ok(info) => out.push((key, info)),
                     Err(e) => warn!(key = %key, error = %e, "ignoring unreadable backup lease"),
                 },
@@ -188,9 +184,22 @@ impl Repository {
     }
 
     async fn write_backup_lease(&self, key: &Path, info: &LeaseInfo) -> Result<()> {
+        let body = self.encode_lease(key.as_ref(), info)?;
+        self.put_bytes(key, body).await
+    }
+
+    /// A lease's bytes: JSON, sealed in an encrypted repository.
+    fn encode_lease(&self, key: &str, info: &LeaseInfo) -> Result<Bytes> {
         let body = serde_json::to_vec_pretty(info)
-            .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
-        self.put_bytes(key, Bytes::from(body)).await
+            .map_err(|e| StoreError::Malformed { key: key.into(), reason: e.to_string() })?;
+        Ok(Bytes::from(self.crypt().seal(Domain::Lease, body)?))
+    }
+
+    /// Reads what [`Repository::encode_lease`] wrote.
+    fn decode_lease(&self, key: &Path, body: Bytes) -> Result<LeaseInfo> {
+        let body = self.crypt().open(key.as_ref(), Domain::Lease, body)?;
+        serde_json::from_slice(&body)
+            .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })
     }
 }
 
@@ -209,11 +218,8 @@ impl MaintenanceLease {
         let mut info = self.info.clone();
         info.expires = Utc::now() + ttl_chrono(self.ttl);
         let next = self.generation + 1;
-        let body = serde_json::to_vec_pretty(&info).map_err(|e| StoreError::Malformed {
-            key: MAINTENANCE.into(),
-            reason: e.to_string(),
-        })?;
-        match self.repo.create_bytes(&generation_key(next), Bytes::from(body)).await {
+        let body = self.repo.encode_lease(MAINTENANCE, &info)?;
+        match self.repo.create_bytes(&generation_key(next), body).await {
             Ok(()) => {
                 self.generation = next;
                 self.info = info;

@@ -28,6 +28,7 @@
 
 mod backup;
 mod catalog;
+mod crypt;
 mod delta;
 mod error;
 pub mod format;
@@ -49,13 +50,14 @@ mod url;
 mod verify;
 
 pub use backup::{BackupOptions, host_name};
+pub use crypt::{KdfParams, KeySlot, Password};
 pub use error::{DiskProblem, Result, StoreError};
 pub use holder::{DEFAULT_LEASE_TTL, LeaseInfo};
 pub use lease::{BackupLease, LOCKS_PREFIX, MaintenanceLease};
 pub use local::LocalStore;
 pub use prune::{PruneOptions, PruneReport};
 pub use repair::RepairReport;
-pub use repository::{BlobLocation, ChunkIndex, DamagedObject, Repository};
+pub use repository::{BlobLocation, ChunkIndex, DamagedObject, KeyInfo, Repository};
 pub use s3::S3Options;
 pub use snapshot::{StoredSnapshot, read_chunk};
 pub use staging::{STAGING_MIN_AGE, StagingFile};

@@ -32,10 +32,11 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 
+use crate::crypt::Domain;
 use crate::error::{Result, StoreError};
 use crate::format::{
     DATA_PREFIX, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, id_from_key, pack_key,
-    read_pack_trailer,
+    read_pack_trailer_in,
 };
 use crate::lease::MaintenanceLease;
 use crate::repository::Repository;
@@ -155,6 +156,7 @@ impl Repository {
                 }
                 Err(e) => return Err(e),
             };
+            let body = self.crypt().open(key.as_ref(), Domain::Mark, body)?;
             let mark: PendingMark = serde_json::from_slice(&body).map_err(|e| {
                 StoreError::Malformed { key: key.to_string(), reason: e.to_string() }
             })?;
@@ -283,7 +285,8 @@ impl Repository {
                 continue;
             }
             let bytes = self.get_bytes(&key).await?;
-            let blobs = read_pack_trailer(key.as_ref(), &bytes).unwrap_or_default();
+            let blobs =
+                read_pack_trailer_in(key.as_ref(), &bytes, self.crypt()).unwrap_or_default();
             all_packs.push(PackEntry { id, size: bytes.len() as u64, blobs });
         }
         report.packs = all_packs.len() + pending.len();
@@ -359,6 +362,7 @@ impl Repository {
         let mark = PendingMark { marked_at: now, index_clean_at: now, packs: garbage };
         let body = serde_json::to_vec(&mark)
             .map_err(|e| StoreError::Malformed { key: "mark".into(), reason: e.to_string() })?;
+        let body = self.crypt().seal(Domain::Mark, body)?;
         let mark_key = Path::from(format!("{PENDING_PREFIX}/{}", Digest::of(&body)));
         self.put_bytes(&mark_key, Bytes::from(body)).await?;
         let marked: HashSet<Digest> = mark.packs.iter().map(|p| p.id).collect();
@@ -428,7 +432,7 @@ impl Repository {
     }
 
     async fn write_pack(&self, pack: PackBuilder) -> Result<PackEntry> {
-        let (bytes, entry) = pack.finish()?;
+        let (bytes, entry) = pack.finish_in(self.crypt())?;
         self.put_bytes(&pack_key(&entry.id), Bytes::from(bytes)).await?;
         Ok(entry)
     }
@@ -436,6 +440,7 @@ impl Repository {
     async fn put_json<T: Serialize>(&self, key: &Path, value: &T) -> Result<()> {
         let body = serde_json::to_vec(value)
             .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
+        let body = self.crypt().seal(Domain::Mark, body)?;
         self.put_bytes(key, Bytes::from(body)).await
     }
 }

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::error::Result;
 use crate::format::{
-    DATA_PREFIX, FORMAT_VERSION, IndexFile, PackEntry, id_from_key, read_pack_trailer,
+    DATA_PREFIX, FORMAT_VERSION, IndexFile, PackEntry, id_from_key, read_pack_trailer_in,
 };
 use crate::repository::{DamagedObject, Repository};
 
@@ -94,7 +94,7 @@ impl Repository {
                 report.damaged_packs.push(DamagedObject { key: key.to_string(), reason });
                 continue;
             }
-            match read_pack_trailer(key.as_ref(), &bytes) {
+            match read_pack_trailer_in(key.as_ref(), &bytes, self.crypt()) {
                 Ok(blobs) => packs.push(PackEntry { id, size: bytes.len() as u64, blobs }),
                 Err(e) => {
                     warn!(pack = %key, error = %e, "pack with an unreadable trailer not indexed");

@@ -10,10 +10,13 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use tracing::{debug, warn};
 
+use crate::crypt::{
+    Crypt, Domain, ENCRYPTION, KEYS_PREFIX, KdfParams, KeySlot, MasterKey, Password, slot_key,
+};
 use crate::error::{Result, StoreError};
 use crate::format::{
-    CONFIG_KEY, FORMAT_VERSION, INDEX_PREFIX, IndexFile, RepoConfig, decode_index, encode_metadata,
-    index_key,
+    CONFIG_KEY, FORMAT_VERSION, INDEX_PREFIX, IndexFile, RepoConfig, decode_index_in,
+    encode_metadata, index_key,
 };
 use crate::retry::with_retries;
 
@@ -67,6 +70,10 @@ pub(crate) struct Inner {
     url: String,
     pub(crate) store: Arc<dyn ObjectStore>,
     config: RepoConfig,
+    /// Plain, or the master key that seals every object.
+    pub(crate) crypt: Crypt,
+    /// The key slot this handle was opened (or created) with.
+    slot: RwLock<Option<String>>,
     index: RwLock<Arc<ChunkIndex>>,
     /// Locations of chunks in packs a prune has marked but not deleted: used to read, never
     /// to deduplicate against (see `prune.rs`).
@@ -91,7 +98,7 @@ impl std::fmt::Debug for Repository {
 }
 
 impl Repository {
-    /// Creates a new repository at `url` (a folder is created if needed).
+    /// Creates a new plaintext repository at `url` (a folder is created if needed).
     ///
     /// # Errors
     /// [`StoreError::AlreadyInitialised`] when one is there; URL and store errors.
@@ -102,12 +109,50 @@ impl Repository {
         Ok(repo.at(location))
     }
 
-    /// Creates a new repository in an already opened object store.
+    /// Creates a new encrypted repository at `url`, opened by `password` (more passwords
+    /// can be added with [`Repository::add_key`]).
+    ///
+    /// # Errors
+    /// As [`Repository::init`].
+    pub async fn init_encrypted(url: &str, password: &Password) -> Result<Self> {
+        let location = Location::parse(url)?;
+        let store = location.open(url, true)?;
+        let repo = Self::init_store_with(store, url, Some(password)).await?;
+        Ok(repo.at(location))
+    }
+
+    /// Creates a new plaintext repository in an already opened object store.
     ///
     /// # Errors
     /// As [`Repository::init`].
     pub async fn init_store(store: Arc<dyn ObjectStore>, url: &str) -> Result<Self> {
-        let config = RepoConfig::new();
+        Self::init_store_with(store, url, None).await
+    }
+
+    /// Creates a new repository in an already opened object store: encrypted, opened by
+    /// `password`, when one is given.
+    ///
+    /// # Errors
+    /// As [`Repository::init`].
+    pub async fn init_store_with(
+        store: Arc<dyn ObjectStore>,
+        url: &str,
+        password: Option<&Password>,
+    ) -> Result<Self> {
+        let mut config = RepoConfig::new();
+        let mut slot_id = None;
+        let crypt = match password {
+            None => Crypt::Plain,
+            Some(password) => {
+                config.encryption = ENCRYPTION.into();
+                let master = MasterKey::random()?;
+                // The first slot goes in before the config: a config that says "encrypted"
+                // is never visible without a key that opens it.
+                let slot = KeySlot::wrap(&master, password, KdfParams::default(), &config.id)?;
+                slot_id = Some(write_slot(&store, &slot).await?);
+                Crypt::Sealed(Arc::new(master))
+            }
+        };
         let body = serde_json::to_vec_pretty(&config)
             .map_err(|e| StoreError::Malformed { key: CONFIG_KEY.into(), reason: e.to_string() })?;
         let key = Path::from(CONFIG_KEY);
@@ -123,7 +168,16 @@ impl Repository {
             }
             Err(e) => return Err(StoreError::object("put", CONFIG_KEY, e)),
         }
-        Ok(Self::from_parts(url, store, config))
+        let repo = Self::from_parts(url, store, config, crypt);
+        repo.set_slot(slot_id);
+        Ok(repo)
+    }
+
+    fn set_slot(&self, slot: Option<String>) {
+        match self.inner.slot.write() {
+            Ok(mut guard) => *guard = slot,
+            Err(poisoned) => *poisoned.into_inner() = slot,
+        }
     }
 
     /// Opens the repository at `url` and loads its index.
@@ -131,9 +185,28 @@ impl Repository {
     /// # Errors
     /// [`StoreError::NotInitialised`] when there is none; URL, access and format errors.
     pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, None).await
+    }
+
+    /// Opens the encrypted repository at `url` with `password` (a plaintext repository opens
+    /// as with [`Repository::open`]; the password is then not used).
+    ///
+    /// # Errors
+    /// [`StoreError::WrongPassword`] when no key slot opens with it; as [`Repository::open`].
+    pub async fn open_with_key(url: &str, password: &Password) -> Result<Self> {
+        Self::open_with(url, Some(password)).await
+    }
+
+    /// Opens the repository at `url`, with `password` when one is given: the call for a
+    /// program that may or may not have one.
+    ///
+    /// # Errors
+    /// [`StoreError::KeyRequired`] when the repository is encrypted and no password is
+    /// given; as [`Repository::open_with_key`].
+    pub async fn open_with(url: &str, password: Option<&Password>) -> Result<Self> {
         let location = Location::parse(url)?;
         let store = location.open(url, false)?;
-        let repo = Self::open_store(store, url).await?;
+        let repo = Self::open_store_with(store, url, password).await?;
         Ok(repo.at(location))
     }
 
@@ -196,6 +269,19 @@ impl Repository {
     /// # Errors
     /// As [`Repository::open`].
     pub async fn open_store(store: Arc<dyn ObjectStore>, url: &str) -> Result<Self> {
+        Self::open_store_with(store, url, None).await
+    }
+
+    /// Opens a repository in an already opened object store, with `password` when one is
+    /// given. Nothing is written: a wrong password leaves the store as it was.
+    ///
+    /// # Errors
+    /// As [`Repository::open_with`].
+    pub async fn open_store_with(
+        store: Arc<dyn ObjectStore>,
+        url: &str,
+        password: Option<&Password>,
+    ) -> Result<Self> {
         let key = Path::from(CONFIG_KEY);
         let body =
             match with_retries("get config", || async { store.get(&key).await?.bytes().await })
@@ -208,12 +294,28 @@ impl Repository {
                 Err(e) => return Err(StoreError::object("get", CONFIG_KEY, e)),
             };
         let config = RepoConfig::parse(&body)?;
-        let repo = Self::from_parts(url, store, config);
+        let crypt = if config.encrypted() {
+            let Some(password) = password else {
+                return Err(StoreError::KeyRequired { url: url.into() });
+            };
+            let (slot, master) = unlock(&store, url, &config, password).await?;
+            debug!(slot = %slot, "repository key opened");
+            (Crypt::Sealed(Arc::new(master)), Some(slot))
+        } else {
+            (Crypt::Plain, None)
+        };
+        let repo = Self::from_parts(url, store, config, crypt.0);
+        repo.set_slot(crypt.1);
         repo.reload_index().await?;
         Ok(repo)
     }
 
-    fn from_parts(url: &str, store: Arc<dyn ObjectStore>, config: RepoConfig) -> Self {
+    fn from_parts(
+        url: &str,
+        store: Arc<dyn ObjectStore>,
+        config: RepoConfig,
+        crypt: Crypt,
+    ) -> Self {
         Repository {
             inner: Arc::new(Inner {
                 lease_ttl: std::sync::atomic::AtomicU64::new(
@@ -222,6 +324,8 @@ impl Repository {
                 url: url.into(),
                 store,
                 config,
+                crypt,
+                slot: RwLock::new(None),
                 index: RwLock::new(Arc::new(ChunkIndex::new())),
                 marked: RwLock::new(Arc::new(ChunkIndex::new())),
                 manifests: RwLock::new(HashMap::new()),
@@ -380,7 +484,7 @@ impl Repository {
                 futures::stream::iter(keys)
                     .map(|key| async move {
                         let body = self.get_bytes(&key).await?;
-                        Ok(match decode_index(&key, &body) {
+                        Ok(match decode_index_in(&key, &body, &self.inner.crypt) {
                             Ok(file) => Ok((key, file)),
                             Err(e) => {
                                 Err(DamagedObject { key: key.to_string(), reason: e.to_string() })
@@ -411,7 +515,7 @@ impl Repository {
     /// Writes one index file (its key is the SHA-256 of its bytes) and adds it to the loaded
     /// index.
     pub(crate) async fn write_index_file(&self, file: IndexFile) -> Result<Path> {
-        let body = encode_metadata(&file, "new index")?;
+        let body = self.inner.crypt.seal(Domain::Index, encode_metadata(&file, "new index")?)?;
         let key = index_key(&Digest::of(&body));
         self.put_bytes(&key, Bytes::from(body)).await?;
         self.merge_index(&file);
@@ -533,6 +637,173 @@ impl Repository {
         })
         .await
         .map_err(|e| StoreError::object("list", prefix, e))
+    }
+}
+
+/// Writes a new key slot under a fresh id (a conditional create: a slot is never replaced).
+async fn write_slot(store: &Arc<dyn ObjectStore>, slot: &KeySlot) -> Result<String> {
+    let id = hex::encode(rand::random::<[u8; 16]>());
+    let key = slot_key(&id);
+    let body = serde_json::to_vec_pretty(slot)
+        .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
+    with_retries("put key", || {
+        store.put_opts(&key, PutPayload::from(body.clone()), PutMode::Create.into())
+    })
+    .await
+    .map_err(|e| StoreError::object("create", key.to_string(), e))?;
+    Ok(id)
+}
+
+/// Every key slot with its id, in id order.
+async fn read_slots(store: &Arc<dyn ObjectStore>) -> Result<Vec<(String, KeySlot)>> {
+    let prefix = Path::from(KEYS_PREFIX);
+    let keys: Vec<Path> = with_retries("list", || async {
+        store.list(Some(&prefix)).map_ok(|m| m.location).try_collect::<Vec<_>>().await
+    })
+    .await
+    .map_err(|e| StoreError::object("list", KEYS_PREFIX, e))?;
+    let mut slots = Vec::new();
+    for key in keys {
+        let Some(id) = key.filename().map(str::to_string) else { continue };
+        let body = match with_retries("get key", || async { store.get(&key).await?.bytes().await })
+            .await
+        {
+            Ok(body) => body,
+            // Removed between list and get.
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(StoreError::object("get", key.to_string(), e)),
+        };
+        let slot: KeySlot = serde_json::from_slice(&body)
+            .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
+        slots.push((id, slot));
+    }
+    slots.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(slots)
+}
+
+/// The slot that `password` opens, and the master key in it. Only reads.
+async fn unlock(
+    store: &Arc<dyn ObjectStore>,
+    url: &str,
+    config: &RepoConfig,
+    password: &Password,
+) -> Result<(String, MasterKey)> {
+    let slots = read_slots(store).await?;
+    if slots.is_empty() {
+        return Err(StoreError::Malformed {
+            key: KEYS_PREFIX.into(),
+            reason: "the repository is encrypted but has no key slot".into(),
+        });
+    }
+    for (id, slot) in slots {
+        let key = slot_key(&id).to_string();
+        let password = password.clone();
+        let repo_id = config.id.clone();
+        // Argon2 is deliberately slow: off the async workers.
+        let opened = tokio::task::spawn_blocking(move || slot.unwrap(&key, &password, &repo_id))
+            .await
+            .map_err(|e| StoreError::Malformed {
+                key: KEYS_PREFIX.into(),
+                reason: format!("key derivation task failed: {e}"),
+            })??;
+        if let Some(master) = opened {
+            return Ok((id, master));
+        }
+    }
+    Err(StoreError::WrongPassword { url: url.into() })
+}
+
+/// One key slot as `lifeboat key list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    /// The slot's id (`keys/<id>`).
+    pub id: String,
+    /// When it was added.
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// The host that added it.
+    pub host: String,
+    /// Whether this handle was opened with it.
+    pub current: bool,
+}
+
+impl Repository {
+    /// Whether the repository's objects are sealed.
+    pub fn is_encrypted(&self) -> bool {
+        self.inner.crypt.is_sealed()
+    }
+
+    /// The key slots of an encrypted repository (empty for a plaintext one).
+    ///
+    /// # Errors
+    /// Store errors; a slot that does not parse is malformed.
+    pub async fn keys(&self) -> Result<Vec<KeyInfo>> {
+        let current =
+            self.inner.slot.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone());
+        Ok(read_slots(&self.inner.store)
+            .await?
+            .into_iter()
+            .map(|(id, slot)| KeyInfo {
+                current: current.as_deref() == Some(id.as_str()),
+                id,
+                created: slot.created,
+                host: slot.host,
+            })
+            .collect())
+    }
+
+    /// Adds a key slot for `password`; returns its id. No data is rewritten.
+    ///
+    /// # Errors
+    /// [`StoreError::NotEncrypted`] for a plaintext repository; store errors.
+    pub async fn add_key(&self, password: &Password) -> Result<String> {
+        self.add_key_with(password, KdfParams::default()).await
+    }
+
+    /// As [`Repository::add_key`], with given Argon2id parameters.
+    ///
+    /// # Errors
+    /// As [`Repository::add_key`].
+    pub async fn add_key_with(&self, password: &Password, params: KdfParams) -> Result<String> {
+        let Crypt::Sealed(master) = &self.inner.crypt else {
+            return Err(StoreError::NotEncrypted { url: self.inner.url.clone() });
+        };
+        let (master, password, repo_id) =
+            (Arc::clone(master), password.clone(), self.inner.config.id.clone());
+        let slot = tokio::task::spawn_blocking(move || {
+            KeySlot::wrap(&master, &password, params, &repo_id)
+        })
+        .await
+        .map_err(|e| StoreError::Malformed {
+            key: KEYS_PREFIX.into(),
+            reason: format!("key derivation task failed: {e}"),
+        })??;
+        write_slot(&self.inner.store, &slot).await
+    }
+
+    /// Removes the key slot `id` (a unique prefix of it is enough). The last slot is never
+    /// removed: without one nothing could open the repository again.
+    ///
+    /// # Errors
+    /// [`StoreError::KeyNotFound`], [`StoreError::LastKey`]; store errors.
+    pub async fn remove_key(&self, id: &str) -> Result<String> {
+        if !self.is_encrypted() {
+            return Err(StoreError::NotEncrypted { url: self.inner.url.clone() });
+        }
+        let slots = read_slots(&self.inner.store).await?;
+        let matching: Vec<&String> =
+            slots.iter().map(|(slot, _)| slot).filter(|slot| slot.starts_with(id)).collect();
+        let [found] = matching.as_slice() else {
+            return Err(StoreError::KeyNotFound { id: id.into(), matches: matching.len() });
+        };
+        if slots.len() < 2 {
+            return Err(StoreError::LastKey { id: (*found).clone() });
+        }
+        self.delete_key(&slot_key(found)).await?;
+        Ok((*found).clone())
+    }
+
+    pub(crate) fn crypt(&self) -> &Crypt {
+        &self.inner.crypt
     }
 }
 

@@ -8,11 +8,12 @@ use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 use lifeboat_codec::{compress, delta};
 use lifeboat_core::{
-    ByteStream, ChunkId, Digest, Error as CoreError, Manifest, Snapshot, SnapshotId, VerifiedReader,
+    ByteStream, ChunkId, Error as CoreError, Manifest, Snapshot, SnapshotId, VerifiedReader,
 };
 use tokio_util::io::StreamReader;
 use tracing::debug;
 
+use crate::crypt::Domain;
 use crate::error::{Result, StoreError};
 use crate::format::pack_key;
 use crate::repository::{BlobLocation, Repository};
@@ -97,7 +98,7 @@ async fn read_chunk_once(repo: &Repository, id: ChunkId) -> Result<Bytes> {
         .ok_or_else(|| CoreError::Missing { object: format!("chunk {id} (not in any index)") })?;
     let Some(base_id) = loc.base else {
         let blob = fetch_blob(repo, &loc).await?;
-        return decode_blob(id, loc, blob, None, Hash::Check { base: None }).await;
+        return decode_blob(repo, id, loc, blob, None, Hash::Check { base: None }).await;
     };
     let base_loc = repo.locate(&base_id).ok_or_else(|| CoreError::Missing {
         object: format!("chunk {base_id}, the base of chunk {id} (not in any index)"),
@@ -115,10 +116,11 @@ async fn read_chunk_once(repo: &Repository, id: ChunkId) -> Result<Bytes> {
     // only then is the base hashed, to say which of the two is damaged.
     let base = async {
         let blob = fetch_blob(repo, &base_loc).await?;
-        decode_blob(base_id, base_loc, blob, None, Hash::Skip).await
+        decode_blob(repo, base_id, base_loc, blob, None, Hash::Skip).await
     };
     let (blob, base) = futures::try_join!(fetch_blob(repo, &loc), base)?;
-    decode_blob(id, loc, blob, Some(base), Hash::Check { base: Some((base_id, base_loc)) }).await
+    decode_blob(repo, id, loc, blob, Some(base), Hash::Check { base: Some((base_id, base_loc)) })
+        .await
 }
 
 /// Whether [`decode_blob`] checks the chunk's hash.
@@ -137,6 +139,7 @@ async fn fetch_blob(repo: &Repository, loc: &BlobLocation) -> Result<Bytes> {
 /// Decompresses the blob of chunk `id` (against `base` for a delta) and checks its hash as
 /// `hash` says.
 async fn decode_blob(
+    repo: &Repository,
     id: ChunkId,
     loc: BlobLocation,
     blob: Bytes,
@@ -145,11 +148,12 @@ async fn decode_blob(
 ) -> Result<Bytes> {
     let key = pack_key(&loc.pack);
     let object = format!("chunk {id} in {key}");
+    let crypt = repo.crypt().clone();
     tokio::task::spawn_blocking(move || {
         // A damaged base makes its delta fail: say so rather than blame the delta.
         let damaged_base = || match (&hash, &base) {
             (Hash::Check { base: Some((base_id, base_loc)) }, Some(plain)) => {
-                let actual = Digest::of(plain);
+                let actual = crypt.chunk_id(plain);
                 (actual != *base_id).then(|| CoreError::Corrupt {
                     object: format!(
                         "chunk {base_id} in {} (the base of chunk {id})",
@@ -161,6 +165,8 @@ async fn decode_blob(
             }
             _ => None,
         };
+        // A blob that does not authenticate is never decompressed.
+        let blob = crypt.open(&object, Domain::Blob(id), blob).map_err(CoreError::from)?;
         let plain = match &base {
             None => compress::decompress(&blob, loc.plain as usize),
             Some(base) => delta::decompress_against(&blob, base, loc.plain as usize),
@@ -173,7 +179,7 @@ async fn decode_blob(
             })
         })?;
         let actual = match hash {
-            Hash::Check { .. } => Digest::of(&plain),
+            Hash::Check { .. } => crypt.chunk_id(&plain),
             Hash::Skip => id,
         };
         if actual != id {

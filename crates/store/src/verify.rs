@@ -206,6 +206,11 @@ impl RepositoryVerifier {
                 .await
                 .map_err(|e| e.to_string())?
         };
+        let body = self
+            .repo
+            .crypt()
+            .open(&name, crate::crypt::Domain::Trailer, body)
+            .map_err(|e| e.to_string())?;
         decode_metadata::<Vec<BlobEntry>>(&name, &body).map(Some).map_err(|e| e.to_string())
     }
 

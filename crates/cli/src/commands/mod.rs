@@ -13,6 +13,7 @@ mod cleanup;
 mod drill;
 mod forget;
 mod init;
+mod key;
 mod kinds;
 mod ls;
 mod prune;
@@ -27,11 +28,16 @@ mod verify;
 /// Runs the parsed command line; `matches` holds what the backends added to it.
 pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow::Result<ExitCode> {
     let repo = cli.repo;
+    crate::password::set(crate::password::Sources {
+        file: cli.password_file,
+        command: cli.password_command,
+    });
     let (_, sub) = matches.subcommand().unwrap_or(("", matches));
     // The drill options of every backend, as `drill` and `verify --restore` were given them.
     let drill_options = || crate::backends::options(sub, &registry.drill_options());
     match cli.command {
-        Command::Init => init::run(&repo).await,
+        Command::Init { encrypt } => init::run(&repo, encrypt).await,
+        Command::Key(command) => key::run(&repo, command).await,
         Command::Backup(_) => match sub.subcommand() {
             Some((command, args)) => backup::run(&repo, registry, command, args).await,
             None => Err(lifeboat_core::Error::InvalidInput {
@@ -149,7 +155,17 @@ pub async fn find(
 /// Opens the repository at `url`; `LIFEBOAT_LEASE_TTL` (e.g. `30s`) shortens leases, so a
 /// crashed process frees the repository sooner.
 pub async fn open_repo(url: &str) -> anyhow::Result<lifeboat_store::Repository> {
-    let repo = lifeboat_store::Repository::open(url).await?;
+    // The password is asked for only when the repository turns out to be encrypted: a
+    // plaintext one never runs --password-command.
+    let repo = match lifeboat_store::Repository::open(url).await {
+        Err(e @ lifeboat_store::StoreError::KeyRequired { .. }) => {
+            match crate::password::current()? {
+                Some(password) => lifeboat_store::Repository::open_with_key(url, &password).await?,
+                None => return Err(e.into()),
+            }
+        }
+        other => other?,
+    };
     if let Ok(ttl) = std::env::var("LIFEBOAT_LEASE_TTL") {
         let ttl = lifeboat_core::parse_duration(&ttl).map_err(|what| {
             lifeboat_core::Error::InvalidInput {

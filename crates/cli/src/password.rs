@@ -1,0 +1,102 @@
+//! Where the repository password comes from: `--password-command`, `--password-file`
+//! (`LIFEBOAT_PASSWORD_FILE`), or `LIFEBOAT_PASSWORD`, in that order. There is no
+//! `--password` flag on purpose: a command line is visible to every user of the host.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use lifeboat_store::Password;
+
+/// The password sources given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `--password-file` / `LIFEBOAT_PASSWORD_FILE`.
+    pub file: Option<PathBuf>,
+    /// `--password-command` / `LIFEBOAT_PASSWORD_COMMAND`.
+    pub command: Option<String>,
+}
+
+static SOURCES: OnceLock<Sources> = OnceLock::new();
+
+/// Records this run's sources (once, before any command runs).
+pub fn set(sources: Sources) {
+    let _ = SOURCES.set(sources);
+}
+
+/// The repository password, if any source gives one.
+///
+/// # Errors
+/// A file that cannot be read, a command that fails, or an empty password.
+pub fn current() -> anyhow::Result<Option<Password>> {
+    let sources = SOURCES.get().cloned().unwrap_or_default();
+    if let Some(command) = &sources.command {
+        return from_command(command).map(Some);
+    }
+    if let Some(file) = &sources.file {
+        return from_file(file).map(Some);
+    }
+    match std::env::var("LIFEBOAT_PASSWORD") {
+        Ok(text) => non_empty(text, "LIFEBOAT_PASSWORD").map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The new password of `key add` / `key passwd`: `--new-password-file`, else
+/// `LIFEBOAT_NEW_PASSWORD`.
+///
+/// # Errors
+/// When neither is given, or as [`current`].
+pub fn new_password(file: Option<&Path>) -> anyhow::Result<Password> {
+    if let Some(file) = file {
+        return from_file(file);
+    }
+    match std::env::var("LIFEBOAT_NEW_PASSWORD") {
+        Ok(text) => non_empty(text, "LIFEBOAT_NEW_PASSWORD"),
+        Err(_) => Err(lifeboat_core::Error::InvalidInput {
+            what: "no new password given".into(),
+            hint: "pass --new-password-file FILE or set LIFEBOAT_NEW_PASSWORD".into(),
+        }
+        .into()),
+    }
+}
+
+fn from_file(file: &Path) -> anyhow::Result<Password> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the password file {}", file.display()))?;
+    non_empty(text, &format!("the password file {}", file.display()))
+}
+
+fn from_command(command: &str) -> anyhow::Result<Password> {
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running --password-command")?;
+    if !output.status.success() {
+        anyhow::bail!("--password-command failed ({})", output.status);
+    }
+    let text = String::from_utf8(output.stdout)
+        .map_err(|_| anyhow::anyhow!("--password-command printed something that is not UTF-8"))?;
+    non_empty(text, "--password-command's output")
+}
+
+/// One trailing line end is not part of the password (files and `echo` end with one).
+fn non_empty(mut text: String, what: &str) -> anyhow::Result<Password> {
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.is_empty() {
+        return Err(lifeboat_core::Error::InvalidInput {
+            what: format!("{what} is empty"),
+            hint: "an encrypted repository needs a non-empty password".into(),
+        }
+        .into());
+    }
+    Ok(Password::new(text))
+}
