@@ -165,3 +165,33 @@ fn an_encrypted_repository_holds_nothing_readable_and_keys_change() {
 fn hex_bytes(hex: &str) -> Vec<u8> {
     (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
 }
+
+/// The config is not authenticated: someone who can write to the store could switch an
+/// encrypted repository to plaintext. A client that was given a password refuses such a
+/// repository instead of writing to it in the clear, and `init` with a password but without
+/// `--encrypt` is refused rather than guessed.
+#[test]
+fn a_password_never_writes_to_a_plaintext_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = sources(dir.path());
+    let (encrypted, plain) = (dir.path().join("enc"), dir.path().join("plain"));
+    let (encrypted_url, plain_url) = (encrypted.display().to_string(), plain.display().to_string());
+    let err = fails(lifeboat(&plain_url).env("LIFEBOAT_PASSWORD", "pw").arg("init"));
+    assert!(err.contains("--encrypt"), "{err}");
+    ok(lifeboat(&plain_url).arg("init"));
+    ok(lifeboat(&encrypted_url).env("LIFEBOAT_PASSWORD", "pw").args(["init", "--encrypt"]));
+    ok(lifeboat(&encrypted_url).env("LIFEBOAT_PASSWORD", "pw").args(["backup", "sqlite"]).arg(&db));
+
+    // The attack: the encrypted repository's config replaced by a plaintext one.
+    std::fs::copy(plain.join("config"), encrypted.join("config")).unwrap();
+    let before = tree(&encrypted);
+    let err = fails(
+        lifeboat(&encrypted_url).env("LIFEBOAT_PASSWORD", "pw").args(["backup", "sqlite"]).arg(&db),
+    );
+    assert!(err.contains("not encrypted, yet a password was given"), "{err}");
+    assert_eq!(tree(&encrypted), before, "something was written in the clear");
+    // The same refusal for a repository that simply is plaintext, with a password set.
+    let err = fails(lifeboat(&plain_url).env("LIFEBOAT_PASSWORD", "pw").arg("snapshots"));
+    assert!(err.contains("not encrypted"), "{err}");
+    ok(lifeboat(&plain_url).arg("snapshots"));
+}

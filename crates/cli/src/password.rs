@@ -24,6 +24,14 @@ pub fn set(sources: Sources) {
     let _ = SOURCES.set(sources);
 }
 
+/// Whether any source of a password is given (none of them is read).
+pub fn given() -> bool {
+    let sources = SOURCES.get().cloned().unwrap_or_default();
+    sources.command.is_some()
+        || sources.file.is_some()
+        || std::env::var_os("LIFEBOAT_PASSWORD").is_some_and(|v| !v.is_empty())
+}
+
 /// The repository password, if any source gives one.
 ///
 /// # Errors

@@ -16,6 +16,13 @@ pub async fn run(url: &str, encrypt: bool) -> anyhow::Result<ExitCode> {
             .into());
         };
         Repository::init_encrypted(url, &password).await?
+    } else if crate::password::given() {
+        return Err(lifeboat_core::Error::InvalidInput {
+            what: "a password was given but not --encrypt: the repository would be plaintext"
+                .into(),
+            hint: "pass --encrypt to make an encrypted repository, or give no password".into(),
+        }
+        .into());
     } else {
         Repository::init(url).await?
     };

@@ -166,6 +166,22 @@ pub async fn open_repo(url: &str) -> anyhow::Result<lifeboat_store::Repository> 
         }
         other => other?,
     };
+    // A password says the user expects an encrypted repository. A plaintext one then is
+    // either a mistake or a config switched to `none` by someone who can write to the store
+    // (the config is not authenticated): either way, nothing is written in the clear.
+    if !repo.is_encrypted() && crate::password::given() {
+        return Err(lifeboat_core::Error::InvalidInput {
+            what: format!(
+                "the repository at {url} is not encrypted, yet a password was given: nothing \
+                 is read or written in the clear"
+            ),
+            hint: "if it was created encrypted, its config was changed: do not use it and \
+                   check who can write to the store; if it is meant to be plaintext, unset \
+                   LIFEBOAT_PASSWORD and drop --password-file/--password-command"
+                .into(),
+        }
+        .into());
+    }
     if let Ok(ttl) = std::env::var("LIFEBOAT_LEASE_TTL") {
         let ttl = lifeboat_core::parse_duration(&ttl).map_err(|what| {
             lifeboat_core::Error::InvalidInput {
