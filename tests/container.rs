@@ -317,8 +317,13 @@ fn forced_restore_replaces_a_running_container_and_keeps_volumes_safe() {
     assert_eq!(digests(&copy), before);
 }
 
+/// The tests that look at every drill leftover on the engine, or make some, run one at a
+/// time: one's fake leftovers of another host are the other's "scratch containers left".
+static DRILL_LEFTOVERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn deep_verify_and_drill_use_a_throwaway_container() {
+    let _one_at_a_time = DRILL_LEFTOVERS.lock().unwrap_or_else(|e| e.into_inner());
     let mut cleanup = DockerCleanup::default();
     let (_dir, repo) = new_repo();
     let (name, _) = start_app(&mut cleanup, "tenant=drill");
@@ -837,6 +842,7 @@ fn exists(kind: &str, reference: &str) -> bool {
 
 #[test]
 fn drill_cleanup_removes_only_what_this_hosts_dead_drills_left() {
+    let _one_at_a_time = DRILL_LEFTOVERS.lock().unwrap_or_else(|e| e.into_inner());
     let mut cleanup = DockerCleanup::default();
     let (_dir, repo) = new_repo();
     let (name, _) = start_app(&mut cleanup, "tenant=drill-owners");
