@@ -162,21 +162,10 @@ impl Backend for ContainerBackend {
     }
 
     async fn leftovers(&self, clean: bool) -> Result<Vec<Leftover>> {
-        let found = match clean {
-            true => crate::clean_leftovers().await?,
-            false => crate::leftovers().await?,
-        };
-        Ok(found
-            .into_iter()
-            .map(|l| Leftover {
-                kind: l.kind.to_string(),
-                name: l.name,
-                target: l.target,
-                action: l.action,
-                done: l.done,
-                error: l.error,
-            })
-            .collect())
+        match clean {
+            true => crate::clean_leftovers().await,
+            false => crate::leftovers().await,
+        }
     }
 }
 

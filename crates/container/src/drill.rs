@@ -217,7 +217,14 @@ impl DrillLeftover {
                 self.host.rsplit_once(' ').map_or(self.host.as_str(), |(host, _)| host)
             ),
         };
-        Leftover { kind, name: self.name.clone(), target: None, action, done: false, error: None }
+        Leftover {
+            kind: kind.into(),
+            name: self.name.clone(),
+            target: None,
+            action,
+            done: false,
+            error: None,
+        }
     }
 
     /// Removes it; an image another container uses is kept (never forced).

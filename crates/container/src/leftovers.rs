@@ -26,7 +26,6 @@ use bollard::query_parameters::{
     ListContainersOptions, ListImagesOptions, ListVolumesOptions, RemoveContainerOptions,
     RemoveImageOptions, RenameContainerOptions,
 };
-use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::engine::connect;
@@ -279,24 +278,10 @@ pub(crate) enum Item {
     Image { id: String, name: String },
 }
 
-/// One leftover, as `lifeboat cleanup` lists it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Leftover {
-    /// `interrupted restore`, `restore in progress`, `parked container`,
-    /// `staging container`, `image`, `drill container`, `drill volume` or `drill image`.
-    pub kind: &'static str,
-    /// The journal, container or image.
-    pub name: String,
-    /// The container it concerns, when it concerns one.
-    pub target: Option<String>,
-    /// What cleaning does (or did) about it.
-    pub action: String,
-    /// Whether cleaning did it.
-    pub done: bool,
-    /// Why cleaning could not do it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+/// One leftover, as `lifeboat cleanup` lists it: its `kind` is `interrupted restore`,
+/// `restore in progress`, `parked container`, `staging container`, `image`,
+/// `drill container`, `drill volume` or `drill image`.
+pub use lifeboat_core::backend::Leftover;
 
 impl Item {
     pub(crate) fn describe(&self) -> Leftover {
@@ -345,7 +330,7 @@ impl Item {
                 ("image", name.clone(), None, "no container uses it: remove it".to_string())
             }
         };
-        Leftover { kind, name, target, action, done: false, error: None }
+        Leftover { kind: kind.into(), name, target, action, done: false, error: None }
     }
 }
 

@@ -247,7 +247,11 @@ pub trait Backend: Send + Sync {
     ///
     /// # Errors
     /// When the selection cannot be made (the engine is unreachable).
-    async fn members(&self, spec: &TargetSpec) -> Result<Vec<Member>>;
+    async fn members(&self, spec: &TargetSpec) -> Result<Vec<Member>> {
+        // By default a spec is one target, named as its capture names itself.
+        let backup = self.backup(spec)?;
+        Ok(vec![Member { member: None, default_name: backup.default_name(), spec: spec.clone() }])
+    }
 
     /// The capture of one concrete target.
     ///

@@ -3,9 +3,7 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use lifeboat_core::backend::{
-    Entry, Member, OptionSpec, Options, TargetCommand, TargetSpec, strip_scheme,
-};
+use lifeboat_core::backend::{Entry, OptionSpec, Options, TargetCommand, TargetSpec, strip_scheme};
 use lifeboat_core::drill::ScratchDrill;
 use lifeboat_core::{Backend, Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot};
 use tokio_util::io::SyncIoBridge;
@@ -51,11 +49,6 @@ impl Backend for DirBackend {
             });
         }
         Ok(())
-    }
-
-    async fn members(&self, spec: &TargetSpec) -> Result<Vec<Member>> {
-        let backup = self.backup(spec)?;
-        Ok(vec![Member { member: None, default_name: backup.default_name(), spec: spec.clone() }])
     }
 
     fn backup(&self, spec: &TargetSpec) -> Result<Box<dyn Backup>> {

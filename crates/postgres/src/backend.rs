@@ -2,7 +2,7 @@
 //! drills into scratch databases on a server.
 
 use async_trait::async_trait;
-use lifeboat_core::backend::{Member, OptionSpec, Options, TargetCommand, TargetSpec};
+use lifeboat_core::backend::{OptionSpec, Options, TargetCommand, TargetSpec};
 use lifeboat_core::drill::ScratchDrill;
 use lifeboat_core::{Backend, Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot};
 
@@ -53,11 +53,6 @@ impl Backend for PostgresBackend {
             });
         }
         connections(&spec.options).map(|_| ())
-    }
-
-    async fn members(&self, spec: &TargetSpec) -> Result<Vec<Member>> {
-        let backup = self.backup(spec)?;
-        Ok(vec![Member { member: None, default_name: backup.default_name(), spec: spec.clone() }])
     }
 
     fn backup(&self, spec: &TargetSpec) -> Result<Box<dyn Backup>> {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use lifeboat_core::backend::{Member, Options, TargetCommand, TargetSpec, strip_scheme};
+use lifeboat_core::backend::{Options, TargetCommand, TargetSpec, strip_scheme};
 use lifeboat_core::drill::ScratchDrill;
 use lifeboat_core::{Backend, Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot};
 
@@ -41,11 +41,6 @@ impl Backend for SqliteBackend {
             });
         }
         Ok(())
-    }
-
-    async fn members(&self, spec: &TargetSpec) -> Result<Vec<Member>> {
-        let backup = self.backup(spec)?;
-        Ok(vec![Member { member: None, default_name: backup.default_name(), spec: spec.clone() }])
     }
 
     fn backup(&self, spec: &TargetSpec) -> Result<Box<dyn Backup>> {

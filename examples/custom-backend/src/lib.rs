@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lifeboat::backend::{Member, Options, TargetCommand, TargetSpec};
+use lifeboat::backend::{Options, TargetCommand, TargetSpec};
 use lifeboat::drill::{Expectations, ScratchDrill, ScratchOutcome, scratch_dir};
 use lifeboat::{
     Backend, Backup, ByteStream, Capture, Check, Error, Kind, PlanStep, RestoreContext,
@@ -62,11 +62,6 @@ impl Backend for RedisBackend {
                 hint: "give redis://host:port".into(),
             }),
         }
-    }
-
-    async fn members(&self, spec: &TargetSpec) -> Result<Vec<Member>> {
-        let backup = RedisBackup::new(spec)?;
-        Ok(vec![Member { member: None, default_name: backup.default_name(), spec: spec.clone() }])
     }
 
     fn backup(&self, spec: &TargetSpec) -> Result<Box<dyn Backup>> {
