@@ -93,13 +93,17 @@ pub fn flag_text(registry: &Registry, option: &str) -> String {
         .find(|s| s.name == option);
     match spec {
         Some(spec) => {
-            let meta = match spec.value {
-                OptionValue::Flag => String::new(),
-                OptionValue::One(meta) | OptionValue::Many(meta) => format!(" {meta}"),
-            };
             let env = spec.env.map(|v| format!(" (or {v})")).unwrap_or_default();
-            format!("--{}{meta}{env}", spec.name)
+            format!("{}{env}", usage(&spec))
         }
         None => format!("--{option}"),
+    }
+}
+
+/// An option as the command line writes it: `--connections N`, `--changed-only`.
+pub fn usage(spec: &OptionSpec) -> String {
+    match spec.value {
+        OptionValue::Flag => format!("--{}", spec.name),
+        OptionValue::One(meta) | OptionValue::Many(meta) => format!("--{} {meta}", spec.name),
     }
 }

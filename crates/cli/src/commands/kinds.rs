@@ -6,6 +6,7 @@ use lifeboat_core::Registry;
 use lifeboat_core::backend::{OptionSpec, OptionValue};
 use serde::Serialize;
 
+use crate::backends::usage;
 use crate::output::print_json;
 
 /// One backend as listed.
@@ -68,11 +69,10 @@ pub fn run(registry: &Registry, json: bool) -> anyhow::Result<ExitCode> {
 fn flags(specs: &[OptionSpec]) -> Vec<String> {
     specs
         .iter()
-        .map(|s| match s.value {
-            OptionValue::Flag => format!("[--{}]", s.name),
-            OptionValue::One(meta) if s.required => format!("--{} {meta}", s.name),
-            OptionValue::One(meta) => format!("[--{} {meta}]", s.name),
-            OptionValue::Many(meta) => format!("[--{} {meta}]...", s.name),
+        .map(|s| match (s.value, s.required) {
+            (_, true) => usage(s),
+            (OptionValue::Many(_), false) => format!("[{}]...", usage(s)),
+            (_, false) => format!("[{}]", usage(s)),
         })
         .collect()
 }
