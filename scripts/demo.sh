@@ -15,7 +15,7 @@ fi
 
 echo "==> building lifeboat (release)"
 cargo build --release --quiet -p lifeboat-cli
-lifeboat=$PWD/target/release/lifeboat
+lifeboat=${CARGO_TARGET_DIR:-$PWD/target}/release/lifeboat
 
 rm -rf demo && mkdir demo && cd demo
 export LIFEBOAT_REPO=$PWD/lifeboat-repo
