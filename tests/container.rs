@@ -100,7 +100,7 @@ fn backup(repo: &str, args: &[&str]) -> serde_json::Value {
 fn new_repo() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo").to_string_lossy().into_owned();
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     (dir, repo)
 }
 

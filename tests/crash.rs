@@ -136,7 +136,7 @@ impl World {
             took: BTreeMap::new(),
             findings: Vec::new(),
         };
-        ok(w.cmd().arg("init"));
+        ok(w.cmd().args(["init", "--no-encryption"]));
         for i in 0..2 {
             w.change_sources(i as u64);
             let db_id = w.backup_id(&["backup", "sqlite", "--tag", "keep=crash"], &w.db);

@@ -100,7 +100,7 @@ fn tricky_names_round_trip_exactly() {
         .status()
         .unwrap();
     assert!(touched.success());
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     let snap: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo)
         .args(["backup", "dir", "--json", "--exclude", "*.log"])
         .arg(&src)))
@@ -146,7 +146,7 @@ fn partial_and_forced_restores() {
     let repo = dir.path().join("repo").display().to_string();
     let src = dir.path().join("site");
     tricky_tree(&src);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "dir"]).arg(&src));
 
     let part = dir.path().join("part");
@@ -193,7 +193,7 @@ fn the_safety_snapshot_is_named_after_the_target_it_protects() {
     std::fs::create_dir_all(&b).unwrap();
     std::fs::write(a.join("from-a.txt"), "a").unwrap();
     std::fs::write(b.join("only-in-b.txt"), "b's own data").unwrap();
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     let snap: serde_json::Value =
         serde_json::from_str(&ok(lifeboat(&repo).args(["backup", "dir", "--json"]).arg(&a)))
             .unwrap();
@@ -279,7 +279,7 @@ fn restored_modes_are_exactly_the_sources() {
         .unwrap();
     assert!(touched.success());
     let want = modes(&src);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "dir"]).arg(&src));
 
     let fresh = dir.path().join("fresh");
@@ -317,7 +317,7 @@ fn a_killed_restore_leaves_temporary_copies_the_next_one_removes() {
     for i in 0..400 {
         std::fs::write(src.join(format!("f{i:03}")), pseudo_random(64 << 10, i)).unwrap();
     }
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     let snap: serde_json::Value =
         serde_json::from_str(&ok(lifeboat(&repo).args(["backup", "dir", "--json"]).arg(&src)))
             .unwrap();

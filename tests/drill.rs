@@ -18,7 +18,7 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo").display().to_string();
         std::fs::create_dir(dir.path().join("tmp")).unwrap();
-        ok(lifeboat(&repo).arg("init"));
+        ok(lifeboat(&repo).args(["init", "--no-encryption"]));
         make_sqlite_db(&dir.path().join("auth.db"), 2);
         ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(dir.path().join("auth.db")));
         let uploads = dir.path().join("uploads");
@@ -173,7 +173,7 @@ fn postgres_snapshots_drill_into_scratch_databases() {
     pg.psql("billing", "CREATE TABLE invoices(id serial PRIMARY KEY, total numeric); INSERT INTO invoices(total) SELECT i FROM generate_series(1, 500) i;");
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo").display().to_string();
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "postgres", &pg.url("billing")]));
     let expect = dir.path().join("expect.toml");
     std::fs::write(&expect, "[billing]\ntables = [\"invoices\"]\nmin_rows = { invoices = 500 }\nquery = \"SELECT 1 FROM invoices WHERE total = 500\"\nrto = \"10m\"\n").unwrap();

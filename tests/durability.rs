@@ -55,7 +55,7 @@ fn a_backup_reaches_the_disk_in_the_formats_order() {
     let dir = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(dir.path()).unwrap().join("repo");
     let repo = root.display().to_string();
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     let db = dir.path().join("app.db");
     make_sqlite_db(&db, 2);
     let trace_file = dir.path().join("trace.txt");
@@ -120,7 +120,7 @@ fn a_folder_restore_is_durable_before_its_swap() {
         std::fs::write(target.join("pages").join(format!("{i}.html")), format!("page {i}"))
             .unwrap();
     }
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "dir"]).arg(&target));
     std::fs::write(target.join("pages/0.html"), "changed").unwrap();
     let trace_file = base.join("trace.txt");

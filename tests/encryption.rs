@@ -73,7 +73,7 @@ fn an_encrypted_repository_holds_nothing_readable_and_keys_change() {
 
     // The same backups into a plaintext repository: what would leak.
     let plain = dir.path().join("plain").display().to_string();
-    ok(lifeboat(&plain).arg("init"));
+    ok(lifeboat(&plain).args(["init", "--no-encryption"]));
     ok(lifeboat(&plain).args(["backup", "sqlite"]).arg(&db));
     ok(lifeboat(&plain).args(["backup", "dir"]).arg(&folder));
     assert!(files(Path::new(&plain)).iter().any(|(_, b)| contains(b, MARKER.as_bytes())));
@@ -83,7 +83,7 @@ fn an_encrypted_repository_holds_nothing_readable_and_keys_change() {
 
     let repo = dir.path().join("repo").display().to_string();
     let err = fails(lifeboat(&repo).args(["init", "--encrypt"]));
-    assert!(err.contains("needs a password"), "{err}");
+    assert!(err.contains("no password was given"), "{err}");
     ok(with(&repo, &pw1).args(["init", "--encrypt"]));
     ok(with(&repo, &pw1).args(["backup", "sqlite"]).arg(&db));
     ok(with(&repo, &pw1).args(["backup", "dir"]).arg(&folder));
@@ -168,17 +168,20 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
 
 /// The config is not authenticated: someone who can write to the store could switch an
 /// encrypted repository to plaintext. A client that was given a password refuses such a
-/// repository instead of writing to it in the clear, and `init` with a password but without
-/// `--encrypt` is refused rather than guessed.
+/// repository instead of writing to it in the clear, and `init --no-encryption` with a
+/// password is refused rather than guessed.
 #[test]
 fn a_password_never_writes_to_a_plaintext_repository() {
     let dir = tempfile::tempdir().unwrap();
     let (db, _) = sources(dir.path());
     let (encrypted, plain) = (dir.path().join("enc"), dir.path().join("plain"));
     let (encrypted_url, plain_url) = (encrypted.display().to_string(), plain.display().to_string());
-    let err = fails(lifeboat(&plain_url).env("LIFEBOAT_PASSWORD", "pw").arg("init"));
-    assert!(err.contains("--encrypt"), "{err}");
-    ok(lifeboat(&plain_url).arg("init"));
+    let err = fails(
+        lifeboat(&plain_url).env("LIFEBOAT_PASSWORD", "pw").args(["init", "--no-encryption"]),
+    );
+    assert!(err.contains("--no-encryption was given together with a password"), "{err}");
+    assert!(!plain.join("config").exists());
+    ok(lifeboat(&plain_url).args(["init", "--no-encryption"]));
     ok(lifeboat(&encrypted_url).env("LIFEBOAT_PASSWORD", "pw").args(["init", "--encrypt"]));
     ok(lifeboat(&encrypted_url).env("LIFEBOAT_PASSWORD", "pw").args(["backup", "sqlite"]).arg(&db));
 
@@ -194,4 +197,138 @@ fn a_password_never_writes_to_a_plaintext_repository() {
     let err = fails(lifeboat(&plain_url).env("LIFEBOAT_PASSWORD", "pw").arg("snapshots"));
     assert!(err.contains("not encrypted"), "{err}");
     ok(lifeboat(&plain_url).arg("snapshots"));
+}
+
+/// The repository's `config` object as JSON.
+fn config_of(repo: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(repo.join("config")).unwrap()).unwrap()
+}
+
+/// `init` makes an encrypted repository unless told `--no-encryption`; the password comes
+/// from any source (here `LIFEBOAT_PASSWORD_FILE`), and `--encrypt` is still accepted.
+#[test]
+fn init_encrypts_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "default password\n").unwrap();
+    let repo = dir.path().join("repo");
+    let url = repo.display().to_string();
+    let out = ok(lifeboat(&url).env("LIFEBOAT_PASSWORD_FILE", &pw).arg("init"));
+    assert!(out.starts_with("created encrypted lifeboat repository"), "{out}");
+    assert_eq!(config_of(&repo)["encryption"], "xchacha20-poly1305");
+    let err = fails(lifeboat(&url).arg("snapshots"));
+    assert!(err.contains("is encrypted"), "{err}");
+    ok(lifeboat(&url).env("LIFEBOAT_PASSWORD_FILE", &pw).arg("snapshots"));
+
+    let old = dir.path().join("old-script");
+    ok(lifeboat(&old.display().to_string())
+        .env("LIFEBOAT_PASSWORD_FILE", &pw)
+        .args(["init", "--encrypt"]));
+    assert_eq!(config_of(&old)["encryption"], "xchacha20-poly1305");
+
+    let plain = dir.path().join("plain");
+    let out = ok(lifeboat(&plain.display().to_string()).args(["init", "--no-encryption"]));
+    assert!(out.starts_with("created plaintext lifeboat repository"), "{out}");
+    assert_eq!(config_of(&plain)["encryption"], "none");
+    ok(lifeboat(&plain.display().to_string()).arg("snapshots"));
+}
+
+/// Without a password and without a terminal to ask on (a script, cron, CI), `init` fails
+/// with one line naming every way to give one, and creates nothing.
+#[test]
+fn init_without_a_password_off_a_terminal_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let err = fails(lifeboat(&repo.display().to_string()).arg("init"));
+    assert!(err.contains("no password was given"), "{err}");
+    for way in [
+        "LIFEBOAT_PASSWORD_FILE",
+        "--password-file",
+        "--password-command",
+        "LIFEBOAT_PASSWORD",
+        "--no-encryption",
+    ] {
+        assert!(err.contains(way), "the hint does not name {way}: {err}");
+    }
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(!repo.join("config").exists());
+    assert!(tree(&repo).is_empty(), "init wrote {:?}", tree(&repo));
+    // An empty password is no password.
+    let err = fails(lifeboat(&repo.display().to_string()).env("LIFEBOAT_PASSWORD", "").arg("init"));
+    assert!(err.contains("empty"), "{err}");
+    assert!(tree(&repo).is_empty());
+}
+
+/// Runs `args` under a pseudo-terminal (util-linux `script`), typing each of `answers` once
+/// the prompt before it has appeared; returns the exit status and everything shown.
+fn on_terminal(args: &[&str], answers: &[(&str, &str)]) -> (bool, String) {
+    use std::io::{Read, Write};
+    let mut line = env!("CARGO_BIN_EXE_lifeboat").to_string();
+    for arg in args {
+        line.push_str(&format!(" '{arg}'"));
+    }
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env_remove("LIFEBOAT_PASSWORD_FILE")
+        .env_remove("LIFEBOAT_PASSWORD_COMMAND")
+        .env_remove("LIFEBOAT_REPO")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let mut shown = String::new();
+    for (prompt, answer) in answers {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !shown.contains(prompt) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let chunk = rx.recv_timeout(left).unwrap_or_else(|_| panic!("no {prompt:?}: {shown}"));
+            shown.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        shown = shown.replacen(prompt, "", 1);
+        stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    }
+    let status = child.wait().unwrap();
+    shown.extend(rx.try_iter().map(|c| String::from_utf8_lossy(&c).into_owned()));
+    (status.success(), shown)
+}
+
+/// On a terminal `init` asks for the password twice without echoing it, refuses a mismatch,
+/// and other commands ask once.
+#[test]
+fn on_a_terminal_the_password_is_asked_for() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let url = repo.display().to_string();
+    let (first, again) = ("new repository password: ", "the same password again: ");
+    let (ok, shown) =
+        on_terminal(&["--repo", &url, "init"], &[(first, "typed secret"), (again, "typed other")]);
+    assert!(!ok && shown.contains("differ"), "{shown}");
+    assert!(!repo.join("config").exists());
+    let (ok, shown) =
+        on_terminal(&["--repo", &url, "init"], &[(first, "typed secret"), (again, "typed secret")]);
+    assert!(ok, "{shown}");
+    assert!(!shown.contains("typed secret"), "the password was echoed: {shown}");
+    assert_eq!(config_of(&repo)["encryption"], "xchacha20-poly1305");
+    let ask = "repository password: ";
+    let (ok, shown) = on_terminal(&["--repo", &url, "snapshots"], &[(ask, "typed secret")]);
+    assert!(ok && shown.contains("0 snapshots"), "{shown}");
+    let (ok, shown) = on_terminal(&["--repo", &url, "snapshots"], &[(ask, "wrong")]);
+    assert!(!ok && shown.contains("wrong password"), "{shown}");
 }

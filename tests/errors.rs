@@ -13,7 +13,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo").display().to_string();
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     make_sqlite_db(&dir.path().join("good.db"), 1);
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(dir.path().join("good.db")));
     Fixture { dir, repo }
@@ -69,7 +69,9 @@ fn unknown_url_scheme() {
     let before = tree(dir.path());
     let err = fails(lifeboat("ftp://example/backups").current_dir(dir.path()).arg("snapshots"));
     assert!(err.contains("unknown repository URL scheme"), "{err}");
-    let err = fails(lifeboat("ftp://example/backups").current_dir(dir.path()).arg("init"));
+    let err = fails(
+        lifeboat("ftp://example/backups").current_dir(dir.path()).args(["init", "--no-encryption"]),
+    );
     assert!(err.contains("ftp://"), "{err}");
     assert_eq!(tree(dir.path()), before);
 }
@@ -97,7 +99,7 @@ fn repository_never_initialised() {
 #[test]
 fn init_twice() {
     let f = fixture();
-    let err = fails_cleanly(&f, &["init"]);
+    let err = fails_cleanly(&f, &["init", "--no-encryption"]);
     assert!(err.contains("already exists"), "{err}");
 }
 
@@ -213,7 +215,7 @@ impl Drop for SmallDisk {
 fn a_full_or_read_only_disk_fails_at_once_with_a_disk_hint() {
     let disk = SmallDisk::mount("1m");
     let repo = disk.path().join("repo").display().to_string();
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     let folder = tempfile::tempdir().unwrap();
     std::fs::write(folder.path().join("noise.bin"), pseudo_random(3 << 20, 12)).unwrap();
     let err = fails(lifeboat(&repo).args(["backup", "dir"]).arg(folder.path()));

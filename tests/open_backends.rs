@@ -12,7 +12,7 @@ use util::*;
 /// A repository with one SQLite snapshot (known) and two of kind `redis` (unknown to the
 /// standard binary), written through the library as a newer or custom lifeboat would.
 async fn mixed_repository(repo: &str, db: &std::path::Path) {
-    ok(lifeboat(repo).arg("init"));
+    ok(lifeboat(repo).args(["init", "--no-encryption"]));
     make_sqlite_db(db, 1);
     ok(lifeboat(repo).args(["backup", "sqlite"]).arg(db));
     let store = Repository::open(repo).await.unwrap();

@@ -61,7 +61,7 @@ fn cluster_and_repo(scale: Option<u32>) -> (PgCluster, tempfile::TempDir, String
     }
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo").display().to_string();
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     (pg, dir, repo)
 }
 

@@ -27,7 +27,7 @@ fn scenario(repo: &str, env: &[(&'static str, String)]) {
         }
         c
     };
-    ok(cmd("admin").arg("init"));
+    ok(cmd("admin").args(["init", "--no-encryption"]));
 
     let done = Arc::new(AtomicBool::new(false));
     let pruner = {
@@ -148,7 +148,7 @@ fn hosts_back_up_while_prune_runs_on_s3() {
 fn a_held_lease_is_reported_and_unlock_clears_it() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo").display().to_string();
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     // A prune killed at once: its lease names this host, this boot and a pid that is gone,
     // so the next prune takes it over at once instead of waiting out its TTL.
     let mut child =

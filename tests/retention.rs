@@ -10,7 +10,7 @@ fn repo_with_backups(n: usize) -> (tempfile::TempDir, String) {
     let repo = dir.path().join("repo").display().to_string();
     let db = dir.path().join("billing.db");
     make_sqlite_db(&db, 1);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     for i in 0..n {
         let conn = rusqlite::Connection::open(&db).unwrap();
         insert_events(&conn, 10);

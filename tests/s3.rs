@@ -21,7 +21,7 @@ fn full_cycle_on_s3_and_a_new_machine_sees_everything() {
     let db = dir.path().join("auth.db");
     make_sqlite_db(&db, 4);
     let url = server.url("platform/prod");
-    ok(with_env(&mut lifeboat(&url), &server).arg("init"));
+    ok(with_env(&mut lifeboat(&url), &server).args(["init", "--no-encryption"]));
     ok(with_env(&mut lifeboat(&url), &server).args(["backup", "sqlite"]).arg(&db));
     let second =
         ok(with_env(&mut lifeboat(&url), &server).args(["backup", "sqlite", "--json"]).arg(&db));
@@ -48,7 +48,7 @@ fn full_cycle_on_s3_and_a_new_machine_sees_everything() {
 fn wrong_credentials_are_refused_clearly() {
     let server = S3Server::start();
     let url = server.url("x");
-    ok(with_env(&mut lifeboat(&url), &server).arg("init"));
+    ok(with_env(&mut lifeboat(&url), &server).args(["init", "--no-encryption"]));
     let mut cmd = lifeboat(&url);
     with_env(&mut cmd, &server).env("AWS_SECRET_ACCESS_KEY", "wrong-secret");
     let err = fails(cmd.arg("snapshots"));

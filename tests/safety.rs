@@ -13,7 +13,7 @@ fn after_a_forced_restore_latest_is_still_the_backup() {
     let repo = dir.path().join("repo").display().to_string();
     let db = dir.path().join("prod.db");
     make_sqlite_db(&db, 1);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
     let backed_up = table_counts(&db);
 
@@ -88,7 +88,7 @@ fn a_safety_snapshot_never_makes_a_name_fresh() {
     let repo = dir.path().join("repo").display().to_string();
     let db = dir.path().join("auth.db");
     make_sqlite_db(&db, 1);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
     std::thread::sleep(std::time::Duration::from_millis(2100));
     // A forced restore a moment ago took a safety snapshot named after the target.
@@ -117,7 +117,7 @@ fn snapshots_show_and_filter_by_host() {
     let repo = dir.path().join("repo").display().to_string();
     let db = dir.path().join("app.db");
     make_sqlite_db(&db, 1);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).env("LIFEBOAT_HOST", "alpha").args(["backup", "sqlite"]).arg(&db));
     ok(lifeboat(&repo).env("LIFEBOAT_HOST", "beta").args(["backup", "sqlite"]).arg(&db));
     let listing = ok(lifeboat(&repo).arg("snapshots"));
@@ -133,7 +133,7 @@ fn snapshots_show_and_filter_by_host() {
 fn latest_without_a_name_is_refused_when_two_names_exist() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo").display().to_string();
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     for name in ["auth", "billing"] {
         let db = dir.path().join(format!("{name}.db"));
         make_sqlite_db(&db, 1);

@@ -17,7 +17,7 @@ fn backup_under_a_writer_restores_consistently() {
     let repo = dir.path().join("repo").display().to_string();
     make_sqlite_db(&db, 100);
     assert!(std::fs::metadata(&db).unwrap().len() >= 100 << 20, "fixture smaller than 100 MiB");
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
 
     // A writer commits small transactions for as long as the backup runs.
     let stop = Arc::new(AtomicBool::new(false));
@@ -111,7 +111,7 @@ fn restore_over_existing_needs_force_and_takes_a_safety_snapshot() {
     let db = dir.path().join("billing.db");
     let repo = dir.path().join("repo").display().to_string();
     make_sqlite_db(&db, 2);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
     let backed_up = table_counts(&db);
 
@@ -164,7 +164,7 @@ fn a_killed_backup_leaves_no_snapshot() {
     let repo_dir = dir.path().join("repo");
     let repo = repo_dir.display().to_string();
     make_sqlite_db(&db, 120);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
 
     let mut child = lifeboat(&repo)
         .args(["backup", "sqlite"])
@@ -206,7 +206,7 @@ fn restore_leaves_no_stray_files() {
     let db = dir.path().join("wal.db");
     let repo = dir.path().join("repo").display().to_string();
     make_sqlite_db(&db, 1);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
@@ -231,7 +231,7 @@ fn scattered_updates_are_stored_as_small_deltas() {
     let db = dir.path().join("ledger.db");
     let repo = dir.path().join("repo").display().to_string();
     make_sqlite_db(&db, 16);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
 
     // 1% of the rows, spread over the whole table: nearly every chunk changes a little.
@@ -305,7 +305,7 @@ fn a_journal_left_beside_a_new_target_is_moved_aside_not_replayed() {
     let db = dir.path().join("auth.db");
     let repo = dir.path().join("repo").display().to_string();
     make_sqlite_db(&db, 1);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
     let backed_up = table_counts(&db);
 
@@ -350,7 +350,7 @@ fn a_safety_snapshot_is_named_after_the_target_it_protects() {
     let repo = dir.path().join("repo").display().to_string();
     make_sqlite_db(&prod, 1);
     make_sqlite_db(&staging, 1);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&prod));
     let prod_id = snapshots(&repo)[0]["id"].as_str().unwrap().to_string();
     let staging_counts = table_counts(&staging);
@@ -388,7 +388,7 @@ fn restore_force_replaces_a_damaged_database_keeping_its_raw_bytes() {
     let db = dir.path().join("auth.db");
     let repo = dir.path().join("repo").display().to_string();
     make_sqlite_db(&db, 2);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
     let backed_up = table_counts(&db);
     let good = snapshots(&repo)[0]["id"].as_str().unwrap().to_string();
@@ -446,7 +446,7 @@ fn restore_force_replaces_a_database_whose_header_is_damaged() {
     let db = dir.path().join("auth.db");
     let repo = dir.path().join("repo").display().to_string();
     make_sqlite_db(&db, 1);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
     let backed_up = table_counts(&db);
     // An impossible page size: SQLite cannot read the file at all ("not a database"), so the
@@ -502,7 +502,7 @@ fn cat_writes_nothing_it_has_not_verified() {
     let repo_dir = dir.path().join("repo");
     let repo = repo_dir.display().to_string();
     make_sqlite_db(&db, 6);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
     let snap = snapshots(&repo)[0].clone();
     let id = snap["id"].as_str().unwrap();
@@ -543,7 +543,7 @@ fn forced_restores_under_an_open_connection_keep_the_wal_small() {
     let db = dir.path().join("live.db");
     let repo = dir.path().join("repo").display().to_string();
     make_sqlite_db(&db, 4);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
     let backed_up = table_counts(&db);
     let size = std::fs::metadata(&db).unwrap().len();
@@ -576,7 +576,7 @@ fn a_restored_file_gets_the_mode_the_source_had() {
     let repo = dir.path().join("repo").display().to_string();
     make_sqlite_db(&db, 1);
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
     assert_eq!(snapshots(&repo)[0]["metadata"]["mode"], 0o640);
 
@@ -599,7 +599,7 @@ fn a_killed_capture_leaves_no_copy_behind_after_the_next_one() {
     let mode: String = conn.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "delete");
     drop(conn);
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
 
     let mut child = lifeboat(&repo)
         .args(["backup", "sqlite"])

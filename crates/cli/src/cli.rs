@@ -34,10 +34,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new, empty repository.
+    ///
+    /// It is encrypted: the password comes from --password-file (LIFEBOAT_PASSWORD_FILE),
+    /// --password-command or LIFEBOAT_PASSWORD, else it is asked for on the terminal.
     Init {
-        /// Encrypt it (the password from LIFEBOAT_PASSWORD, --password-file or
-        /// --password-command).
+        /// Make a plaintext repository instead (no password; anyone who can read the store
+        /// can read the backups).
         #[arg(long)]
+        no_encryption: bool,
+        /// Encrypted is the default; kept so that older scripts still work.
+        #[arg(long, hide = true, conflicts_with = "no_encryption")]
         encrypt: bool,
     },
     /// The passwords of an encrypted repository.

@@ -1,7 +1,9 @@
 //! Where the repository password comes from: `--password-command`, `--password-file`
-//! (`LIFEBOAT_PASSWORD_FILE`), or `LIFEBOAT_PASSWORD`, in that order. There is no
-//! `--password` flag on purpose: a command line is visible to every user of the host.
+//! (`LIFEBOAT_PASSWORD_FILE`), or `LIFEBOAT_PASSWORD`, in that order; else, on a terminal,
+//! the user types it. There is no `--password` flag on purpose: a command line is visible
+//! to every user of the host.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -48,6 +50,49 @@ pub fn current() -> anyhow::Result<Option<Password>> {
         Ok(text) => non_empty(text, "LIFEBOAT_PASSWORD").map(Some),
         Err(_) => Ok(None),
     }
+}
+
+/// Whether a person can be asked: both stdin and stderr are terminals. A script, a cron job
+/// or a service has no one to answer, so it fails with a hint instead of waiting.
+fn on_terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// The repository password typed on the terminal (not echoed), or `None` when there is no
+/// terminal to ask on.
+///
+/// # Errors
+/// The terminal cannot be read, or the password is empty.
+pub fn prompt() -> anyhow::Result<Option<Password>> {
+    if !on_terminal() {
+        return Ok(None);
+    }
+    let text = rpassword::prompt_password("repository password: ")
+        .context("reading the password from the terminal")?;
+    non_empty(text, "the password typed").map(Some)
+}
+
+/// A new repository's password typed twice on the terminal (not echoed), or `None` when
+/// there is no terminal to ask on.
+///
+/// # Errors
+/// The terminal cannot be read, the password is empty, or the two do not match.
+pub fn prompt_new() -> anyhow::Result<Option<Password>> {
+    if !on_terminal() {
+        return Ok(None);
+    }
+    let first = rpassword::prompt_password("new repository password: ")
+        .context("reading the password from the terminal")?;
+    let again = rpassword::prompt_password("the same password again: ")
+        .context("reading the password from the terminal")?;
+    if first != again {
+        return Err(lifeboat_core::Error::InvalidInput {
+            what: "the two passwords typed differ: nothing was created".into(),
+            hint: "run it again and type the same password twice".into(),
+        }
+        .into());
+    }
+    non_empty(first, "the password typed").map(Some)
 }
 
 /// The new password of `key add` / `key passwd`: `--new-password-file`, else

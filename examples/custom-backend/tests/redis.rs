@@ -89,7 +89,7 @@ fn a_teams_own_backend_backs_up_lists_verifies_drills_and_restores() {
     let args: Vec<&str> = mset.iter().map(String::as_str).collect();
     assert_eq!(redis.cli(&args).trim(), "OK");
 
-    ok(lifeboat(&repo).arg("init"));
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
     let help = ok(lifeboat(&repo).args(["backup", "--help"]));
     assert!(help.contains("redis") && help.contains("sqlite"), "standard kinds and ours: {help}");
     let saved: serde_json::Value = serde_json::from_str(&ok(lifeboat(&repo).args([

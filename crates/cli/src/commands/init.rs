@@ -4,29 +4,42 @@ use std::process::ExitCode;
 
 use lifeboat_store::Repository;
 
-pub async fn run(url: &str, encrypt: bool) -> anyhow::Result<ExitCode> {
-    let repo = if encrypt {
-        let Some(password) = crate::password::current()? else {
+/// Creates the repository at `url`: encrypted unless `no_encryption`.
+pub async fn run(url: &str, no_encryption: bool) -> anyhow::Result<ExitCode> {
+    let repo = if no_encryption {
+        // A password says the user expects encryption: a plaintext repository would be a
+        // surprise found only when the backups leak.
+        if crate::password::given() {
             return Err(lifeboat_core::Error::InvalidInput {
-                what: "init --encrypt needs a password".into(),
-                hint: "set LIFEBOAT_PASSWORD or LIFEBOAT_PASSWORD_FILE, or pass --password-file \
-                       or --password-command"
+                what: "--no-encryption was given together with a password: the repository \
+                       would be plaintext"
+                    .into(),
+                hint: "drop --no-encryption to make an encrypted repository, or unset \
+                       LIFEBOAT_PASSWORD and LIFEBOAT_PASSWORD_FILE and drop \
+                       --password-file/--password-command"
                     .into(),
             }
             .into());
+        }
+        Repository::init(url).await?
+    } else {
+        let password = match crate::password::current()? {
+            Some(password) => password,
+            None => crate::password::prompt_new()?.ok_or_else(|| {
+                lifeboat_core::Error::InvalidInput {
+                    what: "init makes an encrypted repository and no password was given \
+                           (and there is no terminal to ask for one): nothing was created"
+                        .into(),
+                    hint: "set LIFEBOAT_PASSWORD_FILE, or pass --password-file FILE or \
+                           --password-command COMMAND, or set LIFEBOAT_PASSWORD; or pass \
+                           --no-encryption for a plaintext repository"
+                        .into(),
+                }
+            })?,
         };
         Repository::init_encrypted(url, &password).await?
-    } else if crate::password::given() {
-        return Err(lifeboat_core::Error::InvalidInput {
-            what: "a password was given but not --encrypt: the repository would be plaintext"
-                .into(),
-            hint: "pass --encrypt to make an encrypted repository, or give no password".into(),
-        }
-        .into());
-    } else {
-        Repository::init(url).await?
     };
-    let what = if encrypt { "encrypted lifeboat repository" } else { "lifeboat repository" };
-    println!("created {what} {} at {url}", repo.config().id);
+    let what = if no_encryption { "plaintext" } else { "encrypted" };
+    println!("created {what} lifeboat repository {} at {url}", repo.config().id);
     Ok(ExitCode::SUCCESS)
 }

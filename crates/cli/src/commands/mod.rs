@@ -36,7 +36,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
     // The drill options of every backend, as `drill` and `verify --restore` were given them.
     let drill_options = || crate::backends::options(sub, &registry.drill_options());
     match cli.command {
-        Command::Init { encrypt } => init::run(&repo, encrypt).await,
+        Command::Init { no_encryption, encrypt: _ } => init::run(&repo, no_encryption).await,
         Command::Key(command) => key::run(&repo, command).await,
         Command::Backup(_) => match sub.subcommand() {
             Some((command, args)) => backup::run(&repo, registry, command, args).await,
@@ -156,10 +156,12 @@ pub async fn find(
 /// crashed process frees the repository sooner.
 pub async fn open_repo(url: &str) -> anyhow::Result<lifeboat_store::Repository> {
     // The password is asked for only when the repository turns out to be encrypted: a
-    // plaintext one never runs --password-command.
+    // plaintext one never runs --password-command nor prompts.
     let repo = match lifeboat_store::Repository::open(url).await {
         Err(e @ lifeboat_store::StoreError::KeyRequired { .. }) => {
-            match crate::password::current()? {
+            match crate::password::current()?
+                .map_or_else(crate::password::prompt, |p| Ok(Some(p)))?
+            {
                 Some(password) => lifeboat_store::Repository::open_with_key(url, &password).await?,
                 None => return Err(e.into()),
             }
