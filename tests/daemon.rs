@@ -1505,3 +1505,77 @@ fn under_systemd_it_notifies_ready_pings_the_watchdog_and_says_stopping() {
         wait_for("lifeboatd to exit", Duration::from_secs(60), || child.try_wait().unwrap());
     assert!(status.success(), "{status}");
 }
+
+/// `password_file` makes lifeboatd create and use an encrypted repository; the CLI reads it
+/// with the same file; the password shows nowhere; without it the service refuses to start
+/// naming the key; both keys at once are refused by `--check`.
+#[test]
+fn a_password_file_gives_an_encrypted_repository_and_never_shows_the_password() {
+    const SECRET: &str = "daemon-secret-7c41e0b2";
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let jobs = job("auth", "sqlite", &db, YEARLY, "");
+    let mut s = Service::configured("", &jobs);
+    let pw = s.path("repository-password");
+    std::fs::write(&pw, format!("{SECRET}\n")).unwrap();
+    s.configure(&format!("password_file = \"{}\"", pw.display()), &jobs);
+    s.start();
+
+    let (status, run) = post_json(s.port, "/api/backups", "{\"job\":\"auth\"}");
+    assert_eq!(status, 202, "{run}");
+    let run = s.wait_run_finished(run["run_id"].as_i64().unwrap());
+    assert_eq!(run["status"], "completed", "{run}");
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&s.repo()).join("config")).unwrap())
+            .unwrap();
+    assert_eq!(config["encryption"], "xchacha20-poly1305", "{config}");
+    let (status, shown) = http(s.port, "GET", "/api/config", Some(TOKEN), None);
+    assert_eq!(status, 200, "{shown}");
+    assert!(!shown.contains(SECRET), "the password shows in /api/config: {shown}");
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["encrypted"], true, "{shown}");
+    assert_eq!(shown["password_file"], pw.display().to_string(), "{shown}");
+    assert!(s.stop().success(), "{}", s.log());
+
+    let listed =
+        ok(lifeboat(&s.repo()).arg("--password-file").arg(&pw).args(["snapshots", "--json"]));
+    let listed: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["name"], "auth");
+    let log = s.log();
+    assert!(log.contains("creating it"), "{log}");
+    assert!(!log.contains(SECRET), "the password is in the log: {log}");
+
+    // Without the password: the service does not start, and says which key is missing.
+    s.configure("", &jobs);
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeboatd"))
+        .arg("--config")
+        .arg(s.path("lifeboatd.toml"))
+        .env_remove("LIFEBOAT_TOKENS")
+        .env_remove("LIFEBOAT_REPO")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is encrypted and the configuration gives no password"), "{stderr}");
+    assert!(stderr.contains("hint: ") && stderr.contains("password_file"), "{stderr}");
+
+    // Both keys: refused before anything starts.
+    let both = format!("password_file = \"{}\"\npassword_command = \"cat x\"", pw.display());
+    s.configure(&both, &jobs);
+    let out = Command::new(env!("CARGO_BIN_EXE_lifeboatd"))
+        .arg("--config")
+        .arg(s.path("lifeboatd.toml"))
+        .arg("--check")
+        .env_remove("LIFEBOAT_TOKENS")
+        .env_remove("LIFEBOAT_REPO")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 6: `password_file` and `password_command` both give"),
+        "{stderr}"
+    );
+}

@@ -91,6 +91,68 @@ pub struct OpenEndpoints {
     pub metrics: bool,
 }
 
+/// Where the service reads the repository password from (an encrypted repository).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// `password_file`: the file's content, one trailing line end dropped.
+    File(PathBuf),
+    /// `password_command`: what this shell command prints, one trailing line end dropped.
+    Command(String),
+}
+
+impl PasswordSource {
+    /// Reads the password: the file, or the command's output. Called when the repository
+    /// is opened, so a password changed in its file needs only a restart.
+    ///
+    /// # Errors
+    /// [`DaemonError::PasswordUnreadable`]: the file cannot be read, the command fails, or
+    /// the password is empty.
+    pub fn read(&self) -> Result<lifeboat_store::Password, DaemonError> {
+        let unreadable = |reason: String, source: Option<std::io::Error>| {
+            DaemonError::PasswordUnreadable { from: self.to_string(), reason, source }
+        };
+        let mut text = match self {
+            PasswordSource::File(path) => {
+                std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string(), Some(e)))?
+            }
+            PasswordSource::Command(command) => {
+                let output = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(command)
+                    .stdin(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::inherit())
+                    .output()
+                    .map_err(|e| unreadable(format!("cannot run it: {e}"), Some(e)))?;
+                if !output.status.success() {
+                    return Err(unreadable(format!("it failed ({})", output.status), None));
+                }
+                String::from_utf8(output.stdout).map_err(|_| {
+                    unreadable("it printed something that is not UTF-8".into(), None)
+                })?
+            }
+        };
+        if text.ends_with('\n') {
+            text.pop();
+            if text.ends_with('\r') {
+                text.pop();
+            }
+        }
+        if text.is_empty() {
+            return Err(unreadable("the password is empty".into(), None));
+        }
+        Ok(lifeboat_store::Password::new(text))
+    }
+}
+
+impl std::fmt::Display for PasswordSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PasswordSource::File(path) => write!(f, "password_file {}", path.display()),
+            PasswordSource::Command(command) => write!(f, "password_command {command:?}"),
+        }
+    }
+}
+
 /// The whole configuration, checked.
 #[derive(Clone)]
 pub struct Config {
@@ -100,6 +162,9 @@ pub struct Config {
     pub repository: String,
     /// Create the repository when it does not exist yet.
     pub create_repository: bool,
+    /// Where the repository password comes from (`password_file` or `password_command`):
+    /// with one, the repository is encrypted (and created encrypted).
+    pub password: Option<PasswordSource>,
     /// Address of the HTTP API.
     pub listen: SocketAddr,
     /// Bearer tokens.
@@ -147,6 +212,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("path", &self.path)
             .field("repository", &self.repository)
+            .field("password", &self.password)
             .field("listen", &self.listen)
             .field("tokens", &format!("{} tokens", self.tokens.len()))
             .field("jobs", &self.jobs.iter().map(|j| &j.name).collect::<Vec<_>>())
@@ -270,6 +336,8 @@ pub const DEFAULT_MAX_RUNNING: usize = 4;
 const TOP_KEYS: &[&str] = &[
     "repository",
     "create_repository",
+    "password_file",
+    "password_command",
     "listen",
     "tokens",
     "open",
@@ -500,6 +568,7 @@ impl Parser<'_> {
         f.map.remove("repository");
         let create_repository =
             self.take::<bool>(&mut f, "create_repository").is_none_or(|(v, _)| v);
+        let password = self.password(&mut f);
         let listen = match self.take::<String>(&mut f, "listen") {
             Some((text, line)) => match text.parse::<SocketAddr>() {
                 Ok(addr) => Some(addr),
@@ -631,6 +700,7 @@ impl Parser<'_> {
             path: path.to_path_buf(),
             repository: repository?,
             create_repository,
+            password,
             listen: listen?,
             tokens,
             open,
@@ -649,6 +719,33 @@ impl Parser<'_> {
             drill_options,
             jobs,
         })
+    }
+
+    /// `password_file` or `password_command`, at most one of them.
+    fn password(&mut self, f: &mut Fields) -> Option<PasswordSource> {
+        let file = self.take::<PathBuf>(f, "password_file");
+        let command = self.take::<String>(f, "password_command");
+        match (file, command) {
+            (Some(_), Some((_, line))) => {
+                self.problem(
+                    line,
+                    "`password_file` and `password_command` both give the repository \
+                     password: keep one",
+                );
+                None
+            }
+            (Some((path, line)), None) if path.as_os_str().is_empty() => {
+                self.problem(line, "`password_file` is empty: give the path of a file");
+                None
+            }
+            (None, Some((command, line))) if command.trim().is_empty() => {
+                self.problem(line, "`password_command` is empty: give a shell command");
+                None
+            }
+            (Some((path, _)), None) => Some(PasswordSource::File(path)),
+            (None, Some((command, _))) => Some(PasswordSource::Command(command)),
+            (None, None) => None,
+        }
     }
 
     fn job(&mut self, mut f: Fields, default_jitter: Duration) -> Option<Job> {
@@ -1094,6 +1191,41 @@ rpo = "1 day"
             Config::parse_scheduler(&text, Path::new("m.toml"), &env(&[]), &lifeboat::backends())
                 .unwrap();
         assert!(c.tokens.is_empty());
+    }
+
+    #[test]
+    fn the_password_comes_from_a_file_or_a_command_not_both() {
+        let with = |lines: &str| MINIMAL.replacen('\n', &format!("\n{lines}\n"), 1);
+        let c =
+            parse(&with("password_file = \"/etc/lifeboat/pw\""), Path::new("m.toml"), &env(&[]))
+                .unwrap();
+        assert_eq!(c.password, Some(PasswordSource::File("/etc/lifeboat/pw".into())));
+        let c =
+            parse(&with("password_command = \"pass lifeboat\""), Path::new("m.toml"), &env(&[]))
+                .unwrap();
+        assert_eq!(c.password, Some(PasswordSource::Command("pass lifeboat".into())));
+        assert_eq!(parse(MINIMAL, Path::new("m.toml"), &env(&[])).unwrap().password, None);
+        let found =
+            problems(&with("password_file = \"/etc/lifeboat/pw\"\npassword_command = \"pass x\""));
+        assert!(found.iter().any(|p| p.line == 3 && p.message.contains("keep one")), "{found:?}");
+        let found = problems(&with("password_file = \"\""));
+        assert!(found.iter().any(|p| p.line == 2 && p.message.contains("empty")), "{found:?}");
+    }
+
+    #[test]
+    fn a_password_is_read_from_its_file_or_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        assert!(PasswordSource::File(file.clone()).read().is_ok());
+        assert!(PasswordSource::Command(format!("cat {}", file.display())).read().is_ok());
+        std::fs::write(&file, "\n").unwrap();
+        let err = PasswordSource::File(file.clone()).read().unwrap_err();
+        assert!(err.to_string().contains("empty"), "{err}");
+        let err = PasswordSource::File(dir.path().join("missing")).read().unwrap_err();
+        assert!(err.to_string().contains("password_file"), "{err}");
+        let err = PasswordSource::Command("exit 3".into()).read().unwrap_err();
+        assert!(err.to_string().contains("failed"), "{err}");
     }
 
     #[test]

@@ -76,6 +76,32 @@ pub enum DaemonError {
         /// The name asked for.
         job: String,
     },
+    /// The repository password cannot be read from where the configuration says.
+    #[error("cannot read the repository password from {from}: {reason}")]
+    PasswordUnreadable {
+        /// Where it was read from (`password_file PATH`, `password_command "CMD"`).
+        from: String,
+        /// Why.
+        reason: String,
+        /// The I/O error, when there is one.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// The repository is encrypted and the configuration gives no password.
+    #[error("the repository at {repository} is encrypted and the configuration gives no password")]
+    PasswordRequired {
+        /// The repository URL (without credentials).
+        repository: String,
+    },
+    /// The configuration gives a password but the repository is plaintext.
+    #[error(
+        "the repository at {repository} is not encrypted, yet the configuration gives a \
+         password: nothing is read or written in the clear"
+    )]
+    NotEncrypted {
+        /// The repository URL (without credentials).
+        repository: String,
+    },
     /// A repository operation failed.
     #[error(transparent)]
     Store(Box<lifeboat_store::StoreError>),
@@ -107,6 +133,9 @@ impl DaemonError {
             DaemonError::Io { .. } => Some("check the folder exists and the service user may write to it (state_dir, heartbeat_dir)".into()),
             DaemonError::Listen { .. } => Some("another process may use the port; change `listen` or stop the other process".into()),
             DaemonError::UnknownJob { .. } => Some("GET /api/config lists the jobs".into()),
+            DaemonError::PasswordUnreadable { .. } => Some("check `password_file` / `password_command` in the configuration: the file must be readable by the service user and hold the password; the command must succeed and print it".into()),
+            DaemonError::PasswordRequired { .. } => Some("set `password_file = \"PATH\"` (a file readable only by the service user holding the password) or `password_command = \"CMD\"` in the configuration".into()),
+            DaemonError::NotEncrypted { .. } => Some("if it was created encrypted, its config was changed: do not use it and check who can write to the store; if it is meant to be plaintext, remove `password_file` / `password_command` from the configuration".into()),
             DaemonError::Store(source) => source.hint(),
             DaemonError::Core(e) => e.hint(),
         }

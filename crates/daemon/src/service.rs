@@ -99,13 +99,7 @@ pub async fn open(config: Config, registry: Registry) -> Result<Arc<Daemon>, Dae
             "{interrupted} runs were in progress when lifeboatd last stopped: marked failed (interrupted)"
         );
     }
-    let repo = match Repository::open(&config.repository).await {
-        Err(StoreError::NotInitialised { .. }) if config.create_repository => {
-            info!(repository = %crate::config::redact(&config.repository), "no repository there yet: creating it");
-            Repository::init(&config.repository).await?
-        }
-        other => other?,
-    };
+    let repo = open_repository(&config).await?;
     let jobs = config
         .jobs
         .iter()
@@ -150,6 +144,33 @@ pub async fn open(config: Config, registry: Registry) -> Result<Arc<Daemon>, Dae
     crate::settings::restore_stored(&d);
     d.refresh_view().await;
     Ok(d)
+}
+
+/// Opens the repository, with the configured password (read now, never logged) when there
+/// is one; creates it (encrypted when there is a password) when missing and allowed.
+async fn open_repository(config: &Config) -> Result<Repository, DaemonError> {
+    let shown = crate::config::redact(&config.repository);
+    let password = config.password.as_ref().map(crate::config::PasswordSource::read).transpose()?;
+    let repo = match Repository::open_with(&config.repository, password.as_ref()).await {
+        Err(StoreError::NotInitialised { .. }) if config.create_repository => {
+            let encrypted = password.is_some();
+            info!(repository = %shown, encrypted, "no repository there yet: creating it");
+            Repository::open_or_init_with(&config.repository, password.as_ref()).await
+        }
+        other => other,
+    };
+    let repo = match repo {
+        Err(StoreError::KeyRequired { .. }) => {
+            return Err(DaemonError::PasswordRequired { repository: shown });
+        }
+        other => other?,
+    };
+    // As the CLI: a password means an encrypted repository is expected, and a plaintext one
+    // is a mistake or a config switched to `none` by someone who can write to the store.
+    if password.is_some() && !repo.is_encrypted() {
+        return Err(DaemonError::NotEncrypted { repository: shown });
+    }
+    Ok(repo)
 }
 
 /// Runs the scheduler without the HTTP API until `stop` completes: scheduled backups with
@@ -303,7 +324,7 @@ async fn reload_on_sighup(d: Arc<Daemon>) {
 
 /// Reads the configuration file again and, when it is valid, applies it: the jobs' settings,
 /// tokens, open endpoints, webhooks, timeouts and limits. What only a restart can change
-/// (the address, the repository, the state folder, `max_running`, jobs added or removed)
+/// (the address, the repository and its password, the state folder, `max_running`, jobs added or removed)
 /// stays as it is; the answer lists it. Settings changed through `PUT /api/config` still
 /// apply over the file, as at start.
 ///
@@ -320,6 +341,7 @@ pub fn reload(d: &Daemon, env: &dyn crate::config::Env) -> Result<Vec<String>, D
     };
     keep("`listen` changed", new.listen != old.listen);
     keep("`repository` changed", new.repository != old.repository);
+    keep("`password_file` / `password_command` changed", new.password != old.password);
     keep("`state_dir` changed", new.state_dir != old.state_dir);
     keep("`max_running` changed", new.max_running != old.max_running);
     for job in &new.jobs {
@@ -330,6 +352,7 @@ pub fn reload(d: &Daemon, env: &dyn crate::config::Env) -> Result<Vec<String>, D
     }
     new.listen = old.listen;
     new.repository.clone_from(&old.repository);
+    new.password.clone_from(&old.password);
     new.state_dir.clone_from(&old.state_dir);
     new.max_running = old.max_running;
     for job in &new.jobs {

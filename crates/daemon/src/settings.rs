@@ -42,6 +42,16 @@ pub fn describe(d: &Daemon) -> Value {
     let config = d.config();
     json!({
         "repository": redact(&config.repository),
+        "encrypted": d.repo.is_encrypted(),
+        // Where the password comes from, never the password.
+        "password_file": match &config.password {
+            Some(crate::config::PasswordSource::File(path)) => json!(path.display().to_string()),
+            _ => Value::Null,
+        },
+        "password_command": match &config.password {
+            Some(crate::config::PasswordSource::Command(command)) => json!(command),
+            _ => Value::Null,
+        },
         "listen": config.listen.to_string(),
         "open": config.open,
         "allow_restore": config.allow_restore,

@@ -216,12 +216,30 @@ impl Repository {
     /// # Errors
     /// As [`Repository::open`] and [`Repository::init`].
     pub async fn open_or_init(url: &str) -> Result<Self> {
-        match Self::open(url).await {
-            Err(StoreError::NotInitialised { .. }) => match Self::init(url).await {
-                // Another process created it in between: open theirs.
-                Err(StoreError::AlreadyInitialised { .. }) => Self::open(url).await,
-                other => other,
-            },
+        Self::open_or_init_with(url, None).await
+    }
+
+    /// Opens the repository at `url` with `password` when one is given, creating it first
+    /// when there is none: encrypted, opened by `password`, when one is given, else as
+    /// [`Repository::open_or_init`] does.
+    ///
+    /// # Errors
+    /// As [`Repository::open_with`], [`Repository::init`] and [`Repository::init_encrypted`].
+    pub async fn open_or_init_with(url: &str, password: Option<&Password>) -> Result<Self> {
+        match Self::open_with(url, password).await {
+            Err(StoreError::NotInitialised { .. }) => {
+                let created = match password {
+                    Some(password) => Self::init_encrypted(url, password).await,
+                    None => Self::init(url).await,
+                };
+                match created {
+                    // Another process created it in between: open theirs.
+                    Err(StoreError::AlreadyInitialised { .. }) => {
+                        Self::open_with(url, password).await
+                    }
+                    other => other,
+                }
+            }
             other => other,
         }
     }

@@ -48,3 +48,20 @@ async fn open_or_init_creates_once_and_then_opens() {
     let second = Repository::open_or_init(&url).await.unwrap();
     assert_eq!(second.snapshots().await.unwrap().len(), 1, "opened, not made anew");
 }
+
+#[tokio::test]
+async fn open_or_init_with_a_password_creates_an_encrypted_one_and_opens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("repo").display().to_string();
+    let password = lifeboat_store::Password::new("service password");
+    let first = Repository::open_or_init_with(&url, Some(&password)).await.unwrap();
+    assert!(first.is_encrypted());
+    let source = MemoryBackup { name: "x".into(), kind: Kind::SQLITE, data: vec![1; 10_000] };
+    first.backup(&source, &BackupOptions::default(), &NoProgress).await.unwrap();
+    let second = Repository::open_or_init_with(&url, Some(&password)).await.unwrap();
+    assert_eq!(second.snapshots().await.unwrap().len(), 1, "opened, not made anew");
+    let err = Repository::open_or_init_with(&url, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::KeyRequired { .. }), "{err}");
+    let plain = dir.path().join("plain").display().to_string();
+    assert!(!Repository::open_or_init_with(&plain, None).await.unwrap().is_encrypted());
+}
