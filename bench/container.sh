@@ -109,7 +109,7 @@ files_digest() {  # files_digest CONTAINER: one digest over every file under /da
 EXPECTED=$(files_digest "$C")
 EXPORT_SIZE=$(docker export "$C" | wc -c)
 
-"$LIFEBOAT" --repo "$W/lb-repo" init > /dev/null
+"$LIFEBOAT" --repo "$W/lb-repo" init --no-encryption > /dev/null
 export RESTIC_PASSWORD=bench RESTIC_REPOSITORY="$W/restic-repo"
 RESTIC_VERSION=$(restic version | cut -d' ' -f1-2)
 restic init > /dev/null 2>&1

@@ -233,7 +233,7 @@ say "database: $(mib "$DB_SIZE") MiB, $ACCOUNTS accounts, generated in $(($(date
 
 # ---------------------------------------------------------------- full backups
 say "lifeboat: init and full backup"
-"$LIFEBOAT" --repo "$W/lb-repo" init > "$W/logs/lifeboat-init.out" 2>&1 || {
+"$LIFEBOAT" --repo "$W/lb-repo" init --no-encryption > "$W/logs/lifeboat-init.out" 2>&1 || {
     cat "$W/logs/lifeboat-init.out" >&2
     die "lifeboat init failed"
 }
@@ -322,7 +322,7 @@ TEXT_SIZE=$(sql postgres "SELECT pg_database_size('notes')")
 say "text database: $(mib "$TEXT_SIZE") MiB"
 TEXT_URL=$(url notes)
 warm "$PGDATA/base/$(sql postgres "SELECT oid FROM pg_database WHERE datname = 'notes'")"
-"$LIFEBOAT" --repo "$W/lb-text-repo" init > /dev/null || die "lifeboat init failed"
+"$LIFEBOAT" --repo "$W/lb-text-repo" init --no-encryption > /dev/null || die "lifeboat init failed"
 timed lb_text "$LIFEBOAT" --repo "$W/lb-text-repo" backup postgres "$TEXT_URL"
 STORED[lb_text]=$(stored "$W/lb-text-repo")
 timed gz_text bash -c 'set -o pipefail; "$1" -d "$2" | gzip > "$3"' _ "$PGBIN/pg_dump" "$TEXT_URL" "$W/notes.sql.gz"

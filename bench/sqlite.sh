@@ -303,7 +303,7 @@ fi
 
 # ---------------------------------------------------------------- full backups
 say "lifeboat: init and full backup"
-"$LIFEBOAT" --repo "$W/lb-repo" init > "$W/logs/lifeboat-init.out" 2>&1 || {
+"$LIFEBOAT" --repo "$W/lb-repo" init --no-encryption > "$W/logs/lifeboat-init.out" 2>&1 || {
     cat "$W/logs/lifeboat-init.out" >&2
     die "lifeboat init failed"
 }
@@ -316,7 +316,7 @@ LB_SNAP_FULL=$(lb_last_stored)
 # their folders, in the format's order; docs/reliability.md). strace slows the process a
 # little, so this run is not timed against the others; only its fsync share is reported.
 say "lifeboat: fsync cost of a full backup (strace -c)"
-"$LIFEBOAT" --repo "$W/lb-fsync-repo" init > "$W/logs/lifeboat-fsync-init.out" 2>&1 \
+"$LIFEBOAT" --repo "$W/lb-fsync-repo" init --no-encryption > "$W/logs/lifeboat-fsync-init.out" 2>&1 \
     || die "lifeboat init (fsync run) failed"
 FSYNC_START=$(date +%s.%N)
 strace -f -c -w -e trace=fsync,fdatasync -o "$W/logs/fsync.strace" \

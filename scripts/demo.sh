@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: a local repository folder and a SQLite database.
-# Builds lifeboat, makes a sample database, backs it up twice (the second time stores only
-# what changed), lists, verifies every byte, and restores it to a new file.
+# Builds lifeboat, makes a sample database, backs it up twice into an encrypted repository
+# (the second time stores only what changed), lists, verifies every byte, and restores it to
+# a new file. The password is a random one written to demo/lifeboat-password, so nothing is
+# asked.
 #
 #   bash scripts/demo.sh          # everything lands in ./demo/
 set -euo pipefail
@@ -19,6 +21,11 @@ lifeboat=${CARGO_TARGET_DIR:-$PWD/target}/release/lifeboat
 
 rm -rf demo && mkdir demo && cd demo
 export LIFEBOAT_REPO=$PWD/lifeboat-repo
+
+# Repositories are encrypted by default: a random password in a file only we may read.
+(umask 077 && head -c 32 /dev/urandom | base64 > lifeboat-password)
+export LIFEBOAT_PASSWORD_FILE=$PWD/lifeboat-password
+echo "==> the repository password is in demo/lifeboat-password: without it these backups cannot be read"
 
 echo "==> a sample database: demo/app.db"
 sqlite3 app.db <<'SQL'

@@ -1127,6 +1127,7 @@ rpo = "1 day"
         let text = include_str!("../../../examples/lifeboatd.toml");
         let c = parse(text, Path::new("examples/lifeboatd.toml"), &env(&[])).unwrap();
         assert_eq!(c.jobs.len(), 4);
+        assert_eq!(c.password, Some(PasswordSource::File("/etc/lifeboat/password".into())));
         assert!(c.jobs[1].drill.is_some() && c.jobs[1].expect.rto.is_some());
         let tenants = &c.jobs[3].spec.options;
         assert!(tenants.flag("changed-only") && tenants.value("selector").is_some());

@@ -206,9 +206,9 @@ impl StoreError {
                 "check the password (LIFEBOAT_PASSWORD, --password-file); nothing was written"
                     .into(),
             ),
-            StoreError::NotEncrypted { .. } => {
-                Some("keys exist only in repositories made with `lifeboat init --encrypt`".into())
-            }
+            StoreError::NotEncrypted { .. } => Some(
+                "keys exist only in encrypted repositories (made without --no-encryption)".into(),
+            ),
             StoreError::KeyNotFound { .. } => Some(
                 "`lifeboat key list` shows the ids; give one, or enough of it to be unique".into(),
             ),
