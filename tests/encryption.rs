@@ -298,10 +298,15 @@ fn on_terminal(args: &[&str], answers: &[(&str, &str)]) -> (bool, String) {
             shown.push_str(&String::from_utf8_lossy(&chunk));
         }
         shown = shown.replacen(prompt, "", 1);
+        // The prompt is written just before echo is turned off: typing at once could be
+        // echoed by the terminal itself.
+        std::thread::sleep(std::time::Duration::from_millis(300));
         stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
     }
+    drop(stdin);
     let status = child.wait().unwrap();
-    shown.extend(rx.try_iter().map(|c| String::from_utf8_lossy(&c).into_owned()));
+    // Everything shown up to the end (the reader stops at end of file).
+    shown.extend(rx.iter().map(|c| String::from_utf8_lossy(&c).into_owned()));
     (status.success(), shown)
 }
 
