@@ -35,7 +35,8 @@
 # the anchors' single runs; a second table prints plaintext and encrypted side by side,
 # medians (min-max) over the REPEAT runs, with the ratios encrypted / plaintext against
 # the targets: full backup time <= 1.10x, restore time <= 1.10x, stored bytes after the
-# full backup <= 1.01x (PASS/MISS, also in the ratios table and results.md). Which `init`
+# full backup <= 1.01x (PASS/MISS, also in the ratios table and results.md), and, for
+# reading a busy machine's figures, the CPU seconds (user + system) of the same runs. Which `init`
 # makes which is detected: when `lifeboat init --help` offers `--no-encryption` (init
 # encrypts by default), the plaintext repository is `init --no-encryption` and the
 # encrypted one plain `init`; otherwise `init` and `init --encrypt`. Each repository's
@@ -311,11 +312,13 @@ lb_init() {
 }
 
 # median KEY... / range KEY...: the median (the mean of the middle two for an even count)
-# and "min-max" of SECS (or, for stored_median/stored_range, STORED) over KEYs.
+# and "min-max" of SECS (or, for cpu_* and stored_*, of CPU and STORED) over KEYs.
 _med() { sort -g | awk -v f="${1:-%.3f}" '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf f "\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 _rng() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s\n", lo, hi }'; }
 median() { local k; for k in "$@"; do echo "${SECS[$k]}"; done | _med; }
 range() { local k; for k in "$@"; do echo "${SECS[$k]}"; done | _rng; }
+cpu_median() { local k; for k in "$@"; do echo "${CPU[$k]}"; done | _med; }
+cpu_range() { local k; for k in "$@"; do echo "${CPU[$k]}"; done | _rng; }
 stored_median() { local k; for k in "$@"; do echo "${STORED[$k]}"; done | _med %.0f; }
 stored_range() { local k; for k in "$@"; do echo "${STORED[$k]}"; done | _rng; }
 
@@ -547,6 +550,9 @@ done
 E_FULL_P=$(median "${LB_FULL_KEYS[@]}") E_FULL_E=$(median "${LBE_FULL_KEYS[@]}")
 E_REST_P=$(median "${LB_RESTORE_KEYS[@]}") E_REST_E=$(median "${LBE_RESTORE_KEYS[@]}")
 E_OPEN_P=$(median "${LB_OPEN_KEYS[@]}") E_OPEN_E=$(median "${LBE_OPEN_KEYS[@]}")
+C_FULL_P=$(cpu_median "${LB_FULL_KEYS[@]}") C_FULL_E=$(cpu_median "${LBE_FULL_KEYS[@]}")
+C_REST_P=$(cpu_median "${LB_RESTORE_KEYS[@]}") C_REST_E=$(cpu_median "${LBE_RESTORE_KEYS[@]}")
+C_OPEN_P=$(cpu_median "${LB_OPEN_KEYS[@]}") C_OPEN_E=$(cpu_median "${LBE_OPEN_KEYS[@]}")
 E_STOR_P=$(stored_median "${LB_FULL_KEYS[@]}") E_STOR_E=$(stored_median "${LBE_FULL_KEYS[@]}")
 V_FULL=$(verdict "$E_FULL_E" "$E_FULL_P" "<=" 1.10)
 V_REST=$(verdict "$E_REST_E" "$E_REST_P" "<=" 1.10)
@@ -620,6 +626,9 @@ SIDE=(
     "full backup, s;$E_FULL_P ($(range "${LB_FULL_KEYS[@]}"));$E_FULL_E ($(range "${LBE_FULL_KEYS[@]}"));$(ratio "$E_FULL_E" "$E_FULL_P")x;<= 1.10x;$V_FULL"
     "restore, s;$E_REST_P ($(range "${LB_RESTORE_KEYS[@]}"));$E_REST_E ($(range "${LBE_RESTORE_KEYS[@]}"));$(ratio "$E_REST_E" "$E_REST_P")x;<= 1.10x;$V_REST"
     "stored after full backup, bytes;$E_STOR_P ($(stored_range "${LB_FULL_KEYS[@]}"));$E_STOR_E ($(stored_range "${LBE_FULL_KEYS[@]}"));$(ratio "$E_STOR_E" "$E_STOR_P" 4)x;<= 1.01x;$V_STOR"
+    "full backup CPU (user + system), s;$C_FULL_P ($(cpu_range "${LB_FULL_KEYS[@]}"));$C_FULL_E ($(cpu_range "${LBE_FULL_KEYS[@]}"));$(ratio "$C_FULL_E" "$C_FULL_P")x;-;info"
+    "restore CPU (user + system), s;$C_REST_P ($(cpu_range "${LB_RESTORE_KEYS[@]}"));$C_REST_E ($(cpu_range "${LBE_RESTORE_KEYS[@]}"));$(ratio "$C_REST_E" "$C_REST_P")x;-;info"
+    "open and list (snapshots) CPU, s;$C_OPEN_P ($(cpu_range "${LB_OPEN_KEYS[@]}"));$C_OPEN_E ($(cpu_range "${LBE_OPEN_KEYS[@]}"));+$(awk -v e="$C_OPEN_E" -v p="$C_OPEN_P" 'BEGIN { printf "%.2f s", e - p }');-;info"
     "open and list (snapshots), s;$E_OPEN_P ($(range "${LB_OPEN_KEYS[@]}"));$E_OPEN_E ($(range "${LBE_OPEN_KEYS[@]}"));+$(awk -v e="$E_OPEN_E" -v p="$E_OPEN_P" 'BEGIN { printf "%.2f s", e - p }');-;info"
     "second backup (one run), s;${SECS[lb_second]};${SECS[lbe_second]};$(ratio "${SECS[lbe_second]}" "${SECS[lb_second]}")x;-;info"
     "second backup stores, bytes;${STORED[lb_second]};${STORED[lbe_second]};$(ratio "${STORED[lbe_second]}" "${STORED[lb_second]}" 4)x;-;info"
