@@ -1,7 +1,7 @@
 # Helpers shared by the benchmark scripts (sourced, not run). A script may define
 # `before_timed` to warm its data before every timed command.
 
-declare -A SECS RSS STORED
+declare -A SECS RSS STORED CPU
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -33,22 +33,24 @@ require() {
     die "missing: ${missing[*]} (apt-get install ${packages[*]})"
 }
 
-# timed KEY CMD...: runs CMD once, records wall seconds and peak RSS (KiB) in SECS/RSS;
-# output goes to $W/logs/KEY.{out,err}.
+# timed KEY CMD...: runs CMD once, records wall seconds, peak RSS (KiB) and CPU seconds
+# (user + system, which waiting for a busy machine's cores does not inflate as it does the
+# wall time) in SECS/RSS/CPU; output goes to $W/logs/KEY.{out,err}.
 timed() {
     local key=$1
     shift
     if declare -F before_timed > /dev/null; then before_timed; fi
-    local s k
-    if ! /usr/bin/time -f '%e %M' -o "$W/logs/$key.time" "$@" > "$W/logs/$key.out" 2> "$W/logs/$key.err"; then
+    local s k u y
+    if ! /usr/bin/time -f '%e %M %U %S' -o "$W/logs/$key.time" "$@" > "$W/logs/$key.out" 2> "$W/logs/$key.err"; then
         echo "error: $key failed: $*" >&2
         tail -n 20 "$W/logs/$key.err" >&2
         exit 1
     fi
-    read -r s k < <(tail -n 1 "$W/logs/$key.time")
+    read -r s k u y < <(tail -n 1 "$W/logs/$key.time")
     SECS[$key]=$s
     RSS[$key]=$k
-    say "$key: ${s}s, peak RSS $((k / 1024)) MiB"
+    CPU[$key]=$(awk -v u="$u" -v y="$y" 'BEGIN { printf "%.2f", u + y }')
+    say "$key: ${s}s, peak RSS $((k / 1024)) MiB, CPU ${CPU[$key]}s"
 }
 
 # warm FOLDER-OR-FILE...: reads files once so timed commands start from a warm cache.

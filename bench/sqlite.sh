@@ -22,6 +22,26 @@
 # bytes for lifeboat, restic and borg marked "info", which have no
 # targets, and writes the same results as markdown to bench/work/sqlite/results.md.
 #
+# Encrypted vs plaintext lifeboat (issue #15), in the same run on the same database: a
+# second lifeboat repository, encrypted (XChaCha20-Poly1305, HMAC-SHA-256 chunk ids, an
+# Argon2id key slot; the password in a file under the work folder, given to its commands
+# only, as LIFEBOAT_PASSWORD_FILE), gets the same full, second and third backups and the
+# same restore as the plaintext one, and its restored file is checked the same way. The
+# full backups and the restores run REPEAT times (default 3) alternately (odd runs
+# plaintext first, even runs encrypted first), each full backup into a fresh repository (the first pair is kept for the
+# second and third backups and the restores); `lifeboat snapshots` (an open and a listing,
+# nothing else) likewise, to show the fixed cost of opening an encrypted repository (its
+# key derivation). The "lifeboat" rows of the main table are the first run of each, like
+# the anchors' single runs; a second table prints plaintext and encrypted side by side,
+# medians (min-max) over the REPEAT runs, with the ratios encrypted / plaintext against
+# the targets: full backup time <= 1.10x, restore time <= 1.10x, stored bytes after the
+# full backup <= 1.01x (PASS/MISS, also in the ratios table and results.md), and, for
+# reading a busy machine's figures, the CPU seconds (user + system) of the same runs. Which `init`
+# makes which is detected: when `lifeboat init --help` offers `--no-encryption` (init
+# encrypts by default), the plaintext repository is `init --no-encryption` and the
+# encrypted one plain `init`; otherwise `init` and `init --encrypt`. Each repository's
+# config must then say `none` / `xchacha20-poly1305`, or the script fails.
+#
 # Borg runs as `borg init --encryption=none`, `borg create --compression zstd,3` (archives
 # "full" and "second") and `borg extract` of "second" inside a fresh folder (borg stores the
 # path without its leading /). Its base, config and cache folders are under the work folder
@@ -42,6 +62,10 @@
 # Run from anywhere in the repository:
 #   bash bench/sqlite.sh                  # 500 MiB database
 #   SIZE_MIB=100 bash bench/sqlite.sh     # quick run
+#   REPEAT=5 bash bench/sqlite.sh         # more alternated plaintext/encrypted runs
+# It builds with `cargo build --release --workspace --bins` (the whole workspace, so a
+# shared CARGO_TARGET_DIR keeps one set of dependency builds) and runs
+# ${CARGO_TARGET_DIR:-target}/release/lifeboat.
 # Needs: cargo, python3 (standard library only), restic, borg, sqlite3, gzip, GNU time
 #   (as root, missing Debian packages are installed with apt-get: restic borgbackup sqlite3 gzip time)
 # Everything is written under bench/work/sqlite, which is wiped at the start.
@@ -54,6 +78,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SIZE_MIB="${SIZE_MIB:-500}"
 if ! [[ "$SIZE_MIB" =~ ^[1-9][0-9]*$ ]]; then
     echo "error: SIZE_MIB must be a positive whole number of MiB, got '$SIZE_MIB'" >&2
+    exit 2
+fi
+REPEAT="${REPEAT:-3}"
+if ! [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: REPEAT must be a positive whole number, got '$REPEAT'" >&2
     exit 2
 fi
 
@@ -70,8 +99,8 @@ command -v cargo > /dev/null 2>&1 || die "missing: cargo (Rust's toolchain, from
 python3 -c 'import sqlite3' 2> /dev/null || die "python3 lacks the sqlite3 module"
 
 # ---------------------------------------------------------------- build
-say "building the release binary (cargo build --release -p lifeboat-cli)"
-(cd "$ROOT" && cargo build --release -p lifeboat-cli)
+say "building the release binaries (cargo build --release --workspace --bins)"
+(cd "$ROOT" && cargo build --release --workspace --bins)
 [[ -x "$LIFEBOAT" ]] || die "no binary at $LIFEBOAT after the build"
 
 say "work folder $W (wiped)"
@@ -252,11 +281,46 @@ before_timed() { cat "$DB" > /dev/null; }
 
 
 
-# lb_last_stored: `stored` of the newest snapshot (last element of snapshots --json).
+# How lifeboat is run on the plaintext (LB) and the encrypted (LBE) repositories: only the
+# encrypted one's commands get the password (a password given to a plaintext repository is
+# refused).
+LB=("$LIFEBOAT")
+LBE=(env "LIFEBOAT_PASSWORD_FILE=$W/password" "$LIFEBOAT")
+
+# lb_last_stored REPO CMD...: `stored` of REPO's newest snapshot (last element of
+# snapshots --json), CMD being "${LB[@]}" or "${LBE[@]}".
 lb_last_stored() {
-    "$LIFEBOAT" --repo "$W/lb-repo" snapshots --json |
+    local repo=$1
+    shift
+    "$@" --repo "$repo" snapshots --json |
         python3 -c 'import json, sys; print(json.load(sys.stdin)[-1]["stored"])'
 }
+
+# lb_init REPO ENCRYPTION: creates REPO, plaintext (none) or encrypted (xchacha20-poly1305),
+# and checks that its config says so.
+lb_init() {
+    local repo=$1 want=$2 got
+    local -a cmd
+    if [[ "$want" == none ]]; then cmd=("${LB[@]}" --repo "$repo" "${LB_INIT_PLAIN[@]}"); else
+        cmd=("${LBE[@]}" --repo "$repo" "${LB_INIT_ENC[@]}"); fi
+    "${cmd[@]}" > "$W/logs/init-$(basename "$repo").out" 2>&1 || {
+        cat "$W/logs/init-$(basename "$repo").out" >&2
+        die "lifeboat init of $repo failed: ${cmd[*]}"
+    }
+    got=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get("encryption", "none"))' "$repo/config")
+    [[ "$got" == "$want" ]] || die "$repo: config says encryption '$got', expected '$want'"
+}
+
+# median KEY... / range KEY...: the median (the mean of the middle two for an even count)
+# and "min-max" of SECS (or, for cpu_* and stored_*, of CPU and STORED) over KEYs.
+_med() { sort -g | awk -v f="${1:-%.3f}" '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf f "\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+_rng() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s-%s\n", lo, hi }'; }
+median() { local k; for k in "$@"; do echo "${SECS[$k]}"; done | _med; }
+range() { local k; for k in "$@"; do echo "${SECS[$k]}"; done | _rng; }
+cpu_median() { local k; for k in "$@"; do echo "${CPU[$k]}"; done | _med; }
+cpu_range() { local k; for k in "$@"; do echo "${CPU[$k]}"; done | _rng; }
+stored_median() { local k; for k in "$@"; do echo "${STORED[$k]}"; done | _med %.0f; }
+stored_range() { local k; for k in "$@"; do echo "${STORED[$k]}"; done | _rng; }
 
 # check_restored FILE: integrity_check must print ok; rows must match the source.
 check_restored() {
@@ -274,6 +338,12 @@ wal_clean() {
 }
 
 mkdir -p "$W/logs"
+# Whatever password or repository the caller's environment names is not used.
+unset LIFEBOAT_PASSWORD LIFEBOAT_PASSWORD_FILE LIFEBOAT_PASSWORD_COMMAND LIFEBOAT_KEY_FILE LIFEBOAT_REPO
+# The encrypted repository's password, random for each run, readable by its owner only.
+(umask 077 && python3 -c 'import secrets; print("lifeboat-bench-" + secrets.token_hex(16))' > "$W/password")
+LB_INIT_PLAIN=(init --no-encryption) LB_INIT_ENC=(init)
+say "lifeboat init: plaintext '${LB_INIT_PLAIN[*]}', encrypted '${LB_INIT_ENC[*]}' (LIFEBOAT_PASSWORD_FILE)"
 export RESTIC_PASSWORD=lifeboat-bench RESTIC_REPOSITORY="$W/restic-repo" RESTIC_CACHE_DIR="$W/restic-cache"
 # Borg keeps its config, security data and cache under the work folder (BORG_BASE_DIR also
 # makes it ignore XDG_CONFIG_HOME / XDG_CACHE_HOME); the repository is unencrypted.
@@ -302,22 +372,41 @@ if restic --help 2>&1 | grep -q -- '--compression'; then
 fi
 
 # ---------------------------------------------------------------- full backups
-say "lifeboat: init and full backup"
-"$LIFEBOAT" --repo "$W/lb-repo" init --no-encryption > "$W/logs/lifeboat-init.out" 2>&1 || {
-    cat "$W/logs/lifeboat-init.out" >&2
-    die "lifeboat init failed"
-}
-timed lb_full "$LIFEBOAT" --repo "$W/lb-repo" backup sqlite "$DB"
-STORED[lb_full]=$(stored "$W/lb-repo")
-LB_SNAP_FULL=$(lb_last_stored)
+# Plaintext and encrypted full backups alternately, REPEAT times each, each into a fresh
+# repository; the first pair (lb-repo, lbe-repo) is kept for the later backups and restores.
+# Odd runs go plaintext first, even runs encrypted first (so neither side is always the one
+# that follows the other's writes). Keys: lb_full, lbe_full (first run), lb_full_2,
+# lbe_full_2, ... (the others).
+LB_FULL_KEYS=() LBE_FULL_KEYS=()
+for ((i = 1; i <= REPEAT; i++)); do
+    sfx=$([[ $i == 1 ]] || echo "_$i")
+    sides=(lb lbe)
+    if ((i % 2 == 0)); then sides=(lbe lb); fi
+    say "lifeboat full backups, run $i of $REPEAT: ${sides[*]}"
+    for side in "${sides[@]}"; do
+        repo="$W/$side-repo$sfx"
+        if [[ $side == lb ]]; then
+            lb_init "$repo" none
+            timed "lb_full$sfx" "${LB[@]}" --repo "$repo" backup sqlite "$DB"
+            LB_FULL_KEYS+=("lb_full$sfx")
+        else
+            lb_init "$repo" xchacha20-poly1305
+            timed "lbe_full$sfx" "${LBE[@]}" --repo "$repo" backup sqlite "$DB"
+            LBE_FULL_KEYS+=("lbe_full$sfx")
+        fi
+        STORED[${side}_full$sfx]=$(stored "$repo")
+    done
+    if [[ $i != 1 ]]; then rm -rf "$W/lb-repo$sfx" "$W/lbe-repo$sfx"; fi
+done
+LB_SNAP_FULL=$(lb_last_stored "$W/lb-repo" "${LB[@]}")
+LBE_SNAP_FULL=$(lb_last_stored "$W/lbe-repo" "${LBE[@]}")
 
 # What durability costs: the same full backup into a fresh repository under strace, which
 # sums the wall time spent inside fsync/fdatasync (every pack, index file and manifest, and
 # their folders, in the format's order; docs/reliability.md). strace slows the process a
 # little, so this run is not timed against the others; only its fsync share is reported.
 say "lifeboat: fsync cost of a full backup (strace -c)"
-"$LIFEBOAT" --repo "$W/lb-fsync-repo" init --no-encryption > "$W/logs/lifeboat-fsync-init.out" 2>&1 \
-    || die "lifeboat init (fsync run) failed"
+lb_init "$W/lb-fsync-repo" none
 FSYNC_START=$(date +%s.%N)
 strace -f -c -w -e trace=fsync,fdatasync -o "$W/logs/fsync.strace" \
     "$LIFEBOAT" --repo "$W/lb-fsync-repo" backup sqlite "$DB" > "$W/logs/lifeboat-fsync.out" 2>&1 \
@@ -362,9 +451,13 @@ SOURCE_ROWS=$(sqlite3 "$DB" 'SELECT count(*), max(id), max(at) FROM events; SELE
 say "database: $(mib "$DB_SIZE2") MiB, $DB_ROWS2 events (+$((DB_ROWS2 - DB_ROWS)))"
 
 before=$(stored "$W/lb-repo")
-timed lb_second "$LIFEBOAT" --repo "$W/lb-repo" backup sqlite "$DB"
+timed lb_second "${LB[@]}" --repo "$W/lb-repo" backup sqlite "$DB"
 STORED[lb_second]=$(($(stored "$W/lb-repo") - before))
-LB_SNAP_SECOND=$(lb_last_stored)
+LB_SNAP_SECOND=$(lb_last_stored "$W/lb-repo" "${LB[@]}")
+
+before=$(stored "$W/lbe-repo")
+timed lbe_second "${LBE[@]}" --repo "$W/lbe-repo" backup sqlite "$DB"
+STORED[lbe_second]=$(($(stored "$W/lbe-repo") - before))
 
 before=$(stored "$W/restic-repo")
 timed restic_second "${RESTIC_BACKUP[@]}" "$DB"
@@ -383,8 +476,12 @@ python3 "$W/gen.py" update "$DB"
 wal_clean
 
 before=$(stored "$W/lb-repo")
-timed lb_third "$LIFEBOAT" --repo "$W/lb-repo" backup sqlite "$DB"
+timed lb_third "${LB[@]}" --repo "$W/lb-repo" backup sqlite "$DB"
 STORED[lb_third]=$(($(stored "$W/lb-repo") - before))
+
+before=$(stored "$W/lbe-repo")
+timed lbe_third "${LBE[@]}" --repo "$W/lbe-repo" backup sqlite "$DB"
+STORED[lbe_third]=$(($(stored "$W/lbe-repo") - before))
 
 before=$(stored "$W/restic-repo")
 timed restic_third "${RESTIC_BACKUP[@]}" "$DB"
@@ -396,10 +493,39 @@ STORED[borg_third]=$(($(stored "$W/borg-repo") - before))
 
 # ---------------------------------------------------------------- restores
 say "restores"
-rm -f "$W/restored-lb.db" "$W/restored-lb.db-wal" "$W/restored-lb.db-shm"
-warm "$W/lb-repo"
-timed lb_restore "$LIFEBOAT" --repo "$W/lb-repo" restore latest --to "$W/restored-lb.db"
-check_restored "$W/restored-lb.db"
+# Plaintext and encrypted restores alternately, REPEAT times each, odd runs plaintext first,
+# even runs encrypted first, every restored file checked. Both restored files are removed
+# before each restore: a restore that ran while the other side's freshly written 505 MiB
+# file was still there spent up to twice the system time in write() (seen on the shared
+# 2-core machine, for whichever side came second). Keys: lb_restore, lbe_restore (first
+# run), lb_restore_2, lbe_restore_2, ...
+LB_RESTORE_KEYS=() LBE_RESTORE_KEYS=()
+for ((i = 1; i <= REPEAT; i++)); do
+    sfx=$([[ $i == 1 ]] || echo "_$i")
+    sides=(lb lbe)
+    if ((i % 2 == 0)); then sides=(lbe lb); fi
+    for side in "${sides[@]}"; do
+        if [[ $side == lb ]]; then cmd=("${LB[@]}"); else cmd=("${LBE[@]}"); fi
+        out="$W/restored-$side.db"
+        rm -f "$W"/restored-lb.db "$W"/restored-lb.db-* "$W"/restored-lbe.db "$W"/restored-lbe.db-*
+        warm "$W/$side-repo"
+        timed "${side}_restore$sfx" "${cmd[@]}" --repo "$W/$side-repo" restore latest --to "$out"
+        check_restored "$out"
+        if [[ $side == lb ]]; then LB_RESTORE_KEYS+=("lb_restore$sfx"); else
+            LBE_RESTORE_KEYS+=("lbe_restore$sfx"); fi
+    done
+done
+
+rm -f "$W"/restored-lb.db "$W"/restored-lb.db-* "$W"/restored-lbe.db "$W"/restored-lbe.db-*
+
+# The fixed cost of a command: `snapshots` opens the repository (for the encrypted one,
+# derives the key from the password) and lists; alternately, REPEAT times each.
+LB_OPEN_KEYS=() LBE_OPEN_KEYS=()
+for ((i = 1; i <= REPEAT; i++)); do
+    timed "lb_open_$i" "${LB[@]}" --repo "$W/lb-repo" snapshots
+    timed "lbe_open_$i" "${LBE[@]}" --repo "$W/lbe-repo" snapshots
+    LB_OPEN_KEYS+=("lb_open_$i") LBE_OPEN_KEYS+=("lbe_open_$i")
+done
 
 rm -rf "$W/restic-restore"
 warm "$W/restic-repo"
@@ -426,6 +552,22 @@ LB_RSS_MAX=0
 for key in lb_full lb_second lb_third lb_restore; do
     if ((RSS[$key] > LB_RSS_MAX)); then LB_RSS_MAX=${RSS[$key]}; fi
 done
+LBE_RSS_MAX=0
+for key in "${LBE_FULL_KEYS[@]}" lbe_second lbe_third "${LBE_RESTORE_KEYS[@]}"; do
+    if ((RSS[$key] > LBE_RSS_MAX)); then LBE_RSS_MAX=${RSS[$key]}; fi
+done
+
+# Encrypted / plaintext: medians over the alternated runs.
+E_FULL_P=$(median "${LB_FULL_KEYS[@]}") E_FULL_E=$(median "${LBE_FULL_KEYS[@]}")
+E_REST_P=$(median "${LB_RESTORE_KEYS[@]}") E_REST_E=$(median "${LBE_RESTORE_KEYS[@]}")
+E_OPEN_P=$(median "${LB_OPEN_KEYS[@]}") E_OPEN_E=$(median "${LBE_OPEN_KEYS[@]}")
+C_FULL_P=$(cpu_median "${LB_FULL_KEYS[@]}") C_FULL_E=$(cpu_median "${LBE_FULL_KEYS[@]}")
+C_REST_P=$(cpu_median "${LB_RESTORE_KEYS[@]}") C_REST_E=$(cpu_median "${LBE_RESTORE_KEYS[@]}")
+C_OPEN_P=$(cpu_median "${LB_OPEN_KEYS[@]}") C_OPEN_E=$(cpu_median "${LBE_OPEN_KEYS[@]}")
+E_STOR_P=$(stored_median "${LB_FULL_KEYS[@]}") E_STOR_E=$(stored_median "${LBE_FULL_KEYS[@]}")
+V_FULL=$(verdict "$E_FULL_E" "$E_FULL_P" "<=" 1.10)
+V_REST=$(verdict "$E_REST_E" "$E_REST_P" "<=" 1.10)
+V_STOR=$(verdict "$E_STOR_E" "$E_STOR_P" "<=" 1.01)
 
 R_TIME=$(ratio "${SECS[lb_full]}" "${SECS[restic_full]}")
 R_STORED=$(ratio "${STORED[lb_full]}" "${STORED[restic_full]}" 3)
@@ -440,17 +582,21 @@ RSS_MAX_MIB=$(kib2mib "$LB_RSS_MAX")
 
 ROWS_T=(
     "lifeboat;full backup;lb_full"
+    "lifeboat, encrypted;full backup;lbe_full"
     "restic;full backup;restic_full"
     "borg;full backup;borg_full"
     "runbook (.backup | gzip);full backup;rb_full"
     "lifeboat;second backup (+1% rows);lb_second"
+    "lifeboat, encrypted;second backup (+1% rows);lbe_second"
     "restic;second backup (+1% rows);restic_second"
     "borg;second backup (+1% rows);borg_second"
     "runbook (.backup | gzip);second backup (+1% rows);rb_second"
     "lifeboat;third backup (1% of rows updated);lb_third"
+    "lifeboat, encrypted;third backup (1% of rows updated);lbe_third"
     "restic;third backup (1% of rows updated);restic_third"
     "borg;third backup (1% of rows updated);borg_third"
     "lifeboat;restore;lb_restore"
+    "lifeboat, encrypted;restore;lbe_restore"
     "restic;restore;restic_restore"
     "borg;restore;borg_restore"
     "runbook (.backup | gzip);restore (gunzip);rb_restore"
@@ -468,7 +614,15 @@ RATIOS=(
     "full backup time, lifeboat / borg;${R_BORG_TIME}x;-;info"
     "stored after full backup, lifeboat / borg;${R_BORG_STORED}x;-;info"
     "restore time, lifeboat / borg;${R_BORG_RESTORE}x;-;info"
-    "fsync share of a lifeboat full backup (${FSYNC_CALLS} calls, ${FSYNC_SECS} s in fsync; ${FSYNC_WALL} s traced);${FSYNC_SHARE}%;-;info"
+    "full backup time, encrypted / plaintext lifeboat (median of $REPEAT alternated);$(ratio "$E_FULL_E" "$E_FULL_P")x;<= 1.10x;$V_FULL"
+    "restore time, encrypted / plaintext lifeboat (median of $REPEAT alternated);$(ratio "$E_REST_E" "$E_REST_P")x;<= 1.10x;$V_REST"
+    "stored after full backup, encrypted / plaintext lifeboat;$(ratio "$E_STOR_E" "$E_STOR_P" 4)x;<= 1.01x;$V_STOR"
+    "lifeboat encrypted peak RSS, max over its runs;$(kib2mib "$LBE_RSS_MAX") MiB;< 128 MiB;$(verdict "$LBE_RSS_MAX" 1024 "<" 128)"
+    "second backup stores, encrypted / plaintext lifeboat;$(ratio "${STORED[lbe_second]}" "${STORED[lb_second]}" 4)x;-;info"
+    "second backup time, encrypted / plaintext lifeboat (one run each);$(ratio "${SECS[lbe_second]}" "${SECS[lb_second]}")x;-;info"
+    "third backup time, encrypted / plaintext lifeboat (one run each);$(ratio "${SECS[lbe_third]}" "${SECS[lb_third]}")x;-;info"
+    "open and list (snapshots), encrypted - plaintext (median of $REPEAT);$(awk -v e="$E_OPEN_E" -v p="$E_OPEN_P" 'BEGIN { printf "%.2f s", e - p }');-;info"
+    "fsync share of a lifeboat full backup (${FSYNC_CALLS} calls, ${FSYNC_SECS} s in fsync, ${FSYNC_WALL} s traced);${FSYNC_SHARE}%;-;info"
 )
 
 LB_VERSION=$("$LIFEBOAT" --version 2> /dev/null || echo lifeboat)
@@ -476,7 +630,46 @@ GIT_REV=$(git -C "$ROOT" describe --always --dirty 2> /dev/null || echo unknown)
 SETUP="database $(mib "$DB_SIZE") MiB, $DB_ROWS events ($(mib "$DB_SIZE2") MiB, $DB_ROWS2 events after the append); $(nproc) cores; $LB_VERSION ($GIT_REV); $RESTIC_VERSION, $RESTIC_MODE; $BORG_VERSION, unencrypted, zstd,3; $(sqlite3 --version | cut -d' ' -f1-2 | sed 's/^/sqlite3 /'); $(gzip --version | head -n 1)"
 NOTES="Stored = repository growth (sum of file sizes) for lifeboat, restic and borg, size of the .gz for the runbook. Lifeboat's own \`stored\`: $(mib "$LB_SNAP_FULL") MiB (full), $(mib "$LB_SNAP_SECOND") MiB = ${P_SECOND_SNAP}% of the DB (second)."
 
+NOTES="$NOTES The \"lifeboat\" and \"lifeboat, encrypted\" rows are the first of $REPEAT alternated runs of the full backup and the restore; medians below. Encrypted lifeboat's own \`stored\`: $(mib "$LBE_SNAP_FULL") MiB (full)."
+
+# SIDE: "measure;plaintext;encrypted;ratio;target;result", printed after the report.
+SIDE=(
+    "full backup, s;$E_FULL_P ($(range "${LB_FULL_KEYS[@]}"));$E_FULL_E ($(range "${LBE_FULL_KEYS[@]}"));$(ratio "$E_FULL_E" "$E_FULL_P")x;<= 1.10x;$V_FULL"
+    "restore, s;$E_REST_P ($(range "${LB_RESTORE_KEYS[@]}"));$E_REST_E ($(range "${LBE_RESTORE_KEYS[@]}"));$(ratio "$E_REST_E" "$E_REST_P")x;<= 1.10x;$V_REST"
+    "stored after full backup, bytes;$E_STOR_P ($(stored_range "${LB_FULL_KEYS[@]}"));$E_STOR_E ($(stored_range "${LBE_FULL_KEYS[@]}"));$(ratio "$E_STOR_E" "$E_STOR_P" 4)x;<= 1.01x;$V_STOR"
+    "full backup CPU (user + system), s;$C_FULL_P ($(cpu_range "${LB_FULL_KEYS[@]}"));$C_FULL_E ($(cpu_range "${LBE_FULL_KEYS[@]}"));$(ratio "$C_FULL_E" "$C_FULL_P")x;-;info"
+    "restore CPU (user + system), s;$C_REST_P ($(cpu_range "${LB_RESTORE_KEYS[@]}"));$C_REST_E ($(cpu_range "${LBE_RESTORE_KEYS[@]}"));$(ratio "$C_REST_E" "$C_REST_P")x;-;info"
+    "open and list (snapshots) CPU, s;$C_OPEN_P ($(cpu_range "${LB_OPEN_KEYS[@]}"));$C_OPEN_E ($(cpu_range "${LBE_OPEN_KEYS[@]}"));+$(awk -v e="$C_OPEN_E" -v p="$C_OPEN_P" 'BEGIN { printf "%.2f s", e - p }');-;info"
+    "open and list (snapshots), s;$E_OPEN_P ($(range "${LB_OPEN_KEYS[@]}"));$E_OPEN_E ($(range "${LBE_OPEN_KEYS[@]}"));+$(awk -v e="$E_OPEN_E" -v p="$E_OPEN_P" 'BEGIN { printf "%.2f s", e - p }');-;info"
+    "second backup (one run), s;${SECS[lb_second]};${SECS[lbe_second]};$(ratio "${SECS[lbe_second]}" "${SECS[lb_second]}")x;-;info"
+    "second backup stores, bytes;${STORED[lb_second]};${STORED[lbe_second]};$(ratio "${STORED[lbe_second]}" "${STORED[lb_second]}" 4)x;-;info"
+    "third backup (one run), s;${SECS[lb_third]};${SECS[lbe_third]};$(ratio "${SECS[lbe_third]}" "${SECS[lb_third]}")x;-;info"
+    "third backup stores, bytes;${STORED[lb_third]};${STORED[lbe_third]};$(ratio "${STORED[lbe_third]}" "${STORED[lb_third]}" 4)x;-;info"
+)
+SIDE_TITLE="Encrypted vs plaintext lifeboat: median (min-max) of $REPEAT runs, alternated (plaintext, encrypted), (encrypted, plaintext), ..."
 
 report "SQLite benchmark" "$SETUP" "$NOTES"
+
+{
+    echo "$SIDE_TITLE"
+    echo
+    printf '%-34s %-28s %-28s %10s %10s %7s\n' Measure Plaintext Encrypted Enc/plain Target Result
+    for row in "${SIDE[@]}"; do
+        IFS=';' read -r what p e r t v <<< "$row"
+        printf '%-34s %-28s %-28s %10s %10s %7s\n' "$what" "$p" "$e" "$r" "$t" "$v"
+    done
+    echo
+}
+{
+    echo
+    echo "$SIDE_TITLE:"
+    echo
+    echo "| Measure | Plaintext | Encrypted | Encrypted / plaintext | Target | Result |"
+    echo "|---|---:|---:|---:|---:|:---:|"
+    for row in "${SIDE[@]}"; do
+        IFS=';' read -r what p e r t v <<< "$row"
+        echo "| $(md "$what") | $(md "$p") | $(md "$e") | $(md "$r") | $(md "$t") | $v |"
+    done
+} >> "$W/results.md"
 
 say "markdown written to $W/results.md"
