@@ -12,9 +12,11 @@ use object_store::ObjectStore;
 
 mod docker;
 mod faulty;
+mod policy;
 mod postgres;
 pub use docker::{DockerCleanup, TEST_IMAGE, docker, docker_engine, docker_quiet, unique_name};
 pub use faulty::FaultyStore;
+pub use policy::WriteOnlyPolicy;
 use object_store::aws::AmazonS3Builder;
 pub use postgres::{PASSWORD as PG_PASSWORD, PgCluster, pg_bindir};
 
