@@ -191,7 +191,8 @@ fn a_password_never_writes_to_a_plaintext_repository() {
     let err = fails(
         lifeboat(&encrypted_url).env("LIFEBOAT_PASSWORD", "pw").args(["backup", "sqlite"]).arg(&db),
     );
-    assert!(err.contains("not encrypted, yet a password was given"), "{err}");
+    // The store sees key slots beside a plaintext config and refuses it, password or not.
+    assert!(err.contains("config was changed in the store"), "{err}");
     assert_eq!(tree(&encrypted), before, "something was written in the clear");
     // The same refusal for a repository that simply is plaintext, with a password set.
     let err = fails(lifeboat(&plain_url).env("LIFEBOAT_PASSWORD", "pw").arg("snapshots"));
@@ -336,4 +337,84 @@ fn on_a_terminal_the_password_is_asked_for() {
     assert!(ok && shown.contains("0 snapshots"), "{shown}");
     let (ok, shown) = on_terminal(&["--repo", &url, "snapshots"], &[(ask, "wrong")]);
     assert!(!ok && shown.contains("wrong password"), "{shown}");
+}
+
+/// A write-only key file (#15 item 4): the host backs up with it, deduplicating, and can read,
+/// list, restore, forget, prune and unlock nothing; a full key restores what it wrote.
+#[test]
+fn a_write_only_key_file_backs_up_and_can_do_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _) = sources(dir.path());
+    let repo = dir.path().join("repo");
+    let url = repo.display().to_string();
+    let with_password = || {
+        let mut cmd = lifeboat(&url);
+        cmd.env("LIFEBOAT_PASSWORD", "owner's password");
+        cmd
+    };
+    ok(with_password().arg("init"));
+    ok(with_password().args(["backup", "sqlite"]).arg(&db).args(["--name", "app"]));
+    let key = dir.path().join("host.key");
+    let out = ok(with_password().args(["key", "add", "--write-only", "--out"]).arg(&key));
+    assert!(out.contains("write-only"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key file is its owner's only");
+    }
+    let err = fails(with_password().args(["key", "add", "--out"]).arg(&key));
+    assert!(err.contains("already exists"), "{err}");
+    let listed = ok(with_password().args(["key", "list"]));
+    assert!(listed.contains("write-only") && listed.contains("key file"), "{listed}");
+
+    // The host: a key file and no password, by flag and by variable.
+    let host = || {
+        let mut cmd = lifeboat(&url);
+        cmd.arg("--key-file").arg(&key);
+        cmd
+    };
+    ok(host().args(["backup", "sqlite"]).arg(&db).args(["--name", "host-app"]));
+    ok(lifeboat(&url)
+        .env("LIFEBOAT_KEY_FILE", &key)
+        .args(["backup", "sqlite"])
+        .arg(&db)
+        .args(["--name", "host-app"]));
+
+    // Everything else is refused with one line, and leaves the repository as it was.
+    let before = tree(&repo);
+    let restored = dir.path().join("restored.db");
+    let attempts: Vec<Vec<String>> = [
+        vec!["snapshots"],
+        vec!["restore", "latest", "--name", "host-app", "--to", restored.to_str().unwrap()],
+        vec!["cat", "latest", "--name", "app"],
+        vec!["ls", "latest", "--name", "app"],
+        vec!["verify", "--all"],
+        vec!["forget", "--keep-last", "1"],
+        vec!["prune"],
+        vec!["unlock"],
+        vec!["key", "add", "--out", dir.path().join("more.key").to_str().unwrap()],
+    ]
+    .into_iter()
+    .map(|args| args.into_iter().map(String::from).collect())
+    .collect();
+    for args in attempts {
+        let err = fails(host().args(&args));
+        assert!(err.contains("write-only"), "{args:?}: {err}");
+        assert!(err.lines().next().is_some_and(|l| l.starts_with("error:")), "{args:?}: {err}");
+        assert!(!restored.exists(), "{args:?} wrote a restore");
+    }
+    assert!(!dir.path().join("more.key").exists());
+    assert_eq!(tree(&repo), before, "a refused command changed the repository");
+
+    // The owner reads what the host wrote; the host's second backup stored nothing new.
+    let snaps: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(with_password().args(["snapshots", "--json"]))).unwrap();
+    let host_snaps: Vec<&serde_json::Value> =
+        snaps.iter().filter(|s| s["name"] == "host-app").collect();
+    assert_eq!(host_snaps.len(), 2, "{snaps:?}");
+    assert_eq!(host_snaps[1]["stored"], 0, "{:?}", host_snaps[1]);
+    ok(with_password().args(["restore", "latest", "--name", "host-app", "--to"]).arg(&restored));
+    assert_eq!(table_counts(&restored), table_counts(&db));
+    ok(with_password().args(["verify", "--all", "--read-data"]));
 }

@@ -11,7 +11,12 @@ pub use lifeboat_testkit::*;
 pub fn lifeboat(repo: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
     cmd.arg("--repo").arg(repo).env_remove("LIFEBOAT_REPO").env("LIFEBOAT_LOG", "warn");
-    for var in ["LIFEBOAT_PASSWORD", "LIFEBOAT_PASSWORD_FILE", "LIFEBOAT_PASSWORD_COMMAND"] {
+    for var in [
+        "LIFEBOAT_PASSWORD",
+        "LIFEBOAT_PASSWORD_FILE",
+        "LIFEBOAT_PASSWORD_COMMAND",
+        "LIFEBOAT_KEY_FILE",
+    ] {
         cmd.env_remove(var);
     }
     cmd

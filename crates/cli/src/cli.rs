@@ -21,6 +21,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "LIFEBOAT_PASSWORD_COMMAND", value_name = "COMMAND")]
     pub password_command: Option<String>,
 
+    /// Open the repository with this key file (made by `key add --out`) instead of a
+    /// password; a write-only key file only backs up.
+    #[arg(long, global = true, env = "LIFEBOAT_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
     /// More log output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -243,19 +248,29 @@ pub enum Command {
 /// What `key` does.
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
-    /// List the repository's keys (`*` marks the one this password opened).
+    /// List the repository's keys (`*` marks the one this command was opened with).
     List {
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Add a password (from --new-password-file or LIFEBOAT_NEW_PASSWORD).
+    /// Add a password (from --new-password-file or LIFEBOAT_NEW_PASSWORD), or with --out a
+    /// key file.
     Add {
         /// Read the new password from this file.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "out")]
         new_password_file: Option<PathBuf>,
+        /// Make a key file instead of a password, written to FILE (mode 0600; an existing
+        /// file is never replaced). Used with --key-file or LIFEBOAT_KEY_FILE.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The key file only backs up: it cannot read, list, restore, forget or prune
+        /// anything, its own backups included. For hosts that must not be able to destroy
+        /// or read the repository.
+        #[arg(long, requires = "out")]
+        write_only: bool,
     },
-    /// Remove a key by its id (or a unique prefix); the last key is never removed.
+    /// Remove a key by its id (or a unique prefix); the last full key is never removed.
     Remove {
         /// The key's id, as `key list` shows it.
         id: String,

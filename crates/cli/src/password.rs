@@ -1,7 +1,7 @@
-//! Where the repository password comes from: `--password-command`, `--password-file`
-//! (`LIFEBOAT_PASSWORD_FILE`), or `LIFEBOAT_PASSWORD`, in that order; else, on a terminal,
-//! the user types it. There is no `--password` flag on purpose: a command line is visible
-//! to every user of the host.
+//! Where the repository key comes from: `--key-file` (`LIFEBOAT_KEY_FILE`), then a password
+//! from `--password-command`, `--password-file` (`LIFEBOAT_PASSWORD_FILE`), or
+//! `LIFEBOAT_PASSWORD`, in that order; else, on a terminal, the user types it. There is no
+//! `--password` flag on purpose: a command line is visible to every user of the host.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,8 @@ pub struct Sources {
     pub file: Option<PathBuf>,
     /// `--password-command` / `LIFEBOAT_PASSWORD_COMMAND`.
     pub command: Option<String>,
+    /// `--key-file` / `LIFEBOAT_KEY_FILE`.
+    pub key_file: Option<PathBuf>,
 }
 
 static SOURCES: OnceLock<Sources> = OnceLock::new();
@@ -31,6 +33,7 @@ pub fn given() -> bool {
     let sources = SOURCES.get().cloned().unwrap_or_default();
     sources.command.is_some()
         || sources.file.is_some()
+        || sources.key_file.is_some()
         || std::env::var_os("LIFEBOAT_PASSWORD").is_some_and(|v| !v.is_empty())
 }
 
@@ -40,6 +43,9 @@ pub fn given() -> bool {
 /// A file that cannot be read, a command that fails, or an empty password.
 pub fn current() -> anyhow::Result<Option<Password>> {
     let sources = SOURCES.get().cloned().unwrap_or_default();
+    if let Some(file) = &sources.key_file {
+        return from_key_file(file).map(Some);
+    }
     if let Some(command) = &sources.command {
         return from_command(command).map(Some);
     }
@@ -112,6 +118,13 @@ pub fn new_password(file: Option<&Path>) -> anyhow::Result<Password> {
         }
         .into()),
     }
+}
+
+fn from_key_file(file: &Path) -> anyhow::Result<Password> {
+    let contents = zeroize::Zeroizing::new(
+        std::fs::read(file).with_context(|| format!("reading the key file {}", file.display()))?,
+    );
+    Ok(Password::from_key_file(&file.display().to_string(), &contents)?)
 }
 
 fn from_file(file: &Path) -> anyhow::Result<Password> {

@@ -81,7 +81,10 @@ impl Repository {
         lifeboat_core::check_snapshot_name(&name)?;
         let host = options.host.clone().unwrap_or_else(host_name);
         let safety = lifeboat_core::is_safety_snapshot(&options.tags);
-        let snapshots = self.snapshots().await?;
+        // A write-only key reads no manifest: no name check against others, no parent (so
+        // no delta against it, and no "unchanged" shortcut); deduplication against the whole
+        // index still works.
+        let snapshots = if self.is_write_only() { Vec::new() } else { self.snapshots().await? };
         // One name, one kind: a folder `big` and a database `big/big.db` under one name would
         // share `latest` and retention. Safety snapshots are exempt: they are named after the
         // target they protect, and must never stop a restore.

@@ -20,6 +20,7 @@ impl Repository {
     /// # Errors
     /// Store errors; a manifest whose bytes do not hash to its id is reported as corrupt.
     pub async fn snapshots(&self) -> Result<Vec<StoredSnapshot>> {
+        self.refuse_write_only("list or read snapshots")?;
         let keys = self.list_keys(SNAPSHOTS_PREFIX).await?;
         let listed: Vec<Digest> = keys.iter().filter_map(id_from_key).collect();
         // Only what is listed now exists: forget the rest, read what is new.
@@ -66,6 +67,7 @@ impl Repository {
     /// # Errors
     /// [`CoreError::SnapshotNotFound`] when there is no such manifest; corrupt manifests.
     pub async fn load_snapshot(&self, id: Digest) -> Result<StoredSnapshot> {
+        self.refuse_write_only("read snapshots")?;
         let key = snapshot_key(&id);
         let body = self.get_bytes(&key).await.map_err(|e| match e {
             StoreError::Core(CoreError::Missing { .. }) => {
@@ -94,6 +96,7 @@ impl Repository {
     /// Store errors, naming the manifest that could not be deleted; the ones deleted before
     /// it stay deleted.
     pub async fn forget(&self, ids: &[Digest]) -> Result<()> {
+        self.refuse_write_only("forget snapshots")?;
         for id in ids {
             self.manifest_cache().remove(id);
             let key = snapshot_key(id);

@@ -1,29 +1,45 @@
-//! Encryption at rest: sealing objects, keyed chunk ids, and key slots.
+//! Encryption at rest: sealing objects, keyed chunk ids, key slots, key files and write-only
+//! keys.
 //!
 //! An encrypted repository has one random *master key*: 32 bytes for the AEAD that seals
-//! every object (XChaCha20-Poly1305, a random 24-byte nonce per sealed piece, so no nonce
-//! bookkeeping is shared between hosts) and 32 bytes for HMAC-SHA-256, which makes chunk
-//! ids (so the store cannot confirm that a known file is in the repository by its hash).
-//! The master key never changes; each password *wraps* it in one key slot under
-//! `keys/<slot id>`, with a key derived by Argon2id whose parameters sit beside it. Adding
-//! or removing a password creates or deletes one slot and never rewrites data.
+//! snapshot manifests and chunk data (XChaCha20-Poly1305, a random 24-byte nonce per sealed
+//! piece, so no nonce bookkeeping is shared between hosts) and 32 bytes for HMAC-SHA-256,
+//! which makes chunk ids (so the store cannot confirm that a known file is in the repository
+//! by its hash). Two more keys are derived from it with HKDF-SHA-256:
 //!
-//! A sealed piece is `nonce (24) ‖ ciphertext ‖ tag (16)`: 40 bytes more than the plain one.
-//! The associated data names what the piece is (a manifest, an index file, a pack trailer,
-//! the blob of one chunk id...), so a piece moved to where another kind belongs fails to
-//! open, as a damaged one does. `docs/repository-format.md` ("Encryption") says the same
-//! and lists what the store can still see.
+//! - the *index key* seals what a backup must read to deduplicate and to coordinate: index
+//!   files, pack trailers and leases;
+//! - the *repository key pair* (X25519): write-only hosts seal what they write (manifests and
+//!   chunk data) to its public half, so only holders of the master key read it back.
+//!
+//! The master key never changes; each password or key file *wraps* it in one key slot under
+//! `keys/<slot id>`, with a key derived by Argon2id (passwords) or HKDF (the 256-bit secret
+//! of a key file), parameters beside it. A *write-only* slot wraps only the MAC key, the
+//! index key and the public key. Adding or removing a key creates or deletes one slot and
+//! never rewrites data. Every slot made by this version also seals the SHA-256 of the config
+//! object, so a config changed in the store is refused by whoever opens it with a key.
+//!
+//! A piece sealed with a symmetric key is `nonce (24) ‖ ciphertext ‖ tag (16)`; one sealed to
+//! the repository's public key is `ephemeral public key (32) ‖ nonce ‖ ciphertext ‖ tag`. The
+//! associated data names what the piece is (a manifest, an index file, a pack trailer, the
+//! blob of one chunk id...), so a piece moved to where another kind belongs fails to open, as
+//! a damaged one does. `docs/repository-format.md` ("Encryption") says the same and lists
+//! what the store, and a write-only host, can still see.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use chrono::{DateTime, Utc};
+use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use lifeboat_core::{ChunkId, Digest, Error as CoreError};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
@@ -35,34 +51,148 @@ pub const KEYS_PREFIX: &str = "keys";
 
 const NONCE: usize = 24;
 const TAG: usize = 16;
-/// Bytes a sealed piece has more than its plain content.
+const PUBLIC: usize = 32;
+/// Bytes a sealed piece has more than its plain content (sealed to the public key: 32 more).
 pub const OVERHEAD: usize = NONCE + TAG;
+/// The first line of a key file's JSON, so a key file is recognised as one.
+const KEY_FILE_FORMAT: &str = "lifeboat key file";
+/// Ephemeral keys whose derived AEAD a full key keeps (one per write-only process read).
+const EPHEMERAL_CACHE: usize = 256;
 
-/// A password that creates or opens an encrypted repository. It is never printed: its
-/// `Debug` shows `***`, and its bytes are wiped when it is dropped.
+/// What a key lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    /// Everything: read, write, forget, prune, manage keys.
+    #[default]
+    Full,
+    /// Write new snapshots (deduplicated against the repository) and renew its own leases;
+    /// read no data or manifest, delete nothing.
+    WriteOnly,
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Access::Full => "full",
+            Access::WriteOnly => "write-only",
+        })
+    }
+}
+
+/// A password, or the secret of a key file, that creates or opens an encrypted repository.
+/// It is never printed: its `Debug` shows `***`, and its bytes are wiped when it is dropped.
 #[derive(Clone)]
-pub struct Password(Zeroizing<Vec<u8>>);
+pub struct Password(Secret);
+
+#[derive(Clone)]
+enum Secret {
+    Text(Zeroizing<Vec<u8>>),
+    KeyFile(Arc<KeyFile>),
+}
+
+/// A parsed key file (see [`Password::from_key_file`]).
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    /// Always [`KEY_FILE_FORMAT`].
+    format: String,
+    /// The key file format version (1).
+    version: u32,
+    /// The repository id it opens.
+    repository: String,
+    /// Its slot, `keys/<slot>`.
+    slot: String,
+    /// What it may do.
+    access: Access,
+    /// The 256-bit secret, hex (wiped on drop).
+    secret: String,
+    /// Where it was read from, for messages.
+    #[serde(skip)]
+    path: String,
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
 
 impl Password {
     /// A password from its text. A trailing newline (as a password file usually ends) is
     /// the caller's to strip.
     pub fn new(password: impl Into<String>) -> Self {
-        Password(Zeroizing::new(password.into().into_bytes()))
+        Password(Secret::Text(Zeroizing::new(password.into().into_bytes())))
     }
 
-    /// A password from raw bytes (a key file's contents).
+    /// A password from raw bytes.
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        Password(Zeroizing::new(bytes))
+        Password(Secret::Text(Zeroizing::new(bytes)))
     }
 
-    fn bytes(&self) -> &[u8] {
-        &self.0
+    /// The key of a key file made by [`crate::Repository::add_key_file`] (its contents).
+    ///
+    /// # Errors
+    /// [`StoreError::Malformed`] naming `file` when the contents are not a key file.
+    pub fn from_key_file(file: &str, contents: &[u8]) -> Result<Self> {
+        let malformed = |reason: String| StoreError::Malformed { key: file.into(), reason };
+        let mut parsed: KeyFile = serde_json::from_slice(contents)
+            .map_err(|e| malformed(format!("not a lifeboat key file: {e}")))?;
+        if parsed.format != KEY_FILE_FORMAT || parsed.version != 1 {
+            return Err(malformed("not a lifeboat key file of a version this build reads".into()));
+        }
+        let secret = hex::decode(parsed.secret.as_bytes())
+            .map_err(|_| malformed("its secret is not hex".into()))?;
+        if secret.len() != 32 {
+            return Err(malformed("its secret is not 32 bytes".into()));
+        }
+        parsed.path = file.into();
+        Ok(Password(Secret::KeyFile(Arc::new(parsed))))
+    }
+
+    /// Whether this is a key file's key rather than a password.
+    pub fn is_key_file(&self) -> bool {
+        matches!(self.0, Secret::KeyFile(_))
+    }
+
+    /// What the key file says it may do (a password: full).
+    pub fn access(&self) -> Access {
+        match &self.0 {
+            Secret::Text(_) => Access::Full,
+            Secret::KeyFile(file) => file.access,
+        }
+    }
+
+    /// The key file's path, repository id and slot id.
+    pub(crate) fn key_file_slot(&self) -> Option<(&str, &str, &str)> {
+        match &self.0 {
+            Secret::Text(_) => None,
+            Secret::KeyFile(file) => Some((&file.path, &file.repository, &file.slot)),
+        }
+    }
+
+    fn bytes(&self) -> Zeroizing<Vec<u8>> {
+        match &self.0 {
+            Secret::Text(text) => text.clone(),
+            Secret::KeyFile(file) => {
+                Zeroizing::new(hex::decode(file.secret.as_bytes()).unwrap_or_default())
+            }
+        }
     }
 }
 
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(***)")
+        f.write_str(if self.is_key_file() { "KeyFile(***)" } else { "Password(***)" })
+    }
+}
+
+/// The text of a new key file: JSON, wiped from memory when dropped. Written once to where
+/// the user said (`lifeboat key add --out`), never to the store.
+pub struct KeyFileText(pub Zeroizing<String>);
+
+impl std::fmt::Debug for KeyFileText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyFileText(***)")
     }
 }
 
@@ -99,16 +229,34 @@ impl Domain {
         }
         aad
     }
+
+    /// Index files, trailers and leases: what every writer must read, sealed with the index
+    /// key. The rest holds data and is readable only with the master key.
+    fn is_shared(&self) -> bool {
+        matches!(self, Domain::Index | Domain::Trailer | Domain::Lease)
+    }
+
+    fn what(&self) -> &'static str {
+        match self {
+            Domain::Manifest => "read snapshot manifests",
+            Domain::Blob(_) => "read backed-up data",
+            Domain::Mark => "prune",
+            Domain::Index | Domain::Trailer | Domain::Lease => "read the index",
+        }
+    }
 }
 
-/// How a repository's objects are written: in the clear, or sealed with its master key.
+/// How a repository's objects are written and read: in the clear, with the master key, or
+/// with a write-only key.
 #[derive(Clone, Default)]
 pub(crate) enum Crypt {
     /// A plaintext repository: objects as they are, chunk ids plain SHA-256.
     #[default]
     Plain,
-    /// An encrypted one.
+    /// An encrypted one, opened with a full key.
     Sealed(Arc<MasterKey>),
+    /// An encrypted one, opened with a write-only key.
+    WriteOnly(Arc<WriteKey>),
 }
 
 impl std::fmt::Debug for Crypt {
@@ -116,6 +264,7 @@ impl std::fmt::Debug for Crypt {
         f.write_str(match self {
             Crypt::Plain => "Plain",
             Crypt::Sealed(_) => "Sealed(***)",
+            Crypt::WriteOnly(_) => "WriteOnly(***)",
         })
     }
 }
@@ -123,26 +272,36 @@ impl std::fmt::Debug for Crypt {
 impl Crypt {
     /// The id of a chunk: SHA-256 of its bytes, or HMAC-SHA-256 with the MAC key when sealed.
     pub(crate) fn chunk_id(&self, plain: &[u8]) -> ChunkId {
-        match self {
-            Crypt::Plain => Digest::of(plain),
-            Crypt::Sealed(key) => {
-                let mut mac = key.mac.clone();
-                mac.update(plain);
-                Digest(mac.finalize().into_bytes().into())
-            }
-        }
+        let mac = match self {
+            Crypt::Plain => return Digest::of(plain),
+            Crypt::Sealed(key) => &key.mac,
+            Crypt::WriteOnly(key) => &key.mac,
+        };
+        let mut mac = mac.clone();
+        mac.update(plain);
+        Digest(mac.finalize().into_bytes().into())
     }
 
     /// Seals `plain` as `domain` (returns it as it is in a plaintext repository).
     pub(crate) fn seal(&self, domain: Domain, plain: Vec<u8>) -> Result<Vec<u8>> {
+        let aad = domain.aad();
         match self {
             Crypt::Plain => Ok(plain),
-            Crypt::Sealed(key) => seal_with(&key.aead, &domain.aad(), &plain),
+            Crypt::Sealed(key) if domain.is_shared() => seal_with(&key.index, &aad, &plain, &[]),
+            Crypt::Sealed(key) => seal_with(&key.aead, &aad, &plain, &[]),
+            Crypt::WriteOnly(key) if domain.is_shared() => seal_with(&key.index, &aad, &plain, &[]),
+            Crypt::WriteOnly(_) if matches!(domain, Domain::Mark) => {
+                Err(StoreError::WriteOnly { action: domain.what().into() })
+            }
+            Crypt::WriteOnly(key) => {
+                seal_with(&key.ephemeral.1, &aad, &plain, key.ephemeral.0.as_bytes())
+            }
         }
     }
 
     /// Opens what [`Crypt::seal`] made of `domain`: a piece that is not authentic (damaged,
-    /// moved, or sealed with another key) is [`CoreError::Corrupt`] naming `object`.
+    /// moved, or sealed with another key) is [`CoreError::Corrupt`] naming `object`; a piece
+    /// a write-only key may not read is [`StoreError::WriteOnly`].
     pub(crate) fn open(
         &self,
         object: &str,
@@ -151,9 +310,9 @@ impl Crypt {
     ) -> Result<bytes::Bytes> {
         match self {
             Crypt::Plain => Ok(sealed),
-            Crypt::Sealed(key) => open_with(&key.aead, &domain.aad(), &sealed)
-                .map(bytes::Bytes::from)
-                .ok_or_else(|| not_authentic(object)),
+            _ => {
+                self.open_slice(object, domain, &sealed).map(|p| bytes::Bytes::from(p.into_owned()))
+            }
         }
     }
 
@@ -164,17 +323,29 @@ impl Crypt {
         domain: Domain,
         sealed: &'a [u8],
     ) -> Result<std::borrow::Cow<'a, [u8]>> {
-        match self {
-            Crypt::Plain => Ok(std::borrow::Cow::Borrowed(sealed)),
-            Crypt::Sealed(key) => open_with(&key.aead, &domain.aad(), sealed)
-                .map(std::borrow::Cow::Owned)
-                .ok_or_else(|| not_authentic(object)),
-        }
+        let aad = domain.aad();
+        let opened = match self {
+            Crypt::Plain => return Ok(std::borrow::Cow::Borrowed(sealed)),
+            Crypt::WriteOnly(key) if domain.is_shared() => open_with(&key.index, &aad, sealed),
+            Crypt::WriteOnly(_) => {
+                return Err(StoreError::WriteOnly { action: domain.what().into() });
+            }
+            Crypt::Sealed(key) if domain.is_shared() => open_with(&key.index, &aad, sealed)
+                // Written before the index key existed: sealed with the data key.
+                .or_else(|| open_with(&key.aead, &aad, sealed)),
+            Crypt::Sealed(key) => key.open_data(&aad, sealed),
+        };
+        opened.map(std::borrow::Cow::Owned).ok_or_else(|| not_authentic(object))
     }
 
     /// Whether objects are sealed.
     pub(crate) fn is_sealed(&self) -> bool {
-        matches!(self, Crypt::Sealed(_))
+        !matches!(self, Crypt::Plain)
+    }
+
+    /// Whether this is a write-only key.
+    pub(crate) fn is_write_only(&self) -> bool {
+        matches!(self, Crypt::WriteOnly(_))
     }
 }
 
@@ -187,13 +358,16 @@ pub(crate) fn not_authentic(object: &str) -> StoreError {
     })
 }
 
-fn seal_with(aead: &XChaCha20Poly1305, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
+/// `prefix ‖ nonce ‖ ciphertext ‖ tag`.
+fn seal_with(aead: &XChaCha20Poly1305, aad: &[u8], plain: &[u8], prefix: &[u8]) -> Result<Vec<u8>> {
     let nonce: [u8; NONCE] = rand::random();
-    let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
+    let mut out = Vec::with_capacity(prefix.len() + plain.len() + OVERHEAD);
+    out.extend_from_slice(prefix);
     out.extend_from_slice(&nonce);
+    let start = out.len();
     out.extend_from_slice(plain);
     let tag = aead
-        .encrypt_inout_detached(&XNonce::from(nonce), aad, (&mut out[NONCE..]).into())
+        .encrypt_inout_detached(&XNonce::from(nonce), aad, (&mut out[start..]).into())
         .map_err(|_| StoreError::Malformed {
             key: "new object".into(),
             reason: "the object is too large to seal".into(),
@@ -215,11 +389,61 @@ fn open_with(aead: &XChaCha20Poly1305, aad: &[u8], sealed: &[u8]) -> Option<Vec<
     Some(plain)
 }
 
-/// The repository's master key: the AEAD key and the chunk-id MAC key.
+/// 32 bytes from `ikm` for `label` (HKDF-SHA-256, no salt: `ikm` is uniformly random).
+fn subkey(ikm: &[u8], salt: Option<&[u8]>, label: &[u8]) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    // 32 bytes is far below HKDF's limit of 255 hash lengths: the error cannot happen.
+    let _ = Hkdf::<Sha256>::new(salt, ikm).expand(label, &mut out[..]);
+    out
+}
+
+fn aead_from(key: &[u8; 32]) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*key))
+}
+
+fn mac_from(key: &[u8]) -> Result<Hmac<Sha256>> {
+    // HMAC takes keys of any length; the error cannot happen.
+    <Hmac<Sha256> as KeyInit>::new_from_slice(key).map_err(|_| StoreError::Malformed {
+        key: KEYS_PREFIX.into(),
+        reason: "invalid MAC key".into(),
+    })
+}
+
+/// The AEAD key for pieces sealed with the ephemeral key `ephemeral` to the repository key
+/// `public` (`shared` is their X25519 agreement); `None` for a non-contributory agreement
+/// (a low-order point, which only a forger would send).
+fn sealed_to_public_key(
+    shared: &x25519_dalek::SharedSecret,
+    ephemeral: &PublicKey,
+    public: &PublicKey,
+) -> Option<XChaCha20Poly1305> {
+    if !shared.was_contributory() {
+        return None;
+    }
+    let mut salt = Vec::with_capacity(2 * PUBLIC);
+    salt.extend_from_slice(ephemeral.as_bytes());
+    salt.extend_from_slice(public.as_bytes());
+    Some(aead_from(&subkey(
+        shared.as_bytes(),
+        Some(&salt),
+        b"lifeboat sealed to the repository key v1",
+    )))
+}
+
+/// The repository's master key: the data AEAD key and the chunk-id MAC key, and what is
+/// derived from them.
 pub(crate) struct MasterKey {
     raw: Zeroizing<[u8; 64]>,
     aead: XChaCha20Poly1305,
+    index: XChaCha20Poly1305,
+    index_raw: Zeroizing<[u8; 32]>,
     mac: Hmac<Sha256>,
+    secret: StaticSecret,
+    public: PublicKey,
+    /// AEAD keys of write-only writers' ephemeral keys seen so far.
+    ephemeral: Mutex<HashMap<[u8; PUBLIC], XChaCha20Poly1305>>,
+    /// Whether the last data piece opened was sealed to the public key: tried first next.
+    last_public: AtomicBool,
 }
 
 impl MasterKey {
@@ -230,14 +454,118 @@ impl MasterKey {
     fn from_raw(raw: Zeroizing<[u8; 64]>) -> Result<Self> {
         let mut data = Zeroizing::new([0u8; 32]);
         data.copy_from_slice(&raw[..32]);
-        let aead = XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*data));
-        let mut mac_key = Zeroizing::new([0u8; 32]);
-        mac_key.copy_from_slice(&raw[32..]);
-        // HMAC takes keys of any length; the error cannot happen.
-        let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&mac_key[..]).map_err(|_| {
-            StoreError::Malformed { key: KEYS_PREFIX.into(), reason: "invalid MAC key".into() }
+        let aead = aead_from(&data);
+        let mac = mac_from(&raw[32..])?;
+        let index_raw = subkey(&raw[..], None, b"lifeboat index key v1");
+        let secret = StaticSecret::from(*subkey(&raw[..], None, b"lifeboat x25519 key v1"));
+        let public = PublicKey::from(&secret);
+        Ok(MasterKey {
+            aead,
+            index: aead_from(&index_raw),
+            index_raw,
+            mac,
+            secret,
+            public,
+            raw,
+            ephemeral: Mutex::new(HashMap::new()),
+            last_public: AtomicBool::new(false),
+        })
+    }
+
+    /// Opens a manifest or blob: sealed with the data key by a full key, or to the public
+    /// key by a write-only one (tried in the order that worked last).
+    fn open_data(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        let public_first = self.last_public.load(Ordering::Relaxed);
+        let attempts: [bool; 2] = [public_first, !public_first];
+        for public in attempts {
+            let opened = if public {
+                self.open_sealed_to_public(aad, sealed)
+            } else {
+                open_with(&self.aead, aad, sealed)
+            };
+            if opened.is_some() {
+                self.last_public.store(public, Ordering::Relaxed);
+                return opened;
+            }
+        }
+        None
+    }
+
+    fn open_sealed_to_public(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < PUBLIC + OVERHEAD {
+            return None;
+        }
+        let (ephemeral, rest) = sealed.split_at(PUBLIC);
+        let ephemeral: [u8; PUBLIC] = ephemeral.try_into().ok()?;
+        let cached = self.ephemeral.lock().ok()?.get(&ephemeral).cloned();
+        let aead = match cached {
+            Some(aead) => aead,
+            None => {
+                let theirs = PublicKey::from(ephemeral);
+                let aead = sealed_to_public_key(
+                    &self.secret.diffie_hellman(&theirs),
+                    &theirs,
+                    &self.public,
+                )?;
+                if let Ok(mut cache) = self.ephemeral.lock() {
+                    if cache.len() >= EPHEMERAL_CACHE {
+                        cache.clear();
+                    }
+                    cache.insert(ephemeral, aead.clone());
+                }
+                aead
+            }
+        };
+        open_with(&aead, aad, rest)
+    }
+
+    /// What a write-only key holds: the MAC key, the index key and the public key.
+    fn write_bundle(&self) -> Zeroizing<Vec<u8>> {
+        let mut bundle = Zeroizing::new(Vec::with_capacity(96));
+        bundle.extend_from_slice(&self.raw[32..]);
+        bundle.extend_from_slice(&self.index_raw[..]);
+        bundle.extend_from_slice(self.public.as_bytes());
+        bundle
+    }
+}
+
+/// A write-only key: chunk ids and the index key as a full key has them, and the public key
+/// that what it writes is sealed to, with this process's ephemeral key pair.
+pub(crate) struct WriteKey {
+    mac: Hmac<Sha256>,
+    index: XChaCha20Poly1305,
+    /// This process's ephemeral public key and the AEAD key it shares with the repository
+    /// key. One per opened handle: a full key derives it once per handle it reads from.
+    ephemeral: (PublicKey, XChaCha20Poly1305),
+}
+
+impl WriteKey {
+    fn from_bundle(key: &str, bundle: &[u8]) -> Result<Self> {
+        let malformed = || StoreError::Malformed {
+            key: key.into(),
+            reason: "a write-only key of the wrong length".into(),
+        };
+        let (mac, rest) = bundle.split_at_checked(32).ok_or_else(malformed)?;
+        let (index, public) = rest.split_at_checked(32).ok_or_else(malformed)?;
+        let index: [u8; 32] = index.try_into().map_err(|_| malformed())?;
+        let public: [u8; PUBLIC] = public.try_into().map_err(|_| malformed())?;
+        let public = PublicKey::from(public);
+        let ephemeral_secret = StaticSecret::from(rand::random::<[u8; 32]>());
+        let ephemeral_public = PublicKey::from(&ephemeral_secret);
+        let aead = sealed_to_public_key(
+            &ephemeral_secret.diffie_hellman(&public),
+            &ephemeral_public,
+            &public,
+        )
+        .ok_or_else(|| StoreError::Malformed {
+            key: key.into(),
+            reason: "the repository's public key is not a usable X25519 key".into(),
         })?;
-        Ok(MasterKey { raw, aead, mac })
+        Ok(WriteKey {
+            mac: mac_from(mac)?,
+            index: aead_from(&index),
+            ephemeral: (ephemeral_public, aead),
+        })
     }
 }
 
@@ -264,49 +592,106 @@ impl Default for KdfParams {
 /// an opener allocate without bound.
 const MAX_KDF_MEMORY_KIB: u32 = 4 << 20;
 
-/// One key slot, `keys/<id>`: the master key wrapped with a key derived from a password.
+/// The KDF of password slots.
+const ARGON2ID: &str = "argon2id";
+/// The KDF of key-file slots: their secret is 256 random bits, so a slow KDF adds nothing.
+const HKDF_SHA256: &str = "hkdf-sha256";
+
+/// One key slot, `keys/<id>`: the master key (or, for a write-only key, what a writer
+/// needs) wrapped with a key derived from a password or a key file's secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeySlot {
     /// Slot format version (1).
     pub version: u32,
-    /// `argon2id`.
+    /// `argon2id` (a password) or `hkdf-sha256` (a key file).
     pub kdf: String,
-    /// The KDF's parameters.
+    /// The KDF's parameters (Argon2id's; zeros for HKDF).
     #[serde(flatten)]
     pub params: KdfParams,
     /// Random salt, hex.
     pub salt: String,
-    /// The master key sealed with the derived key, hex (`nonce ‖ ciphertext ‖ tag`).
+    /// The wrapped key sealed with the derived key, hex (`nonce ‖ ciphertext ‖ tag`). Inside:
+    /// the master key (or the write-only bundle), then the SHA-256 of the config object
+    /// (absent in slots made before config authentication).
     pub wrapped: String,
     /// When the slot was added.
     pub created: DateTime<Utc>,
     /// The host that added it.
     pub host: String,
+    /// What the key may do.
+    #[serde(default)]
+    pub access: Access,
+}
+
+/// What a key slot opened to.
+pub(crate) struct Unlocked {
+    /// The key.
+    pub(crate) crypt: Crypt,
+    /// The config's SHA-256 the slot was made with, when it records one.
+    pub(crate) config: Option<[u8; 32]>,
 }
 
 impl KeySlot {
-    /// Wraps `master` for `password`.
+    /// Wraps `master` for `password` (full access), binding the config `config`.
     pub(crate) fn wrap(
         master: &MasterKey,
         password: &Password,
         params: KdfParams,
         repo_id: &str,
+        config: &[u8; 32],
+    ) -> Result<Self> {
+        let mut contents = Zeroizing::new(master.raw.to_vec());
+        contents.extend_from_slice(config);
+        Self::seal(&contents, &password.bytes(), ARGON2ID, params, Access::Full, repo_id)
+    }
+
+    /// A slot for a key file's `secret` with `access`, binding the config `config`.
+    pub(crate) fn wrap_key_file(
+        master: &MasterKey,
+        secret: &[u8; 32],
+        access: Access,
+        repo_id: &str,
+        config: &[u8; 32],
+    ) -> Result<Self> {
+        let mut contents = match access {
+            Access::Full => Zeroizing::new(master.raw.to_vec()),
+            Access::WriteOnly => master.write_bundle(),
+        };
+        contents.extend_from_slice(config);
+        let none = KdfParams { memory_kib: 0, iterations: 0, parallelism: 0 };
+        Self::seal(&contents, secret, HKDF_SHA256, none, access, repo_id)
+    }
+
+    fn seal(
+        contents: &[u8],
+        secret: &[u8],
+        kdf: &str,
+        params: KdfParams,
+        access: Access,
+        repo_id: &str,
     ) -> Result<Self> {
         let salt: [u8; 16] = rand::random();
-        let kek = derive(password, &salt, params)?;
-        let wrapped = seal_with(&kek, &slot_aad(repo_id), &master.raw[..])?;
+        let kek = derive(kdf, secret, &salt, params)?;
+        let wrapped = seal_with(&kek, &slot_aad(repo_id, access), contents, &[])?;
         Ok(KeySlot {
             version: 1,
-            kdf: "argon2id".into(),
+            kdf: kdf.into(),
             params,
             salt: hex::encode(salt),
             wrapped: hex::encode(wrapped),
             created: Utc::now(),
             host: crate::backup::host_name(),
+            access,
         })
     }
 
-    /// The master key, when `password` is this slot's; `Ok(None)` when it is not.
+    /// Whether `password` is of the kind this slot was made for (a password for Argon2id
+    /// slots, a key file for HKDF ones).
+    pub(crate) fn fits(&self, password: &Password) -> bool {
+        (self.kdf == HKDF_SHA256) == password.is_key_file()
+    }
+
+    /// The key inside, when `password` is this slot's; `Ok(None)` when it is not.
     ///
     /// # Errors
     /// [`StoreError::Malformed`] naming `key` when the slot cannot be used at all.
@@ -315,37 +700,92 @@ impl KeySlot {
         key: &str,
         password: &Password,
         repo_id: &str,
-    ) -> Result<Option<MasterKey>> {
+    ) -> Result<Option<Unlocked>> {
+        self.check(key)?;
         let malformed =
             |reason: &str| StoreError::Malformed { key: key.into(), reason: reason.into() };
-        if self.version != 1 || self.kdf != "argon2id" {
-            return Err(malformed("unknown key slot version or KDF"));
-        }
-        if self.params.memory_kib > MAX_KDF_MEMORY_KIB {
-            return Err(malformed("the KDF asks for more memory than allowed"));
-        }
         let salt = hex::decode(&self.salt).map_err(|_| malformed("salt is not hex"))?;
         let wrapped =
             hex::decode(&self.wrapped).map_err(|_| malformed("wrapped key is not hex"))?;
-        let kek = derive(password, &salt, self.params)?;
-        let Some(raw) = open_with(&kek, &slot_aad(repo_id), &wrapped) else {
+        let kek = derive(&self.kdf, &password.bytes(), &salt, self.params)?;
+        let Some(contents) = open_with(&kek, &slot_aad(repo_id, self.access), &wrapped) else {
             return Ok(None);
         };
-        let raw = Zeroizing::new(raw);
-        let raw: [u8; 64] =
-            raw.as_slice().try_into().map_err(|_| malformed("wrapped key has the wrong length"))?;
-        Ok(Some(MasterKey::from_raw(Zeroizing::new(raw))?))
+        let contents = Zeroizing::new(contents);
+        let (inner, config) = match (self.access, contents.len()) {
+            // Made before config authentication.
+            (Access::Full, 64) => (&contents[..], None),
+            (Access::Full, 96) | (Access::WriteOnly, 128) => {
+                let (inner, config) = contents.split_at(contents.len() - 32);
+                (inner, config.try_into().ok())
+            }
+            _ => return Err(malformed("wrapped key has the wrong length")),
+        };
+        let crypt = match self.access {
+            Access::Full => {
+                let raw: [u8; 64] =
+                    inner.try_into().map_err(|_| malformed("wrapped key has the wrong length"))?;
+                Crypt::Sealed(Arc::new(MasterKey::from_raw(Zeroizing::new(raw))?))
+            }
+            Access::WriteOnly => Crypt::WriteOnly(Arc::new(WriteKey::from_bundle(key, inner)?)),
+        };
+        Ok(Some(Unlocked { crypt, config }))
+    }
+
+    /// Checks what can be checked without the password: version, KDF and its parameters,
+    /// hex fields of plausible lengths.
+    ///
+    /// # Errors
+    /// [`StoreError::Malformed`] naming `key`.
+    pub fn check(&self, key: &str) -> Result<()> {
+        let malformed =
+            |reason: &str| StoreError::Malformed { key: key.into(), reason: reason.into() };
+        if self.version != 1 || (self.kdf != ARGON2ID && self.kdf != HKDF_SHA256) {
+            return Err(malformed("unknown key slot version or KDF"));
+        }
+        if self.kdf == ARGON2ID {
+            if self.params.memory_kib > MAX_KDF_MEMORY_KIB {
+                return Err(malformed("the KDF asks for more memory than allowed"));
+            }
+            Params::new(
+                self.params.memory_kib,
+                self.params.iterations,
+                self.params.parallelism,
+                Some(32),
+            )
+            .map_err(|e| malformed(&format!("KDF parameters: {e}")))?;
+        }
+        if hex::decode(&self.salt).map_or(true, |s| s.len() != 16) {
+            return Err(malformed("salt is not 16 bytes of hex"));
+        }
+        let wrapped =
+            hex::decode(&self.wrapped).map_err(|_| malformed("wrapped key is not hex"))?;
+        let plain = wrapped.len().saturating_sub(OVERHEAD);
+        let fits = match self.access {
+            Access::Full => plain == 64 || plain == 96,
+            Access::WriteOnly => plain == 128,
+        };
+        if wrapped.len() < OVERHEAD || !fits {
+            return Err(malformed("wrapped key has the wrong length"));
+        }
+        Ok(())
     }
 }
 
-fn slot_aad(repo_id: &str) -> Vec<u8> {
-    let mut aad = b"lifeboat key slot ".to_vec();
+fn slot_aad(repo_id: &str, access: Access) -> Vec<u8> {
+    let mut aad = match access {
+        Access::Full => b"lifeboat key slot ".to_vec(),
+        Access::WriteOnly => b"lifeboat write-only key slot ".to_vec(),
+    };
     aad.extend_from_slice(repo_id.as_bytes());
     aad
 }
 
-/// The key-encryption key for `password`.
-fn derive(password: &Password, salt: &[u8], params: KdfParams) -> Result<XChaCha20Poly1305> {
+/// The key-encryption key for `secret`.
+fn derive(kdf: &str, secret: &[u8], salt: &[u8], params: KdfParams) -> Result<XChaCha20Poly1305> {
+    if kdf == HKDF_SHA256 {
+        return Ok(aead_from(&subkey(secret, Some(salt), b"lifeboat key file v1")));
+    }
     let bad = |e: argon2::Error| StoreError::Malformed {
         key: KEYS_PREFIX.into(),
         reason: format!("key derivation: {e}"),
@@ -357,8 +797,30 @@ fn derive(password: &Password, salt: &[u8], params: KdfParams) -> Result<XChaCha
             .map_err(bad)?,
     );
     let mut kek = Zeroizing::new([0u8; 32]);
-    argon.hash_password_into(password.bytes(), salt, &mut kek[..]).map_err(bad)?;
-    Ok(XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*kek)))
+    argon.hash_password_into(secret, salt, &mut kek[..]).map_err(bad)?;
+    Ok(aead_from(&kek))
+}
+
+/// A new key file's secret and text for slot `slot` of repository `repo_id`.
+pub(crate) fn new_key_file(
+    repo_id: &str,
+    slot: &str,
+    access: Access,
+    secret: &[u8; 32],
+) -> Result<KeyFileText> {
+    let file = KeyFile {
+        format: KEY_FILE_FORMAT.into(),
+        version: 1,
+        repository: repo_id.into(),
+        slot: slot.into(),
+        access,
+        secret: hex::encode(secret),
+        path: String::new(),
+    };
+    let mut text = serde_json::to_string_pretty(&file)
+        .map_err(|e| StoreError::Malformed { key: "new key file".into(), reason: e.to_string() })?;
+    text.push('\n');
+    Ok(KeyFileText(Zeroizing::new(text)))
 }
 
 /// The key of a slot.
@@ -371,30 +833,82 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn cheap() -> KdfParams {
+        KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }
+    }
+
     #[test]
     fn seal_open_and_tamper() {
         let crypt = Crypt::Sealed(Arc::new(MasterKey::random().unwrap()));
+        for domain in [Domain::Index, Domain::Manifest] {
+            let sealed = crypt.seal(domain, b"hello".to_vec()).unwrap();
+            assert_eq!(sealed.len(), 5 + OVERHEAD);
+            let back = crypt.open("i", domain, sealed.clone().into()).unwrap();
+            assert_eq!(&back[..], b"hello");
+            let mut flipped = sealed;
+            flipped[30] ^= 1;
+            let err = crypt.open("index/x", domain, flipped.into()).unwrap_err();
+            assert!(err.to_string().contains("index/x"), "{err}");
+        }
         let sealed = crypt.seal(Domain::Index, b"hello".to_vec()).unwrap();
-        assert_eq!(sealed.len(), 5 + OVERHEAD);
-        let back = crypt.open("i", Domain::Index, sealed.clone().into()).unwrap();
-        assert_eq!(&back[..], b"hello");
         assert!(crypt.open("i", Domain::Manifest, sealed.clone().into()).is_err(), "other domain");
-        let mut flipped = sealed;
-        flipped[30] ^= 1;
-        let err = crypt.open("index/x", Domain::Index, flipped.into()).unwrap_err();
-        assert!(err.to_string().contains("index/x"), "{err}");
+        assert!(crypt.open("i", Domain::Lease, sealed.into()).is_err(), "other domain");
         assert_ne!(crypt.chunk_id(b"abc"), Digest::of(b"abc"));
     }
 
     #[test]
     fn slots_wrap_and_refuse_other_passwords() {
         let master = MasterKey::random().unwrap();
-        let cheap = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
-        let slot = KeySlot::wrap(&master, &Password::new("right"), cheap, "r").unwrap();
+        let config = [7u8; 32];
+        let slot = KeySlot::wrap(&master, &Password::new("right"), cheap(), "r", &config).unwrap();
+        slot.check("k").unwrap();
         let got = slot.unwrap("k", &Password::new("right"), "r").unwrap().unwrap();
+        assert_eq!(got.config, Some(config));
+        let Crypt::Sealed(got) = got.crypt else { panic!("a full key") };
         assert_eq!(got.raw[..], master.raw[..]);
         assert!(slot.unwrap("k", &Password::new("wrong"), "r").unwrap().is_none());
         assert!(slot.unwrap("k", &Password::new("right"), "other repo").unwrap().is_none());
         assert_eq!(format!("{:?}", Password::new("secret")), "Password(***)");
+    }
+
+    #[test]
+    fn a_write_only_key_writes_what_only_the_master_key_reads() {
+        let master = Arc::new(MasterKey::random().unwrap());
+        let full = Crypt::Sealed(master.clone());
+        let secret = [9u8; 32];
+        let slot =
+            KeySlot::wrap_key_file(&master, &secret, Access::WriteOnly, "r", &[1; 32]).unwrap();
+        slot.check("k").unwrap();
+        let text = new_key_file("r", "slot", Access::WriteOnly, &secret).unwrap();
+        let key = Password::from_key_file("host.key", text.0.as_bytes()).unwrap();
+        assert_eq!(key.access(), Access::WriteOnly);
+        assert!(slot.fits(&key) && !slot.fits(&Password::new("x")));
+        let writer = slot.unwrap("k", &key, "r").unwrap().unwrap().crypt;
+        assert!(writer.is_write_only());
+        // Same chunk ids as the full key, so its backups deduplicate against everyone's.
+        assert_eq!(writer.chunk_id(b"abc"), full.chunk_id(b"abc"));
+        // The index is shared both ways.
+        let index = full.seal(Domain::Index, b"idx".to_vec()).unwrap();
+        assert_eq!(&writer.open("i", Domain::Index, index.into()).unwrap()[..], b"idx");
+        let index = writer.seal(Domain::Index, b"idx2".to_vec()).unwrap();
+        assert_eq!(&full.open("i", Domain::Index, index.into()).unwrap()[..], b"idx2");
+        // Data it writes, only the full key reads, and it reads nobody's.
+        let id = writer.chunk_id(b"data");
+        let blob = writer.seal(Domain::Blob(id), b"data".to_vec()).unwrap();
+        assert_eq!(blob.len(), 4 + OVERHEAD + PUBLIC);
+        assert_eq!(&full.open("b", Domain::Blob(id), blob.clone().into()).unwrap()[..], b"data");
+        let err = writer.open("b", Domain::Blob(id), blob.clone().into()).unwrap_err();
+        assert!(matches!(err, StoreError::WriteOnly { .. }), "{err}");
+        let other = Digest([3; 32]);
+        assert!(full.open("b", Domain::Blob(other), blob.into()).is_err(), "bound to its id");
+        let own = full.seal(Domain::Manifest, b"m".to_vec()).unwrap();
+        assert!(writer.open("m", Domain::Manifest, own.into()).is_err());
+        assert!(writer.seal(Domain::Mark, b"x".to_vec()).is_err(), "cannot prune");
+        // A full key file opens everything.
+        let slot = KeySlot::wrap_key_file(&master, &secret, Access::Full, "r", &[1; 32]).unwrap();
+        let text = new_key_file("r", "slot", Access::Full, &secret).unwrap();
+        let key = Password::from_key_file("full.key", text.0.as_bytes()).unwrap();
+        assert!(matches!(slot.unwrap("k", &key, "r").unwrap().unwrap().crypt, Crypt::Sealed(_)));
+        assert!(Password::from_key_file("x", b"not json").is_err());
     }
 }

@@ -136,6 +136,48 @@ pub enum StoreError {
         /// The slot's id.
         id: String,
     },
+    /// A write-only key was asked to read data or manifests, or to delete.
+    #[error("this key is write-only: it cannot {action}")]
+    WriteOnly {
+        /// What was attempted.
+        action: String,
+    },
+    /// A key file made for another repository.
+    #[error("the key file {file} is for repository {expected}, not for {url} (repository {found})")]
+    KeyFileMismatch {
+        /// The key file.
+        file: String,
+        /// The repository id the key file names.
+        expected: String,
+        /// The repository URL opened.
+        url: String,
+        /// Its id.
+        found: String,
+    },
+    /// The key slot a key file names is not in the repository (the key was removed).
+    #[error("the key {slot} of the key file is not in the repository at {url}: it was removed")]
+    KeyRemoved {
+        /// The slot id.
+        slot: String,
+        /// The repository URL.
+        url: String,
+    },
+    /// The config object is not the one the key was made with.
+    #[error(
+        "the config of the repository at {url} is not the one its keys were made with: it was changed in the store"
+    )]
+    ConfigChanged {
+        /// The repository URL.
+        url: String,
+    },
+    /// The config says plaintext, yet key slots exist.
+    #[error(
+        "the repository at {url} has keys but its config says it is not encrypted: the config was changed in the store"
+    )]
+    ConfigDowngraded {
+        /// The repository URL.
+        url: String,
+    },
     /// A domain error (corrupt chunk, snapshot not found, capture failure).
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -198,8 +240,8 @@ impl StoreError {
                 Some("nothing was deleted after the loss; run the command again".into())
             }
             StoreError::KeyRequired { .. } => Some(
-                "set LIFEBOAT_PASSWORD or LIFEBOAT_PASSWORD_FILE, or pass --password-file or \
-                 --password-command"
+                "set LIFEBOAT_PASSWORD_FILE, LIFEBOAT_PASSWORD or LIFEBOAT_KEY_FILE, or pass \
+                 --password-file, --password-command or --key-file"
                     .into(),
             ),
             StoreError::WrongPassword { .. } => Some(
@@ -215,6 +257,22 @@ impl StoreError {
             StoreError::LastKey { .. } => {
                 Some("add another key first (`lifeboat key add`), then remove this one".into())
             }
+            StoreError::WriteOnly { .. } => Some(
+                "a write-only key only backs up; restore, cat, ls, snapshots, verify, forget, \
+                 prune and unlock need a full key (a password or a full key file)"
+                    .into(),
+            ),
+            StoreError::KeyFileMismatch { .. } => {
+                Some("give the key file made for this repository, or the right --repo".into())
+            }
+            StoreError::KeyRemoved { .. } => {
+                Some("ask for a new key (`lifeboat key add --out FILE` with a full key)".into())
+            }
+            StoreError::ConfigChanged { .. } | StoreError::ConfigDowngraded { .. } => Some(
+                "nothing was read or written: restore the config object from a copy and check \
+                 who can write to the store"
+                    .into(),
+            ),
             StoreError::Core(e) => e.hint(),
         }
     }

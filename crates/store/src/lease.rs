@@ -84,6 +84,9 @@ impl Repository {
         operation: &str,
         ttl: Duration,
     ) -> Result<MaintenanceLease> {
+        if self.is_write_only() {
+            return Err(StoreError::WriteOnly { action: format!("{operation} (maintenance)") });
+        }
         let now = Utc::now();
         let current = self.maintenance_holder().await?;
         if let Some((_, holder)) = &current
@@ -126,6 +129,9 @@ impl Repository {
     /// # Errors
     /// Store errors.
     pub async fn unlock(&self) -> Result<Vec<LeaseInfo>> {
+        if self.is_write_only() {
+            return Err(StoreError::WriteOnly { action: "unlock the repository".into() });
+        }
         let mut removed = Vec::new();
         if let Some((_, holder)) = self.maintenance_holder().await? {
             removed.push(holder);
@@ -181,6 +187,17 @@ impl Repository {
             }
         });
         Ok(BackupLease { repo: self.clone(), key, info, renewer: Some(renewer) })
+    }
+
+    /// Ends a backup lease: deletes it, or, for a write-only key (which deletes nothing),
+    /// overwrites it with one that has expired, which prune and `unlock` treat as gone and
+    /// remove.
+    async fn end_backup_lease(&self, key: &Path, info: &LeaseInfo) -> Result<()> {
+        if self.is_write_only() {
+            let ended = LeaseInfo { expires: Utc::now(), ..info.clone() };
+            return self.write_backup_lease(key, &ended).await;
+        }
+        self.delete_key(key).await
     }
 
     async fn write_backup_lease(&self, key: &Path, info: &LeaseInfo) -> Result<()> {
@@ -287,7 +304,7 @@ impl BackupLease {
         if let Some(r) = self.renewer.take() {
             r.abort();
         }
-        if let Err(e) = self.repo.delete_key(&self.key).await {
+        if let Err(e) = self.repo.end_backup_lease(&self.key, &self.info).await {
             warn!(error = %e, "could not remove the backup lease; it expires by itself");
         }
     }
@@ -298,10 +315,10 @@ impl Drop for BackupLease {
         if let Some(r) = self.renewer.take() {
             r.abort();
             // Dropped without `end` (an error path): remove the lease in the background.
-            let (repo, key) = (self.repo.clone(), self.key.clone());
+            let (repo, key, info) = (self.repo.clone(), self.key.clone(), self.info.clone());
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
-                    let _ = repo.delete_key(&key).await;
+                    let _ = repo.end_backup_lease(&key, &info).await;
                 });
             }
         }

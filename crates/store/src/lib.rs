@@ -50,7 +50,7 @@ mod url;
 mod verify;
 
 pub use backup::{BackupOptions, host_name};
-pub use crypt::{KdfParams, KeySlot, Password};
+pub use crypt::{Access, KdfParams, KeyFileText, KeySlot, Password};
 pub use error::{DiskProblem, Result, StoreError};
 pub use holder::{DEFAULT_LEASE_TTL, LeaseInfo};
 pub use lease::{BackupLease, LOCKS_PREFIX, MaintenanceLease};

@@ -101,6 +101,11 @@ impl Repository {
     /// mark could be read. When one was swept while being read its packs may just have gone
     /// back into the index, so the caller reads the index again.
     pub(crate) async fn marked_packs(&self) -> Result<(Vec<Vec<PackEntry>>, bool)> {
+        // A write-only key reads no data, so it never needs marked packs (and may not read
+        // the marks).
+        if self.is_write_only() {
+            return Ok((Vec::new(), true));
+        }
         let (marks, complete) = self.read_pending_marks().await?;
         Ok((marks.into_iter().map(|(_, m)| m.packs).collect(), complete))
     }

@@ -11,7 +11,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use tracing::{debug, warn};
 
 use crate::crypt::{
-    Crypt, Domain, ENCRYPTION, KEYS_PREFIX, KdfParams, KeySlot, MasterKey, Password, slot_key,
+    Access, Crypt, Domain, ENCRYPTION, KEYS_PREFIX, KdfParams, KeyFileText, KeySlot, MasterKey,
+    Password, Unlocked, new_key_file, slot_key,
 };
 use crate::error::{Result, StoreError};
 use crate::format::{
@@ -70,7 +71,10 @@ pub(crate) struct Inner {
     url: String,
     pub(crate) store: Arc<dyn ObjectStore>,
     config: RepoConfig,
-    /// Plain, or the master key that seals every object.
+    /// SHA-256 of the config object as stored (key slots seal it, so a changed config is
+    /// refused).
+    config_digest: [u8; 32],
+    /// Plain, the master key, or a write-only key.
     pub(crate) crypt: Crypt,
     /// The key slot this handle was opened (or created) with.
     slot: RwLock<Option<String>>,
@@ -140,21 +144,38 @@ impl Repository {
         password: Option<&Password>,
     ) -> Result<Self> {
         let mut config = RepoConfig::new();
+        if password.is_some() {
+            config.encryption = ENCRYPTION.into();
+        }
+        let body = serde_json::to_vec_pretty(&config)
+            .map_err(|e| StoreError::Malformed { key: CONFIG_KEY.into(), reason: e.to_string() })?;
+        let config_digest = Digest::of(&body).0;
         let mut slot_id = None;
         let crypt = match password {
             None => Crypt::Plain,
+            Some(password) if password.is_key_file() => {
+                return Err(StoreError::Malformed {
+                    key: "key file".into(),
+                    reason: "a repository is created with a password; key files are added to it \
+                             afterwards"
+                        .into(),
+                });
+            }
             Some(password) => {
-                config.encryption = ENCRYPTION.into();
                 let master = MasterKey::random()?;
                 // The first slot goes in before the config: a config that says "encrypted"
                 // is never visible without a key that opens it.
-                let slot = KeySlot::wrap(&master, password, KdfParams::default(), &config.id)?;
+                let slot = KeySlot::wrap(
+                    &master,
+                    password,
+                    KdfParams::default(),
+                    &config.id,
+                    &config_digest,
+                )?;
                 slot_id = Some(write_slot(&store, &slot).await?);
                 Crypt::Sealed(Arc::new(master))
             }
         };
-        let body = serde_json::to_vec_pretty(&config)
-            .map_err(|e| StoreError::Malformed { key: CONFIG_KEY.into(), reason: e.to_string() })?;
         let key = Path::from(CONFIG_KEY);
         // Conditional create: two concurrent `init`s cannot both win and overwrite each other.
         let put = with_retries("put config", || {
@@ -168,7 +189,7 @@ impl Repository {
             }
             Err(e) => return Err(StoreError::object("put", CONFIG_KEY, e)),
         }
-        let repo = Self::from_parts(url, store, config, crypt);
+        let repo = Self::from_parts(url, store, config, config_digest, crypt);
         repo.set_slot(slot_id);
         Ok(repo)
     }
@@ -312,17 +333,28 @@ impl Repository {
                 Err(e) => return Err(StoreError::object("get", CONFIG_KEY, e)),
             };
         let config = RepoConfig::parse(&body)?;
+        let config_digest = Digest::of(&body).0;
         let crypt = if config.encrypted() {
             let Some(password) = password else {
                 return Err(StoreError::KeyRequired { url: url.into() });
             };
-            let (slot, master) = unlock(&store, url, &config, password).await?;
-            debug!(slot = %slot, "repository key opened");
-            (Crypt::Sealed(Arc::new(master)), Some(slot))
+            let (slot, unlocked) = unlock(&store, url, &config, password).await?;
+            // A slot seals the config it was made with: any other config (weaker settings,
+            // another id) is someone's edit in the store.
+            if unlocked.config.is_some_and(|sealed| sealed != config_digest) {
+                return Err(StoreError::ConfigChanged { url: url.into() });
+            }
+            debug!(slot = %slot, write_only = unlocked.crypt.is_write_only(), "repository key opened");
+            (unlocked.crypt, Some(slot))
         } else {
+            // Key slots exist only in encrypted repositories: a plaintext config beside them
+            // was switched to `none` in the store, to make clients write in the clear.
+            if !read_slot_ids(&store).await?.is_empty() {
+                return Err(StoreError::ConfigDowngraded { url: url.into() });
+            }
             (Crypt::Plain, None)
         };
-        let repo = Self::from_parts(url, store, config, crypt.0);
+        let repo = Self::from_parts(url, store, config, config_digest, crypt.0);
         repo.set_slot(crypt.1);
         repo.reload_index().await?;
         Ok(repo)
@@ -332,6 +364,7 @@ impl Repository {
         url: &str,
         store: Arc<dyn ObjectStore>,
         config: RepoConfig,
+        config_digest: [u8; 32],
         crypt: Crypt,
     ) -> Self {
         Repository {
@@ -342,6 +375,7 @@ impl Repository {
                 url: url.into(),
                 store,
                 config,
+                config_digest,
                 crypt,
                 slot: RwLock::new(None),
                 index: RwLock::new(Arc::new(ChunkIndex::new())),
@@ -618,6 +652,9 @@ impl Repository {
     /// # Errors
     /// Store errors, naming the key.
     pub async fn delete_key(&self, key: &Path) -> Result<()> {
+        if self.inner.crypt.is_write_only() {
+            return Err(StoreError::WriteOnly { action: format!("delete {key}") });
+        }
         match with_retries("delete", || self.inner.store.delete(key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(StoreError::object("delete", key.to_string(), e)),
@@ -672,41 +709,73 @@ async fn write_slot(store: &Arc<dyn ObjectStore>, slot: &KeySlot) -> Result<Stri
     Ok(id)
 }
 
-/// Every key slot with its id, in id order.
-async fn read_slots(store: &Arc<dyn ObjectStore>) -> Result<Vec<(String, KeySlot)>> {
+/// The ids of every key slot.
+async fn read_slot_ids(store: &Arc<dyn ObjectStore>) -> Result<Vec<String>> {
     let prefix = Path::from(KEYS_PREFIX);
     let keys: Vec<Path> = with_retries("list", || async {
         store.list(Some(&prefix)).map_ok(|m| m.location).try_collect::<Vec<_>>().await
     })
     .await
     .map_err(|e| StoreError::object("list", KEYS_PREFIX, e))?;
-    let mut slots = Vec::new();
-    for key in keys {
-        let Some(id) = key.filename().map(str::to_string) else { continue };
-        let body = match with_retries("get key", || async { store.get(&key).await?.bytes().await })
-            .await
-        {
+    let mut ids: Vec<String> =
+        keys.iter().filter_map(|key| key.filename().map(str::to_string)).collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// The slot `id`; `None` when it is not there.
+async fn read_slot(store: &Arc<dyn ObjectStore>, id: &str) -> Result<Option<KeySlot>> {
+    let key = slot_key(id);
+    let body =
+        match with_retries("get key", || async { store.get(&key).await?.bytes().await }).await {
             Ok(body) => body,
-            // Removed between list and get.
-            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(StoreError::object("get", key.to_string(), e)),
         };
-        let slot: KeySlot = serde_json::from_slice(&body)
-            .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
-        slots.push((id, slot));
+    let slot: KeySlot = serde_json::from_slice(&body)
+        .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })?;
+    Ok(Some(slot))
+}
+
+/// Every key slot with its id, in id order.
+async fn read_slots(store: &Arc<dyn ObjectStore>) -> Result<Vec<(String, KeySlot)>> {
+    let mut slots = Vec::new();
+    for id in read_slot_ids(store).await? {
+        // `None`: removed between list and get.
+        if let Some(slot) = read_slot(store, &id).await? {
+            slots.push((id, slot));
+        }
     }
-    slots.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(slots)
 }
 
-/// The slot that `password` opens, and the master key in it. Only reads.
+/// The slot that `password` opens, and the key in it. Only reads.
 async fn unlock(
     store: &Arc<dyn ObjectStore>,
     url: &str,
     config: &RepoConfig,
     password: &Password,
-) -> Result<(String, MasterKey)> {
-    let slots = read_slots(store).await?;
+) -> Result<(String, Unlocked)> {
+    // A key file names its slot: one read, no guessing.
+    let slots = match password.key_file_slot() {
+        Some((file, repository, slot)) => {
+            if repository != config.id {
+                return Err(StoreError::KeyFileMismatch {
+                    file: file.into(),
+                    expected: repository.into(),
+                    url: url.into(),
+                    found: config.id.clone(),
+                });
+            }
+            match read_slot(store, slot).await? {
+                Some(found) => vec![(slot.to_string(), found)],
+                None => {
+                    return Err(StoreError::KeyRemoved { slot: slot.into(), url: url.into() });
+                }
+            }
+        }
+        None => read_slots(store).await?,
+    };
     if slots.is_empty() {
         return Err(StoreError::Malformed {
             key: KEYS_PREFIX.into(),
@@ -714,6 +783,9 @@ async fn unlock(
         });
     }
     for (id, slot) in slots {
+        if !slot.fits(password) {
+            continue;
+        }
         let key = slot_key(&id).to_string();
         let password = password.clone();
         let repo_id = config.id.clone();
@@ -724,8 +796,8 @@ async fn unlock(
                 key: KEYS_PREFIX.into(),
                 reason: format!("key derivation task failed: {e}"),
             })??;
-        if let Some(master) = opened {
-            return Ok((id, master));
+        if let Some(unlocked) = opened {
+            return Ok((id, unlocked));
         }
     }
     Err(StoreError::WrongPassword { url: url.into() })
@@ -740,6 +812,10 @@ pub struct KeyInfo {
     pub created: chrono::DateTime<chrono::Utc>,
     /// The host that added it.
     pub host: String,
+    /// What it may do.
+    pub access: Access,
+    /// `password` or `key file`.
+    pub kind: &'static str,
     /// Whether this handle was opened with it.
     pub current: bool,
 }
@@ -748,6 +824,12 @@ impl Repository {
     /// Whether the repository's objects are sealed.
     pub fn is_encrypted(&self) -> bool {
         self.inner.crypt.is_sealed()
+    }
+
+    /// Whether this handle was opened with a write-only key: it backs up, and reads no data,
+    /// no manifest, and deletes nothing.
+    pub fn is_write_only(&self) -> bool {
+        self.inner.crypt.is_write_only()
     }
 
     /// The key slots of an encrypted repository (empty for a plaintext one).
@@ -762,11 +844,22 @@ impl Repository {
             .into_iter()
             .map(|(id, slot)| KeyInfo {
                 current: current.as_deref() == Some(id.as_str()),
+                kind: if slot.fits(&Password::new("")) { "password" } else { "key file" },
                 id,
                 created: slot.created,
                 host: slot.host,
+                access: slot.access,
             })
             .collect())
+    }
+
+    /// The master key, for what only a full key may do (`action`).
+    fn master(&self, action: &str) -> Result<&Arc<MasterKey>> {
+        match &self.inner.crypt {
+            Crypt::Sealed(master) => Ok(master),
+            Crypt::WriteOnly(_) => Err(StoreError::WriteOnly { action: action.into() }),
+            Crypt::Plain => Err(StoreError::NotEncrypted { url: self.inner.url.clone() }),
+        }
     }
 
     /// Adds a key slot for `password`; returns its id. No data is rewritten.
@@ -782,13 +875,11 @@ impl Repository {
     /// # Errors
     /// As [`Repository::add_key`].
     pub async fn add_key_with(&self, password: &Password, params: KdfParams) -> Result<String> {
-        let Crypt::Sealed(master) = &self.inner.crypt else {
-            return Err(StoreError::NotEncrypted { url: self.inner.url.clone() });
-        };
-        let (master, password, repo_id) =
-            (Arc::clone(master), password.clone(), self.inner.config.id.clone());
+        let master = Arc::clone(self.master("add keys")?);
+        let (password, repo_id, config) =
+            (password.clone(), self.inner.config.id.clone(), self.inner.config_digest);
         let slot = tokio::task::spawn_blocking(move || {
-            KeySlot::wrap(&master, &password, params, &repo_id)
+            KeySlot::wrap(&master, &password, params, &repo_id, &config)
         })
         .await
         .map_err(|e| StoreError::Malformed {
@@ -798,30 +889,81 @@ impl Repository {
         write_slot(&self.inner.store, &slot).await
     }
 
-    /// Removes the key slot `id` (a unique prefix of it is enough). The last slot is never
-    /// removed: without one nothing could open the repository again.
+    /// Adds a key file with `access`: returns the new slot's id and the file's text, to be
+    /// written where the user keeps it (it is the only copy of the key). A
+    /// [`Access::WriteOnly`] key file lets a host back up into the repository without being
+    /// able to read or delete anything in it.
+    ///
+    /// # Errors
+    /// As [`Repository::add_key`].
+    pub async fn add_key_file(&self, access: Access) -> Result<(String, KeyFileText)> {
+        let master = self.master("add keys")?;
+        let secret = zeroize::Zeroizing::new(rand::random::<[u8; 32]>());
+        let slot = KeySlot::wrap_key_file(
+            master,
+            &secret,
+            access,
+            &self.inner.config.id,
+            &self.inner.config_digest,
+        )?;
+        let id = write_slot(&self.inner.store, &slot).await?;
+        let text = new_key_file(&self.inner.config.id, &id, access, &secret)?;
+        Ok((id, text))
+    }
+
+    /// Removes the key slot `id` (a unique prefix of it is enough). The last full key is
+    /// never removed: without one nothing could read the repository again.
     ///
     /// # Errors
     /// [`StoreError::KeyNotFound`], [`StoreError::LastKey`]; store errors.
     pub async fn remove_key(&self, id: &str) -> Result<String> {
-        if !self.is_encrypted() {
-            return Err(StoreError::NotEncrypted { url: self.inner.url.clone() });
-        }
+        self.master("remove keys")?;
         let slots = read_slots(&self.inner.store).await?;
-        let matching: Vec<&String> =
-            slots.iter().map(|(slot, _)| slot).filter(|slot| slot.starts_with(id)).collect();
-        let [found] = matching.as_slice() else {
+        let matching: Vec<&(String, KeySlot)> =
+            slots.iter().filter(|(slot, _)| slot.starts_with(id)).collect();
+        let [(found, slot)] = matching.as_slice() else {
             return Err(StoreError::KeyNotFound { id: id.into(), matches: matching.len() });
         };
-        if slots.len() < 2 {
-            return Err(StoreError::LastKey { id: (*found).clone() });
+        let full = slots.iter().filter(|(_, s)| s.access == Access::Full).count();
+        if slot.access == Access::Full && full < 2 {
+            return Err(StoreError::LastKey { id: found.clone() });
         }
         self.delete_key(&slot_key(found)).await?;
-        Ok((*found).clone())
+        Ok(found.clone())
+    }
+
+    /// Checks every key slot's form (see [`KeySlot::check`]): a damaged slot is otherwise
+    /// found only when its password stops working.
+    ///
+    /// # Errors
+    /// Store errors listing or reading them.
+    pub async fn damaged_key_slots(&self) -> Result<Vec<DamagedObject>> {
+        let mut damaged = Vec::new();
+        for id in read_slot_ids(&self.inner.store).await? {
+            let key = slot_key(&id).to_string();
+            let problem = match read_slot(&self.inner.store, &id).await {
+                Ok(Some(slot)) => slot.check(&key).err(),
+                Ok(None) => None,
+                Err(e) => Some(e),
+            };
+            if let Some(e) = problem {
+                damaged.push(DamagedObject { key, reason: e.to_string() });
+            }
+        }
+        Ok(damaged)
     }
 
     pub(crate) fn crypt(&self) -> &Crypt {
         &self.inner.crypt
+    }
+
+    /// [`StoreError::WriteOnly`] for a write-only key: checked before the store is asked, so
+    /// a host whose bucket policy refuses the request never sends it.
+    pub(crate) fn refuse_write_only(&self, action: &str) -> Result<()> {
+        if self.is_write_only() {
+            return Err(StoreError::WriteOnly { action: action.into() });
+        }
+        Ok(())
     }
 }
 

@@ -76,6 +76,7 @@ impl StoredSnapshot {
 /// [`CoreError::Missing`] when the chunk or its base is not indexed or a pack is gone;
 /// [`CoreError::Corrupt`] when the bytes do not match.
 pub async fn read_chunk(repo: &Repository, id: ChunkId) -> Result<Bytes> {
+    repo.refuse_write_only("read backed-up data")?;
     /// A prune moves a chunk at most once per sweep; three looks cover a sweep in between.
     const LOOKS: usize = 3;
     let mut look = 1;

@@ -12,10 +12,12 @@ use object_store::ObjectStore;
 
 mod docker;
 mod faulty;
+mod policy;
 mod postgres;
 pub use docker::{DockerCleanup, TEST_IMAGE, docker, docker_engine, docker_quiet, unique_name};
 pub use faulty::FaultyStore;
 use object_store::aws::AmazonS3Builder;
+pub use policy::WriteOnlyPolicy;
 pub use postgres::{PASSWORD as PG_PASSWORD, PgCluster, pg_bindir};
 
 /// A real S3-compatible server (`s3s-fs`) on 127.0.0.1, with one bucket, stopped on drop.

@@ -31,6 +31,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
     crate::password::set(crate::password::Sources {
         file: cli.password_file,
         command: cli.password_command,
+        key_file: cli.key_file,
     });
     let (_, sub) = matches.subcommand().unwrap_or(("", matches));
     // The drill options of every backend, as `drill` and `verify --restore` were given them.
