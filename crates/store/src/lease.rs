@@ -168,6 +168,27 @@ impl Repository {
         Ok(out)
     }
 
+    /// How many lease objects there are, and those that do not open or parse (damaged, or
+    /// sealed with another key).
+    ///
+    /// # Errors
+    /// Store errors listing or reading them.
+    pub async fn damaged_leases(&self) -> Result<(usize, Vec<crate::DamagedObject>)> {
+        let keys = self.list_keys(LOCKS_PREFIX).await?;
+        let mut damaged = Vec::new();
+        for key in &keys {
+            let problem = match self.get_bytes(key).await {
+                Ok(body) => self.decode_lease(key, body).err(),
+                Err(StoreError::Core(lifeboat_core::Error::Missing { .. })) => None,
+                Err(e) => return Err(e),
+            };
+            if let Some(e) = problem {
+                damaged.push(crate::DamagedObject { key: key.to_string(), reason: e.to_string() });
+            }
+        }
+        Ok((keys.len(), damaged))
+    }
+
     /// Takes a shared backup lease, renewed in the background until the guard is dropped.
     ///
     /// # Errors

@@ -120,6 +120,44 @@ impl RepositoryVerifier {
                 ),
             )
         });
+        if self.repo.is_encrypted() {
+            let slots = self.repo.keys().await.map(|k| k.len());
+            report.checks.push(match (slots, self.repo.damaged_key_slots().await) {
+                (Ok(n), Ok(damaged)) if damaged.is_empty() => {
+                    Check::pass("key slots", format!("{n} key slots are well-formed"))
+                }
+                (_, Ok(damaged)) => {
+                    let list: Vec<String> = damaged
+                        .iter()
+                        .map(|d| format!("{} is damaged ({})", d.key, d.reason))
+                        .collect();
+                    Check::fail(
+                        "key slots",
+                        format!(
+                            "{}: its password or key file no longer opens the repository; add \
+                             a new key with `lifeboat key add` and remove this one",
+                            summarize(&list)
+                        ),
+                    )
+                }
+                (Err(e), _) | (_, Err(e)) => Check::fail("key slots", e.to_string()),
+            });
+        }
+        let (leases, damaged) = self.repo.damaged_leases().await?;
+        report.checks.push(if damaged.is_empty() {
+            Check::pass("leases", format!("{leases} leases open and parse"))
+        } else {
+            let list: Vec<String> =
+                damaged.iter().map(|d| format!("{} is damaged ({})", d.key, d.reason)).collect();
+            Check::fail(
+                "leases",
+                format!(
+                    "{}; `lifeboat unlock` removes the maintenance lease, and an unreadable \
+                     backup lease is ignored",
+                    summarize(&list)
+                ),
+            )
+        });
         let mut indexed: HashMap<Digest, PackEntry> = HashMap::new();
         for pack in files.into_iter().flat_map(|(_, f)| f.packs) {
             if packs.is_none_or(|p| p.contains(&pack.id)) {

@@ -191,6 +191,14 @@ async fn a_changed_config_is_refused(store: Arc<dyn ObjectStore>) {
     let damaged = repo.damaged_key_slots().await.unwrap();
     assert_eq!(damaged.len(), 1, "{damaged:?}");
     assert!(damaged[0].key.contains(&slot), "{damaged:?}");
+    // verify says so, and names a lease that does not open too.
+    let verifier = RepositoryVerifier::new(repo.clone(), false);
+    let failures = verifier.check_index(None).await.unwrap().failures().join("; ");
+    assert!(failures.contains(&format!("keys/{slot}")), "{failures}");
+    let lease = Path::from("locks/backups/stranger");
+    store.put(&lease, PutPayload::from(b"{\"not\": \"sealed\"}".to_vec())).await.unwrap();
+    let failures = verifier.check_index(None).await.unwrap().failures().join("; ");
+    assert!(failures.contains("locks/backups/stranger"), "{failures}");
 }
 
 lifeboat_testkit::for_each_store!(
