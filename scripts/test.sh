@@ -25,6 +25,7 @@ command -v sqlite3 >/dev/null || need_pkgs+=(sqlite3)
 command -v sha256sum >/dev/null || need_pkgs+=(coreutils)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v runuser >/dev/null || need_pkgs+=(util-linux)
+command -v script >/dev/null || need_pkgs+=(bsdutils)  # a pseudo-terminal for the password prompt test
 command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || need_pkgs+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 # The example of a team's own backend (examples/custom-backend) backs up a real Redis.

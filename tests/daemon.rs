@@ -1548,14 +1548,18 @@ fn a_password_file_gives_an_encrypted_repository_and_never_shows_the_password() 
     assert!(!log.contains(SECRET), "the password is in the log: {log}");
 
     // Without the password: the service does not start, and says which key is missing.
+    let lifeboatd = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lifeboatd"))
+            .arg("--config")
+            .arg(s.path("lifeboatd.toml"))
+            .args(extra)
+            .env_remove("LIFEBOAT_TOKENS")
+            .env_remove("LIFEBOAT_REPO")
+            .output()
+            .unwrap()
+    };
     s.configure("", &jobs);
-    let out = Command::new(env!("CARGO_BIN_EXE_lifeboatd"))
-        .arg("--config")
-        .arg(s.path("lifeboatd.toml"))
-        .env_remove("LIFEBOAT_TOKENS")
-        .env_remove("LIFEBOAT_REPO")
-        .output()
-        .unwrap();
+    let out = lifeboatd(&[]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is encrypted and the configuration gives no password"), "{stderr}");
@@ -1564,14 +1568,7 @@ fn a_password_file_gives_an_encrypted_repository_and_never_shows_the_password() 
     // Both keys: refused before anything starts.
     let both = format!("password_file = \"{}\"\npassword_command = \"cat x\"", pw.display());
     s.configure(&both, &jobs);
-    let out = Command::new(env!("CARGO_BIN_EXE_lifeboatd"))
-        .arg("--config")
-        .arg(s.path("lifeboatd.toml"))
-        .arg("--check")
-        .env_remove("LIFEBOAT_TOKENS")
-        .env_remove("LIFEBOAT_REPO")
-        .output()
-        .unwrap();
+    let out = lifeboatd(&["--check"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -261,7 +261,7 @@ fn init_without_a_password_off_a_terminal_fails_and_creates_nothing() {
     assert!(tree(&repo).is_empty());
 }
 
-/// Runs `args` under a pseudo-terminal (util-linux `script`), typing each of `answers` once
+/// Runs `args` under a pseudo-terminal (`script`, from bsdutils), typing each of `answers` once
 /// the prompt before it has appeared; returns the exit status and everything shown.
 fn on_terminal(args: &[&str], answers: &[(&str, &str)]) -> (bool, String) {
     use std::io::{Read, Write};
@@ -315,10 +315,10 @@ fn on_terminal(args: &[&str], answers: &[(&str, &str)]) -> (bool, String) {
 /// and other commands ask once.
 #[test]
 fn on_a_terminal_the_password_is_asked_for() {
-    if std::process::Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: util-linux `script` is not installed");
-        return;
-    }
+    assert!(
+        std::process::Command::new("script").arg("--version").output().is_ok(),
+        "this test needs `script` (Debian package bsdutils; `bash scripts/test.sh` installs it)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     let url = repo.display().to_string();
@@ -405,6 +405,15 @@ fn a_write_only_key_file_backs_up_and_can_do_nothing_else() {
         assert!(!restored.exists(), "{args:?} wrote a restore");
     }
     assert!(!dir.path().join("more.key").exists());
+    // A file that is not a key file is named as such.
+    let garbage = dir.path().join("garbage.key");
+    std::fs::write(&garbage, b"not a key\n").unwrap();
+    let err =
+        fails(lifeboat(&url).arg("--key-file").arg(&garbage).args(["backup", "sqlite"]).arg(&db));
+    assert!(
+        err.contains("not a lifeboat key file") && err.contains("hint: give the file"),
+        "{err}"
+    );
     assert_eq!(tree(&repo), before, "a refused command changed the repository");
 
     // The owner reads what the host wrote; the host's second backup stored nothing new.

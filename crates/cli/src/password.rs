@@ -124,7 +124,13 @@ fn from_key_file(file: &Path) -> anyhow::Result<Password> {
     let contents = zeroize::Zeroizing::new(
         std::fs::read(file).with_context(|| format!("reading the key file {}", file.display()))?,
     );
-    Ok(Password::from_key_file(&file.display().to_string(), &contents)?)
+    Password::from_key_file(&file.display().to_string(), &contents).map_err(|e| {
+        lifeboat_core::Error::InvalidInput {
+            what: e.to_string(),
+            hint: "give the file `lifeboat key add --out FILE` wrote, as it was written".into(),
+        }
+        .into()
+    })
 }
 
 fn from_file(file: &Path) -> anyhow::Result<Password> {
@@ -150,19 +156,12 @@ fn from_command(command: &str) -> anyhow::Result<Password> {
 }
 
 /// One trailing line end is not part of the password (files and `echo` end with one).
-fn non_empty(mut text: String, what: &str) -> anyhow::Result<Password> {
-    if text.ends_with('\n') {
-        text.pop();
-        if text.ends_with('\r') {
-            text.pop();
-        }
-    }
-    if text.is_empty() {
-        return Err(lifeboat_core::Error::InvalidInput {
+fn non_empty(text: String, what: &str) -> anyhow::Result<Password> {
+    Password::from_line(text).ok_or_else(|| {
+        lifeboat_core::Error::InvalidInput {
             what: format!("{what} is empty"),
             hint: "an encrypted repository needs a non-empty password".into(),
         }
-        .into());
-    }
-    Ok(Password::new(text))
+        .into()
+    })
 }

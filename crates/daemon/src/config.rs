@@ -111,7 +111,7 @@ impl PasswordSource {
         let unreadable = |reason: String, source: Option<std::io::Error>| {
             DaemonError::PasswordUnreadable { from: self.to_string(), reason, source }
         };
-        let mut text = match self {
+        let text = match self {
             PasswordSource::File(path) => {
                 std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string(), Some(e)))?
             }
@@ -131,16 +131,8 @@ impl PasswordSource {
                 })?
             }
         };
-        if text.ends_with('\n') {
-            text.pop();
-            if text.ends_with('\r') {
-                text.pop();
-            }
-        }
-        if text.is_empty() {
-            return Err(unreadable("the password is empty".into(), None));
-        }
-        Ok(lifeboat_store::Password::new(text))
+        lifeboat_store::Password::from_line(text)
+            .ok_or_else(|| unreadable("the password is empty".into(), None))
     }
 }
 

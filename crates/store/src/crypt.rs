@@ -124,6 +124,18 @@ impl Password {
         Password(Secret::Text(Zeroizing::new(password.into().into_bytes())))
     }
 
+    /// A password as a password file or command gives it: one trailing line end (`\n` or
+    /// `\r\n`) is not part of it. `None` when nothing is left.
+    pub fn from_line(mut text: String) -> Option<Self> {
+        if text.ends_with('\n') {
+            text.pop();
+            if text.ends_with('\r') {
+                text.pop();
+            }
+        }
+        (!text.is_empty()).then(|| Password::new(text))
+    }
+
     /// A password from raw bytes.
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
         Password(Secret::Text(Zeroizing::new(bytes)))
@@ -687,10 +699,14 @@ impl KeySlot {
         })
     }
 
-    /// Whether `password` is of the kind this slot was made for (a password for Argon2id
-    /// slots, a key file for HKDF ones).
+    /// Whether this slot is a key file's (HKDF) rather than a password's (Argon2id).
+    pub fn is_key_file(&self) -> bool {
+        self.kdf == HKDF_SHA256
+    }
+
+    /// Whether `password` is of the kind this slot was made for.
     pub(crate) fn fits(&self, password: &Password) -> bool {
-        (self.kdf == HKDF_SHA256) == password.is_key_file()
+        self.is_key_file() == password.is_key_file()
     }
 
     /// The key inside, when `password` is this slot's; `Ok(None)` when it is not.

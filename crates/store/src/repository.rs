@@ -844,7 +844,7 @@ impl Repository {
             .into_iter()
             .map(|(id, slot)| KeyInfo {
                 current: current.as_deref() == Some(id.as_str()),
-                kind: if slot.fits(&Password::new("")) { "password" } else { "key file" },
+                kind: if slot.is_key_file() { "key file" } else { "password" },
                 id,
                 created: slot.created,
                 host: slot.host,
@@ -932,16 +932,17 @@ impl Repository {
         Ok(found.clone())
     }
 
-    /// Checks every key slot's form (see [`KeySlot::check`]): a damaged slot is otherwise
-    /// found only when its password stops working.
+    /// How many key slots there are, and those whose form is wrong (see [`KeySlot::check`]):
+    /// a damaged slot is otherwise found only when its password stops working.
     ///
     /// # Errors
     /// Store errors listing or reading them.
-    pub async fn damaged_key_slots(&self) -> Result<Vec<DamagedObject>> {
+    pub async fn damaged_key_slots(&self) -> Result<(usize, Vec<DamagedObject>)> {
         let mut damaged = Vec::new();
-        for id in read_slot_ids(&self.inner.store).await? {
-            let key = slot_key(&id).to_string();
-            let problem = match read_slot(&self.inner.store, &id).await {
+        let ids = read_slot_ids(&self.inner.store).await?;
+        for id in &ids {
+            let key = slot_key(id).to_string();
+            let problem = match read_slot(&self.inner.store, id).await {
                 Ok(Some(slot)) => slot.check(&key).err(),
                 Ok(None) => None,
                 Err(e) => Some(e),
@@ -950,7 +951,7 @@ impl Repository {
                 damaged.push(DamagedObject { key, reason: e.to_string() });
             }
         }
-        Ok(damaged)
+        Ok((ids.len(), damaged))
     }
 
     pub(crate) fn crypt(&self) -> &Crypt {

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::format::{
     BlobEntry, PACK_FOOTER, PackEntry, decode_metadata, pack_key, pack_trailer_len,
 };
-use crate::repository::Repository;
+use crate::repository::{DamagedObject, Repository};
 use crate::snapshot::StoredSnapshot;
 
 /// Verifies snapshots against the repository they are stored in.
@@ -105,59 +105,33 @@ impl RepositoryVerifier {
     pub async fn check_index(&self, packs: Option<&HashSet<Digest>>) -> Result<VerifyReport> {
         let mut report = VerifyReport::new("repository index");
         let files = self.repo.index_files().await?;
-        let damaged = self.repo.damaged_indexes();
-        report.checks.push(if damaged.is_empty() {
-            Check::pass("index files", format!("{} index files hash to their keys", files.len()))
-        } else {
-            let list: Vec<String> =
-                damaged.iter().map(|d| format!("{} is damaged ({})", d.key, d.reason)).collect();
-            Check::fail(
-                "index files",
-                format!(
-                    "{} set aside, the chunks only they listed count as missing; `lifeboat \
-                     repair index` rebuilds them from the packs",
-                    summarize(&list)
-                ),
-            )
-        });
+        report.checks.push(objects_check(
+            "index files",
+            format!("{} index files hash to their keys", files.len()),
+            &self.repo.damaged_indexes(),
+            " set aside, the chunks only they listed count as missing; `lifeboat repair index` \
+             rebuilds them from the packs",
+        ));
         if self.repo.is_encrypted() {
-            let slots = self.repo.keys().await.map(|k| k.len());
-            report.checks.push(match (slots, self.repo.damaged_key_slots().await) {
-                (Ok(n), Ok(damaged)) if damaged.is_empty() => {
-                    Check::pass("key slots", format!("{n} key slots are well-formed"))
-                }
-                (_, Ok(damaged)) => {
-                    let list: Vec<String> = damaged
-                        .iter()
-                        .map(|d| format!("{} is damaged ({})", d.key, d.reason))
-                        .collect();
-                    Check::fail(
-                        "key slots",
-                        format!(
-                            "{}: its password or key file no longer opens the repository; add \
-                             a new key with `lifeboat key add` and remove this one",
-                            summarize(&list)
-                        ),
-                    )
-                }
-                (Err(e), _) | (_, Err(e)) => Check::fail("key slots", e.to_string()),
+            report.checks.push(match self.repo.damaged_key_slots().await {
+                Ok((slots, damaged)) => objects_check(
+                    "key slots",
+                    format!("{slots} key slots are well-formed"),
+                    &damaged,
+                    ": its password or key file no longer opens the repository; add a new key \
+                     with `lifeboat key add` and remove this one",
+                ),
+                Err(e) => Check::fail("key slots", e.to_string()),
             });
         }
         let (leases, damaged) = self.repo.damaged_leases().await?;
-        report.checks.push(if damaged.is_empty() {
-            Check::pass("leases", format!("{leases} leases open and parse"))
-        } else {
-            let list: Vec<String> =
-                damaged.iter().map(|d| format!("{} is damaged ({})", d.key, d.reason)).collect();
-            Check::fail(
-                "leases",
-                format!(
-                    "{}; `lifeboat unlock` removes the maintenance lease, and an unreadable \
-                     backup lease is ignored",
-                    summarize(&list)
-                ),
-            )
-        });
+        report.checks.push(objects_check(
+            "leases",
+            format!("{leases} leases open and parse"),
+            &damaged,
+            "; `lifeboat unlock` removes the maintenance lease, and an unreadable backup lease \
+             is ignored",
+        ));
         let mut indexed: HashMap<Digest, PackEntry> = HashMap::new();
         for pack in files.into_iter().flat_map(|(_, f)| f.packs) {
             if packs.is_none_or(|p| p.contains(&pack.id)) {
@@ -269,6 +243,17 @@ impl RepositoryVerifier {
             Err(e) => Check::fail("data", e.to_string()),
         }
     }
+}
+
+/// A check named `name` over objects of one kind: `passed` when none is damaged, else the
+/// damaged ones listed, followed by `advice`.
+fn objects_check(name: &str, passed: String, damaged: &[DamagedObject], advice: &str) -> Check {
+    if damaged.is_empty() {
+        return Check::pass(name, passed);
+    }
+    let list: Vec<String> =
+        damaged.iter().map(|d| format!("{} is damaged ({})", d.key, d.reason)).collect();
+    Check::fail(name, format!("{}{advice}", summarize(&list)))
 }
 
 fn summarize(items: &[String]) -> String {
