@@ -26,8 +26,9 @@ use crate::format::{
     BlobEntry, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, encode_metadata, head_of,
     pack_key, snapshot_key, tail_of,
 };
+use crate::read::read_chunk;
 use crate::repository::{ChunkIndex, Repository};
-use crate::snapshot::{StoredSnapshot, read_chunk};
+use crate::snapshot::StoredSnapshot;
 
 /// Packs uploaded at once while the next one fills.
 const UPLOADS_IN_FLIGHT: usize = 2;

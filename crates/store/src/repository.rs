@@ -68,6 +68,8 @@ pub struct Repository {
 
 pub(crate) struct Inner {
     lease_ttl: std::sync::atomic::AtomicU64,
+    /// How the read engine reads through this handle.
+    read_options: RwLock<crate::read::ReadOptions>,
     url: String,
     pub(crate) store: Arc<dyn ObjectStore>,
     config: RepoConfig,
@@ -372,6 +374,7 @@ impl Repository {
                 lease_ttl: std::sync::atomic::AtomicU64::new(
                     crate::holder::DEFAULT_LEASE_TTL.as_millis() as u64,
                 ),
+                read_options: RwLock::new(crate::read::ReadOptions::default()),
                 url: url.into(),
                 store,
                 config,
@@ -400,6 +403,22 @@ impl Repository {
     /// third of it). Short leases free the repository sooner after a crash.
     pub fn set_lease_ttl(&self, ttl: std::time::Duration) {
         self.inner.lease_ttl.store(ttl.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How snapshots are read back through this handle (requests in flight, window size).
+    pub fn read_options(&self) -> crate::read::ReadOptions {
+        match self.inner.read_options.read() {
+            Ok(guard) => *guard,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    /// Sets how snapshots are read back through this handle and its clones.
+    pub fn set_read_options(&self, options: crate::read::ReadOptions) {
+        match self.inner.read_options.write() {
+            Ok(mut guard) => *guard = options,
+            Err(poisoned) => *poisoned.into_inner() = options,
+        }
     }
 
     /// The URL the repository was opened with.

@@ -1,9 +1,10 @@
 //! A fault-injecting object store: the one simulated component, wrapping a real store.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -14,15 +15,27 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
-/// Wraps a store and makes the next N writes or reads fail with a transient error.
+/// Wraps a store and makes the next N writes or reads fail with a transient error, or a
+/// share of all reads, as a flaky link does.
 #[derive(Debug)]
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     failing_puts: AtomicU32,
     failing_gets: AtomicU32,
+    /// Percentage of reads that fail (see [`FaultyStore::fail_share_of_gets`]).
+    flaky_percent: AtomicU32,
+    /// The pseudo-random state deciding which reads fail, and each key's current run of
+    /// failures.
+    dice: Mutex<(u64, HashMap<Path, u32>)>,
     /// How many faults were injected so far.
     pub injected: AtomicU32,
+    /// How many reads (whole or ranged GETs) were asked for, failed ones included.
+    pub gets: AtomicU32,
 }
+
+/// A flaky store never fails one key more often than this in a row, so a client that
+/// retries (lifeboat tries 5 times) always gets through, as it does on a real flaky link.
+pub const MAX_FAILURES_IN_A_ROW: u32 = 2;
 
 impl FaultyStore {
     /// A store that behaves like `inner` until told to fail.
@@ -31,8 +44,48 @@ impl FaultyStore {
             inner,
             failing_puts: AtomicU32::new(0),
             failing_gets: AtomicU32::new(0),
+            flaky_percent: AtomicU32::new(0),
+            dice: Mutex::new((0x9e37_79b9_7f4a_7c15, HashMap::new())),
             injected: AtomicU32::new(0),
+            gets: AtomicU32::new(0),
         })
+    }
+
+    /// From now on, `percent` of all reads fail at random with a transient error, but never
+    /// more than [`MAX_FAILURES_IN_A_ROW`] times in a row for one key.
+    pub fn fail_share_of_gets(&self, percent: u32) {
+        self.flaky_percent.store(percent.min(100), Ordering::SeqCst);
+    }
+
+    /// One read of `location`: counted, and failed when told to.
+    fn read(&self, location: &Path) -> Result<()> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.take(&self.failing_gets, "get", location)?;
+        let percent = self.flaky_percent.load(Ordering::SeqCst);
+        if percent == 0 {
+            return Ok(());
+        }
+        let fail = {
+            let mut dice = self.dice.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            // xorshift64
+            let mut x = dice.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            dice.0 = x;
+            let in_a_row = dice.1.entry(location.clone()).or_insert(0);
+            let fail = x % 100 < u64::from(percent) && *in_a_row < MAX_FAILURES_IN_A_ROW;
+            *in_a_row = if fail { *in_a_row + 1 } else { 0 };
+            fail
+        };
+        if fail {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            return Err(object_store::Error::Generic {
+                store: "faulty",
+                source: format!("injected transient fault on get {location}").into(),
+            });
+        }
+        Ok(())
     }
 
     /// The next `n` PUTs fail.
@@ -86,12 +139,12 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.take(&self.failing_gets, "get", location)?;
+        self.read(location)?;
         self.inner.get_opts(location, options).await
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.take(&self.failing_gets, "get", location)?;
+        self.read(location)?;
         self.inner.get_ranges(location, ranges).await
     }
 
