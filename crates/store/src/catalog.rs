@@ -1,21 +1,37 @@
 //! The snapshots a repository holds: listed (with a cache of manifests, which never change),
 //! loaded by id, found by id, prefix or `latest`, and forgotten.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use lifeboat_core::{Digest, Error as CoreError, Manifest};
 use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use tracing::{debug, warn};
 
 use crate::crypt::Domain;
 use crate::error::{Result, StoreError};
-use crate::format::{SNAPSHOTS_PREFIX, decode_metadata, id_from_key, snapshot_key};
+use crate::format::{
+    CATALOG_KEY, SNAPSHOTS_PREFIX, decode_catalog, decode_metadata, encode_catalog, id_from_key,
+    snapshot_key,
+};
 use crate::repository::{LIST_CONCURRENCY, Repository};
 use crate::retry::with_retries;
 use crate::snapshot::StoredSnapshot;
 
+/// How many manifests a listing reads one by one (or how many forgotten ones the catalog
+/// still holds) before it writes the catalog anew: about one round of parallel requests.
+pub const CATALOG_SLACK: usize = 8;
+
 impl Repository {
     /// Every snapshot in the repository, oldest first.
+    ///
+    /// The listing of `snapshots/` says which exist. Their manifests come from this handle's
+    /// cache, then from the catalog object (one GET for all of them, each entry checked
+    /// against its id), and only the rest one GET each. When that rest, or the catalog's
+    /// entries for forgotten snapshots, grow past [`CATALOG_SLACK`], the catalog is
+    /// written anew (see "The catalog" in `docs/repository-format.md`).
     ///
     /// # Errors
     /// Store errors; a manifest whose bytes do not hash to its id is reported as corrupt.
@@ -24,37 +40,84 @@ impl Repository {
         let keys = self.list_keys(SNAPSHOTS_PREFIX).await?;
         let listed: Vec<Digest> = keys.iter().filter_map(id_from_key).collect();
         // Only what is listed now exists: forget the rest, read what is new.
-        {
-            let keep: std::collections::HashSet<&Digest> = listed.iter().collect();
-            self.manifest_cache().retain(|id, _| keep.contains(id));
-        }
-        let mut snaps: Vec<StoredSnapshot> = futures::stream::iter(listed)
-            .map(|id| {
-                let cached = self.manifest_cache().get(&id).cloned();
-                async move {
-                    if let Some(manifest) = cached {
-                        return Ok(Some(StoredSnapshot::new(self.clone(), id, manifest)));
-                    }
-                    match self.load_snapshot(id).await {
-                        Ok(snap) => {
-                            self.manifest_cache().insert(id, snap.manifest().clone());
-                            Ok(Some(snap))
-                        }
-                        // Forgotten between listing and reading: it is simply no longer there.
-                        Err(StoreError::Core(CoreError::SnapshotNotFound { .. })) => Ok(None),
-                        Err(e) => Err(e),
-                    }
+        let missing: Vec<Digest> = {
+            let keep: HashSet<&Digest> = listed.iter().collect();
+            let mut cache = self.manifest_cache();
+            cache.retain(|id, _| keep.contains(id));
+            listed.iter().filter(|id| !cache.contains_key(id)).copied().collect()
+        };
+        if !missing.is_empty() {
+            let catalog = self.read_catalog().await;
+            let wanted: HashSet<&Digest> = missing.iter().collect();
+            let listed_set: HashSet<&Digest> = listed.iter().collect();
+            let stale = catalog.keys().filter(|id| !listed_set.contains(id)).count();
+            let in_catalog = catalog.len() - stale;
+            let mut from_catalog = 0usize;
+            for (id, body) in catalog {
+                if !wanted.contains(&id) {
+                    continue;
                 }
+                match self.parse_manifest(id, body.clone()) {
+                    Ok(manifest) => {
+                        self.manifest_cache().insert(id, (manifest, body));
+                        from_catalog += 1;
+                    }
+                    Err(e) => debug!(snapshot = %id, error = %e, "catalog entry unusable"),
+                }
+            }
+            let fetched = self.fetch_manifests(&missing).await?;
+            debug!(listed = listed.len(), from_catalog, fetched, stale, "manifests read");
+            // Forgotten snapshots the catalog still holds, or manifests it lacks: rewrite it
+            // once either is worth more than a round of requests.
+            if fetched >= CATALOG_SLACK || (stale >= CATALOG_SLACK && stale * 4 >= in_catalog) {
+                let body = {
+                    let cache = self.manifest_cache();
+                    encode_catalog(cache.iter().map(|(id, (_, body))| (id, body)))
+                };
+                self.write_catalog(body).await;
+            }
+        }
+        let cache = self.manifest_cache();
+        let mut snaps: Vec<StoredSnapshot> = listed
+            .iter()
+            .filter_map(|id| {
+                cache.get(id).map(|(m, _)| StoredSnapshot::new(self.clone(), *id, m.clone()))
             })
-            .buffer_unordered(LIST_CONCURRENCY)
-            .try_filter_map(|snap| async move { Ok(snap) })
-            .try_collect()
-            .await?;
+            .collect();
+        drop(cache);
         snaps.sort_by(|a, b| a.manifest().time.cmp(&b.manifest().time).then(a.id().cmp(&b.id())));
         Ok(snaps)
     }
 
-    fn manifest_cache(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Digest, Manifest>> {
+    /// Reads the manifests of `ids` that the cache still lacks into it, one GET each, several
+    /// at once; returns how many it read. A manifest forgotten since the listing is skipped.
+    async fn fetch_manifests(&self, ids: &[Digest]) -> Result<usize> {
+        let todo: Vec<Digest> = {
+            let cache = self.manifest_cache();
+            ids.iter().filter(|id| !cache.contains_key(id)).copied().collect()
+        };
+        let count = todo.len();
+        futures::stream::iter(todo)
+            .map(|id| async move {
+                match self.fetch_manifest(id).await {
+                    Ok((manifest, body)) => {
+                        self.manifest_cache().insert(id, (manifest, body));
+                        Ok(())
+                    }
+                    // Forgotten between listing and reading: it is simply no longer there.
+                    Err(StoreError::Core(CoreError::SnapshotNotFound { .. })) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(LIST_CONCURRENCY)
+            .try_collect::<()>()
+            .await?;
+        Ok(count)
+    }
+
+    fn manifest_cache(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<Digest, (Manifest, Bytes)>> {
         match self.inner.manifests.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -68,6 +131,12 @@ impl Repository {
     /// [`CoreError::SnapshotNotFound`] when there is no such manifest; corrupt manifests.
     pub async fn load_snapshot(&self, id: Digest) -> Result<StoredSnapshot> {
         self.refuse_write_only("read snapshots")?;
+        let (manifest, _) = self.fetch_manifest(id).await?;
+        Ok(StoredSnapshot::new(self.clone(), id, manifest))
+    }
+
+    /// The manifest stored as `snapshots/<id>`, parsed, and its bytes as stored.
+    async fn fetch_manifest(&self, id: Digest) -> Result<(Manifest, Bytes)> {
         let key = snapshot_key(&id);
         let body = self.get_bytes(&key).await.map_err(|e| match e {
             StoreError::Core(CoreError::Missing { .. }) => {
@@ -75,6 +144,13 @@ impl Repository {
             }
             other => other,
         })?;
+        Ok((self.parse_manifest(id, body.clone())?, body))
+    }
+
+    /// The manifest in `body`, the bytes stored as `snapshots/<id>`: checked against its id,
+    /// opened and parsed.
+    fn parse_manifest(&self, id: Digest, body: Bytes) -> Result<Manifest> {
+        let key = snapshot_key(&id);
         let actual = Digest::of(&body);
         if actual != id {
             return Err(CoreError::Corrupt {
@@ -85,8 +161,38 @@ impl Repository {
             .into());
         }
         let body = self.crypt().open(key.as_ref(), Domain::Manifest, body)?;
-        let manifest: Manifest = decode_metadata(key.as_ref(), &body)?;
-        Ok(StoredSnapshot::new(self.clone(), id, manifest))
+        decode_metadata(key.as_ref(), &body)
+    }
+
+    /// The catalog's entries, snapshot id to manifest bytes as stored; empty when there is no
+    /// catalog or it cannot be read (it only saves requests, so it never fails a listing).
+    async fn read_catalog(&self) -> HashMap<Digest, Bytes> {
+        let key = Path::from(CATALOG_KEY);
+        let body = match self.get_bytes(&key).await {
+            Ok(body) => body,
+            Err(StoreError::Core(CoreError::Missing { .. })) => return HashMap::new(),
+            Err(e) => {
+                debug!(error = %e, "catalog unreadable; reading manifests one by one");
+                return HashMap::new();
+            }
+        };
+        match decode_catalog(&body) {
+            Ok(entries) => entries,
+            Err(reason) => {
+                warn!(%key, %reason, "catalog damaged; reading manifests one by one and writing it anew");
+                HashMap::new()
+            }
+        }
+    }
+
+    /// Replaces the catalog with `body` (see [`encode_catalog`]). A failure (a read-only
+    /// credential, a full disk) only costs later listings requests.
+    async fn write_catalog(&self, body: Vec<u8>) {
+        let key = Path::from(CATALOG_KEY);
+        match self.put_bytes(&key, Bytes::from(body)).await {
+            Ok(()) => debug!("catalog written"),
+            Err(e) => debug!(error = %e, "catalog not written"),
+        }
     }
 
     /// Removes snapshots from the catalog (their manifests). The data they referenced stays
@@ -104,6 +210,15 @@ impl Repository {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(StoreError::object("delete", key.to_string(), e)),
             }
+        }
+        // The catalog stops holding them too, so forgotten manifests leave the store.
+        let mut catalog = self.read_catalog().await;
+        let before = catalog.len();
+        for id in ids {
+            catalog.remove(id);
+        }
+        if catalog.len() != before {
+            self.write_catalog(encode_catalog(catalog.iter())).await;
         }
         Ok(())
     }

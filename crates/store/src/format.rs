@@ -1,6 +1,9 @@
 //! The repository's on-store format: object keys, the config object, packs and index files.
 //! `docs/repository-format.md` describes the same in prose; keep them in step.
 
+use std::collections::HashMap;
+
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use lifeboat_codec::{ChunkerParams, compress};
 use lifeboat_core::{ChunkId, Digest};
@@ -18,6 +21,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const CONFIG_KEY: &str = "config";
 /// Prefix of snapshot manifests.
 pub const SNAPSHOTS_PREFIX: &str = "snapshots";
+/// Key of the catalog: the manifests listed at some point, in one object (see
+/// [`encode_catalog`]).
+pub const CATALOG_KEY: &str = "catalog";
 /// Prefix of index files.
 pub const INDEX_PREFIX: &str = "index";
 /// Prefix of pack files.
@@ -210,6 +216,55 @@ pub fn index_key(id: &Digest) -> Path {
 /// Parses the id at the end of a key such as `snapshots/<id>`.
 pub fn id_from_key(key: &Path) -> Option<Digest> {
     key.filename().and_then(|name| name.parse().ok())
+}
+
+/// First bytes of a catalog object.
+pub const CATALOG_MAGIC: &[u8; 8] = b"LBCATLG1";
+
+/// A catalog object: [`CATALOG_MAGIC`], a little-endian `u32` count, then per snapshot its
+/// 32-byte id, a little-endian `u32` length and its manifest's bytes exactly as stored under
+/// `snapshots/<id>` (sealed, in an encrypted repository). Each entry is checked against its
+/// id when used, so the catalog cannot change a manifest, only lack or outlive one.
+pub fn encode_catalog<'a>(entries: impl Iterator<Item = (&'a Digest, &'a Bytes)>) -> Vec<u8> {
+    let entries: Vec<_> = entries.collect();
+    let size: usize = entries.iter().map(|(_, body)| 36 + body.len()).sum();
+    let mut out = Vec::with_capacity(12 + size);
+    out.extend_from_slice(CATALOG_MAGIC);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (id, body) in entries {
+        out.extend_from_slice(&id.0);
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// Reads what [`encode_catalog`] wrote; the reason when it is not such an object.
+pub fn decode_catalog(body: &Bytes) -> std::result::Result<HashMap<Digest, Bytes>, String> {
+    let rest = body.strip_prefix(CATALOG_MAGIC.as_slice()).ok_or("not a catalog (bad magic)")?;
+    let take = |at: usize, n: usize| {
+        (at.checked_add(n).is_some_and(|end| end <= rest.len())).then(|| &rest[at..at + n])
+    };
+    let word = |at: usize| -> std::result::Result<usize, String> {
+        let b = take(at, 4).ok_or("truncated")?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let count = word(0)?;
+    let mut at = 4;
+    let mut entries = HashMap::new();
+    for n in 0..count {
+        let id = take(at, 32).ok_or_else(|| format!("entry {n} truncated"))?;
+        let id = Digest(id.try_into().map_err(|_| format!("entry {n} truncated"))?);
+        let len = word(at + 32).map_err(|_| format!("entry {n} truncated"))?;
+        take(at + 36, len).ok_or_else(|| format!("entry {n} truncated"))?;
+        let start = CATALOG_MAGIC.len() + at + 36;
+        entries.insert(id, body.slice(start..start + len));
+        at += 36 + len;
+    }
+    if at != rest.len() {
+        return Err(format!("{} bytes after the last entry", rest.len() - at));
+    }
+    Ok(entries)
 }
 
 /// zstd level of manifests, index files and pack trailers: their hex ids compress to about

@@ -56,7 +56,7 @@ pub use error::{DiskProblem, Result, StoreError};
 pub use holder::{DEFAULT_LEASE_TTL, LeaseInfo};
 pub use lease::{BackupLease, LOCKS_PREFIX, MaintenanceLease};
 pub use local::LocalStore;
-pub use prune::{PruneOptions, PruneReport};
+pub use prune::{MERGE_INDEX_FILES_ABOVE, PruneOptions, PruneReport};
 pub use read::{READ_BATCH_BYTES, ReadOptions, read_chunk};
 pub use repair::RepairReport;
 pub use repository::{BlobLocation, ChunkIndex, DamagedObject, KeyInfo, Repository};

@@ -85,7 +85,13 @@ pub struct PruneReport {
     pub staging_removed: usize,
     /// Bytes in them.
     pub staging_bytes: u64,
+    /// Index files merged into one (0 when there were few enough).
+    pub index_files_merged: usize,
 }
+
+/// Above this many index files, prune merges them into one: opening a repository reads every
+/// index file, and a fleet writes one per backup.
+pub const MERGE_INDEX_FILES_ABOVE: usize = 16;
 
 /// A pending mark: packs to delete once it is safe.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -139,6 +145,14 @@ impl Repository {
         }
         (report.staging_removed, report.staging_bytes) =
             self.remove_stale_staging(options.grace, options.dry_run).await?;
+        let files = self.index_files().await?;
+        if files.len() > MERGE_INDEX_FILES_ABOVE {
+            report.index_files_merged = files.len();
+            if !options.dry_run {
+                lease.keep_alive().await?;
+                self.rewrite_index(&files, &HashSet::new()).await?;
+            }
+        }
         Ok(report)
     }
 

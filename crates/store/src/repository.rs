@@ -23,8 +23,9 @@ use crate::retry::with_retries;
 
 use crate::url::Location;
 
-/// How many objects are fetched at once when loading manifests or index files.
-pub(crate) const LIST_CONCURRENCY: usize = 16;
+/// How many objects are fetched at once when loading manifests or index files: small
+/// objects, so the round trip is the cost, and 64 of them hide it on a 100 ms link.
+pub(crate) const LIST_CONCURRENCY: usize = 64;
 
 /// Where one chunk is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +88,7 @@ pub(crate) struct Inner {
     /// Manifests read so far, by snapshot id. Manifests never change (the id is their
     /// digest), so a listing reads only the ones it has not seen: a long-running service
     /// lists thousands of snapshots without reading them again every time.
-    pub(crate) manifests: RwLock<HashMap<Digest, Manifest>>,
+    pub(crate) manifests: RwLock<HashMap<Digest, (Manifest, Bytes)>>,
     /// Index files found damaged by the last read of the index, set aside.
     damaged_indexes: RwLock<Vec<DamagedObject>>,
     /// How many times the index was loaded: readers that found a chunk missing reload it

@@ -28,10 +28,21 @@ impl RepositoryVerifier {
         RepositoryVerifier { repo, read_data }
     }
 
-    /// Checks that every chunk of `manifest` is indexed and every pack it needs exists with
-    /// the size the index says.
+    /// Checks that the snapshot's manifest object is in the store and intact (a listing may
+    /// have read it from the catalog), that every chunk of it is indexed, and that every
+    /// pack it needs exists with the size the index says.
     pub async fn check_structure(&self, snapshot: &dyn Snapshot) -> Vec<Check> {
         let manifest = snapshot.manifest();
+        let stored = match self.repo.load_snapshot(snapshot.id()).await {
+            Ok(stored) if stored.manifest() == manifest => {
+                Check::pass("manifest", format!("snapshots/{} hashes to its id", snapshot.id()))
+            }
+            Ok(_) => Check::fail(
+                "manifest",
+                format!("snapshots/{} differs from the manifest being verified", snapshot.id()),
+            ),
+            Err(e) => Check::fail("manifest", e.to_string()),
+        };
         let mut missing_chunks = Vec::new();
         let mut packs: HashMap<Digest, u64> = HashMap::new();
         for id in &manifest.chunks {
@@ -55,18 +66,21 @@ impl RepositoryVerifier {
                 None => missing_chunks.push(id.short()),
             }
         }
-        let mut checks = vec![if missing_chunks.is_empty() {
-            Check::pass("chunks indexed", format!("{} chunks", manifest.chunks.len()))
-        } else {
-            Check::fail(
-                "chunks indexed",
-                format!(
-                    "{} chunks are in no index: {}",
-                    missing_chunks.len(),
-                    summarize(&missing_chunks)
-                ),
-            )
-        }];
+        let mut checks = vec![
+            stored,
+            if missing_chunks.is_empty() {
+                Check::pass("chunks indexed", format!("{} chunks", manifest.chunks.len()))
+            } else {
+                Check::fail(
+                    "chunks indexed",
+                    format!(
+                        "{} chunks are in no index: {}",
+                        missing_chunks.len(),
+                        summarize(&missing_chunks)
+                    ),
+                )
+            },
+        ];
         let store = self.repo.store().clone();
         let problems: Vec<String> = futures::stream::iter(packs)
             .map(|(pack, size)| {

@@ -382,7 +382,30 @@ async fn listings_read_each_manifest_once(store: Arc<dyn ObjectStore>) {
     assert!(repo.snapshots().await.unwrap().is_empty());
 }
 
+async fn prune_merges_many_index_files(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store.clone(), "t").await.unwrap();
+    let mut snaps = Vec::new();
+    for n in 0..(lifeboat_store::MERGE_INDEX_FILES_ABOVE as u64 + 4) {
+        let many = source("many", random(50_000, 2 * n + 101));
+        snaps.push(repo.backup(&many, &BackupOptions::default(), &NoProgress).await.unwrap());
+    }
+    let files = repo.index_files().await.unwrap().len();
+    assert!(files > lifeboat_store::MERGE_INDEX_FILES_ABOVE, "one index file per backup: {files}");
+    let dry = repo.prune(&PruneOptions { dry_run: true, ..now_prune() }).await.unwrap();
+    assert_eq!(dry.index_files_merged, files);
+    assert_eq!(repo.index_files().await.unwrap().len(), files, "a dry run changes nothing");
+    let report = repo.prune(&now_prune()).await.unwrap();
+    assert_eq!(report.index_files_merged, files);
+    let fresh = Repository::open_store(store, "t").await.unwrap();
+    assert_eq!(fresh.index_files().await.unwrap().len(), 1);
+    verify_all(&fresh).await;
+    for snap in &snaps {
+        assert_eq!(read(&fresh.load_snapshot(snap.id()).await.unwrap()).await, read(snap).await);
+    }
+}
+
 lifeboat_testkit::for_each_store!(
+    prune_merges_many_index_files,
     lease_is_exclusive,
     expired_lease_is_taken_over,
     a_dead_local_holders_lease_is_taken_over_at_once,

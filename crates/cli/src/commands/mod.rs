@@ -154,7 +154,8 @@ pub async fn find(
 }
 
 /// Opens the repository at `url`; `LIFEBOAT_LEASE_TTL` (e.g. `30s`) shortens leases, so a
-/// crashed process frees the repository sooner.
+/// crashed process frees the repository sooner; `LIFEBOAT_READ_CONCURRENCY` sets how many
+/// range requests restores and verifies keep in flight.
 pub async fn open_repo(url: &str) -> anyhow::Result<lifeboat_store::Repository> {
     // The password is asked for only when the repository turns out to be encrypted: a
     // plaintext one never runs --password-command nor prompts.
@@ -193,6 +194,21 @@ pub async fn open_repo(url: &str) -> anyhow::Result<lifeboat_store::Repository> 
             }
         })?;
         repo.set_lease_ttl(ttl);
+    }
+    if let Ok(value) = std::env::var("LIFEBOAT_READ_CONCURRENCY") {
+        let concurrency = value.trim().parse::<usize>().ok().filter(|n| (1..=1024).contains(n));
+        let Some(concurrency) = concurrency else {
+            return Err(lifeboat_core::Error::InvalidInput {
+                what: format!(
+                    "LIFEBOAT_READ_CONCURRENCY: {value:?} is not a number from 1 to 1024"
+                ),
+                hint:
+                    "set it to how many range requests may be in flight (default 16), or unset it"
+                        .into(),
+            }
+            .into());
+        };
+        repo.set_read_options(lifeboat_store::ReadOptions { concurrency, ..repo.read_options() });
     }
     Ok(repo)
 }

@@ -35,6 +35,9 @@ pub async fn run(url: &str, options: &PruneOptions, json: bool) -> anyhow::Resul
             human_bytes(report.staging_bytes)
         );
     }
+    if report.index_files_merged > 0 {
+        println!("{} index files merged into one{would}", report.index_files_merged);
+    }
     for wait in &report.waiting {
         println!("waiting: {wait}");
     }

@@ -1,0 +1,137 @@
+//! The snapshot catalog (#20), against every store: memory, a local folder, and s3s-fs. A
+//! fresh reader lists a repository's snapshots with one GET for all manifests; the listing
+//! of `snapshots/` stays the truth, so a missing, stale, damaged or forged catalog changes
+//! nothing but the number of requests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use lifeboat_core::{Digest, Kind, MemoryBackup, NoProgress, Verifier};
+use lifeboat_store::format::{CATALOG_KEY, decode_catalog, encode_catalog, snapshot_key};
+use lifeboat_store::{BackupOptions, Repository, RepositoryVerifier};
+use lifeboat_testkit::{FaultyStore, pseudo_random as random};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+async fn backups(repo: &Repository, count: u64, seed: u64) -> Vec<Digest> {
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let name = format!("db{}", n % 3);
+        let source =
+            MemoryBackup { name, kind: Kind::SQLITE, data: random(20_000, 2 * (seed + n) + 1) };
+        ids.push(repo.backup(&source, &BackupOptions::default(), &NoProgress).await.unwrap().id());
+    }
+    ids
+}
+
+/// A fresh reader's listing: the ids, oldest first, and how many reads it took.
+async fn fresh_listing(store: &Arc<FaultyStore>) -> (Vec<Digest>, u32) {
+    let repo = Repository::open_store(store.clone(), "t").await.unwrap();
+    let before = store.gets.load(Ordering::SeqCst);
+    let ids = repo.snapshots().await.unwrap().iter().map(|s| s.id()).collect();
+    (ids, store.gets.load(Ordering::SeqCst) - before)
+}
+
+async fn catalog_entries(store: &Arc<dyn ObjectStore>) -> Vec<Digest> {
+    let body = store.get(&Path::from(CATALOG_KEY)).await.unwrap().bytes().await.unwrap();
+    let mut ids: Vec<Digest> = decode_catalog(&body).unwrap().into_keys().collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(ids: &[Digest]) -> Vec<Digest> {
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids
+}
+
+async fn a_fresh_reader_lists_with_one_request(store: Arc<dyn ObjectStore>) {
+    let counted = FaultyStore::new(store.clone());
+    let repo = Repository::init_store(counted.clone(), "t").await.unwrap();
+    let mut ids = backups(&repo, 20, 1).await;
+    // The first fresh listing reads every manifest, then writes the catalog.
+    let (listed, reads) = fresh_listing(&counted).await;
+    assert_eq!(listed, ids);
+    assert_eq!(reads, 1 + 20, "the catalog (absent), then each manifest");
+    assert_eq!(catalog_entries(&store).await, sorted(&ids));
+    // The next one reads only the catalog.
+    let (listed, reads) = fresh_listing(&counted).await;
+    assert_eq!((listed, reads), (ids.clone(), 1));
+    // New snapshots, fewer than the slack: read one by one, the catalog left as it is.
+    ids.extend(backups(&repo, 3, 100).await);
+    let (listed, reads) = fresh_listing(&counted).await;
+    assert_eq!((listed, reads), (ids.clone(), 1 + 3));
+    assert_eq!(catalog_entries(&store).await.len(), 20);
+    // Forgotten snapshots leave the listing and the catalog at once.
+    repo.forget(&ids[..5]).await.unwrap();
+    let kept = ids[5..].to_vec();
+    assert_eq!(fresh_listing(&counted).await.0, kept);
+    let in_catalog = catalog_entries(&store).await;
+    assert!(ids[..5].iter().all(|id| !in_catalog.contains(id)), "forgotten ids stay out");
+    // Forgotten by a client that knows no catalog: still gone from the listing.
+    store.delete(&snapshot_key(&kept[0])).await.unwrap();
+    assert_eq!(fresh_listing(&counted).await.0, kept[1..].to_vec());
+}
+
+async fn a_damaged_or_forged_catalog_changes_nothing(store: Arc<dyn ObjectStore>) {
+    let counted = FaultyStore::new(store.clone());
+    let repo = Repository::init_store_with(
+        counted.clone(),
+        "t",
+        Some(&lifeboat_store::Password::new("catalog test")),
+    )
+    .await
+    .unwrap();
+    let ids = backups(&repo, 12, 7).await;
+    let open = || async {
+        Repository::open_store_with(
+            counted.clone(),
+            "t",
+            Some(&lifeboat_store::Password::new("catalog test")),
+        )
+        .await
+        .unwrap()
+    };
+    let list = |repo: Repository| async move {
+        repo.snapshots().await.unwrap().iter().map(|s| s.id()).collect::<Vec<_>>()
+    };
+    assert_eq!(list(open().await).await, ids);
+    let key = Path::from(CATALOG_KEY);
+    let good = store.get(&key).await.unwrap().bytes().await.unwrap();
+    // Garbage: every manifest is read one by one, and the catalog is written anew.
+    store.put(&key, PutPayload::from(Bytes::from_static(b"not a catalog"))).await.unwrap();
+    assert_eq!(list(open().await).await, ids);
+    assert_eq!(catalog_entries(&store).await, sorted(&ids));
+    // Forged: an entry for a snapshot that is not listed, and another snapshot's manifest
+    // under a listed id. Neither is believed.
+    let mut entries = decode_catalog(&good).unwrap();
+    let (first, second) = (entries[&ids[0]].clone(), entries[&ids[1]].clone());
+    entries.insert(Digest::of(b"nobody"), first.clone());
+    entries.insert(ids[0], second);
+    let forged = encode_catalog(entries.iter());
+    store.put(&key, PutPayload::from(forged)).await.unwrap();
+    let repo = open().await;
+    let snaps = repo.snapshots().await.unwrap();
+    assert_eq!(snaps.iter().map(|s| s.id()).collect::<Vec<_>>(), ids);
+    let original = repo.load_snapshot(ids[0]).await.unwrap();
+    assert_eq!(snaps[0].manifest(), original.manifest());
+    // A manifest damaged in the store while the catalog still holds it whole: listing goes
+    // on from the catalog, verify names the damaged object.
+    store.put(&key, PutPayload::from(good)).await.unwrap();
+    store.put(&snapshot_key(&ids[3]), PutPayload::from(Bytes::from_static(b"x"))).await.unwrap();
+    let repo = open().await;
+    let snaps = repo.snapshots().await.unwrap();
+    assert_eq!(snaps.len(), ids.len());
+    let report = RepositoryVerifier::new(repo.clone(), false).verify(&snaps[3]).await.unwrap();
+    let failures = report.failures().join("; ");
+    assert!(failures.contains(&ids[3].to_hex()), "verify names the damaged manifest: {failures}");
+    let others = RepositoryVerifier::new(repo.clone(), false).verify(&snaps[4]).await.unwrap();
+    assert!(others.ok(), "{:?}", others.failures());
+}
+
+lifeboat_testkit::for_each_store!(
+    a_fresh_reader_lists_with_one_request,
+    a_damaged_or_forged_catalog_changes_nothing,
+);
