@@ -30,7 +30,7 @@ impl Repository {
     /// The listing of `snapshots/` says which exist. Their manifests come from this handle's
     /// cache, then from the catalog object (one GET for all of them, each entry checked
     /// against its id), and only the rest one GET each. When that rest, or the catalog's
-    /// entries for forgotten snapshots, grow past [`CATALOG_SLACK`], the catalog is
+    /// entries for forgotten snapshots, reach `CATALOG_SLACK` (8), the catalog is
     /// written anew (see "The catalog" in `docs/repository-format.md`).
     ///
     /// # Errors

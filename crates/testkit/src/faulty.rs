@@ -52,7 +52,7 @@ impl FaultyStore {
     }
 
     /// From now on, `percent` of all reads fail at random with a transient error, but never
-    /// more than [`MAX_FAILURES_IN_A_ROW`] times in a row for one key.
+    /// more than `MAX_FAILURES_IN_A_ROW` (2) times in a row for one key.
     pub fn fail_share_of_gets(&self, percent: u32) {
         self.flaky_percent.store(percent.min(100), Ordering::SeqCst);
     }
