@@ -82,6 +82,37 @@ cell() { [[ "$2" == - ]] && echo - || "$1" "$2"; }
 # md TEXT: TEXT with | escaped for a markdown table.
 md() { printf '%s' "${1//|/\\|}"; }
 
+# build_release: builds the workspace's release binaries (the whole workspace, so a shared
+# CARGO_TARGET_DIR keeps one set of dependency builds) and checks $LIFEBOAT is there.
+build_release() {
+    say "building the release binaries (cargo build --release --workspace --bins)"
+    (cd "$ROOT" && cargo build --release --workspace --bins)
+    [[ -x "$LIFEBOAT" ]] || die "no binary at $LIFEBOAT after the build"
+}
+
+# timing_table ROW...: the timing table of rows "tool;phase;key" (SECS, STORED, RSS by key),
+# phases PHASE_WIDTH characters wide (34 unless set).
+timing_table() {
+    local row tool phase key w=${PHASE_WIDTH:-34}
+    printf "%-30s %-${w}s %9s %12s %15s\n" Tool Phase Seconds "Stored MiB" "Peak RSS MiB"
+    for row in "$@"; do
+        IFS=';' read -r tool phase key <<< "$row"
+        printf "%-30s %-${w}s %9s %12s %15s\n" "$tool" "$phase" "${SECS[$key]:--}" \
+            "$(cell mib "${STORED[$key]:--}")" "$(cell kib2mib "${RSS[$key]:--}")"
+    done
+}
+
+# timing_table_md ROW...: the same table as markdown.
+timing_table_md() {
+    local row tool phase key
+    echo "| Tool | Phase | Seconds | Stored (MiB) | Peak RSS (MiB) |"
+    echo "|---|---|---:|---:|---:|"
+    for row in "$@"; do
+        IFS=';' read -r tool phase key <<< "$row"
+        echo "| $(md "$tool") | $(md "$phase") | ${SECS[$key]:--} | $(cell mib "${STORED[$key]:--}") | $(cell kib2mib "${RSS[$key]:--}") |"
+    done
+}
+
 # report TITLE SETUP NOTES: prints the timing table (rows of ROWS_T: "tool;phase;key") and the
 # ratios table (rows of RATIOS: "measure;value;target;result") on stdout, and writes both as
 # markdown to $W/results.md. Fields are separated by ';' so names may hold '|'.
@@ -91,12 +122,7 @@ report() {
         echo
         echo "$title: $setup"
         echo
-        printf '%-30s %-34s %9s %12s %15s\n' Tool Phase Seconds "Stored MiB" "Peak RSS MiB"
-        for row in "${ROWS_T[@]}"; do
-            IFS=';' read -r tool phase key <<< "$row"
-            printf '%-30s %-34s %9s %12s %15s\n' "$tool" "$phase" "${SECS[$key]:--}" \
-                "$(cell mib "${STORED[$key]:--}")" "$(cell kib2mib "${RSS[$key]:--}")"
-        done
+        timing_table "${ROWS_T[@]}"
         echo
         echo "$notes"
         echo
@@ -112,12 +138,7 @@ report() {
         echo
         echo "$(date -u +%Y-%m-%d): $setup."
         echo
-        echo "| Tool | Phase | Seconds | Stored (MiB) | Peak RSS (MiB) |"
-        echo "|---|---|---:|---:|---:|"
-        for row in "${ROWS_T[@]}"; do
-            IFS=';' read -r tool phase key <<< "$row"
-            echo "| $(md "$tool") | $(md "$phase") | ${SECS[$key]:--} | $(cell mib "${STORED[$key]:--}") | $(cell kib2mib "${RSS[$key]:--}") |"
-        done
+        timing_table_md "${ROWS_T[@]}"
         echo
         md "$notes"
         echo

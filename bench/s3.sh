@@ -134,9 +134,7 @@ command -v cargo > /dev/null 2>&1 || die "missing: cargo (Rust's toolchain, from
 python3 -c 'import sqlite3' 2> /dev/null || die "python3 lacks the sqlite3 module"
 
 # ---------------------------------------------------------------- build
-say "building the release binaries (cargo build --release --workspace --bins)"
-(cd "$ROOT" && cargo build --release --workspace --bins)
-[[ -x "$LIFEBOAT" ]] || die "no binary at $LIFEBOAT after the build"
+build_release
 
 say "work folder $W (wiped; the fleet in $FLEET is kept)"
 rm -rf "$W"
@@ -572,36 +570,18 @@ SETUP="database $(mib "$DB_SIZE") MiB, $DB_ROWS events; round-trip times $RTTS m
 NOTES="Stored = the repository's bucket folder after the backup (sum of file sizes). restic's restore, check and snapshots run with --no-cache (lifeboat has no local cache). The fleet commands use the fleet's password (one Argon2 derivation each); the fleet: ${FLEET_NOTE}. The local-folder reference is one restore, used for every round-trip time."
 TITLE="S3 reads benchmark (issue #20)"
 
-print_table() {
-    local row tool phase key
-    printf '%-30s %-46s %9s %12s %15s\n' Tool Phase Seconds "Stored MiB" "Peak RSS MiB"
-    for row in "$@"; do
-        IFS=';' read -r tool phase key <<< "$row"
-        printf '%-30s %-46s %9s %12s %15s\n' "$tool" "$phase" "${SECS[$key]:--}" \
-            "$(cell mib "${STORED[$key]:--}")" "$(cell kib2mib "${RSS[$key]:--}")"
-    done
-}
-md_table() {
-    local row tool phase key
-    echo "| Tool | Phase | Seconds | Stored (MiB) | Peak RSS (MiB) |"
-    echo "|---|---|---:|---:|---:|"
-    for row in "$@"; do
-        IFS=';' read -r tool phase key <<< "$row"
-        echo "| $(md "$tool") | $(md "$phase") | ${SECS[$key]:--} | $(cell mib "${STORED[$key]:--}") | $(cell kib2mib "${RSS[$key]:--}") |"
-    done
-}
-
+PHASE_WIDTH=46
 {
     echo
     echo "$TITLE: $SETUP"
     echo
     echo "Reference (no server, no proxy):"
-    print_table "${REF_ROWS[@]}"
+    timing_table "${REF_ROWS[@]}"
     for rtt in $RTTS; do
         mapfile -t rows < <(rtt_rows "$rtt")
         echo
         echo "Round-trip time $rtt ms:"
-        print_table "${rows[@]}"
+        timing_table "${rows[@]}"
     done
     echo
     echo "$NOTES"
@@ -620,13 +600,13 @@ md_table() {
     echo
     echo "Reference (no server, no proxy):"
     echo
-    md_table "${REF_ROWS[@]}"
+    timing_table_md "${REF_ROWS[@]}"
     for rtt in $RTTS; do
         mapfile -t rows < <(rtt_rows "$rtt")
         echo
         echo "Round-trip time $rtt ms:"
         echo
-        md_table "${rows[@]}"
+        timing_table_md "${rows[@]}"
     done
     echo
     md "$NOTES"

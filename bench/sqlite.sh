@@ -100,9 +100,7 @@ command -v cargo > /dev/null 2>&1 || die "missing: cargo (Rust's toolchain, from
 python3 -c 'import sqlite3' 2> /dev/null || die "python3 lacks the sqlite3 module"
 
 # ---------------------------------------------------------------- build
-say "building the release binaries (cargo build --release --workspace --bins)"
-(cd "$ROOT" && cargo build --release --workspace --bins)
-[[ -x "$LIFEBOAT" ]] || die "no binary at $LIFEBOAT after the build"
+build_release
 
 say "work folder $W (wiped)"
 rm -rf "$W"

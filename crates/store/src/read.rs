@@ -164,7 +164,6 @@ impl Plan {
     /// Plans reading `ids`; a chunk seen again within `reuse_reach` plain bytes of its last
     /// use is reused, not fetched.
     fn new(repo: &Repository, ids: &[ChunkId], reuse_reach: u64) -> Self {
-        let locate = |id: &ChunkId| repo.locate(id);
         let mut steps: Vec<Step> = Vec::with_capacity(ids.len());
         let mut batches = Vec::new();
         // Last position and stream offset of each chunk.
@@ -175,7 +174,7 @@ impl Plan {
         // Blobs this batch needs: (chunk, location, needed as a chunk and not only as a base).
         let mut needed: HashMap<ChunkId, (BlobLocation, bool)> = HashMap::new();
         for (p, id) in ids.iter().enumerate() {
-            let loc = locate(id);
+            let loc = repo.locate(id);
             let plain = loc.map_or(0, |l| u64::from(l.plain));
             let reuse = match last.get(id) {
                 Some(&(earlier, at)) if offset - at <= reuse_reach => {
@@ -192,7 +191,7 @@ impl Plan {
                     Some(loc) => {
                         needed.entry(*id).or_insert((loc, true)).1 = true;
                         if let Some(base) = loc.base {
-                            match locate(&base) {
+                            match repo.locate(&base) {
                                 Some(b) if b.base.is_none() => {
                                     needed.entry(base).or_insert((b, false));
                                 }
