@@ -8,8 +8,11 @@
 //! At a new path, a `-wal`, `-shm` or `-journal` left there by an earlier database (the
 //! usual "rm the broken db, restore" step leaves them) would be replayed over the restored
 //! file by the first connection that opens it, and `integrity_check` would still say ok. So
-//! they are moved aside (kept, renamed, reported) before the rename, and the final file is
-//! checked again at its final path, opened the way an application opens it.
+//! they are moved aside (kept, renamed, reported) before the rename, and the file is checked
+//! at its final path, opened the way an application opens it. Before the rename its bytes
+//! are already proven (every chunk and the whole stream's SHA-256 against the manifest) and
+//! synced; the SQLite checks run once, there, where they cover what applications will read.
+//! A file that fails them is removed: nothing was at the path before.
 
 use std::path::{Path, PathBuf};
 
@@ -327,25 +330,23 @@ impl RestorePlan for SqliteRestorePlan {
             "write",
             format!("stream snapshot {} into a temporary file beside {target}, checking every chunk and the SHA-256", self.snapshot.short()),
         ));
-        steps.push(PlanStep::new(
-            "verify",
-            format!(
-                "PRAGMA integrity_check, schema, and row counts of {} tables against the manifest",
-                self.expected.tables.len()
-            ),
-        ));
+        let tables = self.expected.tables.len();
         match self.mode {
             Mode::New => {
                 steps.push(PlanStep::new(
                     "move into place",
-                    format!("move any -wal, -shm or -journal left beside {target} aside (kept, renamed), then rename the verified file to {target}"),
+                    format!("sync the file, move any -wal, -shm or -journal left beside {target} aside (kept, renamed), then rename the file to {target} (never over another file)"),
                 ));
                 steps.push(PlanStep::new(
                     "check",
-                    format!("open {target} as an application would, PRAGMA integrity_check and row counts"),
+                    format!("open {target} as an application would: PRAGMA integrity_check, schema, and row counts of {tables} tables against the manifest; on failure {target} is removed"),
                 ));
             }
             Mode::Replace => {
+                steps.push(PlanStep::new(
+                    "verify",
+                    format!("PRAGMA integrity_check, schema, and row counts of {tables} tables against the manifest"),
+                ));
                 steps.push(PlanStep::new(
                     "copy into the live database",
                     format!("SQLite backup API from the verified file into {target} in one transaction (open connections see old or new, never a mix), then checkpoint and truncate its -wal; a database too damaged to be written into is replaced by renaming the verified file over it, its journal files moved aside"),
@@ -378,11 +379,13 @@ impl RestorePlan for SqliteRestorePlan {
         };
         let temp = self.temp_in_target_dir()?;
         let (bytes, file) = write_stream(ctx.snapshot, temp.path(), ctx.progress).await?;
-        let subject = format!("the restored copy of snapshot {}", self.snapshot.short());
-        sync_and_check(file, temp.path(), &self.expected, subject).await?;
         let mut checks;
         match self.mode {
             Mode::New => {
+                // Durable before it has a name: a crash after the rename must not leave a
+                // short file where the database should be.
+                file.sync_all().await.map_err(|e| Error::io("syncing", temp.path(), e))?;
+                drop(file);
                 // Snapshots from before the mode was recorded keep the temp file's 0600.
                 if let Some(mode) = self.expected.mode {
                     set_mode(temp.path(), mode)?;
@@ -404,6 +407,9 @@ impl RestorePlan for SqliteRestorePlan {
                 notes.extend(moved);
             }
             Mode::Replace => {
+                // The live database is written into only from a copy that passed the checks.
+                let subject = format!("the restored copy of snapshot {}", self.snapshot.short());
+                sync_and_check(file, temp.path(), &self.expected, subject).await?;
                 let (source, target) = (temp.path().to_path_buf(), self.target.clone());
                 let copied =
                     tokio::task::spawn_blocking(move || -> std::result::Result<(), SqliteError> {
