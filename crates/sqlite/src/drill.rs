@@ -9,7 +9,7 @@ use lifeboat_core::{Check, Kind, NoProgress, Result, Snapshot};
 use rusqlite::Connection;
 
 use crate::inspect::check_database;
-use crate::restore::{metadata_of, write_stream};
+use crate::restore::{Durability, metadata_of, write_stream};
 
 /// Drills SQLite snapshots.
 #[derive(Debug, Default, Clone, Copy)]
@@ -48,7 +48,7 @@ impl ScratchDrill for SqliteDrill {
                 return Ok(outcome);
             }
         };
-        match write_stream(snapshot, &path, &NoProgress).await {
+        match write_stream(snapshot, &path, &NoProgress, Durability::Scratch).await {
             Ok((bytes, _file)) => {
                 outcome.bytes = bytes;
                 outcome

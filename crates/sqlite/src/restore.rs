@@ -152,14 +152,28 @@ impl SqliteRestorePlan {
     }
 }
 
+/// How much is written between two background syncs of a restored file.
+const SYNC_EVERY_BYTES: u64 = 32 << 20;
+
+/// Whether [`write_stream`] makes the disk keep up while it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// A scratch copy: nothing is synced.
+    Scratch,
+    /// A file that will be synced when written: syncs run in the background every
+    /// [`SYNC_EVERY_BYTES`], so the final sync waits only for the tail.
+    SyncAsYouGo,
+}
+
 /// Writes the snapshot's stream to `path` and returns the bytes written and the open file.
 /// The stream itself checks every chunk and, at its end, the whole stream's SHA-256 and
 /// length ([`Snapshot::open`]'s contract), so reaching the end means the bytes are right.
-/// The file is not synced yet: callers sync it while they run their checks.
+/// The file is not fully synced yet: callers sync it.
 pub(crate) async fn write_stream(
     snapshot: &dyn Snapshot,
     path: &Path,
     progress: &dyn Progress,
+    durability: Durability,
 ) -> Result<(u64, tokio::fs::File)> {
     let manifest = snapshot.manifest();
     let mut reader = snapshot.open().await?;
@@ -171,6 +185,8 @@ pub(crate) async fn write_stream(
         .map_err(|e| Error::io("opening", path, e))?;
     let mut buf = vec![0u8; 1 << 20];
     let mut written = 0u64;
+    let mut synced_at = 0u64;
+    let mut syncing: Option<tokio::task::JoinHandle<std::io::Result<()>>> = None;
     progress.start(&format!("restore {}", manifest.name), Some(manifest.size));
     loop {
         let n = reader
@@ -183,24 +199,36 @@ pub(crate) async fn write_stream(
         file.write_all(&buf[..n]).await.map_err(|e| Error::io("writing", path, e))?;
         written += n as u64;
         progress.advance(n as u64);
+        let due = written - synced_at >= SYNC_EVERY_BYTES;
+        if durability == Durability::SyncAsYouGo
+            && due
+            && syncing.as_ref().is_none_or(|s| s.is_finished())
+        {
+            if let Some(done) = syncing.take() {
+                background_sync_result(done, path).await?;
+            }
+            file.flush().await.map_err(|e| Error::io("writing", path, e))?;
+            let handle = file.try_clone().await.map_err(|e| Error::io("syncing", path, e))?;
+            let handle = handle.into_std().await;
+            syncing = Some(tokio::task::spawn_blocking(move || handle.sync_data()));
+            synced_at = written;
+        }
     }
     progress.finish();
     file.flush().await.map_err(|e| Error::io("writing", path, e))?;
+    if let Some(done) = syncing.take() {
+        background_sync_result(done, path).await?;
+    }
     Ok((written, file))
 }
 
-/// Syncs a written file to disk while its checks run; both must succeed.
-async fn sync_and_check(
-    file: tokio::fs::File,
+async fn background_sync_result(
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
     path: &Path,
-    expected: &SqliteMetadata,
-    subject: String,
-) -> Result<Vec<Check>> {
-    let sync = async { file.sync_all().await.map_err(|e| Error::io("syncing", path, e)) };
-    let (synced, checks) =
-        tokio::join!(sync, checked(path.to_path_buf(), expected.clone(), subject));
-    synced?;
-    checks
+) -> Result<()> {
+    done.await
+        .map_err(|e| backend(format!("sync task failed: {e}")))?
+        .map_err(|e| Error::io("syncing", path, e))
 }
 
 async fn checked(path: PathBuf, expected: SqliteMetadata, subject: String) -> Result<Vec<Check>> {
@@ -378,7 +406,13 @@ impl RestorePlan for SqliteRestorePlan {
             None
         };
         let temp = self.temp_in_target_dir()?;
-        let (bytes, file) = write_stream(ctx.snapshot, temp.path(), ctx.progress).await?;
+        let durability = match self.mode {
+            Mode::New => Durability::SyncAsYouGo,
+            // The temporary copy is read back into the live database, never kept.
+            Mode::Replace => Durability::Scratch,
+        };
+        let (bytes, file) =
+            write_stream(ctx.snapshot, temp.path(), ctx.progress, durability).await?;
         let mut checks;
         match self.mode {
             Mode::New => {
@@ -409,7 +443,8 @@ impl RestorePlan for SqliteRestorePlan {
             Mode::Replace => {
                 // The live database is written into only from a copy that passed the checks.
                 let subject = format!("the restored copy of snapshot {}", self.snapshot.short());
-                sync_and_check(file, temp.path(), &self.expected, subject).await?;
+                drop(file);
+                checked(temp.path().to_path_buf(), self.expected.clone(), subject).await?;
                 let (source, target) = (temp.path().to_path_buf(), self.target.clone());
                 let copied =
                     tokio::task::spawn_blocking(move || -> std::result::Result<(), SqliteError> {

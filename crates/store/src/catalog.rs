@@ -37,7 +37,15 @@ impl Repository {
     /// Store errors; a manifest whose bytes do not hash to its id is reported as corrupt.
     pub async fn snapshots(&self) -> Result<Vec<StoredSnapshot>> {
         self.refuse_write_only("list or read snapshots")?;
-        let keys = self.list_keys(SNAPSHOTS_PREFIX).await?;
+        // A handle that holds no manifest yet will need the catalog: read it while listing.
+        let cold = self.manifest_cache().is_empty();
+        let (keys, early_catalog) = if cold {
+            let (keys, catalog) =
+                tokio::join!(self.list_keys(SNAPSHOTS_PREFIX), self.read_catalog());
+            (keys?, Some(catalog))
+        } else {
+            (self.list_keys(SNAPSHOTS_PREFIX).await?, None)
+        };
         let listed: Vec<Digest> = keys.iter().filter_map(id_from_key).collect();
         // Only what is listed now exists: forget the rest, read what is new.
         let missing: Vec<Digest> = {
@@ -47,7 +55,10 @@ impl Repository {
             listed.iter().filter(|id| !cache.contains_key(id)).copied().collect()
         };
         if !missing.is_empty() {
-            let catalog = self.read_catalog().await;
+            let catalog = match early_catalog {
+                Some(catalog) => catalog,
+                None => self.read_catalog().await,
+            };
             let wanted: HashSet<&Digest> = missing.iter().collect();
             let listed_set: HashSet<&Digest> = listed.iter().collect();
             let stale = catalog.keys().filter(|id| !listed_set.contains(id)).count();

@@ -59,7 +59,9 @@ pub use local::LocalStore;
 pub use prune::{MERGE_INDEX_FILES_ABOVE, PruneOptions, PruneReport};
 pub use read::{READ_BATCH_BYTES, ReadOptions, read_chunk};
 pub use repair::RepairReport;
-pub use repository::{BlobLocation, ChunkIndex, DamagedObject, KeyInfo, Repository};
+pub use repository::{
+    BlobLocation, ChunkIndex, DamagedObject, FoundRepository, KeyInfo, Repository,
+};
 pub use s3::S3Options;
 pub use snapshot::StoredSnapshot;
 pub use staging::{STAGING_MIN_AGE, StagingFile};

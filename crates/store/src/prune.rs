@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use lifeboat_core::{ChunkId, Digest, Error as CoreError};
+use lifeboat_core::{ChunkId, Digest};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
@@ -41,7 +41,7 @@ use crate::format::{
 use crate::lease::MaintenanceLease;
 use crate::repository::Repository;
 
-const PENDING_PREFIX: &str = "prune/pending";
+pub(crate) const PENDING_PREFIX: &str = "prune/pending";
 
 /// How prune behaves.
 #[derive(Debug, Clone)]
@@ -95,11 +95,11 @@ pub const MERGE_INDEX_FILES_ABOVE: usize = 16;
 
 /// A pending mark: packs to delete once it is safe.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct PendingMark {
+pub(crate) struct PendingMark {
     marked_at: DateTime<Utc>,
     /// When no index file listed any of the packs any more; the grace period counts from here.
     index_clean_at: DateTime<Utc>,
-    packs: Vec<PackEntry>,
+    pub(crate) packs: Vec<PackEntry>,
 }
 
 impl Repository {
@@ -165,23 +165,23 @@ impl Repository {
     async fn read_pending_marks(&self) -> Result<(Vec<(Path, PendingMark)>, bool)> {
         let mut marks = Vec::new();
         let mut complete = true;
-        for key in self.list_keys(PENDING_PREFIX).await? {
-            let body = match self.get_bytes(&key).await {
-                Ok(body) => body,
-                Err(StoreError::Core(CoreError::Missing { .. })) => {
-                    debug!(%key, "a pending mark was swept while being read");
-                    complete = false;
-                    continue;
-                }
-                Err(e) => return Err(e),
+        for (key, body) in crate::repository::read_all_in(self.store(), PENDING_PREFIX).await? {
+            let Some(body) = body else {
+                debug!(%key, "a pending mark was swept while being read");
+                complete = false;
+                continue;
             };
-            let body = self.crypt().open(key.as_ref(), Domain::Mark, body)?;
-            let mark: PendingMark = serde_json::from_slice(&body).map_err(|e| {
-                StoreError::Malformed { key: key.to_string(), reason: e.to_string() }
-            })?;
+            let mark = self.decode_pending_mark(&key, body)?;
             marks.push((key, mark));
         }
         Ok((marks, complete))
+    }
+
+    /// Opens and parses the pending mark at `key`.
+    pub(crate) fn decode_pending_mark(&self, key: &Path, body: Bytes) -> Result<PendingMark> {
+        let body = self.crypt().open(key.as_ref(), Domain::Mark, body)?;
+        serde_json::from_slice(&body)
+            .map_err(|e| StoreError::Malformed { key: key.to_string(), reason: e.to_string() })
     }
 
     async fn sweep(

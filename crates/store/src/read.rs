@@ -79,6 +79,21 @@ pub(crate) fn read_chunks(
     if let Err(e) = repo.refuse_write_only("read backed-up data") {
         return stream::once(async { Err(e) }).boxed();
     }
+    // A handle opened with a deferred index reads it before planning.
+    let ids = ids.to_vec();
+    stream::once(async move {
+        repo.ensure_index().await?;
+        Ok::<_, StoreError>(read_planned(repo, &ids, options))
+    })
+    .try_flatten()
+    .boxed()
+}
+
+fn read_planned(
+    repo: Repository,
+    ids: &[ChunkId],
+    options: ReadOptions,
+) -> BoxStream<'static, Result<Bytes>> {
     let plan = Arc::new(Plan::new(&repo, ids, options.window_bytes / 2));
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let fetched = stream::iter(0..plan.batches.len())

@@ -228,10 +228,60 @@ impl Repository {
     /// [`StoreError::KeyRequired`] when the repository is encrypted and no password is
     /// given; as [`Repository::open_with_key`].
     pub async fn open_with(url: &str, password: Option<&Password>) -> Result<Self> {
+        Self::discover(url).await?.open(password).await
+    }
+
+    /// Reads the repository's config at `url` without opening it: the first half of an
+    /// open, for a program that asks for a password only when the repository needs one.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> lifeboat_store::Result<()> {
+    /// let found = lifeboat_store::Repository::discover("/var/backups/lifeboat").await?;
+    /// let password = found.is_encrypted().then(|| lifeboat_store::Password::new("secret"));
+    /// let repo = found.defer_index().open(password.as_ref()).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StoreError::NotInitialised`] when there is no repository at `url`; URL and store
+    /// errors.
+    pub async fn discover(url: &str) -> Result<FoundRepository> {
         let location = Location::parse(url)?;
         let store = location.open(url, false)?;
-        let repo = Self::open_store_with(store, url, password).await?;
-        Ok(repo.at(location))
+        let mut found = Self::discover_in_store(store, url).await?;
+        found.location = Some(location);
+        Ok(found)
+    }
+
+    /// As [`Repository::discover`], in an already opened object store.
+    ///
+    /// # Errors
+    /// As [`Repository::discover`].
+    pub async fn discover_in_store(
+        store: Arc<dyn ObjectStore>,
+        url: &str,
+    ) -> Result<FoundRepository> {
+        let key = Path::from(CONFIG_KEY);
+        // The key slots are listed at the same time: an encrypted repository needs them to
+        // unlock, a plaintext one to prove it was not downgraded.
+        let config = with_retries("get config", || async { store.get(&key).await?.bytes().await });
+        let (config, slot_ids) = tokio::join!(config, read_slot_ids(&store));
+        let body = match config {
+            Ok(b) => b,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StoreError::NotInitialised { url: url.into() });
+            }
+            Err(e) => return Err(StoreError::object("get", CONFIG_KEY, e)),
+        };
+        Ok(FoundRepository {
+            config: RepoConfig::parse(&body)?,
+            config_digest: Digest::of(&body).0,
+            slot_ids: slot_ids?,
+            store,
+            url: url.into(),
+            location: None,
+            load_index: true,
+        })
     }
 
     /// Opens the repository at `url`, creating it first when there is none: the one call a
@@ -324,43 +374,7 @@ impl Repository {
         url: &str,
         password: Option<&Password>,
     ) -> Result<Self> {
-        let key = Path::from(CONFIG_KEY);
-        let body =
-            match with_retries("get config", || async { store.get(&key).await?.bytes().await })
-                .await
-            {
-                Ok(b) => b,
-                Err(object_store::Error::NotFound { .. }) => {
-                    return Err(StoreError::NotInitialised { url: url.into() });
-                }
-                Err(e) => return Err(StoreError::object("get", CONFIG_KEY, e)),
-            };
-        let config = RepoConfig::parse(&body)?;
-        let config_digest = Digest::of(&body).0;
-        let crypt = if config.encrypted() {
-            let Some(password) = password else {
-                return Err(StoreError::KeyRequired { url: url.into() });
-            };
-            let (slot, unlocked) = unlock(&store, url, &config, password).await?;
-            // A slot seals the config it was made with: any other config (weaker settings,
-            // another id) is someone's edit in the store.
-            if unlocked.config.is_some_and(|sealed| sealed != config_digest) {
-                return Err(StoreError::ConfigChanged { url: url.into() });
-            }
-            debug!(slot = %slot, write_only = unlocked.crypt.is_write_only(), "repository key opened");
-            (unlocked.crypt, Some(slot))
-        } else {
-            // Key slots exist only in encrypted repositories: a plaintext config beside them
-            // was switched to `none` in the store, to make clients write in the clear.
-            if !read_slot_ids(&store).await?.is_empty() {
-                return Err(StoreError::ConfigDowngraded { url: url.into() });
-            }
-            (Crypt::Plain, None)
-        };
-        let repo = Self::from_parts(url, store, config, config_digest, crypt.0);
-        repo.set_slot(crypt.1);
-        repo.reload_index().await?;
-        Ok(repo)
+        Self::discover_in_store(store, url).await?.open(password).await
     }
 
     fn from_parts(
@@ -478,21 +492,38 @@ impl Repository {
         self.reload_index().await
     }
 
+    /// Loads the index unless this handle has loaded it already (a handle opened with
+    /// [`FoundRepository::defer_index`] loads it here, on first need).
+    ///
+    /// # Errors
+    /// As [`Repository::reload_index`].
+    pub async fn ensure_index(&self) -> Result<()> {
+        self.reload_index_since(0).await
+    }
+
     /// Re-reads every index file from the store.
     ///
     /// # Errors
     /// Store and format errors, naming the index file.
     pub async fn reload_index(&self) -> Result<()> {
+        self.load_index(None).await
+    }
+
+    /// Loads the index from `prefetched` (read while the key was derived) or from the store.
+    async fn load_index(&self, mut prefetched: Option<StoredIndex>) -> Result<()> {
         let mut attempts = 0;
         let (index, marked_packs) = loop {
-            let files = self.index_files().await?;
+            let (files, marked) = match prefetched.take().and_then(|p| self.open_prefetched(p)) {
+                Some((files, marked)) => (Ok(files), Ok(marked)),
+                None => tokio::join!(self.index_files(), self.marked_packs()),
+            };
             let mut index = ChunkIndex::new();
-            for (_, file) in &files {
+            for (_, file) in &files? {
                 add_to_index(&mut index, file);
             }
             // A prune that swept a mark meanwhile may have put its packs back into the
             // index: read both again.
-            match self.marked_packs().await? {
+            match marked? {
                 (_, false) if attempts < 5 => attempts += 1,
                 (marked, _) => break (index, marked),
             }
@@ -526,6 +557,36 @@ impl Repository {
     /// Store errors, naming the index file.
     pub async fn index_files(&self) -> Result<Vec<(Path, IndexFile)>> {
         let (files, damaged) = self.read_index_files().await?;
+        self.record_damaged_indexes(damaged);
+        Ok(files)
+    }
+
+    /// Opens what was read ahead of the key: `None` when an index file was deleted while it
+    /// was read (the index is then read again).
+    fn open_prefetched(
+        &self,
+        stored: StoredIndex,
+    ) -> Option<(Vec<(Path, IndexFile)>, MarkedPacks)> {
+        let bodies: Option<Vec<(Path, Bytes)>> =
+            stored.files.into_iter().map(|(key, body)| body.map(|b| (key, b))).collect();
+        let (files, damaged) = self.decode_index_files(bodies?);
+        self.record_damaged_indexes(damaged);
+        let marks = if self.is_write_only() {
+            (Vec::new(), true)
+        } else {
+            let complete = stored.marks.iter().all(|(_, body)| body.is_some());
+            let mut packs = Vec::new();
+            for (key, body) in stored.marks {
+                let Some(body) = body else { continue };
+                // A mark that does not open fails the load as reading it afresh would.
+                packs.push(self.decode_pending_mark(&key, body).ok()?.packs);
+            }
+            (packs, complete)
+        };
+        Some((files, marks))
+    }
+
+    fn record_damaged_indexes(&self, damaged: Vec<DamagedObject>) {
         let mut recorded = match self.inner.damaged_indexes.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -534,7 +595,6 @@ impl Repository {
             warn!(index = %d.key, reason = %d.reason, "damaged index file set aside; `lifeboat repair index` rebuilds it from the packs");
         }
         *recorded = damaged;
-        Ok(files)
     }
 
     /// Index files found damaged by the last read of the index, each with what is wrong.
@@ -551,37 +611,40 @@ impl Repository {
     ) -> Result<(Vec<(Path, IndexFile)>, Vec<DamagedObject>)> {
         let mut attempts = 0;
         loop {
-            let keys = self.list_keys(INDEX_PREFIX).await?;
-            let read: Result<Vec<std::result::Result<(Path, IndexFile), DamagedObject>>> =
-                futures::stream::iter(keys)
-                    .map(|key| async move {
-                        let body = self.get_bytes(&key).await?;
-                        Ok(match decode_index_in(&key, &body, &self.inner.crypt) {
-                            Ok(file) => Ok((key, file)),
-                            Err(e) => {
-                                Err(DamagedObject { key: key.to_string(), reason: e.to_string() })
-                            }
-                        })
-                    })
-                    .buffer_unordered(LIST_CONCURRENCY)
-                    .try_collect()
-                    .await;
-            match read {
-                Err(StoreError::Core(CoreError::Missing { .. })) if attempts < 5 => attempts += 1,
-                Err(e) => return Err(e),
-                Ok(all) => {
-                    let (mut files, mut damaged) = (Vec::new(), Vec::new());
-                    for one in all {
-                        match one {
-                            Ok(file) => files.push(file),
-                            Err(d) => damaged.push(d),
-                        }
+            let read = read_all_in(&self.inner.store, INDEX_PREFIX).await?;
+            let bodies: Option<Vec<(Path, Bytes)>> =
+                read.into_iter().map(|(key, body)| body.map(|b| (key, b))).collect();
+            match bodies {
+                Some(bodies) => return Ok(self.decode_index_files(bodies)),
+                None if attempts < 5 => attempts += 1,
+                None => {
+                    return Err(CoreError::Missing {
+                        object: format!(
+                            "index files under {INDEX_PREFIX} (deleted while read, 5 times)"
+                        ),
                     }
-                    damaged.sort_by(|a, b| a.key.cmp(&b.key));
-                    return Ok((files, damaged));
+                    .into());
                 }
             }
         }
+    }
+
+    /// Opens and parses index files; those that do not are damaged.
+    fn decode_index_files(
+        &self,
+        bodies: Vec<(Path, Bytes)>,
+    ) -> (Vec<(Path, IndexFile)>, Vec<DamagedObject>) {
+        let (mut files, mut damaged) = (Vec::new(), Vec::new());
+        for (key, body) in bodies {
+            match decode_index_in(&key, &body, &self.inner.crypt) {
+                Ok(file) => files.push((key, file)),
+                Err(e) => {
+                    damaged.push(DamagedObject { key: key.to_string(), reason: e.to_string() })
+                }
+            }
+        }
+        damaged.sort_by(|a, b| a.key.cmp(&b.key));
+        (files, damaged)
     }
 
     /// Writes one index file (its key is the SHA-256 of its bytes) and adds it to the loaded
@@ -757,16 +820,17 @@ async fn read_slot(store: &Arc<dyn ObjectStore>, id: &str) -> Result<Option<KeyS
     Ok(Some(slot))
 }
 
-/// Every key slot with its id, in id order.
-async fn read_slots(store: &Arc<dyn ObjectStore>) -> Result<Vec<(String, KeySlot)>> {
-    let mut slots = Vec::new();
-    for id in read_slot_ids(store).await? {
-        // `None`: removed between list and get.
-        if let Some(slot) = read_slot(store, &id).await? {
-            slots.push((id, slot));
-        }
-    }
-    Ok(slots)
+/// The key slots `ids` that are there (one may be removed between list and get), read at
+/// the same time, in id order.
+async fn read_slots(
+    store: &Arc<dyn ObjectStore>,
+    ids: &[String],
+) -> Result<Vec<(String, KeySlot)>> {
+    let read = futures::future::try_join_all(ids.iter().map(|id| async move {
+        Ok::<_, StoreError>(read_slot(store, id).await?.map(|slot| (id.clone(), slot)))
+    }))
+    .await?;
+    Ok(read.into_iter().flatten().collect())
 }
 
 /// The slot that `password` opens, and the key in it. Only reads.
@@ -774,6 +838,7 @@ async fn unlock(
     store: &Arc<dyn ObjectStore>,
     url: &str,
     config: &RepoConfig,
+    slot_ids: &[String],
     password: &Password,
 ) -> Result<(String, Unlocked)> {
     // A key file names its slot: one read, no guessing.
@@ -794,7 +859,7 @@ async fn unlock(
                 }
             }
         }
-        None => read_slots(store).await?,
+        None => read_slots(store, slot_ids).await?,
     };
     if slots.is_empty() {
         return Err(StoreError::Malformed {
@@ -821,6 +886,136 @@ async fn unlock(
         }
     }
     Err(StoreError::WrongPassword { url: url.into() })
+}
+
+/// The packs of each pending mark, and whether every listed mark could be read.
+type MarkedPacks = (Vec<Vec<crate::format::PackEntry>>, bool);
+
+/// Index files and pending marks as stored (sealed), each `None` when it was deleted
+/// between the listing and its read.
+struct StoredIndex {
+    files: Vec<(Path, Option<Bytes>)>,
+    marks: Vec<(Path, Option<Bytes>)>,
+}
+
+impl StoredIndex {
+    async fn fetch(store: &Arc<dyn ObjectStore>) -> Result<Self> {
+        let (files, marks) = tokio::join!(
+            read_all_in(store, INDEX_PREFIX),
+            read_all_in(store, crate::prune::PENDING_PREFIX)
+        );
+        Ok(StoredIndex { files: files?, marks: marks? })
+    }
+}
+
+/// Every object under `prefix`, read several at once; `None` for one deleted between the
+/// listing and its read.
+pub(crate) async fn read_all_in(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+) -> Result<Vec<(Path, Option<Bytes>)>> {
+    let prefix_path = Path::from(prefix);
+    let keys: Vec<Path> = with_retries("list", || async {
+        store.list(Some(&prefix_path)).map_ok(|m| m.location).try_collect::<Vec<_>>().await
+    })
+    .await
+    .map_err(|e| StoreError::object("list", prefix, e))?;
+    futures::stream::iter(keys)
+        .map(|key| async move {
+            match with_retries("get", || async { store.get(&key).await?.bytes().await }).await {
+                Ok(body) => Ok((key, Some(body))),
+                Err(object_store::Error::NotFound { .. }) => Ok((key, None)),
+                Err(e) => Err(StoreError::object("get", key.to_string(), e)),
+            }
+        })
+        .buffer_unordered(LIST_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// A repository whose config was read and that is not opened yet
+/// ([`Repository::discover`]): it says whether a password is needed before one is asked for.
+pub struct FoundRepository {
+    store: Arc<dyn ObjectStore>,
+    url: String,
+    location: Option<Location>,
+    config: RepoConfig,
+    config_digest: [u8; 32],
+    slot_ids: Vec<String>,
+    load_index: bool,
+}
+
+impl std::fmt::Debug for FoundRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FoundRepository")
+            .field("url", &self.url)
+            .field("encrypted", &self.config.encrypted())
+            .field("key_slots", &self.slot_ids.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FoundRepository {
+    /// Whether opening it needs a password or a key file.
+    pub fn is_encrypted(&self) -> bool {
+        self.config.encrypted()
+    }
+
+    /// Opens without reading the index: for listings (`snapshots`, `stale`, `forget`) that
+    /// need only manifests. Whatever needs the index later reads it then
+    /// ([`Repository::ensure_index`]; backups, reads and verification do).
+    pub fn defer_index(mut self) -> Self {
+        self.load_index = false;
+        self
+    }
+
+    /// Unlocks the repository with `password` when it is encrypted (a plaintext repository
+    /// does not use it). Nothing is written: a wrong password leaves the store as it was.
+    ///
+    /// # Errors
+    /// [`StoreError::KeyRequired`] when the repository is encrypted and no password is
+    /// given; [`StoreError::WrongPassword`] when no key slot opens with it; store errors.
+    pub async fn open(self, password: Option<&Password>) -> Result<Repository> {
+        let FoundRepository { store, url, location, config, config_digest, slot_ids, load_index } =
+            self;
+        let mut prefetched = None;
+        let crypt = if config.encrypted() {
+            let Some(password) = password else {
+                return Err(StoreError::KeyRequired { url });
+            };
+            // The key derivation takes a while: the index is read meanwhile, sealed.
+            let prefetch =
+                async { if load_index { StoredIndex::fetch(&store).await.ok() } else { None } };
+            let (unlocked, stored) =
+                tokio::join!(unlock(&store, &url, &config, &slot_ids, password), prefetch);
+            prefetched = stored;
+            let (slot, unlocked) = unlocked?;
+            // A slot seals the config it was made with: any other config (weaker settings,
+            // another id) is someone's edit in the store.
+            if unlocked.config.is_some_and(|sealed| sealed != config_digest) {
+                return Err(StoreError::ConfigChanged { url });
+            }
+            debug!(slot = %slot, write_only = unlocked.crypt.is_write_only(), "repository key opened");
+            (unlocked.crypt, Some(slot))
+        } else {
+            // Key slots exist only in encrypted repositories: a plaintext config beside them
+            // was switched to `none` in the store, to make clients write in the clear.
+            if !slot_ids.is_empty() {
+                return Err(StoreError::ConfigDowngraded { url });
+            }
+            (Crypt::Plain, None)
+        };
+        let repo = Repository::from_parts(&url, store, config, config_digest, crypt.0);
+        repo.set_slot(crypt.1);
+        if load_index {
+            let _one_at_a_time = repo.inner.reloading.lock().await;
+            repo.load_index(prefetched).await?;
+        }
+        Ok(match location {
+            Some(location) => repo.at(location),
+            None => repo,
+        })
+    }
 }
 
 /// One key slot as `lifeboat key list` shows it.
@@ -859,7 +1054,8 @@ impl Repository {
     pub async fn keys(&self) -> Result<Vec<KeyInfo>> {
         let current =
             self.inner.slot.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone());
-        Ok(read_slots(&self.inner.store)
+        let ids = read_slot_ids(&self.inner.store).await?;
+        Ok(read_slots(&self.inner.store, &ids)
             .await?
             .into_iter()
             .map(|(id, slot)| KeyInfo {
@@ -938,7 +1134,8 @@ impl Repository {
     /// [`StoreError::KeyNotFound`], [`StoreError::LastKey`]; store errors.
     pub async fn remove_key(&self, id: &str) -> Result<String> {
         self.master("remove keys")?;
-        let slots = read_slots(&self.inner.store).await?;
+        let ids = read_slot_ids(&self.inner.store).await?;
+        let slots = read_slots(&self.inner.store, &ids).await?;
         let matching: Vec<&(String, KeySlot)> =
             slots.iter().filter(|(slot, _)| slot.starts_with(id)).collect();
         let [(found, slot)] = matching.as_slice() else {

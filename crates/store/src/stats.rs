@@ -82,6 +82,7 @@ pub fn by_name(snaps: &[StoredSnapshot]) -> BTreeMap<String, NameStats> {
 /// # Errors
 /// Store errors listing snapshots or packs.
 pub async fn stats(repo: &Repository) -> crate::Result<Stats> {
+    repo.ensure_index().await?;
     let snaps = repo.snapshots().await?;
     let (pack_bytes, packs) = repo.usage(DATA_PREFIX).await?;
     let safety_snapshots = snaps.iter().filter(|s| s.manifest().is_safety()).count();

@@ -44,6 +44,9 @@ impl RepositoryVerifier {
             Err(e) => Check::fail("manifest", e.to_string()),
         };
         let mut missing_chunks = Vec::new();
+        if let Err(e) = self.repo.ensure_index().await {
+            return vec![stored, Check::fail("index", e.to_string())];
+        }
         let mut packs: HashMap<Digest, u64> = HashMap::new();
         for id in &manifest.chunks {
             match self.repo.locate(id) {
@@ -118,7 +121,13 @@ impl RepositoryVerifier {
     /// When the index files cannot be listed or read at all.
     pub async fn check_index(&self, packs: Option<&HashSet<Digest>>) -> Result<VerifyReport> {
         let mut report = VerifyReport::new("repository index");
-        let files = self.repo.index_files().await?;
+        // Index files, key slots and leases are independent reads: one round trip, not three.
+        let key_slots = async {
+            if self.repo.is_encrypted() { Some(self.repo.damaged_key_slots().await) } else { None }
+        };
+        let (files, key_slots, leases) =
+            tokio::join!(self.repo.index_files(), key_slots, self.repo.damaged_leases());
+        let files = files?;
         report.checks.push(objects_check(
             "index files",
             format!("{} index files hash to their keys", files.len()),
@@ -126,8 +135,8 @@ impl RepositoryVerifier {
             " set aside, the chunks only they listed count as missing; `lifeboat repair index` \
              rebuilds them from the packs",
         ));
-        if self.repo.is_encrypted() {
-            report.checks.push(match self.repo.damaged_key_slots().await {
+        if let Some(key_slots) = key_slots {
+            report.checks.push(match key_slots {
                 Ok((slots, damaged)) => objects_check(
                     "key slots",
                     format!("{slots} key slots are well-formed"),
@@ -138,7 +147,7 @@ impl RepositoryVerifier {
                 Err(e) => Check::fail("key slots", e.to_string()),
             });
         }
-        let (leases, damaged) = self.repo.damaged_leases().await?;
+        let (leases, damaged) = leases?;
         report.checks.push(objects_check(
             "leases",
             format!("{leases} leases open and parse"),
@@ -212,16 +221,29 @@ impl RepositoryVerifier {
         const TAIL: u64 = 64 << 10;
         let key = pack_key(&pack.id);
         let name = key.to_string();
-        let size = match self.repo.store().head(&key).await {
-            Ok(meta) => meta.size,
+        // One request: the last TAIL bytes, and the object's size with them.
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Suffix(TAIL)),
+            ..Default::default()
+        };
+        let got = crate::retry::with_retries("get range", || async {
+            let got = self.repo.store().get_opts(&key, options.clone()).await?;
+            let (size, range) = (got.meta.size, got.range.clone());
+            Ok((size, range, got.bytes().await?))
+        })
+        .await;
+        let (size, range, tail) = match got {
+            Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(format!("{key}: {e}")),
         };
         if size != pack.size {
             return Err(format!("{key} has {size} bytes, expected {}", pack.size));
         }
-        let start = size.saturating_sub(TAIL);
-        let tail = self.repo.get_range(&key, start..size).await.map_err(|e| e.to_string())?;
+        let start = range.start;
+        if range.end != size || tail.len() as u64 != size - start {
+            return Err(format!("{key}: asked for its last {TAIL} bytes, got {range:?}"));
+        }
         let len = pack_trailer_len(&name, &tail, size).map_err(|e| e.to_string())?;
         let trailer_start = size - PACK_FOOTER as u64 - len;
         let body = if trailer_start >= start {

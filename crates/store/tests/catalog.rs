@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use lifeboat_core::{Digest, Kind, MemoryBackup, NoProgress, Verifier};
+use futures::StreamExt;
+use lifeboat_core::{Digest, Kind, MemoryBackup, NoProgress, Snapshot, Verifier};
 use lifeboat_store::format::{CATALOG_KEY, decode_catalog, encode_catalog, snapshot_key};
 use lifeboat_store::{BackupOptions, Repository, RepositoryVerifier};
 use lifeboat_testkit::{FaultyStore, pseudo_random as random};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::io::AsyncReadExt;
 
 async fn backups(repo: &Repository, count: u64, seed: u64) -> Vec<Digest> {
     let mut ids = Vec::new();
@@ -131,7 +133,57 @@ async fn a_damaged_or_forged_catalog_changes_nothing(store: Arc<dyn ObjectStore>
     assert!(others.ok(), "{:?}", others.failures());
 }
 
+/// A handle opened with a deferred index lists snapshots without reading one index file,
+/// and still reads, verifies and backs up: each reads the index when it first needs it.
+async fn a_deferred_index_is_read_only_when_needed(store: Arc<dyn ObjectStore>) {
+    let counted = FaultyStore::new(store.clone());
+    let repo = Repository::init_store(counted.clone(), "t").await.unwrap();
+    let ids = backups(&repo, 12, 7).await;
+    let index_files = store.list(Some(&Path::from("index"))).count().await;
+    assert!(index_files >= 12, "one index file per backup: {index_files}");
+    let listing_gets = |defer: bool| {
+        let counted = counted.clone();
+        async move {
+            let before = counted.gets.load(Ordering::SeqCst);
+            let found = Repository::discover_in_store(counted.clone(), "t").await.unwrap();
+            assert!(!found.is_encrypted());
+            let found = if defer { found.defer_index() } else { found };
+            let repo = found.open(None).await.unwrap();
+            let listed: Vec<Digest> =
+                repo.snapshots().await.unwrap().iter().map(|s| s.id()).collect();
+            (repo, listed, counted.gets.load(Ordering::SeqCst) - before)
+        }
+    };
+    // The first listing writes the catalog; the next ones read it.
+    let (_, listed, _) = listing_gets(false).await;
+    assert_eq!(listed, ids);
+    let (_, _, eager) = listing_gets(false).await;
+    let (deferred, listed, gets) = listing_gets(true).await;
+    assert_eq!(listed, ids);
+    assert_eq!(eager - gets, index_files as u32, "the deferred open read no index file");
+    // Reading a snapshot loads the index first.
+    let snaps = deferred.snapshots().await.unwrap();
+    let mut data = Vec::new();
+    snaps[4].open().await.unwrap().read_to_end(&mut data).await.unwrap();
+    assert_eq!(data, random(20_000, 2 * (7 + 4) + 1));
+    // So does verifying one, on another deferred handle.
+    let (fresh, _, _) = listing_gets(true).await;
+    let snap = fresh.load_snapshot(ids[2]).await.unwrap();
+    let report = RepositoryVerifier::new(fresh.clone(), true).verify(&snap).await.unwrap();
+    assert!(report.ok(), "{:?}", report.failures());
+    // And a backup of data already stored stores nothing new.
+    let (fresh, _, _) = listing_gets(true).await;
+    let again = MemoryBackup {
+        name: "again".into(),
+        kind: Kind::SQLITE,
+        data: random(20_000, 2 * (7 + 4) + 1),
+    };
+    let snap = fresh.backup(&again, &BackupOptions::default(), &NoProgress).await.unwrap();
+    assert_eq!(snap.manifest().stored, 0, "deduplicated against the index it read");
+}
+
 lifeboat_testkit::for_each_store!(
     a_fresh_reader_lists_with_one_request,
     a_damaged_or_forged_catalog_changes_nothing,
+    a_deferred_index_is_read_only_when_needed,
 );

@@ -33,7 +33,7 @@ pub async fn run(
         options: options(args, &command.options),
     };
     registry.check(&spec)?;
-    let repo = super::open_repo(url).await?;
+    let repo = super::open_repo_deferred(url).await?;
     let options =
         BackupOptions { name, tags: tags.into_iter().collect::<Tags>(), ..Default::default() };
     let progress = CliProgress::new();

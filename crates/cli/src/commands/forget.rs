@@ -51,7 +51,7 @@ pub async fn run(
     dry_run: bool,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let repo = super::open_repo(url).await?;
+    let repo = super::open_repo_deferred(url).await?;
     let report = forget(&repo, name, policies, dry_run).await?;
     let remove = removals(&report);
     if json {

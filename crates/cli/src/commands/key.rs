@@ -12,7 +12,7 @@ use crate::cli::KeyCommand;
 use crate::output::print_json;
 
 pub async fn run(url: &str, command: KeyCommand) -> anyhow::Result<ExitCode> {
-    let repo = super::open_repo(url).await?;
+    let repo = super::open_repo_deferred(url).await?;
     match command {
         KeyCommand::List { json } => {
             let keys = repo.keys().await?;

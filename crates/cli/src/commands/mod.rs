@@ -157,19 +157,38 @@ pub async fn find(
 /// crashed process frees the repository sooner; `LIFEBOAT_READ_CONCURRENCY` sets how many
 /// range requests restores and verifies keep in flight.
 pub async fn open_repo(url: &str) -> anyhow::Result<lifeboat_store::Repository> {
+    open_repo_with(url, IndexLoad::AtOpen).await
+}
+
+/// As [`open_repo`], without reading the index: for commands that list manifests, or that
+/// read the index themselves when they need it (a backup does, after taking its lease).
+pub async fn open_repo_deferred(url: &str) -> anyhow::Result<lifeboat_store::Repository> {
+    open_repo_with(url, IndexLoad::Deferred).await
+}
+
+/// When a command's handle reads the repository's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IndexLoad {
+    AtOpen,
+    Deferred,
+}
+
+async fn open_repo_with(url: &str, index: IndexLoad) -> anyhow::Result<lifeboat_store::Repository> {
+    let mut found = lifeboat_store::Repository::discover(url).await?;
+    if index == IndexLoad::Deferred {
+        found = found.defer_index();
+    }
     // The password is asked for only when the repository turns out to be encrypted: a
     // plaintext one never runs --password-command nor prompts.
-    let repo = match lifeboat_store::Repository::open(url).await {
-        Err(e @ lifeboat_store::StoreError::KeyRequired { .. }) => {
-            match crate::password::current()?
-                .map_or_else(crate::password::prompt, |p| Ok(Some(p)))?
-            {
-                Some(password) => lifeboat_store::Repository::open_with_key(url, &password).await?,
-                None => return Err(e.into()),
-            }
+    let password = if found.is_encrypted() {
+        match crate::password::current()?.map_or_else(crate::password::prompt, |p| Ok(Some(p)))? {
+            Some(password) => Some(password),
+            None => return Err(lifeboat_store::StoreError::KeyRequired { url: url.into() }.into()),
         }
-        other => other?,
+    } else {
+        None
     };
+    let repo = found.open(password.as_ref()).await?;
     // A password says the user expects an encrypted repository. A plaintext one then is
     // either a mistake or a config switched to `none` by someone who can write to the store
     // (the config is not authenticated): either way, nothing is written in the clear.

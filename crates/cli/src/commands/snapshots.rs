@@ -10,7 +10,7 @@ pub async fn run(
     host: Option<&str>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let repo = super::open_repo(url).await?;
+    let repo = super::open_repo_deferred(url).await?;
     let snaps: Vec<_> = repo
         .snapshots()
         .await?

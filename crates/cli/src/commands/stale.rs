@@ -50,6 +50,6 @@ pub async fn run(
 }
 
 async fn list(url: &str) -> anyhow::Result<Vec<lifeboat_store::StoredSnapshot>> {
-    let repo = super::open_repo(url).await?;
+    let repo = super::open_repo_deferred(url).await?;
     Ok(repo.snapshots().await?)
 }

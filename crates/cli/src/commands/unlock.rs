@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 pub async fn run(url: &str) -> anyhow::Result<ExitCode> {
-    let repo = super::open_repo(url).await?;
+    let repo = super::open_repo_deferred(url).await?;
     let removed = repo.unlock().await?;
     for lease in &removed {
         println!(
