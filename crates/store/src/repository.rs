@@ -262,10 +262,17 @@ impl Repository {
         url: &str,
     ) -> Result<FoundRepository> {
         let key = Path::from(CONFIG_KEY);
-        // The key slots are listed at the same time: an encrypted repository needs them to
-        // unlock, a plaintext one to prove it was not downgraded.
+        // The key slots are listed at the same time (once: the config's read is the one that
+        // retries and reports): an encrypted repository needs them to unlock, a plaintext
+        // one to prove it was not downgraded.
         let config = with_retries("get config", || async { store.get(&key).await?.bytes().await });
-        let (config, slot_ids) = tokio::join!(config, read_slot_ids(&store));
+        let slots_once = async {
+            let prefix = Path::from(KEYS_PREFIX);
+            let keys: Vec<Path> =
+                store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await.ok()?;
+            Some(slot_ids_of(&keys))
+        };
+        let (config, slot_ids) = tokio::join!(config, slots_once);
         let body = match config {
             Ok(b) => b,
             Err(object_store::Error::NotFound { .. }) => {
@@ -276,7 +283,10 @@ impl Repository {
         Ok(FoundRepository {
             config: RepoConfig::parse(&body)?,
             config_digest: Digest::of(&body).0,
-            slot_ids: slot_ids?,
+            slot_ids: match slot_ids {
+                Some(ids) => ids,
+                None => read_slot_ids(&store).await?,
+            },
             store,
             url: url.into(),
             location: None,
@@ -800,10 +810,15 @@ async fn read_slot_ids(store: &Arc<dyn ObjectStore>) -> Result<Vec<String>> {
     })
     .await
     .map_err(|e| StoreError::object("list", KEYS_PREFIX, e))?;
+    Ok(slot_ids_of(&keys))
+}
+
+/// The slot ids of the keys listed under `keys/`, sorted.
+fn slot_ids_of(keys: &[Path]) -> Vec<String> {
     let mut ids: Vec<String> =
         keys.iter().filter_map(|key| key.filename().map(str::to_string)).collect();
     ids.sort();
-    Ok(ids)
+    ids
 }
 
 /// The slot `id`; `None` when it is not there.

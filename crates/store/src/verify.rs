@@ -221,9 +221,10 @@ impl RepositoryVerifier {
         const TAIL: u64 = 64 << 10;
         let key = pack_key(&pack.id);
         let name = key.to_string();
-        // One request: the last TAIL bytes, and the object's size with them.
+        // One request: the last TAIL bytes by the indexed size, and the object's real size
+        // with them (not a suffix range: some servers refuse one longer than the object).
         let options = object_store::GetOptions {
-            range: Some(object_store::GetRange::Suffix(TAIL)),
+            range: Some(object_store::GetRange::Bounded(pack.size.saturating_sub(TAIL)..pack.size)),
             ..Default::default()
         };
         let got = crate::retry::with_retries("get range", || async {
@@ -235,7 +236,15 @@ impl RepositoryVerifier {
         let (size, range, tail) = match got {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(format!("{key}: {e}")),
+            // A pack shorter than indexed can make the range unsatisfiable: say so.
+            Err(e) => {
+                return Err(match self.repo.store().head(&key).await {
+                    Ok(meta) if meta.size != pack.size => {
+                        format!("{key} has {} bytes, expected {}", meta.size, pack.size)
+                    }
+                    _ => format!("{key}: {e}"),
+                });
+            }
         };
         if size != pack.size {
             return Err(format!("{key} has {size} bytes, expected {}", pack.size));
