@@ -17,7 +17,7 @@ use lifeboat_core::{
     SafetyNet, SnapshotId, StreamHasher, Tags,
 };
 use tokio::task::{JoinHandle, JoinSet};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::crypt::Domain;
 use crate::delta::BaseFinder;
@@ -26,6 +26,7 @@ use crate::format::{
     BlobEntry, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, encode_metadata, head_of,
     pack_key, snapshot_key, tail_of,
 };
+use crate::prune::MERGE_INDEX_FILES_ABOVE;
 use crate::read::read_chunk;
 use crate::repository::{ChunkIndex, Repository};
 use crate::snapshot::StoredSnapshot;
@@ -159,8 +160,37 @@ impl Repository {
             }
             Err(e) => Err(e),
         };
+        if result.is_ok() {
+            self.merge_fragmented_index().await;
+        }
         lease.end().await;
         result
+    }
+
+    /// Merges the index files into one when the backup read more than
+    /// [`MERGE_INDEX_FILES_ABOVE`], so the next open reads a handful instead of one per
+    /// backup. It runs under the backup's lease: a prune that marks packs meanwhile finds
+    /// them listed again in the merged file and cleans the index before it deletes any
+    /// (see `prune.rs`). Best effort: the snapshot is saved whatever happens here.
+    async fn merge_fragmented_index(&self) {
+        if self.is_write_only() || self.index_files_loaded() <= MERGE_INDEX_FILES_ABOVE {
+            return;
+        }
+        let merged = async {
+            let (files, _damaged) = self.read_index_files().await?;
+            if files.len() <= MERGE_INDEX_FILES_ABOVE {
+                return Ok(0);
+            }
+            self.rewrite_index(&files, &HashSet::new()).await?;
+            Ok::<_, StoreError>(files.len())
+        };
+        match merged.await {
+            Ok(0) => {}
+            Ok(n) => info!(merged = n, "merged the index files into one"),
+            Err(e) => {
+                warn!(error = %e, "could not merge the index files; the next backup tries again")
+            }
+        }
     }
 
     /// The manifest of an "unchanged" snapshot when `draft`'s fingerprint equals `parent`'s

@@ -89,8 +89,8 @@ pub struct PruneReport {
     pub index_files_merged: usize,
 }
 
-/// Above this many index files, prune merges them into one: opening a repository reads every
-/// index file, and a fleet writes one per backup.
+/// Above this many index files, prune, and a backup that read them, merge them into one:
+/// opening a repository reads every index file, and a fleet writes one per backup.
 pub const MERGE_INDEX_FILES_ABOVE: usize = 16;
 
 /// A pending mark: packs to delete once it is safe.
@@ -424,7 +424,7 @@ impl Repository {
     }
 
     /// Replaces `files` by one consolidated index file without the packs in `drop`.
-    async fn rewrite_index(
+    pub(crate) async fn rewrite_index(
         &self,
         files: &[(Path, IndexFile)],
         drop: &HashSet<Digest>,

@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     /// How many times the index was loaded: readers that found a chunk missing reload it
     /// only when nobody else did since they looked.
     generation: std::sync::atomic::AtomicU64,
+    /// How many index files the last load of the index read.
+    index_files_loaded: std::sync::atomic::AtomicUsize,
     reloading: tokio::sync::Mutex<()>,
     local_folder: RwLock<Option<Arc<std::path::PathBuf>>>,
 }
@@ -411,6 +413,7 @@ impl Repository {
                 manifests: RwLock::new(HashMap::new()),
                 damaged_indexes: RwLock::new(Vec::new()),
                 generation: std::sync::atomic::AtomicU64::new(0),
+                index_files_loaded: std::sync::atomic::AtomicUsize::new(0),
                 reloading: tokio::sync::Mutex::new(()),
                 local_folder: RwLock::new(None),
             }),
@@ -484,6 +487,11 @@ impl Repository {
         })
     }
 
+    /// How many index files the last load of the index read.
+    pub(crate) fn index_files_loaded(&self) -> usize {
+        self.inner.index_files_loaded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Which load of the index [`Repository::locate`] answers from now.
     pub(crate) fn index_generation(&self) -> u64 {
         self.inner.generation.load(std::sync::atomic::Ordering::Acquire)
@@ -528,9 +536,11 @@ impl Repository {
                 None => tokio::join!(self.index_files(), self.marked_packs()),
             };
             let mut index = ChunkIndex::new();
-            for (_, file) in &files? {
+            let files = files?;
+            for (_, file) in &files {
                 add_to_index(&mut index, file);
             }
+            self.inner.index_files_loaded.store(files.len(), std::sync::atomic::Ordering::Relaxed);
             // A prune that swept a mark meanwhile may have put its packs back into the
             // index: read both again.
             match marked? {

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use lifeboat_core::{ChunkId, Kind, MemoryBackup, NoProgress, Snapshot, Verifier};
 use lifeboat_store::format::DATA_PREFIX;
 use lifeboat_store::{
-    BackupOptions, PruneOptions, Repository, RepositoryVerifier, StoreError, StoredSnapshot,
+    Access, BackupOptions, Password, PruneOptions, Repository, RepositoryVerifier, StoreError,
+    StoredSnapshot,
 };
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -383,11 +384,18 @@ async fn listings_read_each_manifest_once(store: Arc<dyn ObjectStore>) {
 }
 
 async fn prune_merges_many_index_files(store: Arc<dyn ObjectStore>) {
-    let repo = Repository::init_store(store.clone(), "t").await.unwrap();
+    // Write-only hosts merge nothing (they delete nothing): their backups leave one index
+    // file each, for prune to merge.
+    let password = Password::new("prune merges");
+    let repo = Repository::init_store_with(store.clone(), "t", Some(&password)).await.unwrap();
+    let (_, key) = repo.add_key_file(Access::WriteOnly).await.unwrap();
+    let key = Password::from_key_file("host.key", key.0.as_bytes()).unwrap();
+    let host = Repository::open_store_with(store.clone(), "t", Some(&key)).await.unwrap();
     let mut snaps = Vec::new();
     for n in 0..(lifeboat_store::MERGE_INDEX_FILES_ABOVE as u64 + 4) {
         let many = source("many", random(50_000, 2 * n + 101));
-        snaps.push(repo.backup(&many, &BackupOptions::default(), &NoProgress).await.unwrap());
+        let id = host.backup(&many, &BackupOptions::default(), &NoProgress).await.unwrap().id();
+        snaps.push(repo.load_snapshot(id).await.unwrap());
     }
     let files = repo.index_files().await.unwrap().len();
     assert!(files > lifeboat_store::MERGE_INDEX_FILES_ABOVE, "one index file per backup: {files}");
@@ -396,7 +404,7 @@ async fn prune_merges_many_index_files(store: Arc<dyn ObjectStore>) {
     assert_eq!(repo.index_files().await.unwrap().len(), files, "a dry run changes nothing");
     let report = repo.prune(&now_prune()).await.unwrap();
     assert_eq!(report.index_files_merged, files);
-    let fresh = Repository::open_store(store, "t").await.unwrap();
+    let fresh = Repository::open_store_with(store, "t", Some(&password)).await.unwrap();
     assert_eq!(fresh.index_files().await.unwrap().len(), 1);
     verify_all(&fresh).await;
     for snap in &snaps {
@@ -404,8 +412,39 @@ async fn prune_merges_many_index_files(store: Arc<dyn ObjectStore>) {
     }
 }
 
+/// A backup that read more than MERGE_INDEX_FILES_ABOVE index files merges them into one,
+/// so a fleet's repository never makes every open read one file per backup; a prune marking
+/// and sweeping meanwhile loses nothing.
+async fn backups_merge_a_fragmented_index(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store.clone(), "t").await.unwrap();
+    let limit = lifeboat_store::MERGE_INDEX_FILES_ABOVE;
+    let mut snaps = Vec::new();
+    let mut most = 0;
+    for n in 0..(2 * limit as u64 + 6) {
+        let data = random(30_000, 2 * n + 501);
+        let fleet = source("fleet", data);
+        snaps.push(repo.backup(&fleet, &BackupOptions::default(), &NoProgress).await.unwrap());
+        let files = repo.index_files().await.unwrap().len();
+        most = most.max(files);
+        // Forget and prune now and then: the merges run beside marks and sweeps.
+        if n % 7 == 6 {
+            repo.forget(&[snaps.remove(0).id()]).await.unwrap();
+            repo.prune(&now_prune()).await.unwrap();
+        }
+    }
+    assert!(most <= limit + 1, "at most {} index files at any time, saw {most}", limit + 1);
+    assert!(most > 2, "the test made index files pile up: {most}");
+    let fresh = Repository::open_store(store, "t").await.unwrap();
+    verify_all(&fresh).await;
+    for (n, snap) in snaps.iter().enumerate() {
+        let stored = fresh.load_snapshot(snap.id()).await.unwrap();
+        assert_eq!(read(&stored).await, read(snap).await, "snapshot {n}");
+    }
+}
+
 lifeboat_testkit::for_each_store!(
     prune_merges_many_index_files,
+    backups_merge_a_fragmented_index,
     lease_is_exclusive,
     expired_lease_is_taken_over,
     a_dead_local_holders_lease_is_taken_over_at_once,
