@@ -306,7 +306,10 @@ rm -f "$W"/restored-lb.db "$W"/restored-lb.db-*
 FLEET_NOTE=""
 NAMES=()
 for ((n = 0; n < N_NAMES; n++)); do NAMES+=("$(printf 'app-%02d' "$n")"); done
-FLEET_MARK="snapshots=$N_SNAPS names=$N_NAMES layout=1"
+# The mark says which lifeboat made the fleet's repository: layout 2 is made by backups that
+# merge a fragmented index and listings that keep the catalog (session 11), so the fleet is
+# what a repository used by that lifeboat looks like. A fleet with another mark is made again.
+FLEET_MARK="snapshots=$N_SNAPS names=$N_NAMES layout=2"
 
 # fleet_worker TOOL W: backs up every name whose index is W modulo 2, PER_NAME times each,
 # changing its database (lifeboat) or file (restic) before every backup; into local folders.
