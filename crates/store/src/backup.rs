@@ -230,8 +230,12 @@ impl Repository {
         let body =
             self.crypt().seal(Domain::Manifest, encode_metadata(&manifest, "new manifest")?)?;
         let id = Digest::of(&body);
-        self.create_bytes(&snapshot_key(&id), Bytes::from(body)).await?;
+        let body = Bytes::from(body);
+        self.create_bytes(&snapshot_key(&id), body.clone()).await?;
         info!(snapshot = %id, name = %manifest.name, size = manifest.size, stored = manifest.stored, "snapshot saved");
+        if !self.is_write_only() {
+            self.catalog_saved(id, manifest.clone(), body).await;
+        }
         Ok(StoredSnapshot::new(self.clone(), id, manifest))
     }
 

@@ -24,7 +24,52 @@ use crate::snapshot::StoredSnapshot;
 /// still holds) before it writes the catalog anew: about one round of parallel requests.
 pub const CATALOG_SLACK: usize = 8;
 
+/// A catalog this small is written again with every new snapshot: one small PUT that saves
+/// the next reader one GET per manifest it lacks.
+const SMALL_CATALOG: usize = 64;
+
+/// What this handle knows of the catalog.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CatalogState {
+    /// The manifest cache holds every snapshot of a listing (not just those loaded by id).
+    listed: bool,
+    /// How many of those (and of the snapshots saved since) the catalog lacks.
+    lacks: usize,
+}
+
 impl Repository {
+    fn catalog_state(&self) -> std::sync::MutexGuard<'_, CatalogState> {
+        match self.inner.catalog_state.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Records a snapshot this handle just saved: into the manifest cache and, when the
+    /// cache holds a whole listing and the catalog is small or lacks `CATALOG_SLACK`
+    /// manifests, into a catalog written anew. A later listing then reads it with the
+    /// others in one GET. Best effort, like every catalog write.
+    pub(crate) async fn catalog_saved(&self, id: Digest, manifest: Manifest, body: Bytes) {
+        self.manifest_cache().insert(id, (manifest, body));
+        let due = {
+            let mut state = self.catalog_state();
+            state.lacks += 1;
+            let due = state.listed
+                && (self.manifest_cache().len() <= SMALL_CATALOG || state.lacks >= CATALOG_SLACK);
+            if due {
+                state.lacks = 0;
+            }
+            due
+        };
+        if due {
+            let body = {
+                let cache = self.manifest_cache();
+                encode_catalog(cache.iter().map(|(id, (_, body))| (id, body)))
+            };
+            self.write_catalog(body).await;
+        }
+    }
+
     /// Every snapshot in the repository, oldest first.
     ///
     /// The listing of `snapshots/` says which exist. Their manifests come from this handle's
@@ -80,14 +125,19 @@ impl Repository {
             debug!(listed = listed.len(), from_catalog, fetched, stale, "manifests read");
             // Forgotten snapshots the catalog still holds, or manifests it lacks: rewrite it
             // once either is worth more than a round of requests.
-            if fetched >= CATALOG_SLACK || (stale >= CATALOG_SLACK && stale * 4 >= in_catalog) {
+            let rewrite =
+                fetched >= CATALOG_SLACK || (stale >= CATALOG_SLACK && stale * 4 >= in_catalog);
+            if rewrite {
                 let body = {
                     let cache = self.manifest_cache();
                     encode_catalog(cache.iter().map(|(id, (_, body))| (id, body)))
                 };
                 self.write_catalog(body).await;
             }
+            let mut state = self.catalog_state();
+            state.lacks = if rewrite { 0 } else { fetched };
         }
+        self.catalog_state().listed = true;
         let cache = self.manifest_cache();
         let mut snaps: Vec<StoredSnapshot> = listed
             .iter()

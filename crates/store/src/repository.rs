@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     /// digest), so a listing reads only the ones it has not seen: a long-running service
     /// lists thousands of snapshots without reading them again every time.
     pub(crate) manifests: RwLock<HashMap<Digest, (Manifest, Bytes)>>,
+    /// Whether `manifests` holds a whole listing, and how many of them the catalog lacks.
+    pub(crate) catalog_state: std::sync::Mutex<crate::catalog::CatalogState>,
     /// Index files found damaged by the last read of the index, set aside.
     damaged_indexes: RwLock<Vec<DamagedObject>>,
     /// How many times the index was loaded: readers that found a chunk missing reload it
@@ -411,6 +413,7 @@ impl Repository {
                 index: RwLock::new(Arc::new(ChunkIndex::new())),
                 marked: RwLock::new(Arc::new(ChunkIndex::new())),
                 manifests: RwLock::new(HashMap::new()),
+                catalog_state: std::sync::Mutex::new(crate::catalog::CatalogState::default()),
                 damaged_indexes: RwLock::new(Vec::new()),
                 generation: std::sync::atomic::AtomicU64::new(0),
                 index_files_loaded: std::sync::atomic::AtomicUsize::new(0),
