@@ -273,7 +273,7 @@ impl Repository {
     }
 
     /// Chunks, deduplicates and stores a stream; returns what the manifest needs.
-    async fn store_stream(
+    pub(crate) async fn store_stream(
         &self,
         reader: lifeboat_core::ByteStream,
         parent_chunks: &[ChunkId],
@@ -485,13 +485,13 @@ async fn blocking<T: Send + 'static>(
     joined(tokio::task::spawn_blocking(work).await)?
 }
 
-struct StoredStream {
-    chunks: Vec<ChunkId>,
-    size: u64,
-    sha256: Digest,
-    new_bytes: u64,
+pub(crate) struct StoredStream {
+    pub(crate) chunks: Vec<ChunkId>,
+    pub(crate) size: u64,
+    pub(crate) sha256: Digest,
+    pub(crate) new_bytes: u64,
     /// New chunks stored as deltas.
-    deltas: u64,
+    pub(crate) deltas: u64,
 }
 
 #[async_trait]

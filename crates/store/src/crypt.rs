@@ -223,6 +223,8 @@ pub(crate) enum Domain {
     Lease,
     /// A prune's pending mark.
     Mark,
+    /// An entry of the WAL archive.
+    Wal,
 }
 
 impl Domain {
@@ -234,6 +236,7 @@ impl Domain {
             Domain::Blob(_) => b"lifeboat blob ",
             Domain::Lease => b"lifeboat lease",
             Domain::Mark => b"lifeboat mark",
+            Domain::Wal => b"lifeboat wal entry",
         };
         let mut aad = label.to_vec();
         if let Domain::Blob(id) = self {
@@ -253,6 +256,7 @@ impl Domain {
             Domain::Manifest => "read snapshot manifests",
             Domain::Blob(_) => "read backed-up data",
             Domain::Mark => "prune",
+            Domain::Wal => "read the WAL archive",
             Domain::Index | Domain::Trailer | Domain::Lease => "read the index",
         }
     }

@@ -178,6 +178,17 @@ pub enum StoreError {
         /// The repository URL.
         url: String,
     },
+    /// Another file is already archived under this name in this WAL series: the archive
+    /// never replaces a file.
+    #[error(
+        "{file} is already in the WAL archive of {series} with other content: refusing to replace it"
+    )]
+    WalConflict {
+        /// The series (the cluster's name).
+        series: String,
+        /// The file's name.
+        file: String,
+    },
     /// A domain error (corrupt chunk, snapshot not found, capture failure).
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -271,6 +282,11 @@ impl StoreError {
             StoreError::ConfigChanged { .. } | StoreError::ConfigDowngraded { .. } => Some(
                 "nothing was read or written: restore the config object from a copy and check \
                  who can write to the store"
+                    .into(),
+            ),
+            StoreError::WalConflict { .. } => Some(
+                "two servers may be archiving under one name (a restored copy or a promoted \
+                 standby): give each its own --name; the archived file was left as it is"
                     .into(),
             ),
             StoreError::Core(e) => e.hint(),

@@ -49,6 +49,7 @@ pub mod stats;
 mod targets;
 mod url;
 mod verify;
+mod wal;
 
 pub use backup::{BackupOptions, host_name};
 pub use crypt::{Access, KdfParams, KeyFileText, KeySlot, Password};
@@ -68,3 +69,4 @@ pub use staging::{STAGING_MIN_AGE, StagingFile};
 pub use targets::MemberOutcome;
 pub use url::{DEFAULT_REPOSITORY, Location};
 pub use verify::RepositoryVerifier;
+pub use wal::{WAL_PREFIX, WalFile, WalPushed, check_wal_file_name};

@@ -285,8 +285,9 @@ impl Repository {
             .collect();
         let snapshots = self.snapshots().await?;
         report.snapshots = snapshots.len();
-        let referenced: HashSet<ChunkId> =
+        let mut referenced: HashSet<ChunkId> =
             snapshots.iter().flat_map(|s| s.manifest().chunks.iter().copied()).collect();
+        referenced.extend(self.wal_chunks().await?);
         let files = self.index_files().await?;
         let mut indexed: HashMap<Digest, PackEntry> = HashMap::new();
         for (_, file) in &files {
@@ -397,12 +398,13 @@ impl Repository {
     /// Splits marked packs into those a current snapshot needs (it references a chunk that
     /// no unmarked indexed pack holds) and the rest.
     async fn split_revived(&self, packs: &[PackEntry]) -> Result<(Vec<PackEntry>, Vec<PackEntry>)> {
-        let referenced: HashSet<ChunkId> = self
+        let mut referenced: HashSet<ChunkId> = self
             .snapshots()
             .await?
             .iter()
             .flat_map(|s| s.manifest().chunks.iter().copied())
             .collect();
+        referenced.extend(self.wal_chunks().await?);
         let marked: HashSet<Digest> = packs.iter().map(|p| p.id).collect();
         let files = self.index_files().await?;
         let indexed: Vec<PackEntry> = files
