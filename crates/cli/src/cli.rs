@@ -232,6 +232,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Archive one WAL file (PostgreSQL's `archive_command`): stored, then visible. The same
+    /// file again succeeds; other bytes under an archived name are refused.
+    WalPush {
+        /// The file (`%p`); it is archived under its file name.
+        path: PathBuf,
+        /// The cluster's name: the WAL series, as its base backups are named.
+        #[arg(long)]
+        name: String,
+    },
+    /// Fetch one archived WAL file (PostgreSQL's `restore_command`); exit code 1, quietly,
+    /// when it is not archived (recovery ends there), 255 when it cannot be read (recovery
+    /// stops instead of ending early).
+    WalFetch {
+        /// The file's name (`%f`).
+        file: String,
+        /// Where to write it (`%p`).
+        dest: PathBuf,
+        /// The cluster's name: the WAL series.
+        #[arg(long)]
+        name: String,
+        /// Segments to fetch at once, the one asked for and those after it; the others wait
+        /// in `lifeboat-prefetch/` beside DEST for the next calls.
+        #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+        prefetch: u16,
+    },
     /// Write a snapshot's captured stream to stdout, or to a file; only once verified.
     Cat {
         /// Snapshot id, unique prefix or `latest`.

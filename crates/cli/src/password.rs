@@ -24,6 +24,27 @@ pub struct Sources {
 static SOURCES: OnceLock<Sources> = OnceLock::new();
 
 /// Records this run's sources (once, before any command runs).
+/// The flags that give another lifeboat process the same key as this one (for a
+/// `restore_command`), or `None` when the key came from something a command line cannot
+/// name (`LIFEBOAT_PASSWORD`, a prompt).
+pub fn flags_for_child(encrypted: bool) -> Option<Vec<String>> {
+    let sources = SOURCES.get();
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    match sources {
+        Some(Sources { key_file: Some(f), .. }) => {
+            Some(vec!["--key-file".into(), absolute(f).display().to_string()])
+        }
+        Some(Sources { file: Some(f), .. }) => {
+            Some(vec!["--password-file".into(), absolute(f).display().to_string()])
+        }
+        Some(Sources { command: Some(c), .. }) => {
+            Some(vec!["--password-command".into(), c.clone()])
+        }
+        _ if !encrypted => Some(Vec::new()),
+        _ => None,
+    }
+}
+
 pub fn set(sources: Sources) {
     let _ = SOURCES.set(sources);
 }

@@ -44,7 +44,7 @@ async fn restore(
     target: &str,
     force: bool,
 ) -> Result<(crate::RestoreReport, MemorySafetyNet)> {
-    let plan = h.plan(snap, target, &RestoreOptions { force, create: false })?;
+    let plan = h.plan(snap, target, &RestoreOptions { force, ..Default::default() })?;
     let net = MemorySafetyNet::default();
     let ctx = RestoreContext { snapshot: snap, safety_net: &net, progress: &NoProgress };
     let report = plan.execute(&ctx).await?;
@@ -73,7 +73,7 @@ pub async fn restore_without_force_refuses_existing_target(h: &dyn Harness) {
     let snap = MemorySnapshot::capture(source.as_ref(), Tags::new()).await.unwrap();
     h.change(source.as_ref()).await;
     let before = h.content(&live).await;
-    let refused = h.plan(&snap, &live, &RestoreOptions { force: false, create: false });
+    let refused = h.plan(&snap, &live, &RestoreOptions::default());
     assert!(
         matches!(refused, Err(crate::Error::TargetExists { .. })),
         "restore over a live target without force was planned"
@@ -92,7 +92,7 @@ pub async fn restore_with_force_takes_a_safety_snapshot(h: &dyn Harness) {
     let changed = h.content(&live).await;
     assert_ne!(original, changed, "the harness's change() changed nothing");
 
-    let plan = h.plan(&snap, &live, &RestoreOptions { force: true, create: false }).unwrap();
+    let plan = h.plan(&snap, &live, &RestoreOptions { force: true, ..Default::default() }).unwrap();
     assert!(!plan.steps().is_empty());
     assert_eq!(h.content(&live).await, changed, "planning had side effects");
     let (report, net) = restore(h, &snap, &live, true).await.unwrap();

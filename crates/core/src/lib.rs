@@ -39,6 +39,7 @@ mod restore;
 pub mod retention;
 mod snapshot;
 mod verify;
+pub mod wal;
 
 pub use backend::{Backend, Registry, TargetSpec};
 pub use backup::{Backup, ByteStream, Capture, FinishCheck};
@@ -52,7 +53,7 @@ pub use progress::{NoProgress, Progress};
 pub use restore::{
     PRE_RESTORE_TAG, PlanStep, RestoreContext, RestoreOptions, RestorePlan, RestoreReport,
     SafetyNet, aside_name, existing_parent, is_safety_snapshot, parent_folder, remove_leftovers,
-    temp_prefix,
+    shell_quote, temp_prefix,
 };
 pub use snapshot::Snapshot;
 pub use verify::{Check, Verifier, VerifyReport};

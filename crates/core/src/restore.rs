@@ -122,13 +122,33 @@ pub fn remove_leftovers(target: &std::path::Path) -> Vec<std::path::PathBuf> {
     removed
 }
 
+/// `s` as one word for a POSIX shell: as it is when it holds nothing the shell reads
+/// specially, else in single quotes.
+///
+/// ```
+/// assert_eq!(lifeboat_core::shell_quote("/usr/bin/lifeboat"), "/usr/bin/lifeboat");
+/// assert_eq!(lifeboat_core::shell_quote("it's"), r"'it'\''s'");
+/// ```
+pub fn shell_quote(s: &str) -> String {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"/._-:=@,+%".contains(&b);
+    if !s.is_empty() && s.bytes().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 /// Choices that apply to every kind of restore.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoreOptions {
     /// Replace an existing target (after taking a safety snapshot of it).
     pub force: bool,
     /// Create a target that must be created explicitly (a PostgreSQL database).
     pub create: bool,
+    /// A shell command that fetches one file of this repository's WAL archive when given
+    /// `FILE DEST --name SERIES` (`lifeboat --repo URL wal-fetch`), for restores that
+    /// recover from the archive; set by the CLI.
+    pub archive_fetch: Option<String>,
 }
 
 /// One step of a restore, as printed by `--dry-run`.

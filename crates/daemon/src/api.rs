@@ -504,7 +504,8 @@ async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) 
             ),
         ));
     }
-    let options = RestoreOptions { force: request.force, create: request.create };
+    let options =
+        RestoreOptions { force: request.force, create: request.create, ..Default::default() };
     let plan = d.registry.plan_restore(&snap, &to, &options, &selection).await?;
     let steps = plan.steps();
     if request.dry_run {

@@ -72,6 +72,8 @@ pub fn backends() -> Registry {
     add(registry.register(lifeboat_sqlite::SqliteBackend));
     #[cfg(feature = "postgres")]
     add(registry.register(lifeboat_postgres::PostgresBackend));
+    #[cfg(feature = "postgres")]
+    add(registry.register(lifeboat_postgres::PostgresClusterBackend));
     #[cfg(feature = "container")]
     add(registry.register(lifeboat_container::ContainerBackend));
     #[cfg(feature = "dir")]
@@ -118,7 +120,7 @@ mod tests {
     fn every_built_in_backend_registers() {
         let kinds = super::backends().kinds();
         let expected = usize::from(cfg!(feature = "sqlite"))
-            + usize::from(cfg!(feature = "postgres"))
+            + 2 * usize::from(cfg!(feature = "postgres"))
             + usize::from(cfg!(feature = "container"))
             + usize::from(cfg!(feature = "dir"));
         assert_eq!(kinds.len(), expected, "{kinds:?}");

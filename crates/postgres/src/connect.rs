@@ -157,6 +157,25 @@ pub fn server_tools(major: u32) -> Result<ServerTools, PgError> {
     })
 }
 
+/// One of the server's programs (`pg_basebackup`, `pg_ctl`, `pg_verifybackup`) of major
+/// version `major`: from `PG_BINDIR` when it is set, otherwise Debian's
+/// `/usr/lib/postgresql/<major>/bin`.
+///
+/// # Errors
+/// [`PgError::ToolMissing`] naming the version needed.
+pub(crate) fn server_tool(tool: &'static str, major: u32) -> Result<PathBuf, PgError> {
+    let dir = match std::env::var("PG_BINDIR") {
+        Ok(dir) => PathBuf::from(dir),
+        Err(_) => PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")),
+    };
+    let path = dir.join(tool);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(PgError::ToolMissing { tool, major, looked: dir.display().to_string() })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::pgpass_lookup;

@@ -74,7 +74,7 @@ impl ScratchDrill for PostgresDrill {
         let plan = PostgresRestorePlan::prepare(
             snapshot,
             &url,
-            &RestoreOptions { force: false, create: true },
+            &RestoreOptions { create: true, ..Default::default() },
         )
         .await
         // A drill leaves nothing behind on its server: no roles are created for it.

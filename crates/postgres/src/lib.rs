@@ -12,19 +12,25 @@
 mod archive;
 mod backend;
 mod backup;
+mod cluster;
+mod cluster_backend;
 mod connect;
 mod database;
 mod drill;
 mod error;
 mod parallel;
+mod pgdata;
 mod restore;
 
 pub use backend::{DRILL_SERVER, PostgresBackend};
 pub use backup::{PostgresBackup, PostgresMetadata};
+pub use cluster::{CLUSTER_KIND, ClusterBackup, ClusterMetadata, cluster_name};
+pub use cluster_backend::PostgresClusterBackend;
 pub use connect::{ServerTools, server_tools};
 pub use database::{DatabaseFacts, Grant, Setting};
 pub use drill::PostgresDrill;
 pub use error::PgError;
+pub use pgdata::{PgdataRestorePlan, RecoveryTarget};
 pub use restore::{MissingRoles, PostgresRestorePlan};
 
 /// The snapshot kind this backend produces.

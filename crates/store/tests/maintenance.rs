@@ -375,6 +375,15 @@ async fn listings_read_each_manifest_once(store: Arc<dyn ObjectStore>) {
     store.put(&key, object_store::PutPayload::from(Bytes::from_static(b"garbage"))).await.unwrap();
     let listed = repo.snapshots().await.unwrap();
     assert_eq!((listed[0].id(), listed[0].manifest().sha256), (a.id(), a.manifest().sha256));
+    // A fresh reader lists it from the catalog the backup wrote: a copy checked against the
+    // id, so the listing is still right. Without the catalog it reads the damaged object.
+    let fresh = Repository::open_store(store.clone(), "t").await.unwrap();
+    let listed = fresh.snapshots().await.unwrap();
+    assert_eq!((listed[0].id(), listed[0].manifest().sha256), (a.id(), a.manifest().sha256));
+    store
+        .delete(&object_store::path::Path::from(lifeboat_store::format::CATALOG_KEY))
+        .await
+        .unwrap();
     let fresh = Repository::open_store(store.clone(), "t").await.unwrap();
     assert!(fresh.snapshots().await.is_err(), "a fresh reader lists the damaged manifest");
     assert!(repo.load_snapshot(a.id()).await.is_err(), "loading by id reads the store");

@@ -53,6 +53,15 @@ impl PgCluster {
     /// # Panics
     /// When PostgreSQL is missing or does not start, with its log.
     pub fn start() -> PgCluster {
+        Self::start_with(&[])
+    }
+
+    /// As [`PgCluster::start`], with server settings (`("archive_mode", "on")`) given on
+    /// the command line.
+    ///
+    /// # Panics
+    /// As [`PgCluster::start`].
+    pub fn start_with(settings: &[(&str, &str)]) -> PgCluster {
         let bindir = pg_bindir();
         let dir = tempfile::Builder::new().prefix("lifeboat-pg-").tempdir().unwrap();
         let as_postgres = is_root();
@@ -87,11 +96,14 @@ impl PgCluster {
                 "--locale=C",
             ],
         );
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
             cluster.port,
             cluster.dir.path().display()
         );
+        for (key, value) in settings {
+            options.push_str(&format!(" -c {key}={}", shell_word(value)));
+        }
         let log = cluster.dir.path().join("server.log");
         let out = cluster.run(
             &cluster.bin("pg_ctl"),
@@ -116,8 +128,14 @@ impl PgCluster {
         cluster
     }
 
-    fn data_dir(&self) -> PathBuf {
+    /// The cluster's data directory.
+    pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// Whether its programs run as the `postgres` user (the tests run as root).
+    pub fn runs_as_postgres(&self) -> bool {
+        self.as_postgres
     }
 
     /// A server binary's path.
@@ -125,7 +143,8 @@ impl PgCluster {
         self.bindir.join(name)
     }
 
-    fn command(&self, program: &Path) -> Command {
+    /// `program` as the user the server runs as.
+    pub fn command(&self, program: &Path) -> Command {
         if self.as_postgres {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(program);
@@ -180,6 +199,11 @@ impl PgCluster {
         let out = Command::new(self.bin("pgbench")).args(args).arg(self.url(db)).output().unwrap();
         assert!(out.status.success(), "pgbench failed: {}", String::from_utf8_lossy(&out.stderr));
     }
+}
+
+/// `value` as one word for pg_ctl's `-o`, which a shell splits.
+fn shell_word(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
 }
 
 impl Drop for PgCluster {

@@ -24,6 +24,7 @@ mod stale;
 mod stats;
 mod unlock;
 mod verify;
+mod wal;
 
 /// Runs the parsed command line; `matches` holds what the backends added to it.
 pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow::Result<ExitCode> {
@@ -131,6 +132,10 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
         Command::Stats { json } => stats::run(&repo, json).await,
         Command::Stale { max_age, expected, json } => {
             stale::run(&repo, max_age, &expected, json).await
+        }
+        Command::WalPush { path, name } => wal::push(&repo, &path, &name).await,
+        Command::WalFetch { file, dest, name, prefetch } => {
+            Ok(wal::fetch(&repo, &file, &dest, &name, usize::from(prefetch)).await)
         }
     }
 }

@@ -1,0 +1,494 @@
+//! Restoring a base backup into a data directory (`--to pgdata:DIR`), recovering from the
+//! WAL archive to a point: a time, an LSN, a transaction, a named restore point, the backup's
+//! own end (`--immediate`) or the newest archived WAL (no target).
+//!
+//! The steps: check DIR (absent or empty; with force, a stopped cluster there is moved aside,
+//! never deleted), write the base backup into a temporary folder beside it, check it against
+//! the server's `backup_manifest` with `pg_verifybackup`, write the recovery settings
+//! (`restore_command` calling lifeboat's `wal-fetch` with this repository, the target,
+//! `recovery.signal`), rename it onto DIR; with `start`, start the server on a port and wait
+//! until recovery has ended and it accepts writes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lifeboat_core::{
+    Check, Error, PlanStep, RestoreContext, RestorePlan, RestoreReport, Result, Snapshot,
+    aside_name, existing_parent, shell_quote, temp_prefix,
+};
+use tokio::process::Command;
+use tracing::info;
+
+use crate::cluster::ClusterMetadata;
+use crate::connect::server_tool;
+use crate::error::PgError;
+
+/// Where recovery stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveryTarget {
+    /// The newest archived WAL.
+    Latest,
+    /// The end of the base backup itself.
+    Immediate,
+    /// A time, in any form `recovery_target_time` takes.
+    Time(String),
+    /// An LSN (`0/3000060`).
+    Lsn(String),
+    /// A transaction id.
+    Xid(String),
+    /// A restore point made with `pg_create_restore_point`.
+    Name(String),
+}
+
+impl RecoveryTarget {
+    /// The settings that say it, for `postgresql.auto.conf`.
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        match self {
+            RecoveryTarget::Latest => Vec::new(),
+            RecoveryTarget::Immediate => vec![("recovery_target", "immediate".into())],
+            RecoveryTarget::Time(t) => vec![("recovery_target_time", t.clone())],
+            RecoveryTarget::Lsn(l) => vec![("recovery_target_lsn", l.clone())],
+            RecoveryTarget::Xid(x) => vec![("recovery_target_xid", x.clone())],
+            RecoveryTarget::Name(n) => vec![("recovery_target_name", n.clone())],
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            RecoveryTarget::Latest => "the newest archived WAL".into(),
+            RecoveryTarget::Immediate => "the end of the base backup".into(),
+            RecoveryTarget::Time(t) => format!("time {t}"),
+            RecoveryTarget::Lsn(l) => format!("LSN {l}"),
+            RecoveryTarget::Xid(x) => format!("transaction {x}"),
+            RecoveryTarget::Name(n) => format!("restore point {n}"),
+        }
+    }
+}
+
+/// The plan that writes a base backup into a data directory and sets up its recovery.
+#[derive(Debug, Clone)]
+pub struct PgdataRestorePlan {
+    dir: PathBuf,
+    series: String,
+    metadata: ClusterMetadata,
+    target: RecoveryTarget,
+    fetch_command: Option<String>,
+    force: bool,
+    start_port: Option<u16>,
+}
+
+impl PgdataRestorePlan {
+    /// Plans restoring `snapshot` into `dir`.
+    ///
+    /// # Errors
+    /// A snapshot without cluster metadata; a `dir` that is not empty (without `force`) or
+    /// holds a running server.
+    pub fn prepare(
+        snapshot: &dyn Snapshot,
+        dir: &Path,
+        target: RecoveryTarget,
+        fetch_command: Option<String>,
+        force: bool,
+    ) -> Result<Self> {
+        let manifest = snapshot.manifest();
+        let metadata: ClusterMetadata =
+            serde_json::from_value(manifest.metadata.clone()).map_err(|e| Error::InvalidInput {
+                what: format!(
+                    "snapshot {} has no base backup metadata: {e}",
+                    snapshot.id().short()
+                ),
+                hint: "restore a postgres-cluster snapshot".into(),
+            })?;
+        existing_parent(dir)?;
+        if fetch_command.is_none() && target != RecoveryTarget::Immediate {
+            return Err(Error::InvalidInput {
+                what: "recovery past the base backup needs a restore_command and none was given"
+                    .into(),
+                hint: "restore with the lifeboat command line, or give --immediate".into(),
+            });
+        }
+        for (_, value) in target.settings() {
+            if value.contains(['\'', '\n', '\\']) {
+                return Err(Error::InvalidInput {
+                    what: format!("the recovery target {value:?} holds a quote or line end"),
+                    hint: "give a time such as 2026-12-04 12:00:00+00, an LSN such as 0/3000060, \
+                           a transaction id or a restore point name"
+                        .into(),
+                });
+            }
+        }
+        let plan = PgdataRestorePlan {
+            dir: dir.to_path_buf(),
+            series: manifest.name.clone(),
+            metadata,
+            target,
+            fetch_command,
+            force,
+            start_port: None,
+        };
+        plan.check_target()?;
+        Ok(plan)
+    }
+
+    /// Starts the server on `port` once written, and waits until recovery has ended.
+    pub fn start_on(mut self, port: u16) -> Self {
+        self.start_port = Some(port);
+        self
+    }
+
+    /// Whether DIR may be written: absent, empty, or (with force) a stopped cluster.
+    fn check_target(&self) -> Result<Occupied> {
+        let dir = &self.dir;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries.count(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Occupied::Absent),
+            Err(e) => {
+                return Err(Error::InvalidInput {
+                    what: format!("{} cannot be read: {e}", dir.display()),
+                    hint: "give a data directory this user can write, or a new path".into(),
+                });
+            }
+        };
+        if entries == 0 {
+            return Ok(Occupied::Empty);
+        }
+        if let Some(pid) = running_server(dir) {
+            return Err(Error::InvalidInput {
+                what: format!("a PostgreSQL server (pid {pid}) is running on {}", dir.display()),
+                hint: "stop it first (pg_ctl stop); it is moved aside, never deleted".into(),
+            });
+        }
+        if !self.force {
+            return Err(Error::TargetExists { target: dir.display().to_string() });
+        }
+        Ok(Occupied::Full)
+    }
+
+    fn restore_command(&self) -> Option<String> {
+        // PostgreSQL reads `%` in restore_command: a literal one is `%%`.
+        let series = shell_quote(&self.series).replace('%', "%%");
+        self.fetch_command
+            .as_ref()
+            .map(|c| format!("{} %f %p --name {series}", c.replace('%', "%%")))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Occupied {
+    Absent,
+    Empty,
+    Full,
+}
+
+/// The pid in `DIR/postmaster.pid` when that process is alive.
+fn running_server(dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join("postmaster.pid")).ok()?;
+    let pid: u32 = text.lines().next()?.trim().parse().ok()?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+}
+
+/// `s` as a value in `postgresql.conf` (single quotes doubled).
+fn conf_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[async_trait]
+impl RestorePlan for PgdataRestorePlan {
+    fn steps(&self) -> Vec<PlanStep> {
+        let dir = self.dir.display();
+        let mut steps = vec![PlanStep::new(
+            "check",
+            format!(
+                "{dir} is absent or empty (with force, a stopped cluster there is moved aside)"
+            ),
+        )];
+        steps.push(PlanStep::new(
+            "write",
+            format!(
+                "the base backup (PostgreSQL {}, timeline {}, WAL {} to {}) into a temporary folder beside {dir}",
+                self.metadata.server_version,
+                self.metadata.timeline,
+                self.metadata.start_lsn,
+                self.metadata.stop_lsn
+            ),
+        ));
+        steps.push(PlanStep::new(
+            "verify",
+            "every file against the server's backup_manifest (pg_verifybackup)",
+        ));
+        let mut recovery = format!("recover to {}", self.target.describe());
+        if let Some(command) = self.restore_command() {
+            recovery.push_str(&format!("; restore_command = {command}"));
+        }
+        steps.push(PlanStep::new("recovery", format!("{recovery}; recovery.signal")));
+        steps.push(PlanStep::new("swap", format!("rename the folder onto {dir}")));
+        if let Some(port) = self.start_port {
+            steps.push(PlanStep::new(
+                "start",
+                format!("pg_ctl start on port {port}; wait until recovery has ended and the server accepts writes"),
+            ));
+        }
+        steps
+    }
+
+    async fn execute(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        let occupied = self.check_target()?;
+        let parent = existing_parent(&self.dir)?;
+        let temp = tempfile::Builder::new()
+            .prefix(&temp_prefix(&self.dir))
+            .tempdir_in(parent)
+            .map_err(|e| io_error("creating a folder beside", &self.dir, e))?;
+        let stream = ctx.snapshot.open().await?;
+        let into = temp.path().to_path_buf();
+        let bytes = unpack(stream, into).await?;
+        set_private(temp.path())?;
+        let mut checks = vec![self.verify_backup(temp.path()).await?];
+        self.write_recovery(temp.path())?;
+        // The swap: an existing cluster is moved aside, never deleted.
+        let kept = temp.keep();
+        match occupied {
+            Occupied::Absent => {}
+            Occupied::Empty => std::fs::remove_dir(&self.dir)
+                .map_err(|e| io_error("removing the empty folder", &self.dir, e))?,
+            Occupied::Full => {
+                let aside = parent.join(format!("{}-{}", aside_name(&self.dir), now_stamp()));
+                std::fs::rename(&self.dir, &aside)
+                    .map_err(|e| io_error("moving aside", &self.dir, e))?;
+                checks.push(Check::pass("moved aside", aside.display().to_string()));
+            }
+        }
+        if let Err(e) = std::fs::rename(&kept, &self.dir) {
+            let _ = std::fs::remove_dir_all(&kept);
+            return Err(io_error("renaming the restored folder onto", &self.dir, e));
+        }
+        sync_dir(parent);
+        info!(dir = %self.dir.display(), "base backup written");
+        if let Some(port) = self.start_port {
+            checks.extend(self.start(port).await?);
+        }
+        Ok(RestoreReport {
+            target: format!("pgdata:{}", self.dir.display()),
+            snapshot: ctx.snapshot.id(),
+            safety_snapshot: None,
+            bytes,
+            checks,
+        })
+    }
+}
+
+impl PgdataRestorePlan {
+    async fn verify_backup(&self, dir: &Path) -> Result<Check> {
+        if !dir.join("backup_manifest").exists() {
+            return Ok(Check::fail(
+                "backup_manifest",
+                "the base backup has no backup_manifest (PostgreSQL before 13?): files not checked",
+            ));
+        }
+        let tool = server_tool("pg_verifybackup", self.metadata.server_major)?;
+        let out = Command::new(&tool).arg("--quiet").arg(dir).output().await.map_err(|e| {
+            PgError::Tool {
+                tool: "pg_verifybackup",
+                status: "not started".into(),
+                stderr: format!("{}: {e}", tool.display()),
+            }
+        })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(PgError::Tool {
+                tool: "pg_verifybackup",
+                status: out.status.to_string(),
+                stderr: stderr.lines().take(5).collect::<Vec<_>>().join(" | "),
+            }
+            .into());
+        }
+        Ok(Check::pass("pg_verifybackup", "every file and the backup's WAL match backup_manifest"))
+    }
+
+    fn write_recovery(&self, dir: &Path) -> Result<()> {
+        let mut text = format!(
+            "\n# lifeboat restore of {} (timeline {}, {} to {}): recover to {}\n",
+            self.series,
+            self.metadata.timeline,
+            self.metadata.start_lsn,
+            self.metadata.stop_lsn,
+            self.target.describe()
+        );
+        if let Some(command) = self.restore_command() {
+            text.push_str(&format!("restore_command = {}\n", conf_quote(&command)));
+        }
+        for (key, value) in self.target.settings() {
+            text.push_str(&format!("{key} = {}\n", conf_quote(&value)));
+        }
+        text.push_str("recovery_target_action = 'promote'\n");
+        let auto = dir.join("postgresql.auto.conf");
+        let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
+        conf.push_str(&text);
+        write_synced(&auto, conf.as_bytes())?;
+        write_synced(&dir.join("recovery.signal"), b"")?;
+        Ok(())
+    }
+
+    /// Starts the server and waits until recovery has ended and it accepts writes.
+    async fn start(&self, port: u16) -> Result<Vec<Check>> {
+        let pg_ctl = server_tool("pg_ctl", self.metadata.server_major)?;
+        let log = self.dir.join("lifeboat-start.log");
+        let options = format!("-p {port} -c unix_socket_directories=''");
+        let out = Command::new(&pg_ctl)
+            .arg("-D")
+            .arg(&self.dir)
+            .args(["-o", &options, "-l"])
+            .arg(&log)
+            .args(["-w", "-t", "3600", "start"])
+            .output()
+            .await
+            .map_err(|e| PgError::Tool {
+                tool: "pg_ctl",
+                status: "not started".into(),
+                stderr: format!("{}: {e}", pg_ctl.display()),
+            })?;
+        let log_tail = || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(5)..].join(" | ")
+        };
+        if !out.status.success() {
+            return Err(PgError::Tool {
+                tool: "pg_ctl start",
+                status: out.status.to_string(),
+                stderr: log_tail(),
+            }
+            .into());
+        }
+        // Recovery has ended when the server removed recovery.signal; it must still run.
+        let signal = self.dir.join("recovery.signal");
+        loop {
+            if running_server(&self.dir).is_none() {
+                return Err(PgError::Tool {
+                    tool: "postgres",
+                    status: "stopped during recovery".into(),
+                    stderr: log_tail(),
+                }
+                .into());
+            }
+            // What `pg_ctl promote -w` waits for: the control file says "in production".
+            if !signal.exists()
+                && in_production(&self.metadata, &self.dir).await
+                && accepts_connections(&self.metadata, port).await
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let mut checks = vec![Check::pass("started", format!("port {port}, recovery ended"))];
+        if let Some(line) = text.lines().find(|l| l.contains("recovery stopping")) {
+            checks.push(Check::pass("recovery target", line.trim().to_string()));
+        }
+        if let Some(line) = text.lines().find(|l| l.contains("selected new timeline ID")) {
+            checks.push(Check::pass("timeline", line.trim().to_string()));
+        }
+        Ok(checks)
+    }
+}
+
+/// Whether the cluster's control file says it is in production: recovery has ended.
+async fn in_production(metadata: &ClusterMetadata, dir: &Path) -> bool {
+    let Ok(tool) = server_tool("pg_controldata", metadata.server_major) else { return false };
+    let Ok(out) = Command::new(tool).arg(dir).env("LC_ALL", "C").output().await else {
+        return false;
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.starts_with("Database cluster state:") && l.ends_with("in production"))
+}
+
+/// Whether the server on `port` answers (`pg_isready`).
+async fn accepts_connections(metadata: &ClusterMetadata, port: u16) -> bool {
+    let Ok(tool) = server_tool("pg_isready", metadata.server_major) else { return false };
+    Command::new(tool)
+        .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+/// Unpacks the tar stream into `dir`, reading it to its end so the stream's own check (its
+/// size and SHA-256) runs; returns the bytes read.
+async fn unpack(stream: lifeboat_core::ByteStream, dir: PathBuf) -> Result<u64> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || -> Result<u64> {
+        let reader = tokio_util::io::SyncIoBridge::new_with_handle(stream, handle);
+        let mut counted = Counted { inner: reader, bytes: 0 };
+        let mut archive = tar::Archive::new(&mut counted);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_mtime(true);
+        archive.set_overwrite(false);
+        archive.unpack(&dir).map_err(|e| Error::from_stream("unpacking the base backup", e))?;
+        std::io::copy(&mut counted, &mut std::io::sink())
+            .map_err(|e| Error::from_stream("reading the snapshot to its end", e))?;
+        Ok(counted.bytes)
+    })
+    .await
+    .map_err(|e| Error::InvalidInput {
+        what: format!("the unpacking task failed: {e}"),
+        hint: "run the restore again".into(),
+    })?
+}
+
+struct Counted<R> {
+    inner: R,
+    bytes: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// PostgreSQL refuses a data directory others can read.
+fn set_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io_error("setting the mode of", dir, e))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).map_err(|e| io_error("writing", path, e))?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| io_error("writing", path, e))
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn now_stamp() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map(|d| d.as_secs()).unwrap_or_default().to_string()
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::InvalidInput {
+        what: format!("{what} {}: {e}", path.display()),
+        hint: lifeboat_core::io_hint(&e).unwrap_or_else(|| "check the folder and try again".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conf_quote;
+    use lifeboat_core::shell_quote;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("/usr/bin/lifeboat"), "/usr/bin/lifeboat");
+        assert_eq!(shell_quote("a b'c"), r"'a b'\''c'");
+        assert_eq!(conf_quote("it's"), "'it''s'");
+    }
+}

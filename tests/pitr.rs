@@ -1,0 +1,347 @@
+//! PostgreSQL point-in-time recovery end to end: a throwaway cluster archives its WAL with
+//! the built binary (`archive_command = lifeboat wal-push`), a base backup goes into the same
+//! repository, and restores into new data directories recover to a time, to the backup's
+//! end, to the newest WAL, and along a second timeline.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use util::*;
+
+/// The repository, the password and a copy of the binary, where the `postgres` user (which
+/// runs the server and its archive_command) can reach them.
+struct Setup {
+    tmp: tempfile::TempDir,
+    bin: PathBuf,
+    repo: String,
+    password: PathBuf,
+    as_postgres: bool,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let tmp = tempfile::Builder::new().prefix("lifeboat-pitr-").tempdir().unwrap();
+        let bin = tmp.path().join("lifeboat");
+        std::fs::copy(env!("CARGO_BIN_EXE_lifeboat"), &bin).unwrap();
+        let password = tmp.path().join("password");
+        std::fs::write(&password, "pitr test password").unwrap();
+        let as_postgres = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(tmp.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "could not hand the test folder to the postgres user");
+        }
+        let repo = tmp.path().join("repo").display().to_string();
+        let setup = Setup { tmp, bin, repo, password, as_postgres };
+        ok(&mut setup.lifeboat(&["init"]));
+        setup
+    }
+
+    /// The built lifeboat with this repository and password, as the server's user.
+    fn lifeboat(&self, args: &[&str]) -> Command {
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&self.bin);
+            c
+        } else {
+            Command::new(&self.bin)
+        };
+        cmd.arg("--repo").arg(&self.repo).arg("--password-file").arg(&self.password);
+        cmd.args(args).env("LIFEBOAT_LOG", "warn").env_remove("LIFEBOAT_REPO");
+        for var in ["LIFEBOAT_PASSWORD", "LIFEBOAT_PASSWORD_FILE", "LIFEBOAT_KEY_FILE"] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    fn archive_command(&self, series: &str) -> String {
+        format!(
+            "{} --repo {} --password-file {} wal-push %p --name {series}",
+            self.bin.display(),
+            self.repo,
+            self.password.display()
+        )
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+}
+
+/// A restored cluster, stopped when dropped.
+struct Restored<'a> {
+    pg: &'a PgCluster,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Restored<'_> {
+    fn psql(&self, sql: &str) -> String {
+        let url = format!("postgres://postgres:{PG_PASSWORD}@127.0.0.1:{}/postgres", self.port);
+        let out = Command::new(self.pg.bin("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &url, "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.psql("SELECT note FROM t ORDER BY id").lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Restored<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .pg
+            .command(&self.pg.bin("pg_ctl"))
+            .arg("-D")
+            .arg(&self.dir)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+/// Switches to a new WAL segment and waits until the server has archived it.
+fn archive_now(pg: &PgCluster) {
+    let segment = pg.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (archived, failed) = {
+            let row = pg.psql(
+                "postgres",
+                "SELECT coalesce(last_archived_wal, ''), failed_count FROM pg_stat_archiver",
+            );
+            let (a, f) = row.split_once('|').unwrap();
+            (a.to_string(), f.to_string())
+        };
+        if archived.as_str() >= segment.as_str() {
+            assert_eq!(failed, "0", "archive_command failed; see the server log");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{segment} was not archived in 60 s (last {archived}, failed {failed})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn restore<'a>(setup: &Setup, pg: &'a PgCluster, dir: &str, extra: &[&str]) -> Restored<'a> {
+    let dir = setup.path(dir);
+    let port = free_port();
+    let mut args = vec!["restore", "latest", "--name", "main"];
+    let to = format!("pgdata:{}", dir.display());
+    let port_text = port.to_string();
+    args.extend(["--to", &to, "--start", "--port", &port_text]);
+    args.extend(extra);
+    ok(&mut setup.lifeboat(&args));
+    Restored { pg, dir, port }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+#[test]
+fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_timeline() {
+    let setup = Setup::new();
+    let archive = setup.archive_command("main");
+    let pg = PgCluster::start_with(&[("archive_mode", "on"), ("archive_command", &archive)]);
+    pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, note text NOT NULL)");
+    pg.psql("postgres", "INSERT INTO t(note) VALUES ('before')");
+
+    ok(&mut setup.lifeboat(&["backup", "postgres-cluster", &pg.url("postgres"), "--name", "main"]));
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&mut setup.lifeboat(&["snapshots", "--json"]))).unwrap();
+    let meta = &listed[0]["metadata"];
+    assert_eq!(listed[0]["kind"], "postgres-cluster");
+    assert_eq!(meta["timeline"], 1, "{meta}");
+    assert!(meta["start_lsn"].as_str().unwrap().contains('/'), "{meta}");
+    assert!(!meta["system_identifier"].as_str().unwrap().is_empty(), "{meta}");
+
+    pg.psql("postgres", "INSERT INTO t(note) VALUES ('marker')");
+    let marker_time = pg.psql("postgres", "SELECT clock_timestamp()");
+    std::thread::sleep(Duration::from_millis(1200));
+    pg.psql("postgres", "INSERT INTO t(note) VALUES ('later')");
+    archive_now(&pg);
+
+    // The dry run prints the steps, the restore_command among them, and changes nothing.
+    let dry = ok(&mut setup.lifeboat(&[
+        "restore",
+        "latest",
+        "--name",
+        "main",
+        "--to",
+        &format!("pgdata:{}", setup.path("dry").display()),
+        "--target-time",
+        &marker_time,
+        "--dry-run",
+    ]));
+    assert!(dry.contains("wal-fetch %f %p --name main"), "{dry}");
+    assert!(!setup.path("dry").exists());
+
+    let at_time = restore(&setup, &pg, "at-time", &["--target-time", &marker_time]);
+    assert_eq!(at_time.notes(), ["before", "marker"], "recovered to the marker's time");
+    assert_eq!(at_time.psql("SELECT pg_is_in_recovery()"), "f", "accepts writes");
+    at_time.psql("INSERT INTO t(note) VALUES ('written after the restore')");
+
+    let immediate = restore(&setup, &pg, "immediate", &["--immediate"]);
+    assert_eq!(immediate.notes(), ["before"], "only what the base backup holds");
+    drop(immediate);
+
+    let newest = restore(&setup, &pg, "newest", &[]);
+    assert_eq!(newest.notes(), ["before", "marker", "later"], "every archived change");
+    drop(newest);
+
+    // A first PITR that archives its new timeline into the same series, then a second PITR
+    // from the same base backup along that timeline.
+    let branch_dir = setup.path("branch");
+    let to = format!("pgdata:{}", branch_dir.display());
+    ok(&mut setup.lifeboat(&[
+        "restore",
+        "latest",
+        "--name",
+        "main",
+        "--to",
+        &to,
+        "--target-time",
+        &marker_time,
+    ]));
+    let auto = branch_dir.join("postgresql.auto.conf");
+    let mut conf = std::fs::read_to_string(&auto).unwrap();
+    conf.push_str(&format!("archive_mode = on\narchive_command = '{archive}'\n"));
+    std::fs::write(&auto, conf).unwrap();
+    let port = free_port();
+    let out = run(pg.command(&pg.bin("pg_ctl")).arg("-D").arg(&branch_dir).args([
+        "-o",
+        &format!("-p {port} -c unix_socket_directories=''"),
+        "-l",
+        &setup.path("branch.log").display().to_string(),
+        "-w",
+        "start",
+    ]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let branch = Restored { pg: &pg, dir: branch_dir.clone(), port };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while branch.psql("SELECT pg_is_in_recovery()") != "f" {
+        assert!(Instant::now() < deadline, "the branch did not finish recovery");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    branch.psql("CHECKPOINT");
+    let timeline = branch.psql("SELECT timeline_id FROM pg_control_checkpoint()");
+    assert!(timeline.parse::<u32>().unwrap() >= 2, "the branch is on a new timeline: {timeline}");
+    branch.psql("INSERT INTO t(note) VALUES ('on the branch')");
+    let branch_time = branch.psql("SELECT clock_timestamp()");
+    std::thread::sleep(Duration::from_millis(1200));
+    branch.psql("INSERT INTO t(note) VALUES ('later on the branch')");
+    let segment = branch.psql("SELECT pg_walfile_name(pg_switch_wal())");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while branch.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < segment {
+        assert!(Instant::now() < deadline, "the branch did not archive {segment}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(branch);
+
+    let second = restore(&setup, &pg, "second", &["--target-time", &branch_time]);
+    assert_eq!(
+        second.notes(),
+        ["before", "marker", "on the branch"],
+        "recovered along the branch's timeline to its time"
+    );
+    drop(second);
+    drop(at_time);
+}
+
+#[test]
+fn the_archive_refuses_other_bytes_under_a_name_and_a_killed_push_leaves_nothing() {
+    let setup = Setup::new();
+    let segment = setup.path("000000010000000000000001");
+    std::fs::write(&segment, pseudo_random(16 << 20, 1)).unwrap();
+    let push = |path: &Path| setup.lifeboat(&["wal-push", path.to_str().unwrap(), "--name", "db"]);
+    ok(&mut push(&segment));
+    ok(&mut push(&segment)); // the same file again: PostgreSQL's retry
+    let other = setup.path("other").join("000000010000000000000001");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    std::fs::write(&other, pseudo_random(16 << 20, 2)).unwrap();
+    if setup.as_postgres {
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(setup.path("other"))
+            .status()
+            .unwrap();
+    }
+    let refused = fails(&mut push(&other));
+    assert!(
+        refused.contains("other content") && refused.contains("000000010000000000000001"),
+        "{refused}"
+    );
+
+    // What is archived is what the first push stored, byte for byte.
+    let dest = setup.path("fetched");
+    ok(&mut setup.lifeboat(&[
+        "wal-fetch",
+        "000000010000000000000001",
+        dest.to_str().unwrap(),
+        "--name",
+        "db",
+    ]));
+    assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(&segment).unwrap());
+    // A file that is not archived: exit code 1 and nothing printed (recovery ends there).
+    let out = run(&mut setup.lifeboat(&[
+        "wal-fetch",
+        "000000010000000000000009",
+        dest.to_str().unwrap(),
+        "--name",
+        "db",
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // kill -9 at different moments of a push: never a visible partial file, and the retry
+    // archives it.
+    for (i, delay) in [40u64, 120, 250, 400].into_iter().enumerate() {
+        let name = format!("0000000100000000000000{:02X}", 0x10 + i);
+        let path = setup.path(&name);
+        std::fs::write(&path, pseudo_random(16 << 20, 10 + i as u64)).unwrap();
+        if setup.as_postgres {
+            Command::new("chown").args(["postgres:postgres"]).arg(&path).status().unwrap();
+        }
+        let mut child = push(&path).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        // runuser forwards the signal to the push it started.
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &format!("wal-push {}", path.display())])
+            .status();
+        let _ = child.kill();
+        let _ = child.wait();
+        let fetched = setup.path(&format!("fetched-{i}"));
+        let out = run(&mut setup.lifeboat(&[
+            "wal-fetch",
+            &name,
+            fetched.to_str().unwrap(),
+            "--name",
+            "db",
+        ]));
+        match out.status.code() {
+            Some(1) => assert!(!fetched.exists(), "nothing written for a file not archived"),
+            Some(0) => assert_eq!(std::fs::read(&fetched).unwrap(), std::fs::read(&path).unwrap()),
+            other => panic!(
+                "wal-fetch after a killed push: {other:?} {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+        ok(&mut push(&path));
+        let again = setup.path(&format!("again-{i}"));
+        ok(&mut setup.lifeboat(&["wal-fetch", &name, again.to_str().unwrap(), "--name", "db"]));
+        assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&path).unwrap());
+    }
+}
