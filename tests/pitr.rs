@@ -259,6 +259,55 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
     );
     drop(second);
     drop(at_time);
+
+    // verify follows the archive from the backup's end along the newest timeline.
+    let verified =
+        ok(&mut setup.lifeboat(&["verify", "latest", "--name", "main", "--read-data", "--json"]));
+    assert!(verified.contains("no gap") && verified.contains("every byte read back"), "{verified}");
+    // A segment missing in the middle is named, and verify fails.
+    let needed = verified
+        .split("segments from ")
+        .nth(1)
+        .and_then(|rest| rest.get(..24))
+        .map(str::to_string)
+        .unwrap();
+    let entry = find_entry(Path::new(&setup.repo), &needed);
+    let aside = setup.path("aside");
+    std::fs::rename(&entry, &aside).unwrap();
+    let gap = run(&mut setup.lifeboat(&["verify", "latest", "--name", "main"]));
+    let text =
+        String::from_utf8_lossy(&gap.stdout).to_string() + &String::from_utf8_lossy(&gap.stderr);
+    assert!(!gap.status.success(), "{text}");
+    assert!(text.contains(&needed), "the missing segment is named: {text}");
+    std::fs::rename(&aside, &entry).unwrap();
+
+    // A second base backup; forgetting the first drops the WAL only it needed.
+    ok(&mut setup.lifeboat(&["backup", "postgres-cluster", &pg.url("postgres"), "--name", "main"]));
+    archive_now(&pg);
+    ok(&mut setup.lifeboat(&["forget", "--name", "main", "--keep-last", "1"]));
+    let fetched = setup.path("old-segment");
+    let out = run(&mut setup.lifeboat(&[
+        "wal-fetch",
+        &needed,
+        fetched.to_str().unwrap(),
+        "--name",
+        "main",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{needed} went with the first base backup");
+    find_entry(Path::new(&setup.repo), "00000002.history"); // history files stay
+    let verified = ok(&mut setup.lifeboat(&["verify", "--all", "--json"]));
+    assert!(verified.contains("no gap"), "the kept base backup still has its WAL: {verified}");
+}
+
+/// The store file of archived `file` in a local repository (its series folder is a hash).
+fn find_entry(repo: &Path, file: &str) -> PathBuf {
+    for series in std::fs::read_dir(repo.join("wal")).unwrap() {
+        let path = series.unwrap().path().join(file);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("{file} is not archived in {}", repo.display());
 }
 
 #[test]

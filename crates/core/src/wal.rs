@@ -66,6 +66,111 @@ impl Segment {
     }
 }
 
+/// Reads an LSN as PostgreSQL prints it (`0/3000060`: two hex numbers, the high and low 32
+/// bits).
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (high, low) = text.trim().split_once('/')?;
+    let high = u32::from_str_radix(high, 16).ok()?;
+    let low = u32::from_str_radix(low, 16).ok()?;
+    Some((u64::from(high) << 32) | u64::from(low))
+}
+
+/// The timeline of a history file's name (`00000002.history` → 2).
+pub fn history_timeline(name: &str) -> Option<u32> {
+    let hex = name.strip_suffix(".history")?;
+    (hex.len() == 8).then(|| u32::from_str_radix(hex, 16).ok()).flatten()
+}
+
+/// A history file's switch points, oldest first: each earlier timeline and the LSN where
+/// it ended (`1\t0/3000000\tbefore 2026-12-04 ...`).
+pub fn parse_history(text: &str) -> Vec<(u32, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let timeline = fields.next()?.parse().ok()?;
+            let lsn = parse_lsn(fields.next()?)?;
+            Some((timeline, lsn))
+        })
+        .collect()
+}
+
+/// What recovery from a base backup needs of the archive, and what of it is missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WalNeeds {
+    /// The timelines it follows, in order.
+    pub timelines: Vec<u32>,
+    /// Every segment it reads, in order: from the one holding the backup's end to the newest
+    /// archived one of the last timeline.
+    pub needed: Vec<String>,
+    /// Those the archive lacks, with a newer one archived after them: gaps.
+    pub missing: Vec<String>,
+}
+
+/// The segments recovery reads from the archive after a base backup that ended at
+/// `stop_lsn` on `timeline`, following the newest timeline that branched from it (as
+/// `recovery_target_timeline = 'latest'` does), up to the newest archived segment; given the
+/// archive's file names and its history files' switch points by timeline.
+///
+/// The backup's own WAL up to `stop_lsn` is in the base backup; the segment holding
+/// `stop_lsn` is needed whole. On a timeline that ended at a switch point, segments before
+/// the one holding it are needed; from that one on, the next timeline's.
+pub fn wal_needs(
+    timeline: u32,
+    stop_lsn: u64,
+    segment_size: u64,
+    present: &std::collections::BTreeSet<String>,
+    histories: &std::collections::BTreeMap<u32, Vec<(u32, u64)>>,
+) -> WalNeeds {
+    let size = segment_size.max(1);
+    // The newest timeline whose history passes through ours after the backup ended.
+    let target = histories
+        .iter()
+        .filter(|(_, switches)| {
+            switches.iter().any(|&(t, switch)| t == timeline && switch >= stop_lsn)
+        })
+        .map(|(&t, _)| t)
+        .max();
+    // (timeline, first segment, end segment exclusive or open)
+    let mut legs: Vec<(u32, u64, Option<u64>)> = Vec::new();
+    let mut from = stop_lsn / size;
+    match target.and_then(|t| histories.get(&t).map(|h| (t, h))) {
+        Some((target, switches)) => {
+            let start = switches.iter().position(|&(t, _)| t == timeline).unwrap_or(0);
+            for &(t, switch) in &switches[start..] {
+                let end = switch / size;
+                legs.push((t, from, Some(end)));
+                from = end;
+            }
+            legs.push((target, from, None));
+        }
+        None => legs.push((timeline, from, None)),
+    }
+    let mut needs = WalNeeds::default();
+    let Some(&(last_timeline, last_from, _)) = legs.last() else { return needs };
+    // The open leg runs to the newest segment of its timeline that is archived.
+    let newest = present
+        .iter()
+        .filter_map(|name| Segment::parse_sized(name, size))
+        .filter(|s| s.timeline == last_timeline && s.number >= last_from)
+        .map(|s| s.number)
+        .max();
+    for (t, first, end) in legs {
+        needs.timelines.push(t);
+        let end = match end {
+            Some(end) => end,
+            None => newest.map_or(first, |n| n + 1),
+        };
+        for number in first..end {
+            let name = Segment { timeline: t, number }.name(size);
+            if !present.contains(&name) {
+                needs.missing.push(name.clone());
+            }
+            needs.needed.push(name);
+        }
+    }
+    needs
+}
+
 #[cfg(test)]
 mod tests {
     use super::Segment;
@@ -91,5 +196,33 @@ mod tests {
         {
             assert!(Segment::parse(other).is_none(), "{other}");
         }
+    }
+
+    #[test]
+    fn recovery_needs_follow_the_newest_timeline() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let size = Segment::DEFAULT_SIZE;
+        let name = |t: u32, n: u64| Segment { timeline: t, number: n }.name(size);
+        assert_eq!(super::parse_lsn("1/2"), Some((1 << 32) | 2));
+        assert_eq!(super::history_timeline("0000000A.history"), Some(10));
+        let history = super::parse_history("1\t0/5000100\tbefore 2026-12-04\n");
+        assert_eq!(history, [(1, 0x5000100)]);
+
+        // Timeline 1 from segment 2 to 7; timeline 2 branched in segment 5, has 5 and 6.
+        let mut present: BTreeSet<String> = (2..=7).map(|n| name(1, n)).collect();
+        present.extend([name(2, 5), name(2, 6), "00000002.history".to_string()]);
+        let histories = BTreeMap::from([(2, history)]);
+        let needs = super::wal_needs(1, 0x2000100, size, &present, &histories);
+        assert_eq!(needs.timelines, [1, 2]);
+        assert_eq!(needs.needed, [name(1, 2), name(1, 3), name(1, 4), name(2, 5), name(2, 6)]);
+        assert!(needs.missing.is_empty());
+
+        // A gap on the way is named; the end of the archive is not a gap.
+        present.remove(&name(1, 3));
+        let needs = super::wal_needs(1, 0x2000100, size, &present, &histories);
+        assert_eq!(needs.missing, [name(1, 3)]);
+        // A backup that ended after the branch point stays on its own timeline.
+        let needs = super::wal_needs(1, 0x6000000, size, &present, &histories);
+        assert_eq!((needs.timelines, needs.needed), (vec![1], vec![name(1, 6), name(1, 7)]));
     }
 }

@@ -69,4 +69,4 @@ pub use staging::{STAGING_MIN_AGE, StagingFile};
 pub use targets::MemberOutcome;
 pub use url::{DEFAULT_REPOSITORY, Location};
 pub use verify::RepositoryVerifier;
-pub use wal::{WAL_PREFIX, WalFile, WalPushed, check_wal_file_name};
+pub use wal::{WAL_PREFIX, WalFile, WalPushed, WalStart, check_wal_file_name};

@@ -84,9 +84,13 @@ pub async fn forget(
         }
         .into());
     }
-    let groups = judge(&repo.snapshots().await?, name, policies, Utc::now());
+    let snapshots = repo.snapshots().await?;
+    let groups = judge(&snapshots, name, policies, Utc::now());
     if !dry_run {
-        repo.forget(&removals(&groups)).await?;
+        let removed = removals(&groups);
+        repo.forget(&removed).await?;
+        // The WAL only the forgotten base backups needed goes with them.
+        repo.forget_unneeded_wal(&snapshots, &removed).await?;
     }
     Ok(groups)
 }

@@ -321,6 +321,11 @@ impl Verifier for RepositoryVerifier {
                 StoredSnapshot::new(self.repo.clone(), snapshot.id(), snapshot.manifest().clone());
             report.checks.push(self.check_data(&stored).await);
         }
+        // A base backup is only as good as the WAL after it.
+        let manifest = snapshot.manifest();
+        if let Some(start) = crate::WalStart::from_metadata(&manifest.metadata) {
+            report.checks.push(self.repo.check_wal(&manifest.name, &start, self.read_data).await);
+        }
         Ok(report)
     }
 }

@@ -21,12 +21,13 @@
 //! `SERIES` in the key is the first 16 bytes of the chunk id of the series name, in hex:
 //! names do not reach the store.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
-use lifeboat_core::{ChunkId, Digest, Error as CoreError, NoProgress};
+use futures::{StreamExt, TryStreamExt};
+use lifeboat_core::wal::{Segment, WalNeeds};
+use lifeboat_core::{Check, ChunkId, Digest, Error as CoreError, NoProgress};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use tracing::info;
@@ -78,6 +79,29 @@ pub struct WalFile {
     pub file: String,
     /// When its entry was written.
     pub archived: DateTime<Utc>,
+}
+
+/// Where recovery from a snapshot starts reading the WAL archive, from the snapshot's
+/// metadata: `timeline`, `stop_lsn` and `wal_segment_size`, as base backups record them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalStart {
+    /// The timeline the base backup was taken on.
+    pub timeline: u32,
+    /// Where the base backup's own WAL ends.
+    pub stop_lsn: u64,
+    /// The cluster's WAL segment size.
+    pub segment_size: u64,
+}
+
+impl WalStart {
+    /// The start a snapshot's metadata declares; `None` for snapshots that need no WAL.
+    pub fn from_metadata(metadata: &serde_json::Value) -> Option<WalStart> {
+        Some(WalStart {
+            timeline: u32::try_from(metadata.get("timeline")?.as_u64()?).ok()?,
+            stop_lsn: lifeboat_core::wal::parse_lsn(metadata.get("stop_lsn")?.as_str()?)?,
+            segment_size: metadata.get("wal_segment_size")?.as_u64()?,
+        })
+    }
 }
 
 /// Checks a file name the archive may hold: 1 to 64 characters of `A-Z a-z 0-9 . _ -`, not
@@ -260,6 +284,132 @@ impl Repository {
         .collect();
         files.sort_by(|a, b| a.file.cmp(&b.file));
         Ok(files)
+    }
+
+    /// What recovery from a base backup of `series` that starts at `start` reads from the
+    /// archive, and the gaps in it (history files read to follow timelines).
+    ///
+    /// # Errors
+    /// Store errors; a history file that cannot be read.
+    pub async fn wal_needs(&self, series: &str, start: &WalStart) -> Result<WalNeeds> {
+        let present: BTreeSet<String> =
+            self.wal_files(series).await?.into_iter().map(|f| f.file).collect();
+        let mut histories = BTreeMap::new();
+        for name in &present {
+            let Some(timeline) = lifeboat_core::wal::history_timeline(name) else { continue };
+            let content = self.wal_fetch(series, name).await?.unwrap_or_default();
+            histories.insert(
+                timeline,
+                lifeboat_core::wal::parse_history(&String::from_utf8_lossy(&content)),
+            );
+        }
+        Ok(lifeboat_core::wal::wal_needs(
+            start.timeline,
+            start.stop_lsn,
+            start.segment_size,
+            &present,
+            &histories,
+        ))
+    }
+
+    /// The `wal` check of a snapshot that needs the archive: no gap from its end to the
+    /// newest archived segment along the newest timeline; with `read_data`, every segment
+    /// read back and checked.
+    pub async fn check_wal(&self, series: &str, start: &WalStart, read_data: bool) -> Check {
+        let needs = match self.wal_needs(series, start).await {
+            Ok(needs) => needs,
+            Err(e) => return Check::fail("wal", format!("the WAL archive of {series}: {e}")),
+        };
+        let timelines =
+            needs.timelines.iter().map(u32::to_string).collect::<Vec<_>>().join(" then ");
+        if !needs.missing.is_empty() {
+            let count = needs.missing.len();
+            let shown = needs.missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            return Check::fail(
+                "wal",
+                format!(
+                    "the WAL archive of {series} lacks {count} segment(s) recovery needs: \
+                     {shown}; recovery from this backup stops before the first"
+                ),
+            );
+        }
+        let (Some(first), Some(last)) = (needs.needed.first(), needs.needed.last()) else {
+            return Check::pass(
+                "wal",
+                format!(
+                    "nothing archived in {series} after this backup yet: it restores to its own end"
+                ),
+            );
+        };
+        let mut detail = format!(
+            "{} segments from {first} to {last} (timeline {timelines}), no gap",
+            needs.needed.len()
+        );
+        if read_data {
+            let failures: Vec<String> = futures::stream::iter(needs.needed.clone())
+                .map(|name: String| async move {
+                    match self.wal_fetch(series, &name).await {
+                        Ok(Some(_)) => None,
+                        Ok(None) => Some(format!("{name}: gone")),
+                        Err(e) => Some(format!("{name}: {e}")),
+                    }
+                })
+                .buffered(4)
+                .filter_map(|f| async move { f })
+                .collect()
+                .await;
+            if !failures.is_empty() {
+                return Check::fail("wal", failures.join("; "));
+            }
+            detail.push_str(", every byte read back");
+        }
+        Check::pass("wal", detail)
+    }
+
+    /// After `removed` were forgotten: deletes the archived segments that no remaining base
+    /// backup of their series needs (those before the segment holding the oldest remaining
+    /// one's end, on every timeline). History files stay; a series whose base backups are
+    /// all gone keeps its whole archive. Their data goes with the next prune. Returns how many
+    /// entries were deleted.
+    ///
+    /// # Errors
+    /// Store errors listing or deleting entries.
+    pub(crate) async fn forget_unneeded_wal(
+        &self,
+        snapshots: &[crate::StoredSnapshot],
+        removed: &[Digest],
+    ) -> Result<usize> {
+        let removed: HashSet<&Digest> = removed.iter().collect();
+        let mut series: BTreeSet<&str> = BTreeSet::new();
+        for snapshot in snapshots.iter().filter(|s| removed.contains(&s.id())) {
+            if WalStart::from_metadata(&snapshot.manifest().metadata).is_some() {
+                series.insert(snapshot.manifest().name.as_str());
+            }
+        }
+        let mut deleted = 0;
+        for name in series {
+            let oldest = snapshots
+                .iter()
+                .filter(|s| !removed.contains(&s.id()) && s.manifest().name == name)
+                .filter_map(|s| WalStart::from_metadata(&s.manifest().metadata))
+                .map(|start| (start.stop_lsn / start.segment_size.max(1), start.segment_size))
+                .min();
+            let Some((first_needed, size)) = oldest else { continue };
+            for file in self.wal_files(name).await? {
+                // Segments, and the `.partial` and `.backup` files named after one.
+                let Some(segment) =
+                    file.file.get(..24).and_then(|head| Segment::parse_sized(head, size))
+                else {
+                    continue;
+                };
+                if segment.number < first_needed {
+                    self.delete_key(&self.wal_key(name, &file.file)).await?;
+                    deleted += 1;
+                }
+            }
+            info!(series = name, deleted, "forgot WAL no kept base backup needs");
+        }
+        Ok(deleted)
     }
 
     /// Every chunk an archived file needs: what prune must keep.
