@@ -173,6 +173,9 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
     std::thread::sleep(Duration::from_millis(1200));
     pg.psql("postgres", "INSERT INTO t(note) VALUES ('later')");
     archive_now(&pg);
+    // The cluster's RPO is the age of its newest archived WAL, not of its base backup.
+    let stale = ok(&mut setup.lifeboat(&["stale", "--max-age", "1h", "--json"]));
+    assert!(stale.contains("newest archived WAL"), "{stale}");
 
     // The dry run prints the steps, the restore_command among them, and changes nothing.
     let dry = ok(&mut setup.lifeboat(&[

@@ -32,6 +32,17 @@ pub fn freshness(
     limits: &BTreeMap<String, Duration>,
     now: DateTime<Utc>,
 ) -> Vec<Freshness> {
+    freshness_with_wal(snaps, &BTreeMap::new(), limits, now)
+}
+
+/// As [`freshness`], where a name with a base backup is as fresh as its newest archived WAL
+/// file (`wal`: name → when it was archived): its RPO is the age of that file.
+pub fn freshness_with_wal(
+    snaps: &[StoredSnapshot],
+    wal: &BTreeMap<String, DateTime<Utc>>,
+    limits: &BTreeMap<String, Duration>,
+    now: DateTime<Utc>,
+) -> Vec<Freshness> {
     let mut newest: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
     // Only backups make a name fresh: a safety snapshot taken before a restore holds what
     // the restore replaced, not a backup of the name.
@@ -40,6 +51,16 @@ pub fn freshness(
         if limits.contains_key(&m.name) {
             let entry = newest.entry(&m.name).or_insert(m.time);
             *entry = (*entry).max(m.time);
+        }
+    }
+    // The WAL counts only after a base backup it applies to.
+    let mut from_wal: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
+    for (name, time) in newest.iter_mut() {
+        if let Some(&archived) = wal.get(*name)
+            && archived > *time
+        {
+            *time = archived;
+            from_wal.insert(name, archived);
         }
     }
     limits
@@ -57,8 +78,10 @@ pub fn freshness(
                 };
             };
             let age = now.signed_duration_since(time).to_std().unwrap_or_default();
+            let what =
+                if from_wal.contains_key(name.as_str()) { "newest archived WAL" } else { "newest" };
             let reason = format!(
-                "newest is {} old (limit {})",
+                "{what} is {} old (limit {})",
                 format_duration(Duration::from_secs(age.as_secs())),
                 format_duration(*limit)
             );

@@ -286,6 +286,14 @@ impl Repository {
         Ok(files)
     }
 
+    /// When the newest file of `series` was archived: its RPO is that file's age.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn wal_newest(&self, series: &str) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.wal_files(series).await?.into_iter().map(|f| f.archived).max())
+    }
+
     /// What recovery from a base backup of `series` that starts at `start` reads from the
     /// archive, and the gaps in it (history files read to follow timelines).
     ///

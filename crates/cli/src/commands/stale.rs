@@ -19,8 +19,8 @@ pub async fn run(
     expected: &[String],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let snaps = match list(url).await {
-        Ok(snaps) => snaps,
+    let (repo, snaps) = match list(url).await {
+        Ok(listed) => listed,
         Err(e) => {
             crate::output::fail(&e);
             return Ok(ExitCode::from(COULD_NOT_CHECK));
@@ -36,7 +36,28 @@ pub async fn run(
         )
         .map(|name| (name, max_age))
         .collect();
-    let report = lifeboat_store::freshness::freshness(&snaps, &limits, chrono::Utc::now());
+    // A cluster with base backups is as fresh as its newest archived WAL.
+    let clusters: std::collections::BTreeSet<&str> = snaps
+        .iter()
+        .filter(|s| lifeboat_store::WalStart::from_metadata(&s.manifest().metadata).is_some())
+        .map(|s| s.manifest().name.as_str())
+        .filter(|name| limits.contains_key(*name))
+        .collect();
+    let mut wal = BTreeMap::new();
+    for name in clusters {
+        match repo.wal_newest(name).await {
+            Ok(Some(time)) => {
+                wal.insert(name.to_string(), time);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                crate::output::fail(&e.into());
+                return Ok(ExitCode::from(COULD_NOT_CHECK));
+            }
+        }
+    }
+    let report =
+        lifeboat_store::freshness::freshness_with_wal(&snaps, &wal, &limits, chrono::Utc::now());
     let stale = report.iter().filter(|f| f.stale).count();
     if json {
         print_json(&report)?;
@@ -49,7 +70,10 @@ pub async fn run(
     Ok(if stale > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-async fn list(url: &str) -> anyhow::Result<Vec<lifeboat_store::StoredSnapshot>> {
+async fn list(
+    url: &str,
+) -> anyhow::Result<(lifeboat_store::Repository, Vec<lifeboat_store::StoredSnapshot>)> {
     let repo = super::open_repo_deferred(url).await?;
-    Ok(repo.snapshots().await?)
+    let snaps = repo.snapshots().await?;
+    Ok((repo, snaps))
 }
