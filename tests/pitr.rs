@@ -284,6 +284,36 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
     assert!(text.contains(&needed), "the missing segment is named: {text}");
     std::fs::rename(&aside, &entry).unwrap();
 
+    // A drill restores the base backup into scratch, recovers to the newest WAL (along the
+    // branch), starts it, checks the expectations and removes it.
+    let expect = setup.path("expect.toml");
+    std::fs::write(&expect, "[main]\nmin_rows = { t = 4 }\nquery = \"SELECT 1 FROM t WHERE note = 'later on the branch'\"\n").unwrap();
+    let drilled = ok(&mut setup.lifeboat(&[
+        "drill",
+        "--name",
+        "main",
+        "--expect",
+        expect.to_str().unwrap(),
+        "--heartbeat",
+        setup.path("heartbeat.json").to_str().unwrap(),
+        "--json",
+    ]));
+    let results: serde_json::Value = serde_json::from_str(&drilled).unwrap();
+    assert_eq!(results[0]["passed"], true, "{drilled}");
+    assert!(
+        drilled.contains("accepts writes") && drilled.contains("at least 4 rows in t"),
+        "{drilled}"
+    );
+    let scratch: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with("lifeboat-drill-")
+                && e.path().join("PG_VERSION").exists()
+        })
+        .collect();
+    assert!(scratch.is_empty(), "the drill left its cluster: {scratch:?}");
+
     // A second base backup; forgetting the first drops the WAL only it needed.
     ok(&mut setup.lifeboat(&["backup", "postgres-cluster", &pg.url("postgres"), "--name", "main"]));
     archive_now(&pg);

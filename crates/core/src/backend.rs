@@ -87,6 +87,11 @@ impl OptionSpec {
         "Store nothing new when nothing changed since the last snapshot (the hot backup).",
     );
 
+    /// `archive-fetch`: the command that fetches a file of the repository's WAL archive
+    /// (see [`RestoreOptions::archive_fetch`](crate::RestoreOptions)), for drills that
+    /// recover from it. The CLI fills it; backends whose drills need it declare it.
+    pub const ARCHIVE_FETCH: &'static str = "archive-fetch";
+
     /// Its key in a lifeboatd job (`changed-only` → `changed_only`).
     pub fn config_key(&self) -> String {
         self.name.replace('-', "_")

@@ -43,6 +43,9 @@ pub struct ClusterMetadata {
     pub archive_mode: String,
     /// The server, as `host:port` (no password).
     pub server: String,
+    /// The bootstrap superuser (the role drills connect as).
+    #[serde(default)]
+    pub superuser: String,
 }
 
 /// A base backup of the cluster behind a `postgres://` URL (any database; the replication
@@ -94,7 +97,8 @@ impl Backup for ClusterBackup {
                         current_setting('server_version_num')::int / 10000, \
                         (SELECT system_identifier::text FROM pg_control_system()), \
                         (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'), \
-                        current_setting('archive_mode')",
+                        current_setting('archive_mode'), \
+                        (SELECT rolname::text FROM pg_roles WHERE oid = 10)",
                 &[],
             )
             .await
@@ -106,6 +110,7 @@ impl Backup for ClusterBackup {
             system_identifier: row.get(2),
             wal_segment_size: row.get::<_, i64>(3) as u64,
             archive_mode: row.get(4),
+            superuser: row.get(5),
             server: describe_server(&config),
             ..ClusterMetadata::default()
         };

@@ -7,6 +7,7 @@ use lifeboat_core::drill::ScratchDrill;
 use lifeboat_core::{Backend, Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot};
 
 use crate::cluster::{CLUSTER_KIND, ClusterBackup};
+use crate::cluster_drill::ClusterDrill;
 use crate::pgdata::{PgdataRestorePlan, RecoveryTarget};
 
 /// Whole PostgreSQL clusters, as physical base backups plus the WAL archive.
@@ -20,6 +21,7 @@ const TARGET_NAME: &str = "target-name";
 const IMMEDIATE: &str = "immediate";
 const START: &str = "start";
 const PORT: &str = "port";
+const CLUSTER_DATABASE: &str = "cluster-database";
 
 #[async_trait]
 impl Backend for PostgresClusterBackend {
@@ -133,8 +135,28 @@ impl Backend for PostgresClusterBackend {
         }))
     }
 
-    fn drill(&self, _options: &Options) -> Result<Box<dyn ScratchDrill>> {
-        Err(Error::Unsupported { operation: "drill".into(), kind: CLUSTER_KIND })
+    fn drill_options(&self) -> Vec<OptionSpec> {
+        vec![
+            OptionSpec::value(
+                CLUSTER_DATABASE,
+                "DB",
+                "PostgreSQL cluster: the database drills of base backups check expectations in \
+                 (default: postgres).",
+            ),
+            OptionSpec::value(
+                OptionSpec::ARCHIVE_FETCH,
+                "COMMAND",
+                "PostgreSQL cluster: the restore_command prefix drills recover with (default: \
+                 this lifeboat with this repository and key).",
+            ),
+        ]
+    }
+
+    fn drill(&self, options: &Options) -> Result<Box<dyn ScratchDrill>> {
+        Ok(Box::new(ClusterDrill::new(
+            options.value(OptionSpec::ARCHIVE_FETCH).map(str::to_string),
+            options.value(CLUSTER_DATABASE).unwrap_or("postgres"),
+        )))
     }
 }
 

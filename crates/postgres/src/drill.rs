@@ -145,7 +145,8 @@ impl ScratchDrill for PostgresDrill {
     }
 }
 
-async fn expectations(client: &Client, expect: &Expectations) -> Vec<Check> {
+/// The checks of `expect` (tables, row minimums, a query) on a connected database.
+pub(crate) async fn expectations(client: &Client, expect: &Expectations) -> Vec<Check> {
     let mut checks = Vec::new();
     for table in &expect.tables {
         let found = client.query_opt("SELECT 1 FROM pg_tables WHERE tablename = $1 OR schemaname || '.' || tablename = $1", &[table]).await;

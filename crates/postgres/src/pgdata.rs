@@ -76,6 +76,7 @@ pub struct PgdataRestorePlan {
     fetch_command: Option<String>,
     force: bool,
     start_port: Option<u16>,
+    scratch: bool,
 }
 
 impl PgdataRestorePlan {
@@ -126,6 +127,7 @@ impl PgdataRestorePlan {
             fetch_command,
             force,
             start_port: None,
+            scratch: false,
         };
         plan.check_target()?;
         Ok(plan)
@@ -135,6 +137,18 @@ impl PgdataRestorePlan {
     pub fn start_on(mut self, port: u16) -> Self {
         self.start_port = Some(port);
         self
+    }
+
+    /// For a drill: the restored cluster archives nothing and trusts connections from
+    /// 127.0.0.1 (through an hba file of its own), so its checks can connect.
+    pub fn scratch(mut self) -> Self {
+        self.scratch = true;
+        self
+    }
+
+    /// The cluster's metadata.
+    pub fn metadata(&self) -> &ClusterMetadata {
+        &self.metadata
     }
 
     /// Whether DIR may be written: absent, empty, or (with force) a stopped cluster.
@@ -321,6 +335,17 @@ impl PgdataRestorePlan {
             text.push_str(&format!("{key} = {}\n", conf_quote(&value)));
         }
         text.push_str("recovery_target_action = 'promote'\n");
+        if self.scratch {
+            // A drill's cluster must not push its new timeline into the archive.
+            text.push_str("archive_mode = off\n");
+            let hba = dir.join("lifeboat_drill_hba.conf");
+            write_synced(&hba, b"host all all 127.0.0.1/32 trust\n")?;
+            text.push_str(&format!(
+                "hba_file = {}\n",
+                conf_quote(&self.dir.join("lifeboat_drill_hba.conf").display().to_string())
+            ));
+            text.push_str("listen_addresses = '127.0.0.1'\n");
+        }
         let auto = dir.join("postgresql.auto.conf");
         let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
         conf.push_str(&text);

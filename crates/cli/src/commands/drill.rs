@@ -43,6 +43,8 @@ pub async fn run(url: &str, registry: &Registry, request: Request) -> anyhow::Re
         None => BTreeMap::new(),
     };
     let repo = super::open_repo(url).await?;
+    let mut request = request;
+    super::with_archive_fetch(&mut request.options, url, &repo)?;
     // Every backend that can drill with the options given cleans what killed drills left.
     let cleaned: usize = registry
         .backends()

@@ -236,3 +236,41 @@ async fn open_repo_with(url: &str, index: IndexLoad) -> anyhow::Result<lifeboat_
     }
     Ok(repo)
 }
+
+/// The command that fetches a file of this repository's WAL archive, as a server's
+/// `restore_command` runs it: this program, the repository as an absolute URL, and the same
+/// key source. `None` when the key came from `LIFEBOAT_PASSWORD` or a prompt, which a
+/// command line cannot carry; restores that need the archive then say so.
+pub(crate) fn archive_fetch(
+    url: &str,
+    repo: &lifeboat_store::Repository,
+) -> anyhow::Result<Option<String>> {
+    let Some(flags) = crate::password::flags_for_child(repo.is_encrypted()) else {
+        return Ok(None);
+    };
+    let exe = std::env::current_exe()?;
+    let url = match repo.local_folder() {
+        Some(folder) => std::path::absolute(folder.as_path())?.display().to_string(),
+        None => url.to_string(),
+    };
+    let mut words = vec![exe.display().to_string(), "--repo".into(), url];
+    words.extend(flags);
+    words.push("wal-fetch".into());
+    Ok(Some(words.iter().map(|w| lifeboat_core::shell_quote(w)).collect::<Vec<_>>().join(" ")))
+}
+
+/// Adds the `archive-fetch` drill option (this lifeboat, this repository, this key) when
+/// the command line did not give one, for drills that recover from the WAL archive.
+pub(crate) fn with_archive_fetch(
+    options: &mut lifeboat_core::backend::Options,
+    url: &str,
+    repo: &lifeboat_store::Repository,
+) -> anyhow::Result<()> {
+    let name = lifeboat_core::backend::OptionSpec::ARCHIVE_FETCH;
+    if options.value(name).is_none()
+        && let Some(command) = archive_fetch(url, repo)?
+    {
+        options.push(name, command);
+    }
+    Ok(())
+}

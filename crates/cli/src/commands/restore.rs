@@ -18,7 +18,8 @@ pub async fn run(
     let RestoreArgs { snapshot, to, name, force, create, dry_run, json } = args;
     let repo = super::open_repo(url).await?;
     let snap = super::find(&repo, &snapshot, name.as_deref()).await?;
-    let options = RestoreOptions { force, create, archive_fetch: archive_fetch(url, &repo)? };
+    let options =
+        RestoreOptions { force, create, archive_fetch: super::archive_fetch(url, &repo)? };
     let plan = registry.plan_restore(&snap, &to, &options, selection).await?;
     if dry_run {
         if json {
@@ -56,23 +57,4 @@ pub async fn run(
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The command that fetches a file of this repository's WAL archive, as a server's
-/// `restore_command` runs it: this program, the repository as an absolute URL, and the same
-/// key source. `None` when the key came from `LIFEBOAT_PASSWORD` or a prompt, which a
-/// command line cannot carry; restores that need the archive then say so.
-fn archive_fetch(url: &str, repo: &lifeboat_store::Repository) -> anyhow::Result<Option<String>> {
-    let Some(flags) = crate::password::flags_for_child(repo.is_encrypted()) else {
-        return Ok(None);
-    };
-    let exe = std::env::current_exe()?;
-    let url = match repo.local_folder() {
-        Some(folder) => std::path::absolute(folder.as_path())?.display().to_string(),
-        None => url.to_string(),
-    };
-    let mut words = vec![exe.display().to_string(), "--repo".into(), url];
-    words.extend(flags);
-    words.push("wal-fetch".into());
-    Ok(Some(words.iter().map(|w| lifeboat_core::shell_quote(w)).collect::<Vec<_>>().join(" ")))
 }

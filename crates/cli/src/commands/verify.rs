@@ -25,8 +25,11 @@ pub struct Request<'a> {
 }
 
 pub async fn run(url: &str, registry: &Registry, request: Request<'_>) -> anyhow::Result<ExitCode> {
-    let Request { selector, name, read_data, restore, json } = request;
+    let Request { selector, name, read_data, mut restore, json } = request;
     let repo = super::open_repo(url).await?;
+    if let Some(options) = restore.as_mut() {
+        super::with_archive_fetch(options, url, &repo)?;
+    }
     let snaps = match selector {
         Some(sel) => vec![super::find(&repo, sel, name).await?],
         None => repo
