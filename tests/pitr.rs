@@ -330,6 +330,13 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
     find_entry(Path::new(&setup.repo), "00000002.history"); // history files stay
     let verified = ok(&mut setup.lifeboat(&["verify", "--all", "--json"]));
     assert!(verified.contains("no gap"), "the kept base backup still has its WAL: {verified}");
+
+    // The second base backup was taken on timeline 1 after the branch left it: its restore
+    // stays on timeline 1 (PostgreSQL's `latest` would pick the branch and refuse to start).
+    pg.psql("postgres", "INSERT INTO t(note) VALUES ('after the second backup')");
+    archive_now(&pg);
+    let last = restore(&setup, &pg, "after-second", &[]);
+    assert_eq!(last.notes(), ["before", "marker", "later", "after the second backup"]);
 }
 
 /// The store file of archived `file` in a local repository (its series folder is a hash).

@@ -22,6 +22,7 @@ const IMMEDIATE: &str = "immediate";
 const START: &str = "start";
 const PORT: &str = "port";
 const CLUSTER_DATABASE: &str = "cluster-database";
+const TARGET_TIMELINE: &str = "target-timeline";
 
 #[async_trait]
 impl Backend for PostgresClusterBackend {
@@ -89,6 +90,13 @@ impl Backend for PostgresClusterBackend {
                 IMMEDIATE,
                 "PostgreSQL cluster: recover only to the end of the base backup.",
             ),
+            OptionSpec::value(
+                TARGET_TIMELINE,
+                "TIMELINE",
+                "PostgreSQL cluster: the timeline to recover along (a number, `latest` or \
+                 `current`); default: the newest one in the archive that branched after the \
+                 base backup.",
+            ),
             OptionSpec::flag(
                 START,
                 "PostgreSQL cluster: start the server once written (with --port) and wait \
@@ -120,6 +128,10 @@ impl Backend for PostgresClusterBackend {
             options.archive_fetch.clone(),
             options.force,
         )?;
+        let plan = match selection.value(TARGET_TIMELINE) {
+            Some(timeline) => plan.along_timeline(timeline)?,
+            None => plan,
+        };
         let start = selection.flag(START);
         let port = selection.parse::<u16>(PORT)?;
         Ok(Box::new(match (start, port) {

@@ -77,6 +77,7 @@ pub struct PgdataRestorePlan {
     force: bool,
     start_port: Option<u16>,
     scratch: bool,
+    timeline: Option<String>,
 }
 
 impl PgdataRestorePlan {
@@ -128,6 +129,7 @@ impl PgdataRestorePlan {
             force,
             start_port: None,
             scratch: false,
+            timeline: None,
         };
         plan.check_target()?;
         Ok(plan)
@@ -137,6 +139,24 @@ impl PgdataRestorePlan {
     pub fn start_on(mut self, port: u16) -> Self {
         self.start_port = Some(port);
         self
+    }
+
+    /// Recovers along `timeline` (a number, `latest` or `current`) instead of PostgreSQL's
+    /// default, the newest timeline in the archive.
+    ///
+    /// # Errors
+    /// Anything else.
+    pub fn along_timeline(mut self, timeline: &str) -> Result<Self> {
+        let ok = matches!(timeline, "latest" | "current")
+            || (!timeline.is_empty() && timeline.bytes().all(|b| b.is_ascii_digit()));
+        if !ok {
+            return Err(Error::InvalidInput {
+                what: format!("{timeline:?} is not a timeline"),
+                hint: "give a timeline number, `latest` or `current`".into(),
+            });
+        }
+        self.timeline = Some(timeline.to_string());
+        Ok(self)
     }
 
     /// For a drill: the restored cluster archives nothing and trusts connections from
@@ -232,6 +252,9 @@ impl RestorePlan for PgdataRestorePlan {
             "every file against the server's backup_manifest (pg_verifybackup)",
         ));
         let mut recovery = format!("recover to {}", self.target.describe());
+        if let Some(timeline) = &self.timeline {
+            recovery.push_str(&format!(" along timeline {timeline}"));
+        }
         if let Some(command) = self.restore_command() {
             recovery.push_str(&format!("; restore_command = {command}"));
         }
@@ -333,6 +356,9 @@ impl PgdataRestorePlan {
         }
         for (key, value) in self.target.settings() {
             text.push_str(&format!("{key} = {}\n", conf_quote(&value)));
+        }
+        if let Some(timeline) = &self.timeline {
+            text.push_str(&format!("recovery_target_timeline = {}\n", conf_quote(timeline)));
         }
         text.push_str("recovery_target_action = 'promote'\n");
         if self.scratch {

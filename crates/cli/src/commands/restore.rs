@@ -20,7 +20,8 @@ pub async fn run(
     let snap = super::find(&repo, &snapshot, name.as_deref()).await?;
     let options =
         RestoreOptions { force, create, archive_fetch: super::archive_fetch(url, &repo)? };
-    let plan = registry.plan_restore(&snap, &to, &options, selection).await?;
+    let selection = with_timeline(&repo, &snap, selection).await;
+    let plan = registry.plan_restore(&snap, &to, &options, &selection).await?;
     if dry_run {
         if json {
             print_json(&plan.steps())?;
@@ -57,4 +58,25 @@ pub async fn run(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A snapshot that recovers from the WAL archive recovers along the newest timeline that
+/// branched from it after its end (PostgreSQL's `latest` would also take a timeline that
+/// branched before, and refuse to start); unless the command line named one.
+async fn with_timeline(
+    repo: &lifeboat_store::Repository,
+    snap: &lifeboat_store::StoredSnapshot,
+    selection: &Options,
+) -> Options {
+    let mut selection = selection.clone();
+    const TIMELINE: &str = "target-timeline";
+    let m = snap.manifest();
+    if selection.value(TIMELINE).is_none()
+        && let Some(start) = lifeboat_store::WalStart::from_metadata(&m.metadata)
+        && let Ok(needs) = repo.wal_needs(&m.name, &start).await
+        && let Some(timeline) = needs.timelines.last()
+    {
+        selection.push(TIMELINE, timeline.to_string());
+    }
+    selection
 }
