@@ -1129,7 +1129,8 @@ rpo = "1 day"
     #[test]
     fn kinds_and_job_keys_come_from_the_registry() {
         let found = problems(&MINIMAL.replace("kind = \"sqlite\"", "kind = \"mysql\""));
-        let expected = "kind \"mysql\" is not one of sqlite, postgres, container or dir";
+        let expected =
+            "kind \"mysql\" is not one of sqlite, postgres, postgres-cluster, container or dir";
         assert!(found.iter().any(|p| p.line == 6 && p.message.contains(expected)), "{found:?}");
         let only_dir = Registry::new().with(lifeboat::dir::DirBackend).unwrap();
         match Config::parse(MINIMAL, Path::new("m.toml"), &env(&[]), &only_dir) {

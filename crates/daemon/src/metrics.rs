@@ -94,6 +94,12 @@ pub fn render(d: &Daemon) -> String {
             help: "1 while a backup of the job runs.",
             samples: vec![],
         },
+        Family {
+            name: "lifeboat_wal_last_archived_timestamp_seconds",
+            kind: "gauge",
+            help: "When the job's cluster last archived a WAL file (jobs with base backups): its RPO is the age of this.",
+            samples: vec![],
+        },
     ];
     for (name, state) in &d.jobs {
         let job = state.job();
@@ -124,6 +130,7 @@ pub fn render(d: &Daemon) -> String {
             Some(if stale { 1.0 } else { 0.0 }),
             Some(job.rpo(now).as_secs_f64()),
             Some(if lock(&state.running).is_some() { 1.0 } else { 0.0 }),
+            view.wal_newest.get(name.as_str()).map(|t| t.timestamp_millis() as f64 / 1000.0),
         ];
         for (family, value) in families.iter_mut().zip(values) {
             if let Some(v) = value {

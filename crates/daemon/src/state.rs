@@ -73,6 +73,9 @@ pub struct RepoView {
     pub listed: Option<DateTime<Utc>>,
     /// Why the last listing failed, if it did.
     pub error: Option<String>,
+    /// When the newest WAL file was archived, per name with base backups: such a name is as
+    /// fresh as its archive.
+    pub wal_newest: BTreeMap<String, DateTime<Utc>>,
 }
 
 impl RepoView {
@@ -200,7 +203,14 @@ impl Daemon {
         .await;
         let view = match listed {
             Ok((snapshots, pack_bytes)) => {
-                RepoView { snapshots, pack_bytes, listed: Some(Utc::now()), error: None }
+                let wal_newest = self.wal_newest(&snapshots).await;
+                RepoView {
+                    snapshots,
+                    pack_bytes,
+                    listed: Some(Utc::now()),
+                    error: None,
+                    wal_newest,
+                }
             }
             Err(e) => {
                 warn!("cannot list the repository: {e}");
@@ -216,6 +226,27 @@ impl Daemon {
         view
     }
 
+    /// When each name with base backups last archived a WAL file (one listing per name; a
+    /// name whose archive cannot be listed is left out, so its base backups alone count).
+    async fn wal_newest(&self, snapshots: &[StoredSnapshot]) -> BTreeMap<String, DateTime<Utc>> {
+        let names: std::collections::BTreeSet<&str> = snapshots
+            .iter()
+            .filter(|s| lifeboat_store::WalStart::from_metadata(&s.manifest().metadata).is_some())
+            .map(|s| s.manifest().name.as_str())
+            .collect();
+        let mut newest = BTreeMap::new();
+        for name in names {
+            match self.repo.wal_newest(name).await {
+                Ok(Some(time)) => {
+                    newest.insert(name.to_string(), time);
+                }
+                Ok(None) => {}
+                Err(e) => warn!(name, "cannot list the WAL archive: {e}"),
+            }
+        }
+        newest
+    }
+
     /// Whether a shutdown has begun.
     pub fn shutting_down(&self) -> bool {
         *self.shutdown.borrow()
@@ -226,7 +257,9 @@ impl Daemon {
         let rpo = job.rpo(now);
         let limits = BTreeMap::from([(job.name.clone(), rpo)]);
         let newest: Vec<StoredSnapshot> = view.newest(&job.name).cloned().into_iter().collect();
-        let f = lifeboat_store::freshness::freshness(&newest, &limits, now).pop()?;
+        let f =
+            lifeboat_store::freshness::freshness_with_wal(&newest, &view.wal_newest, &limits, now)
+                .pop()?;
         // A job that has not had the time to make its first snapshot is pending, not stale.
         let young = (now - self.started).to_std().unwrap_or_default() <= rpo;
         (f.stale && !(f.newest.is_none() && young)).then_some(f.reason)
