@@ -395,6 +395,47 @@ fn the_archive_refuses_other_bytes_under_a_name_and_a_killed_push_leaves_nothing
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // A write-only key (a database host's) pushes, and tells a retry from other bytes;
+    // only a full key reads what it pushed.
+    let key = setup.path("write-only.key");
+    ok(&mut setup.lifeboat(&["key", "add", "--write-only", "--out", key.to_str().unwrap()]));
+    let write_only = |args: &[&str]| {
+        let mut cmd = setup.lifeboat(args);
+        cmd.arg("--key-file").arg(&key);
+        cmd
+    };
+    let host_file = setup.path("000000010000000000000002");
+    std::fs::write(&host_file, pseudo_random(1 << 20, 3)).unwrap();
+    if setup.as_postgres {
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(setup.tmp.path())
+            .status()
+            .unwrap();
+    }
+    let host_push = ["wal-push", host_file.to_str().unwrap(), "--name", "db"];
+    ok(&mut write_only(&host_push));
+    ok(&mut write_only(&host_push));
+    let refused = fails(&mut write_only(&["wal-push", other.to_str().unwrap(), "--name", "db"]));
+    assert!(refused.contains("other content"), "{refused}");
+    let host_fetched = setup.path("host-fetched");
+    let denied = fails(&mut write_only(&[
+        "wal-fetch",
+        "000000010000000000000002",
+        host_fetched.to_str().unwrap(),
+        "--name",
+        "db",
+    ]));
+    assert!(denied.contains("write-only"), "{denied}");
+    ok(&mut setup.lifeboat(&[
+        "wal-fetch",
+        "000000010000000000000002",
+        host_fetched.to_str().unwrap(),
+        "--name",
+        "db",
+    ]));
+    assert_eq!(std::fs::read(&host_fetched).unwrap(), std::fs::read(&host_file).unwrap());
+
     // kill -9 at different moments of a push: never a visible partial file, and the retry
     // archives it.
     for (i, delay) in [40u64, 120, 250, 400].into_iter().enumerate() {
