@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# bench/s3-read-ab.sh: how many range requests a restore keeps in flight, A against B,
+# interleaved in one run (issue #20: the read engine's default).
+#
+# One SQLite database (SIZE_MIB, default 300; bench/gen_sqlite.py) is backed up once into an
+# encrypted repository on s3s-fs; then, behind bench/latency_proxy.py at RTT ms (default 20),
+# it is restored ROUNDS times (default 5) with LIFEBOAT_READ_CONCURRENCY=A and =B in turn
+# (defaults 16 and 24), each to a fresh path, and the median wall seconds of each are
+# printed with their ratio. Every restore must pass (lifeboat checks integrity and counts).
+#
+#   bash bench/s3-read-ab.sh
+#   RTT=100 A=24 B=48 bash bench/s3-read-ab.sh
+# Needs what bench/s3.sh needs, without restic. Writes under bench/work/s3-ab (wiped). The
+# bucket is `abtest`: s3s-fs takes no bucket name shorter than 3 characters.
+
+set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SIZE_MIB="${SIZE_MIB:-300}"
+RTT="${RTT:-20}"
+ROUNDS="${ROUNDS:-5}"
+A="${A:-16}"
+B="${B:-24}"
+for v in SIZE_MIB ROUNDS A B; do
+    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive whole number, got '${!v}'"
+done
+[[ "$RTT" =~ ^(0|[1-9][0-9]*)$ ]] || die "RTT must be whole milliseconds, got '$RTT'"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+W="$ROOT/bench/work/s3-ab"
+LIFEBOAT="${CARGO_TARGET_DIR:-$ROOT/target}/release/lifeboat"
+S3S_FS="${S3S_FS:-$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")}"
+require sqlite3=sqlite3 python3=python3 /usr/bin/time=time
+[[ -x "$S3S_FS" ]] || die "missing: s3s-fs (cargo install s3s-fs, or S3S_FS=PATH)"
+build_release
+
+rm -rf "$W"
+mkdir -p "$W/logs" "$W/s3root/abtest"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        if (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+PIDS=()
+trap 'kill "${PIDS[@]}" 2> /dev/null || true' EXIT
+
+export AWS_ACCESS_KEY_ID=benchab AWS_SECRET_ACCESS_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
+S3_PORT=$(free_port)
+"$S3S_FS" --host 127.0.0.1 --port "$S3_PORT" --access-key "$AWS_ACCESS_KEY_ID" \
+    --secret-key "$AWS_SECRET_ACCESS_KEY" "$W/s3root" > "$W/logs/s3s-fs.log" 2>&1 &
+PIDS+=($!)
+wait_port "$S3_PORT" || die "s3s-fs did not start"
+PROXY_PORT=$(free_port)
+python3 "$ROOT/bench/latency_proxy.py" serve "$PROXY_PORT" "$S3_PORT" "$RTT" > "$W/logs/proxy.log" 2>&1 &
+PIDS+=($!)
+wait_port "$PROXY_PORT" || die "the latency proxy did not start"
+
+say "generating a ${SIZE_MIB} MiB SQLite database"
+python3 "$ROOT/bench/gen_sqlite.py" create "$W/bench.db" "$SIZE_MIB"
+printf 'ab bench password\n' > "$W/password"
+lb() {
+    env "AWS_ENDPOINT=http://127.0.0.1:$1" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
+        "LIFEBOAT_PASSWORD_FILE=$W/password" "$LIFEBOAT" --repo s3://abtest/repo "${@:2}"
+}
+lb "$S3_PORT" init > /dev/null
+lb "$S3_PORT" backup sqlite "$W/bench.db" --name bench > /dev/null
+
+declare -A TIMES
+for ((round = 1; round <= ROUNDS; round++)); do
+    for n in "$A" "$B"; do
+        out="$W/restored-$n-$round.db"
+        start=$(date +%s.%N)
+        LIFEBOAT_READ_CONCURRENCY=$n lb "$PROXY_PORT" restore latest --name bench --to "$out" > /dev/null
+        secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+        TIMES[$n]+="$secs "
+        rm -f "$out"
+        say "round $round, $n in flight: ${secs}s"
+    done
+done
+median() { tr ' ' '\n' <<< "$1" | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+MA=$(median "${TIMES[$A]}")
+MB=$(median "${TIMES[$B]}")
+echo
+echo "restore of ${SIZE_MIB} MiB at ${RTT} ms, ${ROUNDS} rounds interleaved (lifeboat $(git -C "$ROOT" rev-parse --short HEAD)):"
+echo "  $A in flight: ${TIMES[$A]}-> median ${MA}s"
+echo "  $B in flight: ${TIMES[$B]}-> median ${MB}s"
+echo "  $B / $A: $(ratio "$MB" "$MA")x"
