@@ -70,6 +70,24 @@ async fn a_write_only_host_backs_up_and_reads_nothing(store: Arc<dyn ObjectStore
     let b = backup(&host, "host-db", data.clone()).await.unwrap();
     assert_eq!(b.manifest().stored, 0, "a second backup stores nothing new");
 
+    // The host archives WAL behind the same policy (wal/ allowed): a retry is told from other
+    // bytes by the entry's clear tag; reading it back needs a full key.
+    let segment = bytes::Bytes::from(lifeboat_testkit::pseudo_random(300_000, 13));
+    let name = "000000010000000000000007";
+    assert!(matches!(
+        host.wal_push("db", name, segment.clone()).await.unwrap(),
+        lifeboat_store::WalPushed::Stored { .. }
+    ));
+    assert_eq!(
+        host.wal_push("db", name, segment.clone()).await.unwrap(),
+        lifeboat_store::WalPushed::AlreadyArchived
+    );
+    let other = bytes::Bytes::from(lifeboat_testkit::pseudo_random(300_000, 14));
+    let conflict = host.wal_push("db", name, other).await.unwrap_err();
+    assert!(matches!(conflict, lifeboat_store::StoreError::WalConflict { .. }), "{conflict}");
+    write_only_refusal(host.wal_fetch("db", name).await.unwrap_err());
+    assert_eq!(full.wal_fetch("db", name).await.unwrap(), Some(segment));
+
     // Everything that reads data or manifests, or deletes, is refused by lifeboat itself.
     let mut lines = vec![
         write_only_refusal(host.snapshots().await.unwrap_err()),

@@ -1,5 +1,6 @@
 //! A store that enforces the bucket policy of a write-only host (see `docs/operations.md`):
-//! no GET of data or manifests, no DELETE. It refuses such requests as S3 would, and records
+//! no GET of data or manifests, no DELETE (GETs of `wal/` are allowed: a push reads an
+//! entry's clear tag). It refuses such requests as S3 would, and records
 //! them, so a test can say the client never even asked.
 
 use std::fmt;
