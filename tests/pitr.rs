@@ -395,6 +395,27 @@ fn the_archive_refuses_other_bytes_under_a_name_and_a_killed_push_leaves_nothing
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // An archived file that cannot be read is not the end of the archive: exit code 255,
+    // which makes PostgreSQL stop recovery instead of promoting early, and a message.
+    let entry = find_entry(Path::new(&setup.repo), "000000010000000000000001");
+    let intact = std::fs::read(&entry).unwrap();
+    let mut damaged = intact.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x20;
+    std::fs::write(&entry, &damaged).unwrap();
+    let out = run(&mut setup.lifeboat(&[
+        "wal-fetch",
+        "000000010000000000000001",
+        setup.path("damaged").to_str().unwrap(),
+        "--name",
+        "db",
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
+    assert!(stderr.contains("error: ") && stderr.contains("hint: "), "{stderr}");
+    assert!(!setup.path("damaged").exists(), "nothing handed to the server");
+    std::fs::write(&entry, &intact).unwrap();
+
     // A write-only key (a database host's) pushes, and tells a retry from other bytes;
     // only a full key reads what it pushed.
     let key = setup.path("write-only.key");
