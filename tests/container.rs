@@ -104,6 +104,15 @@ fn new_repo() -> (tempfile::TempDir, String) {
     (dir, repo)
 }
 
+/// Tests that leave an interrupted restore behind, or clean every leftover on the engine
+/// (`cleanup --force`), run one at a time: one test's cleanup would otherwise put right
+/// another test's interrupted restore while that test still inspects it.
+static LEFTOVERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    LEFTOVERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 fn container_with_volume_round_trips_after_deletion() {
     let mut cleanup = DockerCleanup::default();
@@ -601,6 +610,7 @@ fn safety_snapshot_is_named_after_the_target_it_protects() {
 
 #[test]
 fn a_label_backup_never_captures_a_restores_working_containers() {
+    let _serial = one_at_a_time();
     let mut cleanup = DockerCleanup::default();
     let (_dir, repo) = new_repo();
     let label = format!("tenant-group={}", unique_name("staging"));
@@ -667,6 +677,7 @@ fn a_stopped_container_restores_stopped_and_a_one_shot_is_not_a_failure() {
 
 #[test]
 fn a_restore_killed_while_stopping_the_original_is_put_back_by_cleanup() {
+    let _serial = one_at_a_time();
     let mut cleanup = DockerCleanup::default();
     let (_dir, repo) = new_repo();
     let name = start_slow_stopper(&mut cleanup, "tenant=killed");
@@ -695,6 +706,7 @@ fn a_restore_killed_while_stopping_the_original_is_put_back_by_cleanup() {
 
 #[test]
 fn no_leftovers_after_killed_restores_and_one_clean_run() {
+    let _serial = one_at_a_time();
     let mut cleanup = DockerCleanup::default();
     let (_dir, repo) = new_repo();
     let (name, volume) = start_app(&mut cleanup, "tenant=leftovers");
@@ -842,6 +854,7 @@ fn exists(kind: &str, reference: &str) -> bool {
 
 #[test]
 fn drill_cleanup_removes_only_what_this_hosts_dead_drills_left() {
+    let _serial = one_at_a_time();
     let _one_at_a_time = DRILL_LEFTOVERS.lock().unwrap_or_else(|e| e.into_inner());
     let mut cleanup = DockerCleanup::default();
     let (_dir, repo) = new_repo();
