@@ -119,6 +119,14 @@ async fn table_counts_except(
 
 /// Arguments that point a PostgreSQL tool at the database of `config` (password by env).
 pub(crate) fn tool_args(config: &Config, dbname: &str) -> Vec<String> {
+    let mut args = server_args(config);
+    args.extend(["--no-password".into(), "-d".into(), dbname.into()]);
+    args
+}
+
+/// `-h`, `-p` and `-U` of `config`: the server and user, never the password (it goes in
+/// `PGPASSWORD`).
+pub(crate) fn server_args(config: &Config) -> Vec<String> {
     let mut args = Vec::new();
     if let Some(host) = config.get_hosts().first() {
         args.push("-h".into());
@@ -133,7 +141,6 @@ pub(crate) fn tool_args(config: &Config, dbname: &str) -> Vec<String> {
     if let Some(user) = config.get_user() {
         args.extend(["-U".into(), user.into()]);
     }
-    args.extend(["--no-password".into(), "-d".into(), dbname.into()]);
     args
 }
 

@@ -14,7 +14,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio_postgres::Config;
 
-use crate::backup::password;
+use crate::backup::{password, server_args};
 use crate::connect::{connect_as, db_message, describe, parse};
 use crate::error::PgError;
 
@@ -120,7 +120,7 @@ impl Backup for ClusterBackup {
         command
             .args(["-D", "-", "-F", "t", "-X", "fetch", "--checkpoint=fast", "--verbose"])
             .args(["--label", "lifeboat base backup", "--no-password"])
-            .args(connection_args(&config))
+            .args(server_args(&config))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -176,25 +176,6 @@ impl Backup for ClusterBackup {
 
 fn describe_server(config: &Config) -> String {
     cluster_name(config).replacen('-', ":", 1)
-}
-
-/// `-h`, `-p`, `-U` of a URL (the password goes in `PGPASSWORD`, never on the command line).
-fn connection_args(config: &Config) -> Vec<String> {
-    let mut args = Vec::new();
-    if let Some(host) = config.get_hosts().first() {
-        let host = match host {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        };
-        args.extend(["-h".into(), host]);
-    }
-    if let Some(port) = config.get_ports().first() {
-        args.extend(["-p".into(), port.to_string()]);
-    }
-    if let Some(user) = config.get_user() {
-        args.extend(["-U".into(), user.into()]);
-    }
-    args
 }
 
 /// The start LSN, its timeline and the end LSN from `pg_basebackup --verbose`'s output
