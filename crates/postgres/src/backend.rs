@@ -65,7 +65,7 @@ impl Backend for PostgresBackend {
     }
 
     fn claims(&self, to: &str) -> bool {
-        to.starts_with("postgres://") || to.starts_with("postgresql://")
+        is_postgres_url(to)
     }
 
     fn restore_options(&self) -> Vec<OptionSpec> {
@@ -139,6 +139,11 @@ impl Backend for PostgresBackend {
             }),
         }
     }
+}
+
+/// Whether `s` is a `postgres://` or `postgresql://` URL.
+pub(crate) fn is_postgres_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
 fn connections(options: &Options) -> Result<Option<usize>> {

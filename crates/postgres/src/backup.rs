@@ -153,13 +153,16 @@ pub(crate) fn password(config: &Config) -> Option<String> {
 pub(crate) fn collect_stderr(
     stderr: Option<tokio::process::ChildStderr>,
 ) -> tokio::task::JoinHandle<String> {
-    tokio::spawn(async move {
-        let mut text = String::new();
-        if let Some(mut s) = stderr {
-            let _ = s.read_to_string(&mut text).await;
-        }
-        summarize_stderr(&text)
-    })
+    tokio::spawn(async move { summarize_stderr(&read_stderr(stderr).await) })
+}
+
+/// All a child wrote to stderr (nothing when it has none or it cannot be read).
+pub(crate) async fn read_stderr(stderr: Option<tokio::process::ChildStderr>) -> String {
+    let mut text = String::new();
+    if let Some(mut s) = stderr {
+        let _ = s.read_to_string(&mut text).await;
+    }
+    text
 }
 
 /// The first lines that say what failed (`error:`, the server's `ERROR:`, `FATAL:`), then the

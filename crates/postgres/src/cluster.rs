@@ -10,12 +10,11 @@ use std::process::Stdio;
 use async_trait::async_trait;
 use lifeboat_core::{Backup, ByteStream, Capture, FinishCheck, Kind, Result};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio_postgres::Config;
 
-use crate::backup::{password, server_args};
-use crate::connect::{connect_as, db_message, describe, parse};
+use crate::backup::{password, read_stderr, server_args};
+use crate::connect::{connect_as, db_message, describe, parse, server_of};
 use crate::error::PgError;
 
 /// The snapshot kind of base backups.
@@ -62,13 +61,11 @@ impl ClusterBackup {
     }
 }
 
-/// `HOST-PORT` of a URL: the name a cluster's snapshots and WAL get by default.
+/// `HOST-PORT` of a URL: the name a cluster's snapshots and WAL get by default (a Unix
+/// socket's folder would not make a name: `localhost` stands for it).
 pub fn cluster_name(config: &Config) -> String {
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-        _ => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let (host, port) = server_of(config);
+    let host = if host.starts_with('/') { "localhost".to_string() } else { host };
     format!("{host}-{port}")
 }
 
@@ -111,7 +108,10 @@ impl Backup for ClusterBackup {
             wal_segment_size: row.get::<_, i64>(3) as u64,
             archive_mode: row.get(4),
             superuser: row.get(5),
-            server: describe_server(&config),
+            server: {
+                let (host, port) = server_of(&config);
+                format!("{host}:{port}")
+            },
             ..ClusterMetadata::default()
         };
         drop(client);
@@ -138,14 +138,8 @@ impl Backup for ClusterBackup {
             status: "no stdout".into(),
             stderr: String::new(),
         })?;
-        let mut stderr = child.stderr.take();
-        let stderr = tokio::spawn(async move {
-            let mut text = String::new();
-            if let Some(s) = stderr.as_mut() {
-                let _ = s.read_to_string(&mut text).await;
-            }
-            text
-        });
+        // All of it: the WAL range is read from its `--verbose` lines.
+        let stderr = tokio::spawn(read_stderr(child.stderr.take()));
         let json = to_json(&metadata)?;
         let finish: FinishCheck = Box::pin(async move {
             let status = child.wait().await.map_err(|e| PgError::Tool {
@@ -172,10 +166,6 @@ impl Backup for ClusterBackup {
         let reader: ByteStream = Box::pin(stdout);
         Ok(Capture::new(reader, json).on_finish(finish))
     }
-}
-
-fn describe_server(config: &Config) -> String {
-    cluster_name(config).replacen('-', ":", 1)
 }
 
 /// The start LSN, its timeline and the end LSN from `pg_basebackup --verbose`'s output

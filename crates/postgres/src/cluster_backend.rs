@@ -6,6 +6,7 @@ use lifeboat_core::backend::{OptionSpec, Options, TargetCommand, TargetSpec};
 use lifeboat_core::drill::ScratchDrill;
 use lifeboat_core::{Backend, Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot};
 
+use crate::backend::is_postgres_url;
 use crate::cluster::{CLUSTER_KIND, ClusterBackup};
 use crate::cluster_drill::ClusterDrill;
 use crate::pgdata::{PgdataRestorePlan, RecoveryTarget};
@@ -22,7 +23,7 @@ const IMMEDIATE: &str = "immediate";
 const START: &str = "start";
 const PORT: &str = "port";
 const CLUSTER_DATABASE: &str = "cluster-database";
-const TARGET_TIMELINE: &str = "target-timeline";
+const TARGET_TIMELINE: &str = OptionSpec::TARGET_TIMELINE;
 
 #[async_trait]
 impl Backend for PostgresClusterBackend {
@@ -48,7 +49,7 @@ impl Backend for PostgresClusterBackend {
     }
 
     fn check(&self, spec: &TargetSpec) -> Result<()> {
-        if spec.target.starts_with("postgres://") || spec.target.starts_with("postgresql://") {
+        if is_postgres_url(&spec.target) {
             Ok(())
         } else {
             Err(Error::InvalidInput {

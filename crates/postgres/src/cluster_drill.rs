@@ -57,7 +57,13 @@ impl ScratchDrill for ClusterDrill {
     ) -> Result<ScratchOutcome> {
         let mut outcome = ScratchOutcome::default();
         let dir = self.scratch_dir();
-        let port = free_port();
+        let port = match free_port() {
+            Ok(port) => port,
+            Err(e) => {
+                outcome.checks.push(Check::fail("restore", format!("no free port: {e}")));
+                return Ok(outcome);
+            }
+        };
         let target = match self.fetch_command {
             Some(_) => RecoveryTarget::Latest,
             None => RecoveryTarget::Immediate,
@@ -145,9 +151,6 @@ fn remove_scratch(dir: &Path, major: u32) {
 }
 
 /// A port no one listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(54329)
+fn free_port() -> std::io::Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port())
 }

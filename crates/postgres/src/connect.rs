@@ -9,6 +9,13 @@ use crate::error::PgError;
 
 /// Where the password-free description of a URL points (for messages).
 pub(crate) fn describe(config: &Config) -> String {
+    let (host, port) = server_of(config);
+    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
+}
+
+/// The server a URL names: its first host (the socket folder for a Unix socket;
+/// `localhost` when none is given) and port (5432 by default).
+pub(crate) fn server_of(config: &Config) -> (String, u16) {
     let host = config
         .get_hosts()
         .first()
@@ -17,8 +24,7 @@ pub(crate) fn describe(config: &Config) -> String {
             tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
         })
         .unwrap_or_else(|| "localhost".into());
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{host}:{port}/{}", config.get_dbname().unwrap_or("postgres"))
+    (host, config.get_ports().first().copied().unwrap_or(5432))
 }
 
 /// Parses a URL, filling the password, when the URL has none, from `PGPASSWORD` or else the

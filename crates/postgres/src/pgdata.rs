@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use lifeboat_core::drill::process_alive;
 use lifeboat_core::{
     Check, Error, PlanStep, RestoreContext, RestorePlan, RestoreReport, Result, Snapshot,
     aside_name, existing_parent, shell_quote, temp_prefix,
@@ -219,7 +220,7 @@ enum Occupied {
 fn running_server(dir: &Path) -> Option<u32> {
     let text = std::fs::read_to_string(dir.join("postmaster.pid")).ok()?;
     let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    process_alive(pid).then_some(pid)
 }
 
 /// `s` as a value in `postgresql.conf` (single quotes doubled).
@@ -275,7 +276,7 @@ impl RestorePlan for PgdataRestorePlan {
         let temp = tempfile::Builder::new()
             .prefix(&temp_prefix(&self.dir))
             .tempdir_in(parent)
-            .map_err(|e| io_error("creating a folder beside", &self.dir, e))?;
+            .map_err(|e| Error::io("creating a folder beside", &self.dir, e))?;
         let stream = ctx.snapshot.open().await?;
         let into = temp.path().to_path_buf();
         let bytes = unpack(stream, into).await?;
@@ -287,17 +288,17 @@ impl RestorePlan for PgdataRestorePlan {
         match occupied {
             Occupied::Absent => {}
             Occupied::Empty => std::fs::remove_dir(&self.dir)
-                .map_err(|e| io_error("removing the empty folder", &self.dir, e))?,
+                .map_err(|e| Error::io("removing the empty folder", &self.dir, e))?,
             Occupied::Full => {
                 let aside = parent.join(format!("{}-{}", aside_name(&self.dir), now_stamp()));
                 std::fs::rename(&self.dir, &aside)
-                    .map_err(|e| io_error("moving aside", &self.dir, e))?;
+                    .map_err(|e| Error::io("moving aside", &self.dir, e))?;
                 checks.push(Check::pass("moved aside", aside.display().to_string()));
             }
         }
         if let Err(e) = std::fs::rename(&kept, &self.dir) {
             let _ = std::fs::remove_dir_all(&kept);
-            return Err(io_error("renaming the restored folder onto", &self.dir, e));
+            return Err(Error::io("renaming the restored folder onto", &self.dir, e));
         }
         sync_dir(parent);
         info!(dir = %self.dir.display(), "base backup written");
@@ -504,13 +505,13 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
 fn set_private(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| io_error("setting the mode of", dir, e))
+        .map_err(|e| Error::io("setting the mode of", dir, e))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let mut file = std::fs::File::create(path).map_err(|e| io_error("writing", path, e))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| io_error("writing", path, e))
+    let mut file = std::fs::File::create(path).map_err(|e| Error::io("writing", path, e))?;
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|e| Error::io("writing", path, e))
 }
 
 fn sync_dir(dir: &Path) {
@@ -522,13 +523,6 @@ fn sync_dir(dir: &Path) {
 fn now_stamp() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     now.map(|d| d.as_secs()).unwrap_or_default().to_string()
-}
-
-fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::InvalidInput {
-        what: format!("{what} {}: {e}", path.display()),
-        hint: lifeboat_core::io_hint(&e).unwrap_or_else(|| "check the folder and try again".into()),
-    }
 }
 
 #[cfg(test)]
