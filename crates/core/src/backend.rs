@@ -92,6 +92,11 @@ impl OptionSpec {
     /// recover from it. The CLI fills it; backends whose drills need it declare it.
     pub const ARCHIVE_FETCH: &'static str = "archive-fetch";
 
+    /// `target-timeline`: the timeline a restore that recovers from the WAL archive
+    /// follows. Backends whose restores recover from it declare it; the CLI fills it from the
+    /// archive's history files (see `Repository::wal_needs`) when the user gave none.
+    pub const TARGET_TIMELINE: &'static str = "target-timeline";
+
     /// Its key in a lifeboatd job (`changed-only` → `changed_only`).
     pub fn config_key(&self) -> String {
         self.name.replace('-', "_")

@@ -226,25 +226,13 @@ impl Daemon {
         view
     }
 
-    /// When each name with base backups last archived a WAL file (one listing per name; a
-    /// name whose archive cannot be listed is left out, so its base backups alone count).
+    /// When each name with base backups last archived a WAL file; when an archive cannot
+    /// be listed, none (base backups alone then count, and may raise a stale alert).
     async fn wal_newest(&self, snapshots: &[StoredSnapshot]) -> BTreeMap<String, DateTime<Utc>> {
-        let names: std::collections::BTreeSet<&str> = snapshots
-            .iter()
-            .filter(|s| lifeboat_store::WalStart::from_metadata(&s.manifest().metadata).is_some())
-            .map(|s| s.manifest().name.as_str())
-            .collect();
-        let mut newest = BTreeMap::new();
-        for name in names {
-            match self.repo.wal_newest(name).await {
-                Ok(Some(time)) => {
-                    newest.insert(name.to_string(), time);
-                }
-                Ok(None) => {}
-                Err(e) => warn!(name, "cannot list the WAL archive: {e}"),
-            }
-        }
-        newest
+        self.repo.wal_newest_by_name(snapshots).await.unwrap_or_else(|e| {
+            warn!("cannot list the WAL archive: {e}");
+            BTreeMap::new()
+        })
     }
 
     /// Whether a shutdown has begun.

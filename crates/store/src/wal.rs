@@ -294,6 +294,29 @@ impl Repository {
         Ok(self.wal_files(series).await?.into_iter().map(|f| f.archived).max())
     }
 
+    /// When the newest WAL file was archived, for each name among `snapshots` that has base
+    /// backups (one listing per such name): such a name is as fresh as its archive.
+    ///
+    /// # Errors
+    /// Store errors listing an archive.
+    pub async fn wal_newest_by_name(
+        &self,
+        snapshots: &[crate::StoredSnapshot],
+    ) -> Result<BTreeMap<String, DateTime<Utc>>> {
+        let names: BTreeSet<&str> = snapshots
+            .iter()
+            .filter(|s| WalStart::from_metadata(&s.manifest().metadata).is_some())
+            .map(|s| s.manifest().name.as_str())
+            .collect();
+        let mut newest = BTreeMap::new();
+        for name in names {
+            if let Some(time) = self.wal_newest(name).await? {
+                newest.insert(name.to_string(), time);
+            }
+        }
+        Ok(newest)
+    }
+
     /// What recovery from a base backup of `series` that starts at `start` reads from the
     /// archive, and the gaps in it (history files read to follow timelines).
     ///

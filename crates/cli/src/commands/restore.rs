@@ -69,7 +69,7 @@ async fn with_timeline(
     selection: &Options,
 ) -> Options {
     let mut selection = selection.clone();
-    const TIMELINE: &str = "target-timeline";
+    const TIMELINE: &str = lifeboat_core::backend::OptionSpec::TARGET_TIMELINE;
     let m = snap.manifest();
     if selection.value(TIMELINE).is_none()
         && let Some(start) = lifeboat_store::WalStart::from_metadata(&m.metadata)

@@ -37,25 +37,13 @@ pub async fn run(
         .map(|name| (name, max_age))
         .collect();
     // A cluster with base backups is as fresh as its newest archived WAL.
-    let clusters: std::collections::BTreeSet<&str> = snaps
-        .iter()
-        .filter(|s| lifeboat_store::WalStart::from_metadata(&s.manifest().metadata).is_some())
-        .map(|s| s.manifest().name.as_str())
-        .filter(|name| limits.contains_key(*name))
-        .collect();
-    let mut wal = BTreeMap::new();
-    for name in clusters {
-        match repo.wal_newest(name).await {
-            Ok(Some(time)) => {
-                wal.insert(name.to_string(), time);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                crate::output::fail(&e.into());
-                return Ok(ExitCode::from(COULD_NOT_CHECK));
-            }
+    let wal = match repo.wal_newest_by_name(&snaps).await {
+        Ok(wal) => wal,
+        Err(e) => {
+            crate::output::fail(&e.into());
+            return Ok(ExitCode::from(COULD_NOT_CHECK));
         }
-    }
+    };
     let report =
         lifeboat_store::freshness::freshness_with_wal(&snaps, &wal, &limits, chrono::Utc::now());
     let stale = report.iter().filter(|f| f.stale).count();
