@@ -197,7 +197,19 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
     assert_eq!(at_time.psql("SELECT pg_is_in_recovery()"), "f", "accepts writes");
     at_time.psql("INSERT INTO t(note) VALUES ('written after the restore')");
 
+    // What a restore killed with -9 left beside the target (a dead process's temporary
+    // copy) goes with the next restore there.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let left = setup.path(&format!(".immediate.lifeboat-restore-{dead_pid}-x1y2z3"));
+    std::fs::create_dir_all(left.join("base")).unwrap();
+    std::fs::write(left.join("base/1"), b"half a cluster").unwrap();
+    if setup.as_postgres {
+        Command::new("chown").args(["-R", "postgres:postgres"]).arg(&left).status().unwrap();
+    }
     let immediate = restore(&setup, &pg, "immediate", &["--immediate"]);
+    assert!(!left.exists(), "the interrupted restore's copy was removed");
     assert_eq!(immediate.notes(), ["before"], "only what the base backup holds");
     drop(immediate);
 

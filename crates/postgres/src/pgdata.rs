@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use lifeboat_core::drill::process_alive;
 use lifeboat_core::{
     Check, Error, PlanStep, RestoreContext, RestorePlan, RestoreReport, Result, Snapshot,
-    aside_name, existing_parent, shell_quote, temp_prefix,
+    aside_name, existing_parent, remove_leftovers, shell_quote, temp_prefix,
 };
 use tokio::process::Command;
 use tracing::info;
@@ -271,6 +271,11 @@ impl RestorePlan for PgdataRestorePlan {
     }
 
     async fn execute(&self, ctx: &RestoreContext<'_>) -> Result<RestoreReport> {
+        // A restore killed before (its process gone) left a temporary copy beside DIR, or a
+        // cluster moved aside with DIR not yet in its place: removed, or put back.
+        for leftover in remove_leftovers(&self.dir) {
+            info!(path = %leftover.display(), "removed what an interrupted restore left");
+        }
         let occupied = self.check_target()?;
         let parent = existing_parent(&self.dir)?;
         let temp = tempfile::Builder::new()
