@@ -147,6 +147,33 @@ fn restore<'a>(setup: &Setup, pg: &'a PgCluster, dir: &str, extra: &[&str]) -> R
     Restored { pg, dir, port }
 }
 
+/// `cmd` under `strace -f`, its syncs and renames written to `trace`.
+fn under_strace(cmd: &Command, trace: &Path) -> Command {
+    let strace = find_program("strace")
+        .expect("this test needs strace (apt-get install strace) to watch the restore's syncs");
+    let mut traced = Command::new(strace);
+    traced
+        .args([
+            "-f",
+            "-y",
+            "-s",
+            "4096",
+            "-e",
+            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2",
+        ])
+        .arg("-o")
+        .arg(trace)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => traced.env(key, value),
+            None => traced.env_remove(key),
+        };
+    }
+    traced
+}
+
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap()
 }
@@ -219,9 +246,12 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
 
     // A first PITR that archives its new timeline into the same series, then a second PITR
     // from the same base backup along that timeline.
+    // This restore runs under strace: the data directory reaches the disk (one syncfs)
+    // before it is renamed into place, and its folder is synced after.
     let branch_dir = setup.path("branch");
     let to = format!("pgdata:{}", branch_dir.display());
-    ok(&mut setup.lifeboat(&[
+    let trace = setup.path("restore-trace.txt");
+    let restore_cmd = setup.lifeboat(&[
         "restore",
         "latest",
         "--name",
@@ -230,7 +260,23 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
         &to,
         "--target-time",
         &marker_time,
-    ]));
+    ]);
+    ok(&mut under_strace(&restore_cmd, &trace));
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = trace.lines().filter(|l| l.trim_end().ends_with("= 0")).collect();
+    let swap = lines
+        .iter()
+        .position(|l| l.contains("rename") && l.contains(&format!("\"{}\"", branch_dir.display())))
+        .unwrap_or_else(|| panic!("no rename onto {}:\n{trace}", branch_dir.display()));
+    assert!(
+        lines[..swap].iter().any(|l| l.contains("syncfs(")),
+        "the restored data directory was not synced before the swap:\n{trace}"
+    );
+    let parent = format!("<{}>", setup.tmp.path().canonicalize().unwrap().display());
+    assert!(
+        lines[swap..].iter().any(|l| l.contains("fsync(") && l.contains(&parent)),
+        "the folder was not synced after the swap:\n{trace}"
+    );
     let auto = branch_dir.join("postgresql.auto.conf");
     let mut conf = std::fs::read_to_string(&auto).unwrap();
     conf.push_str(&format!("archive_mode = on\narchive_command = '{archive}'\n"));
@@ -507,4 +553,104 @@ fn the_archive_refuses_other_bytes_under_a_name_and_a_killed_push_leaves_nothing
         ok(&mut setup.lifeboat(&["wal-fetch", &name, again.to_str().unwrap(), "--name", "db"]));
         assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&path).unwrap());
     }
+}
+
+/// `restore_command` as recovery calls it: one segment after another, each call a new
+/// process. The first call starts one background prefetcher, which keeps the segments after
+/// the last one asked for in `pg_wal/lifeboat-prefetch`; later calls are served from there;
+/// a segment missing from the archive ends the queue; the prefetcher ends, and removes the
+/// folder, once recovery is over.
+#[test]
+fn wal_fetch_keeps_a_prefetch_queue_ahead_of_recovery_and_ends_with_it() {
+    let setup = Setup::new();
+    let segments: Vec<String> = (1..=6).map(|n| format!("0000000100000000000000{n:02X}")).collect();
+    let incoming = setup.path("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    for (i, name) in segments.iter().enumerate() {
+        std::fs::write(incoming.join(name), pseudo_random(1 << 20, 10 + i as u64)).unwrap();
+    }
+    // A data directory in recovery, as PostgreSQL lays it out.
+    let data = setup.path("data");
+    let pg_wal = data.join("pg_wal");
+    std::fs::create_dir_all(&pg_wal).unwrap();
+    std::fs::write(data.join("recovery.signal"), "").unwrap();
+    if setup.as_postgres {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&incoming)
+            .arg(&data)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    for name in &segments {
+        let path = incoming.join(name);
+        ok(&mut setup.lifeboat(&["wal-push", path.to_str().unwrap(), "--name", "db"]));
+    }
+    let dest = pg_wal.join("RECOVERYXLOG");
+    let fetch = |file: &str| {
+        run(&mut setup.lifeboat(&["wal-fetch", file, dest.to_str().unwrap(), "--name", "db"]))
+    };
+    let spool = pg_wal.join("lifeboat-prefetch");
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "waited 30 s for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let prefetchers = || {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("{} .*--prefetch-worker", setup.repo)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+
+    // The first call fetches its own segment and starts the prefetcher, which fills the
+    // queue with every archived segment after it (fewer than --prefetch).
+    let out = fetch(&segments[0]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(incoming.join(&segments[0])).unwrap());
+    wait_for("the queue to hold segments 2 to 6", &|| {
+        segments[1..].iter().all(|s| spool.join(s).exists())
+    });
+    assert_eq!(prefetchers(), 1, "one prefetcher serves the folder");
+    for name in &segments[1..] {
+        let queued = std::fs::read(spool.join(name)).unwrap();
+        assert_eq!(queued, std::fs::read(incoming.join(name)).unwrap(), "{name} queued whole");
+    }
+
+    // Later calls are served from the queue (the file leaves it), in order, whole.
+    for name in &segments[1..4] {
+        let out = fetch(name);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!spool.join(name).exists(), "{name} was taken from the queue");
+        assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(incoming.join(name)).unwrap());
+    }
+    assert_eq!(prefetchers(), 1, "calls served from the queue start no second prefetcher");
+
+    // A damaged queue entry is never handed over: the prefetcher writes whole files only,
+    // and what a dead writer left half-written is removed.
+    let stray = spool.join(format!("{}.lifeboat-999999999", segments[5]));
+    std::fs::write(&stray, b"half").unwrap();
+    wait_for("the dead writer's temporary file to go", &|| !stray.exists());
+
+    // Recovery is over when PostgreSQL removes recovery.signal: the prefetcher ends and
+    // takes the queue with it.
+    std::fs::remove_file(data.join("recovery.signal")).unwrap();
+    wait_for("the prefetcher to end", &|| prefetchers() == 0);
+    assert!(!spool.exists(), "the queue is removed at the end of recovery");
+
+    // Outside recovery (no signal file) a call fetches its own segment and starts nothing;
+    // a segment not in the archive exits 1, quietly.
+    let out = fetch(&segments[4]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(incoming.join(&segments[4])).unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(prefetchers(), 0);
+    assert!(!spool.exists());
+    let out = fetch("000000010000000000000009");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }

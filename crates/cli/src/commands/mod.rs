@@ -134,8 +134,15 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
             stale::run(&repo, max_age, &expected, json).await
         }
         Command::WalPush { path, name } => wal::push(&repo, &path, &name).await,
-        Command::WalFetch { file, dest, name, prefetch } => {
-            Ok(wal::fetch(&repo, &file, &dest, &name, usize::from(prefetch)).await)
+        Command::WalFetch { file, dest, name, prefetch, prefetch_worker } => {
+            let request = wal::FetchRequest {
+                repo_url: &repo,
+                file: &file,
+                dest: &dest,
+                name: &name,
+                prefetch: usize::from(prefetch),
+            };
+            Ok(wal::fetch(request, prefetch_worker).await)
         }
     }
 }
