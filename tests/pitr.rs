@@ -203,6 +203,16 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
     // The cluster's RPO is the age of its newest archived WAL, not of its base backup.
     let stale = ok(&mut setup.lifeboat(&["stale", "--max-age", "1h", "--json"]));
     assert!(stale.contains("newest archived WAL"), "{stale}");
+    // stats shows the archive beside the base backups.
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&mut setup.lifeboat(&["stats", "--json"]))).unwrap();
+    let wal = &stats["wal_archives"]["main"];
+    assert!(wal["segments"].as_u64().unwrap() >= 2, "{stats}");
+    assert!(wal["files"].as_u64().unwrap() >= wal["segments"].as_u64().unwrap(), "{stats}");
+    assert!(wal["newest_archived"].is_string(), "{stats}");
+    let first = wal["first"].as_str().unwrap().to_string();
+    let text = ok(&mut setup.lifeboat(&["stats"]));
+    assert!(text.contains("WAL archive of main") && text.contains(&first), "{text}");
 
     // The dry run prints the steps, the restore_command among them, and changes nothing.
     let dry = ok(&mut setup.lifeboat(&[
