@@ -405,6 +405,47 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
     archive_now(&pg);
     let last = restore(&setup, &pg, "after-second", &[]);
     assert_eq!(last.notes(), ["before", "marker", "later", "after the second backup"]);
+    drop(last);
+
+    // A flipped byte in every pack: the restore fails naming what is damaged, and leaves
+    // neither a data directory nor its temporary copy.
+    for pack in files_under(&Path::new(&setup.repo).join("data")) {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        std::fs::write(&pack, bytes).unwrap();
+    }
+    let damaged = setup.path("damaged");
+    let err = fails(&mut setup.lifeboat(&[
+        "restore",
+        "latest",
+        "--name",
+        "main",
+        "--to",
+        &format!("pgdata:{}", damaged.display()),
+    ]));
+    assert!(err.contains("data/"), "the damaged pack is named: {err}");
+    assert!(!damaged.exists(), "a failed restore left a data directory");
+    let leftovers: Vec<_> = std::fs::read_dir(setup.tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("lifeboat-restore"))
+        .collect();
+    assert!(leftovers.is_empty(), "the failed restore left {leftovers:?}");
+}
+
+/// Every file under `dir`, at any depth.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// The store file of archived `file` in a local repository (its series folder is a hash).
