@@ -51,6 +51,8 @@ pub struct Job {
     pub spec: TargetSpec,
     /// When it runs.
     pub schedule: Schedule,
+    /// The time zone its cron schedules are read in (`timezone`, else the file's, else UTC).
+    pub timezone: chrono_tz::Tz,
     /// Labels on its snapshots.
     pub tags: Tags,
     /// Retention applied after each successful backup.
@@ -173,6 +175,8 @@ pub struct Config {
     pub webhook_attempts: u32,
     /// Default jitter of every job.
     pub jitter: Duration,
+    /// The time zone of every job's cron schedules unless the job names its own (UTC).
+    pub timezone: chrono_tz::Tz,
     /// How long a shutdown waits for running backups before aborting them.
     pub shutdown_grace: Duration,
     /// The longest a backup or drill may run (after it got its slot); past it the run is
@@ -338,6 +342,7 @@ const TOP_KEYS: &[&str] = &[
     "webhooks",
     "webhook_attempts",
     "jitter",
+    "timezone",
     "shutdown_grace",
     "run_timeout",
     "header_timeout",
@@ -350,7 +355,7 @@ const TOP_KEYS: &[&str] = &[
 
 const JOB_KEYS: &[&str] = &[
     "name", "kind", "target", "schedule", "tags", "keep", "verify", "drill", "expect", "rpo",
-    "rto", "jitter",
+    "rto", "jitter", "timezone",
 ];
 
 /// Collects problems while reading fields.
@@ -437,11 +442,30 @@ impl Parser<'_> {
         }
     }
 
-    fn schedule(&mut self, f: &mut Fields, key: &str, required: bool) -> Option<Schedule> {
+    fn schedule(
+        &mut self,
+        f: &mut Fields,
+        key: &str,
+        required: bool,
+        timezone: chrono_tz::Tz,
+    ) -> Option<Schedule> {
         let (text, line) =
             if required { self.required::<String>(f, key)? } else { self.take::<String>(f, key)? };
-        match Schedule::parse(&text) {
+        match Schedule::parse(&text, timezone) {
             Ok(s) => Some(s),
+            Err(e) => {
+                let context = f.context.clone();
+                self.problem(line, format!("{context}`{key}`: {e}"));
+                None
+            }
+        }
+    }
+
+    /// `key` as a time zone of the IANA database.
+    fn timezone(&mut self, f: &mut Fields, key: &str) -> Option<chrono_tz::Tz> {
+        let (name, line) = self.take::<String>(f, key)?;
+        match crate::schedule::parse_timezone(&name) {
+            Ok(tz) => Some(tz),
             Err(e) => {
                 let context = f.context.clone();
                 self.problem(line, format!("{context}`{key}`: {e}"));
@@ -626,6 +650,7 @@ impl Parser<'_> {
         let webhook_attempts =
             self.take::<u32>(&mut f, "webhook_attempts").map_or(5, |(n, _)| n.max(1));
         let jitter = self.duration(&mut f, "jitter").unwrap_or_default();
+        let timezone = self.timezone(&mut f, "timezone").unwrap_or(chrono_tz::Tz::UTC);
         let shutdown_grace =
             self.duration(&mut f, "shutdown_grace").unwrap_or(Duration::from_secs(300));
         let run_timeout = self.positive(&mut f, "run_timeout", DEFAULT_RUN_TIMEOUT);
@@ -675,7 +700,7 @@ impl Parser<'_> {
         for (i, raw) in raw_jobs.into_iter().enumerate() {
             let line = self.line_of(raw.span().start);
             let fields = self.fields(raw.into_inner(), line, format!("job {}: ", i + 1));
-            if let Some(job) = self.job(fields, jitter) {
+            if let Some(job) = self.job(fields, jitter, timezone) {
                 if let Some(first) = jobs.iter().find(|j| j.name == job.name) {
                     let message = format!(
                         "job {}: name {:?} is already used by the job on line {}",
@@ -701,6 +726,7 @@ impl Parser<'_> {
             webhooks,
             webhook_attempts,
             jitter,
+            timezone,
             shutdown_grace,
             run_timeout,
             header_timeout,
@@ -740,7 +766,12 @@ impl Parser<'_> {
         }
     }
 
-    fn job(&mut self, mut f: Fields, default_jitter: Duration) -> Option<Job> {
+    fn job(
+        &mut self,
+        mut f: Fields,
+        default_jitter: Duration,
+        default_timezone: chrono_tz::Tz,
+    ) -> Option<Job> {
         let name = self.required::<String>(&mut f, "name").map(|(n, line)| {
             let ok =
                 !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
@@ -793,7 +824,8 @@ impl Parser<'_> {
             }
             Some(spec)
         });
-        let schedule = self.schedule(&mut f, "schedule", true);
+        let timezone = self.timezone(&mut f, "timezone").unwrap_or(default_timezone);
+        let schedule = self.schedule(&mut f, "schedule", true, timezone);
         let tags = self
             .take::<BTreeMap<String, String>>(&mut f, "tags")
             .map(|(t, _)| t.into_iter().collect::<Tags>())
@@ -818,7 +850,7 @@ impl Parser<'_> {
                 None
             }
         });
-        let drill = self.schedule(&mut f, "drill", false);
+        let drill = self.schedule(&mut f, "drill", false, timezone);
         let mut expect =
             self.take::<Expectations>(&mut f, "expect").map(|(e, _)| e).unwrap_or_default();
         if let Some(rpo) = self.duration(&mut f, "rpo") {
@@ -843,6 +875,7 @@ impl Parser<'_> {
             name: name?,
             spec: spec?,
             schedule: schedule?,
+            timezone,
             tags,
             keep,
             verify,
@@ -938,6 +971,26 @@ mod tests {
         assert_eq!(job.line, 4);
         assert!(!c.open.health && !c.allow_restore);
         assert_eq!(c.max_running, DEFAULT_MAX_RUNNING);
+    }
+
+    #[test]
+    fn time_zones_are_utc_unless_the_file_or_the_job_names_one() {
+        let c = parse(MINIMAL, Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.timezone, chrono_tz::Tz::UTC);
+        assert_eq!(c.jobs[0].timezone, chrono_tz::Tz::UTC);
+        let text = MINIMAL.replacen('\n', "\ntimezone = \"America/New_York\"\n", 1)
+            + "\n[[jobs]]\nname = \"b\"\nkind = \"dir\"\ntarget = \"/srv\"\nschedule = \"@daily\"\ntimezone = \"Europe/Berlin\"\n";
+        let c = parse(&text, Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.jobs[0].timezone, chrono_tz::Tz::America__New_York);
+        assert_eq!(c.jobs[1].timezone, chrono_tz::Tz::Europe__Berlin);
+        assert_eq!(c.jobs[1].schedule.timezone(), Some(chrono_tz::Tz::Europe__Berlin));
+        let found = problems(&text.replace("Europe/Berlin", "europe/berlin"));
+        assert!(
+            found.iter().any(|p| p.line == 17
+                && p.message.contains("`timezone`")
+                && p.message.contains("did you mean \"Europe/Berlin\"")),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -93,7 +93,14 @@ pub async fn open(config: Config, registry: Registry) -> Result<Arc<Daemon>, Dae
         path: config.state_dir.clone(),
         source,
     })?;
-    let (catalog, interrupted) = Catalog::open(&config.state_dir.join(CATALOG_FILE))?;
+    let catalog_path = config.state_dir.join(CATALOG_FILE);
+    info!(
+        state_dir = %config.state_dir.display(),
+        catalog = %catalog_path.display(),
+        heartbeats = %config.heartbeat_dir.display(),
+        "state folder in use"
+    );
+    let (catalog, interrupted) = Catalog::open(&catalog_path)?;
     if interrupted > 0 {
         warn!(
             "{interrupted} runs were in progress when lifeboatd last stopped: marked failed (interrupted)"

@@ -70,6 +70,7 @@ fn job_json(registry: &Registry, job: &Job) -> Value {
         "kind": job.kind(),
         "target": redact(&job.spec.target),
         "schedule": job.schedule.to_string(),
+        "timezone": job.timezone.name(),
         "keep": job.keep,
         "verify": job.verify,
         "drill": job.drill.as_ref().map(ToString::to_string),
@@ -119,7 +120,8 @@ pub fn apply(d: &Daemon, change: &Change) -> Result<(), Vec<Problem>> {
             continue;
         };
         // Every setting of the job is checked, so one answer lists all its problems.
-        let schedule = c.schedule.as_deref().map(Schedule::parse).transpose();
+        let timezone = state.job().timezone;
+        let schedule = c.schedule.as_deref().map(|s| Schedule::parse(s, timezone)).transpose();
         if let Err(e) = &schedule {
             problems.push(problem(format!("schedule: {e}")));
         }
@@ -199,7 +201,8 @@ pub fn restore_stored(d: &Daemon) {
                 continue;
             }
         };
-        match change.schedule.as_deref().map(Schedule::parse).transpose() {
+        let timezone = state.job().timezone;
+        match change.schedule.as_deref().map(|s| Schedule::parse(s, timezone)).transpose() {
             Ok(schedule) => {
                 update(state, schedule, change.keep.clone());
                 info!(job = %name, "settings changed through the API apply over the file: {text}");
