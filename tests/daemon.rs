@@ -1576,3 +1576,128 @@ fn a_password_file_gives_an_encrypted_repository_and_never_shows_the_password() 
         "{stderr}"
     );
 }
+
+/// Runs the shell `command` in a pseudo-terminal (util-linux `script`), as a person at a
+/// terminal would; returns what the terminal showed.
+fn on_a_terminal(command: &str, env: &[(&str, &str)]) -> String {
+    let out = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env_remove("LIFEBOAT_LOG_FORMAT")
+        .env("LIFEBOAT_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `script` (util-linux, installed by scripts/test.sh): {e}")
+        });
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The log line of `shown` that says `needle` (a terminal's progress bars also move the
+/// cursor with escape codes: only the log line is looked at).
+fn line_with<'a>(shown: &'a str, needle: &str) -> &'a str {
+    shown
+        .split(['\n', '\r'])
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?}: {shown:?}"))
+}
+
+/// The lines of `text` that are JSON objects, parsed; every other non-empty line fails the
+/// test unless it starts with one of `allowed`.
+fn json_lines(text: &str, allowed: &[&str]) -> Vec<Value> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !allowed.iter().any(|a| l.starts_with(a)))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}")))
+        .collect()
+}
+
+#[test]
+fn logs_are_coloured_only_on_a_terminal_without_no_color_and_json_on_request() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    // A service that logs its state folder, then stops: its password file is missing.
+    let s = Service::configured(
+        &format!("password_file = \"{}\"", data.path().join("missing").display()),
+        &job("auth", "sqlite", &db, YEARLY, ""),
+    );
+    let lifeboatd = format!(
+        "{} --config {}",
+        env!("CARGO_BIN_EXE_lifeboatd"),
+        s.path("lifeboatd.toml").display()
+    );
+    let shown = on_a_terminal(&lifeboatd, &[]);
+    let line = line_with(&shown, "state folder in use");
+    assert!(line.contains("\u{1b}["), "no colour on a terminal: {line:?}");
+    let shown = on_a_terminal(&lifeboatd, &[("NO_COLOR", "1")]);
+    let line = line_with(&shown, "state folder in use");
+    assert!(!line.contains('\u{1b}'), "colour with NO_COLOR set: {line:?}");
+
+    // JSON, from the flag or the environment: one object per line, never coloured.
+    for (command, env) in [
+        (format!("{lifeboatd} --log-format json"), vec![]),
+        (lifeboatd.clone(), vec![("LIFEBOAT_LOG_FORMAT", "json")]),
+    ] {
+        let shown = on_a_terminal(&command, &env);
+        assert!(!shown.contains('\u{1b}'), "colour in JSON logs: {shown:?}");
+        let lines = json_lines(&shown, &["error:", "hint:"]);
+        let state = lines
+            .iter()
+            .find(|l| l["message"] == "state folder in use")
+            .unwrap_or_else(|| panic!("no state folder line: {shown}"));
+        assert_eq!(state["level"], "INFO", "{state}");
+        assert_eq!(state["state_dir"], s.path("state").display().to_string(), "{state}");
+        assert!(state["timestamp"].as_str().unwrap().starts_with("20"), "{state}");
+        assert!(shown.contains("error: cannot read the repository password"), "{shown}");
+    }
+
+    // The CLI: the same flag and the same colour rules.
+    let repo = data.path().join("repo").display().to_string();
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
+    let out = lifeboat(&repo)
+        .args(["--log-format", "json", "-v", "backup", "sqlite"])
+        .arg(&db)
+        .env_remove("LIFEBOAT_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let saved = json_lines(&stderr, &["backup auth:"]);
+    let saved = saved
+        .iter()
+        .find(|l| l["message"] == "snapshot saved")
+        .unwrap_or_else(|| panic!("no `snapshot saved` line: {stderr}"));
+    assert_eq!(saved["name"], "auth", "{saved}");
+    let cli = format!(
+        "{} --repo {repo} -v backup sqlite {}",
+        env!("CARGO_BIN_EXE_lifeboat"),
+        db.display()
+    );
+    let shown = on_a_terminal(&cli, &[]);
+    let line = line_with(&shown, "snapshot saved");
+    assert!(line.contains("\u{1b}["), "no colour from the CLI on a terminal: {line:?}");
+    let shown = on_a_terminal(&cli, &[("NO_COLOR", "1")]);
+    let line = line_with(&shown, "snapshot saved");
+    assert!(!line.contains('\u{1b}'), "CLI colour with NO_COLOR set: {line:?}");
+}
+
+#[test]
+fn the_running_service_logs_json_lines_when_asked() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let mut s = Service::configured("", &job("auth", "sqlite", &db, YEARLY, ""));
+    s.env = vec![("LIFEBOAT_LOG_FORMAT".into(), "json".into())];
+    s.start();
+    s.backup_ok("auth");
+    assert!(s.stop().success(), "{}", s.log());
+    let lines = json_lines(&s.log(), &[]);
+    let started = lines
+        .iter()
+        .find(|l| l["message"] == "backup started")
+        .unwrap_or_else(|| panic!("no `backup started` line: {}", s.log()));
+    assert_eq!((&started["job"], &started["trigger"]), (&"auth".into(), &"api".into()));
+    assert!(lines.iter().any(|l| l["message"] == "lifeboatd stopped"), "{}", s.log());
+}
