@@ -437,6 +437,13 @@ fn a_failing_job_degrades_health_and_fires_the_webhook_until_it_recovers() {
 
     let health = health_with(s.port, 503);
     assert_eq!(health["status"], "degraded", "{health}");
+    // Without a token (open by default): the status alone, with the same code.
+    let (status, body) = http(s.port, "GET", "/health", None, None);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        serde_json::json!({"status": "degraded"})
+    );
     assert_eq!(health["backups"]["billing"]["status"], "failed");
     assert!(
         health["backups"]["billing"]["last_run"]["error"].as_str().unwrap().contains("missing.db")
@@ -1700,4 +1707,53 @@ fn the_running_service_logs_json_lines_when_asked() {
         .unwrap_or_else(|| panic!("no `backup started` line: {}", s.log()));
     assert_eq!((&started["job"], &started["trigger"]), (&"auth".into(), &"api".into()));
     assert!(lines.iter().any(|l| l["message"] == "lifeboatd stopped"), "{}", s.log());
+}
+
+#[test]
+fn health_is_open_with_only_its_status_and_gives_details_and_next_runs_with_a_token() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    // 03:00 in Berlin every day; drills Mondays at 04:00 in Berlin.
+    let s = Service::new(
+        "timezone = \"Europe/Berlin\"",
+        &job("auth", "sqlite", &db, "0 3 * * *", "drill = \"0 4 * * 1\""),
+    );
+    s.backup_ok("auth");
+    let (status, body) = http(s.port, "GET", "/health", None, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), serde_json::json!({"status": "ok"}));
+    // A wrong token is refused, not ignored.
+    let (status, body) = http(s.port, "GET", "/health", Some("wrong-token-0123456789abcdef"), None);
+    assert_eq!(status, 401, "{body}");
+    let health = health_with(s.port, 200);
+    let auth = &health["backups"]["auth"];
+    assert_eq!(auth["status"], "ok", "{health}");
+    let at = |key: &str| -> DateTime<Utc> {
+        auth[key].as_str().unwrap_or_else(|| panic!("no {key}: {health}")).parse().unwrap()
+    };
+    let (next, drill) = (at("next_run"), at("next_drill"));
+    let now = Utc::now();
+    // 03:00 in Berlin is 01:00 or 02:00 UTC (winter or summer time), within a day.
+    assert!(next > now && next - now <= chrono::Duration::days(1), "{next}");
+    assert!(
+        ["01:00:00", "02:00:00"].contains(&next.format("%H:%M:%S").to_string().as_str()),
+        "{next}"
+    );
+    assert!(drill > now && drill - now <= chrono::Duration::days(7), "{drill}");
+    assert!(
+        ["02:00:00", "03:00:00"].contains(&drill.format("%H:%M:%S").to_string().as_str()),
+        "{drill}"
+    );
+    assert_eq!(drill.format("%a").to_string(), "Mon", "{drill}");
+    let config = get_json(s.port, "/api/config");
+    assert_eq!(config_job(&config, "auth")["timezone"], "Europe/Berlin", "{config}");
+
+    // `open = []` closes /health: a token is needed.
+    let closed = Service::new("open = []", &job("auth", "sqlite", &db, YEARLY, ""));
+    let (status, body) = http(closed.port, "GET", "/health", None, None);
+    assert_eq!(status, 401, "{body}");
+    health_with(closed.port, 200);
+    let (status, _) = http(closed.port, "GET", "/livez", Some("wrong-token"), None);
+    assert_eq!(status, 200, "/livez looks at no token");
 }

@@ -84,10 +84,11 @@ impl Job {
     }
 }
 
-/// Endpoints reachable without a token.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+/// Endpoints reachable without a token. Without `open` in the file, `/health` is open (its
+/// answer without a token is only `ok` or `degraded`), so that probes need no secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct OpenEndpoints {
-    /// `GET /health`.
+    /// `GET /health`: without a token, only the status; with one, the details.
     pub health: bool,
     /// `GET /metrics`.
     pub metrics: bool,
@@ -615,8 +616,10 @@ impl Parser<'_> {
                 self.problem(tokens_line, format!("token {} is shorter than {MIN_TOKEN_LEN} characters; use a long random one (e.g. openssl rand -hex 32)", i + 1));
             }
         }
-        let mut open = OpenEndpoints::default();
+        let mut open = OpenEndpoints { health: true, metrics: false };
         if let Some((names, line)) = self.take::<Vec<String>>(&mut f, "open") {
+            // A list given is the whole list: `open = []` closes /health too.
+            open.health = false;
             for name in names {
                 match name.trim_start_matches('/') {
                     "health" => open.health = true,
@@ -969,7 +972,10 @@ mod tests {
         let keep = job.keep.as_ref().unwrap();
         assert_eq!((keep.last, keep.daily), (10, 30));
         assert_eq!(job.line, 4);
-        assert!(!c.open.health && !c.allow_restore);
+        assert!(c.open.health && !c.open.metrics && !c.allow_restore);
+        let closed = MINIMAL.replacen('\n', "\nopen = []\n", 1);
+        let c = parse(&closed, Path::new("m.toml"), &env(&[])).unwrap();
+        assert!(!c.open.health && !c.open.metrics);
         assert_eq!(c.max_running, DEFAULT_MAX_RUNNING);
     }
 

@@ -83,6 +83,7 @@ async fn backup_loop(d: Arc<Daemon>, name: String, state: Arc<JobState>) {
     loop {
         let job = state.job();
         let Some(at) = due else {
+            *lock(&state.next_run) = None;
             info!(job = %name, "schedule never fires again");
             if !sleep_until(&d, &state, Utc::now() + chrono::Duration::days(3650), Duration::ZERO)
                 .await
@@ -94,6 +95,10 @@ async fn backup_loop(d: Arc<Daemon>, name: String, state: Arc<JobState>) {
             continue;
         };
         let jitter = if trigger == "catch-up" { Duration::ZERO } else { jitter_delay(job.jitter) };
+        *lock(&state.next_run) = chrono::Duration::from_std(jitter)
+            .ok()
+            .and_then(|j| at.checked_add_signed(j))
+            .or(Some(at));
         if !sleep_until(&d, &state, at, jitter).await {
             if d.shutting_down() {
                 return;
@@ -122,11 +127,9 @@ async fn drill_loop(d: Arc<Daemon>, state: Arc<JobState>) {
         let job = state.job();
         let last = d.catalog.last_started(&job.name, Operation::Drill).ok().flatten();
         // No drill schedule (or one that never fires again): wait for a settings change.
-        let at = job
-            .drill
-            .as_ref()
-            .and_then(|schedule| first_due(schedule, last, Utc::now()))
-            .unwrap_or_else(|| Utc::now() + chrono::Duration::days(3650));
+        let due = job.drill.as_ref().and_then(|schedule| first_due(schedule, last, Utc::now()));
+        *lock(&state.next_drill) = due;
+        let at = due.unwrap_or_else(|| Utc::now() + chrono::Duration::days(3650));
         if !sleep_until(&d, &state, at, Duration::ZERO).await {
             if d.shutting_down() {
                 return;

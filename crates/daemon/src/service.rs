@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use lifeboat_core::Registry;
 use lifeboat_store::{Repository, StoreError};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
@@ -16,7 +16,7 @@ use crate::alerts::Alerts;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::DaemonError;
-use crate::state::{Alarms, Daemon, JobState, RepoView, lock};
+use crate::state::{Daemon, JobState, RepoView, lock};
 
 /// The run catalog's file inside the state folder.
 pub const CATALOG_FILE: &str = "lifeboatd.db";
@@ -110,15 +110,7 @@ pub async fn open(config: Config, registry: Registry) -> Result<Arc<Daemon>, Dae
     let jobs = config
         .jobs
         .iter()
-        .map(|job| {
-            let state = JobState {
-                job: RwLock::new(job.clone()),
-                running: Mutex::new(None),
-                changed: Notify::new(),
-                alarms: Mutex::new(Alarms::default()),
-            };
-            (job.name.clone(), Arc::new(state))
-        })
+        .map(|job| (job.name.clone(), Arc::new(JobState::new(job.clone()))))
         .collect::<BTreeMap<_, _>>();
     let alerts = Alerts::start(config.webhooks.clone(), config.webhook_attempts);
     let (shutdown, _) = watch::channel(false);

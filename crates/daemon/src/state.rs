@@ -53,12 +53,41 @@ pub struct JobState {
     pub changed: Notify,
     /// Raised alerts.
     pub alarms: Mutex<Alarms>,
+    /// When the scheduler will next start a backup, as it computed it (jitter included).
+    pub next_run: Mutex<Option<DateTime<Utc>>>,
+    /// When the scheduler will next start a drill.
+    pub next_drill: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl JobState {
+    /// A job's state before its first run.
+    pub fn new(job: Job) -> Self {
+        JobState {
+            job: RwLock::new(job),
+            running: Mutex::new(None),
+            changed: Notify::new(),
+            alarms: Mutex::new(Alarms::default()),
+            next_run: Mutex::new(None),
+            next_drill: Mutex::new(None),
+        }
+    }
+
     /// A copy of the current settings.
     pub fn job(&self) -> Job {
         read(&self.job)
+    }
+
+    /// When the next backup is due: as the scheduler planned it, else (no scheduler running,
+    /// or not yet) by the schedule from `now`.
+    pub fn next_run(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        lock(&self.next_run).or_else(|| self.job().schedule.next_after(now))
+    }
+
+    /// When the next drill is due, as [`JobState::next_run`]; `None` without a drill schedule.
+    pub fn next_drill(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let job = self.job();
+        let drill = job.drill.as_ref()?;
+        lock(&self.next_drill).or_else(|| drill.next_after(now))
     }
 }
 
@@ -142,9 +171,13 @@ pub struct JobHealth {
     pub stale_reason: Option<String>,
     /// The last finished backup run.
     pub last_run: Option<Run>,
+    /// When the next scheduled backup starts.
+    pub next_run: Option<DateTime<Utc>>,
+    /// When the next scheduled drill starts (jobs with a `drill` schedule).
+    pub next_drill: Option<DateTime<Utc>>,
 }
 
-/// `/health`.
+/// `/health` with a token; without one only its `status` is shown.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
     /// ok, or degraded when any job is stale or its last backup failed.
@@ -285,6 +318,8 @@ impl Daemon {
                     rpo_seconds: job.rpo(now).as_secs(),
                     stale_reason,
                     last_run,
+                    next_run: state.next_run(now),
+                    next_drill: state.next_drill(now),
                 },
             );
         }
