@@ -836,6 +836,14 @@ fn put_config_changes_schedule_and_retention_all_or_nothing_and_keeps_them_acros
     assert_eq!(auth["keep"]["last"], 2, "{config}");
     assert_eq!(config_job(&config, "files")["schedule"], YEARLY, "{config}");
     assert!(config_job(&config, "files")["keep"].is_null(), "{config}");
+    // Each setting names its origin, and what the file says shows beside the API's change.
+    assert_eq!(auth["origin"], serde_json::json!({"schedule": "api", "keep": "api"}), "{auth}");
+    assert_eq!(auth["file"]["schedule"], YEARLY, "{auth}");
+    assert_eq!(auth["file"]["keep"]["last"], 10, "{auth}");
+    let files_job = config_job(&config, "files");
+    assert_eq!(files_job["origin"], serde_json::json!({"schedule": "file", "keep": "file"}));
+    assert!(files_job.get("file").is_none(), "{files_job}");
+    assert!(s.log().contains("settings changed through the API"), "{}", s.log());
 
     // A change with problems: every one is listed and nothing changes, not even the valid
     // part for the other job.
@@ -890,6 +898,20 @@ fn put_config_changes_schedule_and_retention_all_or_nothing_and_keeps_them_acros
             .cloned()
     });
     assert_eq!(run["operation"], "backup", "{run}");
+    assert!(s.log().contains("settings changed through the API apply over the file"));
+
+    // DELETE drops the API's changes: the file is the one source again, also after a restart.
+    let (status, text) = http(s.port, "DELETE", "/api/config", Some(TOKEN), None);
+    assert_eq!(status, 200, "{text}");
+    let back: Value = serde_json::from_str(&text).unwrap();
+    let auth = config_job(&back, "auth");
+    assert_eq!((&auth["schedule"], &auth["keep"]["last"]), (&YEARLY.into(), &10.into()), "{auth}");
+    assert_eq!(auth["origin"], serde_json::json!({"schedule": "file", "keep": "file"}));
+    assert!(auth.get("file").is_none(), "{auth}");
+    assert!(s.log().contains("settings changed through the API dropped"), "{}", s.log());
+    assert!(s.stop().success());
+    s.start();
+    assert_eq!(get_json(s.port, "/api/config"), back, "the restart brought the changes back");
 }
 
 #[test]

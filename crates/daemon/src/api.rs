@@ -43,6 +43,7 @@ pub const ROUTES: &[&str] = &[
     "GET /api/alerts/stale",
     "GET /api/config",
     "PUT /api/config",
+    "DELETE /api/config",
     "GET /api/runs",
     "GET /api/runs/{id}",
 ];
@@ -135,7 +136,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/api/backups/{id}/restore", post(restore_backup))
         .route("/api/stats", get(stats))
         .route("/api/alerts/stale", get(stale))
-        .route("/api/config", get(get_config).put(put_config))
+        .route("/api/config", get(get_config).put(put_config).delete(delete_config))
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(get_run))
         .fallback(|| async {
@@ -625,6 +626,11 @@ async fn put_config(State(d): Shared, bytes: Bytes) -> ApiResult {
         e.extra = Some(json!({ "problems": problems }));
         e
     })?;
+    json(&settings::describe(&d))
+}
+
+async fn delete_config(State(d): Shared) -> ApiResult {
+    settings::forget(&d)?;
     json(&settings::describe(&d))
 }
 

@@ -350,6 +350,14 @@ impl Catalog {
         })
     }
 
+    /// Forgets every job's changed settings.
+    ///
+    /// # Errors
+    /// [`DaemonError::Catalog`].
+    pub fn clear_overrides(&self) -> Result<(), DaemonError> {
+        self.with(|c| c.execute("DELETE FROM overrides", []).map(|_| ()))
+    }
+
     /// Stores a job's changed settings.
     ///
     /// # Errors
