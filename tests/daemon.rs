@@ -1779,3 +1779,213 @@ fn health_is_open_with_only_its_status_and_gives_details_and_next_runs_with_a_to
     let (status, _) = http(closed.port, "GET", "/livez", Some("wrong-token"), None);
     assert_eq!(status, 200, "/livez looks at no token");
 }
+
+/// One request a webhook sink received.
+#[derive(Debug, Clone)]
+struct Delivery {
+    path: String,
+    /// Header names in lower case.
+    headers: std::collections::BTreeMap<String, String>,
+    raw: Vec<u8>,
+    body: Value,
+}
+
+/// A local HTTP server that answers every POST with 200 and passes each request on.
+fn webhook_sink() -> (u16, mpsc::Receiver<Delivery>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                continue;
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_string();
+            let mut headers = std::collections::BTreeMap::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+                }
+            }
+            let length = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let mut raw = vec![0; length];
+            let _ = reader.read_exact(&mut raw);
+            let _ =
+                write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+            let _ = tx.send(Delivery { path, headers, raw, body });
+        }
+    });
+    (port, rx)
+}
+
+/// The event a delivery carries, whatever its format.
+fn event_of(d: &Delivery) -> String {
+    d.headers.get("x-lifeboat-event").cloned().unwrap_or_default()
+}
+
+/// Checks the HMAC-SHA256 signature of a delivery: `sha256=` and the hex HMAC of the
+/// timestamp header, `.`, and the body, keyed with `secret`; the timestamp is recent.
+fn check_signature(d: &Delivery, secret: &str) {
+    use hmac::{KeyInit, Mac};
+    let timestamp =
+        d.headers.get("x-lifeboat-timestamp").unwrap_or_else(|| panic!("no timestamp: {d:?}"));
+    let seconds: i64 = timestamp.parse().unwrap();
+    assert!((Utc::now().timestamp() - seconds).abs() < 300, "old timestamp {timestamp}");
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&d.raw);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(d.headers.get("x-lifeboat-signature"), Some(&expected), "{d:?}");
+}
+
+#[test]
+fn webhooks_in_each_format_are_signed_and_sent_once_per_state_change() {
+    const SECRET: &str = "webhook-secret-0123456789";
+    let (port, deliveries) = webhook_sink();
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("billing.db");
+    let hook =
+        |path: &str, rest: &str| format!("{{ url = \"http://127.0.0.1:{port}/{path}\"{rest} }}");
+    let s = Service::new(
+        &format!(
+            "stale_check = \"1s\"\nwebhooks = [\n  {},\n  {},\n  {},\n]",
+            hook("generic", &format!(", secret = \"{SECRET}\"")),
+            hook("slack", ", format = \"slack\""),
+            hook(
+                "pagerduty",
+                &format!(
+                    ", format = \"pagerduty\", routing_key = \"R0UT1NG-KEY\", secret = \"{SECRET}\""
+                )
+            ),
+        ),
+        &job("billing", "sqlite", &db, "every 1s", "rpo = \"4s\""),
+    );
+    let mut seen: Vec<Delivery> = Vec::new();
+    let mut collect_until = |what: &str, done: &dyn Fn(&[Delivery]) -> bool| {
+        let start = Instant::now();
+        while !done(&seen) {
+            let left = Duration::from_secs(120).saturating_sub(start.elapsed());
+            let d = deliveries
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {what} in time; got {seen:#?}; log:\n{}", s.log()));
+            seen.push(d);
+        }
+        seen.clone()
+    };
+    let count =
+        |seen: &[Delivery], event: &str| seen.iter().filter(|d| event_of(d) == event).count();
+    // Failing (the database does not exist yet), then stale past its RPO, in all three.
+    collect_until("backup.failed and stale", &|seen| {
+        count(seen, "backup.failed") >= 3 && count(seen, "stale") >= 3
+    });
+    make_sqlite_db(&db, 1);
+    collect_until("recovered", &|seen| count(seen, "recovered") >= 3);
+    // Backups and staleness checks go on every second: nothing more may come.
+    std::thread::sleep(Duration::from_secs(5));
+    let mut all = collect_until("", &|_| true);
+    all.extend(deliveries.try_iter());
+    let by_path =
+        |path: &str| -> Vec<Delivery> { all.iter().filter(|d| d.path == path).cloned().collect() };
+    for path in ["/generic", "/slack", "/pagerduty"] {
+        let events: Vec<String> = by_path(path).iter().map(event_of).collect();
+        assert_eq!(
+            events,
+            ["backup.failed", "stale", "recovered"],
+            "{path}: one event per state change"
+        );
+        for d in by_path(path) {
+            assert_eq!(d.headers["user-agent"], format!("lifeboatd/{}", env!("CARGO_PKG_VERSION")));
+            assert!(d.headers["content-type"].starts_with("application/json"), "{d:?}");
+        }
+    }
+
+    // generic: the runbook's {event, message, timestamp, source} plus ours, signed.
+    let generic = by_path("/generic");
+    for d in &generic {
+        check_signature(d, SECRET);
+        let keys: Vec<&String> = d.body.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "dedup_key",
+                "event",
+                "job",
+                "message",
+                "severity",
+                "snapshot",
+                "source",
+                "timestamp",
+                "version"
+            ],
+            "{}",
+            d.body
+        );
+        assert_eq!(d.body["event"], event_of(d));
+        assert_eq!(d.body["job"], "billing");
+        assert!(d.body["source"].as_str().unwrap().starts_with("lifeboatd@"), "{}", d.body);
+        DateTime::parse_from_rfc3339(d.body["timestamp"].as_str().unwrap()).unwrap();
+        assert_eq!(d.body["dedup_key"], format!("{}/billing", d.body["source"].as_str().unwrap()));
+        assert_eq!(d.body["version"], env!("CARGO_PKG_VERSION"));
+    }
+    let (failed, stale, recovered) = (&generic[0].body, &generic[1].body, &generic[2].body);
+    assert!(failed["message"].as_str().unwrap().contains("billing.db"), "{failed}");
+    assert_eq!((&failed["severity"], &failed["snapshot"]), (&"critical".into(), &Value::Null));
+    assert!(stale["message"].as_str().unwrap().contains("stale"), "{stale}");
+    assert_eq!(stale["severity"], "critical");
+    assert_eq!(recovered["severity"], "info");
+    let snapshot = recovered["snapshot"].as_str().unwrap();
+    assert_eq!(snapshot.len(), 64, "{recovered}");
+    assert!(recovered["message"].as_str().unwrap().contains("backs up again"), "{recovered}");
+
+    // slack: text and blocks, unsigned (no secret).
+    let slack = by_path("/slack");
+    for (d, (mark, event)) in slack.iter().zip([
+        (":red_circle:", "backup.failed"),
+        (":red_circle:", "stale"),
+        (":white_check_mark:", "recovered"),
+    ]) {
+        assert!(!d.headers.contains_key("x-lifeboat-signature"), "{d:?}");
+        let text = d.body["text"].as_str().unwrap();
+        assert!(text.starts_with(&format!("{mark} {event} billing: ")), "{text}");
+        assert_eq!(d.body["blocks"][0]["type"], "section");
+        assert_eq!(d.body["blocks"][0]["text"]["type"], "mrkdwn");
+        assert!(d.body["blocks"][0]["text"]["text"].as_str().unwrap().contains("`billing`"));
+        assert_eq!(d.body["blocks"][1]["type"], "context");
+        assert_eq!(d.body.as_object().unwrap().len(), 2, "{}", d.body);
+    }
+    assert!(
+        slack[2].body["blocks"][1]["elements"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains(&snapshot[..12])
+    );
+
+    // pagerduty: Events API v2, one dedup key for the job, resolved on recovery, signed.
+    let pd = by_path("/pagerduty");
+    for d in &pd {
+        check_signature(d, SECRET);
+        assert_eq!(d.body["routing_key"], "R0UT1NG-KEY");
+        assert_eq!(d.body["dedup_key"], failed["dedup_key"], "{}", d.body);
+    }
+    for (d, generic) in pd.iter().zip(&generic).take(2) {
+        assert_eq!(d.body["event_action"], "trigger");
+        let payload = &d.body["payload"];
+        assert_eq!(payload["summary"], generic.body["message"]);
+        assert_eq!(payload["source"], generic.body["source"]);
+        assert_eq!(payload["severity"], "critical");
+        assert_eq!(payload["timestamp"], generic.body["timestamp"]);
+        assert_eq!(payload["component"], "billing");
+        assert_eq!(payload["class"], event_of(d));
+        assert_eq!(d.body["client"], "lifeboatd");
+    }
+    assert_eq!(pd[2].body["event_action"], "resolve");
+    assert_eq!(pd[2].body.as_object().unwrap().len(), 3, "{}", pd[2].body);
+}

@@ -280,10 +280,22 @@ impl Catalog {
     /// # Errors
     /// [`DaemonError::Catalog`].
     pub fn last_backup(&self, job: &str) -> Result<Option<Run>, DaemonError> {
+        self.last_finished(job, Operation::Backup)
+    }
+
+    /// The newest finished run of `operation` for `job`.
+    ///
+    /// # Errors
+    /// [`DaemonError::Catalog`].
+    pub fn last_finished(
+        &self,
+        job: &str,
+        operation: Operation,
+    ) -> Result<Option<Run>, DaemonError> {
         self.with(|c| {
             c.query_row(
-                &format!("SELECT {COLUMNS} FROM runs WHERE job = ?1 AND operation = 'backup' AND status != ?2 ORDER BY id DESC LIMIT 1"),
-                params![job, IN_PROGRESS],
+                &format!("SELECT {COLUMNS} FROM runs WHERE job = ?1 AND operation = ?2 AND status != ?3 ORDER BY id DESC LIMIT 1"),
+                params![job, operation.as_str(), IN_PROGRESS],
                 row,
             )
             .optional()

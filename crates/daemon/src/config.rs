@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 
+use crate::alerts::{Format, Webhook};
 use crate::error::{DaemonError, Problem};
 use crate::schedule::Schedule;
 
@@ -170,8 +171,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Folder of the heartbeat files.
     pub heartbeat_dir: PathBuf,
-    /// Where alerts go.
-    pub webhooks: Vec<String>,
+    /// Where alerts go, each in its format.
+    pub webhooks: Vec<crate::alerts::Webhook>,
     /// Attempts per alert before it is dropped (logged).
     pub webhook_attempts: u32,
     /// Default jitter of every job.
@@ -636,18 +637,17 @@ impl Parser<'_> {
         let heartbeat_dir = self
             .take::<PathBuf>(&mut f, "heartbeat_dir")
             .map_or_else(|| state_dir.join("heartbeats"), |(p, _)| p);
-        let (mut webhooks, mut webhooks_line) =
-            self.take::<Vec<String>>(&mut f, "webhooks").unwrap_or_default();
+        let (raw_hooks, webhooks_line) =
+            self.take::<Vec<toml::Value>>(&mut f, "webhooks").unwrap_or_default();
+        let mut webhooks: Vec<Webhook> = raw_hooks
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, value)| self.webhook(i + 1, value, webhooks_line.max(1)))
+            .collect();
         if let Some(from_env) = env.var(WEBHOOKS_ENV) {
-            webhooks = split_list(&from_env);
-            webhooks_line = 1;
-        }
-        for url in &webhooks {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                self.problem(
-                    webhooks_line.max(1),
-                    format!("webhook {:?} is not an http:// or https:// URL", redact(url)),
-                );
+            webhooks = split_list(&from_env).into_iter().map(Webhook::generic).collect();
+            for hook in &webhooks {
+                self.webhook_url(&hook.url, 1);
             }
         }
         let webhook_attempts =
@@ -740,6 +740,95 @@ impl Parser<'_> {
             drill_options,
             jobs,
         })
+    }
+
+    /// Whether `url` is one a webhook can post to; a problem on `line` when not.
+    fn webhook_url(&mut self, url: &str, line: usize) -> bool {
+        let ok = url.starts_with("http://") || url.starts_with("https://");
+        if !ok {
+            self.problem(
+                line,
+                format!("webhook {:?} is not an http:// or https:// URL", redact(url)),
+            );
+        }
+        ok
+    }
+
+    /// The `n`th entry of `webhooks`: a URL (a `generic` webhook), or a table with `url`,
+    /// `format`, `secret` and `routing_key`.
+    fn webhook(&mut self, n: usize, value: toml::Value, line: usize) -> Option<Webhook> {
+        let mut table = match value {
+            toml::Value::String(url) => {
+                return self.webhook_url(&url, line).then(|| Webhook::generic(url));
+            }
+            toml::Value::Table(table) => table,
+            other => {
+                let found = other.type_str();
+                self.problem(
+                    line,
+                    format!("webhook {n}: a URL or a table such as {{ url = \"https://...\", format = \"slack\" }}, not a {found}"),
+                );
+                return None;
+            }
+        };
+        let problems = self.problems.len();
+        let mut text = |key: &str, problems: &mut Vec<Problem>| match table.remove(key) {
+            None => None,
+            Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s),
+            Some(_) => {
+                problems.push(Problem {
+                    line,
+                    message: format!("webhook {n}: `{key}` must be a string that is not empty"),
+                });
+                None
+            }
+        };
+        let url = text("url", &mut self.problems);
+        let format_name = text("format", &mut self.problems);
+        let secret = text("secret", &mut self.problems);
+        let routing_key = text("routing_key", &mut self.problems);
+        for key in table.keys() {
+            let known = ["url", "format", "secret", "routing_key"];
+            let hint = known
+                .iter()
+                .find(|k| k.starts_with(&key.chars().take(3).collect::<String>()))
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            self.problem(line, format!("webhook {n}: unknown key `{key}`{hint}; a webhook takes url, format, secret and routing_key"));
+        }
+        let format = match format_name.as_deref() {
+            None => Format::Generic,
+            Some(name) => Format::from_name(name).or_else(|| {
+                let names: Vec<&str> = Format::ALL.iter().map(|(n, _)| *n).collect();
+                self.problem(
+                    line,
+                    format!("webhook {n}: format {name:?} is not one of {}", names.join(", ")),
+                );
+                None
+            })?,
+        };
+        let url = match (url, format) {
+            (Some(url), _) => url,
+            (None, Format::PagerDuty) => crate::alerts::PAGERDUTY_URL.to_string(),
+            (None, _) => {
+                self.problem(line, format!("webhook {n}: `url` is missing"));
+                return None;
+            }
+        };
+        if !self.webhook_url(&url, line) {
+            return None;
+        }
+        match (format, &routing_key) {
+            (Format::PagerDuty, None) => self.problem(
+                line,
+                format!("webhook {n}: a pagerduty webhook needs `routing_key`, the integration key of an Events API v2 integration"),
+            ),
+            (Format::Generic | Format::Slack, Some(_)) => {
+                self.problem(line, format!("webhook {n}: `routing_key` is only for format \"pagerduty\""));
+            }
+            _ => {}
+        }
+        (self.problems.len() == problems).then_some(Webhook { url, format, secret, routing_key })
     }
 
     /// `password_file` or `password_command`, at most one of them.
@@ -1043,7 +1132,7 @@ mod tests {
         ]);
         let c = parse(MINIMAL, Path::new("m.toml"), &vars).unwrap();
         assert_eq!(c.tokens, ["first-token-0123456789", "second-token-0123456789"]);
-        assert_eq!(c.webhooks.len(), 1);
+        assert_eq!(c.webhooks, [Webhook::generic("https://hooks.example/abc?key=secret")]);
         assert!(!format!("{c:?}").contains("0123456789"), "tokens leak into Debug");
         let no_tokens = MINIMAL.replace("tokens = [\"a-long-random-token\"]", "");
         let c = parse(&no_tokens, Path::new("m.toml"), &vars).unwrap();
@@ -1114,6 +1203,38 @@ rpo = "1 day"
         on(4, "ftp://hooks.example");
         on(10, "at most 100y");
         assert_eq!(found.len(), 3, "{found:?}");
+    }
+
+    #[test]
+    fn webhooks_are_urls_or_tables_with_a_format_a_secret_and_a_routing_key() {
+        let with = |hooks: &str| MINIMAL.replacen('\n', &format!("\nwebhooks = {hooks}\n"), 1);
+        let text = with(
+            r#"["https://a.example/x", { url = "https://hooks.slack.com/services/T/B/C", format = "slack", secret = "s3cret" }, { format = "pagerduty", routing_key = "R0UT1NG" }]"#,
+        );
+        let c = parse(&text, Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.webhooks[0], Webhook::generic("https://a.example/x"));
+        assert_eq!(
+            (c.webhooks[1].format, c.webhooks[1].secret.as_deref()),
+            (Format::Slack, Some("s3cret"))
+        );
+        assert_eq!(c.webhooks[2].url, crate::alerts::PAGERDUTY_URL);
+        assert_eq!(c.webhooks[2].routing_key.as_deref(), Some("R0UT1NG"));
+        assert!(!format!("{:?}", c.webhooks).contains("s3cret"), "the secret leaks into Debug");
+        let found = problems(&with(
+            r#"[{ url = "https://a.example", format = "teams" }, { format = "pagerduty" }, { url = "https://b.example", routing_key = "x", secrte = "y" }, 3]"#,
+        ));
+        for needle in [
+            "webhook 1: format \"teams\" is not one of generic, slack, pagerduty",
+            "webhook 2: a pagerduty webhook needs `routing_key`",
+            "webhook 3: `routing_key` is only for format \"pagerduty\"",
+            "webhook 3: unknown key `secrte` (did you mean `secret`?)",
+            "webhook 4: a URL or a table",
+        ] {
+            assert!(
+                found.iter().any(|p| p.line == 2 && p.message.contains(needle)),
+                "{needle}: {found:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::catalog::{Operation, Outcome};
 use crate::config::{Job, VerifyLevel};
 use crate::error::DaemonError;
 use crate::heartbeat;
-use crate::state::{Daemon, JobState, lock};
+use crate::state::{Alarm, Daemon, JobState, lock};
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
@@ -126,29 +126,34 @@ async fn backup_run(d: &Arc<Daemon>, state: &JobState, run: i64) {
     if let Err(e) = d.catalog.finish(run, &outcome) {
         warn!(job = %job.name, run, "cannot record the run: {e}");
     }
-    d.refresh_view().await;
-    let was_failing = {
-        let mut alarms = lock(&state.alarms);
-        std::mem::replace(&mut alarms.failing, result.is_err())
-    };
+    let view = d.refresh_view().await;
     match result {
         Ok((snap, _)) => {
-            if was_failing {
-                let msg =
-                    format!("job {} backs up again: snapshot {}", job.name, snap.id().short());
-                d.alerts.send(Alert::new(
-                    Event::Recovered,
-                    &job.name,
-                    msg,
-                    Some(snap.id().to_hex()),
-                ));
+            // The new snapshot also ends a stale streak (the staleness check would only see
+            // it later and send a second `recovered`), and a passed verification a failed one.
+            let mut cleared = vec![Alarm::Failing];
+            if d.stale_reason(&job, &view, chrono::Utc::now()).is_none() {
+                cleared.push(Alarm::Stale);
             }
+            if job.verify.is_some() {
+                cleared.push(Alarm::Verify);
+            }
+            d.clear(state, &cleared, |raised| {
+                let what = if raised.contains(&Alarm::Failing) {
+                    "backs up again"
+                } else if raised.contains(&Alarm::Stale) {
+                    "is fresh again"
+                } else {
+                    "verifies again"
+                };
+                let msg = format!("job {} {what}: snapshot {}", job.name, snap.id().short());
+                Alert::new(Event::Recovered, &job.name, msg, Some(snap.id().to_hex()))
+            });
         }
         // One alert per failing streak, not one per slot; `recovered` ends the streak.
-        Err(f) if !was_failing => {
-            d.alerts.send(Alert::new(f.event, &job.name, f.message, f.snapshot))
+        Err(f) => {
+            d.raise(state, Alarm::Failing, Alert::new(f.event, &job.name, f.message, f.snapshot));
         }
-        Err(f) => warn!(job = %job.name, "still failing: {}", f.message),
     }
 }
 
@@ -308,10 +313,28 @@ pub async fn verify_run(
     let outcome =
         Outcome { snapshot: Some(snap.id().to_hex()), error: error.clone(), ..Outcome::default() };
     d.catalog.finish(run, &outcome)?;
-    if let Some(error) = error {
-        let msg =
-            format!("verification of snapshot {} ({name}) failed: {error}", snap.id().short());
-        d.alerts.send(Alert::new(Event::VerifyFailed, &name, msg, Some(snap.id().to_hex())));
+    // The snapshot's job, when it belongs to one, carries the alarm; others only alert.
+    let state = d.jobs.iter().find(|(job, _)| crate::state::belongs_to(&name, job));
+    let job = state.map_or(name.as_str(), |(job, _)| job.as_str());
+    match (error, state) {
+        (Some(error), state) => {
+            let msg =
+                format!("verification of snapshot {} ({name}) failed: {error}", snap.id().short());
+            let alert = Alert::new(Event::VerifyFailed, job, msg, Some(snap.id().to_hex()));
+            match state {
+                Some((_, state)) => {
+                    d.raise(state, Alarm::Verify, alert);
+                }
+                None => d.alerts.send(alert),
+            }
+        }
+        (None, Some((_, state))) => {
+            d.clear(state, &[Alarm::Verify], |_| {
+                let msg = format!("job {job}: snapshot {} verifies again", snap.id().short());
+                Alert::new(Event::Recovered, job, msg, Some(snap.id().to_hex()))
+            });
+        }
+        (None, None) => {}
     }
     Ok((run, result?))
 }
@@ -379,11 +402,17 @@ async fn drill_steps(d: &Daemon, job: &Job, run: i64) {
     if let Err(e) = d.catalog.finish(run, &outcome) {
         warn!(job = %job.name, run, "cannot record the drill: {e}");
     }
+    let outcome_snapshot = outcome.snapshot.clone();
+    let Some(state) = d.jobs.get(&job.name) else { return };
     if let Some((error, snapshot)) = failure {
         let msg = format!("drill of job {} failed: {error}", job.name);
-        d.alerts.send(Alert::new(Event::DrillFailed, &job.name, msg, snapshot));
+        d.raise(state, Alarm::Drill, Alert::new(Event::DrillFailed, &job.name, msg, snapshot));
     } else {
         info!(job = %job.name, run, "drill passed");
+        d.clear(state, &[Alarm::Drill], |_| {
+            let msg = format!("job {}: drills pass again", job.name);
+            Alert::new(Event::Recovered, &job.name, msg, outcome_snapshot)
+        });
     }
 }
 

@@ -12,7 +12,7 @@ use crate::alerts::{Alert, Event};
 use crate::catalog::Operation;
 use crate::runner::{StartError, drill_run, start_backup};
 use crate::schedule::{first_due, jitter_delay};
-use crate::state::{Daemon, JobState, lock};
+use crate::state::{Alarm, Daemon, JobState, lock};
 
 /// Starts every scheduling task; one that panics is started again (see [`crate::supervise`]).
 pub fn start(d: &Arc<Daemon>) {
@@ -157,22 +157,19 @@ async fn stale_loop(d: Arc<Daemon>) {
         let now = Utc::now();
         for (name, state) in &d.jobs {
             let job = state.job();
-            let reason = d.stale_reason(&job, &view, now);
-            let was = {
-                let mut alarms = lock(&state.alarms);
-                std::mem::replace(&mut alarms.stale, reason.is_some())
-            };
             let snapshot = view.newest(name).map(|s| s.id().to_hex());
-            match (was, reason) {
-                (false, Some(reason)) => {
+            match d.stale_reason(&job, &view, now) {
+                Some(reason) if !lock(&state.alarms).stale => {
                     let msg = format!("job {name} is stale: {reason}");
-                    d.alerts.send(Alert::new(Event::Stale, name, msg, snapshot));
+                    d.raise(state, Alarm::Stale, Alert::new(Event::Stale, name, msg, snapshot));
                 }
-                (true, None) => {
-                    let msg = format!("job {name} is fresh again");
-                    d.alerts.send(Alert::new(Event::Recovered, name, msg, snapshot));
+                Some(_) => {}
+                None => {
+                    d.clear(state, &[Alarm::Stale], |_| {
+                        let msg = format!("job {name} is fresh again");
+                        Alert::new(Event::Recovered, name, msg, snapshot)
+                    });
                 }
-                _ => {}
             }
         }
         tokio::select! {

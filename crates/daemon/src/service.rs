@@ -129,16 +129,19 @@ pub async fn open(config: Config, registry: Registry) -> Result<Arc<Daemon>, Dae
         slots: tokio::sync::Semaphore::new(max_running),
         panics: AtomicU64::new(0),
     });
-    // A job whose last run failed starts with its alarm raised, so its next success
-    // sends `recovered`.
+    // A job whose last backup or drill failed starts with its alarm raised, so its next
+    // success sends `recovered`.
     for (name, state) in &d.jobs {
-        let failed = d
-            .catalog
-            .last_backup(name)
-            .ok()
-            .flatten()
-            .is_some_and(|r| r.status == crate::catalog::FAILED);
-        lock(&state.alarms).failing = failed;
+        let failed = |operation| {
+            d.catalog
+                .last_finished(name, operation)
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.status == crate::catalog::FAILED)
+        };
+        let mut alarms = lock(&state.alarms);
+        alarms.failing = failed(crate::catalog::Operation::Backup);
+        alarms.drill = failed(crate::catalog::Operation::Drill);
     }
     crate::settings::restore_stored(&d);
     d.refresh_view().await;

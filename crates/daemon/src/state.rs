@@ -14,7 +14,7 @@ use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::alerts::Alerts;
+use crate::alerts::{Alert, Alerts};
 use crate::catalog::{Catalog, FAILED, Run};
 use crate::config::{Config, Job};
 
@@ -40,6 +40,39 @@ pub struct Alarms {
     pub failing: bool,
     /// Its newest snapshot is older than its RPO.
     pub stale: bool,
+    /// Its last drill failed.
+    pub drill: bool,
+    /// The last verification through the API of one of its snapshots failed.
+    pub verify: bool,
+}
+
+/// One of a job's alarms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alarm {
+    /// The last backup failed.
+    Failing,
+    /// The newest snapshot is older than the RPO.
+    Stale,
+    /// The last drill failed.
+    Drill,
+    /// The last verification through the API failed.
+    Verify,
+}
+
+impl Alarms {
+    fn flag(&mut self, alarm: Alarm) -> &mut bool {
+        match alarm {
+            Alarm::Failing => &mut self.failing,
+            Alarm::Stale => &mut self.stale,
+            Alarm::Drill => &mut self.drill,
+            Alarm::Verify => &mut self.verify,
+        }
+    }
+
+    /// Whether any alarm is raised.
+    pub fn any(&self) -> bool {
+        self.failing || self.stale || self.drill || self.verify
+    }
 }
 
 /// One job's live state.
@@ -191,6 +224,44 @@ pub struct Health {
 }
 
 impl Daemon {
+    /// Raises `alarm` on the job and sends `alert` when it was not raised yet: one alert per
+    /// streak, however many runs fail in it. Returns whether it was sent.
+    pub fn raise(&self, state: &JobState, alarm: Alarm, alert: Alert) -> bool {
+        let was = std::mem::replace(lock(&state.alarms).flag(alarm), true);
+        if was {
+            warn!(job = %alert.job, "still {:?}: {}", alarm, alert.message);
+        } else {
+            self.alerts.send(alert);
+        }
+        !was
+    }
+
+    /// Clears `alarms` on the job. When one of them was raised and no alarm of the job is
+    /// left, `recovered` (given the alarms that were raised) makes the alert, sent once: a
+    /// backup that ends a failing and a stale streak together is one recovery, not two.
+    /// Returns whether it was sent.
+    pub fn clear(
+        &self,
+        state: &JobState,
+        alarms: &[Alarm],
+        recovered: impl FnOnce(&[Alarm]) -> Alert,
+    ) -> bool {
+        let (cleared, left) = {
+            let mut raised = lock(&state.alarms);
+            let cleared: Vec<Alarm> = alarms
+                .iter()
+                .copied()
+                .filter(|alarm| std::mem::replace(raised.flag(*alarm), false))
+                .collect();
+            (cleared, raised.any())
+        };
+        let send = !cleared.is_empty() && !left;
+        if send {
+            self.alerts.send(recovered(&cleared));
+        }
+        send
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         read(&self.settings)
