@@ -281,12 +281,14 @@ async fn livez() -> Json<Value> {
     Json(json!({ "status": "alive", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-async fn metrics(State(d): Shared) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        crate::metrics::render(&d),
-    )
-        .into_response()
+/// Prometheus' text format, or OpenMetrics' when the scraper's `Accept` asks for it.
+async fn metrics(State(d): Shared, headers: axum::http::HeaderMap) -> Response {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let (body, content_type) = crate::metrics::render(&d, openmetrics);
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn openapi() -> Response {

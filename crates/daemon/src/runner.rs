@@ -68,8 +68,11 @@ pub fn start_backup(d: &Arc<Daemon>, name: &str, trigger: &str) -> Result<i64, S
     });
     if spawned.is_none() {
         *lock(&state.running) = None;
-        let outcome =
-            Outcome { error: Some(crate::catalog::INTERRUPTED.into()), ..Outcome::default() };
+        let outcome = Outcome {
+            error: Some(crate::catalog::INTERRUPTED.into()),
+            reason: Some("interrupted"),
+            ..Outcome::default()
+        };
         let _ = d.catalog.finish(run, &outcome);
         return Err(StartError::ShuttingDown);
     }
@@ -90,6 +93,18 @@ struct Failure {
     event: Event,
     message: String,
     snapshot: Option<String>,
+    /// The run's failure reason (see [`Outcome::reason`]).
+    reason: &'static str,
+}
+
+/// What a successful backup run made.
+struct Captured {
+    /// The snapshot (the last member's, for a selection).
+    snap: StoredSnapshot,
+    /// Notes for the run log.
+    notes: Vec<String>,
+    /// How long the verifications after it took, when the job verifies.
+    verify: Option<std::time::Duration>,
 }
 
 async fn backup_run(d: &Arc<Daemon>, state: &JobState, run: i64) {
@@ -103,23 +118,26 @@ async fn backup_run(d: &Arc<Daemon>, state: &JobState, run: i64) {
                 event: Event::BackupFailed,
                 message: format!("backup of job {} failed: {why}", job.name),
                 snapshot: None,
+                reason: why.reason,
             })
         });
     let outcome = match &result {
-        Ok((snap, notes)) => {
+        Ok(Captured { snap, notes, verify }) => {
             let m = snap.manifest();
             info!(job = %job.name, run, snapshot = %snap.id().short(), "backup completed");
             Outcome {
                 snapshot: Some(snap.id().to_hex()),
                 size: Some(m.size),
                 stored: Some(m.stored),
-                error: None,
                 detail: (!notes.is_empty()).then(|| notes.join("; ")),
+                verify_ms: verify.map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64),
+                ..Outcome::default()
             }
         }
         Err(f) => Outcome {
             snapshot: f.snapshot.clone(),
             error: Some(f.message.clone()),
+            reason: Some(f.reason),
             ..Outcome::default()
         },
     };
@@ -128,7 +146,7 @@ async fn backup_run(d: &Arc<Daemon>, state: &JobState, run: i64) {
     }
     let view = d.refresh_view().await;
     match result {
-        Ok((snap, _)) => {
+        Ok(Captured { snap, .. }) => {
             // The new snapshot also ends a stale streak (the staleness check would only see
             // it later and send a second `recovered`), and a passed verification a failed one.
             let mut cleared = vec![Alarm::Failing];
@@ -190,11 +208,12 @@ async fn capture(d: &Daemon, job: &Job) -> Result<Vec<StoredSnapshot>, String> {
     }
 }
 
-async fn backup_steps(d: &Daemon, job: &Job) -> Result<(StoredSnapshot, Vec<String>), Failure> {
+async fn backup_steps(d: &Daemon, job: &Job) -> Result<Captured, Failure> {
     let fail = |e: &dyn std::fmt::Display| Failure {
         event: Event::BackupFailed,
         message: format!("backup of job {} failed: {e}", job.name),
         snapshot: None,
+        reason: "error",
     };
     let snaps = capture(d, job).await.map_err(|e| fail(&e))?;
     let mut notes = Vec::new();
@@ -205,8 +224,11 @@ async fn backup_steps(d: &Daemon, job: &Job) -> Result<(StoredSnapshot, Vec<Stri
         let unchanged = snaps.iter().filter(|s| s.manifest().unchanged).count();
         notes.push(format!("{unchanged} unchanged, nothing stored for them"));
     }
+    let mut verify = None;
     for snap in &snaps {
-        check_snapshot(d, job, snap, &mut notes).await?;
+        if let Some(took) = check_snapshot(d, job, snap, &mut notes).await? {
+            verify = Some(verify.unwrap_or_default() + took);
+        }
     }
     let Some(snap) = snaps.into_iter().next_back() else {
         return Err(fail(&"nothing was backed up"));
@@ -220,16 +242,17 @@ async fn backup_steps(d: &Daemon, job: &Job) -> Result<(StoredSnapshot, Vec<Stri
         warn!(job = %job.name, "heartbeat not written: {e}");
         notes.push(format!("heartbeat not written: {e}"));
     }
-    Ok((snap, notes))
+    Ok(Captured { snap, notes, verify })
 }
 
-/// Retention for the snapshot's name, then verification when the job asks for it.
+/// Retention for the snapshot's name, then verification when the job asks for it; returns
+/// how long the verification took.
 async fn check_snapshot(
     d: &Daemon,
     job: &Job,
     snap: &StoredSnapshot,
     notes: &mut Vec<String>,
-) -> Result<(), Failure> {
+) -> Result<Option<std::time::Duration>, Failure> {
     let name = snap.manifest().name.clone();
     if let Some(keep) = &job.keep {
         let policies = PolicySet { default: keep.clone(), ..PolicySet::default() };
@@ -246,8 +269,11 @@ async fn check_snapshot(
             }
         }
     }
-    if let Some(level) = job.verify {
+    let Some(level) = job.verify else { return Ok(None) };
+    {
+        let started = std::time::Instant::now();
         let report = verify_snapshot(d, snap, level == VerifyLevel::ReadData).await;
+        let took = started.elapsed();
         let report = report.map_err(|e| Failure {
             event: Event::VerifyFailed,
             message: format!(
@@ -256,6 +282,7 @@ async fn check_snapshot(
                 snap.id().short()
             ),
             snapshot: Some(snap.id().to_hex()),
+            reason: "error",
         })?;
         if !report.ok() {
             return Err(Failure {
@@ -267,6 +294,7 @@ async fn check_snapshot(
                     report.failures().join("; ")
                 ),
                 snapshot: Some(snap.id().to_hex()),
+                reason: "verification",
             });
         }
         let note = format!(
@@ -276,8 +304,8 @@ async fn check_snapshot(
         if !notes.contains(&note) {
             notes.push(note);
         }
+        Ok(Some(took))
     }
-    Ok(())
 }
 
 /// Verifies one snapshot: structure, or every byte with `read_data`.
@@ -305,13 +333,17 @@ pub async fn verify_run(
     let name = snap.manifest().name.clone();
     let run = d.catalog.start(&name, Operation::Verify, "api")?;
     let result = verify_snapshot(d, snap, read_data).await;
-    let error = match &result {
-        Ok(r) if r.ok() => None,
-        Ok(r) => Some(r.failures().join("; ")),
-        Err(e) => Some(e.to_string()),
+    let (error, reason) = match &result {
+        Ok(r) if r.ok() => (None, None),
+        Ok(r) => (Some(r.failures().join("; ")), Some("verification")),
+        Err(e) => (Some(e.to_string()), Some("error")),
     };
-    let outcome =
-        Outcome { snapshot: Some(snap.id().to_hex()), error: error.clone(), ..Outcome::default() };
+    let outcome = Outcome {
+        snapshot: Some(snap.id().to_hex()),
+        error: error.clone(),
+        reason,
+        ..Outcome::default()
+    };
     d.catalog.finish(run, &outcome)?;
     // The snapshot's job, when it belongs to one, carries the alarm; others only alert.
     let state = d.jobs.iter().find(|(job, _)| crate::state::belongs_to(&name, job));
@@ -366,12 +398,21 @@ async fn drill_steps(d: &Daemon, job: &Job, run: i64) {
     };
     let result = crate::supervise::bounded(d, &job.name, "drill", config.run_timeout, work)
         .await
-        .and_then(|r| r.map_err(|e| drill_error(d, &e)));
+        .and_then(|r| {
+            r.map_err(|e| crate::supervise::Stopped {
+                reason: "error",
+                message: drill_error(d, &e),
+            })
+        });
     let (outcome, failure) = match result {
         Ok(r) if !r.failed() => (
             Outcome {
                 snapshot: Some(r.snapshot.clone()),
                 size: Some(r.bytes),
+                rto_ms: r
+                    .skipped
+                    .is_none()
+                    .then(|| (r.rto_seconds * 1000.0).round().max(0.0) as u64),
                 detail: Some(match &r.skipped {
                     Some(reason) => format!("skipped: {reason}"),
                     None => format!("RTO {:.1} s, RPO {:.0} s", r.rto_seconds, r.rpo_seconds),
@@ -392,12 +433,21 @@ async fn drill_steps(d: &Daemon, job: &Job, run: i64) {
                 Outcome {
                     snapshot: Some(r.snapshot.clone()),
                     error: Some(error.clone()),
+                    reason: Some("check"),
+                    rto_ms: Some((r.rto_seconds * 1000.0).round().max(0.0) as u64),
                     ..Outcome::default()
                 },
                 Some((error, Some(r.snapshot))),
             )
         }
-        Err(e) => (Outcome { error: Some(e.clone()), ..Outcome::default() }, Some((e, None))),
+        Err(e) => (
+            Outcome {
+                error: Some(e.message.clone()),
+                reason: Some(e.reason),
+                ..Outcome::default()
+            },
+            Some((e.message, None)),
+        ),
     };
     if let Err(e) = d.catalog.finish(run, &outcome) {
         warn!(job = %job.name, run, "cannot record the drill: {e}");
