@@ -317,11 +317,12 @@ fn a_scheduled_job_makes_snapshots_keeps_its_retention_and_reports_metrics() {
     let value = |name: &str| metric(&text, name, "auth");
     assert!(value("lifeboat_last_success_timestamp_seconds") > 1.7e9);
     assert!(value("lifeboat_backups_total") >= 4.0);
-    assert_eq!(value("lifeboat_failures_total"), 0.0);
+    assert_eq!(value("lifeboat_last_run_failed"), 0.0);
     assert!(value("lifeboat_snapshots") >= 1.0);
     assert!(value("lifeboat_repository_size_bytes") > 0.0);
     assert!(value("lifeboat_last_size_bytes") > 0.0);
-    for family in ["lifeboat_last_duration_seconds", "lifeboat_job_stored_bytes", "lifeboat_stale"]
+    for family in
+        ["lifeboat_last_backup_duration_seconds", "lifeboat_job_stored_bytes", "lifeboat_stale"]
     {
         value(family);
     }
@@ -342,13 +343,14 @@ fn a_scheduled_job_makes_snapshots_keeps_its_retention_and_reports_metrics() {
     ok(lifeboat(&s.repo()).args(["verify", "--all", "--read-data"]));
 }
 
-/// The value of metric `name` for `job` (or without a job label) in a Prometheus text scrape.
+/// The value of metric `name` for job `job` (its label `name`, or none) in a Prometheus text
+/// scrape.
 fn metric(text: &str, name: &str, job: &str) -> f64 {
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
     let sample = scrape
         .samples
         .iter()
-        .find(|s| s.metric == name && s.labels.get("job").is_none_or(|j| j == job))
+        .find(|s| s.metric == name && s.labels.get("name").is_none_or(|j| j == job))
         .unwrap_or_else(|| panic!("{name} for job {job} missing from /metrics:\n{text}"));
     match sample.value {
         prometheus_parse::Value::Gauge(v)
@@ -437,6 +439,13 @@ fn a_failing_job_degrades_health_and_fires_the_webhook_until_it_recovers() {
 
     let health = health_with(s.port, 503);
     assert_eq!(health["status"], "degraded", "{health}");
+    // Without a token (open by default): the status alone, with the same code.
+    let (status, body) = http(s.port, "GET", "/health", None, None);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        serde_json::json!({"status": "degraded"})
+    );
     assert_eq!(health["backups"]["billing"]["status"], "failed");
     assert!(
         health["backups"]["billing"]["last_run"]["error"].as_str().unwrap().contains("missing.db")
@@ -829,6 +838,14 @@ fn put_config_changes_schedule_and_retention_all_or_nothing_and_keeps_them_acros
     assert_eq!(auth["keep"]["last"], 2, "{config}");
     assert_eq!(config_job(&config, "files")["schedule"], YEARLY, "{config}");
     assert!(config_job(&config, "files")["keep"].is_null(), "{config}");
+    // Each setting names its origin, and what the file says shows beside the API's change.
+    assert_eq!(auth["origin"], serde_json::json!({"schedule": "api", "keep": "api"}), "{auth}");
+    assert_eq!(auth["file"]["schedule"], YEARLY, "{auth}");
+    assert_eq!(auth["file"]["keep"]["last"], 10, "{auth}");
+    let files_job = config_job(&config, "files");
+    assert_eq!(files_job["origin"], serde_json::json!({"schedule": "file", "keep": "file"}));
+    assert!(files_job.get("file").is_none(), "{files_job}");
+    assert!(s.log().contains("settings changed through the API"), "{}", s.log());
 
     // A change with problems: every one is listed and nothing changes, not even the valid
     // part for the other job.
@@ -883,6 +900,20 @@ fn put_config_changes_schedule_and_retention_all_or_nothing_and_keeps_them_acros
             .cloned()
     });
     assert_eq!(run["operation"], "backup", "{run}");
+    assert!(s.log().contains("settings changed through the API apply over the file"));
+
+    // DELETE drops the API's changes: the file is the one source again, also after a restart.
+    let (status, text) = http(s.port, "DELETE", "/api/config", Some(TOKEN), None);
+    assert_eq!(status, 200, "{text}");
+    let back: Value = serde_json::from_str(&text).unwrap();
+    let auth = config_job(&back, "auth");
+    assert_eq!((&auth["schedule"], &auth["keep"]["last"]), (&YEARLY.into(), &10.into()), "{auth}");
+    assert_eq!(auth["origin"], serde_json::json!({"schedule": "file", "keep": "file"}));
+    assert!(auth.get("file").is_none(), "{auth}");
+    assert!(s.log().contains("settings changed through the API dropped"), "{}", s.log());
+    assert!(s.stop().success());
+    s.start();
+    assert_eq!(get_json(s.port, "/api/config"), back, "the restart brought the changes back");
 }
 
 #[test]
@@ -1575,4 +1606,518 @@ fn a_password_file_gives_an_encrypted_repository_and_never_shows_the_password() 
         stderr.contains("line 6: `password_file` and `password_command` both give"),
         "{stderr}"
     );
+}
+
+/// Runs the shell `command` in a pseudo-terminal (util-linux `script`), as a person at a
+/// terminal would; returns what the terminal showed.
+fn on_a_terminal(command: &str, env: &[(&str, &str)]) -> String {
+    let out = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env_remove("LIFEBOAT_LOG_FORMAT")
+        .env("LIFEBOAT_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run `script` (util-linux, installed by scripts/test.sh): {e}")
+        });
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The log line of `shown` that says `needle` (a terminal's progress bars also move the
+/// cursor with escape codes: only the log line is looked at).
+fn line_with<'a>(shown: &'a str, needle: &str) -> &'a str {
+    shown
+        .split(['\n', '\r'])
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?}: {shown:?}"))
+}
+
+/// The lines of `text` that are JSON objects, parsed; every other non-empty line fails the
+/// test unless it starts with one of `allowed`.
+fn json_lines(text: &str, allowed: &[&str]) -> Vec<Value> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !allowed.iter().any(|a| l.starts_with(a)))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l:?}")))
+        .collect()
+}
+
+#[test]
+fn logs_are_coloured_only_on_a_terminal_without_no_color_and_json_on_request() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    // A service that logs its state folder, then stops: its password file is missing.
+    let s = Service::configured(
+        &format!("password_file = \"{}\"", data.path().join("missing").display()),
+        &job("auth", "sqlite", &db, YEARLY, ""),
+    );
+    let lifeboatd = format!(
+        "{} --config {}",
+        env!("CARGO_BIN_EXE_lifeboatd"),
+        s.path("lifeboatd.toml").display()
+    );
+    let shown = on_a_terminal(&lifeboatd, &[]);
+    let line = line_with(&shown, "state folder in use");
+    assert!(line.contains("\u{1b}["), "no colour on a terminal: {line:?}");
+    let shown = on_a_terminal(&lifeboatd, &[("NO_COLOR", "1")]);
+    let line = line_with(&shown, "state folder in use");
+    assert!(!line.contains('\u{1b}'), "colour with NO_COLOR set: {line:?}");
+
+    // JSON, from the flag or the environment: one object per line, never coloured.
+    for (command, env) in [
+        (format!("{lifeboatd} --log-format json"), vec![]),
+        (lifeboatd.clone(), vec![("LIFEBOAT_LOG_FORMAT", "json")]),
+    ] {
+        let shown = on_a_terminal(&command, &env);
+        assert!(!shown.contains('\u{1b}'), "colour in JSON logs: {shown:?}");
+        let lines = json_lines(&shown, &["error:", "hint:"]);
+        let state = lines
+            .iter()
+            .find(|l| l["message"] == "state folder in use")
+            .unwrap_or_else(|| panic!("no state folder line: {shown}"));
+        assert_eq!(state["level"], "INFO", "{state}");
+        assert_eq!(state["state_dir"], s.path("state").display().to_string(), "{state}");
+        assert!(state["timestamp"].as_str().unwrap().starts_with("20"), "{state}");
+        assert!(shown.contains("error: cannot read the repository password"), "{shown}");
+    }
+
+    // The CLI: the same flag and the same colour rules.
+    let repo = data.path().join("repo").display().to_string();
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
+    let out = lifeboat(&repo)
+        .args(["--log-format", "json", "-v", "backup", "sqlite"])
+        .arg(&db)
+        .env_remove("LIFEBOAT_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let saved = json_lines(&stderr, &["backup auth:"]);
+    let saved = saved
+        .iter()
+        .find(|l| l["message"] == "snapshot saved")
+        .unwrap_or_else(|| panic!("no `snapshot saved` line: {stderr}"));
+    assert_eq!(saved["name"], "auth", "{saved}");
+    let cli = format!(
+        "{} --repo {repo} -v backup sqlite {}",
+        env!("CARGO_BIN_EXE_lifeboat"),
+        db.display()
+    );
+    let shown = on_a_terminal(&cli, &[]);
+    let line = line_with(&shown, "snapshot saved");
+    assert!(line.contains("\u{1b}["), "no colour from the CLI on a terminal: {line:?}");
+    let shown = on_a_terminal(&cli, &[("NO_COLOR", "1")]);
+    let line = line_with(&shown, "snapshot saved");
+    assert!(!line.contains('\u{1b}'), "CLI colour with NO_COLOR set: {line:?}");
+}
+
+#[test]
+fn the_running_service_logs_json_lines_when_asked() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let mut s = Service::configured("", &job("auth", "sqlite", &db, YEARLY, ""));
+    s.env = vec![("LIFEBOAT_LOG_FORMAT".into(), "json".into())];
+    s.start();
+    s.backup_ok("auth");
+    assert!(s.stop().success(), "{}", s.log());
+    let lines = json_lines(&s.log(), &[]);
+    let started = lines
+        .iter()
+        .find(|l| l["message"] == "backup started")
+        .unwrap_or_else(|| panic!("no `backup started` line: {}", s.log()));
+    assert_eq!((&started["job"], &started["trigger"]), (&"auth".into(), &"api".into()));
+    assert!(lines.iter().any(|l| l["message"] == "lifeboatd stopped"), "{}", s.log());
+}
+
+#[test]
+fn health_is_open_with_only_its_status_and_gives_details_and_next_runs_with_a_token() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    // 03:00 in Berlin every day; drills Mondays at 04:00 in Berlin.
+    let s = Service::new(
+        "timezone = \"Europe/Berlin\"",
+        &job("auth", "sqlite", &db, "0 3 * * *", "drill = \"0 4 * * 1\""),
+    );
+    s.backup_ok("auth");
+    let (status, body) = http(s.port, "GET", "/health", None, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), serde_json::json!({"status": "ok"}));
+    // A wrong token is refused, not ignored.
+    let (status, body) = http(s.port, "GET", "/health", Some("wrong-token-0123456789abcdef"), None);
+    assert_eq!(status, 401, "{body}");
+    let health = health_with(s.port, 200);
+    let auth = &health["backups"]["auth"];
+    assert_eq!(auth["status"], "ok", "{health}");
+    let at = |key: &str| -> DateTime<Utc> {
+        auth[key].as_str().unwrap_or_else(|| panic!("no {key}: {health}")).parse().unwrap()
+    };
+    let (next, drill) = (at("next_run"), at("next_drill"));
+    let now = Utc::now();
+    // 03:00 in Berlin is 01:00 or 02:00 UTC (winter or summer time), within a day.
+    assert!(next > now && next - now <= chrono::Duration::days(1), "{next}");
+    assert!(
+        ["01:00:00", "02:00:00"].contains(&next.format("%H:%M:%S").to_string().as_str()),
+        "{next}"
+    );
+    assert!(drill > now && drill - now <= chrono::Duration::days(7), "{drill}");
+    assert!(
+        ["02:00:00", "03:00:00"].contains(&drill.format("%H:%M:%S").to_string().as_str()),
+        "{drill}"
+    );
+    assert_eq!(drill.format("%a").to_string(), "Mon", "{drill}");
+    let config = get_json(s.port, "/api/config");
+    assert_eq!(config_job(&config, "auth")["timezone"], "Europe/Berlin", "{config}");
+
+    // `open = []` closes /health: a token is needed.
+    let closed = Service::new("open = []", &job("auth", "sqlite", &db, YEARLY, ""));
+    let (status, body) = http(closed.port, "GET", "/health", None, None);
+    assert_eq!(status, 401, "{body}");
+    health_with(closed.port, 200);
+    let (status, _) = http(closed.port, "GET", "/livez", Some("wrong-token"), None);
+    assert_eq!(status, 200, "/livez looks at no token");
+}
+
+/// One request a webhook sink received.
+#[derive(Debug, Clone)]
+struct Delivery {
+    path: String,
+    /// Header names in lower case.
+    headers: std::collections::BTreeMap<String, String>,
+    raw: Vec<u8>,
+    body: Value,
+}
+
+/// A local HTTP server that answers every POST with 200 and passes each request on.
+fn webhook_sink() -> (u16, mpsc::Receiver<Delivery>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                continue;
+            }
+            let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_string();
+            let mut headers = std::collections::BTreeMap::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+                }
+            }
+            let length = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let mut raw = vec![0; length];
+            let _ = reader.read_exact(&mut raw);
+            let _ =
+                write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+            let _ = tx.send(Delivery { path, headers, raw, body });
+        }
+    });
+    (port, rx)
+}
+
+/// The event a delivery carries, whatever its format.
+fn event_of(d: &Delivery) -> String {
+    d.headers.get("x-lifeboat-event").cloned().unwrap_or_default()
+}
+
+/// Checks the HMAC-SHA256 signature of a delivery: `sha256=` and the hex HMAC of the
+/// timestamp header, `.`, and the body, keyed with `secret`; the timestamp is recent.
+fn check_signature(d: &Delivery, secret: &str) {
+    use hmac::{KeyInit, Mac};
+    let timestamp =
+        d.headers.get("x-lifeboat-timestamp").unwrap_or_else(|| panic!("no timestamp: {d:?}"));
+    let seconds: i64 = timestamp.parse().unwrap();
+    assert!((Utc::now().timestamp() - seconds).abs() < 300, "old timestamp {timestamp}");
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(&d.raw);
+    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(d.headers.get("x-lifeboat-signature"), Some(&expected), "{d:?}");
+}
+
+#[test]
+fn webhooks_in_each_format_are_signed_and_sent_once_per_state_change() {
+    const SECRET: &str = "webhook-secret-0123456789";
+    let (port, deliveries) = webhook_sink();
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("billing.db");
+    let hook =
+        |path: &str, rest: &str| format!("{{ url = \"http://127.0.0.1:{port}/{path}\"{rest} }}");
+    let s = Service::new(
+        &format!(
+            "stale_check = \"1s\"\nwebhooks = [\n  {},\n  {},\n  {},\n]",
+            hook("generic", &format!(", secret = \"{SECRET}\"")),
+            hook("slack", ", format = \"slack\""),
+            hook(
+                "pagerduty",
+                &format!(
+                    ", format = \"pagerduty\", routing_key = \"R0UT1NG-KEY\", secret = \"{SECRET}\""
+                )
+            ),
+        ),
+        &job("billing", "sqlite", &db, "every 1s", "rpo = \"4s\""),
+    );
+    let mut seen: Vec<Delivery> = Vec::new();
+    let mut collect_until = |what: &str, done: &dyn Fn(&[Delivery]) -> bool| {
+        let start = Instant::now();
+        while !done(&seen) {
+            let left = Duration::from_secs(120).saturating_sub(start.elapsed());
+            let d = deliveries
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {what} in time; got {seen:#?}; log:\n{}", s.log()));
+            seen.push(d);
+        }
+        seen.clone()
+    };
+    let count =
+        |seen: &[Delivery], event: &str| seen.iter().filter(|d| event_of(d) == event).count();
+    // Failing (the database does not exist yet), then stale past its RPO, in all three.
+    collect_until("backup.failed and stale", &|seen| {
+        count(seen, "backup.failed") >= 3 && count(seen, "stale") >= 3
+    });
+    make_sqlite_db(&db, 1);
+    collect_until("recovered", &|seen| count(seen, "recovered") >= 3);
+    // Backups and staleness checks go on every second: nothing more may come.
+    std::thread::sleep(Duration::from_secs(5));
+    let mut all = collect_until("", &|_| true);
+    all.extend(deliveries.try_iter());
+    let by_path =
+        |path: &str| -> Vec<Delivery> { all.iter().filter(|d| d.path == path).cloned().collect() };
+    for path in ["/generic", "/slack", "/pagerduty"] {
+        let events: Vec<String> = by_path(path).iter().map(event_of).collect();
+        assert_eq!(
+            events,
+            ["backup.failed", "stale", "recovered"],
+            "{path}: one event per state change"
+        );
+        for d in by_path(path) {
+            assert_eq!(d.headers["user-agent"], format!("lifeboatd/{}", env!("CARGO_PKG_VERSION")));
+            assert!(d.headers["content-type"].starts_with("application/json"), "{d:?}");
+        }
+    }
+
+    // generic: the runbook's {event, message, timestamp, source} plus ours, signed.
+    let generic = by_path("/generic");
+    for d in &generic {
+        check_signature(d, SECRET);
+        let keys: Vec<&String> = d.body.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "dedup_key",
+                "event",
+                "job",
+                "message",
+                "severity",
+                "snapshot",
+                "source",
+                "timestamp",
+                "version"
+            ],
+            "{}",
+            d.body
+        );
+        assert_eq!(d.body["event"], event_of(d));
+        assert_eq!(d.body["job"], "billing");
+        assert!(d.body["source"].as_str().unwrap().starts_with("lifeboatd@"), "{}", d.body);
+        DateTime::parse_from_rfc3339(d.body["timestamp"].as_str().unwrap()).unwrap();
+        assert_eq!(d.body["dedup_key"], format!("{}/billing", d.body["source"].as_str().unwrap()));
+        assert_eq!(d.body["version"], env!("CARGO_PKG_VERSION"));
+    }
+    let (failed, stale, recovered) = (&generic[0].body, &generic[1].body, &generic[2].body);
+    assert!(failed["message"].as_str().unwrap().contains("billing.db"), "{failed}");
+    assert_eq!((&failed["severity"], &failed["snapshot"]), (&"critical".into(), &Value::Null));
+    assert!(stale["message"].as_str().unwrap().contains("stale"), "{stale}");
+    assert_eq!(stale["severity"], "critical");
+    assert_eq!(recovered["severity"], "info");
+    let snapshot = recovered["snapshot"].as_str().unwrap();
+    assert_eq!(snapshot.len(), 64, "{recovered}");
+    assert!(recovered["message"].as_str().unwrap().contains("backs up again"), "{recovered}");
+
+    // slack: text and blocks, unsigned (no secret).
+    let slack = by_path("/slack");
+    for (d, (mark, event)) in slack.iter().zip([
+        (":red_circle:", "backup.failed"),
+        (":red_circle:", "stale"),
+        (":white_check_mark:", "recovered"),
+    ]) {
+        assert!(!d.headers.contains_key("x-lifeboat-signature"), "{d:?}");
+        let text = d.body["text"].as_str().unwrap();
+        assert!(text.starts_with(&format!("{mark} {event} billing: ")), "{text}");
+        assert_eq!(d.body["blocks"][0]["type"], "section");
+        assert_eq!(d.body["blocks"][0]["text"]["type"], "mrkdwn");
+        assert!(d.body["blocks"][0]["text"]["text"].as_str().unwrap().contains("`billing`"));
+        assert_eq!(d.body["blocks"][1]["type"], "context");
+        assert_eq!(d.body.as_object().unwrap().len(), 2, "{}", d.body);
+    }
+    assert!(
+        slack[2].body["blocks"][1]["elements"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains(&snapshot[..12])
+    );
+
+    // pagerduty: Events API v2, one dedup key for the job, resolved on recovery, signed.
+    let pd = by_path("/pagerduty");
+    for d in &pd {
+        check_signature(d, SECRET);
+        assert_eq!(d.body["routing_key"], "R0UT1NG-KEY");
+        assert_eq!(d.body["dedup_key"], failed["dedup_key"], "{}", d.body);
+    }
+    for (d, generic) in pd.iter().zip(&generic).take(2) {
+        assert_eq!(d.body["event_action"], "trigger");
+        let payload = &d.body["payload"];
+        assert_eq!(payload["summary"], generic.body["message"]);
+        assert_eq!(payload["source"], generic.body["source"]);
+        assert_eq!(payload["severity"], "critical");
+        assert_eq!(payload["timestamp"], generic.body["timestamp"]);
+        assert_eq!(payload["component"], "billing");
+        assert_eq!(payload["class"], event_of(d));
+        assert_eq!(d.body["client"], "lifeboatd");
+    }
+    assert_eq!(pd[2].body["event_action"], "resolve");
+    assert_eq!(pd[2].body.as_object().unwrap().len(), 3, "{}", pd[2].body);
+}
+
+#[test]
+fn metrics_follow_prometheus_conventions_and_feed_the_grafana_dashboard() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let jobs = job(
+        "auth",
+        "sqlite",
+        &db,
+        YEARLY,
+        "verify = \"read-data\"\ndrill = \"every 1s\"\nrto = \"10m\"\nrpo = \"1h\"",
+    ) + &job("broken", "sqlite", &data.path().join("missing.db"), YEARLY, "");
+    let s = Service::new("open = [\"metrics\"]", &jobs);
+    s.backup_ok("auth");
+    assert_eq!(s.backup_now("broken")["status"], "failed");
+    wait_for("a passing drill", Duration::from_secs(120), || {
+        let runs = get_json(s.port, "/api/runs?job=auth&operation=drill&status=completed");
+        (runs["count"].as_u64().unwrap() >= 1).then_some(())
+    });
+
+    let (status, text) = http(s.port, "GET", "/metrics", None, None);
+    assert_eq!(status, 200, "{text}");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("/metrics does not parse as Prometheus text ({e}):\n{text}"));
+    let value = |metric: &str, labels: &[(&str, &str)]| -> f64 {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .unwrap_or_else(|| panic!("no {metric} {labels:?} in /metrics:\n{text}"));
+        match sample.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{metric}: unexpected {other:?}"),
+        }
+    };
+    let auth = |metric: &str| value(metric, &[("name", "auth")]);
+    let now = Utc::now().timestamp() as f64;
+    for sample in &scrape.samples {
+        assert!(sample.metric.starts_with("lifeboat_"), "{}", sample.metric);
+        assert!(sample.labels.get("job").is_none(), "a `job` label: {sample:?}");
+    }
+    // Every per-job family is labelled `name`.
+    for sample in scrape.samples.iter().filter(|s| {
+        !s.metric.starts_with("lifeboat_repository")
+            && ![
+                "lifeboat_runs_in_progress",
+                "lifeboat_panics_total",
+                "lifeboat_build_info",
+                "lifeboat_start_timestamp_seconds",
+            ]
+            .contains(&s.metric.as_str())
+    }) {
+        assert!(sample.labels.get("name").is_some(), "no `name` label: {sample:?}");
+    }
+    let recent =
+        |t: f64, what: &str| assert!((now - t).abs() < 300.0, "{what}: {t} is not now ({now})");
+    recent(auth("lifeboat_last_success_timestamp_seconds"), "last success");
+    recent(auth("lifeboat_last_verify_success_timestamp_seconds"), "last verification");
+    recent(auth("lifeboat_last_drill_success_timestamp_seconds"), "last drill");
+    assert!(auth("lifeboat_last_backup_duration_seconds") > 0.0);
+    assert!(auth("lifeboat_last_verify_duration_seconds") >= 0.0);
+    assert!(auth("lifeboat_last_drill_rto_seconds") > 0.0);
+    assert_eq!(auth("lifeboat_rto_objective_seconds"), 600.0);
+    assert_eq!(auth("lifeboat_rpo_objective_seconds"), 3600.0);
+    assert!(auth("lifeboat_next_run_timestamp_seconds") > now);
+    assert!(auth("lifeboat_last_size_bytes") > 0.0);
+    assert_eq!(auth("lifeboat_snapshots"), 1.0);
+    assert_eq!(auth("lifeboat_backups_total"), 1.0);
+    assert_eq!(auth("lifeboat_last_run_failed"), 0.0);
+    assert_eq!(value("lifeboat_last_run_failed", &[("name", "broken")]), 1.0);
+    assert_eq!(
+        value(
+            "lifeboat_failures_total",
+            &[("name", "broken"), ("operation", "backup"), ("reason", "error")]
+        ),
+        1.0
+    );
+    assert_eq!(value("lifeboat_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
+    assert_eq!(value("lifeboat_repository_up", &[]), 1.0);
+    assert!(value("lifeboat_repository_size_bytes", &[]) > 0.0);
+    assert_eq!(value("lifeboat_panics_total", &[]), 0.0);
+
+    // Every metric the shipped Grafana dashboard reads is served. The WAL archive's has
+    // samples only for jobs with base backups of a PostgreSQL cluster, which this test has
+    // not; its name is checked against the source instead.
+    let dashboard: Value =
+        serde_json::from_str(include_str!("../docs/grafana-dashboard.json")).unwrap();
+    let mut read = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(i) = rest.find("lifeboat_") {
+                let name: String =
+                    rest[i..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                rest = &rest[i + name.len()..];
+                read.insert(name);
+            }
+        }
+    }
+    assert!(read.len() >= 20, "the dashboard reads few metrics: {read:?}");
+    const ONLY_WITH_BASE_BACKUPS: &str = "lifeboat_wal_last_archived_timestamp_seconds";
+    let source = include_str!("../crates/daemon/src/metrics.rs");
+    assert!(source.contains("\"wal_last_archived_timestamp\""), "the WAL metric was renamed");
+    for name in read.iter().filter(|n| *n != ONLY_WITH_BASE_BACKUPS) {
+        assert!(
+            scrape.docs.contains_key(name),
+            "the dashboard reads {name}, which /metrics lacks:\n{text}"
+        );
+    }
+
+    // OpenMetrics for scrapers that ask for it.
+    let mut stream = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    assert!(
+        raw.to_ascii_lowercase().contains("content-type: application/openmetrics-text"),
+        "{raw}"
+    );
+    assert!(raw.contains("# UNIT lifeboat_last_backup_duration_seconds seconds"), "{raw}");
+    assert!(raw.trim_end().ends_with("# EOF"), "{raw}");
 }

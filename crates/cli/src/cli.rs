@@ -30,6 +30,11 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// How log lines are written to stderr: text (coloured only on a terminal without
+    /// NO_COLOR) or json, one object per line.
+    #[arg(long, global = true, env = "LIFEBOAT_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: crate::logging::LogFormat,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -42,7 +42,7 @@ pub fn run(registry: Registry) -> ExitCode {
         Ok(args) => args,
         Err(e) => e.exit(),
     };
-    output::init_logging(args.verbose, &registry.quiet_logs());
+    output::init_logging(args.verbose, &registry.quiet_logs(), args.log_format);
     let registry = REGISTRY.get_or_init(|| registry);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -6,13 +6,13 @@ use lifeboat_store::StoredSnapshot;
 use serde::Serialize;
 
 /// Sends logs to stderr; `LIFEBOAT_LOG` overrides the level (`info`, `debug`, ...).
-pub fn init_logging(verbose: u8, quiet: &[&str]) {
+pub fn init_logging(verbose: u8, quiet: &[&str], format: crate::logging::LogFormat) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    crate::logging::init(default, quiet);
+    crate::logging::init(default, quiet, format);
 }
 
 /// Prints an error as one line plus a hint, and returns the failure exit code.

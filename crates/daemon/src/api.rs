@@ -43,6 +43,7 @@ pub const ROUTES: &[&str] = &[
     "GET /api/alerts/stale",
     "GET /api/config",
     "PUT /api/config",
+    "DELETE /api/config",
     "GET /api/runs",
     "GET /api/runs/{id}",
 ];
@@ -135,7 +136,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/api/backups/{id}/restore", post(restore_backup))
         .route("/api/stats", get(stats))
         .route("/api/alerts/stale", get(stale))
-        .route("/api/config", get(get_config).put(put_config))
+        .route("/api/config", get(get_config).put(put_config).delete(delete_config))
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(get_run))
         .fallback(|| async {
@@ -197,22 +198,44 @@ fn too_large() -> ApiError {
     )
 }
 
+/// Whether the request carries one of the configured tokens: `Ok(true)` yes, `Ok(false)` it
+/// carries none, an error when it carries a wrong one.
+fn authorized(d: &Daemon, headers: &axum::http::HeaderMap) -> Result<bool, ApiError> {
+    let given = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(bearer);
+    match given {
+        Some(token) if token_matches(&d.config().tokens, token) => Ok(true),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid token",
+            Some("send one of the configured tokens as Authorization: Bearer TOKEN".to_string()),
+        )),
+        None => Ok(false),
+    }
+}
+
 async fn require_token(State(d): Shared, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let config = d.config();
-    let open = (path == "/health" && config.open.health)
-        || (path == "/metrics" && config.open.metrics)
-        || path == "/livez"
-        || path == "/openapi.json";
-    if open {
+    // Liveness and the API's description never look at a token.
+    if path == "/livez" || path == "/openapi.json" {
         return next.run(request).await;
     }
-    let given =
-        request.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(bearer);
-    match given {
-        Some(token) if token_matches(&config.tokens, token) => next.run(request).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "invalid token", Some("send one of the configured tokens as Authorization: Bearer TOKEN".to_string())).into_response(),
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "missing token", Some("send Authorization: Bearer TOKEN (tokens come from the configuration or LIFEBOAT_TOKENS)".to_string())).into_response(),
+    let config = d.config();
+    let open =
+        (path == "/health" && config.open.health) || (path == "/metrics" && config.open.metrics);
+    match authorized(&d, request.headers()) {
+        // A wrong token is refused even where none is needed: it is a mistake to report.
+        Err(e) => e.into_response(),
+        Ok(true) => next.run(request).await,
+        Ok(false) if open => next.run(request).await,
+        Ok(false) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing token",
+            Some(
+                "send Authorization: Bearer TOKEN (tokens come from the configuration or LIFEBOAT_TOKENS)"
+                    .to_string(),
+            ),
+        )
+        .into_response(),
     }
 }
 
@@ -240,11 +263,15 @@ fn json<T: Serialize>(value: &T) -> ApiResult {
 }
 
 /// 200 when every job is fine, 503 when degraded, so probes that read only the status code
-/// see it too.
-async fn health(State(d): Shared) -> Result<Response, ApiError> {
+/// see it too. Without a token (`/health` is open by default) the body is only the status:
+/// job names, errors and snapshot ids are for those with a token.
+async fn health(State(d): Shared, headers: axum::http::HeaderMap) -> Result<Response, ApiError> {
     let health = d.health();
     let status =
         if health.status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    if !authorized(&d, &headers)? {
+        return Ok((status, Json(json!({ "status": health.status }))).into_response());
+    }
     Ok((status, json(&health)?).into_response())
 }
 
@@ -254,12 +281,14 @@ async fn livez() -> Json<Value> {
     Json(json!({ "status": "alive", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-async fn metrics(State(d): Shared) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        crate::metrics::render(&d),
-    )
-        .into_response()
+/// Prometheus' text format, or OpenMetrics' when the scraper's `Accept` asks for it.
+async fn metrics(State(d): Shared, headers: axum::http::HeaderMap) -> Response {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let (body, content_type) = crate::metrics::render(&d, openmetrics);
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn openapi() -> Response {
@@ -599,6 +628,11 @@ async fn put_config(State(d): Shared, bytes: Bytes) -> ApiResult {
         e.extra = Some(json!({ "problems": problems }));
         e
     })?;
+    json(&settings::describe(&d))
+}
+
+async fn delete_config(State(d): Shared) -> ApiResult {
+    settings::forget(&d)?;
     json(&settings::describe(&d))
 }
 

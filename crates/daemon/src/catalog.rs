@@ -74,6 +74,12 @@ pub struct Run {
     pub error: Option<String>,
     /// Notes (retention, verification).
     pub detail: Option<String>,
+    /// Why it failed, as a word for metrics: see [`Outcome::reason`].
+    pub reason: Option<String>,
+    /// How long the verification after a backup took.
+    pub verify_ms: Option<u64>,
+    /// A drill's measured recovery time (the restore and its checks).
+    pub rto_ms: Option<u64>,
 }
 
 /// How a run ended.
@@ -89,6 +95,35 @@ pub struct Outcome {
     pub error: Option<String>,
     /// Notes.
     pub detail: Option<String>,
+    /// Why it failed, as one word for `lifeboat_failures_total`: `timeout` (past
+    /// `run_timeout`), `panic` (a lifeboatd bug), `interrupted` (lifeboatd stopped),
+    /// `verification` (the snapshot did not verify), `check` (a drill's checks or objectives
+    /// failed) or `error` (anything else: the target, the repository); `None` is `error`.
+    pub reason: Option<&'static str>,
+    /// How long the verification after a backup took.
+    pub verify_ms: Option<u64>,
+    /// A drill's measured recovery time.
+    pub rto_ms: Option<u64>,
+}
+
+/// The reason of a failed run, also of one recorded before reasons were.
+macro_rules! reason_sql {
+    () => {
+        "coalesce(reason, CASE WHEN error LIKE 'interrupted%' THEN 'interrupted' ELSE 'error' END)"
+    };
+}
+
+/// Failed runs of one job, operation and reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailureCount {
+    /// The job (or snapshot name for API verifications).
+    pub job: String,
+    /// backup, verify, restore or drill.
+    pub operation: String,
+    /// See [`Outcome::reason`].
+    pub reason: String,
+    /// How many.
+    pub count: u64,
 }
 
 /// Which runs to list.
@@ -163,9 +198,21 @@ impl Catalog {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // Columns added after the first release: a catalog from before gets them, empty.
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('runs')")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(err)?;
+        for (column, kind) in [("reason", "TEXT"), ("verify_ms", "INTEGER"), ("rto_ms", "INTEGER")]
+        {
+            if !columns.iter().any(|c| c == column) {
+                conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column} {kind}"))
+                    .map_err(err)?;
+            }
+        }
         let interrupted = conn
             .execute(
-                "UPDATE runs SET status = ?1, error = ?2, finished = ?3 WHERE status = ?4",
+                "UPDATE runs SET status = ?1, error = ?2, finished = ?3, reason = 'interrupted' WHERE status = ?4",
                 params![FAILED, INTERRUPTED, Utc::now().to_rfc3339(), IN_PROGRESS],
             )
             .map_err(err)?;
@@ -217,7 +264,7 @@ impl Catalog {
                 .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
                 .map(|s| (now - s.with_timezone(&Utc)).num_milliseconds().max(0));
             c.execute(
-                "UPDATE runs SET status = ?2, finished = ?3, duration_ms = ?4, snapshot = ?5, size = ?6, stored = ?7, error = ?8, detail = ?9 WHERE id = ?1",
+                "UPDATE runs SET status = ?2, finished = ?3, duration_ms = ?4, snapshot = ?5, size = ?6, stored = ?7, error = ?8, detail = ?9, reason = ?10, verify_ms = ?11, rto_ms = ?12 WHERE id = ?1",
                 params![
                     id,
                     status,
@@ -227,7 +274,10 @@ impl Catalog {
                     outcome.size.map(|v| v as i64),
                     outcome.stored.map(|v| v as i64),
                     outcome.error,
-                    outcome.detail
+                    outcome.detail,
+                    outcome.error.as_ref().map(|_| outcome.reason.unwrap_or("error")),
+                    outcome.verify_ms.map(|v| v as i64),
+                    outcome.rto_ms.map(|v| v as i64),
                 ],
             )?;
             Ok(())
@@ -241,9 +291,70 @@ impl Catalog {
     pub fn interrupt_all(&self) -> Result<usize, DaemonError> {
         self.with(|c| {
             c.execute(
-                "UPDATE runs SET status = ?1, error = ?2, finished = ?3 WHERE status = ?4",
+                "UPDATE runs SET status = ?1, error = ?2, finished = ?3, reason = 'interrupted' WHERE status = ?4",
                 params![FAILED, INTERRUPTED, Utc::now().to_rfc3339(), IN_PROGRESS],
             )
+        })
+    }
+
+    /// Failed runs counted by job, operation and reason.
+    ///
+    /// # Errors
+    /// [`DaemonError::Catalog`].
+    pub fn failures(&self) -> Result<Vec<FailureCount>, DaemonError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT job, operation, {}, count(*) FROM runs WHERE status = ?1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                reason_sql!()
+            ))?;
+            let rows = stmt.query_map([FAILED], |r| {
+                Ok(FailureCount {
+                    job: r.get(0)?,
+                    operation: r.get(1)?,
+                    reason: r.get(2)?,
+                    count: r.get::<_, i64>(3)?.max(0) as u64,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The newest finished verification of `job`'s snapshots: a backup run that verified,
+    /// or a verification through the API; with `completed`, only one that passed.
+    ///
+    /// # Errors
+    /// [`DaemonError::Catalog`].
+    pub fn last_verification(
+        &self,
+        job: &str,
+        completed: bool,
+    ) -> Result<Option<Run>, DaemonError> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM runs WHERE job = ?1 AND ((operation = 'backup' AND verify_ms IS NOT NULL) OR operation = 'verify') AND status != ?2 AND (?3 = 0 OR status = ?4) ORDER BY id DESC LIMIT 1"),
+                params![job, IN_PROGRESS, completed, COMPLETED],
+                row,
+            )
+            .optional()
+        })
+    }
+
+    /// The newest completed run of `operation` for `job`.
+    ///
+    /// # Errors
+    /// [`DaemonError::Catalog`].
+    pub fn last_completed(
+        &self,
+        job: &str,
+        operation: Operation,
+    ) -> Result<Option<Run>, DaemonError> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM runs WHERE job = ?1 AND operation = ?2 AND status = ?3 ORDER BY id DESC LIMIT 1"),
+                params![job, operation.as_str(), COMPLETED],
+                row,
+            )
+            .optional()
         })
     }
 
@@ -280,10 +391,22 @@ impl Catalog {
     /// # Errors
     /// [`DaemonError::Catalog`].
     pub fn last_backup(&self, job: &str) -> Result<Option<Run>, DaemonError> {
+        self.last_finished(job, Operation::Backup)
+    }
+
+    /// The newest finished run of `operation` for `job`.
+    ///
+    /// # Errors
+    /// [`DaemonError::Catalog`].
+    pub fn last_finished(
+        &self,
+        job: &str,
+        operation: Operation,
+    ) -> Result<Option<Run>, DaemonError> {
         self.with(|c| {
             c.query_row(
-                &format!("SELECT {COLUMNS} FROM runs WHERE job = ?1 AND operation = 'backup' AND status != ?2 ORDER BY id DESC LIMIT 1"),
-                params![job, IN_PROGRESS],
+                &format!("SELECT {COLUMNS} FROM runs WHERE job = ?1 AND operation = ?2 AND status != ?3 ORDER BY id DESC LIMIT 1"),
+                params![job, operation.as_str(), IN_PROGRESS],
                 row,
             )
             .optional()
@@ -295,14 +418,7 @@ impl Catalog {
     /// # Errors
     /// [`DaemonError::Catalog`].
     pub fn last_success(&self, job: &str) -> Result<Option<Run>, DaemonError> {
-        self.with(|c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM runs WHERE job = ?1 AND operation = 'backup' AND status = ?2 ORDER BY id DESC LIMIT 1"),
-                params![job, COMPLETED],
-                row,
-            )
-            .optional()
-        })
+        self.last_completed(job, Operation::Backup)
     }
 
     /// When `job` last started an operation (any outcome): the scheduler's catch-up point.
@@ -350,6 +466,14 @@ impl Catalog {
         })
     }
 
+    /// Forgets every job's changed settings.
+    ///
+    /// # Errors
+    /// [`DaemonError::Catalog`].
+    pub fn clear_overrides(&self) -> Result<(), DaemonError> {
+        self.with(|c| c.execute("DELETE FROM overrides", []).map(|_| ()))
+    }
+
     /// Stores a job's changed settings.
     ///
     /// # Errors
@@ -365,7 +489,11 @@ impl Catalog {
     }
 }
 
-const COLUMNS: &str = "id, job, operation, trigger, status, started, finished, duration_ms, snapshot, size, stored, error, detail";
+const COLUMNS: &str = concat!(
+    "id, job, operation, trigger, status, started, finished, duration_ms, snapshot, size, stored, error, detail, CASE WHEN status = 'failed' THEN ",
+    reason_sql!(),
+    " END, verify_ms, rto_ms"
+);
 
 fn time(text: Option<String>) -> Option<DateTime<Utc>> {
     text.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.with_timezone(&Utc))
@@ -386,6 +514,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         stored: r.get::<_, Option<i64>>(10)?.map(|v| v.max(0) as u64),
         error: r.get(11)?,
         detail: r.get(12)?,
+        reason: r.get(13)?,
+        verify_ms: r.get::<_, Option<i64>>(14)?.map(|v| v.max(0) as u64),
+        rto_ms: r.get::<_, Option<i64>>(15)?.map(|v| v.max(0) as u64),
     })
 }
 
@@ -423,5 +554,37 @@ mod tests {
         assert_eq!(failed.len(), 1);
         assert!(cat.last_started("auth", Operation::Backup).unwrap().is_some());
         assert!(cat.last_started("billing", Operation::Backup).unwrap().is_none());
+        assert_eq!(run.reason.as_deref(), Some("interrupted"));
+        let slow = cat.start("auth", Operation::Backup, "schedule").unwrap();
+        let outcome = Outcome {
+            error: Some("still running after 2s".into()),
+            reason: Some("timeout"),
+            ..Outcome::default()
+        };
+        cat.finish(slow, &outcome).unwrap();
+        let failures = cat.failures().unwrap();
+        let count = |reason: &str| {
+            failures.iter().find(|f| f.reason == reason && f.operation == "backup").map(|f| f.count)
+        };
+        assert_eq!((count("interrupted"), count("timeout")), (Some(1), Some(1)), "{failures:?}");
+    }
+
+    #[test]
+    fn a_catalog_from_before_reasons_gets_the_new_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, operation TEXT NOT NULL, trigger TEXT NOT NULL, status TEXT NOT NULL, started TEXT NOT NULL, finished TEXT, duration_ms INTEGER, snapshot TEXT, size INTEGER, stored INTEGER, error TEXT, detail TEXT);
+             INSERT INTO runs (job, operation, trigger, status, started, error) VALUES ('auth', 'backup', 'schedule', 'failed', '2026-01-01T00:00:00Z', 'no such file');",
+        )
+        .unwrap();
+        drop(old);
+        let (cat, _) = Catalog::open(&path).unwrap();
+        let run = cat.last_backup("auth").unwrap().unwrap();
+        assert_eq!((run.reason.as_deref(), run.verify_ms), (Some("error"), None));
+        let v = cat.start("auth", Operation::Backup, "api").unwrap();
+        cat.finish(v, &Outcome { verify_ms: Some(1500), ..Outcome::default() }).unwrap();
+        assert_eq!(cat.last_verification("auth", true).unwrap().unwrap().verify_ms, Some(1500));
     }
 }

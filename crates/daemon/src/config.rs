@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 
+use crate::alerts::{Format, Webhook};
 use crate::error::{DaemonError, Problem};
 use crate::schedule::Schedule;
 
@@ -51,6 +52,8 @@ pub struct Job {
     pub spec: TargetSpec,
     /// When it runs.
     pub schedule: Schedule,
+    /// The time zone its cron schedules are read in (`timezone`, else the file's, else UTC).
+    pub timezone: chrono_tz::Tz,
     /// Labels on its snapshots.
     pub tags: Tags,
     /// Retention applied after each successful backup.
@@ -82,10 +85,11 @@ impl Job {
     }
 }
 
-/// Endpoints reachable without a token.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+/// Endpoints reachable without a token. Without `open` in the file, `/health` is open (its
+/// answer without a token is only `ok` or `degraded`), so that probes need no secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct OpenEndpoints {
-    /// `GET /health`.
+    /// `GET /health`: without a token, only the status; with one, the details.
     pub health: bool,
     /// `GET /metrics`.
     pub metrics: bool,
@@ -167,12 +171,14 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Folder of the heartbeat files.
     pub heartbeat_dir: PathBuf,
-    /// Where alerts go.
-    pub webhooks: Vec<String>,
+    /// Where alerts go, each in its format.
+    pub webhooks: Vec<crate::alerts::Webhook>,
     /// Attempts per alert before it is dropped (logged).
     pub webhook_attempts: u32,
     /// Default jitter of every job.
     pub jitter: Duration,
+    /// The time zone of every job's cron schedules unless the job names its own (UTC).
+    pub timezone: chrono_tz::Tz,
     /// How long a shutdown waits for running backups before aborting them.
     pub shutdown_grace: Duration,
     /// The longest a backup or drill may run (after it got its slot); past it the run is
@@ -338,6 +344,7 @@ const TOP_KEYS: &[&str] = &[
     "webhooks",
     "webhook_attempts",
     "jitter",
+    "timezone",
     "shutdown_grace",
     "run_timeout",
     "header_timeout",
@@ -350,7 +357,7 @@ const TOP_KEYS: &[&str] = &[
 
 const JOB_KEYS: &[&str] = &[
     "name", "kind", "target", "schedule", "tags", "keep", "verify", "drill", "expect", "rpo",
-    "rto", "jitter",
+    "rto", "jitter", "timezone",
 ];
 
 /// Collects problems while reading fields.
@@ -437,11 +444,30 @@ impl Parser<'_> {
         }
     }
 
-    fn schedule(&mut self, f: &mut Fields, key: &str, required: bool) -> Option<Schedule> {
+    fn schedule(
+        &mut self,
+        f: &mut Fields,
+        key: &str,
+        required: bool,
+        timezone: chrono_tz::Tz,
+    ) -> Option<Schedule> {
         let (text, line) =
             if required { self.required::<String>(f, key)? } else { self.take::<String>(f, key)? };
-        match Schedule::parse(&text) {
+        match Schedule::parse(&text, timezone) {
             Ok(s) => Some(s),
+            Err(e) => {
+                let context = f.context.clone();
+                self.problem(line, format!("{context}`{key}`: {e}"));
+                None
+            }
+        }
+    }
+
+    /// `key` as a time zone of the IANA database.
+    fn timezone(&mut self, f: &mut Fields, key: &str) -> Option<chrono_tz::Tz> {
+        let (name, line) = self.take::<String>(f, key)?;
+        match crate::schedule::parse_timezone(&name) {
+            Ok(tz) => Some(tz),
             Err(e) => {
                 let context = f.context.clone();
                 self.problem(line, format!("{context}`{key}`: {e}"));
@@ -591,8 +617,10 @@ impl Parser<'_> {
                 self.problem(tokens_line, format!("token {} is shorter than {MIN_TOKEN_LEN} characters; use a long random one (e.g. openssl rand -hex 32)", i + 1));
             }
         }
-        let mut open = OpenEndpoints::default();
+        let mut open = OpenEndpoints { health: true, metrics: false };
         if let Some((names, line)) = self.take::<Vec<String>>(&mut f, "open") {
+            // A list given is the whole list: `open = []` closes /health too.
+            open.health = false;
             for name in names {
                 match name.trim_start_matches('/') {
                     "health" => open.health = true,
@@ -609,23 +637,23 @@ impl Parser<'_> {
         let heartbeat_dir = self
             .take::<PathBuf>(&mut f, "heartbeat_dir")
             .map_or_else(|| state_dir.join("heartbeats"), |(p, _)| p);
-        let (mut webhooks, mut webhooks_line) =
-            self.take::<Vec<String>>(&mut f, "webhooks").unwrap_or_default();
+        let (raw_hooks, webhooks_line) =
+            self.take::<Vec<toml::Value>>(&mut f, "webhooks").unwrap_or_default();
+        let mut webhooks: Vec<Webhook> = raw_hooks
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, value)| self.webhook(i + 1, value, webhooks_line.max(1)))
+            .collect();
         if let Some(from_env) = env.var(WEBHOOKS_ENV) {
-            webhooks = split_list(&from_env);
-            webhooks_line = 1;
-        }
-        for url in &webhooks {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                self.problem(
-                    webhooks_line.max(1),
-                    format!("webhook {:?} is not an http:// or https:// URL", redact(url)),
-                );
+            webhooks = split_list(&from_env).into_iter().map(Webhook::generic).collect();
+            for hook in &webhooks {
+                self.webhook_url(&hook.url, 1);
             }
         }
         let webhook_attempts =
             self.take::<u32>(&mut f, "webhook_attempts").map_or(5, |(n, _)| n.max(1));
         let jitter = self.duration(&mut f, "jitter").unwrap_or_default();
+        let timezone = self.timezone(&mut f, "timezone").unwrap_or(chrono_tz::Tz::UTC);
         let shutdown_grace =
             self.duration(&mut f, "shutdown_grace").unwrap_or(Duration::from_secs(300));
         let run_timeout = self.positive(&mut f, "run_timeout", DEFAULT_RUN_TIMEOUT);
@@ -675,7 +703,7 @@ impl Parser<'_> {
         for (i, raw) in raw_jobs.into_iter().enumerate() {
             let line = self.line_of(raw.span().start);
             let fields = self.fields(raw.into_inner(), line, format!("job {}: ", i + 1));
-            if let Some(job) = self.job(fields, jitter) {
+            if let Some(job) = self.job(fields, jitter, timezone) {
                 if let Some(first) = jobs.iter().find(|j| j.name == job.name) {
                     let message = format!(
                         "job {}: name {:?} is already used by the job on line {}",
@@ -701,6 +729,7 @@ impl Parser<'_> {
             webhooks,
             webhook_attempts,
             jitter,
+            timezone,
             shutdown_grace,
             run_timeout,
             header_timeout,
@@ -711,6 +740,95 @@ impl Parser<'_> {
             drill_options,
             jobs,
         })
+    }
+
+    /// Whether `url` is one a webhook can post to; a problem on `line` when not.
+    fn webhook_url(&mut self, url: &str, line: usize) -> bool {
+        let ok = url.starts_with("http://") || url.starts_with("https://");
+        if !ok {
+            self.problem(
+                line,
+                format!("webhook {:?} is not an http:// or https:// URL", redact(url)),
+            );
+        }
+        ok
+    }
+
+    /// The `n`th entry of `webhooks`: a URL (a `generic` webhook), or a table with `url`,
+    /// `format`, `secret` and `routing_key`.
+    fn webhook(&mut self, n: usize, value: toml::Value, line: usize) -> Option<Webhook> {
+        let mut table = match value {
+            toml::Value::String(url) => {
+                return self.webhook_url(&url, line).then(|| Webhook::generic(url));
+            }
+            toml::Value::Table(table) => table,
+            other => {
+                let found = other.type_str();
+                self.problem(
+                    line,
+                    format!("webhook {n}: a URL or a table such as {{ url = \"https://...\", format = \"slack\" }}, not a {found}"),
+                );
+                return None;
+            }
+        };
+        let problems = self.problems.len();
+        let mut text = |key: &str, problems: &mut Vec<Problem>| match table.remove(key) {
+            None => None,
+            Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s),
+            Some(_) => {
+                problems.push(Problem {
+                    line,
+                    message: format!("webhook {n}: `{key}` must be a string that is not empty"),
+                });
+                None
+            }
+        };
+        let url = text("url", &mut self.problems);
+        let format_name = text("format", &mut self.problems);
+        let secret = text("secret", &mut self.problems);
+        let routing_key = text("routing_key", &mut self.problems);
+        for key in table.keys() {
+            let known = ["url", "format", "secret", "routing_key"];
+            let hint = known
+                .iter()
+                .find(|k| k.starts_with(&key.chars().take(3).collect::<String>()))
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            self.problem(line, format!("webhook {n}: unknown key `{key}`{hint}; a webhook takes url, format, secret and routing_key"));
+        }
+        let format = match format_name.as_deref() {
+            None => Format::Generic,
+            Some(name) => Format::from_name(name).or_else(|| {
+                let names: Vec<&str> = Format::ALL.iter().map(|(n, _)| *n).collect();
+                self.problem(
+                    line,
+                    format!("webhook {n}: format {name:?} is not one of {}", names.join(", ")),
+                );
+                None
+            })?,
+        };
+        let url = match (url, format) {
+            (Some(url), _) => url,
+            (None, Format::PagerDuty) => crate::alerts::PAGERDUTY_URL.to_string(),
+            (None, _) => {
+                self.problem(line, format!("webhook {n}: `url` is missing"));
+                return None;
+            }
+        };
+        if !self.webhook_url(&url, line) {
+            return None;
+        }
+        match (format, &routing_key) {
+            (Format::PagerDuty, None) => self.problem(
+                line,
+                format!("webhook {n}: a pagerduty webhook needs `routing_key`, the integration key of an Events API v2 integration"),
+            ),
+            (Format::Generic | Format::Slack, Some(_)) => {
+                self.problem(line, format!("webhook {n}: `routing_key` is only for format \"pagerduty\""));
+            }
+            _ => {}
+        }
+        (self.problems.len() == problems).then_some(Webhook { url, format, secret, routing_key })
     }
 
     /// `password_file` or `password_command`, at most one of them.
@@ -740,7 +858,12 @@ impl Parser<'_> {
         }
     }
 
-    fn job(&mut self, mut f: Fields, default_jitter: Duration) -> Option<Job> {
+    fn job(
+        &mut self,
+        mut f: Fields,
+        default_jitter: Duration,
+        default_timezone: chrono_tz::Tz,
+    ) -> Option<Job> {
         let name = self.required::<String>(&mut f, "name").map(|(n, line)| {
             let ok =
                 !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
@@ -793,7 +916,8 @@ impl Parser<'_> {
             }
             Some(spec)
         });
-        let schedule = self.schedule(&mut f, "schedule", true);
+        let timezone = self.timezone(&mut f, "timezone").unwrap_or(default_timezone);
+        let schedule = self.schedule(&mut f, "schedule", true, timezone);
         let tags = self
             .take::<BTreeMap<String, String>>(&mut f, "tags")
             .map(|(t, _)| t.into_iter().collect::<Tags>())
@@ -818,7 +942,7 @@ impl Parser<'_> {
                 None
             }
         });
-        let drill = self.schedule(&mut f, "drill", false);
+        let drill = self.schedule(&mut f, "drill", false, timezone);
         let mut expect =
             self.take::<Expectations>(&mut f, "expect").map(|(e, _)| e).unwrap_or_default();
         if let Some(rpo) = self.duration(&mut f, "rpo") {
@@ -843,6 +967,7 @@ impl Parser<'_> {
             name: name?,
             spec: spec?,
             schedule: schedule?,
+            timezone,
             tags,
             keep,
             verify,
@@ -936,8 +1061,31 @@ mod tests {
         let keep = job.keep.as_ref().unwrap();
         assert_eq!((keep.last, keep.daily), (10, 30));
         assert_eq!(job.line, 4);
-        assert!(!c.open.health && !c.allow_restore);
+        assert!(c.open.health && !c.open.metrics && !c.allow_restore);
+        let closed = MINIMAL.replacen('\n', "\nopen = []\n", 1);
+        let c = parse(&closed, Path::new("m.toml"), &env(&[])).unwrap();
+        assert!(!c.open.health && !c.open.metrics);
         assert_eq!(c.max_running, DEFAULT_MAX_RUNNING);
+    }
+
+    #[test]
+    fn time_zones_are_utc_unless_the_file_or_the_job_names_one() {
+        let c = parse(MINIMAL, Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.timezone, chrono_tz::Tz::UTC);
+        assert_eq!(c.jobs[0].timezone, chrono_tz::Tz::UTC);
+        let text = MINIMAL.replacen('\n', "\ntimezone = \"America/New_York\"\n", 1)
+            + "\n[[jobs]]\nname = \"b\"\nkind = \"dir\"\ntarget = \"/srv\"\nschedule = \"@daily\"\ntimezone = \"Europe/Berlin\"\n";
+        let c = parse(&text, Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.jobs[0].timezone, chrono_tz::Tz::America__New_York);
+        assert_eq!(c.jobs[1].timezone, chrono_tz::Tz::Europe__Berlin);
+        assert_eq!(c.jobs[1].schedule.timezone(), Some(chrono_tz::Tz::Europe__Berlin));
+        let found = problems(&text.replace("Europe/Berlin", "europe/berlin"));
+        assert!(
+            found.iter().any(|p| p.line == 17
+                && p.message.contains("`timezone`")
+                && p.message.contains("did you mean \"Europe/Berlin\"")),
+            "{found:?}"
+        );
     }
 
     #[test]
@@ -984,7 +1132,7 @@ mod tests {
         ]);
         let c = parse(MINIMAL, Path::new("m.toml"), &vars).unwrap();
         assert_eq!(c.tokens, ["first-token-0123456789", "second-token-0123456789"]);
-        assert_eq!(c.webhooks.len(), 1);
+        assert_eq!(c.webhooks, [Webhook::generic("https://hooks.example/abc?key=secret")]);
         assert!(!format!("{c:?}").contains("0123456789"), "tokens leak into Debug");
         let no_tokens = MINIMAL.replace("tokens = [\"a-long-random-token\"]", "");
         let c = parse(&no_tokens, Path::new("m.toml"), &vars).unwrap();
@@ -1055,6 +1203,38 @@ rpo = "1 day"
         on(4, "ftp://hooks.example");
         on(10, "at most 100y");
         assert_eq!(found.len(), 3, "{found:?}");
+    }
+
+    #[test]
+    fn webhooks_are_urls_or_tables_with_a_format_a_secret_and_a_routing_key() {
+        let with = |hooks: &str| MINIMAL.replacen('\n', &format!("\nwebhooks = {hooks}\n"), 1);
+        let text = with(
+            r#"["https://a.example/x", { url = "https://hooks.slack.com/services/T/B/C", format = "slack", secret = "s3cret" }, { format = "pagerduty", routing_key = "R0UT1NG" }]"#,
+        );
+        let c = parse(&text, Path::new("m.toml"), &env(&[])).unwrap();
+        assert_eq!(c.webhooks[0], Webhook::generic("https://a.example/x"));
+        assert_eq!(
+            (c.webhooks[1].format, c.webhooks[1].secret.as_deref()),
+            (Format::Slack, Some("s3cret"))
+        );
+        assert_eq!(c.webhooks[2].url, crate::alerts::PAGERDUTY_URL);
+        assert_eq!(c.webhooks[2].routing_key.as_deref(), Some("R0UT1NG"));
+        assert!(!format!("{:?}", c.webhooks).contains("s3cret"), "the secret leaks into Debug");
+        let found = problems(&with(
+            r#"[{ url = "https://a.example", format = "teams" }, { format = "pagerduty" }, { url = "https://b.example", routing_key = "x", secrte = "y" }, 3]"#,
+        ));
+        for needle in [
+            "webhook 1: format \"teams\" is not one of generic, slack, pagerduty",
+            "webhook 2: a pagerduty webhook needs `routing_key`",
+            "webhook 3: `routing_key` is only for format \"pagerduty\"",
+            "webhook 3: unknown key `secrte` (did you mean `secret`?)",
+            "webhook 4: a URL or a table",
+        ] {
+            assert!(
+                found.iter().any(|p| p.line == 2 && p.message.contains(needle)),
+                "{needle}: {found:?}"
+            );
+        }
     }
 
     #[test]

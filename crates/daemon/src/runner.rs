@@ -14,7 +14,7 @@ use crate::catalog::{Operation, Outcome};
 use crate::config::{Job, VerifyLevel};
 use crate::error::DaemonError;
 use crate::heartbeat;
-use crate::state::{Daemon, JobState, lock};
+use crate::state::{Alarm, Daemon, JobState, lock};
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +68,11 @@ pub fn start_backup(d: &Arc<Daemon>, name: &str, trigger: &str) -> Result<i64, S
     });
     if spawned.is_none() {
         *lock(&state.running) = None;
-        let outcome =
-            Outcome { error: Some(crate::catalog::INTERRUPTED.into()), ..Outcome::default() };
+        let outcome = Outcome {
+            error: Some(crate::catalog::INTERRUPTED.into()),
+            reason: Some("interrupted"),
+            ..Outcome::default()
+        };
         let _ = d.catalog.finish(run, &outcome);
         return Err(StartError::ShuttingDown);
     }
@@ -90,6 +93,18 @@ struct Failure {
     event: Event,
     message: String,
     snapshot: Option<String>,
+    /// The run's failure reason (see [`Outcome::reason`]).
+    reason: &'static str,
+}
+
+/// What a successful backup run made.
+struct Captured {
+    /// The snapshot (the last member's, for a selection).
+    snap: StoredSnapshot,
+    /// Notes for the run log.
+    notes: Vec<String>,
+    /// How long the verifications after it took, when the job verifies.
+    verify: Option<std::time::Duration>,
 }
 
 async fn backup_run(d: &Arc<Daemon>, state: &JobState, run: i64) {
@@ -103,52 +118,60 @@ async fn backup_run(d: &Arc<Daemon>, state: &JobState, run: i64) {
                 event: Event::BackupFailed,
                 message: format!("backup of job {} failed: {why}", job.name),
                 snapshot: None,
+                reason: why.reason,
             })
         });
     let outcome = match &result {
-        Ok((snap, notes)) => {
+        Ok(Captured { snap, notes, verify }) => {
             let m = snap.manifest();
             info!(job = %job.name, run, snapshot = %snap.id().short(), "backup completed");
             Outcome {
                 snapshot: Some(snap.id().to_hex()),
                 size: Some(m.size),
                 stored: Some(m.stored),
-                error: None,
                 detail: (!notes.is_empty()).then(|| notes.join("; ")),
+                verify_ms: verify.map(|t| t.as_millis().min(u128::from(u64::MAX)) as u64),
+                ..Outcome::default()
             }
         }
         Err(f) => Outcome {
             snapshot: f.snapshot.clone(),
             error: Some(f.message.clone()),
+            reason: Some(f.reason),
             ..Outcome::default()
         },
     };
     if let Err(e) = d.catalog.finish(run, &outcome) {
         warn!(job = %job.name, run, "cannot record the run: {e}");
     }
-    d.refresh_view().await;
-    let was_failing = {
-        let mut alarms = lock(&state.alarms);
-        std::mem::replace(&mut alarms.failing, result.is_err())
-    };
+    let view = d.refresh_view().await;
     match result {
-        Ok((snap, _)) => {
-            if was_failing {
-                let msg =
-                    format!("job {} backs up again: snapshot {}", job.name, snap.id().short());
-                d.alerts.send(Alert::new(
-                    Event::Recovered,
-                    &job.name,
-                    msg,
-                    Some(snap.id().to_hex()),
-                ));
+        Ok(Captured { snap, .. }) => {
+            // The new snapshot also ends a stale streak (the staleness check would only see
+            // it later and send a second `recovered`), and a passed verification a failed one.
+            let mut cleared = vec![Alarm::Failing];
+            if d.stale_reason(&job, &view, chrono::Utc::now()).is_none() {
+                cleared.push(Alarm::Stale);
             }
+            if job.verify.is_some() {
+                cleared.push(Alarm::Verify);
+            }
+            d.clear(state, &cleared, |raised| {
+                let what = if raised.contains(&Alarm::Failing) {
+                    "backs up again"
+                } else if raised.contains(&Alarm::Stale) {
+                    "is fresh again"
+                } else {
+                    "verifies again"
+                };
+                let msg = format!("job {} {what}: snapshot {}", job.name, snap.id().short());
+                Alert::new(Event::Recovered, &job.name, msg, Some(snap.id().to_hex()))
+            });
         }
         // One alert per failing streak, not one per slot; `recovered` ends the streak.
-        Err(f) if !was_failing => {
-            d.alerts.send(Alert::new(f.event, &job.name, f.message, f.snapshot))
+        Err(f) => {
+            d.raise(state, Alarm::Failing, Alert::new(f.event, &job.name, f.message, f.snapshot));
         }
-        Err(f) => warn!(job = %job.name, "still failing: {}", f.message),
     }
 }
 
@@ -185,11 +208,12 @@ async fn capture(d: &Daemon, job: &Job) -> Result<Vec<StoredSnapshot>, String> {
     }
 }
 
-async fn backup_steps(d: &Daemon, job: &Job) -> Result<(StoredSnapshot, Vec<String>), Failure> {
+async fn backup_steps(d: &Daemon, job: &Job) -> Result<Captured, Failure> {
     let fail = |e: &dyn std::fmt::Display| Failure {
         event: Event::BackupFailed,
         message: format!("backup of job {} failed: {e}", job.name),
         snapshot: None,
+        reason: "error",
     };
     let snaps = capture(d, job).await.map_err(|e| fail(&e))?;
     let mut notes = Vec::new();
@@ -200,8 +224,11 @@ async fn backup_steps(d: &Daemon, job: &Job) -> Result<(StoredSnapshot, Vec<Stri
         let unchanged = snaps.iter().filter(|s| s.manifest().unchanged).count();
         notes.push(format!("{unchanged} unchanged, nothing stored for them"));
     }
+    let mut verify = None;
     for snap in &snaps {
-        check_snapshot(d, job, snap, &mut notes).await?;
+        if let Some(took) = check_snapshot(d, job, snap, &mut notes).await? {
+            verify = Some(verify.unwrap_or_default() + took);
+        }
     }
     let Some(snap) = snaps.into_iter().next_back() else {
         return Err(fail(&"nothing was backed up"));
@@ -215,16 +242,17 @@ async fn backup_steps(d: &Daemon, job: &Job) -> Result<(StoredSnapshot, Vec<Stri
         warn!(job = %job.name, "heartbeat not written: {e}");
         notes.push(format!("heartbeat not written: {e}"));
     }
-    Ok((snap, notes))
+    Ok(Captured { snap, notes, verify })
 }
 
-/// Retention for the snapshot's name, then verification when the job asks for it.
+/// Retention for the snapshot's name, then verification when the job asks for it; returns
+/// how long the verification took.
 async fn check_snapshot(
     d: &Daemon,
     job: &Job,
     snap: &StoredSnapshot,
     notes: &mut Vec<String>,
-) -> Result<(), Failure> {
+) -> Result<Option<std::time::Duration>, Failure> {
     let name = snap.manifest().name.clone();
     if let Some(keep) = &job.keep {
         let policies = PolicySet { default: keep.clone(), ..PolicySet::default() };
@@ -241,8 +269,11 @@ async fn check_snapshot(
             }
         }
     }
-    if let Some(level) = job.verify {
+    let Some(level) = job.verify else { return Ok(None) };
+    {
+        let started = std::time::Instant::now();
         let report = verify_snapshot(d, snap, level == VerifyLevel::ReadData).await;
+        let took = started.elapsed();
         let report = report.map_err(|e| Failure {
             event: Event::VerifyFailed,
             message: format!(
@@ -251,6 +282,7 @@ async fn check_snapshot(
                 snap.id().short()
             ),
             snapshot: Some(snap.id().to_hex()),
+            reason: "error",
         })?;
         if !report.ok() {
             return Err(Failure {
@@ -262,6 +294,7 @@ async fn check_snapshot(
                     report.failures().join("; ")
                 ),
                 snapshot: Some(snap.id().to_hex()),
+                reason: "verification",
             });
         }
         let note = format!(
@@ -271,8 +304,8 @@ async fn check_snapshot(
         if !notes.contains(&note) {
             notes.push(note);
         }
+        Ok(Some(took))
     }
-    Ok(())
 }
 
 /// Verifies one snapshot: structure, or every byte with `read_data`.
@@ -300,18 +333,40 @@ pub async fn verify_run(
     let name = snap.manifest().name.clone();
     let run = d.catalog.start(&name, Operation::Verify, "api")?;
     let result = verify_snapshot(d, snap, read_data).await;
-    let error = match &result {
-        Ok(r) if r.ok() => None,
-        Ok(r) => Some(r.failures().join("; ")),
-        Err(e) => Some(e.to_string()),
+    let (error, reason) = match &result {
+        Ok(r) if r.ok() => (None, None),
+        Ok(r) => (Some(r.failures().join("; ")), Some("verification")),
+        Err(e) => (Some(e.to_string()), Some("error")),
     };
-    let outcome =
-        Outcome { snapshot: Some(snap.id().to_hex()), error: error.clone(), ..Outcome::default() };
+    let outcome = Outcome {
+        snapshot: Some(snap.id().to_hex()),
+        error: error.clone(),
+        reason,
+        ..Outcome::default()
+    };
     d.catalog.finish(run, &outcome)?;
-    if let Some(error) = error {
-        let msg =
-            format!("verification of snapshot {} ({name}) failed: {error}", snap.id().short());
-        d.alerts.send(Alert::new(Event::VerifyFailed, &name, msg, Some(snap.id().to_hex())));
+    // The snapshot's job, when it belongs to one, carries the alarm; others only alert.
+    let state = d.jobs.iter().find(|(job, _)| crate::state::belongs_to(&name, job));
+    let job = state.map_or(name.as_str(), |(job, _)| job.as_str());
+    match (error, state) {
+        (Some(error), state) => {
+            let msg =
+                format!("verification of snapshot {} ({name}) failed: {error}", snap.id().short());
+            let alert = Alert::new(Event::VerifyFailed, job, msg, Some(snap.id().to_hex()));
+            match state {
+                Some((_, state)) => {
+                    d.raise(state, Alarm::Verify, alert);
+                }
+                None => d.alerts.send(alert),
+            }
+        }
+        (None, Some((_, state))) => {
+            d.clear(state, &[Alarm::Verify], |_| {
+                let msg = format!("job {job}: snapshot {} verifies again", snap.id().short());
+                Alert::new(Event::Recovered, job, msg, Some(snap.id().to_hex()))
+            });
+        }
+        (None, None) => {}
     }
     Ok((run, result?))
 }
@@ -343,12 +398,21 @@ async fn drill_steps(d: &Daemon, job: &Job, run: i64) {
     };
     let result = crate::supervise::bounded(d, &job.name, "drill", config.run_timeout, work)
         .await
-        .and_then(|r| r.map_err(|e| drill_error(d, &e)));
+        .and_then(|r| {
+            r.map_err(|e| crate::supervise::Stopped {
+                reason: "error",
+                message: drill_error(d, &e),
+            })
+        });
     let (outcome, failure) = match result {
         Ok(r) if !r.failed() => (
             Outcome {
                 snapshot: Some(r.snapshot.clone()),
                 size: Some(r.bytes),
+                rto_ms: r
+                    .skipped
+                    .is_none()
+                    .then(|| (r.rto_seconds * 1000.0).round().max(0.0) as u64),
                 detail: Some(match &r.skipped {
                     Some(reason) => format!("skipped: {reason}"),
                     None => format!("RTO {:.1} s, RPO {:.0} s", r.rto_seconds, r.rpo_seconds),
@@ -369,21 +433,36 @@ async fn drill_steps(d: &Daemon, job: &Job, run: i64) {
                 Outcome {
                     snapshot: Some(r.snapshot.clone()),
                     error: Some(error.clone()),
+                    reason: Some("check"),
+                    rto_ms: Some((r.rto_seconds * 1000.0).round().max(0.0) as u64),
                     ..Outcome::default()
                 },
                 Some((error, Some(r.snapshot))),
             )
         }
-        Err(e) => (Outcome { error: Some(e.clone()), ..Outcome::default() }, Some((e, None))),
+        Err(e) => (
+            Outcome {
+                error: Some(e.message.clone()),
+                reason: Some(e.reason),
+                ..Outcome::default()
+            },
+            Some((e.message, None)),
+        ),
     };
     if let Err(e) = d.catalog.finish(run, &outcome) {
         warn!(job = %job.name, run, "cannot record the drill: {e}");
     }
+    let outcome_snapshot = outcome.snapshot.clone();
+    let Some(state) = d.jobs.get(&job.name) else { return };
     if let Some((error, snapshot)) = failure {
         let msg = format!("drill of job {} failed: {error}", job.name);
-        d.alerts.send(Alert::new(Event::DrillFailed, &job.name, msg, snapshot));
+        d.raise(state, Alarm::Drill, Alert::new(Event::DrillFailed, &job.name, msg, snapshot));
     } else {
         info!(job = %job.name, run, "drill passed");
+        d.clear(state, &[Alarm::Drill], |_| {
+            let msg = format!("job {}: drills pass again", job.name);
+            Alert::new(Event::Recovered, &job.name, msg, outcome_snapshot)
+        });
     }
 }
 

@@ -12,7 +12,7 @@ use crate::alerts::{Alert, Event};
 use crate::catalog::Operation;
 use crate::runner::{StartError, drill_run, start_backup};
 use crate::schedule::{first_due, jitter_delay};
-use crate::state::{Daemon, JobState, lock};
+use crate::state::{Alarm, Daemon, JobState, lock};
 
 /// Starts every scheduling task; one that panics is started again (see [`crate::supervise`]).
 pub fn start(d: &Arc<Daemon>) {
@@ -83,6 +83,7 @@ async fn backup_loop(d: Arc<Daemon>, name: String, state: Arc<JobState>) {
     loop {
         let job = state.job();
         let Some(at) = due else {
+            *lock(&state.next_run) = None;
             info!(job = %name, "schedule never fires again");
             if !sleep_until(&d, &state, Utc::now() + chrono::Duration::days(3650), Duration::ZERO)
                 .await
@@ -94,6 +95,10 @@ async fn backup_loop(d: Arc<Daemon>, name: String, state: Arc<JobState>) {
             continue;
         };
         let jitter = if trigger == "catch-up" { Duration::ZERO } else { jitter_delay(job.jitter) };
+        *lock(&state.next_run) = chrono::Duration::from_std(jitter)
+            .ok()
+            .and_then(|j| at.checked_add_signed(j))
+            .or(Some(at));
         if !sleep_until(&d, &state, at, jitter).await {
             if d.shutting_down() {
                 return;
@@ -122,11 +127,9 @@ async fn drill_loop(d: Arc<Daemon>, state: Arc<JobState>) {
         let job = state.job();
         let last = d.catalog.last_started(&job.name, Operation::Drill).ok().flatten();
         // No drill schedule (or one that never fires again): wait for a settings change.
-        let at = job
-            .drill
-            .as_ref()
-            .and_then(|schedule| first_due(schedule, last, Utc::now()))
-            .unwrap_or_else(|| Utc::now() + chrono::Duration::days(3650));
+        let due = job.drill.as_ref().and_then(|schedule| first_due(schedule, last, Utc::now()));
+        *lock(&state.next_drill) = due;
+        let at = due.unwrap_or_else(|| Utc::now() + chrono::Duration::days(3650));
         if !sleep_until(&d, &state, at, Duration::ZERO).await {
             if d.shutting_down() {
                 return;
@@ -154,22 +157,19 @@ async fn stale_loop(d: Arc<Daemon>) {
         let now = Utc::now();
         for (name, state) in &d.jobs {
             let job = state.job();
-            let reason = d.stale_reason(&job, &view, now);
-            let was = {
-                let mut alarms = lock(&state.alarms);
-                std::mem::replace(&mut alarms.stale, reason.is_some())
-            };
             let snapshot = view.newest(name).map(|s| s.id().to_hex());
-            match (was, reason) {
-                (false, Some(reason)) => {
+            match d.stale_reason(&job, &view, now) {
+                Some(reason) if !lock(&state.alarms).stale => {
                     let msg = format!("job {name} is stale: {reason}");
-                    d.alerts.send(Alert::new(Event::Stale, name, msg, snapshot));
+                    d.raise(state, Alarm::Stale, Alert::new(Event::Stale, name, msg, snapshot));
                 }
-                (true, None) => {
-                    let msg = format!("job {name} is fresh again");
-                    d.alerts.send(Alert::new(Event::Recovered, name, msg, snapshot));
+                Some(_) => {}
+                None => {
+                    d.clear(state, &[Alarm::Stale], |_| {
+                        let msg = format!("job {name} is fresh again");
+                        Alert::new(Event::Recovered, name, msg, snapshot)
+                    });
                 }
-                _ => {}
             }
         }
         tokio::select! {

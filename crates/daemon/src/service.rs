@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use lifeboat_core::Registry;
 use lifeboat_store::{Repository, StoreError};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
@@ -16,7 +16,7 @@ use crate::alerts::Alerts;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::DaemonError;
-use crate::state::{Alarms, Daemon, JobState, RepoView, lock};
+use crate::state::{Daemon, JobState, RepoView, lock};
 
 /// The run catalog's file inside the state folder.
 pub const CATALOG_FILE: &str = "lifeboatd.db";
@@ -93,7 +93,14 @@ pub async fn open(config: Config, registry: Registry) -> Result<Arc<Daemon>, Dae
         path: config.state_dir.clone(),
         source,
     })?;
-    let (catalog, interrupted) = Catalog::open(&config.state_dir.join(CATALOG_FILE))?;
+    let catalog_path = config.state_dir.join(CATALOG_FILE);
+    info!(
+        state_dir = %config.state_dir.display(),
+        catalog = %catalog_path.display(),
+        heartbeats = %config.heartbeat_dir.display(),
+        "state folder in use"
+    );
+    let (catalog, interrupted) = Catalog::open(&catalog_path)?;
     if interrupted > 0 {
         warn!(
             "{interrupted} runs were in progress when lifeboatd last stopped: marked failed (interrupted)"
@@ -103,15 +110,7 @@ pub async fn open(config: Config, registry: Registry) -> Result<Arc<Daemon>, Dae
     let jobs = config
         .jobs
         .iter()
-        .map(|job| {
-            let state = JobState {
-                job: RwLock::new(job.clone()),
-                running: Mutex::new(None),
-                changed: Notify::new(),
-                alarms: Mutex::new(Alarms::default()),
-            };
-            (job.name.clone(), Arc::new(state))
-        })
+        .map(|job| (job.name.clone(), Arc::new(JobState::new(job.clone()))))
         .collect::<BTreeMap<_, _>>();
     let alerts = Alerts::start(config.webhooks.clone(), config.webhook_attempts);
     let (shutdown, _) = watch::channel(false);
@@ -130,16 +129,19 @@ pub async fn open(config: Config, registry: Registry) -> Result<Arc<Daemon>, Dae
         slots: tokio::sync::Semaphore::new(max_running),
         panics: AtomicU64::new(0),
     });
-    // A job whose last run failed starts with its alarm raised, so its next success
-    // sends `recovered`.
+    // A job whose last backup or drill failed starts with its alarm raised, so its next
+    // success sends `recovered`.
     for (name, state) in &d.jobs {
-        let failed = d
-            .catalog
-            .last_backup(name)
-            .ok()
-            .flatten()
-            .is_some_and(|r| r.status == crate::catalog::FAILED);
-        lock(&state.alarms).failing = failed;
+        let failed = |operation| {
+            d.catalog
+                .last_finished(name, operation)
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.status == crate::catalog::FAILED)
+        };
+        let mut alarms = lock(&state.alarms);
+        alarms.failing = failed(crate::catalog::Operation::Backup);
+        alarms.drill = failed(crate::catalog::Operation::Drill);
     }
     crate::settings::restore_stored(&d);
     d.refresh_view().await;

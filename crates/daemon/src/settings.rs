@@ -1,5 +1,9 @@
-//! `GET/PUT /api/config`: the jobs' schedule and retention, changed at run time and kept in
-//! the run catalog so a restart keeps them (the file stays as written; changes are logged).
+//! `GET/PUT/DELETE /api/config`: the jobs' schedule and retention, changed at run time and
+//! kept in the run catalog so a restart keeps them. The file stays as written, so the
+//! configuration has two sources; neither hides the other: every change is logged (when
+//! made, at start, at each reload), `GET /api/config` names the origin of each setting that
+//! can change (`file` or `api`) and what the file says beside what is in force, and
+//! `DELETE /api/config` drops every change made through the API, back to the file.
 
 use std::collections::BTreeMap;
 
@@ -36,10 +40,55 @@ pub struct JobChange {
     pub keep: Option<RetentionPolicy>,
 }
 
+/// Where a setting in force comes from.
+fn origin(from_api: bool) -> &'static str {
+    if from_api { "api" } else { "file" }
+}
+
+/// The changes stored through the API, per job (unreadable ones are left out: they were
+/// logged when applied).
+fn stored(d: &Daemon) -> BTreeMap<String, JobChange> {
+    d.catalog
+        .overrides()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(job, text)| Some((job, serde_json::from_str(&text).ok()?)))
+        .collect()
+}
+
 /// The configuration as the API shows it: no tokens, no passwords.
 pub fn describe(d: &Daemon) -> Value {
-    let jobs: Vec<Value> = d.jobs.values().map(|s| job_json(&d.registry, &s.job())).collect();
     let config = d.config();
+    let changes = stored(d);
+    let jobs: Vec<Value> = d
+        .jobs
+        .iter()
+        .map(|(name, s)| {
+            let mut value = job_json(&d.registry, &s.job());
+            let change = changes.get(name).cloned().unwrap_or_default();
+            if let Some(fields) = value.as_object_mut() {
+                fields.insert(
+                    "origin".into(),
+                    json!({
+                        "schedule": origin(change.schedule.is_some()),
+                        "keep": origin(change.keep.is_some()),
+                    }),
+                );
+                // What the file says, beside what the API put in force over it.
+                if change.schedule.is_some() || change.keep.is_some() {
+                    let file = config.job(name);
+                    fields.insert(
+                        "file".into(),
+                        json!({
+                            "schedule": file.map(|j| j.schedule.to_string()),
+                            "keep": file.and_then(|j| j.keep.clone()),
+                        }),
+                    );
+                }
+            }
+            value
+        })
+        .collect();
     json!({
         "repository": redact(&config.repository),
         "encrypted": d.repo.is_encrypted(),
@@ -70,6 +119,7 @@ fn job_json(registry: &Registry, job: &Job) -> Value {
         "kind": job.kind(),
         "target": redact(&job.spec.target),
         "schedule": job.schedule.to_string(),
+        "timezone": job.timezone.name(),
         "keep": job.keep,
         "verify": job.verify,
         "drill": job.drill.as_ref().map(ToString::to_string),
@@ -119,7 +169,8 @@ pub fn apply(d: &Daemon, change: &Change) -> Result<(), Vec<Problem>> {
             continue;
         };
         // Every setting of the job is checked, so one answer lists all its problems.
-        let schedule = c.schedule.as_deref().map(Schedule::parse).transpose();
+        let timezone = state.job().timezone;
+        let schedule = c.schedule.as_deref().map(|s| Schedule::parse(s, timezone)).transpose();
         if let Err(e) = &schedule {
             problems.push(problem(format!("schedule: {e}")));
         }
@@ -181,6 +232,30 @@ fn stored_change(d: &Daemon, name: &str, c: &JobChange) -> String {
     serde_json::to_string(&merged).unwrap_or_default()
 }
 
+/// Drops every change made through the API: each job gets the file's schedule and retention
+/// back (as last loaded or reloaded). Returns the jobs that had changes.
+///
+/// # Errors
+/// The run catalog cannot be written; nothing changed then.
+pub fn forget(d: &Daemon) -> Result<Vec<String>, crate::DaemonError> {
+    let names: Vec<String> = stored(d).into_keys().collect();
+    d.catalog.clear_overrides()?;
+    let config = d.config();
+    for name in &names {
+        let (Some(state), Some(file)) = (d.jobs.get(name), config.job(name)) else { continue };
+        let mut job = match state.job.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        job.schedule = file.schedule.clone();
+        job.keep.clone_from(&file.keep);
+        drop(job);
+        info!(job = %name, "settings changed through the API dropped: the file's apply again");
+        state.changed.notify_waiters();
+    }
+    Ok(names)
+}
+
 /// Applies the changes stored by earlier `PUT /api/config` calls (at start).
 pub fn restore_stored(d: &Daemon) {
     let stored = match d.catalog.overrides() {
@@ -199,7 +274,8 @@ pub fn restore_stored(d: &Daemon) {
                 continue;
             }
         };
-        match change.schedule.as_deref().map(Schedule::parse).transpose() {
+        let timezone = state.job().timezone;
+        match change.schedule.as_deref().map(|s| Schedule::parse(s, timezone)).transpose() {
             Ok(schedule) => {
                 update(state, schedule, change.keep.clone());
                 info!(job = %name, "settings changed through the API apply over the file: {text}");

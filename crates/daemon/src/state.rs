@@ -14,7 +14,7 @@ use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::alerts::Alerts;
+use crate::alerts::{Alert, Alerts};
 use crate::catalog::{Catalog, FAILED, Run};
 use crate::config::{Config, Job};
 
@@ -40,6 +40,39 @@ pub struct Alarms {
     pub failing: bool,
     /// Its newest snapshot is older than its RPO.
     pub stale: bool,
+    /// Its last drill failed.
+    pub drill: bool,
+    /// The last verification through the API of one of its snapshots failed.
+    pub verify: bool,
+}
+
+/// One of a job's alarms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alarm {
+    /// The last backup failed.
+    Failing,
+    /// The newest snapshot is older than the RPO.
+    Stale,
+    /// The last drill failed.
+    Drill,
+    /// The last verification through the API failed.
+    Verify,
+}
+
+impl Alarms {
+    fn flag(&mut self, alarm: Alarm) -> &mut bool {
+        match alarm {
+            Alarm::Failing => &mut self.failing,
+            Alarm::Stale => &mut self.stale,
+            Alarm::Drill => &mut self.drill,
+            Alarm::Verify => &mut self.verify,
+        }
+    }
+
+    /// Whether any alarm is raised.
+    pub fn any(&self) -> bool {
+        self.failing || self.stale || self.drill || self.verify
+    }
 }
 
 /// One job's live state.
@@ -53,12 +86,41 @@ pub struct JobState {
     pub changed: Notify,
     /// Raised alerts.
     pub alarms: Mutex<Alarms>,
+    /// When the scheduler will next start a backup, as it computed it (jitter included).
+    pub next_run: Mutex<Option<DateTime<Utc>>>,
+    /// When the scheduler will next start a drill.
+    pub next_drill: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl JobState {
+    /// A job's state before its first run.
+    pub fn new(job: Job) -> Self {
+        JobState {
+            job: RwLock::new(job),
+            running: Mutex::new(None),
+            changed: Notify::new(),
+            alarms: Mutex::new(Alarms::default()),
+            next_run: Mutex::new(None),
+            next_drill: Mutex::new(None),
+        }
+    }
+
     /// A copy of the current settings.
     pub fn job(&self) -> Job {
         read(&self.job)
+    }
+
+    /// When the next backup is due: as the scheduler planned it, else (no scheduler running,
+    /// or not yet) by the schedule from `now`.
+    pub fn next_run(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        lock(&self.next_run).or_else(|| self.job().schedule.next_after(now))
+    }
+
+    /// When the next drill is due, as [`JobState::next_run`]; `None` without a drill schedule.
+    pub fn next_drill(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let job = self.job();
+        let drill = job.drill.as_ref()?;
+        lock(&self.next_drill).or_else(|| drill.next_after(now))
     }
 }
 
@@ -142,9 +204,13 @@ pub struct JobHealth {
     pub stale_reason: Option<String>,
     /// The last finished backup run.
     pub last_run: Option<Run>,
+    /// When the next scheduled backup starts.
+    pub next_run: Option<DateTime<Utc>>,
+    /// When the next scheduled drill starts (jobs with a `drill` schedule).
+    pub next_drill: Option<DateTime<Utc>>,
 }
 
-/// `/health`.
+/// `/health` with a token; without one only its `status` is shown.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
     /// ok, or degraded when any job is stale or its last backup failed.
@@ -158,6 +224,44 @@ pub struct Health {
 }
 
 impl Daemon {
+    /// Raises `alarm` on the job and sends `alert` when it was not raised yet: one alert per
+    /// streak, however many runs fail in it. Returns whether it was sent.
+    pub fn raise(&self, state: &JobState, alarm: Alarm, alert: Alert) -> bool {
+        let was = std::mem::replace(lock(&state.alarms).flag(alarm), true);
+        if was {
+            warn!(job = %alert.job, "still {:?}: {}", alarm, alert.message);
+        } else {
+            self.alerts.send(alert);
+        }
+        !was
+    }
+
+    /// Clears `alarms` on the job. When one of them was raised and no alarm of the job is
+    /// left, `recovered` (given the alarms that were raised) makes the alert, sent once: a
+    /// backup that ends a failing and a stale streak together is one recovery, not two.
+    /// Returns whether it was sent.
+    pub fn clear(
+        &self,
+        state: &JobState,
+        alarms: &[Alarm],
+        recovered: impl FnOnce(&[Alarm]) -> Alert,
+    ) -> bool {
+        let (cleared, left) = {
+            let mut raised = lock(&state.alarms);
+            let cleared: Vec<Alarm> = alarms
+                .iter()
+                .copied()
+                .filter(|alarm| std::mem::replace(raised.flag(*alarm), false))
+                .collect();
+            (cleared, raised.any())
+        };
+        let send = !cleared.is_empty() && !left;
+        if send {
+            self.alerts.send(recovered(&cleared));
+        }
+        send
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         read(&self.settings)
@@ -285,6 +389,8 @@ impl Daemon {
                     rpo_seconds: job.rpo(now).as_secs(),
                     stale_reason,
                     last_run,
+                    next_run: state.next_run(now),
+                    next_drill: state.next_drill(now),
                 },
             );
         }

@@ -55,6 +55,21 @@ pub async fn catch<T>(
     })
 }
 
+/// Why a bounded run gave no result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// `timeout` or `panic`, the run's failure reason.
+    pub reason: &'static str,
+    /// For the run's error and its alert.
+    pub message: String,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Runs the work of a backup or drill with the deadline `limit`, catching a panic; the error
 /// says why no result came, for the run's error and its alert.
 pub async fn bounded<T>(
@@ -63,17 +78,23 @@ pub async fn bounded<T>(
     task: &str,
     limit: Duration,
     work: impl Future<Output = T>,
-) -> Result<T, String> {
+) -> Result<T, Stopped> {
     match catch(d, job, task, tokio::time::timeout(limit, work)).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(_)) => {
             warn!(job, task, ?limit, "run past its deadline (run_timeout): stopped");
-            Err(format!(
-                "still running after {}, its deadline (run_timeout): stopped",
-                lifeboat_core::format_duration(limit)
-            ))
+            Err(Stopped {
+                reason: "timeout",
+                message: format!(
+                    "still running after {}, its deadline (run_timeout): stopped",
+                    lifeboat_core::format_duration(limit)
+                ),
+            })
         }
-        Err(panic) => Err(format!("lifeboatd panicked during the run (a bug): {panic}")),
+        Err(panic) => Err(Stopped {
+            reason: "panic",
+            message: format!("lifeboatd panicked during the run (a bug): {panic}"),
+        }),
     }
 }
 
@@ -91,6 +112,7 @@ pub async fn watch_run(
         if open {
             let outcome = Outcome {
                 error: Some(format!("the run ended without a result: lifeboatd panicked: {panic}")),
+                reason: Some("panic"),
                 ..Outcome::default()
             };
             if let Err(e) = d.catalog.finish(run, &outcome) {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use lifeboat_cli::logging::{self, LogFormat};
 use lifeboat_daemon::config::{Config, ProcessEnv, config_path};
 
 /// Runs lifeboat's backups on schedule and serves the lifeboat HTTP API.
@@ -19,15 +20,16 @@ struct Args {
     /// Check the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// How log lines are written to stderr: text (coloured only on a terminal without
+    /// NO_COLOR) or json, one object per line.
+    #[arg(long, env = "LIFEBOAT_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: LogFormat,
 }
-
-#[path = "../logging.rs"]
-mod logging;
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let registry = lifeboat::backends();
-    logging::init("info", &registry.quiet_logs());
+    logging::init("info", &registry.quiet_logs(), args.log_format);
     let result = config_path(args.config, &ProcessEnv)
         .and_then(|path| Config::load(&path, &ProcessEnv, &registry))
         .map_err(anyhow::Error::from)
