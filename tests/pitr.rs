@@ -705,3 +705,131 @@ fn wal_fetch_keeps_a_prefetch_queue_ahead_of_recovery_and_ends_with_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// lifeboatd's drills of base backups recover from the WAL archive, as `lifeboat drill`
+/// does: the `lifeboat` binary beside lifeboatd, this repository and its password file make
+/// the drill's `restore_command` without a line of configuration. A row written after the
+/// base backup is in the drilled cluster only when its WAL was replayed.
+#[test]
+fn lifeboatd_drills_recover_base_backups_from_the_wal_archive() {
+    let setup = Setup::new();
+    let lifeboatd = setup.path("lifeboatd");
+    std::fs::copy(env!("CARGO_BIN_EXE_lifeboatd"), &lifeboatd).unwrap();
+    let archive = setup.archive_command("main");
+    let pg = PgCluster::start_with(&[("archive_mode", "on"), ("archive_command", &archive)]);
+    pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, note text NOT NULL)");
+    pg.psql("postgres", "INSERT INTO t(note) VALUES ('before')");
+    ok(&mut setup.lifeboat(&["backup", "postgres-cluster", &pg.url("postgres"), "--name", "main"]));
+    pg.psql("postgres", "INSERT INTO t(note) VALUES ('after the base backup')");
+    archive_now(&pg);
+
+    let port = free_port();
+    let token = "pitr-drill-token-0123456789";
+    let state = setup.path("state");
+    let tmp = setup.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let config = setup.path("lifeboatd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "repository = \"{repo}\"\npassword_file = \"{password}\"\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"{token}\"]\nstate_dir = \"{state}\"\n\n[[jobs]]\nname = \"main\"\nkind = \"postgres-cluster\"\ntarget = \"{url}\"\nschedule = \"0 0 1 1 *\"\ndrill = \"every 1s\"\nexpect = {{ min_rows = {{ t = 2 }} }}\n",
+            repo = setup.repo,
+            password = setup.password.display(),
+            state = state.display(),
+            url = pg.url("postgres"),
+        ),
+    )
+    .unwrap();
+    if setup.as_postgres {
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(setup.tmp.path())
+            .status()
+            .unwrap();
+    }
+    let mut service = if setup.as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&lifeboatd);
+        c
+    } else {
+        Command::new(&lifeboatd)
+    };
+    let log = std::fs::File::create(setup.path("lifeboatd.log")).unwrap();
+    let child = service
+        .arg("--config")
+        .arg(&config)
+        .env("TMPDIR", &tmp)
+        .env("LIFEBOAT_LOG", "info")
+        .env_remove("LIFEBOAT_TOKENS")
+        .env_remove("LIFEBOAT_REPO")
+        .env_remove("LIFEBOAT_WEBHOOKS")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+            let _ = self.0.wait();
+        }
+    }
+    let _service = Stop(child);
+    let log = || std::fs::read_to_string(setup.path("lifeboatd.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let run = loop {
+        assert!(Instant::now() < deadline, "no drill ended in 180 s; log:\n{}", log());
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(body) = http_get(port, "/api/runs?job=main&operation=drill", token) else {
+            continue;
+        };
+        let runs: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let ended = runs
+            .as_array()
+            .or_else(|| runs["runs"].as_array())
+            .and_then(|r| r.iter().find(|r| r["status"] != "in_progress").cloned());
+        if let Some(run) = ended {
+            break run;
+        }
+    };
+    assert_eq!(
+        run["status"],
+        "completed",
+        "the drill recovered the archived row: {run}\n{}",
+        log()
+    );
+}
+
+/// GET `path` with the bearer `token`: the body of a 200 answer, `None` otherwise (not
+/// listening yet, or another status).
+fn http_get(port: u16, path: &str, token: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            if n == 0 {
+                break;
+            }
+            out.push_str(after.get(..n)?);
+            rest = after.get(n + 2..)?;
+        }
+        return Some(out);
+    }
+    Some(body.to_string())
+}

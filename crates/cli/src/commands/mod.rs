@@ -260,10 +260,7 @@ pub(crate) fn archive_fetch(
         Some(folder) => std::path::absolute(folder.as_path())?.display().to_string(),
         None => url.to_string(),
     };
-    let mut words = vec![exe.display().to_string(), "--repo".into(), url];
-    words.extend(flags);
-    words.push("wal-fetch".into());
-    Ok(Some(words.iter().map(|w| lifeboat_core::shell_quote(w)).collect::<Vec<_>>().join(" ")))
+    Ok(Some(lifeboat_core::wal::fetch_command(&exe, &url, &flags)))
 }
 
 /// Adds the `archive-fetch` drill option (this lifeboat, this repository, this key) when
