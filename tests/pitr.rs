@@ -147,6 +147,25 @@ fn restore<'a>(setup: &Setup, pg: &'a PgCluster, dir: &str, extra: &[&str]) -> R
     Restored { pg, dir, port }
 }
 
+/// strace's lines with a call another thread interrupted (`… <unfinished ...>`, later
+/// `PID <... call resumed>…`) put back together, in the order the calls ended.
+fn join_resumed(trace: &str) -> Vec<String> {
+    let mut pending: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut lines = Vec::new();
+    for line in trace.lines() {
+        let pid = line.split_whitespace().next().unwrap_or_default();
+        if let Some(start) = line.strip_suffix(" <unfinished ...>") {
+            pending.insert(pid, start);
+        } else if let Some((_, rest)) = line.split_once(" resumed>") {
+            let start = pending.remove(pid).unwrap_or_default();
+            lines.push(format!("{start}{rest}"));
+        } else {
+            lines.push(line.to_string());
+        }
+    }
+    lines
+}
+
 /// `cmd` under `strace -f`, its syncs and renames written to `trace`.
 fn under_strace(cmd: &Command, trace: &Path) -> Command {
     let strace = find_program("strace")
@@ -273,7 +292,9 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
     ]);
     ok(&mut under_strace(&restore_cmd, &trace));
     let trace = std::fs::read_to_string(&trace).unwrap();
-    let lines: Vec<&str> = trace.lines().filter(|l| l.trim_end().ends_with("= 0")).collect();
+    let joined = join_resumed(&trace);
+    let lines: Vec<&str> =
+        joined.iter().map(String::as_str).filter(|l| l.trim_end().ends_with("= 0")).collect();
     let swap = lines
         .iter()
         .position(|l| l.contains("rename") && l.contains(&format!("\"{}\"", branch_dir.display())))
