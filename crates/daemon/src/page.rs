@@ -544,12 +544,15 @@ fn failed_mark(out: &mut String, i: usize, run: &Run) {
 fn size_chart(out: &mut String, job: &str, runs: &[Run]) {
     let max = runs.iter().filter_map(|r| r.size.max(r.stored)).max().unwrap_or(0);
     let newest = runs.iter().rev().find(|r| r.status != FAILED);
-    let label = format!(
-        "{job}: size of the last {} backups; newest {} captured, {} newly stored",
-        runs.len(),
-        human_bytes(newest.and_then(|r| r.size).unwrap_or(0)),
-        human_bytes(newest.and_then(|r| r.stored).unwrap_or(0)),
-    );
+    let newest = match newest {
+        Some(r) => format!(
+            "newest {} captured, {} newly stored",
+            human_bytes(r.size.unwrap_or(0)),
+            human_bytes(r.stored.unwrap_or(0))
+        ),
+        None => "none completed".to_string(),
+    };
+    let label = format!("{job}: size of the last {} backups; {newest}", runs.len());
     chart_open(out, "size", &label, &human_bytes(max), runs.len());
     for (i, run) in runs.iter().enumerate() {
         if run.status == FAILED {
