@@ -26,6 +26,10 @@
 # plus ratios against pg_dump -Fc (backup time, stored bytes), restore-time ratios, the
 # second backup's time and lifeboat's peak RSS marked "info", which have no targets, and
 # writes the same results as markdown to bench/work/postgres/results.md.
+#   6. physical:       then, unless PHYSICAL=0, the physical phases of issue #14 in the same
+#                      run: bench/pitr.sh (base backups and a restore to a time against
+#                      pgBackRest and `pg_basebackup | gzip`, at the same SCALE), which
+#                      prints its own table and writes bench/work/pitr/results.md.
 #
 # The cluster: initdb + pg_ctl from the highest /usr/lib/postgresql/*/bin (or PG_BINDIR),
 # trust authentication, listening on 127.0.0.1 at a free port, its data, socket and log
@@ -386,3 +390,8 @@ NOTES="Stored = repository size (sum of file sizes; growth for the second backup
 report "PostgreSQL benchmark" "$SETUP" "$NOTES"
 
 say "markdown written to $W/results.md"
+
+if [[ "${PHYSICAL:-1}" != 0 ]]; then
+    say "physical phases (bench/pitr.sh, SCALE=$SCALE)"
+    SCALE="$SCALE" bash "$ROOT/bench/pitr.sh"
+fi

@@ -337,6 +337,12 @@ fn on_a_terminal_the_password_is_asked_for() {
     assert!(ok && shown.contains("0 snapshots"), "{shown}");
     let (ok, shown) = on_terminal(&["--repo", &url, "snapshots"], &[(ask, "wrong")]);
     assert!(!ok && shown.contains("wrong password"), "{shown}");
+    // A repository already there, or a URL that cannot be used, is said before any password
+    // is asked for.
+    let (ok, shown) = on_terminal(&["--repo", &url, "init"], &[]);
+    assert!(!ok && shown.contains("already") && !shown.contains(first), "{shown}");
+    let (ok, shown) = on_terminal(&["--repo", "s3://", "init"], &[]);
+    assert!(!ok && !shown.contains(first), "{shown}");
 }
 
 /// A write-only key file (#15 item 4): the host backs up with it, deduplicating, and can read,

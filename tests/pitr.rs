@@ -147,6 +147,33 @@ fn restore<'a>(setup: &Setup, pg: &'a PgCluster, dir: &str, extra: &[&str]) -> R
     Restored { pg, dir, port }
 }
 
+/// `cmd` under `strace -f`, its syncs and renames written to `trace`.
+fn under_strace(cmd: &Command, trace: &Path) -> Command {
+    let strace = find_program("strace")
+        .expect("this test needs strace (apt-get install strace) to watch the restore's syncs");
+    let mut traced = Command::new(strace);
+    traced
+        .args([
+            "-f",
+            "-y",
+            "-s",
+            "4096",
+            "-e",
+            "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2",
+        ])
+        .arg("-o")
+        .arg(trace)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => traced.env(key, value),
+            None => traced.env_remove(key),
+        };
+    }
+    traced
+}
+
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap()
 }
@@ -176,6 +203,16 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
     // The cluster's RPO is the age of its newest archived WAL, not of its base backup.
     let stale = ok(&mut setup.lifeboat(&["stale", "--max-age", "1h", "--json"]));
     assert!(stale.contains("newest archived WAL"), "{stale}");
+    // stats shows the archive beside the base backups.
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&mut setup.lifeboat(&["stats", "--json"]))).unwrap();
+    let wal = &stats["wal_archives"]["main"];
+    assert!(wal["segments"].as_u64().unwrap() >= 2, "{stats}");
+    assert!(wal["files"].as_u64().unwrap() >= wal["segments"].as_u64().unwrap(), "{stats}");
+    assert!(wal["newest_archived"].is_string(), "{stats}");
+    let first = wal["first"].as_str().unwrap().to_string();
+    let text = ok(&mut setup.lifeboat(&["stats"]));
+    assert!(text.contains("WAL archive of main") && text.contains(&first), "{text}");
 
     // The dry run prints the steps, the restore_command among them, and changes nothing.
     let dry = ok(&mut setup.lifeboat(&[
@@ -219,9 +256,12 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
 
     // A first PITR that archives its new timeline into the same series, then a second PITR
     // from the same base backup along that timeline.
+    // This restore runs under strace: the data directory reaches the disk (one syncfs)
+    // before it is renamed into place, and its folder is synced after.
     let branch_dir = setup.path("branch");
     let to = format!("pgdata:{}", branch_dir.display());
-    ok(&mut setup.lifeboat(&[
+    let trace = setup.path("restore-trace.txt");
+    let restore_cmd = setup.lifeboat(&[
         "restore",
         "latest",
         "--name",
@@ -230,7 +270,23 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
         &to,
         "--target-time",
         &marker_time,
-    ]));
+    ]);
+    ok(&mut under_strace(&restore_cmd, &trace));
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<&str> = trace.lines().filter(|l| l.trim_end().ends_with("= 0")).collect();
+    let swap = lines
+        .iter()
+        .position(|l| l.contains("rename") && l.contains(&format!("\"{}\"", branch_dir.display())))
+        .unwrap_or_else(|| panic!("no rename onto {}:\n{trace}", branch_dir.display()));
+    assert!(
+        lines[..swap].iter().any(|l| l.contains("syncfs(")),
+        "the restored data directory was not synced before the swap:\n{trace}"
+    );
+    let parent = format!("<{}>", setup.tmp.path().canonicalize().unwrap().display());
+    assert!(
+        lines[swap..].iter().any(|l| l.contains("fsync(") && l.contains(&parent)),
+        "the folder was not synced after the swap:\n{trace}"
+    );
     let auto = branch_dir.join("postgresql.auto.conf");
     let mut conf = std::fs::read_to_string(&auto).unwrap();
     conf.push_str(&format!("archive_mode = on\narchive_command = '{archive}'\n"));
@@ -349,6 +405,47 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
     archive_now(&pg);
     let last = restore(&setup, &pg, "after-second", &[]);
     assert_eq!(last.notes(), ["before", "marker", "later", "after the second backup"]);
+    drop(last);
+
+    // A flipped byte in every pack: the restore fails naming what is damaged, and leaves
+    // neither a data directory nor its temporary copy.
+    for pack in files_under(&Path::new(&setup.repo).join("data")) {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        std::fs::write(&pack, bytes).unwrap();
+    }
+    let damaged = setup.path("damaged");
+    let err = fails(&mut setup.lifeboat(&[
+        "restore",
+        "latest",
+        "--name",
+        "main",
+        "--to",
+        &format!("pgdata:{}", damaged.display()),
+    ]));
+    assert!(err.contains("data/"), "the damaged pack is named: {err}");
+    assert!(!damaged.exists(), "a failed restore left a data directory");
+    let leftovers: Vec<_> = std::fs::read_dir(setup.tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("lifeboat-restore"))
+        .collect();
+    assert!(leftovers.is_empty(), "the failed restore left {leftovers:?}");
+}
+
+/// Every file under `dir`, at any depth.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// The store file of archived `file` in a local repository (its series folder is a hash).
@@ -507,4 +604,232 @@ fn the_archive_refuses_other_bytes_under_a_name_and_a_killed_push_leaves_nothing
         ok(&mut setup.lifeboat(&["wal-fetch", &name, again.to_str().unwrap(), "--name", "db"]));
         assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&path).unwrap());
     }
+}
+
+/// `restore_command` as recovery calls it: one segment after another, each call a new
+/// process. The first call starts one background prefetcher, which keeps the segments after
+/// the last one asked for in `pg_wal/lifeboat-prefetch`; later calls are served from there;
+/// a segment missing from the archive ends the queue; the prefetcher ends, and removes the
+/// folder, once recovery is over.
+#[test]
+fn wal_fetch_keeps_a_prefetch_queue_ahead_of_recovery_and_ends_with_it() {
+    let setup = Setup::new();
+    let segments: Vec<String> = (1..=6).map(|n| format!("0000000100000000000000{n:02X}")).collect();
+    let incoming = setup.path("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    for (i, name) in segments.iter().enumerate() {
+        std::fs::write(incoming.join(name), pseudo_random(1 << 20, 10 + i as u64)).unwrap();
+    }
+    // A data directory in recovery, as PostgreSQL lays it out.
+    let data = setup.path("data");
+    let pg_wal = data.join("pg_wal");
+    std::fs::create_dir_all(&pg_wal).unwrap();
+    std::fs::write(data.join("recovery.signal"), "").unwrap();
+    if setup.as_postgres {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&incoming)
+            .arg(&data)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    for name in &segments {
+        let path = incoming.join(name);
+        ok(&mut setup.lifeboat(&["wal-push", path.to_str().unwrap(), "--name", "db"]));
+    }
+    let dest = pg_wal.join("RECOVERYXLOG");
+    let fetch = |file: &str| {
+        run(&mut setup.lifeboat(&["wal-fetch", file, dest.to_str().unwrap(), "--name", "db"]))
+    };
+    let spool = pg_wal.join("lifeboat-prefetch");
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "waited 30 s for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let prefetchers = || {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("{} .*--prefetch-worker", setup.repo)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+
+    // The first call fetches its own segment and starts the prefetcher, which fills the
+    // queue with every archived segment after it (fewer than --prefetch).
+    let out = fetch(&segments[0]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(incoming.join(&segments[0])).unwrap());
+    wait_for("the queue to hold segments 2 to 6", &|| {
+        segments[1..].iter().all(|s| spool.join(s).exists())
+    });
+    assert_eq!(prefetchers(), 1, "one prefetcher serves the folder");
+    for name in &segments[1..] {
+        let queued = std::fs::read(spool.join(name)).unwrap();
+        assert_eq!(queued, std::fs::read(incoming.join(name)).unwrap(), "{name} queued whole");
+    }
+
+    // Later calls are served from the queue (the file leaves it), in order, whole.
+    for name in &segments[1..4] {
+        let out = fetch(name);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(!spool.join(name).exists(), "{name} was taken from the queue");
+        assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(incoming.join(name)).unwrap());
+    }
+    assert_eq!(prefetchers(), 1, "calls served from the queue start no second prefetcher");
+
+    // A damaged queue entry is never handed over: the prefetcher writes whole files only,
+    // and what a dead writer left half-written is removed.
+    let stray = spool.join(format!("{}.lifeboat-999999999", segments[5]));
+    std::fs::write(&stray, b"half").unwrap();
+    wait_for("the dead writer's temporary file to go", &|| !stray.exists());
+
+    // Recovery is over when PostgreSQL removes recovery.signal: the prefetcher ends and
+    // takes the queue with it.
+    std::fs::remove_file(data.join("recovery.signal")).unwrap();
+    wait_for("the prefetcher to end", &|| prefetchers() == 0);
+    assert!(!spool.exists(), "the queue is removed at the end of recovery");
+
+    // Outside recovery (no signal file) a call fetches its own segment and starts nothing;
+    // a segment not in the archive exits 1, quietly.
+    let out = fetch(&segments[4]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(incoming.join(&segments[4])).unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(prefetchers(), 0);
+    assert!(!spool.exists());
+    let out = fetch("000000010000000000000009");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// lifeboatd's drills of base backups recover from the WAL archive, as `lifeboat drill`
+/// does: the `lifeboat` binary beside lifeboatd, this repository and its password file make
+/// the drill's `restore_command` without a line of configuration. A row written after the
+/// base backup is in the drilled cluster only when its WAL was replayed.
+#[test]
+fn lifeboatd_drills_recover_base_backups_from_the_wal_archive() {
+    let setup = Setup::new();
+    let lifeboatd = setup.path("lifeboatd");
+    std::fs::copy(env!("CARGO_BIN_EXE_lifeboatd"), &lifeboatd).unwrap();
+    let archive = setup.archive_command("main");
+    let pg = PgCluster::start_with(&[("archive_mode", "on"), ("archive_command", &archive)]);
+    pg.psql("postgres", "CREATE TABLE t (id serial PRIMARY KEY, note text NOT NULL)");
+    pg.psql("postgres", "INSERT INTO t(note) VALUES ('before')");
+    ok(&mut setup.lifeboat(&["backup", "postgres-cluster", &pg.url("postgres"), "--name", "main"]));
+    pg.psql("postgres", "INSERT INTO t(note) VALUES ('after the base backup')");
+    archive_now(&pg);
+
+    let port = free_port();
+    let token = "pitr-drill-token-0123456789";
+    let state = setup.path("state");
+    let tmp = setup.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let config = setup.path("lifeboatd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "repository = \"{repo}\"\npassword_file = \"{password}\"\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"{token}\"]\nstate_dir = \"{state}\"\n\n[[jobs]]\nname = \"main\"\nkind = \"postgres-cluster\"\ntarget = \"{url}\"\nschedule = \"0 0 1 1 *\"\ndrill = \"every 1s\"\nexpect = {{ min_rows = {{ t = 2 }} }}\n",
+            repo = setup.repo,
+            password = setup.password.display(),
+            state = state.display(),
+            url = pg.url("postgres"),
+        ),
+    )
+    .unwrap();
+    if setup.as_postgres {
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(setup.tmp.path())
+            .status()
+            .unwrap();
+    }
+    let mut service = if setup.as_postgres {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&lifeboatd);
+        c
+    } else {
+        Command::new(&lifeboatd)
+    };
+    let log = std::fs::File::create(setup.path("lifeboatd.log")).unwrap();
+    let child = service
+        .arg("--config")
+        .arg(&config)
+        .env("TMPDIR", &tmp)
+        .env("LIFEBOAT_LOG", "info")
+        .env_remove("LIFEBOAT_TOKENS")
+        .env_remove("LIFEBOAT_REPO")
+        .env_remove("LIFEBOAT_WEBHOOKS")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+            let _ = self.0.wait();
+        }
+    }
+    let _service = Stop(child);
+    let log = || std::fs::read_to_string(setup.path("lifeboatd.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let run = loop {
+        assert!(Instant::now() < deadline, "no drill ended in 180 s; log:\n{}", log());
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(body) = http_get(port, "/api/runs?job=main&operation=drill", token) else {
+            continue;
+        };
+        let runs: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let ended = runs
+            .as_array()
+            .or_else(|| runs["runs"].as_array())
+            .and_then(|r| r.iter().find(|r| r["status"] != "in_progress").cloned());
+        if let Some(run) = ended {
+            break run;
+        }
+    };
+    assert_eq!(
+        run["status"],
+        "completed",
+        "the drill recovered the archived row: {run}\n{}",
+        log()
+    );
+}
+
+/// GET `path` with the bearer `token`: the body of a 200 answer, `None` otherwise (not
+/// listening yet, or another status).
+fn http_get(port: u16, path: &str, token: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            if n == 0 {
+                break;
+            }
+            out.push_str(after.get(..n)?);
+            rest = after.get(n + 2..)?;
+        }
+        return Some(out);
+    }
+    Some(body.to_string())
 }

@@ -54,3 +54,17 @@ fn wrong_credentials_are_refused_clearly() {
     let err = fails(cmd.arg("snapshots"));
     assert!(err.contains("AWS_SECRET_ACCESS_KEY") || err.contains("refused"), "{err}");
 }
+
+#[test]
+fn a_request_the_server_refuses_as_malformed_is_not_retried() {
+    let server = S3Server::start();
+    // Bucket names need 3 characters at least: the server answers 400 InvalidBucketName.
+    let url = "s3://ab/x";
+    let mut cmd = lifeboat(url);
+    with_env(&mut cmd, &server).env("LIFEBOAT_LOG", "warn");
+    let out = cmd.args(["init", "--no-encryption"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("400") || stderr.contains("InvalidBucketName"), "{stderr}");
+    assert!(!stderr.contains("retrying"), "a 400 answer was retried:\n{stderr}");
+}

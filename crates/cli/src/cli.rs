@@ -261,6 +261,9 @@ pub enum Command {
         /// in `lifeboat-prefetch/` beside DEST for the next calls.
         #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
         prefetch: u16,
+        /// Run as the background prefetcher that the calls start (internal).
+        #[arg(long = "prefetch-worker", hide = true)]
+        prefetch_worker: bool,
     },
     /// Write a snapshot's captured stream to stdout, or to a file; only once verified.
     Cat {

@@ -53,7 +53,7 @@ pub use progress::{NoProgress, Progress};
 pub use restore::{
     PRE_RESTORE_TAG, PlanStep, RestoreContext, RestoreOptions, RestorePlan, RestoreReport,
     SafetyNet, aside_name, existing_parent, is_safety_snapshot, parent_folder, remove_leftovers,
-    shell_quote, temp_prefix,
+    shell_quote, sync_parent_folder, sync_tree, temp_prefix,
 };
 pub use snapshot::Snapshot;
 pub use verify::{Check, Verifier, VerifyReport};

@@ -31,6 +31,34 @@ pub fn parent_folder(target: &std::path::Path) -> &std::path::Path {
     target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."))
 }
 
+/// Makes the unpacked tree at `root` durable before it replaces anything (a restore's
+/// staging copy): one `syncfs` of
+/// its file system writes out, and waits for, every file, folder, link and node written
+/// there. One call instead of an fsync per entry: on 10,000 files the per-entry fsyncs made
+/// a restore three times slower. (Linux reports a failed writeback to `syncfs` since 5.8.)
+///
+/// # Errors
+/// The file system's error, or `root` not being a folder (a symlink is not followed).
+pub fn sync_tree(root: &std::path::Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, Mode, OFlags, openat};
+    let fd = openat(
+        CWD,
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::syncfs(&fd)?;
+    Ok(())
+}
+
+/// Fsyncs the folder `target` is in, so a rename into it survives a power loss.
+///
+/// # Errors
+/// The folder cannot be opened or synced.
+pub fn sync_parent_folder(target: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(parent_folder(target))?.sync_all()
+}
+
 /// [`parent_folder`], which must exist.
 ///
 /// # Errors

@@ -171,6 +171,16 @@ pub fn wal_needs(
     needs
 }
 
+/// The `restore_command` prefix that fetches files of a WAL archive: `EXE --repo URL
+/// KEY_FLAGS… wal-fetch`, each word quoted for the shell. The server's settings append
+/// `%f %p --name NAME`.
+pub fn fetch_command(exe: &std::path::Path, repo_url: &str, key_flags: &[String]) -> String {
+    let mut words = vec![exe.display().to_string(), "--repo".into(), repo_url.to_string()];
+    words.extend(key_flags.iter().cloned());
+    words.push("wal-fetch".into());
+    words.iter().map(|w| crate::shell_quote(w)).collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::Segment;

@@ -385,6 +385,47 @@ pub async fn drill_run(d: &Daemon, job: &Job, trigger: &str) {
     crate::supervise::watch_run(d, &job.name, "drill", run, drill_steps(d, job, run)).await;
 }
 
+/// The drill options, with `archive-fetch` filled in when the file did not give it and a
+/// `lifeboat` binary sits beside this one: drills of PostgreSQL base backups then recover
+/// from the WAL archive to its newest file, as `lifeboat drill` does (without it, to the
+/// base backup's end). The key comes from `password_file` or `password_command`.
+fn with_archive_fetch(config: &crate::config::Config) -> lifeboat_core::backend::Options {
+    use lifeboat_core::backend::OptionSpec;
+    let mut options = config.drill_options.clone();
+    if options.value(OptionSpec::ARCHIVE_FETCH).is_some() {
+        return options;
+    }
+    let Some(lifeboat) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("lifeboat")))
+        .filter(|path| path.is_file())
+    else {
+        return options;
+    };
+    let flags = match &config.password {
+        Some(crate::config::PasswordSource::File(path)) => vec![
+            "--password-file".to_string(),
+            std::path::absolute(path).unwrap_or_else(|_| path.clone()).display().to_string(),
+        ],
+        Some(crate::config::PasswordSource::Command(command)) => {
+            vec!["--password-command".to_string(), command.clone()]
+        }
+        None => Vec::new(),
+    };
+    let url = if config.repository.contains("://") {
+        config.repository.clone()
+    } else {
+        let path = std::path::Path::new(&config.repository);
+        std::path::absolute(path)
+            .map_or_else(|_| config.repository.clone(), |p| p.display().to_string())
+    };
+    options.push(
+        OptionSpec::ARCHIVE_FETCH,
+        lifeboat_core::wal::fetch_command(&lifeboat, &url, &flags),
+    );
+    options
+}
+
 async fn drill_steps(d: &Daemon, job: &Job, run: i64) {
     let view = d.refresh_view().await;
     let config = d.config();
@@ -392,7 +433,8 @@ async fn drill_steps(d: &Daemon, job: &Job, run: i64) {
         let snap = view.newest(&job.name).cloned().ok_or_else(|| {
             lifeboat_core::Error::SnapshotNotFound { id: format!("latest of {:?}", job.name) }
         })?;
-        let scratch = d.registry.drill(&snap.manifest().kind, &config.drill_options)?;
+        let options = with_archive_fetch(&config);
+        let scratch = d.registry.drill(&snap.manifest().kind, &options)?;
         let result = drill(scratch.as_ref(), &snap, &job.expect).await?;
         Ok::<_, lifeboat_core::Error>(result)
     };

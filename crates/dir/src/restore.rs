@@ -318,27 +318,6 @@ fn make_special<R: Read>(
     Ok(())
 }
 
-/// Makes the unpacked tree at `root` durable before it replaces anything: one `syncfs` of
-/// its file system writes out, and waits for, every file, folder, link and node written
-/// there. One call instead of an fsync per entry: on 10,000 files the per-entry fsyncs made
-/// a restore three times slower. (Linux reports a failed writeback to `syncfs` since 5.8.)
-fn sync_tree(root: &Path) -> std::io::Result<()> {
-    use rustix::fs::{CWD, Mode, OFlags, openat};
-    let fd = openat(
-        CWD,
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    rustix::fs::syncfs(&fd)?;
-    Ok(())
-}
-
-/// Fsyncs the folder `target` is in, so a rename into it survives a power loss.
-fn sync_parent(target: &Path) -> std::io::Result<()> {
-    std::fs::File::open(lifeboat_core::parent_folder(target))?.sync_all()
-}
-
 /// Gives the restored folder itself the owner, mode and modification time the captured one
 /// had (its entries got theirs from the stream; the temporary folder was made 0700 and
 /// belongs to the restoring user). The owner first: changing it clears set-id bits.
@@ -372,7 +351,7 @@ fn swap_in(restored: &Path, target: &Path, aside: &Path) -> std::result::Result<
     use rustix::io::Errno;
     match renameat_with(CWD, restored, CWD, target, RenameFlags::EXCHANGE) {
         Ok(()) => {
-            sync_parent(target).map_err(|source| DirError::Io {
+            lifeboat_core::sync_parent_folder(target).map_err(|source| DirError::Io {
                 action: "making durable the swap into",
                 path: target.to_path_buf(),
                 source,
@@ -438,7 +417,7 @@ pub(crate) fn swap_by_renames(
             });
         }
     }
-    sync_parent(target).map_err(|source| DirError::Io {
+    lifeboat_core::sync_parent_folder(target).map_err(|source| DirError::Io {
         action: "making durable the swap into",
         path: target.to_path_buf(),
         source,
@@ -569,7 +548,7 @@ impl RestorePlan for DirRestorePlan {
             .map_err(|e| Error::io("setting the owner and mode of", temp.path(), e))?;
         if self.durable {
             let dst = temp.path().to_path_buf();
-            tokio::task::spawn_blocking(move || sync_tree(&dst))
+            tokio::task::spawn_blocking(move || lifeboat_core::sync_tree(&dst))
                 .await
                 .map_err(|e| Error::Backend {
                     kind: Kind::DIR,
@@ -582,7 +561,7 @@ impl RestorePlan for DirRestorePlan {
             swap_in(&restored, &self.target, &parent.join(lifeboat_core::aside_name(&self.target)))
         } else {
             std::fs::rename(&restored, &self.target)
-                .and_then(|()| sync_parent(&self.target))
+                .and_then(|()| lifeboat_core::sync_parent_folder(&self.target))
                 .map_err(|source| DirError::Io {
                     action: "moving the restored folder to",
                     path: self.target.clone(),
@@ -738,8 +717,11 @@ mod tests {
         let root = dir.path().join("t");
         std::fs::create_dir_all(root.join("a/b")).unwrap();
         std::fs::write(root.join("a/b/f"), "1").unwrap();
-        sync_tree(&root).unwrap();
+        lifeboat_core::sync_tree(&root).unwrap();
         std::os::unix::fs::symlink(&root, dir.path().join("link")).unwrap();
-        assert!(sync_tree(&dir.path().join("link")).is_err(), "a symlink is not followed");
+        assert!(
+            lifeboat_core::sync_tree(&dir.path().join("link")).is_err(),
+            "a symlink is not followed"
+        );
     }
 }

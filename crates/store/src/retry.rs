@@ -30,11 +30,25 @@ fn is_transient(e: &object_store::Error) -> bool {
             // Refusals no retry can fix, recognised by the status text: a bare "403" would
             // also match object keys, which are hex.
             let text = other.to_string();
-            !["403 Forbidden", "status code: 403", "SignatureDoesNotMatch", "AccessDenied"]
-                .iter()
-                .any(|refusal| text.contains(refusal))
+            let refused =
+                ["403 Forbidden", "status code: 403", "SignatureDoesNotMatch", "AccessDenied"]
+                    .iter()
+                    .any(|refusal| text.contains(refusal));
+            !refused && !client_error(&text)
         }
     }
+}
+
+/// Whether `text` reports an HTTP 4xx answer (`status 400`, `status code: 404`) other than
+/// 408 (timeout) and 429 (slow down): the request itself is wrong (a bad bucket name, a
+/// malformed range), and sending it again gets the same answer.
+fn client_error(text: &str) -> bool {
+    ["status ", "status code: ", "status: "].iter().any(|marker| {
+        text.match_indices(marker).any(|(at, _)| {
+            let code = text[at + marker.len()..].get(..3).and_then(|c| c.parse::<u16>().ok());
+            matches!(code, Some(400..=499)) && !matches!(code, Some(408 | 429))
+        })
+    })
 }
 
 /// Runs `op` until it succeeds, fails with a final error, or runs out of attempts.
@@ -86,5 +100,27 @@ mod tests {
         assert!(is_transient(&generic("timeout on put locks/backups/242be1d0449de403afa16e31")));
         assert!(!is_transient(&generic("Server returned non-2xx status code: 403 Forbidden: ")));
         assert!(!is_transient(&generic("SignatureDoesNotMatch: check your key")));
+    }
+
+    #[test]
+    fn client_errors_are_final_but_timeouts_and_slow_downs_are_retried() {
+        let answer = |code: &str| {
+            generic(&format!(
+                "Error performing GET http://127.0.0.1:9000/b/config in 2ms - Client error with status {code}: <Error><Code>X</Code></Error>"
+            ))
+        };
+        for code in ["400 Bad Request", "404 Not Found", "416 Range Not Satisfiable"] {
+            assert!(!is_transient(&answer(code)), "{code} retried");
+        }
+        for code in [
+            "408 Request Timeout",
+            "429 Too Many Requests",
+            "500 Internal Server Error",
+            "503 Slow Down",
+        ] {
+            assert!(is_transient(&answer(code)), "{code} not retried");
+        }
+        assert!(!is_transient(&generic("Received non-2xx status code: 400 InvalidBucketName")));
+        assert!(is_transient(&generic("timeout on get data/40/4000aa status")));
     }
 }

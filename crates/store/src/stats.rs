@@ -50,6 +50,23 @@ pub struct Stats {
     pub staging_bytes: u64,
     /// Index files found damaged and set aside (`repair index` rebuilds them).
     pub damaged_indexes: usize,
+    /// The WAL archive of each name with base backups.
+    pub wal_archives: BTreeMap<String, WalArchiveStats>,
+}
+
+/// What the WAL archive of one name (a PostgreSQL cluster) holds.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct WalArchiveStats {
+    /// Files archived: segments, history and backup-history files.
+    pub files: usize,
+    /// Of them, WAL segments.
+    pub segments: usize,
+    /// The first file by name.
+    pub first: Option<String>,
+    /// The last file by name.
+    pub last: Option<String>,
+    /// When the newest file was archived: the name's RPO is its age.
+    pub newest_archived: Option<DateTime<Utc>>,
 }
 
 /// Per-name statistics of `snaps`.
@@ -87,7 +104,24 @@ pub async fn stats(repo: &Repository) -> crate::Result<Stats> {
     let (pack_bytes, packs) = repo.usage(DATA_PREFIX).await?;
     let safety_snapshots = snaps.iter().filter(|s| s.manifest().is_safety()).count();
     let staging = repo.staging_files().await?;
+    let mut wal_archives = BTreeMap::new();
+    for series in crate::wal::wal_series_of(&snaps) {
+        let files = repo.wal_files(series).await?;
+        let segments =
+            files.iter().filter(|f| lifeboat_core::wal::Segment::parse(&f.file).is_some());
+        wal_archives.insert(
+            series.to_string(),
+            WalArchiveStats {
+                files: files.len(),
+                segments: segments.count(),
+                first: files.first().map(|f| f.file.clone()),
+                last: files.last().map(|f| f.file.clone()),
+                newest_archived: files.iter().map(|f| f.archived).max(),
+            },
+        );
+    }
     Ok(Stats {
+        wal_archives,
         staging_files: staging.len(),
         staging_bytes: staging.iter().map(|f| f.size).sum(),
         damaged_indexes: repo.damaged_indexes().len(),

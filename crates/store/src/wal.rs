@@ -303,13 +303,8 @@ impl Repository {
         &self,
         snapshots: &[crate::StoredSnapshot],
     ) -> Result<BTreeMap<String, DateTime<Utc>>> {
-        let names: BTreeSet<&str> = snapshots
-            .iter()
-            .filter(|s| WalStart::from_metadata(&s.manifest().metadata).is_some())
-            .map(|s| s.manifest().name.as_str())
-            .collect();
         let mut newest = BTreeMap::new();
-        for name in names {
+        for name in wal_series_of(snapshots) {
             if let Some(time) = self.wal_newest(name).await? {
                 newest.insert(name.to_string(), time);
             }
@@ -497,6 +492,16 @@ impl Repository {
         }
         Ok(entry)
     }
+}
+
+/// The names among `snapshots` that have base backups: the WAL series their archives are
+/// kept under.
+pub fn wal_series_of(snapshots: &[crate::StoredSnapshot]) -> BTreeSet<&str> {
+    snapshots
+        .iter()
+        .filter(|s| WalStart::from_metadata(&s.manifest().metadata).is_some())
+        .map(|s| s.manifest().name.as_str())
+        .collect()
 }
 
 #[cfg(test)]

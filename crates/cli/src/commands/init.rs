@@ -23,6 +23,18 @@ pub async fn run(url: &str, no_encryption: bool) -> anyhow::Result<ExitCode> {
         }
         Repository::init(url).await?
     } else {
+        // Before asking for a password: a URL that is wrong, a store that cannot be reached
+        // or a repository already there is said at once, not after the password was typed
+        // twice.
+        match Repository::discover(url).await {
+            Ok(_) => {
+                return Err(
+                    lifeboat_store::StoreError::AlreadyInitialised { url: url.into() }.into()
+                );
+            }
+            Err(lifeboat_store::StoreError::NotInitialised { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
         let password = match crate::password::current()? {
             Some(password) => password,
             None => crate::password::prompt_new()?.ok_or_else(|| {

@@ -134,8 +134,15 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
             stale::run(&repo, max_age, &expected, json).await
         }
         Command::WalPush { path, name } => wal::push(&repo, &path, &name).await,
-        Command::WalFetch { file, dest, name, prefetch } => {
-            Ok(wal::fetch(&repo, &file, &dest, &name, usize::from(prefetch)).await)
+        Command::WalFetch { file, dest, name, prefetch, prefetch_worker } => {
+            let request = wal::FetchRequest {
+                repo_url: &repo,
+                file: &file,
+                dest: &dest,
+                name: &name,
+                prefetch: usize::from(prefetch),
+            };
+            Ok(wal::fetch(request, prefetch_worker).await)
         }
     }
 }
@@ -253,10 +260,7 @@ pub(crate) fn archive_fetch(
         Some(folder) => std::path::absolute(folder.as_path())?.display().to_string(),
         None => url.to_string(),
     };
-    let mut words = vec![exe.display().to_string(), "--repo".into(), url];
-    words.extend(flags);
-    words.push("wal-fetch".into());
-    Ok(Some(words.iter().map(|w| lifeboat_core::shell_quote(w)).collect::<Vec<_>>().join(" ")))
+    Ok(Some(lifeboat_core::wal::fetch_command(&exe, &url, &flags)))
 }
 
 /// Adds the `archive-fetch` drill option (this lifeboat, this repository, this key) when

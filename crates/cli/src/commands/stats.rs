@@ -43,6 +43,21 @@ pub async fn run(url: &str, json: bool) -> anyhow::Result<ExitCode> {
         human_bytes(stats.pack_bytes),
         count(stats.chunks_indexed, "chunk")
     );
+    for (name, wal) in &stats.wal_archives {
+        let newest = wal
+            .newest_archived
+            .map(|t| format!(", newest archived {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+            .unwrap_or_default();
+        let span = match (&wal.first, &wal.last) {
+            (Some(first), Some(last)) => format!(" ({first} to {last})"),
+            _ => String::new(),
+        };
+        println!(
+            "WAL archive of {name}: {}{span}, {}{newest}",
+            count(wal.files, "file"),
+            count(wal.segments, "segment")
+        );
+    }
     if stats.staging_files > 0 {
         println!(
             "{} staging files of interrupted writes ({}); prune removes them once stale",
