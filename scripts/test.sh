@@ -32,6 +32,7 @@ dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v redis-cli >/dev/null || need_pkgs+=(redis-tools)
 command -v strace >/dev/null || need_pkgs+=(strace)
+command -v chromium >/dev/null || need_pkgs+=(chromium)  # headless, for the status page test
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)  # rates the shipped unit
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing ${need_pkgs[*]} (apt)"

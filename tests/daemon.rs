@@ -2121,3 +2121,262 @@ fn metrics_follow_prometheus_conventions_and_feed_the_grafana_dashboard() {
     assert!(raw.contains("# UNIT lifeboat_last_backup_duration_seconds seconds"), "{raw}");
     assert!(raw.trim_end().ends_with("# EOF"), "{raw}");
 }
+
+/// An HTTP/1.1 request with the headers given: (status, headers in lower case, body).
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no answer: {raw:?}"));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked");
+    (status, headers, if chunked { dechunk(rest) } else { rest.to_string() })
+}
+
+fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// Headless Chromium: the DOM of `url` once loaded, serialized (`--dump-dom`), and with
+/// `screenshot` a PNG of it. A missing Chromium fails the test saying what to install.
+fn chromium(url: &str, profile: &Path, screenshot: Option<(&Path, &str)>) -> String {
+    let out = profile.with_extension("dom.html");
+    let mut command = Command::new("chromium");
+    command
+        .args(["--headless", "--disable-gpu", "--no-sandbox", "--no-first-run"])
+        .args(["--disable-dev-shm-usage", "--hide-scrollbars", "--virtual-time-budget=5000"])
+        .arg(format!("--user-data-dir={}", profile.display()));
+    match screenshot {
+        Some((png, size)) => {
+            command.arg(format!("--screenshot={}", png.display()));
+            command.arg(format!("--window-size={size}"));
+        }
+        None => {
+            command.arg("--dump-dom");
+        }
+    }
+    let mut child = command
+        .arg(url)
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run chromium ({e}): the status page test needs a headless browser; install Debian's `chromium` package (apt-get install chromium; scripts/test.sh does)"
+            )
+        });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish loading {url} within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "chromium failed on {url}: {status}");
+    std::fs::read_to_string(&out).unwrap()
+}
+
+/// The part of `dom` from the element carrying `marker` to the next `end`.
+fn part<'a>(dom: &'a str, marker: &str, end: &str) -> &'a str {
+    let start = dom.find(marker).unwrap_or_else(|| panic!("no {marker} in the page:\n{dom}"));
+    let rest = &dom[start..];
+    &rest[..rest.find(end).unwrap_or(rest.len())]
+}
+
+#[test]
+fn the_status_page_shows_jobs_a_degraded_job_charts_and_alerts_in_chromium() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    // A job whose file is missing, with markup in its path, so in its error.
+    let missing = data.path().join("<script>alert(1)</script>.db");
+    let jobs = job("billing", "sqlite", &missing, YEARLY, "")
+        + &job("auth", "sqlite", &db, YEARLY, "drill = \"every 2s\"\nrto = \"10m\"");
+    let s = Service::new("open = [\"health\", \"status\"]", &jobs);
+    for _ in 0..3 {
+        s.backup_ok("auth");
+    }
+    for _ in 0..2 {
+        assert_eq!(s.backup_now("billing")["status"], "failed");
+    }
+    let drill = wait_for("a completed drill of auth", Duration::from_secs(120), || {
+        let runs = get_json(s.port, "/api/runs?job=auth&operation=drill&status=completed&limit=1");
+        runs["runs"].as_array().unwrap().first().cloned()
+    });
+    assert!(drill["rto_ms"].is_u64(), "{drill}");
+    let health = health_with(s.port, 503);
+
+    let profiles = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/", s.port);
+    let dom = chromium(&url, &profiles.path().join("open"), None);
+    // Nothing the jobs or their errors carry became markup.
+    assert!(!dom.contains("<script"), "{dom}");
+    assert!(dom.contains("<title>lifeboatd: degraded</title>"), "{dom}");
+    let overall = part(&dom, "id=\"overall\"", "</p>");
+    assert!(overall.contains("Degraded"), "{overall}");
+    assert!(dom.contains("read-only, open to anyone"), "{dom}");
+
+    // The jobs, each in a row with its status in words.
+    let billing = part(&dom, "<tr class=\"job attention\" data-job=\"billing\"", "</tr>");
+    assert!(billing.contains(">degraded</span> last backup failed"), "{billing}");
+    assert!(billing.contains("&lt;script&gt;alert(1)&lt;/script&gt;.db"), "{billing}");
+    let auth = part(&dom, "<tr class=\"job\" data-job=\"auth\"", "</tr>");
+    assert!(auth.contains(">ok</span> fresh"), "{auth}");
+    assert!(auth.contains("completed <time"), "{auth}");
+    assert!(auth.contains("of 10 min objective") && auth.contains("RTO <span"), "{auth}");
+    assert!(auth.contains("<meter"), "the RPO gauge: {auth}");
+    // The next backup as /health gives it (the same code computes both).
+    let next: DateTime<Utc> =
+        health["backups"]["auth"]["next_run"].as_str().unwrap().parse().unwrap();
+    let exact = next.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    assert!(auth.contains(&exact), "next run {exact}: {auth}");
+    assert!(auth.matches("<time").count() >= 4, "last backup and drill, next ones: {auth}");
+
+    // The open alerts.
+    let alerts = part(&dom, "id=\"alerts\"", "</section>");
+    assert!(alerts.contains("<strong>billing</strong>: backup failing"), "{alerts}");
+    assert!(alerts.contains("&lt;script&gt;"), "{alerts}");
+    assert!(!alerts.contains("<strong>auth</strong>"), "{alerts}");
+
+    // The charts: one bar (or failure mark) per run, in each of two charts per job.
+    let charts = part(&dom, "<article class=\"job-charts\" data-job=\"auth\"", "</article>");
+    assert_eq!(charts.matches("<svg").count(), 2, "{charts}");
+    assert_eq!(charts.matches("data-points=\"3\"").count(), 2, "{charts}");
+    assert_eq!(charts.matches("<rect class=\"size\"").count(), 3, "{charts}");
+    assert_eq!(charts.matches("<rect class=\"stored\"").count(), 3, "{charts}");
+    assert_eq!(charts.matches("<rect class=\"duration\"").count(), 3, "{charts}");
+    let sizes: Vec<u64> = charts
+        .split("data-size=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].parse().unwrap())
+        .collect();
+    assert_eq!(sizes.len(), 3);
+    assert!(sizes.iter().all(|&n| n >= 1024 * 1024), "1 MiB database: {sizes:?}");
+    let failed = part(&dom, "<article class=\"job-charts\" data-job=\"billing\"", "</article>");
+    assert_eq!(failed.matches("<rect class=\"fail\"").count(), 4, "2 runs, 2 charts: {failed}");
+
+    // What a person sees, wide and narrow (one column), as pictures.
+    for (name, size) in [("wide", "1280,900"), ("narrow", "390,1600")] {
+        let png = s.path(&format!("status-{name}.png"));
+        chromium(&url, &profiles.path().join(name), Some((&png, size)));
+        let bytes = std::fs::read(&png).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000, "{name}: {}", bytes.len());
+    }
+}
+
+#[test]
+fn the_status_page_needs_a_sign_in_whose_cookie_holds_no_token() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let s = Service::new("", &job("auth", "sqlite", &db, YEARLY, ""));
+    s.backup_ok("auth");
+    let profiles = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/", s.port);
+
+    // Not open, no token, no cookie: the login form and no job data, in the browser too.
+    let dom = chromium(&url, &profiles.path().join("anonymous"), None);
+    assert!(dom.contains("<form id=\"login\" method=\"post\" action=\"/\">"), "{dom}");
+    assert!(dom.contains("name=\"token\" type=\"password\""), "{dom}");
+    assert!(!dom.contains("auth") && !dom.contains("data-job"), "{dom}");
+    let (status, headers, body) = request(s.port, "GET", "/", &[], "");
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(header_of(&headers, "content-type"), Some("text/html; charset=utf-8"));
+    assert!(header_of(&headers, "content-security-policy").unwrap().contains("default-src 'none'"));
+    assert!(!body.contains("auth"), "{body}");
+
+    // A wrong token: the form again, saying so, and no cookie.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let (status, headers, body) =
+        request(s.port, "POST", "/", &form, "token=wrong-token-0123456789");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("not one of the configured tokens") && body.contains("id=\"login\""));
+    assert!(header_of(&headers, "set-cookie").is_none(), "{headers:?}");
+
+    // The right one: a session cookie, HttpOnly and SameSite=Strict, holding no token.
+    let (status, headers, body) = request(s.port, "POST", "/", &form, &format!("token={TOKEN}"));
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(header_of(&headers, "location"), Some("/"));
+    let set = header_of(&headers, "set-cookie").unwrap().to_string();
+    let attributes: Vec<&str> = set.split(';').map(str::trim).collect();
+    for wanted in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(attributes.contains(&wanted), "{wanted} missing: {set}");
+    }
+    assert!(!attributes.contains(&"Secure"), "plain HTTP: no Secure, or it would never be sent");
+    assert!(!set.contains(TOKEN) && !set.contains(&hex::encode(TOKEN)), "{set}");
+    let session = attributes[0].to_string();
+    assert!(session.starts_with("lifeboat_session="), "{set}");
+    // Behind a TLS proxy the cookie is Secure.
+    let proxied = [form[0], ("X-Forwarded-Proto", "https")];
+    let (_, headers, _) = request(s.port, "POST", "/", &proxied, &format!("token={TOKEN}"));
+    assert!(header_of(&headers, "set-cookie").unwrap().contains("; Secure"), "{headers:?}");
+
+    // With the cookie: the page. It opens the page only, not the API.
+    let (status, _, page) = request(s.port, "GET", "/", &[("Cookie", &session)], "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("data-job=\"auth\"") && page.contains(">Sign out</button>"), "{page}");
+    let (status, _, body) = request(s.port, "GET", "/api/runs", &[("Cookie", &session)], "");
+    assert_eq!(status, 401, "{body}");
+    let tampered = format!("{}0", &session[..session.len() - 1]);
+    let (status, _, body) = request(s.port, "GET", "/", &[("Cookie", &tampered)], "");
+    assert!(status == 401 && body.contains("id=\"login\""), "{status} {body}");
+    // A bearer token reads it as well; a wrong one is refused as everywhere.
+    let (status, _, _) =
+        request(s.port, "GET", "/", &[("Authorization", &format!("Bearer {TOKEN}"))], "");
+    assert_eq!(status, 200);
+    let wrong = [("Authorization", "Bearer wrong-token-0123456789")];
+    assert_eq!(request(s.port, "GET", "/", &wrong, "").0, 401);
+    // Signing out clears the cookie.
+    let (status, headers, _) = request(s.port, "POST", "/", &form, "action=sign-out");
+    assert_eq!(status, 303);
+    assert!(header_of(&headers, "set-cookie").unwrap().contains("Max-Age=0"), "{headers:?}");
+
+    // The whole flow in the browser: a page of the same site submits the form, as a person
+    // would, and the browser follows to the page with its cookie.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let helper = listener.local_addr().unwrap().port();
+    let sign_in = format!(
+        "<!doctype html><form method=\"post\" action=\"http://127.0.0.1:{}/\"><input name=\"token\" value=\"{TOKEN}\"></form><script>document.forms[0].submit()</script>",
+        s.port
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{sign_in}",
+                sign_in.len()
+            );
+        }
+    });
+    let dom =
+        chromium(&format!("http://127.0.0.1:{helper}/"), &profiles.path().join("login"), None);
+    assert!(dom.contains("data-job=\"auth\"") && dom.contains(">Sign out</button>"), "{dom}");
+    assert!(!dom.contains("id=\"login\""), "{dom}");
+}

@@ -30,6 +30,8 @@ pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 /// Every route, as `METHOD PATH` (the OpenAPI document lists the same).
 pub const ROUTES: &[&str] = &[
+    "GET /",
+    "POST /",
     "GET /health",
     "GET /livez",
     "GET /metrics",
@@ -126,6 +128,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// The router of the whole API.
 pub fn router(d: Arc<Daemon>) -> Router {
     Router::new()
+        .route("/", get(crate::page::show).post(crate::page::login))
         .route("/health", get(health))
         .route("/livez", get(livez))
         .route("/metrics", get(metrics))
@@ -154,7 +157,8 @@ pub fn router(d: Arc<Daemon>) -> Router {
 
 /// Refuses a body announced larger than [`MAX_BODY`] before reading any of it, and makes
 /// the errors axum answers by itself (a path or query that does not parse, a body too large,
-/// a method not allowed) JSON like every other error.
+/// a method not allowed) JSON like every other error. The status page's HTML answers (its
+/// login form with 401) stay HTML.
 async fn json_errors(request: Request, next: Next) -> Response {
     let announced = request
         .headers()
@@ -166,12 +170,12 @@ async fn json_errors(request: Request, next: Next) -> Response {
     }
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
+    let is_ours = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_ours {
         return response;
     }
     let text = match axum::body::to_bytes(response.into_body(), MAX_BODY).await {
@@ -200,7 +204,7 @@ fn too_large() -> ApiError {
 
 /// Whether the request carries one of the configured tokens: `Ok(true)` yes, `Ok(false)` it
 /// carries none, an error when it carries a wrong one.
-fn authorized(d: &Daemon, headers: &axum::http::HeaderMap) -> Result<bool, ApiError> {
+pub(crate) fn authorized(d: &Daemon, headers: &axum::http::HeaderMap) -> Result<bool, ApiError> {
     let given = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(bearer);
     match given {
         Some(token) if token_matches(&d.config().tokens, token) => Ok(true),
@@ -215,8 +219,9 @@ fn authorized(d: &Daemon, headers: &axum::http::HeaderMap) -> Result<bool, ApiEr
 
 async fn require_token(State(d): Shared, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    // Liveness and the API's description never look at a token.
-    if path == "/livez" || path == "/openapi.json" {
+    // Liveness and the API's description never look at a token; the status page decides
+    // itself (a token, its session cookie, or `open`; else its login form).
+    if path == "/livez" || path == "/openapi.json" || path == "/" {
         return next.run(request).await;
     }
     let config = d.config();

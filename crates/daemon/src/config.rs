@@ -93,6 +93,8 @@ pub struct OpenEndpoints {
     pub health: bool,
     /// `GET /metrics`.
     pub metrics: bool,
+    /// `GET /`, the status page: read-only for anyone who reaches the port, no login.
+    pub status: bool,
 }
 
 /// Where the service reads the repository password from (an encrypted repository).
@@ -617,7 +619,7 @@ impl Parser<'_> {
                 self.problem(tokens_line, format!("token {} is shorter than {MIN_TOKEN_LEN} characters; use a long random one (e.g. openssl rand -hex 32)", i + 1));
             }
         }
-        let mut open = OpenEndpoints { health: true, metrics: false };
+        let mut open = OpenEndpoints { health: true, metrics: false, status: false };
         if let Some((names, line)) = self.take::<Vec<String>>(&mut f, "open") {
             // A list given is the whole list: `open = []` closes /health too.
             open.health = false;
@@ -625,7 +627,8 @@ impl Parser<'_> {
                 match name.trim_start_matches('/') {
                     "health" => open.health = true,
                     "metrics" => open.metrics = true,
-                    other => self.problem(line, format!("`open`: {other:?} cannot be opened; only \"health\" and \"metrics\" can")),
+                    "status" => open.status = true,
+                    other => self.problem(line, format!("`open`: {other:?} cannot be opened; only \"health\", \"metrics\" and \"status\" (the status page) can")),
                 }
             }
         }
@@ -1064,7 +1067,16 @@ mod tests {
         assert!(c.open.health && !c.open.metrics && !c.allow_restore);
         let closed = MINIMAL.replacen('\n', "\nopen = []\n", 1);
         let c = parse(&closed, Path::new("m.toml"), &env(&[])).unwrap();
-        assert!(!c.open.health && !c.open.metrics);
+        assert!(!c.open.health && !c.open.metrics && !c.open.status);
+        let page = MINIMAL.replacen('\n', "\nopen = [\"status\", \"/metrics\"]\n", 1);
+        let c = parse(&page, Path::new("m.toml"), &env(&[])).unwrap();
+        assert!(!c.open.health && c.open.metrics && c.open.status);
+        let wrong = MINIMAL.replacen('\n', "\nopen = [\"page\"]\n", 1);
+        let problems = parse(&wrong, Path::new("m.toml"), &env(&[])).unwrap_err().to_string();
+        assert!(
+            problems.contains(r#""page" cannot be opened"#) && problems.contains("status"),
+            "{problems}"
+        );
         assert_eq!(c.max_running, DEFAULT_MAX_RUNNING);
     }
 

@@ -9,6 +9,7 @@
 //! - [`runner`]: backup, retention, verification, heartbeat, alerts for one run;
 //! - [`catalog`]: the run log in a local SQLite file;
 //! - [`api`]: the JSON HTTP API with bearer tokens; [`metrics`]: Prometheus text;
+//!   [`page`]: the status page a person reads, `GET /`;
 //! - [`alerts`]: webhooks with retries; [`heartbeat`]: files for external monitors;
 //! - [`service`]: start, serve, reload on SIGHUP, graceful shutdown; [`http`]: the server
 //!   with its limits; [`supervise`]: deadlines, caught panics, the run watchdog;
@@ -40,6 +41,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod metrics;
 pub mod notify;
+pub mod page;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;
