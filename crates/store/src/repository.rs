@@ -23,6 +23,13 @@ use crate::retry::with_retries;
 
 use crate::url::Location;
 
+/// How many times the index is read when its files keep changing under the reader.
+const INDEX_REREADS: u32 = 12;
+
+/// The pause before the index is read again; it doubles each time, up to 2 s (about 15 s
+/// in all).
+const INDEX_REREAD_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// How many objects are fetched at once when loading manifests or index files: small
 /// objects, so the round trip is the cost, and 64 of them hide it on a 100 ms link.
 pub(crate) const LIST_CONCURRENCY: usize = 64;
@@ -632,24 +639,35 @@ impl Repository {
     pub(crate) async fn read_index_files(
         &self,
     ) -> Result<(Vec<(Path, IndexFile)>, Vec<DamagedObject>)> {
-        let mut attempts = 0;
-        loop {
+        // A file listed but gone when read was replaced by a merge or a prune's rewrite,
+        // which write the new file first and then delete the old ones, one by one: the
+        // whole index is read again once they are done. Without a pause between tries, a
+        // merge deleting a few dozen files outlasted five back-to-back reads (a `wal-push`
+        // beside a base backup failed that way).
+        let mut pause = INDEX_REREAD_FIRST_PAUSE;
+        for attempt in 1.. {
             let read = read_all_in(&self.inner.store, INDEX_PREFIX).await?;
             let bodies: Option<Vec<(Path, Bytes)>> =
                 read.into_iter().map(|(key, body)| body.map(|b| (key, b))).collect();
             match bodies {
                 Some(bodies) => return Ok(self.decode_index_files(bodies)),
-                None if attempts < 5 => attempts += 1,
-                None => {
-                    return Err(CoreError::Missing {
-                        object: format!(
-                            "index files under {INDEX_PREFIX} (deleted while read, 5 times)"
-                        ),
-                    }
-                    .into());
+                None if attempt < INDEX_REREADS => {
+                    debug!(
+                        attempt,
+                        "an index file was deleted while read; reading the index again"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
                 }
+                None => break,
             }
         }
+        Err(CoreError::Missing {
+            object: format!(
+                "index files under {INDEX_PREFIX} (deleted while read, {INDEX_REREADS} times)"
+            ),
+        }
+        .into())
     }
 
     /// Opens and parses index files; those that do not are damaged.

@@ -451,7 +451,56 @@ async fn backups_merge_a_fragmented_index(store: Arc<dyn ObjectStore>) {
     }
 }
 
+/// Opening the repository (which reads the whole index) while a backup merges a fragmented
+/// index never fails: the merge deletes the old files one by one after writing the merged
+/// one, and a reader that finds a listed file gone reads the index again after a pause.
+/// (A `wal-push` beside a base backup failed this way once in the PITR bench.)
+async fn opening_while_a_backup_merges_the_index_never_fails(store: Arc<dyn ObjectStore>) {
+    let password = Password::new("merge under readers");
+    let repo = Repository::init_store_with(store.clone(), "t", Some(&password)).await.unwrap();
+    let (_, key) = repo.add_key_file(Access::WriteOnly).await.unwrap();
+    let key = Password::from_key_file("host.key", key.0.as_bytes()).unwrap();
+    let host = Repository::open_store_with(store.clone(), "t", Some(&key)).await.unwrap();
+    // Write-only backups leave one index file each.
+    for n in 0..(2 * lifeboat_store::MERGE_INDEX_FILES_ABOVE as u64) {
+        let many = source("many", random(20_000, 3 * n + 7));
+        host.backup(&many, &BackupOptions::default(), &NoProgress).await.unwrap();
+    }
+    let before = repo.index_files().await.unwrap().len();
+    assert!(before > lifeboat_store::MERGE_INDEX_FILES_ABOVE, "{before} index files");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (store, stop, password) = (store.clone(), stop.clone(), password.clone());
+            tokio::spawn(async move {
+                let mut opened = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) || opened == 0 {
+                    let fresh = Repository::open_store_with(store.clone(), "t", Some(&password))
+                        .await
+                        .unwrap_or_else(|e| panic!("an open beside the merge failed: {e}"));
+                    assert!(!fresh.index().is_empty());
+                    opened += 1;
+                }
+                opened
+            })
+        })
+        .collect();
+    // A backup with the full key reads every file, and merges them.
+    let merging = Repository::open_store_with(store.clone(), "t", Some(&password)).await.unwrap();
+    merging
+        .backup(&source("merge", random(20_000, 999)), &BackupOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for reader in readers {
+        assert!(reader.await.unwrap() > 0);
+    }
+    let after = repo.index_files().await.unwrap().len();
+    assert!(after < before, "the backup merged the index: {before} -> {after} files");
+}
+
 lifeboat_testkit::for_each_store!(
+    opening_while_a_backup_merges_the_index_never_fails,
     prune_merges_many_index_files,
     backups_merge_a_fragmented_index,
     lease_is_exclusive,
