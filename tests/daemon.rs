@@ -2380,3 +2380,150 @@ fn the_status_page_needs_a_sign_in_whose_cookie_holds_no_token() {
     assert!(dom.contains("data-job=\"auth\"") && dom.contains(">Sign out</button>"), "{dom}");
     assert!(!dom.contains("id=\"login\""), "{dom}");
 }
+
+/// Whether `value` has the shape `schema` gives (the parts of OpenAPI 3.0's schema language
+/// docs/openapi.json uses: `$ref`, `type`, `nullable`, `enum`, `required`, `properties`,
+/// `additionalProperties`, `items`, `oneOf`, `allOf`); the problems found, by JSON path.
+fn shape_problems(doc: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        let target = &doc["components"]["schemas"][name];
+        assert!(target.is_object(), "{at}: {reference} is not in components/schemas");
+        return shape_problems(doc, target, value, at);
+    }
+    if let Some(all) = schema["allOf"].as_array() {
+        return all.iter().flat_map(|s| shape_problems(doc, s, value, at)).collect();
+    }
+    if let Some(any) = schema["oneOf"].as_array() {
+        let fits = any.iter().filter(|s| shape_problems(doc, s, value, at).is_empty()).count();
+        return if fits >= 1 { vec![] } else { vec![format!("{at}: fits none of oneOf: {value}")] };
+    }
+    if value.is_null() {
+        return if schema["nullable"] == true || schema.get("type").is_none() {
+            vec![]
+        } else {
+            vec![format!("{at}: null, but not nullable")]
+        };
+    }
+    let fits_type = match schema["type"].as_str() {
+        None => true,
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        Some(other) => panic!("{at}: type {other} is not known to this check"),
+    };
+    if !fits_type {
+        return vec![format!("{at}: not {}: {value}", schema["type"])];
+    }
+    let mut problems = Vec::new();
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        problems.push(format!("{at}: {value} is not one of {allowed:?}"));
+    }
+    if let Some(object) = value.as_object() {
+        for field in schema["required"].as_array().into_iter().flatten() {
+            let field = field.as_str().unwrap();
+            if !object.contains_key(field) {
+                problems.push(format!("{at}: missing {field}"));
+            }
+        }
+        for (key, item) in object {
+            let described = &schema["properties"][key];
+            if described.is_object() {
+                problems.extend(shape_problems(doc, described, item, &format!("{at}.{key}")));
+            } else if schema["additionalProperties"].is_object() {
+                let extra = &schema["additionalProperties"];
+                problems.extend(shape_problems(doc, extra, item, &format!("{at}.{key}")));
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (i, item) in array.iter().enumerate() {
+            problems.extend(shape_problems(doc, items, item, &format!("{at}[{i}]")));
+        }
+    }
+    problems
+}
+
+/// Every route docs/openapi.json lists answers, in a working service with a backup, a
+/// verification and a restore behind it, with the body its documented success answer
+/// describes: no answer is documented as a bare object any more.
+#[test]
+fn every_documented_answer_has_its_documented_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("auth.db");
+    make_sqlite_db(&db, 1);
+    let mut s = Service::new("allow_restore = true", &job("auth", "sqlite", &db, YEARLY, ""));
+    let (status, started) = post_json(s.port, "/api/backups", r#"{"job":"auth"}"#);
+    assert_eq!(status, 202, "{started}");
+    let run = s.wait_run_finished(started["run_id"].as_i64().unwrap());
+    assert_eq!(run["status"], "completed", "{run}");
+    let snapshot = run["snapshot"].as_str().unwrap().to_string();
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let restored = dir.path().join("restored.db");
+    let restore_body = format!(r#"{{"to":"{}","confirm":true}}"#, restored.display());
+    let dry_body = format!(r#"{{"to":"{}","dry_run":true}}"#, restored.display());
+    let mut checked = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let success = operation["responses"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(code, _)| code.starts_with('2'))
+                .map(|(code, answer)| {
+                    (code.clone(), answer["content"]["application/json"]["schema"].clone())
+                });
+            let Some((code, schema)) = success else {
+                continue; // the sign-in form: a redirect, checked by the status page's test
+            };
+            if !schema.is_object() {
+                continue; // HTML and metrics text: checked by their own tests
+            }
+            assert_ne!(
+                schema,
+                serde_json::json!({"type": "object"}),
+                "{method} {path}: a bare object"
+            );
+            let concrete =
+                path.replace("{id}", if path.starts_with("/api/runs") { "1" } else { &snapshot });
+            let bodies: Vec<Option<&str>> = match (method.as_str(), path.as_str()) {
+                ("post", "/api/backups/{id}/restore") => vec![Some(&dry_body), Some(&restore_body)],
+                ("post", "/api/backups") => continue, // run above: its answer is checked there
+                ("post", _) | ("put", _) => vec![Some("{}")],
+                _ => vec![None],
+            };
+            for body in bodies {
+                let (status, text) =
+                    http(s.port, &method.to_uppercase(), &concrete, Some(TOKEN), body);
+                assert_eq!(status.to_string(), code, "{method} {concrete}: {text}");
+                let value: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{method} {concrete} is not JSON ({e}): {text}"));
+                let problems = shape_problems(&doc, &schema, &value, "$");
+                assert!(
+                    problems.is_empty(),
+                    "{method} {concrete} differs from docs/openapi.json:\n{}\n{text}",
+                    problems.join("\n")
+                );
+                checked += 1;
+            }
+        }
+    }
+    // POST /api/backups, checked by hand against its documented answer.
+    let schema = &doc["paths"]["/api/backups"]["post"]["responses"]["202"]["content"]["application/json"]
+        ["schema"];
+    let problems = shape_problems(&doc, schema, &started, "$");
+    assert!(problems.is_empty(), "POST /api/backups: {problems:?}");
+    assert!(checked >= 12, "only {checked} answers were checked");
+    s.stop();
+}
