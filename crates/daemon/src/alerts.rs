@@ -23,10 +23,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
-use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use serde_json::{Value, json};
-use sha2::Sha256;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -277,11 +275,11 @@ pub fn body(hook: &Webhook, alert: &Alert) -> Value {
 
 /// `sha256=HEX`: the HMAC-SHA256 of `timestamp`, `.`, and `body`, keyed with `secret`.
 pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> Option<String> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).ok()?;
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    Some(format!("sha256={}", hex::encode(mac.finalize().into_bytes())))
+    let mac = crate::auth::hmac_sha256(
+        secret.as_bytes(),
+        &[timestamp.to_string().as_bytes(), b".", body],
+    );
+    Some(format!("sha256={}", hex::encode(mac)))
 }
 
 /// Queue size; beyond it alerts are dropped (and logged) instead of slowing anything down.

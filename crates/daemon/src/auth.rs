@@ -39,14 +39,21 @@ pub fn bearer(header: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn session_mac(token: &str, expires: i64) -> [u8; 32] {
+/// The HMAC-SHA256 of `parts`, one after the other, keyed with `key`: session cookies and
+/// webhook signatures.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     // An HMAC takes a key of any length, so this never fails; the fallback keeps it total.
-    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(token.as_bytes()) else {
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(key) else {
         return [0; 32];
     };
-    mac.update(SESSION_CONTEXT);
-    mac.update(expires.to_string().as_bytes());
+    for part in parts {
+        mac.update(part);
+    }
     mac.finalize().into_bytes().into()
+}
+
+fn session_mac(token: &str, expires: i64) -> [u8; 32] {
+    hmac_sha256(token.as_bytes(), &[SESSION_CONTEXT, expires.to_string().as_bytes()])
 }
 
 /// The value of a session cookie for `token`, valid until `expires`: `EXPIRY.HMAC` (Unix
