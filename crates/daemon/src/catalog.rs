@@ -348,10 +348,22 @@ impl Catalog {
         job: &str,
         operation: Operation,
     ) -> Result<Option<Run>, DaemonError> {
+        self.newest_run(job, operation, "status = ?3", COMPLETED)
+    }
+
+    /// The newest run of `operation` for `job` whose status meets `condition` (a clause on
+    /// `status` against `?3`, bound to `status`).
+    fn newest_run(
+        &self,
+        job: &str,
+        operation: Operation,
+        condition: &str,
+        status: &str,
+    ) -> Result<Option<Run>, DaemonError> {
         self.with(|c| {
             c.query_row(
-                &format!("SELECT {COLUMNS} FROM runs WHERE job = ?1 AND operation = ?2 AND status = ?3 ORDER BY id DESC LIMIT 1"),
-                params![job, operation.as_str(), COMPLETED],
+                &format!("SELECT {COLUMNS} FROM runs WHERE job = ?1 AND operation = ?2 AND {condition} ORDER BY id DESC LIMIT 1"),
+                params![job, operation.as_str(), status],
                 row,
             )
             .optional()
@@ -403,14 +415,7 @@ impl Catalog {
         job: &str,
         operation: Operation,
     ) -> Result<Option<Run>, DaemonError> {
-        self.with(|c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM runs WHERE job = ?1 AND operation = ?2 AND status != ?3 ORDER BY id DESC LIMIT 1"),
-                params![job, operation.as_str(), IN_PROGRESS],
-                row,
-            )
-            .optional()
-        })
+        self.newest_run(job, operation, "status != ?3", IN_PROGRESS)
     }
 
     /// The newest completed backup of `job`.
