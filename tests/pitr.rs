@@ -73,6 +73,11 @@ impl Setup {
     fn path(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
     }
+
+    /// `wal-fetch FILE DEST --name SERIES`, as the server's `restore_command` runs it.
+    fn wal_fetch(&self, file: &str, dest: &Path, series: &str) -> Command {
+        self.lifeboat(&["wal-fetch", file, dest.to_str().unwrap(), "--name", series])
+    }
 }
 
 /// A restored cluster, stopped when dropped.
@@ -408,13 +413,7 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
     archive_now(&pg);
     ok(&mut setup.lifeboat(&["forget", "--name", "main", "--keep-last", "1"]));
     let fetched = setup.path("old-segment");
-    let out = run(&mut setup.lifeboat(&[
-        "wal-fetch",
-        &needed,
-        fetched.to_str().unwrap(),
-        "--name",
-        "main",
-    ]));
+    let out = run(&mut setup.wal_fetch(&needed, &fetched, "main"));
     assert_eq!(out.status.code(), Some(1), "{needed} went with the first base backup");
     find_entry(Path::new(&setup.repo), "00000002.history"); // history files stay
     let verified = ok(&mut setup.lifeboat(&["verify", "--all", "--json"]));
@@ -506,22 +505,10 @@ fn the_archive_refuses_other_bytes_under_a_name_and_a_killed_push_leaves_nothing
 
     // What is archived is what the first push stored, byte for byte.
     let dest = setup.path("fetched");
-    ok(&mut setup.lifeboat(&[
-        "wal-fetch",
-        "000000010000000000000001",
-        dest.to_str().unwrap(),
-        "--name",
-        "db",
-    ]));
+    ok(&mut setup.wal_fetch("000000010000000000000001", &dest, "db"));
     assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(&segment).unwrap());
     // A file that is not archived: exit code 1 and nothing printed (recovery ends there).
-    let out = run(&mut setup.lifeboat(&[
-        "wal-fetch",
-        "000000010000000000000009",
-        dest.to_str().unwrap(),
-        "--name",
-        "db",
-    ]));
+    let out = run(&mut setup.wal_fetch("000000010000000000000009", &dest, "db"));
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 
@@ -533,13 +520,7 @@ fn the_archive_refuses_other_bytes_under_a_name_and_a_killed_push_leaves_nothing
     let last = damaged.len() - 1;
     damaged[last] ^= 0x20;
     std::fs::write(&entry, &damaged).unwrap();
-    let out = run(&mut setup.lifeboat(&[
-        "wal-fetch",
-        "000000010000000000000001",
-        setup.path("damaged").to_str().unwrap(),
-        "--name",
-        "db",
-    ]));
+    let out = run(&mut setup.wal_fetch("000000010000000000000001", &setup.path("damaged"), "db"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(255), "{stderr}");
     assert!(stderr.contains("error: ") && stderr.contains("hint: "), "{stderr}");
@@ -578,13 +559,7 @@ fn the_archive_refuses_other_bytes_under_a_name_and_a_killed_push_leaves_nothing
         "db",
     ]));
     assert!(denied.contains("write-only"), "{denied}");
-    ok(&mut setup.lifeboat(&[
-        "wal-fetch",
-        "000000010000000000000002",
-        host_fetched.to_str().unwrap(),
-        "--name",
-        "db",
-    ]));
+    ok(&mut setup.wal_fetch("000000010000000000000002", &host_fetched, "db"));
     assert_eq!(std::fs::read(&host_fetched).unwrap(), std::fs::read(&host_file).unwrap());
 
     // kill -9 at different moments of a push: never a visible partial file, and the retry
@@ -605,13 +580,7 @@ fn the_archive_refuses_other_bytes_under_a_name_and_a_killed_push_leaves_nothing
         let _ = child.kill();
         let _ = child.wait();
         let fetched = setup.path(&format!("fetched-{i}"));
-        let out = run(&mut setup.lifeboat(&[
-            "wal-fetch",
-            &name,
-            fetched.to_str().unwrap(),
-            "--name",
-            "db",
-        ]));
+        let out = run(&mut setup.wal_fetch(&name, &fetched, "db"));
         match out.status.code() {
             Some(1) => assert!(!fetched.exists(), "nothing written for a file not archived"),
             Some(0) => assert_eq!(std::fs::read(&fetched).unwrap(), std::fs::read(&path).unwrap()),
@@ -622,7 +591,7 @@ fn the_archive_refuses_other_bytes_under_a_name_and_a_killed_push_leaves_nothing
         }
         ok(&mut push(&path));
         let again = setup.path(&format!("again-{i}"));
-        ok(&mut setup.lifeboat(&["wal-fetch", &name, again.to_str().unwrap(), "--name", "db"]));
+        ok(&mut setup.wal_fetch(&name, &again, "db"));
         assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&path).unwrap());
     }
 }
@@ -660,9 +629,7 @@ fn wal_fetch_keeps_a_prefetch_queue_ahead_of_recovery_and_ends_with_it() {
         ok(&mut setup.lifeboat(&["wal-push", path.to_str().unwrap(), "--name", "db"]));
     }
     let dest = pg_wal.join("RECOVERYXLOG");
-    let fetch = |file: &str| {
-        run(&mut setup.lifeboat(&["wal-fetch", file, dest.to_str().unwrap(), "--name", "db"]))
-    };
+    let fetch = |file: &str| run(&mut setup.wal_fetch(file, &dest, "db"));
     let spool = pg_wal.join("lifeboat-prefetch");
     let wait_for = |what: &str, done: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
