@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# bench/s3-read-ab.sh: how many range requests a restore keeps in flight, A against B,
-# interleaved in one run (issue #20: the read engine's default).
+# bench/s3-read-ab.sh: how many range requests a restore keeps in flight, several counts
+# against each other, interleaved in one run (issue #20: the read engine's default, which
+# follows the round trip the open measures).
 #
 # One SQLite database (SIZE_MIB, default 300; bench/gen_sqlite.py) is backed up once into an
-# encrypted repository on s3s-fs; then, behind bench/latency_proxy.py at RTT ms (default 20),
-# it is restored ROUNDS times (default 5) with LIFEBOAT_READ_CONCURRENCY=A and =B in turn
-# (defaults 16 and 24), each to a fresh path, and the median wall seconds of each are
-# printed with their ratio. Every restore must pass (lifeboat checks integrity and counts).
+# encrypted repository on s3s-fs; then, for each round-trip time in RTTS (ms, default "20";
+# a bench/latency_proxy.py each), it is restored ROUNDS times (default 5) with
+# LIFEBOAT_READ_CONCURRENCY set to each of COUNTS in turn (default "16 24"; "auto" leaves it
+# unset, so the default rule chooses), each to a fresh path. The median wall seconds of each
+# count are printed with their ratio to the first count's. Every restore must pass (lifeboat
+# checks integrity and counts).
 #
 #   bash bench/s3-read-ab.sh
-#   RTT=100 A=24 B=48 bash bench/s3-read-ab.sh
+#   RTTS="0 20 100" COUNTS="auto 8 16 24 32" ROUNDS=3 bash bench/s3-read-ab.sh
 # Needs what bench/s3.sh needs, without restic. Writes under bench/work/s3-ab (wiped). The
 # bucket is `abtest`: s3s-fs takes no bucket name shorter than 3 characters.
 
@@ -18,14 +21,18 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SIZE_MIB="${SIZE_MIB:-300}"
-RTT="${RTT:-20}"
+RTTS="${RTTS:-${RTT:-20}}"
 ROUNDS="${ROUNDS:-5}"
-A="${A:-16}"
-B="${B:-24}"
-for v in SIZE_MIB ROUNDS A B; do
+COUNTS="${COUNTS:-16 24}"
+for v in SIZE_MIB ROUNDS; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive whole number, got '${!v}'"
 done
-[[ "$RTT" =~ ^(0|[1-9][0-9]*)$ ]] || die "RTT must be whole milliseconds, got '$RTT'"
+for rtt in $RTTS; do
+    [[ "$rtt" =~ ^(0|[1-9][0-9]*)$ ]] || die "RTTS must hold whole milliseconds, got '$rtt'"
+done
+for n in $COUNTS; do
+    [[ "$n" =~ ^([1-9][0-9]*|auto)$ ]] || die "COUNTS must hold positive whole numbers or auto, got '$n'"
+done
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 W="$ROOT/bench/work/s3-ab"
@@ -55,11 +62,6 @@ S3_PORT=$(free_port)
     --secret-key "$AWS_SECRET_ACCESS_KEY" "$W/s3root" > "$W/logs/s3s-fs.log" 2>&1 &
 PIDS+=($!)
 wait_port "$S3_PORT" || die "s3s-fs did not start"
-PROXY_PORT=$(free_port)
-python3 "$ROOT/bench/latency_proxy.py" serve "$PROXY_PORT" "$S3_PORT" "$RTT" > "$W/logs/proxy.log" 2>&1 &
-PIDS+=($!)
-wait_port "$PROXY_PORT" || die "the latency proxy did not start"
-
 say "generating a ${SIZE_MIB} MiB SQLite database"
 python3 "$ROOT/bench/gen_sqlite.py" create "$W/bench.db" "$SIZE_MIB"
 printf 'ab bench password\n' > "$W/password"
@@ -70,23 +72,40 @@ lb() {
 lb "$S3_PORT" init > /dev/null
 lb "$S3_PORT" backup sqlite "$W/bench.db" --name bench > /dev/null
 
-declare -A TIMES
-for ((round = 1; round <= ROUNDS; round++)); do
-    for n in "$A" "$B"; do
-        out="$W/restored-$n-$round.db"
-        start=$(date +%s.%N)
-        LIFEBOAT_READ_CONCURRENCY=$n lb "$PROXY_PORT" restore latest --name bench --to "$out" > /dev/null
-        secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
-        TIMES[$n]+="$secs "
-        rm -f "$out"
-        say "round $round, $n in flight: ${secs}s"
-    done
-done
 median() { tr ' ' '\n' <<< "$1" | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-MA=$(median "${TIMES[$A]}")
-MB=$(median "${TIMES[$B]}")
+SUMMARY=()
+for rtt in $RTTS; do
+    PROXY_PORT=$(free_port)
+    python3 "$ROOT/bench/latency_proxy.py" serve "$PROXY_PORT" "$S3_PORT" "$rtt" > "$W/logs/proxy-$rtt.log" 2>&1 &
+    proxy_pid=$!
+    PIDS+=("$proxy_pid")
+    wait_port "$PROXY_PORT" || die "the latency proxy did not start"
+    declare -A TIMES=()
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for n in $COUNTS; do
+            out="$W/restored-$n-$round.db"
+            start=$(date +%s.%N)
+            if [[ "$n" == auto ]]; then
+                (unset LIFEBOAT_READ_CONCURRENCY; lb "$PROXY_PORT" restore latest --name bench --to "$out" > /dev/null)
+            else
+                LIFEBOAT_READ_CONCURRENCY=$n lb "$PROXY_PORT" restore latest --name bench --to "$out" > /dev/null
+            fi
+            secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+            TIMES[$n]+="$secs "
+            rm -f "$out"
+            say "${rtt} ms, round $round, $n in flight: ${secs}s"
+        done
+    done
+    first=""
+    SUMMARY+=("restore of ${SIZE_MIB} MiB at ${rtt} ms, ${ROUNDS} rounds interleaved:")
+    for n in $COUNTS; do
+        m=$(median "${TIMES[$n]}")
+        [[ -n "$first" ]] || first=$m
+        SUMMARY+=("  $n in flight: ${TIMES[$n]}-> median ${m}s ($(ratio "$m" "$first")x the first)")
+    done
+    kill "$proxy_pid" 2> /dev/null || true
+    unset TIMES
+done
 echo
-echo "restore of ${SIZE_MIB} MiB at ${RTT} ms, ${ROUNDS} rounds interleaved (lifeboat $(git -C "$ROOT" rev-parse --short HEAD)):"
-echo "  $A in flight: ${TIMES[$A]}-> median ${MA}s"
-echo "  $B in flight: ${TIMES[$B]}-> median ${MB}s"
-echo "  $B / $A: $(ratio "$MB" "$MA")x"
+echo "lifeboat $(git -C "$ROOT" rev-parse --short HEAD):"
+printf '%s\n' "${SUMMARY[@]}"

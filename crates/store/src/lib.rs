@@ -52,6 +52,7 @@ mod verify;
 mod wal;
 
 pub use backup::{BackupOptions, host_name};
+pub use catalog::CATALOG_SLACK;
 pub use crypt::{Access, KdfParams, KeyFileText, KeySlot, Password};
 pub use error::{DiskProblem, Result, StoreError};
 pub use holder::{DEFAULT_LEASE_TTL, LeaseInfo};

@@ -47,12 +47,17 @@ pub const MAX_REQUEST: u64 = 16 << 20;
 /// Chunks of a batch read one by one at once (each still takes a permit).
 const BY_CHUNK_AHEAD: usize = 16;
 
+/// Below this measured round trip (ms) the store is treated as near.
+const SHORT_ROUND_TRIP_MS: u128 = 5;
+/// From this measured round trip (ms) on the link is treated as long.
+const LONG_ROUND_TRIP_MS: u128 = 50;
+
 /// How the read engine uses the link and memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadOptions {
-    /// Range requests in flight at once. The default, 24 (with a 96 MiB window), fills a
-    /// link with 20-100 ms round trips (bench/s3.sh: at 100 ms, 16 and 64 MiB left the
-    /// restore about 0.2 s slower); more helps on longer ones.
+    /// Range requests in flight at once. An opened repository sets it from the measured
+    /// round trip ([`ReadOptions::for_round_trip`]); the default, 24 (with a 96 MiB window),
+    /// fills a link with 50-100 ms round trips; more helps on longer ones.
     pub concurrency: usize,
     /// Plain bytes fetched, decoded or waiting to be written at most: the reorder window.
     pub window_bytes: u64,
@@ -65,6 +70,21 @@ impl Default for ReadOptions {
 }
 
 impl ReadOptions {
+    /// The options for a store `round_trip` away (as [`FoundRepository::round_trip`]
+    /// measures it): fewer requests in flight where round trips are short, so the store's
+    /// and the link's per-request work does not take the cores decoding needs; more on long
+    /// links, where each request mostly waits. `bench/s3-read-ab.sh` measured the steps.
+    ///
+    /// [`FoundRepository::round_trip`]: crate::FoundRepository::round_trip
+    pub fn for_round_trip(round_trip: std::time::Duration) -> Self {
+        let concurrency = match round_trip.as_millis() {
+            0..SHORT_ROUND_TRIP_MS => 8,
+            SHORT_ROUND_TRIP_MS..LONG_ROUND_TRIP_MS => 16,
+            _ => 24,
+        };
+        ReadOptions { concurrency, ..ReadOptions::default() }
+    }
+
     /// Batches in the window at once (at least two, so one is fetched while one is written).
     fn batches_ahead(&self) -> usize {
         usize::try_from(self.window_bytes / READ_BATCH_BYTES).unwrap_or(usize::MAX).max(2)

@@ -276,14 +276,21 @@ impl Repository {
         // The key slots are listed at the same time (once: the config's read is the one that
         // retries and reports): an encrypted repository needs them to unlock, a plaintext
         // one to prove it was not downgraded.
-        let config = with_retries("get config", || async { store.get(&key).await?.bytes().await });
+        // Both requests are timed: the quicker one is the round trip the read engine sizes
+        // its requests in flight by (see `ReadOptions::for_round_trip`).
+        let started = std::time::Instant::now();
+        let config = async {
+            let got =
+                with_retries("get config", || async { store.get(&key).await?.bytes().await }).await;
+            (got, started.elapsed())
+        };
         let slots_once = async {
             let prefix = Path::from(KEYS_PREFIX);
-            let keys: Vec<Path> =
-                store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await.ok()?;
-            Some(slot_ids_of(&keys))
+            let keys: Option<Vec<Path>> =
+                store.list(Some(&prefix)).map_ok(|m| m.location).try_collect().await.ok();
+            (keys.map(|keys| slot_ids_of(&keys)), started.elapsed())
         };
-        let (config, slot_ids) = tokio::join!(config, slots_once);
+        let ((config, config_took), (slot_ids, slots_took)) = tokio::join!(config, slots_once);
         let body = match config {
             Ok(b) => b,
             Err(object_store::Error::NotFound { .. }) => {
@@ -302,6 +309,7 @@ impl Repository {
             url: url.into(),
             location: None,
             load_index: true,
+            round_trip: config_took.min(slots_took),
         })
     }
 
@@ -989,6 +997,7 @@ pub struct FoundRepository {
     config_digest: [u8; 32],
     slot_ids: Vec<String>,
     load_index: bool,
+    round_trip: std::time::Duration,
 }
 
 impl std::fmt::Debug for FoundRepository {
@@ -1002,6 +1011,13 @@ impl std::fmt::Debug for FoundRepository {
 }
 
 impl FoundRepository {
+    /// How long the quicker of the open's first two requests took (the config's read and
+    /// the key slots' listing, sent together): about one round trip to the store, plus a
+    /// connection's set-up.
+    pub fn round_trip(&self) -> std::time::Duration {
+        self.round_trip
+    }
+
     /// Whether opening it needs a password or a key file.
     pub fn is_encrypted(&self) -> bool {
         self.config.encrypted()
@@ -1022,8 +1038,16 @@ impl FoundRepository {
     /// [`StoreError::KeyRequired`] when the repository is encrypted and no password is
     /// given; [`StoreError::WrongPassword`] when no key slot opens with it; store errors.
     pub async fn open(self, password: Option<&Password>) -> Result<Repository> {
-        let FoundRepository { store, url, location, config, config_digest, slot_ids, load_index } =
-            self;
+        let FoundRepository {
+            store,
+            url,
+            location,
+            config,
+            config_digest,
+            slot_ids,
+            load_index,
+            round_trip,
+        } = self;
         let mut prefetched = None;
         let crypt = if config.encrypted() {
             let Some(password) = password else {
@@ -1053,6 +1077,13 @@ impl FoundRepository {
         };
         let repo = Repository::from_parts(&url, store, config, config_digest, crypt.0);
         repo.set_slot(crypt.1);
+        let read = crate::read::ReadOptions::for_round_trip(round_trip);
+        debug!(
+            round_trip_ms = round_trip.as_secs_f64() * 1e3,
+            concurrency = read.concurrency,
+            "requests in flight follow the round trip measured by the open"
+        );
+        repo.set_read_options(read);
         if load_index {
             let _one_at_a_time = repo.inner.reloading.lock().await;
             repo.load_index(prefetched).await?;

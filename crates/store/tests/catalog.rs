@@ -188,7 +188,52 @@ async fn a_deferred_index_is_read_only_when_needed(store: Arc<dyn ObjectStore>) 
     assert_eq!(snap.manifest().stored, 0, "deduplicated against the index it read");
 }
 
+/// Above 64 entries a backup no longer rewrites the catalog each time: once every
+/// `CATALOG_SLACK` (8) snapshots it lacks. Between rewrites a fresh reader reads the catalog
+/// and the few manifests it lacks, and lists every snapshot all the same.
+async fn a_large_catalog_is_rewritten_once_it_lacks_a_round_of_manifests(
+    store: Arc<dyn ObjectStore>,
+) {
+    use lifeboat_store::CATALOG_SLACK;
+    let counted = FaultyStore::new(store.clone());
+    let repo = Repository::init_store(counted.clone(), "t").await.unwrap();
+    // Up to 64 snapshots, every backup writes the catalog whole.
+    let mut ids = backups(&repo, 64, 1_000).await;
+    assert_eq!(catalog_entries(&store).await, sorted(&ids));
+    assert_eq!(fresh_listing(&counted).await, (ids.clone(), 1));
+    // Past 64, the next CATALOG_SLACK - 1 backups leave it as it was...
+    let lacking = backups(&repo, CATALOG_SLACK as u64 - 1, 2_000).await;
+    assert_eq!(catalog_entries(&store).await, sorted(&ids), "not rewritten yet");
+    ids.extend(&lacking);
+    // ...and a fresh reader reads it plus each manifest it lacks, without rewriting it
+    // (fewer than a round of requests).
+    let (listed, reads) = fresh_listing(&counted).await;
+    assert_eq!(listed, ids);
+    assert_eq!(reads as usize, 1 + lacking.len(), "the catalog, then each manifest it lacks");
+    assert_eq!(catalog_entries(&store).await.len(), 64);
+    // The backup that makes it lack CATALOG_SLACK writes it whole again.
+    ids.extend(backups(&repo, 1, 3_000).await);
+    assert_eq!(catalog_entries(&store).await, sorted(&ids));
+    assert_eq!(fresh_listing(&counted).await, (ids.clone(), 1));
+    // A reader that finds a round of manifests missing (here the catalog lost them: an old
+    // copy written back) writes it whole itself, for the next reader.
+    let old = {
+        let body = store.get(&Path::from(CATALOG_KEY)).await.unwrap().bytes().await.unwrap();
+        let mut entries = decode_catalog(&body).unwrap();
+        for id in &ids[ids.len() - CATALOG_SLACK..] {
+            entries.remove(id);
+        }
+        encode_catalog(entries.iter())
+    };
+    store.put(&Path::from(CATALOG_KEY), PutPayload::from(old)).await.unwrap();
+    let (listed, reads) = fresh_listing(&counted).await;
+    assert_eq!((listed, reads as usize), (ids.clone(), 1 + CATALOG_SLACK));
+    assert_eq!(catalog_entries(&store).await, sorted(&ids));
+    assert_eq!(fresh_listing(&counted).await, (ids, 1));
+}
+
 lifeboat_testkit::for_each_store!(
+    a_large_catalog_is_rewritten_once_it_lacks_a_round_of_manifests,
     a_fresh_reader_lists_with_one_request,
     a_damaged_or_forged_catalog_changes_nothing,
     a_deferred_index_is_read_only_when_needed,

@@ -91,6 +91,31 @@ async fn reads_deltas_and_repeats_through_any_window(store: Arc<dyn ObjectStore>
     }
 }
 
+/// An open measures the store's round trip, and the read engine keeps more requests in
+/// flight over a long link than over a near one; the stream is the same either way.
+async fn requests_in_flight_follow_the_measured_round_trip(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store.clone(), "t").await.unwrap();
+    let data = repetitive();
+    let id = backup(&repo, "app", data.clone()).await.id();
+    let link = FaultyStore::new(store);
+    let mut chosen = Vec::new();
+    for round_trip in [Duration::ZERO, Duration::from_millis(20), Duration::from_millis(80)] {
+        link.set_round_trip(round_trip);
+        let found = Repository::discover_in_store(link.clone(), "t").await.unwrap();
+        let measured = found.round_trip();
+        assert!(measured >= round_trip, "{measured:?} measured over a {round_trip:?} link");
+        let reader = found.open(None).await.unwrap();
+        let options = reader.read_options();
+        assert_eq!(options, ReadOptions::for_round_trip(measured));
+        let snap = reader.load_snapshot(id).await.unwrap();
+        assert!(read_back(&snap).await == data, "{round_trip:?}: the stream differs");
+        chosen.push(options.concurrency);
+    }
+    // However busy the machine, 80 ms is a long link: more in flight than a near store gets.
+    let near = ReadOptions::for_round_trip(Duration::ZERO).concurrency;
+    assert!(chosen[2] > near, "requests in flight at 0, 20 and 80 ms: {chosen:?}");
+}
+
 async fn a_flaky_store_still_restores_byte_exact(store: Arc<dyn ObjectStore>) {
     let repo = Repository::init_store(store.clone(), "t").await.unwrap();
     let data = repetitive();
@@ -136,6 +161,7 @@ async fn a_reader_whose_packs_were_repacked_reads_through_a_fresh_index(
 lifeboat_testkit::for_each_store!(
     reads_with_few_requests,
     reads_deltas_and_repeats_through_any_window,
+    requests_in_flight_follow_the_measured_round_trip,
     a_flaky_store_still_restores_byte_exact,
     a_reader_whose_packs_were_repacked_reads_through_a_fresh_index,
 );

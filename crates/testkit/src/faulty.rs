@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
@@ -31,6 +33,8 @@ pub struct FaultyStore {
     pub injected: AtomicU32,
     /// How many reads (whole or ranged GETs) were asked for, failed ones included.
     pub gets: AtomicU32,
+    /// Microseconds every read and listing waits before it starts: a link's round trip.
+    round_trip_micros: AtomicU64,
 }
 
 /// A flaky store never fails one key more often than this in a row, so a client that
@@ -48,7 +52,25 @@ impl FaultyStore {
             dice: Mutex::new((0x9e37_79b9_7f4a_7c15, HashMap::new())),
             injected: AtomicU32::new(0),
             gets: AtomicU32::new(0),
+            round_trip_micros: AtomicU64::new(0),
         })
+    }
+
+    /// From now on every read and listing first waits `round_trip`, as over a long link.
+    pub fn set_round_trip(&self, round_trip: Duration) {
+        let micros = u64::try_from(round_trip.as_micros()).unwrap_or(u64::MAX);
+        self.round_trip_micros.store(micros, Ordering::SeqCst);
+    }
+
+    fn round_trip(&self) -> Duration {
+        Duration::from_micros(self.round_trip_micros.load(Ordering::SeqCst))
+    }
+
+    async fn wait_round_trip(&self) {
+        let round_trip = self.round_trip();
+        if !round_trip.is_zero() {
+            tokio::time::sleep(round_trip).await;
+        }
     }
 
     /// From now on, `percent` of all reads fail at random with a transient error, but never
@@ -139,11 +161,13 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.wait_round_trip().await;
         self.read(location)?;
         self.inner.get_opts(location, options).await
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.wait_round_trip().await;
         self.read(location)?;
         self.inner.get_ranges(location, ranges).await
     }
@@ -156,7 +180,17 @@ impl ObjectStore for FaultyStore {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
+        let listing = self.inner.list(prefix);
+        let round_trip = self.round_trip();
+        if round_trip.is_zero() {
+            return listing;
+        }
+        futures::stream::once(async move {
+            tokio::time::sleep(round_trip).await;
+            listing
+        })
+        .flatten()
+        .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {

@@ -234,7 +234,7 @@ async fn open_repo_with(url: &str, index: IndexLoad) -> anyhow::Result<lifeboat_
                     "LIFEBOAT_READ_CONCURRENCY: {value:?} is not a number from 1 to 1024"
                 ),
                 hint:
-                    "set it to how many range requests may be in flight (default 24), or unset it"
+                    "set it to how many range requests may be in flight, or unset it to follow the measured round trip"
                         .into(),
             }
             .into());
