@@ -426,6 +426,24 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
     let last = restore(&setup, &pg, "after-second", &[]);
     assert_eq!(last.notes(), ["before", "marker", "later", "after the second backup"]);
     drop(last);
+    // So does its drill, which PostgreSQL's `latest` would also send along the branch.
+    std::fs::write(
+        &expect,
+        "[main]\nmin_rows = { t = 4 }\nquery = \"SELECT 1 FROM t WHERE note = 'after the second backup'\"\n",
+    )
+    .unwrap();
+    let drilled = ok(&mut setup.lifeboat(&[
+        "drill",
+        "--name",
+        "main",
+        "--expect",
+        expect.to_str().unwrap(),
+        "--heartbeat",
+        setup.path("heartbeat.json").to_str().unwrap(),
+        "--json",
+    ]));
+    let results: serde_json::Value = serde_json::from_str(&drilled).unwrap();
+    assert_eq!(results[0]["passed"], true, "the drill of the second base backup: {drilled}");
 
     // A flipped byte in every pack: the restore fails naming what is damaged, and leaves
     // neither a data directory nor its temporary copy.

@@ -106,6 +106,26 @@ pub struct WalNeeds {
     pub missing: Vec<String>,
 }
 
+/// The timeline recovery from a base backup that ended at `stop_lsn` on `timeline` follows:
+/// the newest one whose history passes through `timeline` at or after `stop_lsn`, else
+/// `timeline` itself; given the archive's history files' switch points by timeline.
+/// (PostgreSQL's `latest` takes the newest timeline of all, and refuses to start when it
+/// branched before the backup ended.)
+pub fn recovery_timeline(
+    timeline: u32,
+    stop_lsn: u64,
+    histories: &std::collections::BTreeMap<u32, Vec<(u32, u64)>>,
+) -> u32 {
+    histories
+        .iter()
+        .filter(|(_, switches)| {
+            switches.iter().any(|&(t, switch)| t == timeline && switch >= stop_lsn)
+        })
+        .map(|(&t, _)| t)
+        .max()
+        .unwrap_or(timeline)
+}
+
 /// The segments recovery reads from the archive after a base backup that ended at
 /// `stop_lsn` on `timeline`, following the newest timeline that branched from it (as
 /// `recovery_target_timeline = 'latest'` does), up to the newest archived segment; given the
@@ -122,18 +142,11 @@ pub fn wal_needs(
     histories: &std::collections::BTreeMap<u32, Vec<(u32, u64)>>,
 ) -> WalNeeds {
     let size = segment_size.max(1);
-    // The newest timeline whose history passes through ours after the backup ended.
-    let target = histories
-        .iter()
-        .filter(|(_, switches)| {
-            switches.iter().any(|&(t, switch)| t == timeline && switch >= stop_lsn)
-        })
-        .map(|(&t, _)| t)
-        .max();
+    let target = recovery_timeline(timeline, stop_lsn, histories);
     // (timeline, first segment, end segment exclusive or open)
     let mut legs: Vec<(u32, u64, Option<u64>)> = Vec::new();
     let mut from = stop_lsn / size;
-    match target.and_then(|t| histories.get(&t).map(|h| (t, h))) {
+    match histories.get(&target).filter(|_| target != timeline).map(|h| (target, h)) {
         Some((target, switches)) => {
             let start = switches.iter().position(|&(t, _)| t == timeline).unwrap_or(0);
             for &(t, switch) in &switches[start..] {
@@ -234,5 +247,13 @@ mod tests {
         // A backup that ended after the branch point stays on its own timeline.
         let needs = super::wal_needs(1, 0x6000000, size, &present, &histories);
         assert_eq!((needs.timelines, needs.needed), (vec![1], vec![name(1, 6), name(1, 7)]));
+        assert_eq!(super::recovery_timeline(1, 0x6000000, &histories), 1);
+        assert_eq!(super::recovery_timeline(1, 0x2000100, &histories), 2);
+        // Timeline 3 branched from 2: a backup on 1 before 2's branch follows it to 3, one
+        // on 2 after 3's branch stays on 2.
+        let histories =
+            BTreeMap::from([(2, vec![(1, 0x5000100)]), (3, vec![(1, 0x5000100), (2, 0x6800000)])]);
+        assert_eq!(super::recovery_timeline(1, 0x2000100, &histories), 3);
+        assert_eq!(super::recovery_timeline(2, 0x7000000, &histories), 2);
     }
 }
