@@ -2,12 +2,13 @@
 //! loaded by id, found by id, prefix or `latest`, and forgotten.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use lifeboat_core::{Digest, Error as CoreError, Manifest};
-use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use tracing::{debug, warn};
 
 use crate::crypt::Domain;
@@ -16,7 +17,7 @@ use crate::format::{
     CATALOG_KEY, SNAPSHOTS_PREFIX, decode_catalog, decode_metadata, encode_catalog, id_from_key,
     snapshot_key,
 };
-use crate::repository::{LIST_CONCURRENCY, Repository};
+use crate::repository::{LIST_CONCURRENCY, Repository, get_bytes_in, list_keys_in};
 use crate::retry::with_retries;
 use crate::snapshot::StoredSnapshot;
 
@@ -27,6 +28,49 @@ pub const CATALOG_SLACK: usize = 8;
 /// A catalog this small is written again with every new snapshot: one small PUT that saves
 /// the next reader one GET per manifest it lacks.
 const SMALL_CATALOG: usize = 64;
+
+/// How old a listing read during the open may be and still stand for a listing.
+const EARLY_LISTING_FRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The listing of `snapshots/` and the catalog, read while the open derived the key
+/// ([`FoundRepository::list_early`](crate::FoundRepository::list_early)).
+pub(crate) struct EarlyListing {
+    /// When the reads began: the listing is as old as that.
+    started: std::time::Instant,
+    keys: Result<Vec<Path>>,
+    catalog: HashMap<Digest, Bytes>,
+}
+
+impl EarlyListing {
+    /// Lists `snapshots/` and reads the catalog, at once (neither needs the key).
+    pub(crate) async fn fetch(store: &Arc<dyn ObjectStore>) -> Self {
+        let started = std::time::Instant::now();
+        let (keys, catalog) =
+            tokio::join!(list_keys_in(store, SNAPSHOTS_PREFIX), read_catalog_in(store));
+        EarlyListing { started, keys, catalog }
+    }
+}
+
+/// The catalog's entries, snapshot id to manifest bytes as stored; empty when there is no
+/// catalog or it cannot be read (it only saves requests, so it never fails a listing).
+async fn read_catalog_in(store: &Arc<dyn ObjectStore>) -> HashMap<Digest, Bytes> {
+    let key = Path::from(CATALOG_KEY);
+    let body = match get_bytes_in(store, &key).await {
+        Ok(body) => body,
+        Err(StoreError::Core(CoreError::Missing { .. })) => return HashMap::new(),
+        Err(e) => {
+            debug!(error = %e, "catalog unreadable; reading manifests one by one");
+            return HashMap::new();
+        }
+    };
+    match decode_catalog(&body) {
+        Ok(entries) => entries,
+        Err(reason) => {
+            warn!(%key, %reason, "catalog damaged; reading manifests one by one and writing it anew");
+            HashMap::new()
+        }
+    }
+}
 
 /// What this handle knows of the catalog.
 #[derive(Debug, Default, Clone, Copy)]
@@ -84,7 +128,10 @@ impl Repository {
         self.refuse_write_only("list or read snapshots")?;
         // A handle that holds no manifest yet will need the catalog: read it while listing.
         let cold = self.manifest_cache().is_empty();
-        let (keys, early_catalog) = if cold {
+        let (keys, early_catalog) = if let Some(early) = self.take_early_listing().filter(|_| cold)
+        {
+            (early.keys?, Some(early.catalog))
+        } else if cold {
             let (keys, catalog) =
                 tokio::join!(self.list_keys(SNAPSHOTS_PREFIX), self.read_catalog());
             (keys?, Some(catalog))
@@ -225,25 +272,25 @@ impl Repository {
         decode_metadata(key.as_ref(), &body)
     }
 
-    /// The catalog's entries, snapshot id to manifest bytes as stored; empty when there is no
-    /// catalog or it cannot be read (it only saves requests, so it never fails a listing).
     async fn read_catalog(&self) -> HashMap<Digest, Bytes> {
-        let key = Path::from(CATALOG_KEY);
-        let body = match self.get_bytes(&key).await {
-            Ok(body) => body,
-            Err(StoreError::Core(CoreError::Missing { .. })) => return HashMap::new(),
-            Err(e) => {
-                debug!(error = %e, "catalog unreadable; reading manifests one by one");
-                return HashMap::new();
-            }
-        };
-        match decode_catalog(&body) {
-            Ok(entries) => entries,
-            Err(reason) => {
-                warn!(%key, %reason, "catalog damaged; reading manifests one by one and writing it anew");
-                HashMap::new()
-            }
+        read_catalog_in(&self.inner.store).await
+    }
+
+    /// Keeps what the open read early for the first cold listing.
+    pub(crate) fn set_early_listing(&self, early: Option<EarlyListing>) {
+        match self.inner.early_listing.lock() {
+            Ok(mut guard) => *guard = early,
+            Err(poisoned) => *poisoned.into_inner() = early,
         }
+    }
+
+    /// The early listing, once, while it is fresh.
+    fn take_early_listing(&self) -> Option<EarlyListing> {
+        let early = match self.inner.early_listing.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        }?;
+        (early.started.elapsed() <= EARLY_LISTING_FRESH).then_some(early)
     }
 
     /// Replaces the catalog with `body` (see [`encode_catalog`]). A failure (a read-only

@@ -107,6 +107,9 @@ pub(crate) struct Inner {
     index_files_loaded: std::sync::atomic::AtomicUsize,
     reloading: tokio::sync::Mutex<()>,
     local_folder: RwLock<Option<Arc<std::path::PathBuf>>>,
+    /// The listing of `snapshots/` and the catalog, read while the open derived the key
+    /// ([`FoundRepository::list_early`]): the first cold listing uses them once.
+    pub(crate) early_listing: std::sync::Mutex<Option<crate::catalog::EarlyListing>>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -309,6 +312,7 @@ impl Repository {
             url: url.into(),
             location: None,
             load_index: true,
+            list_early: false,
             round_trip: config_took.min(slots_took),
         })
     }
@@ -434,6 +438,7 @@ impl Repository {
                 index_files_loaded: std::sync::atomic::AtomicUsize::new(0),
                 reloading: tokio::sync::Mutex::new(()),
                 local_folder: RwLock::new(None),
+                early_listing: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -725,17 +730,7 @@ impl Repository {
     /// # Errors
     /// Store errors.
     pub async fn list_keys(&self, prefix: &str) -> Result<Vec<Path>> {
-        let prefix_path = Path::from(prefix);
-        with_retries("list", || async {
-            self.inner
-                .store
-                .list(Some(&prefix_path))
-                .map_ok(|m| m.location)
-                .try_collect::<Vec<_>>()
-                .await
-        })
-        .await
-        .map_err(|e| StoreError::object("list", prefix, e))
+        list_keys_in(&self.inner.store, prefix).await
     }
 
     /// Reads a whole object.
@@ -743,14 +738,7 @@ impl Repository {
     /// # Errors
     /// Store errors, naming the key.
     pub async fn get_bytes(&self, key: &Path) -> Result<Bytes> {
-        with_retries("get", || async { self.inner.store.get(key).await?.bytes().await })
-            .await
-            .map_err(|e| match e {
-                object_store::Error::NotFound { .. } => {
-                    StoreError::Core(CoreError::Missing { object: key.to_string() })
-                }
-                e => StoreError::object("get", key.to_string(), e),
-            })
+        get_bytes_in(&self.inner.store, key).await
     }
 
     /// Reads a byte range of an object.
@@ -987,6 +975,27 @@ pub(crate) async fn read_all_in(
         .await
 }
 
+/// A whole object of `store`, retried; a missing one is [`CoreError::Missing`].
+pub(crate) async fn get_bytes_in(store: &Arc<dyn ObjectStore>, key: &Path) -> Result<Bytes> {
+    with_retries("get", || async { store.get(key).await?.bytes().await }).await.map_err(|e| match e
+    {
+        object_store::Error::NotFound { .. } => {
+            StoreError::Core(CoreError::Missing { object: key.to_string() })
+        }
+        e => StoreError::object("get", key.to_string(), e),
+    })
+}
+
+/// The keys under `prefix` in `store`, retried as every request is.
+pub(crate) async fn list_keys_in(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<Vec<Path>> {
+    let prefix_path = Path::from(prefix);
+    with_retries("list", || async {
+        store.list(Some(&prefix_path)).map_ok(|m| m.location).try_collect::<Vec<_>>().await
+    })
+    .await
+    .map_err(|e| StoreError::object("list", prefix, e))
+}
+
 /// A repository whose config was read and that is not opened yet
 /// ([`Repository::discover`]): it says whether a password is needed before one is asked for.
 pub struct FoundRepository {
@@ -997,6 +1006,7 @@ pub struct FoundRepository {
     config_digest: [u8; 32],
     slot_ids: Vec<String>,
     load_index: bool,
+    list_early: bool,
     round_trip: std::time::Duration,
 }
 
@@ -1031,6 +1041,16 @@ impl FoundRepository {
         self
     }
 
+    /// Lists the snapshots (and reads the catalog) while the open derives the key or reads
+    /// the index, so a command that goes on to list or find a snapshot saves that round
+    /// trip. The first cold listing within a few seconds uses them; a handle that never
+    /// lists spends one LIST and one GET for nothing, so `wal-push` and `wal-fetch` do not
+    /// ask for it.
+    pub fn list_early(mut self) -> Self {
+        self.list_early = true;
+        self
+    }
+
     /// Unlocks the repository with `password` when it is encrypted (a plaintext repository
     /// does not use it). Nothing is written: a wrong password leaves the store as it was.
     ///
@@ -1046,19 +1066,27 @@ impl FoundRepository {
             config_digest,
             slot_ids,
             load_index,
+            list_early,
             round_trip,
         } = self;
-        let mut prefetched = None;
-        let crypt = if config.encrypted() {
+        let listing_store = store.clone();
+        let listing = async move {
+            if list_early {
+                Some(crate::catalog::EarlyListing::fetch(&listing_store).await)
+            } else {
+                None
+            }
+        };
+        let (crypt, prefetched, mut early, listing) = if config.encrypted() {
             let Some(password) = password else {
                 return Err(StoreError::KeyRequired { url });
             };
-            // The key derivation takes a while: the index is read meanwhile, sealed.
+            // The key derivation takes a while: the index (sealed) and the snapshot listing
+            // are read meanwhile.
             let prefetch =
                 async { if load_index { StoredIndex::fetch(&store).await.ok() } else { None } };
-            let (unlocked, stored) =
-                tokio::join!(unlock(&store, &url, &config, &slot_ids, password), prefetch);
-            prefetched = stored;
+            let (unlocked, prefetched, early) =
+                tokio::join!(unlock(&store, &url, &config, &slot_ids, password), prefetch, listing);
             let (slot, unlocked) = unlocked?;
             // A slot seals the config it was made with: any other config (weaker settings,
             // another id) is someone's edit in the store.
@@ -1066,14 +1094,15 @@ impl FoundRepository {
                 return Err(StoreError::ConfigChanged { url });
             }
             debug!(slot = %slot, write_only = unlocked.crypt.is_write_only(), "repository key opened");
-            (unlocked.crypt, Some(slot))
+            ((unlocked.crypt, Some(slot)), prefetched, early, None)
         } else {
             // Key slots exist only in encrypted repositories: a plaintext config beside them
             // was switched to `none` in the store, to make clients write in the clear.
             if !slot_ids.is_empty() {
                 return Err(StoreError::ConfigDowngraded { url });
             }
-            (Crypt::Plain, None)
+            // Nothing to derive: the listing is read beside the index, below.
+            ((Crypt::Plain, None), None, None, Some(listing))
         };
         let repo = Repository::from_parts(&url, store, config, config_digest, crypt.0);
         repo.set_slot(crypt.1);
@@ -1084,10 +1113,23 @@ impl FoundRepository {
             "requests in flight follow the round trip measured by the open"
         );
         repo.set_read_options(read);
-        if load_index {
-            let _one_at_a_time = repo.inner.reloading.lock().await;
-            repo.load_index(prefetched).await?;
+        let load = async {
+            if load_index {
+                let _one_at_a_time = repo.inner.reloading.lock().await;
+                repo.load_index(prefetched).await
+            } else {
+                Ok(())
+            }
+        };
+        match listing {
+            Some(listing) => {
+                let (loaded, listed) = tokio::join!(load, listing);
+                loaded?;
+                early = listed;
+            }
+            None => load.await?,
         }
+        repo.set_early_listing(early);
         Ok(match location {
             Some(location) => repo.at(location),
             None => repo,

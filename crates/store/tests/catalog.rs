@@ -232,7 +232,35 @@ async fn a_large_catalog_is_rewritten_once_it_lacks_a_round_of_manifests(
     assert_eq!(fresh_listing(&counted).await, (ids, 1));
 }
 
+/// A handle opened with `list_early` lists `snapshots/` and reads the catalog while the key
+/// is derived (or the index read): its first listing makes no request of its own, and lists
+/// the same snapshots as one that did not.
+async fn an_early_listing_is_read_while_the_key_is_derived(store: Arc<dyn ObjectStore>) {
+    let counted = FaultyStore::new(store.clone());
+    let password = lifeboat_store::Password::new("early listing");
+    let repo = Repository::init_store_with(counted.clone(), "t", Some(&password)).await.unwrap();
+    let mut ids = backups(&repo, 6, 40).await;
+    for early in [false, true] {
+        let found = Repository::discover_in_store(counted.clone(), "t").await.unwrap();
+        let found = if early { found.list_early() } else { found };
+        let reader = found.open(Some(&password)).await.unwrap();
+        let before = counted.gets.load(Ordering::SeqCst);
+        let listed: Vec<Digest> =
+            reader.snapshots().await.unwrap().iter().map(|s| s.id()).collect();
+        let gets = counted.gets.load(Ordering::SeqCst) - before;
+        assert_eq!(listed, ids, "early: {early}");
+        assert_eq!(gets, u32::from(!early), "early: {early}: reads after the open");
+        // A later listing of the same handle lists again, and reads nothing it holds.
+        let more = backups(&repo, 1, 50 + u64::from(early)).await;
+        let listed: Vec<Digest> =
+            reader.snapshots().await.unwrap().iter().map(|s| s.id()).collect();
+        ids.extend(more);
+        assert_eq!(listed, ids, "early: {early}: a new snapshot is listed");
+    }
+}
+
 lifeboat_testkit::for_each_store!(
+    an_early_listing_is_read_while_the_key_is_derived,
     a_large_catalog_is_rewritten_once_it_lacks_a_round_of_manifests,
     a_fresh_reader_lists_with_one_request,
     a_damaged_or_forged_catalog_changes_nothing,

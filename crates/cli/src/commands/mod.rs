@@ -168,14 +168,23 @@ pub async fn find(
 /// Opens the repository at `url`; `LIFEBOAT_LEASE_TTL` (e.g. `30s`) shortens leases, so a
 /// crashed process frees the repository sooner; `LIFEBOAT_READ_CONCURRENCY` sets how many
 /// range requests restores and verifies keep in flight.
+///
+/// The snapshots are listed while the key is derived: nearly every command goes on to list
+/// or find one.
 pub async fn open_repo(url: &str) -> anyhow::Result<lifeboat_store::Repository> {
-    open_repo_with(url, IndexLoad::AtOpen).await
+    open_repo_with(url, IndexLoad::AtOpen, true).await
 }
 
 /// As [`open_repo`], without reading the index: for commands that list manifests, or that
 /// read the index themselves when they need it (a backup does, after taking its lease).
 pub async fn open_repo_deferred(url: &str) -> anyhow::Result<lifeboat_store::Repository> {
-    open_repo_with(url, IndexLoad::Deferred).await
+    open_repo_with(url, IndexLoad::Deferred, true).await
+}
+
+/// As [`open_repo_deferred`], without listing snapshots: for `wal-push` and `wal-fetch`,
+/// which the server runs once per WAL file and which never list.
+pub async fn open_repo_for_wal(url: &str) -> anyhow::Result<lifeboat_store::Repository> {
+    open_repo_with(url, IndexLoad::Deferred, false).await
 }
 
 /// When a command's handle reads the repository's index.
@@ -185,10 +194,17 @@ enum IndexLoad {
     Deferred,
 }
 
-async fn open_repo_with(url: &str, index: IndexLoad) -> anyhow::Result<lifeboat_store::Repository> {
+async fn open_repo_with(
+    url: &str,
+    index: IndexLoad,
+    list_early: bool,
+) -> anyhow::Result<lifeboat_store::Repository> {
     let mut found = lifeboat_store::Repository::discover(url).await?;
     if index == IndexLoad::Deferred {
         found = found.defer_index();
+    }
+    if list_early {
+        found = found.list_early();
     }
     // The password is asked for only when the repository turns out to be encrypted: a
     // plaintext one never runs --password-command nor prompts.

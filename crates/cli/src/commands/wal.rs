@@ -22,7 +22,7 @@ use futures::StreamExt;
 use lifeboat_core::wal::Segment;
 use tracing::debug;
 
-use super::open_repo_deferred;
+use super::open_repo_for_wal;
 
 /// The exit code that makes PostgreSQL stop recovery instead of ending it at this file:
 /// a file that exists but cannot be read must not look like the end of the log.
@@ -51,7 +51,7 @@ pub async fn push(repo_url: &str, path: &Path, name: &str) -> anyhow::Result<Exi
     let content = tokio::fs::read(path)
         .await
         .with_context(|| format!("reading the WAL file {}", path.display()))?;
-    let repo = open_repo_deferred(repo_url).await?;
+    let repo = open_repo_for_wal(repo_url).await?;
     match repo.wal_push(name, file, content.into()).await? {
         lifeboat_store::WalPushed::Stored { stored } => {
             debug!(file, stored, "archived");
@@ -113,7 +113,7 @@ async fn fetch_one(request: &FetchRequest<'_>) -> anyhow::Result<bool> {
         }
         return Ok(true);
     }
-    let repo = open_repo_deferred(repo_url).await?;
+    let repo = open_repo_for_wal(repo_url).await?;
     match repo.wal_fetch(name, file).await? {
         Some(content) => {
             write_whole(dest, &content).await?;
@@ -140,7 +140,7 @@ async fn prefetch(request: &FetchRequest<'_>) -> anyhow::Result<()> {
     let Some(_lock) = spool.lock()? else {
         return Ok(()); // another prefetcher serves this folder
     };
-    let repo = open_repo_deferred(repo_url).await?;
+    let repo = open_repo_for_wal(repo_url).await?;
     let mut asked: Option<String> = None;
     let mut asked_at = Instant::now();
     let mut missing: Option<(String, Instant)> = None;
