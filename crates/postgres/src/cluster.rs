@@ -45,6 +45,41 @@ pub struct ClusterMetadata {
     /// The bootstrap superuser (the role drills connect as).
     #[serde(default)]
     pub superuser: String,
+    /// How the files were read: `files` (from the data directory, on the host) or
+    /// `replication` (the server's pg_basebackup); empty in backups from before the choice.
+    #[serde(default)]
+    pub via: String,
+}
+
+/// How a base backup reads the cluster's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadVia {
+    /// From the data directory when this process can read it (on the database host, as root
+    /// or the server's owner, with a role that may start a backup), else over replication.
+    #[default]
+    Auto,
+    /// From the data directory, or fail saying why not.
+    Files,
+    /// Over the replication protocol, with the server's `pg_basebackup`.
+    Replication,
+}
+
+impl ReadVia {
+    /// Reads `auto`, `files` or `replication`.
+    ///
+    /// # Errors
+    /// Anything else.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "auto" => Ok(ReadVia::Auto),
+            "files" => Ok(ReadVia::Files),
+            "replication" => Ok(ReadVia::Replication),
+            other => Err(lifeboat_core::Error::InvalidInput {
+                what: format!("{other:?} is not a way to read a cluster"),
+                hint: "give auto, files or replication".into(),
+            }),
+        }
+    }
 }
 
 /// A base backup of the cluster behind a `postgres://` URL (any database; the replication
@@ -52,12 +87,13 @@ pub struct ClusterMetadata {
 #[derive(Debug, Clone)]
 pub struct ClusterBackup {
     url: String,
+    via: ReadVia,
 }
 
 impl ClusterBackup {
-    /// A base backup of the cluster at `url`.
-    pub fn new(url: impl Into<String>) -> Self {
-        ClusterBackup { url: url.into() }
+    /// A base backup of the cluster at `url`, its files read as `via` says.
+    pub fn new(url: impl Into<String>, via: ReadVia) -> Self {
+        ClusterBackup { url: url.into(), via }
     }
 }
 
@@ -114,7 +150,25 @@ impl Backup for ClusterBackup {
             },
             ..ClusterMetadata::default()
         };
+        if self.via != ReadVia::Replication {
+            let found = crate::cluster_files::local_data_dir(
+                &client,
+                &metadata.system_identifier,
+                metadata.server_major,
+            )
+            .await;
+            match found {
+                Ok(dir) => return crate::cluster_files::capture(client, target, dir, metadata),
+                Err(reason) if self.via == ReadVia::Files => {
+                    return Err(PgError::DataDirectory { dir: String::new(), reason }.into());
+                }
+                Err(reason) => {
+                    tracing::info!(%reason, "reading the cluster over the replication protocol");
+                }
+            }
+        }
         drop(client);
+        metadata.via = "replication".into();
         let tool = crate::connect::server_tool("pg_basebackup", metadata.server_major)?;
         let mut command = Command::new(&tool);
         command

@@ -7,7 +7,7 @@ use lifeboat_core::drill::ScratchDrill;
 use lifeboat_core::{Backend, Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot};
 
 use crate::backend::is_postgres_url;
-use crate::cluster::{CLUSTER_KIND, ClusterBackup};
+use crate::cluster::{CLUSTER_KIND, ClusterBackup, ReadVia};
 use crate::cluster_drill::ClusterDrill;
 use crate::pgdata::{PgdataRestorePlan, RecoveryTarget};
 
@@ -24,6 +24,7 @@ const START: &str = "start";
 const PORT: &str = "port";
 const CLUSTER_DATABASE: &str = "cluster-database";
 const TARGET_TIMELINE: &str = OptionSpec::TARGET_TIMELINE;
+const VIA: &str = "via";
 
 #[async_trait]
 impl Backend for PostgresClusterBackend {
@@ -38,13 +39,21 @@ impl Backend for PostgresClusterBackend {
     fn commands(&self) -> Vec<TargetCommand> {
         vec![TargetCommand {
             name: "postgres-cluster",
-            about: "A whole PostgreSQL cluster: a physical base backup over the replication \
-                    protocol (the server's pg_basebackup), named HOST-PORT by default, the \
-                    name its WAL is archived under (`wal-push --name`).",
+            about: "A whole PostgreSQL cluster: a physical base backup, read from the data \
+                    directory on the database host or over the replication protocol (the \
+                    server's pg_basebackup), named HOST-PORT by default, the name its WAL is \
+                    archived under (`wal-push --name`).",
             target: Some("URL"),
-            target_help: "postgres://user:password@host:port/ of a user with the REPLICATION \
-                          attribute (PG* variables fill the gaps).",
-            options: Vec::new(),
+            target_help: "postgres://user:password@host:port/ of a superuser, or a user with the \
+                          REPLICATION attribute (PG* variables fill the gaps).",
+            options: vec![OptionSpec::value(
+                VIA,
+                "HOW",
+                "How the files are read: `files` from the data directory (on the database \
+                 host, as root or the server's owner; no walsender, less CPU), `replication` \
+                 with the server's pg_basebackup, or `auto` (the default): files when this \
+                 process can read them, else replication.",
+            )],
         }]
     }
 
@@ -61,7 +70,8 @@ impl Backend for PostgresClusterBackend {
 
     fn backup(&self, spec: &TargetSpec) -> Result<Box<dyn Backup>> {
         self.check(spec)?;
-        Ok(Box::new(ClusterBackup::new(spec.target.clone())))
+        let via = ReadVia::parse(spec.options.value(VIA).unwrap_or("auto"))?;
+        Ok(Box::new(ClusterBackup::new(spec.target.clone(), via)))
     }
 
     fn claims(&self, to: &str) -> bool {

@@ -38,6 +38,14 @@ pub enum PgError {
         /// Where lifeboat looked.
         looked: String,
     },
+    /// A base backup read from the data directory failed.
+    #[error("reading the data directory {dir}: {reason}")]
+    DataDirectory {
+        /// The data directory (empty when not known at that point).
+        dir: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A tool exited with an error.
     #[error("{tool} failed ({status}): {stderr}")]
     Tool {
@@ -79,6 +87,11 @@ impl PgError {
                 format!(
                     "install the client tools of PostgreSQL {major} (apt-get install postgresql-client-{major}) or set PG_BINDIR"
                 )
+            }
+            PgError::DataDirectory { .. } => {
+                "run lifeboat on the database host as root or the server's owner, or read over \
+                 the replication protocol with --via replication; nothing was saved"
+                    .into()
             }
             PgError::Tool { tool: "pg_restore", .. } => {
                 "nothing was swapped: the target database is as it was and the partial restore \

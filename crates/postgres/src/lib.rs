@@ -15,6 +15,7 @@ mod backup;
 mod cluster;
 mod cluster_backend;
 mod cluster_drill;
+mod cluster_files;
 mod connect;
 mod database;
 mod drill;
@@ -25,7 +26,7 @@ mod restore;
 
 pub use backend::{DRILL_SERVER, PostgresBackend};
 pub use backup::{PostgresBackup, PostgresMetadata};
-pub use cluster::{CLUSTER_KIND, ClusterBackup, ClusterMetadata, cluster_name};
+pub use cluster::{CLUSTER_KIND, ClusterBackup, ClusterMetadata, ReadVia, cluster_name};
 pub use cluster_backend::PostgresClusterBackend;
 pub use cluster_drill::ClusterDrill;
 pub use connect::{ServerTools, server_tools};
