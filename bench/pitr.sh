@@ -10,7 +10,9 @@
 # database host would), pgBackRest's with `repo1-cipher-type=aes-256-cbc`; pgBackRest with
 # `compress-type=zst` and `process-max` = this machine's cores (the issue's settings).
 # Phases, each tool after the other:
-#   1. full base backup: lifeboat `backup postgres-cluster`, `pgbackrest --type=full backup`,
+#   1. full base backup: lifeboat `backup postgres-cluster` (reading the data directory, as
+#      it does by default on the database host; then, into a second repository for the
+#      record, `--via replication`), `pgbackrest --type=full backup`,
 #      the runbook's `pg_basebackup -D - -Ft -X fetch | gzip`: seconds, stored bytes, peak
 #      RSS (client side);
 #   2. after `pgbench -t DAY_TX -c 1 -n` (default 5000): a second base backup, lifeboat's and
@@ -99,6 +101,9 @@ if ((AS_ROOT)); then chown postgres:postgres "$W/lb-password"; fi
 as_pg "$LB" --repo "$W/lb-repo" --password-file "$W/lb-password" init > "$W/logs/lb-init.out" 2>&1
 as_pg "$LB" --repo "$W/lb-repo" --password-file "$W/lb-password" key add --out "$W/lb-key" > /dev/null 2>&1
 lb() { as_pg "$LB" --repo "$W/lb-repo" --key-file "$W/lb-key" "$@"; }
+# A second repository for the same full base backup read over the replication protocol
+# (`--via replication`, the server's pg_basebackup), beside the default read of the files.
+as_pg "$LB" --repo "$W/lb-repo-replication" --password-file "$W/lb-password" init > "$W/logs/lb-init-replication.out" 2>&1
 
 cat > "$W/pgbackrest.conf" << EOF
 [global]
@@ -175,6 +180,11 @@ pgbr check > "$W/logs/pgbr-check.out" 2>&1 || { cat "$W/logs/pgbr-check.out" >&2
 # ---------------------------------------------------------------- 1. full base backups
 warm_pg
 timed lb_full "${PG_USER[@]}" "$LB" --repo "$W/lb-repo" --key-file "$W/lb-key" backup postgres-cluster "$(url postgres)" --name bench
+LB_VIA=$(lb snapshots --name bench --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["metadata"].get("via") or "replication")')
+say "lifeboat's base backup read the cluster via $LB_VIA"
+warm_pg
+timed lb_full_replication "${PG_USER[@]}" "$LB" --repo "$W/lb-repo-replication" --password-file "$W/lb-password" \
+    backup postgres-cluster "$(url postgres)" --name bench --via replication
 warm_pg
 timed pgbr_full "${PG_USER[@]}" pgbackrest --config="$W/pgbackrest.conf" --stanza=bench --type=full backup
 STORED[pgbr_full]=$(stored "$W/pgbr-repo/backup")
@@ -260,7 +270,8 @@ say "keep-up: $TPS tps, backlog $BACKLOG at the end (drained in ${DRAIN}s), fail
 
 # ---------------------------------------------------------------- report
 ROWS_T=(
-    "lifeboat;full base backup;lb_full"
+    "lifeboat ($LB_VIA);full base backup;lb_full"
+    "lifeboat (--via replication);full base backup;lb_full_replication"
     "pgBackRest;full backup;pgbr_full"
     "pg_basebackup -Ft -X fetch | gzip;full backup;gz_full"
     "lifeboat;second base backup after $DAY_TX tx;lb_second"
@@ -270,6 +281,7 @@ ROWS_T=(
 )
 RATIOS=(
     "full base backup time, lifeboat / pgBackRest;$(ratio "${SECS[lb_full]}" "${SECS[pgbr_full]}")x;<= 0.8x;$(verdict "${SECS[lb_full]}" "${SECS[pgbr_full]}" '<=' 0.8)"
+    "full base backup time, lifeboat --via replication / pgBackRest;$(ratio "${SECS[lb_full_replication]}" "${SECS[pgbr_full]}")x;info;-"
     "full base backup time, lifeboat / runbook;$(ratio "${SECS[lb_full]}" "${SECS[gz_full]}")x;<= 0.5x;$(verdict "${SECS[lb_full]}" "${SECS[gz_full]}" '<=' 0.5)"
     "second base backup stores, of the first;$(pct "$LB_SECOND_SNAP" "$LB_FIRST_SNAP")%;<= 5%;$(verdict "$LB_SECOND_SNAP" "$LB_FIRST_SNAP" '<=' 5 100)"
     "pgBackRest incremental stores, of its full;$(pct "${STORED[pgbr_incr]}" "${STORED[pgbr_full]}")%;info;-"
@@ -279,5 +291,5 @@ RATIOS=(
     "restore to a time, lifeboat / pgBackRest;$(ratio "${SECS[lb_restore]}" "${SECS[pgbr_restore]}")x;<= 1.0x;$(verdict "${SECS[lb_restore]}" "${SECS[pgbr_restore]}" '<=' 1.0)"
 )
 report "PITR (issue #14)" \
-    "pgbench scale $SCALE, cluster $(mib "$CLUSTER_BYTES") MiB; $("$PGBIN/postgres" --version); $(pgbackrest version); $CORES cores; lifeboat $(git -C "$ROOT" rev-parse --short HEAD)" \
+    "pgbench scale $SCALE, cluster $(mib "$CLUSTER_BYTES") MiB; $("$PGBIN/postgres" --version); $(pgbackrest version); $CORES cores; lifeboat $(git -C "$ROOT" rev-parse --short HEAD), base backups read via $LB_VIA" \
     "Stored: what each lifeboat base backup added to the repository (the snapshot's own stored; its WAL archive not counted), pgBackRest's backup folder (the incremental: what it added; its archive/ not counted), the .tar.gz. Both repositories encrypted."
