@@ -113,6 +113,73 @@ impl StreamHasher {
     }
 }
 
+/// Pieces hashed on their way through, to be checked against `expected` (and
+/// `expected_len`) at the end, as [`VerifiedReader`] does; the hashing runs on a thread of its
+/// own beside whoever reads the pieces, so a reader that writes them out is not slowed by it.
+/// The stream ends with [`Error::Corrupt`](crate::Error::Corrupt) naming `object` instead of
+/// ending cleanly when the whole differs. Call it on a tokio runtime (the hasher runs on its
+/// blocking pool).
+pub fn verified_pieces(
+    pieces: futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    expected: Digest,
+    expected_len: u64,
+    object: impl Into<String>,
+) -> futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>> {
+    use futures::StreamExt;
+    /// Pieces the hasher may lag behind by.
+    const LAG: usize = 64;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(LAG);
+    let hasher = tokio::task::spawn_blocking(move || {
+        let mut h = StreamHasher::new();
+        while let Some(piece) = rx.blocking_recv() {
+            h.update(&piece);
+        }
+        let len = h.len();
+        (h.finish(), len)
+    });
+    let object = object.into();
+    futures::stream::unfold(
+        (pieces, Some(tx), Some(hasher)),
+        move |(mut pieces, mut tx, mut hasher)| {
+            let object = object.clone();
+            async move {
+                match pieces.next().await {
+                    Some(Ok(piece)) => {
+                        if let Some(sender) = &tx
+                            && sender.send(piece.clone()).await.is_err()
+                        {
+                            tx = None;
+                        }
+                        Some((Ok(piece), (pieces, tx, hasher)))
+                    }
+                    Some(Err(e)) => Some((Err(e), (pieces, None, None))),
+                    None => {
+                        drop(tx.take());
+                        let Some(hasher) = hasher.take() else { return None };
+                        let checked = match hasher.await {
+                            Ok((actual, len)) if actual == expected && len == expected_len => {
+                                return None;
+                            }
+                            Ok((actual, len)) => crate::Error::Corrupt {
+                                object,
+                                expected: format!("{expected} ({expected_len} bytes)"),
+                                actual: format!("{actual} ({len} bytes)"),
+                            },
+                            Err(e) => crate::Error::Corrupt {
+                                object,
+                                expected: format!("{expected} ({expected_len} bytes)"),
+                                actual: format!("not known: the hashing stopped ({e})"),
+                            },
+                        };
+                        Some((Err(std::io::Error::other(checked)), (pieces, None, None)))
+                    }
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
 /// Wraps a reader so that reaching its end checks the whole stream's SHA-256 and length:
 /// the last read returns an error instead of end-of-stream when they differ. Every
 /// [`crate::Snapshot::open`] returns a reader with this guarantee.

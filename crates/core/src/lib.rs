@@ -43,7 +43,7 @@ pub mod wal;
 
 pub use backend::{Backend, Registry, TargetSpec};
 pub use backup::{Backup, ByteStream, Capture, FinishCheck};
-pub use digest::{ChunkId, Digest, SnapshotId, StreamHasher, VerifiedReader};
+pub use digest::{ChunkId, Digest, SnapshotId, StreamHasher, VerifiedReader, verified_pieces};
 pub use duration::{format_duration, parse_duration};
 pub use error::{Error, Result, io_hint};
 pub use kind::Kind;

@@ -19,7 +19,7 @@ use lifeboat_core::{
     aside_name, existing_parent, remove_leftovers, shell_quote, temp_prefix,
 };
 use tokio::process::Command;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::cluster::ClusterMetadata;
 use crate::connect::server_tool;
@@ -340,9 +340,11 @@ impl RestorePlan for PgdataRestorePlan {
             .prefix(&temp_prefix(&self.dir))
             .tempdir_in(parent)
             .map_err(|e| Error::io("creating a folder beside", &self.dir, e))?;
+        let began = std::time::Instant::now();
         let stream = ctx.snapshot.open().await?;
         let into = temp.path().to_path_buf();
         let bytes = unpack(stream, into).await?;
+        debug!(bytes, secs = began.elapsed().as_secs_f64(), "base backup unpacked");
         set_private(temp.path())?;
         // Durable before it replaces anything: the file system's writeback runs while
         // pg_verifybackup reads the files back.
@@ -357,6 +359,7 @@ impl RestorePlan for PgdataRestorePlan {
         })?;
         let mut checks = vec![verified?];
         synced?;
+        debug!(secs = began.elapsed().as_secs_f64(), "base backup checked and synced");
         // Written after the check, which refuses files the manifest does not list; each is
         // synced itself.
         self.write_recovery(temp.path())?;

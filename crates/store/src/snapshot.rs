@@ -4,10 +4,10 @@ use std::io;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::TryStreamExt;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use lifeboat_core::{
-    ByteStream, Error as CoreError, Manifest, Snapshot, SnapshotId, VerifiedReader,
+    ByteStream, Error as CoreError, Manifest, Snapshot, SnapshotId, verified_pieces,
 };
 use tokio_util::io::StreamReader;
 
@@ -64,6 +64,7 @@ impl Snapshot for StoredSnapshot {
         let stream = self.chunk_stream().map_err(|e| io::Error::other(CoreError::from(e)));
         let m = &self.manifest;
         let object = format!("snapshot {}", self.id);
-        Ok(Box::pin(VerifiedReader::new(StreamReader::new(stream), m.sha256, m.size, object)))
+        let verified = verified_pieces(stream.boxed(), m.sha256, m.size, object);
+        Ok(Box::pin(StreamReader::new(verified)))
     }
 }
