@@ -155,7 +155,7 @@ pub fn verified_pieces(
                     Some(Err(e)) => Some((Err(e), (pieces, None, None))),
                     None => {
                         drop(tx.take());
-                        let Some(hasher) = hasher.take() else { return None };
+                        let hasher = hasher.take()?;
                         let checked = match hasher.await {
                             Ok((actual, len)) if actual == expected && len == expected_len => {
                                 return None;
