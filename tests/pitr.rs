@@ -825,7 +825,7 @@ fn lifeboatd_drills_recover_base_backups_from_the_wal_archive() {
     std::fs::write(
         &config,
         format!(
-            "repository = \"{repo}\"\npassword_file = \"{password}\"\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"{token}\"]\nstate_dir = \"{state}\"\n\n[[jobs]]\nname = \"main\"\nkind = \"postgres-cluster\"\ntarget = \"{url}\"\nschedule = \"0 0 1 1 *\"\ndrill = \"every 1s\"\nexpect = {{ min_rows = {{ t = 2 }} }}\n",
+            "repository = \"{repo}\"\npassword_file = \"{password}\"\nlisten = \"127.0.0.1:{port}\"\ntokens = [\"{token}\"]\nstate_dir = \"{state}\"\n\n[[jobs]]\nname = \"main\"\nkind = \"postgres-cluster\"\ntarget = \"{url}\"\nschedule = \"0 0 1 1 *\"\ndrill = \"every 1s\"\nrpo = \"6s\"\nexpect = {{ min_rows = {{ t = 2 }} }}\n",
             repo = setup.repo,
             password = setup.password.display(),
             state = state.display(),
@@ -892,6 +892,41 @@ fn lifeboatd_drills_recover_base_backups_from_the_wal_archive() {
         "the drill recovered the archived row: {run}\n{}",
         log()
     );
+
+    // The job's RPO (6 s) is measured by its newest archived WAL, not its base backup: once
+    // the base backup is older than that, a freshly archived segment keeps the job fresh,
+    // and the metric says when it was archived; without more WAL it goes stale, saying why.
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&mut setup.lifeboat(&["snapshots", "--json"]))).unwrap();
+    let backed_up: chrono::DateTime<chrono::Utc> =
+        listed[0]["time"].as_str().unwrap().parse().unwrap();
+    let old_enough = backed_up + chrono::Duration::seconds(7);
+    while chrono::Utc::now() < old_enough {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    pg.psql("postgres", "INSERT INTO t(note) VALUES ('keeps the job fresh')");
+    archive_now(&pg);
+    let stale_job = |body: &str| -> serde_json::Value {
+        let answer: serde_json::Value = serde_json::from_str(body).unwrap();
+        answer["jobs"].as_array().unwrap().iter().find(|j| j["job"] == "main").cloned().unwrap()
+    };
+    let fresh = stale_job(&http_get(port, "/api/alerts/stale", token).unwrap());
+    assert_eq!(fresh["stale"], false, "fresh by its WAL: {fresh}");
+    let metrics = http_get(port, "/metrics", token).unwrap();
+    let archived: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("lifeboat_wal_last_archived_timestamp") && l.contains("\"main\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no WAL metric for main:\n{metrics}"));
+    assert!(
+        archived >= old_enough.timestamp() as f64 - 1.0,
+        "the metric is the newest archived WAL ({archived}), newer than the base backup ({backed_up})"
+    );
+    std::thread::sleep(Duration::from_secs(7));
+    let stale = stale_job(&http_get(port, "/api/alerts/stale", token).unwrap());
+    assert_eq!(stale["stale"], true, "no WAL for longer than the RPO: {stale}");
+    assert!(stale["reason"].as_str().unwrap().contains("newest archived WAL"), "{stale}");
 }
 
 /// GET `path` with the bearer `token`: the body of a 200 answer, `None` otherwise (not
