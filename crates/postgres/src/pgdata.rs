@@ -575,11 +575,13 @@ const COPY_BUFFER: usize = 1 << 20;
 
 fn unpack_entries(reader: &mut impl std::io::Read, dir: &Path) -> std::io::Result<()> {
     use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
     archive.set_preserve_mtime(true);
     archive.set_overwrite(false);
     let mut buffer = vec![0u8; COPY_BUFFER];
+    let mut checked = std::collections::HashSet::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
         let plain_path =
@@ -588,11 +590,16 @@ fn unpack_entries(reader: &mut impl std::io::Read, dir: &Path) -> std::io::Resul
             entry.unpack_in(dir)?;
             continue;
         }
-        let path = dir.join(entry.path()?);
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder)?;
+        let relative = entry.path()?.into_owned();
+        let path = dir.join(&relative);
+        if let Some(folder) = relative.parent() {
+            real_folders(dir, folder, &mut checked)?;
         }
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)?;
         loop {
             let n = entry.read(&mut buffer)?;
             if n == 0 {
@@ -604,6 +611,42 @@ fn unpack_entries(reader: &mut impl std::io::Read, dir: &Path) -> std::io::Resul
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         let mtime = std::time::UNIX_EPOCH + Duration::from_secs(entry.header().mtime()?);
         file.set_modified(mtime)?;
+    }
+    Ok(())
+}
+
+/// Makes `folder` (relative, plain components) under `dir`, each level a real folder: one
+/// that is a symbolic link (a forged snapshot's earlier entry) is refused, so no file is
+/// written through it. `checked` remembers the folders already seen.
+fn real_folders(
+    dir: &Path,
+    folder: &Path,
+    checked: &mut std::collections::HashSet<PathBuf>,
+) -> std::io::Result<()> {
+    let mut at = dir.to_path_buf();
+    for part in folder.components() {
+        at.push(part);
+        if checked.contains(&at) {
+            continue;
+        }
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) if meta.is_symlink() => {
+                return Err(std::io::Error::other(format!(
+                    "the snapshot puts files beneath {}, a symbolic link: refused",
+                    at.display()
+                )));
+            }
+            Ok(_) => {
+                return Err(std::io::Error::other(format!(
+                    "the snapshot puts files beneath {}, which is not a folder",
+                    at.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(&at)?,
+            Err(e) => return Err(e),
+        }
+        checked.insert(at.clone());
     }
     Ok(())
 }
@@ -641,8 +684,32 @@ fn now_stamp() -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::conf_quote;
     use lifeboat_core::shell_quote;
+
+    /// A snapshot whose tar holds a symbolic link and then a file beneath it (a forged or
+    /// damaged one: a base backup never does) must not write through the link.
+    #[test]
+    fn a_file_beneath_a_symbolic_link_is_refused_not_written_through_it() {
+        let outside = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        link.set_mode(0o777);
+        tar.append_link(&mut link, "base", outside.path()).unwrap();
+        let mut file = tar::Header::new_gnu();
+        file.set_entry_type(tar::EntryType::Regular);
+        file.set_size(5);
+        file.set_mode(0o600);
+        tar.append_data(&mut file, "base/evil", &b"owned"[..]).unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let err = super::unpack_entries(&mut &bytes[..], dir.path()).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(!outside.path().join("evil").exists(), "written through the link");
+    }
 
     #[test]
     fn quoting() {
