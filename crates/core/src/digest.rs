@@ -239,3 +239,53 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for VerifiedReader<R>
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use futures::StreamExt;
+
+    fn pieces(data: &[u8]) -> futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>> {
+        let parts: Vec<std::io::Result<bytes::Bytes>> =
+            data.chunks(7).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+        futures::stream::iter(parts).boxed()
+    }
+
+    async fn read_all(
+        mut stream: futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    ) -> (Vec<u8>, Option<String>) {
+        let mut out = Vec::new();
+        while let Some(piece) = stream.next().await {
+            match piece {
+                Ok(piece) => out.extend_from_slice(&piece),
+                Err(e) => return (out, Some(e.to_string())),
+            }
+        }
+        (out, None)
+    }
+
+    /// The pieces pass through unchanged; the end is clean only when the whole matches, and
+    /// a mismatch (other bytes, or a missing tail) names the object.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verified_pieces_pass_through_and_check_the_whole_at_the_end() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let digest = Digest::of(&data);
+        let (got, error) =
+            read_all(verified_pieces(pieces(&data), digest, data.len() as u64, "snapshot a")).await;
+        assert_eq!((got.as_slice(), error), (data.as_slice(), None));
+
+        let mut flipped = data.clone();
+        flipped[5_000] ^= 1;
+        let (got, error) =
+            read_all(verified_pieces(pieces(&flipped), digest, data.len() as u64, "snapshot b"))
+                .await;
+        assert_eq!(got.len(), data.len(), "every piece is handed on before the check");
+        assert!(error.as_deref().is_some_and(|e| e.contains("snapshot b")), "{error:?}");
+
+        let short = &data[..9_000];
+        let (_, error) =
+            read_all(verified_pieces(pieces(short), digest, data.len() as u64, "snapshot c")).await;
+        assert!(error.as_deref().is_some_and(|e| e.contains("snapshot c")), "{error:?}");
+    }
+}
