@@ -20,19 +20,18 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
+use lifeboat_core::producer::blocking_capture;
 use lifeboat_core::wal::{Segment, parse_lsn};
-use lifeboat_core::{ByteStream, Capture, FinishCheck, Result};
-use tokio::sync::mpsc::Sender;
+use lifeboat_core::{Capture, Result};
 use tokio_postgres::Client;
 use tracing::{debug, info, warn};
 
-use crate::cluster::ClusterMetadata;
+use crate::cluster::{CLUSTER_KIND, ClusterMetadata};
 use crate::connect::db_message;
 use crate::error::PgError;
 
-/// Bytes handed to the repository at a time.
-const PIECE: usize = 1 << 20;
+/// Bytes read from a file at a time.
+const READ_PIECE: usize = 1 << 20;
 
 /// Folders whose contents a base backup leaves out (the folder itself is kept), as
 /// `pg_basebackup` does: they are emptied or rebuilt when the server starts.
@@ -109,116 +108,72 @@ pub(crate) async fn local_data_dir(
     Ok(dir)
 }
 
-/// A base backup of the cluster behind `client`, read from `data_dir` (see the module docs).
-/// `client`'s session holds the backup: it must stay open until the stream ends.
+/// A base backup of the cluster behind `client`, read from `data_dir` (see the module docs),
+/// produced on a thread of its own; `client`'s session holds the backup until the tar ends.
+/// Call it on a tokio runtime: the thread runs the session's queries on it.
 pub(crate) fn capture(
     client: Client,
     target: String,
     data_dir: PathBuf,
-    metadata: ClusterMetadata,
+    mut metadata: ClusterMetadata,
 ) -> Result<Capture> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
-    let json = serde_json::to_value(&metadata).map_err(|e| PgError::Query {
-        target: target.clone(),
-        reason: format!("the backup's metadata: {e}"),
-    })?;
-    let work = tokio::spawn(run(client, target, data_dir, metadata, tx));
-    let finish: FinishCheck = Box::pin(async move {
-        let metadata = work.await.map_err(|e| PgError::DataDirectory {
-            dir: String::new(),
-            reason: format!("the backup's reader stopped: {e}"),
-        })??;
-        Ok(Some(serde_json::to_value(&metadata).map_err(|e| PgError::DataDirectory {
-            dir: String::new(),
-            reason: format!("the backup's metadata: {e}"),
-        })?))
-    });
-    let pieces =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|p| (p, rx)) });
-    let reader: ByteStream = Box::pin(tokio_util::io::StreamReader::new(pieces));
-    Ok(Capture::new(reader, json).on_finish(finish))
+    let runtime = tokio::runtime::Handle::current();
+    blocking_capture("lifeboat-pgdata-walk", CLUSTER_KIND, None, move |sink| {
+        let query = |reason: String| PgError::Query { target: target.clone(), reason };
+        let read_error = |e: io::Error| PgError::DataDirectory {
+            dir: data_dir.display().to_string(),
+            reason: e.to_string(),
+        };
+        // The slot keeps the WAL from here on until the session ends; without one (no free
+        // slot, no privilege) a busy server could recycle a segment before it is read, and
+        // the backup then fails saying so.
+        let slot = format!("lifeboat_{}_{}", std::process::id(), nanos());
+        let slot_sql = "SELECT pg_create_physical_replication_slot($1, true, true)";
+        if let Err(e) = runtime.block_on(client.query_one(slot_sql, &[&slot])) {
+            warn!(error = %db_message(&e), "no temporary replication slot: WAL recycled during the backup would fail it");
+        }
+        let (start_sql, stop_sql) = if metadata.server_major >= 15 {
+            (
+                "SELECT pg_backup_start('lifeboat base backup', true)::text",
+                "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)",
+            )
+        } else {
+            (
+                "SELECT pg_start_backup('lifeboat base backup', true, false)::text",
+                "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)",
+            )
+        };
+        runtime.block_on(client.query_one(start_sql, &[])).map_err(|e| query(db_message(&e)))?;
+        info!(dir = %data_dir.display(), "base backup started; reading the data directory");
+        let mut out = TarOut::new(sink);
+        out.tree(&data_dir).map_err(read_error)?;
+        let row =
+            runtime.block_on(client.query_one(stop_sql, &[])).map_err(|e| query(db_message(&e)))?;
+        let stop_lsn: String = row.get(0);
+        let label: String = row.get(1);
+        let spcmap: Option<String> = row.get(2);
+        let (start_lsn, timeline) = label_start(&label).ok_or_else(|| {
+            query(format!("pg_backup_stop gave a backup_label without its start: {label:?}"))
+        })?;
+        let wal =
+            WalRange { timeline, start_lsn, stop_lsn, segment_size: metadata.wal_segment_size };
+        out.finish(&data_dir, &label, spcmap.as_deref(), &wal).map_err(read_error)?;
+        drop(client);
+        metadata.start_lsn = wal.start_lsn;
+        metadata.stop_lsn = wal.stop_lsn;
+        metadata.timeline = timeline;
+        metadata.via = "files".into();
+        Ok(serde_json::to_value(&metadata)
+            .map_err(|e| query(format!("the backup's metadata: {e}")))?)
+    })
 }
 
-/// Starts the backup, writes the tar, stops it, adds the label, WAL and manifest.
-async fn run(
-    client: Client,
-    target: String,
-    data_dir: PathBuf,
-    mut metadata: ClusterMetadata,
-    tx: Sender<io::Result<Bytes>>,
-) -> Result<ClusterMetadata> {
-    let query = |reason: String| PgError::Query { target: target.clone(), reason };
-    let dir_error =
-        |reason: String| PgError::DataDirectory { dir: data_dir.display().to_string(), reason };
-    // The slot keeps the WAL from here on until the session ends; without one (no free
-    // slot, no privilege) a busy server could recycle a segment before it is read, and the
-    // backup then fails saying so.
-    let slot = format!("lifeboat_{}_{}", std::process::id(), nanos());
-    if let Err(e) = client
-        .query_one("SELECT pg_create_physical_replication_slot($1, true, true)", &[&slot])
-        .await
-    {
-        warn!(error = %db_message(&e), "no temporary replication slot: WAL recycled during the backup would fail it");
-    }
-    let start_sql = if metadata.server_major >= 15 {
-        "SELECT pg_backup_start('lifeboat base backup', true)::text"
-    } else {
-        "SELECT pg_start_backup('lifeboat base backup', true, false)::text"
-    };
-    client.query_one(start_sql, &[]).await.map_err(|e| query(db_message(&e)))?;
-    info!(dir = %data_dir.display(), "base backup started; reading the data directory");
-    let mut out = TarOut::new(ChannelWriter::new(tx.clone()));
-    let walked = {
-        let dir = data_dir.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = out.tree(&dir);
-            (out, result)
-        })
-    };
-    let (out, walked) = walked.await.map_err(|e| dir_error(format!("the reader stopped: {e}")))?;
-    if let Err(e) = walked {
-        let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
-        return Err(dir_error(e.to_string()).into());
-    }
-    let stop_sql = if metadata.server_major >= 15 {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
-    } else {
-        "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
-    };
-    let row = client.query_one(stop_sql, &[]).await.map_err(|e| query(db_message(&e)))?;
-    let stop_lsn: String = row.get(0);
-    let label: String = row.get(1);
-    let spcmap: Option<String> = row.get(2);
-    let (start_lsn, timeline) = label_start(&label).ok_or_else(|| {
-        query(format!("pg_backup_stop gave a backup_label without its start: {label:?}"))
-    })?;
-    metadata.start_lsn = start_lsn.clone();
-    metadata.stop_lsn = stop_lsn.clone();
-    metadata.timeline = timeline;
-    metadata.via = "files".into();
-    let segment_size = metadata.wal_segment_size;
-    let finished = tokio::task::spawn_blocking(move || {
-        out.finish(
-            &data_dir,
-            &label,
-            spcmap.as_deref(),
-            timeline,
-            &start_lsn,
-            &stop_lsn,
-            segment_size,
-        )
-    })
-    .await
-    .map_err(|e| PgError::DataDirectory {
-        dir: String::new(),
-        reason: format!("the reader stopped: {e}"),
-    })?;
-    if let Err(e) = finished {
-        let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
-        return Err(PgError::DataDirectory { dir: String::new(), reason: e.to_string() }.into());
-    }
-    drop(client);
-    Ok(metadata)
+/// The WAL a base backup needs: from its start to its end, on its timeline.
+struct WalRange {
+    timeline: u32,
+    start_lsn: String,
+    stop_lsn: String,
+    segment_size: u64,
 }
 
 fn nanos() -> u32 {
@@ -236,44 +191,6 @@ fn label_start(label: &str) -> Option<(String, u32)> {
     parse_lsn(&lsn)?;
     let timeline = field("START TIMELINE:")?.parse().ok()?;
     Some((lsn, timeline))
-}
-
-/// Hands the tar to the repository in 1 MiB pieces.
-struct ChannelWriter {
-    tx: Sender<io::Result<Bytes>>,
-    buffer: BytesMut,
-}
-
-impl ChannelWriter {
-    fn new(tx: Sender<io::Result<Bytes>>) -> Self {
-        ChannelWriter { tx, buffer: BytesMut::with_capacity(PIECE) }
-    }
-
-    fn send(&mut self) -> io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let piece = self.buffer.split().freeze();
-        self.buffer.reserve(PIECE);
-        // On the blocking pool: waits while the repository is busy with earlier pieces.
-        self.tx.blocking_send(Ok(piece)).map_err(|_| {
-            io::Error::new(io::ErrorKind::BrokenPipe, "the repository stopped reading the backup")
-        })
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buffer.extend_from_slice(data);
-        if self.buffer.len() >= PIECE {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
-    }
 }
 
 /// Counts the CRC32C of what passes through.
@@ -299,13 +216,13 @@ struct ManifestFile {
 }
 
 /// The tar being written, and the manifest of what went into it.
-struct TarOut {
-    tar: tar::Builder<ChannelWriter>,
+struct TarOut<W: Write> {
+    tar: tar::Builder<W>,
     files: Vec<ManifestFile>,
 }
 
-impl TarOut {
-    fn new(writer: ChannelWriter) -> Self {
+impl<W: Write> TarOut<W> {
+    fn new(writer: W) -> Self {
         let mut tar = tar::Builder::new(writer);
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
@@ -345,9 +262,12 @@ impl TarOut {
                 Err(e) => return Err(with_path(e, &entry.path())),
             };
             if top && name_text == "pg_wal" {
-                // Its files are the WAL, added from the backup's start to its end.
-                self.folder_entry(&path, &std::fs::metadata(entry.path())?)?;
-                self.folder_entry(&path.join("archive_status"), &std::fs::metadata(entry.path())?)?;
+                // Its files are the WAL, added from the backup's start to its end. It may be a
+                // symbolic link (initdb -X): the folder it leads to is what is described.
+                let wal =
+                    std::fs::metadata(entry.path()).map_err(|e| with_path(e, &entry.path()))?;
+                self.folder_entry(&path, &wal)?;
+                self.folder_entry(&path.join("archive_status"), &wal)?;
                 continue;
             }
             if top && name_text == "pg_tblspc" {
@@ -404,7 +324,7 @@ impl TarOut {
         let mut header = header_from(meta, tar::EntryType::Regular);
         header.set_size(size);
         let exact = content.chain(io::repeat(0)).take(size);
-        let capacity = usize::try_from(size).unwrap_or(PIECE).clamp(1, PIECE);
+        let capacity = usize::try_from(size).unwrap_or(READ_PIECE).clamp(1, READ_PIECE);
         let mut counted =
             io::BufReader::with_capacity(capacity, Crc32cReader { inner: exact, crc: 0 });
         self.tar.append_data(&mut header, path, &mut counted)?;
@@ -440,34 +360,34 @@ impl TarOut {
 
     /// Adds the label, the tablespace map, the WAL the backup needs and the manifest, and
     /// ends the tar.
-    #[allow(clippy::too_many_arguments)]
     fn finish(
         mut self,
         root: &Path,
         label: &str,
         spcmap: Option<&str>,
-        timeline: u32,
-        start_lsn: &str,
-        stop_lsn: &str,
-        segment_size: u64,
+        wal: &WalRange,
     ) -> io::Result<()> {
         let like = std::fs::metadata(root.join("PG_VERSION")).map_err(|e| with_path(e, root))?;
         self.add_made("backup_label", &like, label.as_bytes())?;
         if let Some(map) = spcmap.filter(|m| !m.is_empty()) {
             self.add_made("tablespace_map", &like, map.as_bytes())?;
         }
-        let (Some(start), Some(stop)) = (parse_lsn(start_lsn), parse_lsn(stop_lsn)) else {
-            return Err(io::Error::other(format!("unreadable LSNs {start_lsn} / {stop_lsn}")));
+        let (Some(start), Some(stop)) = (parse_lsn(&wal.start_lsn), parse_lsn(&wal.stop_lsn))
+        else {
+            return Err(io::Error::other(format!(
+                "unreadable LSNs {} / {}",
+                wal.start_lsn, wal.stop_lsn
+            )));
         };
-        let size = segment_size.max(1);
-        let mut segment = Segment { timeline, number: start / size };
+        let size = wal.segment_size.max(1);
+        let mut segment = Segment { timeline: wal.timeline, number: start / size };
         // The end LSN points just past the backup's last record: a segment boundary belongs
         // to the segment before it.
         let last = stop.saturating_sub(1) / size;
-        let wal = root.join("pg_wal");
+        let wal_dir = root.join("pg_wal");
         while segment.number <= last {
             let name = segment.name(size);
-            let full = wal.join(&name);
+            let full = wal_dir.join(&name);
             let file = std::fs::File::open(&full).map_err(|e| {
                 io::Error::new(
                     e.kind(),
@@ -487,7 +407,7 @@ impl TarOut {
             segment = segment.next();
         }
         debug!(files = self.files.len(), "writing backup_manifest");
-        let manifest = manifest_text(&self.files, timeline, start_lsn, stop_lsn);
+        let manifest = manifest_text(&self.files, wal);
         self.add_made("backup_manifest", &like, manifest.as_bytes())?;
         let mut writer = self.tar.into_inner()?;
         writer.flush()
@@ -514,7 +434,7 @@ fn manifest_path(path: &Path) -> io::Result<String> {
 
 /// The `backup_manifest` of `files`, as PostgreSQL writes it: version 1, CRC32C per file
 /// (its bytes' CRC, in memory order), the WAL range, and a SHA-256 of all that.
-fn manifest_text(files: &[ManifestFile], timeline: u32, start_lsn: &str, stop_lsn: &str) -> String {
+fn manifest_text(files: &[ManifestFile], wal: &WalRange) -> String {
     use sha2::Digest as _;
     let mut text = String::from("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n");
     for (n, file) in files.iter().enumerate() {
@@ -529,7 +449,8 @@ fn manifest_text(files: &[ManifestFile], timeline: u32, start_lsn: &str, stop_ls
         ));
     }
     text.push_str(&format!(
-        "],\n\"WAL-Ranges\": [\n{{ \"Timeline\": {timeline}, \"Start-LSN\": \"{start_lsn}\", \"End-LSN\": \"{stop_lsn}\" }}\n],\n"
+        "],\n\"WAL-Ranges\": [\n{{ \"Timeline\": {}, \"Start-LSN\": \"{}\", \"End-LSN\": \"{}\" }}\n],\n",
+        wal.timeline, wal.start_lsn, wal.stop_lsn
     ));
     let digest = sha2::Sha256::digest(text.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
@@ -566,23 +487,21 @@ mod tests {
         put("pg_wal/archive_status/000000010000000000000001.ready", b"");
         std::fs::create_dir_all(root.path().join("pg_tblspc")).unwrap();
 
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
-        let reader = std::thread::spawn(move || {
-            let mut all = Vec::new();
-            while let Some(piece) = rx.blocking_recv() {
-                all.extend_from_slice(&piece.unwrap());
-            }
-            all
-        });
-        let mut out = TarOut::new(ChannelWriter::new(tx));
+        let mut bytes = Vec::new();
+        let mut out = TarOut::new(&mut bytes);
         out.tree(root.path()).unwrap();
         // A file that shrank after it was measured: padded to the size its header holds.
         let meta = std::fs::metadata(root.path().join("PG_VERSION")).unwrap();
         out.add(Path::new("base/1/shrunk"), &meta, &b"abc"[..], 10).unwrap();
         let label =
             "START WAL LOCATION: 0/100028 (file 000000010000000000000001)\nSTART TIMELINE: 1\n";
-        out.finish(root.path(), label, Some(""), 1, "0/100028", "0/200100", 1 << 20).unwrap();
-        let bytes = reader.join().unwrap();
+        let wal = WalRange {
+            timeline: 1,
+            start_lsn: "0/100028".into(),
+            stop_lsn: "0/200100".into(),
+            segment_size: 1 << 20,
+        };
+        out.finish(root.path(), label, Some(""), &wal).unwrap();
 
         let mut archive = tar::Archive::new(&bytes[..]);
         let mut files = std::collections::BTreeMap::new();
@@ -657,7 +576,13 @@ mod tests {
             modified: SystemTime::UNIX_EPOCH,
             crc: crc32c::crc32c(b"15\n"),
         }];
-        let text = manifest_text(&files, 1, "0/2000028", "0/2000100");
+        let wal = WalRange {
+            timeline: 1,
+            start_lsn: "0/2000028".into(),
+            stop_lsn: "0/2000100".into(),
+            segment_size: 16 << 20,
+        };
+        let text = manifest_text(&files, &wal);
         assert!(text.contains("\"Checksum\": \"8a744722\""), "{text}");
         let (body, tail) = text.split_at(text.find("\"Manifest-Checksum\"").unwrap_or(0));
         use sha2::Digest as _;
