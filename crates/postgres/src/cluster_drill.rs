@@ -75,8 +75,7 @@ impl ScratchDrill for ClusterDrill {
             self.fetch_command.clone(),
             false,
         ) {
-            // A timeline that branched before this backup ended would stop recovery.
-            Ok(plan) => plan.scratch().start_on(port).follow_archived_timeline().await,
+            Ok(plan) => plan.scratch().start_on(port),
             Err(e) => {
                 outcome.checks.push(Check::fail("restore", e.to_string()));
                 return Ok(outcome);

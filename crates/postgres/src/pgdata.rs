@@ -25,8 +25,7 @@ use crate::cluster::ClusterMetadata;
 use crate::connect::server_tool;
 use crate::error::PgError;
 
-/// How many timelines above the backup's [`PgdataRestorePlan::follow_archived_timeline`]
-/// looks for at most.
+/// How many timelines above the backup's a restore looks for in the archive at most.
 const MAX_TIMELINE_PROBES: u32 = 4096;
 
 /// Where recovery stops.
@@ -162,60 +161,6 @@ impl PgdataRestorePlan {
         }
         self.timeline = Some(timeline.to_string());
         Ok(self)
-    }
-
-    /// Pins recovery to the timeline PostgreSQL's `latest` should mean for this backup: the
-    /// newest one that branched from the backup's timeline after its end, else the backup's
-    /// own ([`lifeboat_core::wal::recovery_timeline`]). The history files are read through
-    /// the fetch command, probing upwards from the backup's timeline as PostgreSQL does. Left
-    /// as it is when a timeline was chosen, when there is no fetch command, or when the
-    /// archive cannot be read (recovery then reports what it finds).
-    pub async fn follow_archived_timeline(mut self) -> Self {
-        if self.timeline.is_some() || self.target == RecoveryTarget::Immediate {
-            return self;
-        }
-        let Some(fetch) = &self.fetch_command else { return self };
-        let Some(stop_lsn) = lifeboat_core::wal::parse_lsn(&self.metadata.stop_lsn) else {
-            return self;
-        };
-        let scratch = match tempfile::tempdir() {
-            Ok(dir) => dir,
-            Err(e) => {
-                tracing::warn!(error = %e, "no scratch folder to read history files into");
-                return self;
-            }
-        };
-        let mut histories = std::collections::BTreeMap::new();
-        // Timelines are numbered one after another: the first missing ends the probe.
-        let own = self.metadata.timeline;
-        for timeline in own.saturating_add(1)..=own.saturating_add(MAX_TIMELINE_PROBES) {
-            let file = format!("{timeline:08X}.history");
-            let dest = scratch.path().join(&file);
-            let command = format!(
-                "{fetch} {file} {} --name {}",
-                shell_quote(&dest.display().to_string()),
-                shell_quote(&self.series)
-            );
-            let status = Command::new("sh").arg("-c").arg(&command).status().await;
-            match status {
-                Ok(status) if status.success() => {}
-                Ok(status) if status.code() == Some(1) => break,
-                Ok(status) => {
-                    tracing::warn!(file, %status, "reading a history file from the archive failed");
-                    return self;
-                }
-                Err(e) => {
-                    tracing::warn!(file, error = %e, "could not run the archive's fetch command");
-                    return self;
-                }
-            }
-            let text = std::fs::read_to_string(&dest).unwrap_or_default();
-            histories.insert(timeline, lifeboat_core::wal::parse_history(&text));
-        }
-        let chosen = lifeboat_core::wal::recovery_timeline(own, stop_lsn, &histories);
-        info!(timeline = chosen, archived = histories.len(), "recovery follows this timeline");
-        self.timeline = Some(chosen.to_string());
-        self
     }
 
     /// For a drill: the restored cluster archives nothing and trusts connections from
@@ -362,7 +307,8 @@ impl RestorePlan for PgdataRestorePlan {
         debug!(secs = began.elapsed().as_secs_f64(), "base backup checked and synced");
         // Written after the check, which refuses files the manifest does not list; each is
         // synced itself.
-        self.write_recovery(temp.path())?;
+        let timeline = self.recovery_timeline().await;
+        self.write_recovery(temp.path(), timeline.as_deref())?;
         // The swap: an existing cluster is moved aside, never deleted.
         let kept = temp.keep();
         match occupied {
@@ -397,6 +343,58 @@ impl RestorePlan for PgdataRestorePlan {
 }
 
 impl PgdataRestorePlan {
+    /// The timeline recovery follows: the one given ([`Self::along_timeline`]), else the one
+    /// PostgreSQL's `latest` should mean for this backup, the newest that branched from the
+    /// backup's timeline after its end, or the backup's own
+    /// ([`lifeboat_core::wal::recovery_timeline`]). Those history files are read through the
+    /// fetch command, probing upwards from the backup's timeline as PostgreSQL does. `None`
+    /// (PostgreSQL's default) without a fetch command, or when the archive cannot be read:
+    /// recovery then reports what it finds.
+    async fn recovery_timeline(&self) -> Option<String> {
+        if self.timeline.is_some() || self.target == RecoveryTarget::Immediate {
+            return self.timeline.clone();
+        }
+        let fetch = self.fetch_command.as_ref()?;
+        let stop_lsn = lifeboat_core::wal::parse_lsn(&self.metadata.stop_lsn)?;
+        let scratch = match tempfile::tempdir() {
+            Ok(dir) => dir,
+            Err(e) => {
+                tracing::warn!(error = %e, "no scratch folder to read history files into");
+                return None;
+            }
+        };
+        let mut histories = std::collections::BTreeMap::new();
+        // Timelines are numbered one after another: the first missing ends the probe.
+        let own = self.metadata.timeline;
+        for timeline in own.saturating_add(1)..=own.saturating_add(MAX_TIMELINE_PROBES) {
+            let file = format!("{timeline:08X}.history");
+            let dest = scratch.path().join(&file);
+            let command = format!(
+                "{fetch} {file} {} --name {}",
+                shell_quote(&dest.display().to_string()),
+                shell_quote(&self.series)
+            );
+            let status = Command::new("sh").arg("-c").arg(&command).status().await;
+            match status {
+                Ok(status) if status.success() => {}
+                Ok(status) if status.code() == Some(1) => break,
+                Ok(status) => {
+                    tracing::warn!(file, %status, "reading a history file from the archive failed");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(file, error = %e, "could not run the archive's fetch command");
+                    return None;
+                }
+            }
+            let text = std::fs::read_to_string(&dest).unwrap_or_default();
+            histories.insert(timeline, lifeboat_core::wal::parse_history(&text));
+        }
+        let chosen = lifeboat_core::wal::recovery_timeline(own, stop_lsn, &histories);
+        info!(timeline = chosen, archived = histories.len(), "recovery follows this timeline");
+        Some(chosen.to_string())
+    }
+
     async fn verify_backup(&self, dir: &Path) -> Result<Check> {
         if !dir.join("backup_manifest").exists() {
             return Ok(Check::fail(
@@ -424,7 +422,7 @@ impl PgdataRestorePlan {
         Ok(Check::pass("pg_verifybackup", "every file and the backup's WAL match backup_manifest"))
     }
 
-    fn write_recovery(&self, dir: &Path) -> Result<()> {
+    fn write_recovery(&self, dir: &Path, timeline: Option<&str>) -> Result<()> {
         let mut text = format!(
             "\n# lifeboat restore of {} (timeline {}, {} to {}): recover to {}\n",
             self.series,
@@ -439,7 +437,7 @@ impl PgdataRestorePlan {
         for (key, value) in self.target.settings() {
             text.push_str(&format!("{key} = {}\n", conf_quote(&value)));
         }
-        if let Some(timeline) = &self.timeline {
+        if let Some(timeline) = timeline {
             text.push_str(&format!("recovery_target_timeline = {}\n", conf_quote(timeline)));
         }
         text.push_str("recovery_target_action = 'promote'\n");
