@@ -126,7 +126,7 @@ pub fn verified_pieces(
     object: impl Into<String>,
 ) -> futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>> {
     use futures::StreamExt;
-    /// Pieces the hasher may lag behind by.
+    /// Pieces the hasher may lag behind by (at most 64 MiB with 1 MiB chunks).
     const LAG: usize = 64;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(LAG);
     let hasher = tokio::task::spawn_blocking(move || {
@@ -138,46 +138,56 @@ pub fn verified_pieces(
         (h.finish(), len)
     });
     let object = object.into();
-    futures::stream::unfold(
-        (pieces, Some(tx), Some(hasher)),
-        move |(mut pieces, mut tx, mut hasher)| {
-            let object = object.clone();
-            async move {
-                match pieces.next().await {
-                    Some(Ok(piece)) => {
-                        if let Some(sender) = &tx
-                            && sender.send(piece.clone()).await.is_err()
-                        {
-                            tx = None;
-                        }
-                        Some((Ok(piece), (pieces, tx, hasher)))
-                    }
-                    Some(Err(e)) => Some((Err(e), (pieces, None, None))),
-                    None => {
-                        drop(tx.take());
-                        let hasher = hasher.take()?;
-                        let checked = match hasher.await {
-                            Ok((actual, len)) if actual == expected && len == expected_len => {
-                                return None;
-                            }
-                            Ok((actual, len)) => crate::Error::Corrupt {
-                                object,
-                                expected: format!("{expected} ({expected_len} bytes)"),
-                                actual: format!("{actual} ({len} bytes)"),
-                            },
-                            Err(e) => crate::Error::Corrupt {
-                                object,
-                                expected: format!("{expected} ({expected_len} bytes)"),
-                                actual: format!("not known: the hashing stopped ({e})"),
-                            },
-                        };
-                        Some((Err(std::io::Error::other(checked)), (pieces, None, None)))
-                    }
+    // `None` once the stream has ended, cleanly or with an error.
+    let state = Some((pieces, Some(tx), hasher, object));
+    futures::stream::unfold(state, move |state| async move {
+        let (mut pieces, mut tx, hasher, object) = state?;
+        match pieces.next().await {
+            Some(Ok(piece)) => {
+                // A hasher that stopped is reported at the end, when its result is missing.
+                if let Some(sender) = &tx
+                    && sender.send(piece.clone()).await.is_err()
+                {
+                    tx = None;
                 }
+                Some((Ok(piece), Some((pieces, tx, hasher, object))))
             }
-        },
-    )
+            Some(Err(e)) => Some((Err(e), None)),
+            None => {
+                drop(tx);
+                let (actual, len) = match hasher.await {
+                    Ok(whole) => whole,
+                    Err(e) => {
+                        let stopped = crate::Error::Corrupt {
+                            object,
+                            expected: format!("{expected} ({expected_len} bytes)"),
+                            actual: format!("not known: the hashing stopped ({e})"),
+                        };
+                        return Some((Err(std::io::Error::other(stopped)), None));
+                    }
+                };
+                let wrong = whole_differs(expected, expected_len, actual, len, object)?;
+                Some((Err(std::io::Error::other(wrong)), None))
+            }
+        }
+    })
     .boxed()
+}
+
+/// The error a stream whose whole is `actual` (`len` bytes) gets when it should have been
+/// `expected` (`expected_len` bytes); `None` when it is.
+fn whole_differs(
+    expected: Digest,
+    expected_len: u64,
+    actual: Digest,
+    len: u64,
+    object: String,
+) -> Option<crate::Error> {
+    (actual != expected || len != expected_len).then(|| crate::Error::Corrupt {
+        object,
+        expected: format!("{expected} ({expected_len} bytes)"),
+        actual: format!("{actual} ({len} bytes)"),
+    })
 }
 
 /// Wraps a reader so that reaching its end checks the whole stream's SHA-256 and length:
@@ -228,12 +238,11 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for VerifiedReader<R>
         if let Some(h) = this.hasher.take() {
             let len = h.len();
             let actual = h.finish();
-            if actual != this.expected || len != this.expected_len {
-                return Poll::Ready(Err(std::io::Error::other(crate::Error::Corrupt {
-                    object: this.object.clone(),
-                    expected: format!("{} ({} bytes)", this.expected, this.expected_len),
-                    actual: format!("{actual} ({len} bytes)"),
-                })));
+            let object = this.object.clone();
+            if let Some(wrong) =
+                whole_differs(this.expected, this.expected_len, actual, len, object)
+            {
+                return Poll::Ready(Err(std::io::Error::other(wrong)));
             }
         }
         Poll::Ready(Ok(()))
