@@ -1069,24 +1069,20 @@ impl FoundRepository {
             list_early,
             round_trip,
         } = self;
-        let listing_store = store.clone();
-        let listing = async move {
-            if list_early {
-                Some(crate::catalog::EarlyListing::fetch(&listing_store).await)
-            } else {
-                None
-            }
-        };
-        let (crypt, prefetched, mut early, listing) = if config.encrypted() {
+        // Runs beside the key derivation and the index's read, whichever take longer.
+        let listing = list_early.then(|| {
+            let store = store.clone();
+            tokio::spawn(async move { crate::catalog::EarlyListing::fetch(&store).await })
+        });
+        let (crypt, prefetched) = if config.encrypted() {
             let Some(password) = password else {
                 return Err(StoreError::KeyRequired { url });
             };
-            // The key derivation takes a while: the index (sealed) and the snapshot listing
-            // are read meanwhile.
+            // The key derivation takes a while: the index is read meanwhile, sealed.
             let prefetch =
                 async { if load_index { StoredIndex::fetch(&store).await.ok() } else { None } };
-            let (unlocked, prefetched, early) =
-                tokio::join!(unlock(&store, &url, &config, &slot_ids, password), prefetch, listing);
+            let (unlocked, prefetched) =
+                tokio::join!(unlock(&store, &url, &config, &slot_ids, password), prefetch);
             let (slot, unlocked) = unlocked?;
             // A slot seals the config it was made with: any other config (weaker settings,
             // another id) is someone's edit in the store.
@@ -1094,15 +1090,14 @@ impl FoundRepository {
                 return Err(StoreError::ConfigChanged { url });
             }
             debug!(slot = %slot, write_only = unlocked.crypt.is_write_only(), "repository key opened");
-            ((unlocked.crypt, Some(slot)), prefetched, early, None)
+            ((unlocked.crypt, Some(slot)), prefetched)
         } else {
             // Key slots exist only in encrypted repositories: a plaintext config beside them
             // was switched to `none` in the store, to make clients write in the clear.
             if !slot_ids.is_empty() {
                 return Err(StoreError::ConfigDowngraded { url });
             }
-            // Nothing to derive: the listing is read beside the index, below.
-            ((Crypt::Plain, None), None, None, Some(listing))
+            ((Crypt::Plain, None), None)
         };
         let repo = Repository::from_parts(&url, store, config, config_digest, crypt.0);
         repo.set_slot(crypt.1);
@@ -1113,23 +1108,13 @@ impl FoundRepository {
             "requests in flight follow the round trip measured by the open"
         );
         repo.set_read_options(read);
-        let load = async {
-            if load_index {
-                let _one_at_a_time = repo.inner.reloading.lock().await;
-                repo.load_index(prefetched).await
-            } else {
-                Ok(())
-            }
-        };
-        match listing {
-            Some(listing) => {
-                let (loaded, listed) = tokio::join!(load, listing);
-                loaded?;
-                early = listed;
-            }
-            None => load.await?,
+        if load_index {
+            let _one_at_a_time = repo.inner.reloading.lock().await;
+            repo.load_index(prefetched).await?;
         }
-        repo.set_early_listing(early);
+        if let Some(listing) = listing {
+            repo.set_early_listing(listing.await.ok());
+        }
         Ok(match location {
             Some(location) => repo.at(location),
             None => repo,
