@@ -74,6 +74,30 @@ impl Setup {
         self.tmp.path().join(name)
     }
 
+    /// `drill --name main --json`, expecting at least 4 rows in `t` and one whose note is
+    /// `note`; asserts that it passed and returns its report.
+    fn drill_main(&self, note: &str) -> String {
+        let expect = self.path("expect.toml");
+        let toml = format!(
+            "[main]\nmin_rows = {{ t = 4 }}\nquery = \"SELECT 1 FROM t WHERE note = '{note}'\"\n"
+        );
+        std::fs::write(&expect, toml).unwrap();
+        let heartbeat = self.path("heartbeat.json");
+        let drilled = ok(&mut self.lifeboat(&[
+            "drill",
+            "--name",
+            "main",
+            "--expect",
+            expect.to_str().unwrap(),
+            "--heartbeat",
+            heartbeat.to_str().unwrap(),
+            "--json",
+        ]));
+        let results: serde_json::Value = serde_json::from_str(&drilled).unwrap();
+        assert_eq!(results[0]["passed"], true, "the drill expecting {note:?}: {drilled}");
+        drilled
+    }
+
     /// `wal-fetch FILE DEST --name SERIES`, as the server's `restore_command` runs it.
     fn wal_fetch(&self, file: &str, dest: &Path, series: &str) -> Command {
         self.lifeboat(&["wal-fetch", file, dest.to_str().unwrap(), "--name", series])
@@ -393,20 +417,7 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
 
     // A drill restores the base backup into scratch, recovers to the newest WAL (along the
     // branch), starts it, checks the expectations and removes it.
-    let expect = setup.path("expect.toml");
-    std::fs::write(&expect, "[main]\nmin_rows = { t = 4 }\nquery = \"SELECT 1 FROM t WHERE note = 'later on the branch'\"\n").unwrap();
-    let drilled = ok(&mut setup.lifeboat(&[
-        "drill",
-        "--name",
-        "main",
-        "--expect",
-        expect.to_str().unwrap(),
-        "--heartbeat",
-        setup.path("heartbeat.json").to_str().unwrap(),
-        "--json",
-    ]));
-    let results: serde_json::Value = serde_json::from_str(&drilled).unwrap();
-    assert_eq!(results[0]["passed"], true, "{drilled}");
+    let drilled = setup.drill_main("later on the branch");
     assert!(
         drilled.contains("accepts writes") && drilled.contains("at least 4 rows in t"),
         "{drilled}"
@@ -451,23 +462,7 @@ fn point_in_time_recovery_to_a_time_the_backup_end_the_newest_wal_and_a_second_t
     assert_eq!(last.notes(), ["before", "marker", "later", "after the second backup"]);
     drop(last);
     // So does its drill, which PostgreSQL's `latest` would also send along the branch.
-    std::fs::write(
-        &expect,
-        "[main]\nmin_rows = { t = 4 }\nquery = \"SELECT 1 FROM t WHERE note = 'after the second backup'\"\n",
-    )
-    .unwrap();
-    let drilled = ok(&mut setup.lifeboat(&[
-        "drill",
-        "--name",
-        "main",
-        "--expect",
-        expect.to_str().unwrap(),
-        "--heartbeat",
-        setup.path("heartbeat.json").to_str().unwrap(),
-        "--json",
-    ]));
-    let results: serde_json::Value = serde_json::from_str(&drilled).unwrap();
-    assert_eq!(results[0]["passed"], true, "the drill of the second base backup: {drilled}");
+    setup.drill_main("after the second backup");
 
     // A flipped byte in every pack: the restore fails naming what is damaged, and leaves
     // neither a data directory nor its temporary copy.
