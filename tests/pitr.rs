@@ -523,10 +523,52 @@ fn base_backups_read_the_files_on_the_host_and_fall_back_to_replication() {
     let listed = ok(&mut setup.lifeboat(&["snapshots", "--json"]));
     assert_eq!(listed.trim(), "[]", "a refused backup saved nothing");
 
+    // kill -9 at different moments of a backup read from the files (of a cluster made big
+    // enough to take a while): whatever it saved is whole, the server's backup and
+    // temporary slot end with its session, and the next backups (below) start as usual.
+    pg.psql(
+        "postgres",
+        "CREATE TABLE bulk AS SELECT g, md5(g::text) AS h FROM generate_series(1, 1500000) g",
+    );
+    for delay in [30u64, 150, 400] {
+        let mut child = setup
+            .lifeboat(&["backup", "postgres-cluster", &pg.url("postgres"), "--name", "killed"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        // runuser forwards the signal to the backup it started.
+        let _ = Command::new("pkill").args(["-KILL", "-f", "backup postgres-cluster"]).status();
+        let _ = child.kill();
+        let _ = child.wait();
+        ok(&mut setup.lifeboat(&["verify", "--all", "--read-data"]));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = pg.psql(
+                "postgres",
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'lifeboat_%'",
+            );
+            if left == "0" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a killed backup left its slot: {left}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let killed: Vec<serde_json::Value> = serde_json::from_str(&ok(&mut setup.lifeboat(&[
+        "snapshots",
+        "--name",
+        "killed",
+        "--json",
+    ])))
+    .unwrap();
+    assert!(killed.len() < 3, "no kill landed before its backup ended: {}", killed.len());
+    pg.psql("postgres", "DROP TABLE bulk");
+
     ok(&mut setup.lifeboat(&["backup", "postgres-cluster", &copier, "--name", "main"]));
     ok(&mut setup.lifeboat(&["backup", "postgres-cluster", &pg.url("postgres"), "--name", "main"]));
     let listed: Vec<serde_json::Value> =
-        serde_json::from_str(&ok(&mut setup.lifeboat(&["snapshots", "--json"]))).unwrap();
+        serde_json::from_str(&ok(&mut setup.lifeboat(&["snapshots", "--name", "main", "--json"])))
+            .unwrap();
     let via: Vec<&str> =
         listed.iter().map(|s| s["metadata"]["via"].as_str().unwrap_or_default()).collect();
     assert_eq!(via, ["replication", "files"], "auto as the copier, then as the superuser");
