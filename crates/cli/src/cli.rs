@@ -349,7 +349,16 @@ pub struct RestoreArgs {
     /// Create the target when it must be created explicitly (a PostgreSQL database).
     #[arg(long)]
     pub create: bool,
-    /// Print the plan's steps and do nothing.
+    /// Restore only the rows this SQL condition selects (`tenant_id = 'X'`), following
+    /// foreign keys, merged into the live database; --dry-run prints the counts per table.
+    /// With --table, select only in those tables (rows they need still come along).
+    #[arg(long = "where", value_name = "CONDITION")]
+    pub predicate: Option<String>,
+    /// With --where: insert adds missing rows only; upsert also sets existing ones back;
+    /// replace makes the selection exactly as in the snapshot (upsert and replace need --force).
+    #[arg(long, value_parser = ["insert", "upsert", "replace"], requires = "predicate")]
+    pub mode: Option<String>,
+    /// Print the plan's steps (with --where: the counts) and do nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Print the report as JSON.

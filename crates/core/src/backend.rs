@@ -22,7 +22,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::drill::ScratchDrill;
-use crate::{Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot};
+use crate::{
+    Backup, Error, Kind, RestoreContext, RestoreOptions, RestorePlan, Result, RowSelection,
+    RowsReport, Snapshot,
+};
 
 /// What an option takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +99,10 @@ impl OptionSpec {
     /// follows. Backends whose restores recover from it declare it; the CLI fills it from the
     /// archive's history files (see `Repository::wal_needs`) when the user gave none.
     pub const TARGET_TIMELINE: &'static str = "target-timeline";
+
+    /// `table`: restore one table (PostgreSQL), or, with `--where`, select rows only in the
+    /// tables named.
+    pub const TABLE: &'static str = "table";
 
     /// Its key in a lifeboatd job (`changed-only` → `changed_only`).
     pub fn config_key(&self) -> String {
@@ -293,6 +300,27 @@ pub trait Backend: Send + Sync {
         options: &RestoreOptions,
         selection: &Options,
     ) -> Result<Box<dyn RestorePlan>>;
+
+    /// Restores the rows `selection` names from `snapshot` into the live database `to`,
+    /// following foreign keys, after a safety snapshot of it; with `dry_run` only counts.
+    /// Backends without tables keep the default, which refuses.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] by default; a backend's refusals (a predicate that names no
+    /// column, a schema that differs) and its failures, with the target unchanged.
+    async fn restore_rows(
+        &self,
+        ctx: &RestoreContext<'_>,
+        to: &str,
+        selection: &RowSelection,
+        dry_run: bool,
+    ) -> Result<RowsReport> {
+        let _ = (to, selection, dry_run);
+        Err(Error::Unsupported {
+            operation: "restoring selected rows (--where)".into(),
+            kind: ctx.snapshot.manifest().kind.clone(),
+        })
+    }
 
     /// Options its drills take (a server to restore into).
     fn drill_options(&self) -> Vec<OptionSpec> {
@@ -545,6 +573,22 @@ impl Registry {
             return Err(Error::Unsupported { operation: format!("restore --{option}"), kind });
         }
         backend.plan_restore(snapshot, to, options, selection).await
+    }
+
+    /// Restores the rows `selection` names from `ctx.snapshot` into `to` through the
+    /// snapshot kind's backend ([`Backend::restore_rows`]).
+    ///
+    /// # Errors
+    /// An unknown kind, a kind without tables, and the backend's refusals and failures.
+    pub async fn restore_rows(
+        &self,
+        ctx: &RestoreContext<'_>,
+        to: &str,
+        selection: &RowSelection,
+        dry_run: bool,
+    ) -> Result<RowsReport> {
+        let kind = ctx.snapshot.manifest().kind.clone();
+        self.get(&kind, "restore --where")?.restore_rows(ctx, to, selection, dry_run).await
     }
 
     /// The scratch restore for snapshots of `kind`.

@@ -37,6 +37,7 @@ pub mod producer;
 mod progress;
 mod restore;
 pub mod retention;
+mod rows;
 mod snapshot;
 mod verify;
 pub mod wal;
@@ -55,5 +56,6 @@ pub use restore::{
     SafetyNet, aside_name, existing_parent, is_safety_snapshot, parent_folder, remove_leftovers,
     shell_quote, sync_parent_folder, sync_tree, temp_prefix,
 };
+pub use rows::{MergeMode, RowSelection, RowsReport, TableChanges};
 pub use snapshot::Snapshot;
 pub use verify::{Check, Verifier, VerifyReport};

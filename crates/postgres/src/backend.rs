@@ -13,7 +13,7 @@ use crate::{MissingRoles, PostgresBackup, PostgresDrill, PostgresRestorePlan};
 pub struct PostgresBackend;
 
 const CONNECTIONS: &str = "connections";
-const TABLE: &str = "table";
+const TABLE: &str = OptionSpec::TABLE;
 const SCHEMA_ONLY: &str = "schema-only";
 const SKIP_MISSING_ROLES: &str = "skip-missing-roles";
 /// The drill option naming the server scratch databases are made on.

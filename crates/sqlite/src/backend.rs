@@ -5,7 +5,10 @@ use std::path::Path;
 use async_trait::async_trait;
 use lifeboat_core::backend::{Options, TargetCommand, TargetSpec, strip_scheme};
 use lifeboat_core::drill::ScratchDrill;
-use lifeboat_core::{Backend, Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot};
+use lifeboat_core::{
+    Backend, Backup, Error, Kind, RestoreContext, RestoreOptions, RestorePlan, Result,
+    RowSelection, RowsReport, Snapshot,
+};
 
 use crate::{SqliteBackup, SqliteDrill, SqliteRestorePlan};
 
@@ -57,6 +60,17 @@ impl Backend for SqliteBackend {
     ) -> Result<Box<dyn RestorePlan>> {
         let path = Path::new(strip_scheme(&Kind::SQLITE, to));
         Ok(Box::new(SqliteRestorePlan::new(snapshot, path, options)?))
+    }
+
+    async fn restore_rows(
+        &self,
+        ctx: &RestoreContext<'_>,
+        to: &str,
+        selection: &RowSelection,
+        dry_run: bool,
+    ) -> Result<RowsReport> {
+        let path = Path::new(strip_scheme(&Kind::SQLITE, to));
+        crate::restore_rows(ctx, path, selection, dry_run).await
     }
 
     fn drill(&self, _options: &Options) -> Result<Box<dyn ScratchDrill>> {

@@ -34,6 +34,7 @@ mod drill;
 mod error;
 mod inspect;
 mod restore;
+mod rows;
 
 pub use backend::SqliteBackend;
 pub use backup::{SqliteBackup, page_stream_available};
@@ -41,3 +42,4 @@ pub use drill::SqliteDrill;
 pub use error::SqliteError;
 pub use inspect::{SqliteMetadata, check_database, check_is_database, inspect};
 pub use restore::{NOTE, SqliteRestorePlan, UNVERIFIED_TAG, metadata_of};
+pub use rows::restore_rows;

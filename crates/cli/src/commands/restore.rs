@@ -2,8 +2,10 @@
 
 use std::process::ExitCode;
 
-use lifeboat_core::backend::Options;
-use lifeboat_core::{Registry, RestoreContext, RestoreOptions};
+use lifeboat_core::backend::{OptionSpec, Options};
+use lifeboat_core::{
+    MergeMode, Registry, RestoreContext, RestoreOptions, RowSelection, RowsReport,
+};
 
 use crate::cli::RestoreArgs;
 use crate::output::{human_bytes, print_json};
@@ -15,9 +17,23 @@ pub async fn run(
     args: RestoreArgs,
     selection: &Options,
 ) -> anyhow::Result<ExitCode> {
-    let RestoreArgs { snapshot, to, name, force, create, dry_run, json } = args;
+    let RestoreArgs { snapshot, to, name, force, create, predicate, mode, dry_run, json } = args;
     let repo = super::open_repo(url).await?;
     let snap = super::find(&repo, &snapshot, name.as_deref()).await?;
+    if let Some(predicate) = predicate {
+        let mode: MergeMode =
+            mode.as_deref().unwrap_or("insert").parse().map_err(anyhow::Error::msg)?;
+        let tables = selection.values(OptionSpec::TABLE).to_vec();
+        if let Some(other) = selection.names().find(|n| *n != OptionSpec::TABLE) {
+            return Err(lifeboat_core::Error::InvalidInput {
+                what: format!("--{other} does not go with --where"),
+                hint: "--where takes --table, --mode, --force, --dry-run and --json".into(),
+            }
+            .into());
+        }
+        let selection = RowSelection { predicate, tables, mode };
+        return restore_rows(&repo, registry, &snap, &to, selection, force, dry_run, json).await;
+    }
     let options =
         RestoreOptions { force, create, archive_fetch: super::archive_fetch(url, &repo)? };
     let selection = with_timeline(&repo, &snap, selection).await;
@@ -79,4 +95,61 @@ async fn with_timeline(
         selection.push(TIMELINE, timeline.to_string());
     }
     selection
+}
+
+/// `restore --where`: some rows merged into the live database.
+#[allow(clippy::too_many_arguments)]
+async fn restore_rows(
+    repo: &lifeboat_store::Repository,
+    registry: &Registry,
+    snap: &lifeboat_store::StoredSnapshot,
+    to: &str,
+    selection: RowSelection,
+    force: bool,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if selection.mode != MergeMode::Insert && !force && !dry_run {
+        return Err(lifeboat_core::Error::InvalidInput {
+            what: format!(
+                "--mode {} changes{} rows of the live database {to}",
+                selection.mode,
+                if selection.mode == MergeMode::Replace { " and deletes" } else { "" }
+            ),
+            hint: "add --force to confirm (a safety snapshot of it is taken first), or --dry-run to see the counts"
+                .into(),
+        }
+        .into());
+    }
+    let progress = CliProgress::new();
+    let ctx = RestoreContext { snapshot: snap, safety_net: repo, progress: &progress };
+    let report = registry.restore_rows(&ctx, to, &selection, dry_run).await?;
+    if json {
+        print_json(&report)?;
+    } else {
+        print_rows_report(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_rows_report(report: &RowsReport) {
+    let done = if report.dry_run { "would do (dry run, nothing changed)" } else { "did" };
+    println!(
+        "rows of snapshot {} where {} -> {}, mode {}: what it {done}",
+        report.snapshot.short(),
+        report.predicate,
+        report.target,
+        report.mode
+    );
+    let width = report.tables.iter().map(|t| t.table.len()).max().unwrap_or(0).max(5);
+    println!("  {:<width$} {:>8} {:>8} {:>8} {:>8}", "table", "add", "change", "delete", "keep");
+    for t in report.tables.iter().chain(std::iter::once(&report.total())) {
+        println!(
+            "  {:<width$} {:>8} {:>8} {:>8} {:>8}",
+            t.table, t.add, t.change, t.delete, t.keep
+        );
+    }
+    if let Some(safety) = report.safety_snapshot {
+        println!("safety snapshot {safety} holds what was at {} before", report.target);
+    }
 }

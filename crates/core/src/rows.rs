@@ -1,0 +1,160 @@
+//! Partial restores: some rows of a database snapshot, merged into the live database.
+//!
+//! A [`RowSelection`] names the rows (a predicate such as `tenant_id = 'X'`, optionally only
+//! in some tables) and how they are written ([`MergeMode`]). Backends that hold tables
+//! (SQLite, PostgreSQL) follow foreign keys from the selected rows, down to their children and
+//! up to the parents they need, and report per table what they add, change and delete
+//! ([`RowsReport`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::SnapshotId;
+
+/// How a partial restore writes the rows it selected into the live database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeMode {
+    /// Add the selected rows that are missing; never change a row that exists.
+    #[default]
+    Insert,
+    /// Also set the selected rows that exist to their snapshot values.
+    Upsert,
+    /// First delete the selection's current rows, then write the snapshot's: the selection
+    /// ends exactly as it was in the snapshot.
+    Replace,
+}
+
+impl MergeMode {
+    /// Its name on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeMode::Insert => "insert",
+            MergeMode::Upsert => "upsert",
+            MergeMode::Replace => "replace",
+        }
+    }
+}
+
+impl fmt::Display for MergeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MergeMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "insert" => Ok(MergeMode::Insert),
+            "upsert" => Ok(MergeMode::Upsert),
+            "replace" => Ok(MergeMode::Replace),
+            other => Err(format!("unknown mode {other:?}: use insert, upsert or replace")),
+        }
+    }
+}
+
+/// The rows a partial restore brings back and how it writes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowSelection {
+    /// A boolean SQL expression over columns, `tenant_id = 'X'`. It is checked by the
+    /// database's own parser against the snapshot's copy; the live database never runs it.
+    pub predicate: String,
+    /// Select only in these tables (rows they need along foreign keys still come along).
+    /// Empty: every table that has the columns the predicate names.
+    pub tables: Vec<String>,
+    /// How the rows are written.
+    pub mode: MergeMode,
+}
+
+/// What a partial restore does, or did, to one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TableChanges {
+    /// The table.
+    pub table: String,
+    /// Rows written that were missing.
+    pub add: u64,
+    /// Rows set back to their snapshot values.
+    pub change: u64,
+    /// Rows of the selection that are not in the snapshot, deleted (`replace` only).
+    pub delete: u64,
+    /// Rows of the selection left as they are: already equal, or (under `insert`) present.
+    pub keep: u64,
+}
+
+impl TableChanges {
+    /// Whether the table is written to at all.
+    pub fn writes(&self) -> bool {
+        self.add + self.change + self.delete > 0
+    }
+}
+
+/// What a partial restore did (or, on a dry run, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct RowsReport {
+    /// The live database written into.
+    pub target: String,
+    /// The snapshot the rows come from.
+    pub snapshot: SnapshotId,
+    /// The safety snapshot taken of the target before writing; none on a dry run.
+    pub safety_snapshot: Option<SnapshotId>,
+    /// The predicate.
+    pub predicate: String,
+    /// How the rows were written.
+    pub mode: MergeMode,
+    /// Whether this only counted.
+    pub dry_run: bool,
+    /// Per table with selected rows, in name order.
+    pub tables: Vec<TableChanges>,
+}
+
+impl RowsReport {
+    /// The sums over all tables.
+    pub fn total(&self) -> TableChanges {
+        self.tables.iter().fold(
+            TableChanges { table: "total".into(), ..Default::default() },
+            |t, c| TableChanges {
+                add: t.add + c.add,
+                change: t.change + c.change,
+                delete: t.delete + c.delete,
+                keep: t.keep + c.keep,
+                ..t
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_and_print_as_on_the_command_line() {
+        for mode in [MergeMode::Insert, MergeMode::Upsert, MergeMode::Replace] {
+            assert_eq!(mode.as_str().parse::<MergeMode>(), Ok(mode));
+        }
+        assert!("merge".parse::<MergeMode>().unwrap_err().contains("insert, upsert or replace"));
+    }
+
+    #[test]
+    fn the_total_sums_every_table() {
+        let report = RowsReport {
+            target: "t".into(),
+            snapshot: SnapshotId::of(b"x"),
+            safety_snapshot: None,
+            predicate: "p".into(),
+            mode: MergeMode::Replace,
+            dry_run: true,
+            tables: vec![
+                TableChanges { table: "a".into(), add: 1, change: 2, delete: 3, keep: 4 },
+                TableChanges { table: "b".into(), add: 10, change: 20, delete: 30, keep: 40 },
+            ],
+        };
+        let total = report.total();
+        assert_eq!((total.add, total.change, total.delete, total.keep), (11, 22, 33, 44));
+    }
+}

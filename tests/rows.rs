@@ -1,0 +1,377 @@
+//! One tenant's rows back without touching the others: `restore --where` on SQLite, on a
+//! multi-tenant schema with foreign keys, a composite key and a self-reference.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod util;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+use rusqlite::types::Value;
+use util::*;
+
+/// tenants ← users (self-referencing manager) ← orders (composite key) ← order_lines (no
+/// tenant column: reached only along the foreign key), plus a log without a key or a tenant.
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+CREATE TABLE tenants(id TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE users(
+  id INTEGER PRIMARY KEY,
+  tenant_id TEXT NOT NULL REFERENCES tenants(id),
+  email TEXT NOT NULL UNIQUE,
+  manager_id INTEGER REFERENCES users(id)
+);
+CREATE TABLE orders(
+  tenant_id TEXT NOT NULL REFERENCES tenants(id),
+  order_no INTEGER NOT NULL,
+  user_id INTEGER NOT NULL REFERENCES users(id),
+  total INTEGER NOT NULL,
+  PRIMARY KEY(tenant_id, order_no)
+);
+CREATE TABLE order_lines(
+  id INTEGER PRIMARY KEY,
+  order_tenant TEXT NOT NULL,
+  order_no INTEGER NOT NULL,
+  sku TEXT NOT NULL,
+  qty INTEGER NOT NULL,
+  FOREIGN KEY(order_tenant, order_no) REFERENCES orders(tenant_id, order_no) ON DELETE CASCADE
+);
+CREATE INDEX users_tenant ON users(tenant_id);
+CREATE INDEX lines_order ON order_lines(order_tenant, order_no);
+CREATE TABLE log(at INTEGER, note TEXT);
+";
+
+const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
+
+fn open(db: &Path) -> Connection {
+    let conn = Connection::open(db).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+    conn
+}
+
+fn make_db(db: &Path) {
+    let conn = open(db);
+    conn.execute_batch(SCHEMA).unwrap();
+    let mut user = 0;
+    let mut line = 0;
+    for (t, tenant) in TENANTS.iter().enumerate() {
+        conn.execute("INSERT INTO tenants VALUES (?1, ?2)", (tenant, format!("{tenant} inc")))
+            .unwrap();
+        let first = user + 1;
+        for u in 0..4 {
+            user += 1;
+            let manager = if u == 0 { None } else { Some(first) };
+            conn.execute(
+                "INSERT INTO users VALUES (?1, ?2, ?3, ?4)",
+                (user, tenant, format!("u{u}@{tenant}.example"), manager),
+            )
+            .unwrap();
+        }
+        for o in 1..=5 {
+            conn.execute(
+                "INSERT INTO orders VALUES (?1, ?2, ?3, ?4)",
+                (tenant, o, first + (o % 4), 100 * o + t as i64),
+            )
+            .unwrap();
+            for l in 0..3 {
+                line += 1;
+                conn.execute(
+                    "INSERT INTO order_lines VALUES (?1, ?2, ?3, ?4, ?5)",
+                    (line, tenant, o, format!("sku-{l}"), l + 1),
+                )
+                .unwrap();
+            }
+        }
+        conn.execute("INSERT INTO log VALUES (?1, ?2)", (t as i64, format!("{tenant} created")))
+            .unwrap();
+    }
+}
+
+/// What happens after the backup: acme loses its orders (and, by cascade, their lines),
+/// gains an order the snapshot does not have and renames a user; globex changes too.
+fn damage(db: &Path) {
+    let conn = open(db);
+    conn.execute_batch(
+        "DELETE FROM orders WHERE tenant_id = 'acme' AND order_no <= 3;
+         UPDATE orders SET total = total + 1 WHERE tenant_id = 'acme' AND order_no = 4;
+         INSERT INTO orders VALUES ('acme', 99, 1, 9999);
+         INSERT INTO order_lines VALUES (1000, 'acme', 99, 'sku-new', 7);
+         UPDATE users SET email = 'renamed@acme.example' WHERE id = 2;
+         UPDATE orders SET total = 0 WHERE tenant_id = 'globex';
+         UPDATE users SET email = 'boss@globex.example' WHERE id = 5;
+         INSERT INTO log VALUES (9, 'after the backup');",
+    )
+    .unwrap();
+}
+
+/// Every row of `sql`, each as one line.
+fn rows(db: &Path, sql: &str) -> Vec<String> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn.prepare(sql).unwrap();
+    let width = stmt.column_count();
+    stmt.query_map([], |r| {
+        Ok((0..width)
+            .map(|i| format!("{:?}", r.get::<_, Value>(i).unwrap()))
+            .collect::<Vec<_>>()
+            .join("|"))
+    })
+    .unwrap()
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap()
+}
+
+/// One tenant's rows in every table, in a fixed order.
+fn tenant_rows(db: &Path, tenant: &str) -> Vec<String> {
+    let mut all = Vec::new();
+    for (table, sql) in [
+        ("tenants", format!("SELECT * FROM tenants WHERE id = '{tenant}'")),
+        ("users", format!("SELECT * FROM users WHERE tenant_id = '{tenant}' ORDER BY id")),
+        ("orders", format!("SELECT * FROM orders WHERE tenant_id = '{tenant}' ORDER BY order_no")),
+        ("lines", format!("SELECT * FROM order_lines WHERE order_tenant = '{tenant}' ORDER BY id")),
+    ] {
+        all.extend(rows(db, &sql).into_iter().map(|r| format!("{table}: {r}")));
+    }
+    all
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    repo: String,
+    /// The snapshot restored whole, to compare with.
+    snapshot: PathBuf,
+    snap_id: String,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let repo = path.join("repo").display().to_string();
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
+    let db = path.join("app.db");
+    make_db(&db);
+    let out = ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db).arg("--json"));
+    let snap: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let snap_id = snap["id"].as_str().unwrap().to_string();
+    let snapshot = path.join("snapshot.db");
+    ok(lifeboat(&repo).args(["restore", &snap_id, "--to"]).arg(&snapshot));
+    std::fs::remove_file(&db).unwrap();
+    Setup { _dir: dir, dir: path, repo, snapshot, snap_id }
+}
+
+impl Setup {
+    /// A live database as it is after the damage, at a new path.
+    fn live(&self, name: &str) -> PathBuf {
+        let db = self.dir.join(name);
+        make_db(&db);
+        damage(&db);
+        db
+    }
+
+    fn restore(&self, db: &Path, args: &[&str]) -> std::process::Command {
+        let mut cmd = lifeboat(&self.repo);
+        cmd.args(["restore", &self.snap_id, "--to"]).arg(db).args(args);
+        cmd
+    }
+
+    fn counts(&self, db: &Path, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        serde_json::from_str(&ok(&mut self.restore(db, &args))).unwrap()
+    }
+}
+
+/// `{table: [add, change, delete, keep]}` of a report.
+fn per_table(report: &serde_json::Value) -> std::collections::BTreeMap<String, [u64; 4]> {
+    report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let n = |k: &str| t[k].as_u64().unwrap();
+            (
+                t["table"].as_str().unwrap().to_string(),
+                [n("add"), n("change"), n("delete"), n("keep")],
+            )
+        })
+        .collect()
+}
+
+fn others_unchanged(before: &[Vec<String>], db: &Path) {
+    for (tenant, rows) in TENANTS[1..].iter().zip(before) {
+        assert_eq!(&tenant_rows(db, tenant), rows, "tenant {tenant} was touched");
+    }
+}
+
+#[test]
+fn one_tenants_rows_come_back_in_each_mode_and_nobody_elses_change() {
+    let s = setup();
+    let acme = "tenant_id = 'acme'";
+
+    // insert: exactly the deleted rows come back; nothing that exists changes.
+    let db = s.live("insert.db");
+    let before_others: Vec<Vec<String>> =
+        TENANTS[1..].iter().map(|t| tenant_rows(&db, t)).collect();
+    let before_acme = tenant_rows(&db, "acme");
+    let log_before = rows(&db, "SELECT * FROM log ORDER BY rowid");
+    let dry = s.counts(&db, &["--where", acme, "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(tenant_rows(&db, "acme"), before_acme, "a dry run changed the database");
+    let planned = per_table(&dry);
+    assert_eq!(planned["orders"][0], 3, "{dry}");
+    assert_eq!(planned["order_lines"][0], 9, "{dry}");
+    assert_eq!(planned["users"][..3], [0, 0, 0], "{dry}");
+    let done = s.counts(&db, &["--where", acme]);
+    assert_eq!(per_table(&done), planned, "the run did not do what the dry run said");
+    assert!(done["safety_snapshot"].is_string(), "{done}");
+    let expected: Vec<String> = {
+        // The snapshot's acme rows, plus what insert must leave: the new order and its line,
+        // the renamed user, the changed total.
+        let mut rows = tenant_rows(&s.snapshot, "acme");
+        for r in &mut rows {
+            if r.starts_with("users: Integer(2)|") {
+                *r = r.replace("u1@acme.example", "renamed@acme.example");
+            }
+            if r.starts_with("orders: Text(\"acme\")|Integer(4)|") {
+                *r = r.replace("Integer(400)", "Integer(401)");
+            }
+        }
+        rows.push("orders: Text(\"acme\")|Integer(99)|Integer(1)|Integer(9999)".into());
+        rows.push(
+            "lines: Integer(1000)|Text(\"acme\")|Integer(99)|Text(\"sku-new\")|Integer(7)".into(),
+        );
+        rows.sort();
+        rows
+    };
+    let mut got = tenant_rows(&db, "acme");
+    got.sort();
+    assert_eq!(got, expected);
+    others_unchanged(&before_others, &db);
+    assert_eq!(
+        rows(&db, "SELECT * FROM log ORDER BY rowid"),
+        log_before,
+        "the log has no tenant column"
+    );
+    assert_eq!(sqlite3_integrity_check(&db), "ok");
+    // Run again: nothing left to add.
+    let again = per_table(&s.counts(&db, &["--where", acme]));
+    assert!(again.values().all(|c| c[..3] == [0, 0, 0]), "{again:?}");
+
+    // replace: acme ends exactly as in the snapshot.
+    let db = s.live("replace.db");
+    let before_others: Vec<Vec<String>> =
+        TENANTS[1..].iter().map(|t| tenant_rows(&db, t)).collect();
+    let unconfirmed = fails(&mut s.restore(&db, &["--where", acme, "--mode", "replace"]));
+    assert!(unconfirmed.contains("--force"), "{unconfirmed}");
+    let dry = s.counts(&db, &["--where", acme, "--mode", "replace", "--dry-run"]);
+    let planned = per_table(&dry);
+    assert_eq!(planned["orders"], [3, 1, 1, 1], "{dry}");
+    assert_eq!(planned["order_lines"], [9, 0, 1, 6], "{dry}");
+    assert_eq!(planned["users"], [0, 1, 0, 3], "{dry}");
+    let done = s.counts(&db, &["--where", acme, "--mode", "replace", "--force"]);
+    assert_eq!(per_table(&done), planned);
+    assert_eq!(tenant_rows(&db, "acme"), tenant_rows(&s.snapshot, "acme"));
+    others_unchanged(&before_others, &db);
+    let safety = done["safety_snapshot"].as_str().unwrap();
+    let snaps = snapshots(&s.repo);
+    let safety = snaps.iter().find(|x| x["id"] == safety).expect("the safety snapshot is listed");
+    assert_eq!(safety["tags"]["pre-restore"], s.snap_id);
+    assert_eq!(sqlite3_integrity_check(&db), "ok");
+    let fk = rows(&db, "PRAGMA foreign_key_check");
+    assert!(fk.is_empty(), "foreign keys broken: {fk:?}");
+
+    // upsert: the renamed user is set back, the new order stays.
+    let db = s.live("upsert.db");
+    let before_others: Vec<Vec<String>> =
+        TENANTS[1..].iter().map(|t| tenant_rows(&db, t)).collect();
+    let done = s.counts(&db, &["--where", acme, "--mode", "upsert", "--force"]);
+    let counted = per_table(&done);
+    assert_eq!(counted["users"], [0, 1, 0, 3], "{done}");
+    assert_eq!(counted["orders"], [3, 1, 0, 1], "{done}");
+    assert_eq!(rows(&db, "SELECT email FROM users WHERE id = 2"), ["Text(\"u1@acme.example\")"]);
+    assert_eq!(
+        rows(&db, "SELECT total FROM orders WHERE tenant_id = 'acme' AND order_no = 99"),
+        ["Integer(9999)"]
+    );
+    others_unchanged(&before_others, &db);
+}
+
+#[test]
+fn only_named_tables_are_selected_and_what_they_need_comes_along() {
+    let s = setup();
+    let db = s.live("tables.db");
+    // Only orders (and, down, their lines): the users they reference are parents, added
+    // when missing and never set back, so the renamed user stays renamed.
+    let done = s.counts(
+        &db,
+        &["--where", "tenant_id = 'acme'", "--table", "orders", "--mode", "upsert", "--force"],
+    );
+    let counted = per_table(&done);
+    assert_eq!(counted["orders"], [3, 1, 0, 1], "{done}");
+    assert_eq!(counted["order_lines"], [9, 0, 0, 6], "{done}");
+    assert_eq!(counted["users"][..3], [0, 0, 0], "{done}");
+    assert_eq!(
+        rows(&db, "SELECT email FROM users WHERE id = 2"),
+        ["Text(\"renamed@acme.example\")"]
+    );
+    assert_eq!(rows(&db, "SELECT count(*) FROM orders WHERE tenant_id = 'acme'"), ["Integer(6)"]);
+
+    // Deleted tenant: its row is a parent the selected rows need, and comes back with them.
+    let db = s.live("gone.db");
+    open(&db)
+        .execute_batch("DELETE FROM order_lines WHERE order_tenant = 'initech'; DELETE FROM orders WHERE tenant_id = 'initech'; UPDATE users SET manager_id = NULL WHERE tenant_id = 'initech'; DELETE FROM users WHERE tenant_id = 'initech'; DELETE FROM tenants WHERE id = 'initech';")
+        .unwrap();
+    let done = s.counts(&db, &["--where", "tenant_id = 'initech'"]);
+    assert_eq!(per_table(&done)["tenants"][0], 1, "{done}");
+    assert_eq!(tenant_rows(&db, "initech"), tenant_rows(&s.snapshot, "initech"));
+}
+
+#[test]
+fn bad_conditions_are_refused_and_the_target_is_untouched() {
+    let s = setup();
+    let db = s.live("refuse.db");
+    let before = std::fs::read(&db).unwrap();
+    let cases: [(&[&str], &str); 10] = [
+        (&["--where", "tenant_id ="], "not a condition SQLite accepts"),
+        (&["--where", "tenantid = 'acme'"], "names no column of any table"),
+        (&["--where", "1 = 1"], "names no column"),
+        (&["--where", "tenant_id = 'acme') OR (1 = 1"], "not a condition SQLite accepts"),
+        (
+            &["--where", "tenant_id = 'acme'); DROP TABLE users; --"],
+            "not a condition SQLite accepts",
+        ),
+        (&["--where", "tenant_id = 'acme')"], "closes a parenthesis it did not open"),
+        (&["--where", "tenant_id = 'ac''me' /* x"], "comment is never closed"),
+        (&["--where", "tenant_id = 'acme'", "--table", "nope"], "no such table"),
+        (&["--where", "tenant_id = 'acme'", "--table", "order_lines"], "lacks a column"),
+        (&["--where", "at = 1", "--mode", "upsert", "--force"], "no primary key"),
+    ];
+    for (args, says) in cases {
+        let err = fails(&mut s.restore(&db, args));
+        assert!(err.contains(says), "{args:?}: {err}");
+        let said: Vec<&str> = err.lines().filter(|l| !l.starts_with("restore ")).collect();
+        assert!(
+            said.len() == 2 && said[0].starts_with("error: ") && said[1].starts_with("hint: "),
+            "one line and a hint: {err}"
+        );
+    }
+    // A schema that moved on since the snapshot.
+    let moved = s.live("moved.db");
+    open(&moved).execute_batch("ALTER TABLE orders ADD COLUMN note TEXT").unwrap();
+    let err = fails(&mut s.restore(&moved, &["--where", "tenant_id = 'acme'"]));
+    assert!(err.contains("same columns"), "{err}");
+    // A row outside the selection in the way of replace.
+    let blocked = s.live("blocked.db");
+    open(&blocked).execute_batch("INSERT INTO users VALUES (13, 'acme', 'late@acme.example', NULL); UPDATE users SET manager_id = 13 WHERE id = 5;").unwrap();
+    let err = fails(
+        &mut s
+            .restore(&blocked, &["--where", "tenant_id = 'acme'", "--mode", "replace", "--force"]),
+    );
+    assert!(err.contains("outside the selection reference rows of users"), "{err}");
+    assert_eq!(rows(&blocked, "SELECT count(*) FROM users WHERE id = 13"), ["Integer(1)"]);
+    // Not there at all.
+    let err = fails(&mut s.restore(&s.dir.join("absent.db"), &["--where", "tenant_id = 'acme'"]));
+    assert!(err.contains("does not exist"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "a refused restore changed the target");
+    assert_eq!(rows(&db, "SELECT count(*) FROM users"), ["Integer(12)"]);
+}
