@@ -50,8 +50,14 @@ fn open(db: &Path) -> Connection {
 }
 
 fn make_db(db: &Path) {
+    make_db_sized(db, 5);
+}
+
+/// The schema with `orders` orders of three lines per tenant.
+fn make_db_sized(db: &Path, orders: i64) {
     let conn = open(db);
     conn.execute_batch(SCHEMA).unwrap();
+    conn.execute_batch("BEGIN").unwrap();
     let mut user = 0;
     let mut line = 0;
     for (t, tenant) in TENANTS.iter().enumerate() {
@@ -67,7 +73,7 @@ fn make_db(db: &Path) {
             )
             .unwrap();
         }
-        for o in 1..=5 {
+        for o in 1..=orders {
             conn.execute(
                 "INSERT INTO orders VALUES (?1, ?2, ?3, ?4)",
                 (tenant, o, first + (o % 4), 100 * o + t as i64),
@@ -85,6 +91,7 @@ fn make_db(db: &Path) {
         conn.execute("INSERT INTO log VALUES (?1, ?2)", (t as i64, format!("{tenant} created")))
             .unwrap();
     }
+    conn.execute_batch("COMMIT").unwrap();
 }
 
 /// What happens after the backup: acme loses its orders (and, by cascade, their lines),
@@ -94,8 +101,8 @@ fn damage(db: &Path) {
     conn.execute_batch(
         "DELETE FROM orders WHERE tenant_id = 'acme' AND order_no <= 3;
          UPDATE orders SET total = total + 1 WHERE tenant_id = 'acme' AND order_no = 4;
-         INSERT INTO orders VALUES ('acme', 99, 1, 9999);
-         INSERT INTO order_lines VALUES (1000, 'acme', 99, 'sku-new', 7);
+         INSERT INTO orders VALUES ('acme', 999999, 1, 9999);
+         INSERT INTO order_lines VALUES (10000000, 'acme', 999999, 'sku-new', 7);
          UPDATE users SET email = 'renamed@acme.example' WHERE id = 2;
          UPDATE orders SET total = 0 WHERE tenant_id = 'globex';
          UPDATE users SET email = 'boss@globex.example' WHERE id = 5;
@@ -236,9 +243,10 @@ fn one_tenants_rows_come_back_in_each_mode_and_nobody_elses_change() {
                 *r = r.replace("Integer(400)", "Integer(401)");
             }
         }
-        rows.push("orders: Text(\"acme\")|Integer(99)|Integer(1)|Integer(9999)".into());
+        rows.push("orders: Text(\"acme\")|Integer(999999)|Integer(1)|Integer(9999)".into());
         rows.push(
-            "lines: Integer(1000)|Text(\"acme\")|Integer(99)|Text(\"sku-new\")|Integer(7)".into(),
+            "lines: Integer(10000000)|Text(\"acme\")|Integer(999999)|Text(\"sku-new\")|Integer(7)"
+                .into(),
         );
         rows.sort();
         rows
@@ -290,7 +298,7 @@ fn one_tenants_rows_come_back_in_each_mode_and_nobody_elses_change() {
     assert_eq!(counted["orders"], [3, 1, 0, 1], "{done}");
     assert_eq!(rows(&db, "SELECT email FROM users WHERE id = 2"), ["Text(\"u1@acme.example\")"]);
     assert_eq!(
-        rows(&db, "SELECT total FROM orders WHERE tenant_id = 'acme' AND order_no = 99"),
+        rows(&db, "SELECT total FROM orders WHERE tenant_id = 'acme' AND order_no = 999999"),
         ["Integer(9999)"]
     );
     others_unchanged(&before_others, &db);
@@ -374,4 +382,73 @@ fn bad_conditions_are_refused_and_the_target_is_untouched() {
     assert!(err.contains("does not exist"), "{err}");
     assert_eq!(std::fs::read(&db).unwrap(), before, "a refused restore changed the target");
     assert_eq!(rows(&db, "SELECT count(*) FROM users"), ["Integer(12)"]);
+}
+
+#[test]
+fn kill_9_at_any_moment_leaves_the_target_whole_and_the_next_run_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
+    let db = dir.path().join("big.db");
+    make_db_sized(&db, 15_000);
+    let out = ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db).arg("--json"));
+    let id = serde_json::from_str::<serde_json::Value>(&out).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Most of acme's orders and lines go: the restore has much to write.
+    open(&db)
+        .execute_batch("DELETE FROM orders WHERE tenant_id = 'acme' AND order_no > 10")
+        .unwrap();
+    let damaged = std::fs::read(&db).unwrap();
+    let state =
+        |db: &Path| -> Vec<Vec<String>> { TENANTS.iter().map(|t| tenant_rows(db, t)).collect() };
+    let before = state(&db);
+    let restore = |db: &Path| {
+        let mut cmd = lifeboat(&repo);
+        cmd.args(["restore", &id, "--to"]).arg(db).args([
+            "--where",
+            "tenant_id = 'acme'",
+            "--mode",
+            "replace",
+            "--force",
+        ]);
+        cmd
+    };
+    let started = std::time::Instant::now();
+    ok(&mut restore(&db));
+    let whole_run = started.elapsed();
+    eprintln!("one partial restore of {id}: {whole_run:?}");
+    let after = state(&db);
+    assert_ne!(before, after);
+    let leftovers = |db: &Path| -> Vec<String> {
+        let stem = db.file_name().unwrap().to_string_lossy().to_string();
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with(&format!(".{stem}.lifeboat-")))
+            .collect()
+    };
+    for (i, fraction) in [0.15, 0.4, 0.6, 0.8, 0.95].into_iter().enumerate() {
+        let target = dir.path().join(format!("killed-{i}.db"));
+        std::fs::write(&target, &damaged).unwrap();
+        let mut child = restore(&target)
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole_run.mul_f64(fraction));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(sqlite3_integrity_check(&target), "ok", "kill at {fraction} of the run");
+        let now = state(&target);
+        assert!(
+            now == before || now == after,
+            "kill at {fraction} of the run left a mix of before and after"
+        );
+        // The next run removes what the killed one left and finishes the job.
+        ok(&mut restore(&target));
+        assert_eq!(state(&target), after, "after a kill at {fraction}");
+        assert_eq!(leftovers(&target), Vec::<String>::new(), "after a kill at {fraction}");
+    }
 }

@@ -12,9 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use lifeboat_core::backend::{OptionValue, Options};
-use lifeboat_core::{NoProgress, Registry, RestoreContext, RestoreOptions, Snapshot};
+use lifeboat_core::backend::{OptionSpec, OptionValue, Options};
+use lifeboat_core::{
+    MergeMode, NoProgress, Registry, RestoreContext, RestoreOptions, RowSelection, Snapshot,
+};
 use lifeboat_store::StoredSnapshot;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -455,6 +458,14 @@ struct RestoreRequest {
     create: bool,
     #[serde(default)]
     dry_run: bool,
+    /// Restore only the rows this SQL condition selects, merged into the live database.
+    #[serde(rename = "where")]
+    predicate: Option<String>,
+    /// With `where`: select only in these tables.
+    #[serde(default)]
+    tables: Vec<String>,
+    /// With `where`: `insert` (the default), `upsert` or `replace`.
+    mode: Option<String>,
     /// Every other field is a restore option of a backend by its job key (`include`,
     /// `table`, `schema_only`, `skip_missing_roles`, `settle`); others are refused.
     #[serde(flatten)]
@@ -468,11 +479,12 @@ fn selection(registry: &Registry, fields: &BTreeMap<String, Value>) -> ApiResult
     let mut options = Options::default();
     for (key, value) in fields {
         let Some(spec) = specs.iter().find(|s| s.config_key() == *key) else {
-            let known: Vec<String> = ["to", "confirm", "force", "create", "dry_run"]
-                .into_iter()
-                .map(String::from)
-                .chain(specs.iter().map(|s| s.config_key()))
-                .collect();
+            let known: Vec<String> =
+                ["to", "confirm", "force", "create", "dry_run", "where", "tables", "mode"]
+                    .into_iter()
+                    .map(String::from)
+                    .chain(specs.iter().map(|s| s.config_key()))
+                    .collect();
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!(
@@ -538,6 +550,9 @@ async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) 
             ),
         ));
     }
+    if let Some(predicate) = request.predicate.clone() {
+        return restore_rows(&d, &snap, &to, predicate, request, selection).await;
+    }
     let options =
         RestoreOptions { force: request.force, create: request.create, ..Default::default() };
     let plan = d.registry.plan_restore(&snap, &to, &options, &selection).await?;
@@ -570,6 +585,81 @@ async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) 
             detail: report.safety_snapshot.as_ref().map(|s| format!("safety snapshot {s}")),
             ..Outcome::default()
         },
+        Err(e) => Outcome {
+            snapshot: Some(snap.id().to_hex()),
+            error: Some(e.to_string()),
+            ..Outcome::default()
+        },
+    };
+    d.catalog.finish(run, &outcome)?;
+    d.refresh_view().await;
+    let report = result?;
+    Ok(Json(json!({ "run_id": run, "snapshot": snap.id().to_hex(), "report": report })))
+}
+
+/// A restore with `where`: the rows it selects, merged into the live database; a dry run
+/// answers with the counts per table, a real one needs `confirm` as any restore does.
+async fn restore_rows(
+    d: &Daemon,
+    snap: &lifeboat_store::StoredSnapshot,
+    to: &str,
+    predicate: String,
+    request: RestoreRequest,
+    selection: Options,
+) -> ApiResult {
+    let bad = |what: String, hint: &str| {
+        ApiError::new(StatusCode::BAD_REQUEST, what, Some(hint.to_string()))
+    };
+    let mode: MergeMode = request
+        .mode
+        .as_deref()
+        .unwrap_or("insert")
+        .parse()
+        .map_err(|e: String| bad(e, r#"send "mode": "insert", "upsert" or "replace""#))?;
+    let mut tables = request.tables;
+    tables.extend(selection.values(OptionSpec::TABLE).iter().cloned());
+    if let Some(other) = selection.names().find(|n| *n != OptionSpec::TABLE) {
+        return Err(bad(
+            format!("`{}` does not go with `where`", other.replace('-', "_")),
+            "a restore with where takes to, where, tables, mode, dry_run and confirm",
+        ));
+    }
+    let rows = RowSelection { predicate, tables, mode };
+    let ctx = RestoreContext { snapshot: snap, safety_net: &d.repo, progress: &NoProgress };
+    if request.dry_run {
+        let report = d.registry.restore_rows(&ctx, to, &rows, true).await?;
+        return Ok(Json(
+            json!({ "snapshot": snap.id().to_hex(), "to": to, "dry_run": true, "report": report }),
+        ));
+    }
+    if !request.confirm {
+        return Err(bad(
+            "a restore changes the target: confirmation required".into(),
+            r#"send "confirm": true after reviewing the counts (try "dry_run": true)"#,
+        ));
+    }
+    let name = snap.manifest().name.clone();
+    let run = d.catalog.start(&name, Operation::Restore, "api")?;
+    let result = d.registry.restore_rows(&ctx, to, &rows, false).await;
+    let outcome = match &result {
+        Ok(report) => {
+            let total = report.total();
+            Outcome {
+                snapshot: Some(snap.id().to_hex()),
+                detail: Some(format!(
+                    "rows where {}: {} added, {} changed, {} deleted{}",
+                    report.predicate,
+                    total.add,
+                    total.change,
+                    total.delete,
+                    report
+                        .safety_snapshot
+                        .map(|s| format!("; safety snapshot {s}"))
+                        .unwrap_or_default()
+                )),
+                ..Outcome::default()
+            }
+        }
         Err(e) => Outcome {
             snapshot: Some(snap.id().to_hex()),
             error: Some(e.to_string()),

@@ -80,3 +80,87 @@ async fn restore_fields_are_the_backends_restore_options() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_with_where_brings_back_one_tenants_rows_and_answers_with_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE orders(id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL, total INTEGER);
+         CREATE TABLE lines(id INTEGER PRIMARY KEY, order_id INTEGER REFERENCES orders(id), sku TEXT);
+         INSERT INTO orders VALUES (1, 'acme', 10), (2, 'acme', 20), (3, 'globex', 30);
+         INSERT INTO lines VALUES (1, 1, 'a'), (2, 2, 'b'), (3, 3, 'c');",
+    )
+    .unwrap();
+    let text = format!(
+        "repository = \"{}\"\nstate_dir = \"{}\"\ntokens = [\"{TOKEN}\"]\nallow_restore = true\n\n\
+         [[jobs]]\nname = \"app\"\nkind = \"sqlite\"\ntarget = \"{}\"\nschedule = \"every 1h\"\n",
+        dir.path().join("repo").display(),
+        dir.path().join("state").display(),
+        db.display(),
+    );
+    let registry = lifeboat::backends();
+    let env = BTreeMap::<String, String>::new();
+    let config = Config::parse(&text, Path::new("t.toml"), &env, &registry).unwrap();
+    let d = service::open(config, registry).await.unwrap();
+    let job = d.jobs["app"].job();
+    let outcomes = d
+        .repo
+        .backup_target(&d.registry, &job.spec, &BackupOptions::default(), &NoProgress, &mut |_| {})
+        .await
+        .unwrap();
+    let id = outcomes[0].result.as_ref().unwrap().id().to_hex();
+    conn.execute_batch(
+        "DELETE FROM lines WHERE order_id IN (1, 2); DELETE FROM orders WHERE tenant_id = 'acme';
+         UPDATE orders SET total = 0 WHERE tenant_id = 'globex';",
+    )
+    .unwrap();
+    let restore = |body: String| {
+        let app = lifeboat_daemon::api::router(d.clone());
+        let request = Request::post(format!("/api/backups/{id}/restore"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    let to = db.display().to_string();
+    let body = |extra: &str| format!(r#"{{"to":"{to}","where":"tenant_id = 'acme'"{extra}}}"#);
+    let adds = |answer: &Value| -> Vec<(String, u64)> {
+        answer["report"]["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["table"].as_str().unwrap().to_string(), t["add"].as_u64().unwrap()))
+            .collect()
+    };
+    let (status, dry) = restore(body(r#","dry_run":true"#)).await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!(adds(&dry), [("lines".to_string(), 2), ("orders".to_string(), 2)], "{dry}");
+    let (status, refused) = restore(body("")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(refused["hint"].as_str().unwrap().contains("confirm"), "{refused}");
+    let (status, refused) = restore(body(r#","mode":"merge","confirm":true"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT count(*) FROM orders"), 1, "a refused restore wrote rows");
+
+    let (status, done) = restore(body(r#","confirm":true"#)).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(adds(&done), adds(&dry));
+    assert!(done["report"]["safety_snapshot"].is_string(), "{done}");
+    assert!(done["run_id"].is_number(), "{done}");
+    assert_eq!(count("SELECT count(*) FROM orders WHERE tenant_id = 'acme'"), 2);
+    assert_eq!(count("SELECT count(*) FROM lines"), 3);
+    assert_eq!(
+        count("SELECT total FROM orders WHERE tenant_id = 'globex'"),
+        0,
+        "globex was touched"
+    );
+}
