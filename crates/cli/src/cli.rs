@@ -75,6 +75,30 @@ pub enum Command {
     },
     /// Restore a snapshot onto a target.
     Restore(RestoreArgs),
+    /// Write a database snapshot's rows as SQL, CSV or JSON lines: all, or what --where
+    /// selects (with the rows it needs along foreign keys).
+    Export {
+        /// Snapshot id, unique id prefix, or `latest` (with --name).
+        snapshot: String,
+        /// With `latest`: the snapshot name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only the rows this SQL condition selects (`tenant_id = 'X'`).
+        #[arg(long = "where", value_name = "CONDITION")]
+        predicate: Option<String>,
+        /// Only this table (repeatable); with --where, select only in it.
+        #[arg(long = "table", value_name = "TABLE")]
+        tables: Vec<String>,
+        /// sql: a dump `sqlite3 NEW.db < FILE` loads; csv, jsonl: one file per table.
+        #[arg(long, value_parser = ["sql", "csv", "jsonl"], default_value = "sql")]
+        format: String,
+        /// A folder for the files (created when missing), or - for standard output.
+        #[arg(long, value_name = "DIR", default_value = "-")]
+        out: String,
+        /// Print what was written as JSON (needs --out DIR).
+        #[arg(long)]
+        json: bool,
+    },
     /// Check snapshots: structure, or every byte with --read-data.
     Verify {
         /// Snapshot id, unique prefix or `latest`; all snapshots when omitted.

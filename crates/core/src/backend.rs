@@ -23,8 +23,8 @@ use async_trait::async_trait;
 
 use crate::drill::ScratchDrill;
 use crate::{
-    Backup, Error, Kind, RestoreContext, RestoreOptions, RestorePlan, Result, RowSelection,
-    RowsReport, Snapshot,
+    Backup, Error, ExportReport, ExportRequest, Kind, Progress, RestoreContext, RestoreOptions,
+    RestorePlan, Result, RowSelection, RowsReport, Snapshot,
 };
 
 /// What an option takes.
@@ -322,6 +322,24 @@ pub trait Backend: Send + Sync {
         })
     }
 
+    /// Writes the rows of `snapshot` that `request` names as SQL, CSV or JSON lines.
+    /// Backends without tables keep the default, which refuses.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] by default; a backend's refusals and failures.
+    async fn export(
+        &self,
+        snapshot: &dyn Snapshot,
+        request: &ExportRequest,
+        progress: &dyn Progress,
+    ) -> Result<ExportReport> {
+        let _ = (request, progress);
+        Err(Error::Unsupported {
+            operation: "export".into(),
+            kind: snapshot.manifest().kind.clone(),
+        })
+    }
+
     /// Options its drills take (a server to restore into).
     fn drill_options(&self) -> Vec<OptionSpec> {
         Vec::new()
@@ -589,6 +607,20 @@ impl Registry {
     ) -> Result<RowsReport> {
         let kind = ctx.snapshot.manifest().kind.clone();
         self.get(&kind, "restore --where")?.restore_rows(ctx, to, selection, dry_run).await
+    }
+
+    /// Exports rows of `snapshot` through its kind's backend ([`Backend::export`]).
+    ///
+    /// # Errors
+    /// An unknown kind, a kind without tables, and the backend's refusals and failures.
+    pub async fn export(
+        &self,
+        snapshot: &dyn Snapshot,
+        request: &ExportRequest,
+        progress: &dyn Progress,
+    ) -> Result<ExportReport> {
+        let kind = snapshot.manifest().kind.clone();
+        self.get(&kind, "export")?.export(snapshot, request, progress).await
     }
 
     /// The scratch restore for snapshots of `kind`.

@@ -56,6 +56,9 @@ pub use restore::{
     SafetyNet, aside_name, existing_parent, is_safety_snapshot, parent_folder, remove_leftovers,
     shell_quote, sync_parent_folder, sync_tree, temp_prefix,
 };
-pub use rows::{MergeMode, RowSelection, RowsReport, TableChanges};
+pub use rows::{
+    ExportFormat, ExportReport, ExportRequest, ExportTo, MergeMode, RowSelection, RowsReport,
+    TableChanges, TableExport,
+};
 pub use snapshot::Snapshot;
 pub use verify::{Check, Verifier, VerifyReport};

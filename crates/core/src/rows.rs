@@ -127,6 +127,90 @@ impl RowsReport {
     }
 }
 
+/// The format of an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// SQL statements the database's own shell loads as they are (`sqlite3 new.db < x.sql`).
+    Sql,
+    /// One CSV file per table, with a header row.
+    Csv,
+    /// One file per table, one JSON object per row.
+    Jsonl,
+}
+
+impl ExportFormat {
+    /// Its name on the command line, and the extension of its files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Sql => "sql",
+            ExportFormat::Csv => "csv",
+            ExportFormat::Jsonl => "jsonl",
+        }
+    }
+}
+
+impl FromStr for ExportFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sql" => Ok(ExportFormat::Sql),
+            "csv" => Ok(ExportFormat::Csv),
+            "jsonl" => Ok(ExportFormat::Jsonl),
+            other => Err(format!("unknown format {other:?}: use sql, csv or jsonl")),
+        }
+    }
+}
+
+/// Where an export goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportTo {
+    /// Standard output: the SQL dump, or the one table of a CSV or JSONL export.
+    Stdout,
+    /// A folder (created when missing): `NAME.sql`, or `TABLE.csv` / `TABLE.jsonl` per table.
+    /// Files already there are not overwritten.
+    Folder(std::path::PathBuf),
+}
+
+/// What to export from a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRequest {
+    /// Only the rows this condition selects, following foreign keys as a partial restore
+    /// does; `None`: every row.
+    pub predicate: Option<String>,
+    /// Only these tables (with a predicate: select only in these).
+    pub tables: Vec<String>,
+    /// The format.
+    pub format: ExportFormat,
+    /// Where it goes.
+    pub to: ExportTo,
+}
+
+/// Rows exported from one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableExport {
+    /// The table.
+    pub table: String,
+    /// Rows written.
+    pub rows: u64,
+    /// The file they went to; none on standard output.
+    pub file: Option<String>,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    /// The snapshot exported.
+    pub snapshot: SnapshotId,
+    /// The format.
+    pub format: ExportFormat,
+    /// The predicate, when rows were selected.
+    pub predicate: Option<String>,
+    /// Per table, in the order written.
+    pub tables: Vec<TableExport>,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use lifeboat_core::backend::{Options, TargetCommand, TargetSpec, strip_scheme};
 use lifeboat_core::drill::ScratchDrill;
 use lifeboat_core::{
-    Backend, Backup, Error, Kind, RestoreContext, RestoreOptions, RestorePlan, Result,
-    RowSelection, RowsReport, Snapshot,
+    Backend, Backup, Error, ExportReport, ExportRequest, Kind, Progress, RestoreContext,
+    RestoreOptions, RestorePlan, Result, RowSelection, RowsReport, Snapshot,
 };
 
 use crate::{SqliteBackup, SqliteDrill, SqliteRestorePlan};
@@ -71,6 +71,15 @@ impl Backend for SqliteBackend {
     ) -> Result<RowsReport> {
         let path = Path::new(strip_scheme(&Kind::SQLITE, to));
         crate::restore_rows(ctx, path, selection, dry_run).await
+    }
+
+    async fn export(
+        &self,
+        snapshot: &dyn Snapshot,
+        request: &ExportRequest,
+        progress: &dyn Progress,
+    ) -> Result<ExportReport> {
+        crate::export(snapshot, request, progress).await
     }
 
     fn drill(&self, _options: &Options) -> Result<Box<dyn ScratchDrill>> {

@@ -37,16 +37,16 @@ use crate::inspect::{check_is_database, open_existing};
 use crate::restore::{Durability, metadata_of, write_stream};
 
 /// `name` as an SQL identifier.
-fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// One table of a database, as far as a partial restore needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Table {
-    name: String,
+pub(crate) struct Table {
+    pub(crate) name: String,
     /// The columns a row is written with (generated and hidden columns left out).
-    columns: Vec<String>,
+    pub(crate) columns: Vec<String>,
     /// The primary key's columns in key order; empty for a rowid table without one.
     primary_key: Vec<String>,
     foreign_keys: Vec<ForeignKey>,
@@ -109,7 +109,7 @@ fn set_columns(table: &Table, alias: &str) -> String {
 }
 
 /// `(a.x, a.y)`, the row value of the key (plain for one column).
-fn key_tuple(table: &Table, alias: &str) -> String {
+pub(crate) fn key_tuple(table: &Table, alias: &str) -> String {
     format!("({})", table.key(alias).join(", "))
 }
 
@@ -124,7 +124,11 @@ fn same_values(table: &Table, a: &str, b: &str) -> String {
 }
 
 /// The tables of database `schema` on `conn`, by lowercase name.
-fn read_schema(conn: &Connection, schema: &str, path: &Path) -> Result<BTreeMap<String, Table>> {
+pub(crate) fn read_schema(
+    conn: &Connection,
+    schema: &str,
+    path: &Path,
+) -> Result<BTreeMap<String, Table>> {
     let err = |action| SqliteError::sqlite(action, path);
     let mut names = conn
         .prepare(&format!(
@@ -541,7 +545,7 @@ struct Counts {
 }
 
 /// The union of the snapshot's sets of `t`: selected rows and parents.
-fn snapshot_rows(t: &Table) -> String {
+pub(crate) fn snapshot_rows(t: &Table) -> String {
     format!(
         "(SELECT * FROM sel.{} UNION SELECT * FROM sel.{})",
         set_name("s", &t.name),
@@ -848,15 +852,38 @@ fn read_only_uri(path: &Path) -> Result<String> {
 }
 
 /// Files of one partial restore, in a scratch folder beside the target.
-struct Scratch {
+pub(crate) struct Scratch {
     _dir: tempfile::TempDir,
     /// The snapshot's copy.
-    copy: PathBuf,
+    pub(crate) copy: PathBuf,
     /// The snapshot's sets.
-    sets: PathBuf,
+    pub(crate) sets: PathBuf,
 }
 
-fn attach(conn: &Connection, file: &Path, schema: &str, path: &Path) -> Result<()> {
+impl Scratch {
+    /// Writes `snapshot` into `dir` (removed when the scratch is dropped) as the snapshot's
+    /// copy, beside an empty sets file.
+    pub(crate) async fn write(
+        snapshot: &dyn lifeboat_core::Snapshot,
+        dir: tempfile::TempDir,
+        progress: &dyn lifeboat_core::Progress,
+    ) -> Result<Scratch> {
+        let scratch = Scratch {
+            copy: dir.path().join("snapshot.db"),
+            sets: dir.path().join("selection.db"),
+            _dir: dir,
+        };
+        // Both exist before SQLite sees them: an empty file is an empty database, and the
+        // connections that attach them may not create files.
+        for file in [&scratch.copy, &scratch.sets] {
+            std::fs::File::create(file).map_err(|e| Error::io("creating", file, e))?;
+        }
+        write_stream(snapshot, &scratch.copy, progress, Durability::Scratch).await?;
+        Ok(scratch)
+    }
+}
+
+pub(crate) fn attach(conn: &Connection, file: &Path, schema: &str, path: &Path) -> Result<()> {
     let file = file
         .to_str()
         .ok_or_else(|| backend(format!("scratch path {} is not UTF-8", file.display())))?;
@@ -866,13 +893,13 @@ fn attach(conn: &Connection, file: &Path, schema: &str, path: &Path) -> Result<(
 }
 
 /// The snapshot side, worked out once on the scratch copy.
-struct Selected {
-    tables: BTreeMap<String, Table>,
+pub(crate) struct Selected {
+    pub(crate) tables: BTreeMap<String, Table>,
     applicable: BTreeSet<String>,
     seeded: BTreeSet<String>,
 }
 
-fn select_in_snapshot(scratch: &Scratch, selection: &RowSelection) -> Result<Selected> {
+pub(crate) fn select_in_snapshot(scratch: &Scratch, selection: &RowSelection) -> Result<Selected> {
     let conn = open_existing(&scratch.copy)?;
     let tables = read_schema(&conn, "main", &scratch.copy)?;
     let applicable = applicable_tables(&conn, &tables, &selection.predicate)?;
@@ -1123,17 +1150,7 @@ pub async fn restore_rows(
         .prefix(&lifeboat_core::temp_prefix(target))
         .tempdir_in(lifeboat_core::parent_folder(target))
         .map_err(|e| Error::io("creating a scratch folder beside", target, e))?;
-    let scratch = Scratch {
-        copy: dir.path().join("snapshot.db"),
-        sets: dir.path().join("selection.db"),
-        _dir: dir,
-    };
-    // Both exist before SQLite sees them: an empty file is an empty database, and the
-    // connections that attach them may not create files.
-    for file in [&scratch.copy, &scratch.sets] {
-        std::fs::File::create(file).map_err(|e| Error::io("creating", file, e))?;
-    }
-    write_stream(ctx.snapshot, &scratch.copy, ctx.progress, Durability::Scratch).await?;
+    let scratch = Scratch::write(ctx.snapshot, dir, ctx.progress).await?;
 
     let selection = selection.clone();
     let target_path = target.to_path_buf();

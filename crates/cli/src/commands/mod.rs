@@ -11,6 +11,7 @@ mod backup;
 mod cat;
 mod cleanup;
 mod drill;
+mod export;
 mod forget;
 mod init;
 mod key;
@@ -81,6 +82,10 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
                 json,
             };
             verify::run(&repo, registry, request).await
+        }
+        Command::Export { snapshot, name, predicate, tables, format, out, json } => {
+            let request = export::Request { snapshot, name, predicate, tables, format, out, json };
+            export::run(&repo, registry, request).await
         }
         Command::Cat { snapshot, name, out } => {
             cat::run(&repo, &snapshot, name.as_deref(), out.as_deref()).await
