@@ -284,9 +284,37 @@ fn one_tenants_rows_come_back_in_each_mode_and_nobody_elses_change() {
     let snaps = snapshots(&s.repo);
     let safety = snaps.iter().find(|x| x["id"] == safety).expect("the safety snapshot is listed");
     assert_eq!(safety["tags"]["pre-restore"], s.snap_id);
+    // No trigger, no cascading update: the safety snapshot holds acme's rows as they were,
+    // and restoring it the same way undoes the partial restore.
+    assert_eq!(done["safety_rows_only"], true, "{done}");
+    assert_eq!(safety["tags"]["rows"], acme);
     assert_eq!(sqlite3_integrity_check(&db), "ok");
     let fk = rows(&db, "PRAGMA foreign_key_check");
     assert!(fk.is_empty(), "foreign keys broken: {fk:?}");
+    let undo = ok(lifeboat(&s.repo)
+        .args(["restore", safety["id"].as_str().unwrap(), "--to"])
+        .arg(&db)
+        .args(["--where", acme, "--mode", "replace", "--force"]));
+    assert!(undo.contains("rows of snapshot"), "{undo}");
+    let mut now = tenant_rows(&db, "acme");
+    let mut was = tenant_rows(&s.live("was.db"), "acme");
+    now.sort();
+    was.sort();
+    assert_eq!(now, was, "undoing with the rows safety snapshot did not bring acme back as it was");
+    others_unchanged(&before_others, &db);
+
+    // A trigger on a written table could reach any row: the safety snapshot is then the
+    // whole database.
+    let db = s.live("trigger.db");
+    open(&db)
+        .execute_batch("CREATE TRIGGER stamp AFTER INSERT ON orders BEGIN INSERT INTO log VALUES (0, 'order'); END;")
+        .unwrap();
+    let done = s.counts(&db, &["--where", acme, "--mode", "replace", "--force"]);
+    assert_eq!(done["safety_rows_only"], false, "{done}");
+    let snaps = snapshots(&s.repo);
+    let safety = snaps.iter().find(|x| x["id"] == done["safety_snapshot"]).unwrap();
+    assert!(safety["tags"]["rows"].is_null(), "{safety}");
+    assert_eq!(safety["metadata"]["tables"]["log"], 4);
 
     // upsert: the renamed user is set back, the new order stays.
     let db = s.live("upsert.db");

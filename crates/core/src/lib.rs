@@ -57,8 +57,8 @@ pub use restore::{
     shell_quote, sync_parent_folder, sync_tree, temp_prefix,
 };
 pub use rows::{
-    ExportFormat, ExportReport, ExportRequest, ExportTo, MergeMode, RowSelection, RowsReport,
-    TableChanges, TableExport,
+    ExportFormat, ExportReport, ExportRequest, ExportTo, MergeMode, ROWS_TAG, RowSelection,
+    RowsReport, TableChanges, TableExport,
 };
 pub use snapshot::Snapshot;
 pub use verify::{Check, Verifier, VerifyReport};

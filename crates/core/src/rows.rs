@@ -13,6 +13,11 @@ use serde::Serialize;
 
 use crate::SnapshotId;
 
+/// The tag on a safety snapshot that holds only the rows a partial restore could change,
+/// not the whole database; its value is the condition that selected them. Restoring it with
+/// that condition in `replace` mode undoes the partial restore.
+pub const ROWS_TAG: &str = "rows";
+
 /// How a partial restore writes the rows it selected into the live database.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,6 +106,10 @@ pub struct RowsReport {
     pub snapshot: SnapshotId,
     /// The safety snapshot taken of the target before writing; none on a dry run.
     pub safety_snapshot: Option<SnapshotId>,
+    /// Whether the safety snapshot holds only the selection's rows as they were (tagged
+    /// [`ROWS_TAG`]): nothing else could change, no trigger or cascading update reaching
+    /// further. Otherwise it holds the whole database.
+    pub safety_rows_only: bool,
     /// The predicate.
     pub predicate: String,
     /// How the rows were written.
@@ -230,6 +239,7 @@ mod tests {
             target: "t".into(),
             snapshot: SnapshotId::of(b"x"),
             safety_snapshot: None,
+            safety_rows_only: false,
             predicate: "p".into(),
             mode: MergeMode::Replace,
             dry_run: true,

@@ -25,7 +25,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use lifeboat_core::{
-    Backup, Error, MergeMode, RestoreContext, Result, RowSelection, RowsReport, TableChanges, Tags,
+    Backup, Error, MergeMode, ROWS_TAG, RestoreContext, Result, RowSelection, RowsReport,
+    TableChanges, Tags,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
@@ -1072,6 +1073,91 @@ fn plan(
     Ok(counts)
 }
 
+/// Whether writing `involved` can change nothing but the selection's rows: no trigger on
+/// them, and no foreign key that carries an update of theirs on to other rows. (Deletes
+/// cascade only within the selection: `replace` refuses rows outside it that reference
+/// rows it deletes.) `live` is a connection whose `main` is the live database.
+fn reaches_only_the_selection(live: &Connection, involved: &[Table], path: &Path) -> Result<bool> {
+    let err = |e| -> Error { SqliteError::sqlite("reading the schema of", path)(e).into() };
+    let written: BTreeSet<String> = involved.iter().map(|t| t.name.to_lowercase()).collect();
+    let mut stmt = live
+        .prepare("SELECT type, tbl_name FROM main.sqlite_schema WHERE type IN ('trigger', 'table')")
+        .map_err(err)?;
+    let entries: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(err)?;
+    for (kind, table) in &entries {
+        if kind == "trigger" && written.contains(&table.to_lowercase()) {
+            debug!(
+                table,
+                "a trigger on a written table: the safety snapshot holds the whole database"
+            );
+            return Ok(false);
+        }
+        if kind != "table" {
+            continue;
+        }
+        let mut fks = live
+            .prepare("SELECT \"table\", on_update FROM pragma_foreign_key_list(?1)")
+            .map_err(err)?;
+        let carried: Vec<(String, String)> = fks
+            .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(err)?;
+        if carried.iter().any(|(parent, on_update)| {
+            written.contains(&parent.to_lowercase())
+                && !matches!(on_update.as_str(), "NO ACTION" | "RESTRICT")
+        }) {
+            debug!(
+                table,
+                "an update of a written table cascades: the safety snapshot holds the whole database"
+            );
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Writes the selection's current rows (the `temp` live sets of `live`) into a new database
+/// at `file`, whose tables are made by the live tables' own statements.
+fn write_rows_copy(live: &Connection, involved: &[Table], file: &Path, path: &Path) -> Result<()> {
+    let err =
+        |e| -> Error { SqliteError::sqlite("copying the selection's rows of", path)(e).into() };
+    {
+        let copy = Connection::open(file).map_err(SqliteError::sqlite("creating", file))?;
+        for t in involved {
+            let sql: String = live
+                .query_row(
+                    "SELECT sql FROM main.sqlite_schema WHERE type = 'table' AND name = ?1",
+                    [&t.name],
+                    |r| r.get(0),
+                )
+                .map_err(err)?;
+            copy.execute_batch(&sql).map_err(SqliteError::sqlite("creating a table in", file))?;
+        }
+    }
+    // The copy holds a part of the database: its rows may reference rows it does not hold.
+    live.execute_batch("PRAGMA foreign_keys = OFF").map_err(err)?;
+    attach(live, file, "keep", path)?;
+    for t in involved {
+        let cols = t.columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+        let name = ident(&t.name);
+        live.execute(
+            &format!(
+                "INSERT INTO keep.{name}({cols}) SELECT {cols} FROM main.{name} \
+                 WHERE {} IN (SELECT * FROM temp.{})",
+                key_tuple(t, &format!("main.{name}")),
+                set_name("l", &t.name)
+            ),
+            [],
+        )
+        .map_err(err)?;
+    }
+    live.execute_batch("DETACH keep").map_err(err)?;
+    Ok(())
+}
+
 /// Copies the `temp` live sets of `from` into `temp` tables of `to` (the writing connection,
 /// which cannot attach anything inside its transaction).
 fn copy_live_sets(
@@ -1166,6 +1252,7 @@ pub async fn restore_rows(
         target: target.display().to_string(),
         snapshot: ctx.snapshot.id(),
         safety_snapshot: safety,
+        safety_rows_only: false,
         predicate: predicate.clone(),
         mode,
         dry_run,
@@ -1190,15 +1277,33 @@ pub async fn restore_rows(
         Ok(conn)
     })
     .await?;
-    let source = SqliteBackup::new(target);
-    let safety = ctx.save_safety(&source, &source.default_name(), Tags::new()).await?;
-    info!(safety = %safety, target = %target.display(), "safety snapshot taken");
+    // Under the lock: the selection's current rows, and whether they are all it can change.
+    let target_path = target.to_path_buf();
+    let rows_copy = scratch.copy.with_file_name("safety.db");
+    let (scratch, selection, snap, writer, involved, rows_only) = blocking(move || -> Result<_> {
+        let (live, involved) = select_in_target(&target_path, &scratch, &selection, &snap)?;
+        copy_live_sets(&live, &writer, &snap.tables, &target_path)?;
+        let rows_only = reaches_only_the_selection(&live, &involved, &target_path)?;
+        if rows_only {
+            write_rows_copy(&live, &involved, &rows_copy, &target_path)?;
+        }
+        Ok((scratch, selection, snap, writer, involved, rows_only))
+    })
+    .await?;
+    let name = SqliteBackup::new(target).default_name();
+    let safety = if rows_only {
+        let tags = Tags::from([(ROWS_TAG.to_string(), selection.predicate.clone())]);
+        let source = SqliteBackup::new(scratch.copy.with_file_name("safety.db"));
+        ctx.save_safety(&source, &name, tags).await?
+    } else {
+        ctx.save_safety(&SqliteBackup::new(target), &name, Tags::new()).await?
+    };
+    info!(safety = %safety, target = %target.display(), rows_only, "safety snapshot taken");
 
     let target_path = target.to_path_buf();
     let tables = blocking(move || -> Result<Vec<TableChanges>> {
-        let (live, involved) = select_in_target(&target_path, &scratch, &selection, &snap)?;
-        copy_live_sets(&live, &writer, &snap.tables, &target_path)?;
-        drop(live);
+        let _scratch = scratch;
+        let _ = &snap;
         let result = (|| -> Result<Vec<TableChanges>> {
             let planned = plan(&writer, &involved, &snap.tables, selection.mode, &target_path)?;
             let mut done = Vec::new();
@@ -1240,5 +1345,5 @@ pub async fn restore_rows(
             other => backend(format!("{other}; {kept}")),
         }
     })?;
-    Ok(report(tables, Some(safety)))
+    Ok(RowsReport { safety_rows_only: rows_only, ..report(tables, Some(safety)) })
 }

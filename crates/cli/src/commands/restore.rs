@@ -149,7 +149,17 @@ fn print_rows_report(report: &RowsReport) {
             t.table, t.add, t.change, t.delete, t.keep
         );
     }
-    if let Some(safety) = report.safety_snapshot {
-        println!("safety snapshot {safety} holds what was at {} before", report.target);
+    match report.safety_snapshot {
+        Some(safety) if report.safety_rows_only => println!(
+            "safety snapshot {safety} holds the rows this could change, as they were \
+             (undo: lifeboat restore {} --to {} --where {} --mode replace --force)",
+            safety.short(),
+            lifeboat_core::shell_quote(&report.target),
+            lifeboat_core::shell_quote(&report.predicate)
+        ),
+        Some(safety) => {
+            println!("safety snapshot {safety} holds what was at {} before", report.target)
+        }
+        None => {}
     }
 }
