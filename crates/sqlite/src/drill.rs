@@ -8,7 +8,7 @@ use lifeboat_core::drill::{
 use lifeboat_core::{Check, Kind, NoProgress, Result, Snapshot};
 use rusqlite::Connection;
 
-use crate::inspect::check_database;
+use crate::inspect::check_private_copy;
 use crate::restore::{Durability, metadata_of, write_stream};
 
 /// Drills SQLite snapshots.
@@ -62,7 +62,7 @@ impl ScratchDrill for SqliteDrill {
         }
         let expect = expect.clone();
         let checks = tokio::task::spawn_blocking(move || {
-            let mut checks = check_database(&path, Some(&expected));
+            let mut checks = check_private_copy(&path, Some(&expected));
             checks.extend(expectations(&path, &expect));
             checks
         })

@@ -177,19 +177,54 @@ pub fn inspect(
 /// read-only connection to a WAL-mode file cannot remove the `-wal` and `-shm` files it makes,
 /// and they would be left beside the checked file.
 pub fn check_database(path: &Path, expected: Option<&SqliteMetadata>) -> Vec<Check> {
+    check(path, expected, Access::Shared)
+}
+
+/// As [`check_database`], for a file only lifeboat has open (a restore's temporary copy, a
+/// drill's scratch file): it is read through a memory map, which spares a system call per
+/// page read (`integrity_check` of 500 MiB: 3.6 s → 2.2 s). Never for a file an application
+/// may open: one that shrinks it (`VACUUM`) while it is mapped would kill this process with
+/// SIGBUS.
+pub fn check_private_copy(path: &Path, expected: Option<&SqliteMetadata>) -> Vec<Check> {
+    check(path, expected, Access::Private)
+}
+
+/// Who may have a checked file open besides lifeboat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Nobody: map it.
+    Private,
+    /// Anyone: read it with plain reads.
+    Shared,
+}
+
+/// The largest memory map SQLite builds take (`SQLITE_MAX_MMAPSIZE`'s default); beyond it
+/// pages are read as usual.
+const MAP_BYTES: i64 = 0x7fff_0000;
+
+fn open_for(path: &Path, access: Access) -> Result<Connection, SqliteError> {
+    let conn = open_existing(path)?;
+    if access == Access::Private {
+        conn.pragma_update(None, "mmap_size", MAP_BYTES)
+            .map_err(SqliteError::sqlite("configuring", path))?;
+    }
+    Ok(conn)
+}
+
+fn check(path: &Path, expected: Option<&SqliteMetadata>, access: Access) -> Vec<Check> {
     let mut checks = Vec::new();
     // integrity_check and the row counts each read the whole file; on two connections they
     // run side by side.
     let (integrity, inspected) = std::thread::scope(|scope| {
         let integrity = scope.spawn(|| {
-            open_existing(path).map_err(|e| e.to_string()).and_then(|conn| {
+            open_for(path, access).map_err(|e| e.to_string()).and_then(|conn| {
                 conn.prepare("PRAGMA integrity_check")
                     .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
                     .map_err(|e: rusqlite::Error| e.to_string())
             })
         });
         let inspected = expected.map(|expected| {
-            open_existing(path)
+            open_for(path, access)
                 .and_then(|conn| inspect(&conn, path, &expected.journal_mode))
                 .map_err(|e| e.to_string())
         });

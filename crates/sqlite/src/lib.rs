@@ -42,6 +42,6 @@ pub use backup::{SqliteBackup, page_stream_available};
 pub use drill::SqliteDrill;
 pub use error::SqliteError;
 pub use export::export;
-pub use inspect::{SqliteMetadata, check_database, check_is_database, inspect};
+pub use inspect::{SqliteMetadata, check_database, check_is_database, check_private_copy, inspect};
 pub use restore::{NOTE, SqliteRestorePlan, UNVERIFIED_TAG, metadata_of};
 pub use rows::restore_rows;

@@ -27,7 +27,8 @@ use tracing::{debug, info, warn};
 use crate::backup::{RawCopy, RawMetadata, SqliteBackup, copy_all_pages};
 use crate::error::{SqliteError, backend};
 use crate::inspect::{
-    SqliteMetadata, check_database, check_is_database, damage, file_mode, open_existing,
+    SqliteMetadata, check_database, check_is_database, check_private_copy, damage, file_mode,
+    open_existing,
 };
 
 /// Reads the SQLite metadata out of a manifest.
@@ -231,10 +232,22 @@ async fn background_sync_result(
         .map_err(|e| Error::io("syncing", path, e))
 }
 
-async fn checked(path: PathBuf, expected: SqliteMetadata, subject: String) -> Result<Vec<Check>> {
-    let checks = tokio::task::spawn_blocking(move || check_database(&path, Some(&expected)))
-        .await
-        .map_err(|e| backend(format!("check task failed: {e}")))?;
+/// Checks the file at `path`: `private` when only lifeboat has it open (a temporary copy).
+async fn checked(
+    path: PathBuf,
+    expected: SqliteMetadata,
+    subject: String,
+    private: bool,
+) -> Result<Vec<Check>> {
+    let checks = tokio::task::spawn_blocking(move || {
+        if private {
+            check_private_copy(&path, Some(&expected))
+        } else {
+            check_database(&path, Some(&expected))
+        }
+    })
+    .await
+    .map_err(|e| backend(format!("check task failed: {e}")))?;
     let failures: Vec<String> =
         checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
     if failures.is_empty() {
@@ -430,7 +443,9 @@ impl RestorePlan for SqliteRestorePlan {
                 sync_folder(&self.target);
                 let subject =
                     format!("{} opened at its final path after the restore", self.target.display());
-                checks = match checked(self.target.clone(), self.expected.clone(), subject).await {
+                checks = match checked(self.target.clone(), self.expected.clone(), subject, false)
+                    .await
+                {
                     Ok(checks) => checks,
                     Err(e) => {
                         // Nothing was here before: leave nothing unverified behind.
@@ -444,7 +459,7 @@ impl RestorePlan for SqliteRestorePlan {
                 // The live database is written into only from a copy that passed the checks.
                 let subject = format!("the restored copy of snapshot {}", self.snapshot.short());
                 drop(file);
-                checked(temp.path().to_path_buf(), self.expected.clone(), subject).await?;
+                checked(temp.path().to_path_buf(), self.expected.clone(), subject, true).await?;
                 let (source, target) = (temp.path().to_path_buf(), self.target.clone());
                 let copied =
                     tokio::task::spawn_blocking(move || -> std::result::Result<(), SqliteError> {
@@ -483,7 +498,8 @@ impl RestorePlan for SqliteRestorePlan {
                     "{} after the restore (the pre-restore snapshot holds what was there)",
                     self.target.display()
                 );
-                checks = checked(self.target.clone(), self.expected.clone(), subject).await?;
+                checks =
+                    checked(self.target.clone(), self.expected.clone(), subject, false).await?;
             }
         }
         checks.extend(notes.into_iter().map(|n| Check::pass(NOTE, n)));
