@@ -124,7 +124,8 @@ impl Repository {
     }
 
     /// Removes every maintenance lease generation, whoever holds it (`lifeboat unlock`), and
-    /// expired backup leases. Returns what was removed.
+    /// the backup leases that are expired or whose holder on this host is gone. Returns
+    /// what was removed.
     ///
     /// # Errors
     /// Store errors.
@@ -141,7 +142,7 @@ impl Repository {
         }
         let now = Utc::now();
         for (key, info) in self.backup_leases().await? {
-            if !info.is_live(now) {
+            if !info.is_live(now) || info.holder_gone() {
                 self.delete_key(&key).await?;
                 removed.push(info);
             }

@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use lifeboat_core::{ChunkId, Digest};
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::crypt::Domain;
 use crate::error::{Result, StoreError};
@@ -236,14 +236,22 @@ impl Repository {
                 ));
                 continue;
             }
-            // (3) No backup that may have loaded the old index is still running.
-            let blockers: Vec<String> = self
-                .backup_leases()
-                .await?
-                .into_iter()
-                .filter(|(_, l)| l.is_live(now) && l.acquired <= mark.index_clean_at)
-                .map(|(_, l)| format!("{} on {} (pid {})", l.operation, l.host, l.pid))
-                .collect();
+            // (3) No backup that may have loaded the old index is still running. One whose
+            // process on this host is gone (killed) is not: its lease goes.
+            let mut blockers = Vec::new();
+            for (lease_key, l) in self.backup_leases().await? {
+                if !l.is_live(now) || l.acquired > mark.index_clean_at {
+                    continue;
+                }
+                if l.holder_gone() {
+                    warn!(operation = %l.operation, pid = l.pid, "the backup that holds this lease is gone (killed): it no longer holds up the prune");
+                    if !options.dry_run {
+                        self.delete_key(&lease_key).await?;
+                    }
+                    continue;
+                }
+                blockers.push(format!("{} on {} (pid {})", l.operation, l.host, l.pid));
+            }
             if !blockers.is_empty() {
                 report
                     .waiting

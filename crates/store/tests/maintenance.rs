@@ -123,6 +123,48 @@ async fn a_dead_local_holders_lease_is_taken_over_at_once(store: Arc<dyn ObjectS
     taken.release().await.unwrap();
 }
 
+/// A backup killed on this host leaves its shared lease behind, live for its TTL. Prune no
+/// longer waits for it (its process is known gone) and removes it; a backup lease of another
+/// host still holds the sweep up.
+async fn a_killed_backups_lease_does_not_hold_up_prune(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store, "t").await.unwrap();
+    let old = repo
+        .backup(&source("x", random(2 << 20, 9)), &BackupOptions::default(), &NoProgress)
+        .await
+        .unwrap();
+    repo.forget(&[old.id()]).await.unwrap();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .expect("this test needs /proc/sys/kernel/random/boot_id")
+        .trim()
+        .to_string();
+    let put_lease = |owner: &str, host: String| {
+        let now = chrono::Utc::now();
+        let body = serde_json::json!({
+            "owner": owner, "host": host, "pid": dead, "boot_id": boot,
+            "operation": "backup x", "acquired": now - chrono::Duration::minutes(5),
+            "expires": now + chrono::Duration::minutes(5),
+        });
+        let key = object_store::path::Path::from(format!("locks/backups/{owner}"));
+        let repo = repo.clone();
+        async move {
+            repo.put_bytes(&key, Bytes::from(serde_json::to_vec(&body).unwrap())).await.unwrap()
+        }
+    };
+    put_lease("elsewhere", "another-host".into()).await;
+    let report = repo.prune(&now_prune()).await.unwrap();
+    assert_eq!(report.deleted, 0, "deleted under another host's running backup: {report:?}");
+    assert!(report.waiting.iter().any(|w| w.contains("another-host")), "{:?}", report.waiting);
+    repo.delete_key(&object_store::path::Path::from("locks/backups/elsewhere")).await.unwrap();
+
+    put_lease("killed", lifeboat_store::host_name()).await;
+    let report = repo.prune(&now_prune()).await.unwrap();
+    assert!(report.deleted > 0, "a killed backup's lease held up the prune: {report:?}");
+    assert!(repo.backup_leases().await.unwrap().is_empty(), "the dead lease is still there");
+}
+
 async fn prune_frees_only_unreferenced_data(store: Arc<dyn ObjectStore>) {
     let repo = Repository::init_store(store, "t").await.unwrap();
     let a = repo
@@ -506,6 +548,7 @@ lifeboat_testkit::for_each_store!(
     lease_is_exclusive,
     expired_lease_is_taken_over,
     a_dead_local_holders_lease_is_taken_over_at_once,
+    a_killed_backups_lease_does_not_hold_up_prune,
     prune_frees_only_unreferenced_data,
     sweep_waits_for_running_backups_and_revives,
     repacks_mostly_garbage_packs,
