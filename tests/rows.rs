@@ -595,3 +595,54 @@ fn one_tenants_rows_export_as_sql_csv_and_json_lines() {
         ok(lifeboat(&s.repo).args(["export", &s.snap_id, "--table", "tenants", "--format", "csv"]));
     assert_eq!(csv, "id,name\nacme,acme inc\nglobex,globex inc\ninitech,initech inc\n");
 }
+
+#[test]
+fn a_row_whose_key_another_tenant_now_holds_is_reported_not_silently_kept() {
+    let s = setup();
+    let db = s.live("taken.db");
+    // Line 5 was acme's (cascaded away with its order); globex has taken its id since.
+    open(&db).execute_batch("INSERT INTO order_lines VALUES (5, 'globex', 1, 'sku-9', 1)").unwrap();
+    let globex_before = tenant_rows(&db, "globex");
+    let done = s.counts(&db, &["--where", "tenant_id = 'acme'"]);
+    let lines =
+        done["tables"].as_array().unwrap().iter().find(|t| t["table"] == "order_lines").unwrap();
+    assert_eq!(
+        (lines["add"].as_u64(), lines["held_elsewhere"].as_u64()),
+        (Some(8), Some(1)),
+        "{done}"
+    );
+    assert_eq!(tenant_rows(&db, "globex"), globex_before, "globex's line was touched");
+    let text =
+        ok(&mut s
+            .restore(&s.live("taken-text.db"), &["--where", "tenant_id = 'acme'", "--dry-run"]));
+    assert!(!text.contains("were not brought back"), "{text}");
+    let db = s.live("taken-again.db");
+    open(&db).execute_batch("INSERT INTO order_lines VALUES (5, 'globex', 1, 'sku-9', 1)").unwrap();
+    let text = ok(&mut s.restore(&db, &["--where", "tenant_id = 'acme'", "--dry-run"]));
+    assert!(text.contains("1 rows of order_lines were not brought back"), "{text}");
+    // replace refuses rather than overwrite globex's row.
+    let err = fails(
+        &mut s.restore(&db, &["--where", "tenant_id = 'acme'", "--mode", "replace", "--force"]),
+    );
+    assert!(err.contains("rows outside the selection now hold"), "{err}");
+}
+
+#[test]
+fn kinds_without_rows_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
+    let files = dir.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("a.txt"), "a").unwrap();
+    ok(lifeboat(&repo).args(["backup", "dir"]).arg(&files));
+    let to = format!("dir:{}", dir.path().join("out").display());
+    let err = fails(
+        lifeboat(&repo)
+            .args(["restore", "latest", "--name", "files", "--to", &to, "--where", "x = 1"]),
+    );
+    assert!(err.contains("dir snapshots cannot restore selected rows"), "{err}");
+    let err = fails(lifeboat(&repo).args(["export", "latest", "--name", "files"]));
+    assert!(err.contains("cannot be exported as rows") && err.contains("lifeboat cat"), "{err}");
+    assert!(!dir.path().join("out").exists());
+}

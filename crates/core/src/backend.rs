@@ -316,9 +316,10 @@ pub trait Backend: Send + Sync {
         dry_run: bool,
     ) -> Result<RowsReport> {
         let _ = (to, selection, dry_run);
-        Err(Error::Unsupported {
-            operation: "restoring selected rows (--where)".into(),
-            kind: ctx.snapshot.manifest().kind.clone(),
+        let kind = ctx.snapshot.manifest().kind.clone();
+        Err(Error::InvalidInput {
+            what: format!("{kind} snapshots cannot restore selected rows (--where)"),
+            hint: "restore the whole snapshot to a new target and take the rows from there".into(),
         })
     }
 
@@ -334,9 +335,10 @@ pub trait Backend: Send + Sync {
         progress: &dyn Progress,
     ) -> Result<ExportReport> {
         let _ = (request, progress);
-        Err(Error::Unsupported {
-            operation: "export".into(),
-            kind: snapshot.manifest().kind.clone(),
+        let kind = snapshot.manifest().kind.clone();
+        Err(Error::InvalidInput {
+            what: format!("{kind} snapshots cannot be exported as rows"),
+            hint: "`lifeboat cat` writes any snapshot's stream as it was captured".into(),
         })
     }
 

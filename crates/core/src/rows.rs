@@ -88,6 +88,9 @@ pub struct TableChanges {
     pub delete: u64,
     /// Rows of the selection left as they are: already equal, or (under `insert`) present.
     pub keep: u64,
+    /// Rows of the snapshot's selection not brought back because a row outside the
+    /// selection now holds their key (another tenant's, say); `replace` refuses instead.
+    pub held_elsewhere: u64,
 }
 
 impl TableChanges {
@@ -130,6 +133,7 @@ impl RowsReport {
                 change: t.change + c.change,
                 delete: t.delete + c.delete,
                 keep: t.keep + c.keep,
+                held_elsewhere: t.held_elsewhere + c.held_elsewhere,
                 ..t
             },
         )
@@ -244,11 +248,26 @@ mod tests {
             mode: MergeMode::Replace,
             dry_run: true,
             tables: vec![
-                TableChanges { table: "a".into(), add: 1, change: 2, delete: 3, keep: 4 },
-                TableChanges { table: "b".into(), add: 10, change: 20, delete: 30, keep: 40 },
+                TableChanges {
+                    table: "a".into(),
+                    add: 1,
+                    change: 2,
+                    delete: 3,
+                    keep: 4,
+                    held_elsewhere: 0,
+                },
+                TableChanges {
+                    table: "b".into(),
+                    add: 10,
+                    change: 20,
+                    delete: 30,
+                    keep: 40,
+                    held_elsewhere: 5,
+                },
             ],
         };
         let total = report.total();
         assert_eq!((total.add, total.change, total.delete, total.keep), (11, 22, 33, 44));
+        assert_eq!(total.held_elsewhere, 5);
     }
 }

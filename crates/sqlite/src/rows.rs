@@ -623,11 +623,12 @@ fn table_counts(conn: &Connection, t: &Table, mode: MergeMode, path: &Path) -> R
         ),
         path,
     )?;
+    c.changes.held_elsewhere = c.taken;
     match mode {
-        MergeMode::Insert => c.changes.keep = differing + equal + parents_there + c.taken,
+        MergeMode::Insert => c.changes.keep = differing + equal + parents_there,
         MergeMode::Upsert | MergeMode::Replace => {
             c.changes.change = differing;
-            c.changes.keep = equal + parents_there + c.taken;
+            c.changes.keep = equal + parents_there;
         }
     }
     if mode == MergeMode::Replace {

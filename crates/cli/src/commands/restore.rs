@@ -149,6 +149,15 @@ fn print_rows_report(report: &RowsReport) {
             t.table, t.add, t.change, t.delete, t.keep
         );
     }
+    let total = report.total();
+    if total.held_elsewhere > 0 {
+        for t in report.tables.iter().filter(|t| t.held_elsewhere > 0) {
+            println!(
+                "note: {} rows of {} were not brought back: rows outside the selection now hold their keys",
+                t.held_elsewhere, t.table
+            );
+        }
+    }
     match report.safety_snapshot {
         Some(safety) if report.safety_rows_only => println!(
             "safety snapshot {safety} holds the rows this could change, as they were \
