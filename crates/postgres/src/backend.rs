@@ -4,7 +4,10 @@
 use async_trait::async_trait;
 use lifeboat_core::backend::{OptionSpec, Options, TargetCommand, TargetSpec};
 use lifeboat_core::drill::ScratchDrill;
-use lifeboat_core::{Backend, Backup, Error, Kind, RestoreOptions, RestorePlan, Result, Snapshot};
+use lifeboat_core::{
+    Backend, Backup, Error, ExportReport, ExportRequest, Kind, Progress, RestoreOptions,
+    RestorePlan, Result, Snapshot,
+};
 
 use crate::{MissingRoles, PostgresBackup, PostgresDrill, PostgresRestorePlan};
 
@@ -125,6 +128,15 @@ impl Backend for PostgresBackend {
             )
             .env("LIFEBOAT_DRILL_POSTGRES"),
         ]
+    }
+
+    async fn export(
+        &self,
+        snapshot: &dyn Snapshot,
+        request: &ExportRequest,
+        progress: &dyn Progress,
+    ) -> Result<ExportReport> {
+        crate::export(snapshot, request, progress).await
     }
 
     fn drill(&self, options: &Options) -> Result<Box<dyn ScratchDrill>> {

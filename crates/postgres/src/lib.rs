@@ -20,6 +20,7 @@ mod connect;
 mod database;
 mod drill;
 mod error;
+mod export;
 mod parallel;
 mod pgdata;
 mod restore;
@@ -33,6 +34,7 @@ pub use connect::{ServerTools, server_tools};
 pub use database::{DatabaseFacts, Grant, Setting};
 pub use drill::PostgresDrill;
 pub use error::PgError;
+pub use export::export;
 pub use pgdata::{PgdataRestorePlan, RecoveryTarget};
 pub use restore::{MissingRoles, PostgresRestorePlan};
 

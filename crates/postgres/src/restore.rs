@@ -92,7 +92,7 @@ fn beside_names(database: &str, pid: u32, millis: u64) -> Result<Replace> {
 
 /// `name`, `schema.name`, either part possibly double-quoted (`"Order Items"`,
 /// `shop."a.b"`), as stored names: quotes removed, `""` read as `"`.
-fn split_qualified(spec: &str) -> (Option<String>, String) {
+pub(crate) fn split_qualified(spec: &str) -> (Option<String>, String) {
     let mut schema = None;
     let mut current = String::new();
     let mut quoted = false;
@@ -505,7 +505,7 @@ impl PostgresRestorePlan {
 }
 
 /// Writes pg_restore's `-L` list of `listed` to a temporary file.
-fn write_list(listed: &TableSelection) -> Result<tempfile::NamedTempFile> {
+pub(crate) fn write_list(listed: &TableSelection) -> Result<tempfile::NamedTempFile> {
     let io = |e: std::io::Error| PgError::Tool {
         tool: "pg_restore",
         status: "no list file".into(),
@@ -518,13 +518,13 @@ fn write_list(listed: &TableSelection) -> Result<tempfile::NamedTempFile> {
 }
 
 /// Which side of [`feed`] failed.
-enum Fed {
+pub(crate) enum Fed {
     Read(std::io::Error),
     Write(std::io::Error),
 }
 
 /// Copies the snapshot into `pg_restore`'s stdin, reporting progress; returns the bytes.
-async fn feed(
+pub(crate) async fn feed(
     reader: &mut (impl AsyncRead + Unpin),
     stdin: &mut (impl AsyncWrite + Unpin),
     progress: &dyn Progress,
