@@ -857,9 +857,30 @@ fn the_sql_export_loads_into_an_empty_database_equal_to_the_snapshot() {
         fails(lifeboat(&repo).args(["export", "latest", "--name", &name, "--out"]).arg(&out));
     assert!(again.contains("app.sql"), "{again}");
 
+    // CSV as PostgreSQL's own COPY … CSV writes it; JSON lines with text values.
+    let csv = ok(lifeboat(&repo)
+        .args(["export", "latest", "--name", &name, "--table", "notes", "--format", "csv"]));
+    let mut psql_csv =
+        pg.psql("app", "COPY (SELECT * FROM notes) TO STDOUT WITH (FORMAT csv, HEADER)");
+    psql_csv.push('\n');
+    assert_eq!(csv, psql_csv);
+    let jsonl = ok(lifeboat(&repo)
+        .args(["export", "latest", "--name", &name, "--table", "notes", "--format", "jsonl"]));
+    let rows: Vec<serde_json::Value> =
+        jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1]["body"], "two\nlines");
+    assert_eq!(rows[2]["body"], serde_json::Value::Null);
+    let folder = dir.path().join("csv");
+    ok(lifeboat(&repo)
+        .args(["export", "latest", "--name", &name, "--format", "csv", "--out"])
+        .arg(&folder));
+    let accounts = std::fs::read_to_string(folder.join("public.pgbench_accounts.csv")).unwrap();
+    assert_eq!(accounts.lines().count(), 100_001, "a header and 100,000 rows");
+
     for (args, says) in [
         (&["--where", "aid = 1"][..], "--where is not offered for PostgreSQL"),
-        (&["--format", "csv"][..], "--format csv is not offered for PostgreSQL"),
+        (&["--format", "csv"][..], "cannot share standard output"),
         (&["--table", "nope"][..], "no such table"),
     ] {
         let err = fails(lifeboat(&repo).args(["export", "latest", "--name", &name]).args(args));

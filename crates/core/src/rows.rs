@@ -224,6 +224,28 @@ pub struct ExportReport {
     pub tables: Vec<TableExport>,
 }
 
+/// One CSV field as exports write it (PostgreSQL's `COPY … CSV` convention): NULL is empty,
+/// an empty string is `""`, and a value holding a comma, a quote or a line break is quoted
+/// with its quotes doubled.
+///
+/// ```
+/// use lifeboat_core::csv_field;
+/// assert_eq!(csv_field(None), "");
+/// assert_eq!(csv_field(Some("")), "\"\"");
+/// assert_eq!(csv_field(Some("a,\"b\"")), "\"a,\"\"b\"\"\"");
+/// assert_eq!(csv_field(Some("plain")), "plain");
+/// ```
+pub fn csv_field(value: Option<&str>) -> String {
+    match value {
+        None => String::new(),
+        Some("") => "\"\"".into(),
+        Some(text) if text.contains([',', '"', '\n', '\r']) => {
+            format!("\"{}\"", text.replace('"', "\"\""))
+        }
+        Some(text) => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

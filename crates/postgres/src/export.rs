@@ -45,12 +45,6 @@ pub async fn export(
             "export the database or one --table as SQL, load it into a scratch database and select the rows there",
         ));
     }
-    if request.format != ExportFormat::Sql {
-        return Err(not_yet(
-            &format!("--format {}", request.format.as_str()),
-            "export --format sql, load it into a scratch database, and use psql's \\copy for CSV",
-        ));
-    }
     if request.tables.len() > 1 {
         return Err(not_yet("more than one --table", "export one table at a time, or all of them"));
     }
@@ -92,8 +86,36 @@ pub async fn export(
         None => None,
     };
 
+    let wanted: Vec<(String, u64)> = expected
+        .tables
+        .iter()
+        .filter(|(key, _)| match &listed {
+            Some(listed) => {
+                let (s, n) = split_qualified(key);
+                listed.tables.iter().any(|(ls, ln)| *ln == n && Some(ls) == s.as_ref())
+            }
+            None => true,
+        })
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    let sql = request.format == ExportFormat::Sql;
+    if !sql && request.to == ExportTo::Stdout && wanted.len() != 1 {
+        return Err(Error::InvalidInput {
+            what: format!(
+                "{} of {} tables cannot share standard output",
+                request.format.as_str(),
+                wanted.len()
+            ),
+            hint: "give --out DIR for one file per table, or --table for one table".into(),
+        });
+    }
+
     // The script is written beside where it goes (or in TMPDIR for standard output).
     let (dir, final_path) = match &request.to {
+        ExportTo::Folder(dir) if !sql => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the folder", dir, e))?;
+            (dir.clone(), None)
+        }
         ExportTo::Folder(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the folder", dir, e))?;
             let name = format!("{}.sql", expected.database.replace(['/', '\0'], "_"));
@@ -113,6 +135,9 @@ pub async fn export(
 
     let mut command = Command::new(&tools.pg_restore);
     command.arg("--file").arg(temp.path());
+    if !sql {
+        command.arg("--data-only");
+    }
     if let Some(list) = &list_file {
         command.arg("-L").arg(list.path());
     }
@@ -155,6 +180,15 @@ pub async fn export(
     }
     drop(list_file);
 
+    if !sql {
+        let tables = rows_from_script(temp.path(), request)?;
+        return Ok(ExportReport {
+            snapshot: snapshot.id(),
+            format: request.format,
+            predicate: None,
+            tables,
+        });
+    }
     let file = match final_path {
         Some(path) => {
             temp.persist_noclobber(&path).map_err(|e| match e.error.kind() {
@@ -174,17 +208,246 @@ pub async fn export(
         }
     };
     // The rows the script holds are the snapshot's, as its manifest counted them.
-    let tables = expected
-        .tables
-        .iter()
-        .filter(|(key, _)| match &listed {
-            Some(listed) => {
-                let (s, n) = split_qualified(key);
-                listed.tables.iter().any(|(ls, ln)| *ln == n && Some(ls) == s.as_ref())
-            }
-            None => true,
-        })
-        .map(|(table, rows)| TableExport { table: table.clone(), rows: *rows, file: file.clone() })
+    let tables = wanted
+        .into_iter()
+        .map(|(table, rows)| TableExport { table, rows, file: file.clone() })
         .collect();
     Ok(ExportReport { snapshot: snapshot.id(), format: ExportFormat::Sql, predicate: None, tables })
+}
+
+/// Identifiers as a `COPY` line names them: `schema.table` or `"Odd name"`, unquoted.
+fn identifiers(text: &str) -> (Vec<String>, &str) {
+    let mut names = Vec::new();
+    let mut rest = text.trim_start();
+    loop {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let mut name = String::new();
+            let mut chars = quoted.char_indices().peekable();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                if c == '"' {
+                    if chars.peek().map(|(_, n)| *n) == Some('"') {
+                        chars.next();
+                        name.push('"');
+                        continue;
+                    }
+                    end = i + 1;
+                    break;
+                }
+                name.push(c);
+            }
+            names.push(name);
+            rest = &quoted[end..];
+        } else {
+            let end = rest.find(['.', ' ', '(', ')', ',']).unwrap_or(rest.len());
+            names.push(rest[..end].to_string());
+            rest = &rest[end..];
+        }
+        match rest.strip_prefix('.') {
+            Some(more) => rest = more,
+            None => return (names, rest),
+        }
+    }
+}
+
+/// `COPY schema.table (a, b) FROM stdin;`: the table as `schema.table` and its columns.
+fn copy_header(line: &str) -> Option<(String, Vec<String>)> {
+    let rest = line.strip_prefix("COPY ")?.strip_suffix(" FROM stdin;")?;
+    let (table, mut rest) = identifiers(rest);
+    let mut columns = Vec::new();
+    rest = rest.trim_start();
+    if let Some(list) = rest.strip_prefix('(') {
+        let mut list = list;
+        loop {
+            let (mut name, after) = identifiers(list);
+            columns.push(name.pop().unwrap_or_default());
+            let after = after.trim_start();
+            match after.strip_prefix(',') {
+                Some(more) => list = more,
+                None => break,
+            }
+        }
+    }
+    Some((table.join("."), columns))
+}
+
+/// The fields of one row of `COPY` text: `None` for NULL (`\N`), escapes undone.
+fn copy_fields(line: &[u8]) -> Vec<Option<Vec<u8>>> {
+    line.split(|b| *b == b'\t')
+        .map(|field| {
+            if field == b"\\N" {
+                return None;
+            }
+            let mut out = Vec::with_capacity(field.len());
+            let mut i = 0;
+            while i < field.len() {
+                let b = field[i];
+                i += 1;
+                if b != b'\\' || i == field.len() {
+                    out.push(b);
+                    continue;
+                }
+                let e = field[i];
+                i += 1;
+                match e {
+                    b'b' => out.push(8),
+                    b'f' => out.push(12),
+                    b'n' => out.push(b'\n'),
+                    b'r' => out.push(b'\r'),
+                    b't' => out.push(b'\t'),
+                    b'v' => out.push(11),
+                    b'0'..=b'7' => {
+                        let mut v = u32::from(e - b'0');
+                        for _ in 0..2 {
+                            match field.get(i) {
+                                Some(d @ b'0'..=b'7') => {
+                                    v = v * 8 + u32::from(d - b'0');
+                                    i += 1;
+                                }
+                                _ => break,
+                            }
+                        }
+                        out.push(v as u8);
+                    }
+                    b'x' => {
+                        let mut v = 0u32;
+                        let mut digits = 0;
+                        while digits < 2 {
+                            match field.get(i).and_then(|d| (*d as char).to_digit(16)) {
+                                Some(d) => {
+                                    v = v * 16 + d;
+                                    i += 1;
+                                    digits += 1;
+                                }
+                                None => break,
+                            }
+                        }
+                        if digits == 0 {
+                            out.push(b'x');
+                        } else {
+                            out.push(v as u8);
+                        }
+                    }
+                    other => out.push(other),
+                }
+            }
+            Some(out)
+        })
+        .collect()
+}
+
+/// Writes the rows of the data-only script at `script` as CSV or JSON lines, a file per
+/// table in the request's folder (or the one table on standard output).
+fn rows_from_script(script: &std::path::Path, request: &ExportRequest) -> Result<Vec<TableExport>> {
+    use std::io::{BufRead, Write};
+    let read = |e| Error::io("reading", script, e);
+    let input =
+        std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(script).map_err(read)?);
+    let mut done = Vec::new();
+    let mut current: Option<(TableExport, Vec<String>, Box<dyn Write>)> = None;
+    for line in input.split(b'\n') {
+        let line = line.map_err(read)?;
+        let Some((export, columns, out)) = current.as_mut() else {
+            let Some((table, columns)) = std::str::from_utf8(&line).ok().and_then(copy_header)
+            else {
+                continue;
+            };
+            let (out, file): (Box<dyn Write>, Option<String>) = match &request.to {
+                ExportTo::Stdout => (Box::new(std::io::BufWriter::new(std::io::stdout())), None),
+                ExportTo::Folder(dir) => {
+                    let name =
+                        format!("{table}.{}", request.format.as_str()).replace(['/', '\0'], "_");
+                    let path = dir.join(name.trim_start_matches('.'));
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                        .map_err(|e| match e.kind() {
+                            std::io::ErrorKind::AlreadyExists => {
+                                Error::TargetExists { target: path.display().to_string() }
+                            }
+                            _ => Error::io("creating", &path, e),
+                        })?;
+                    (
+                        Box::new(std::io::BufWriter::with_capacity(1 << 20, file)),
+                        Some(path.display().to_string()),
+                    )
+                }
+            };
+            let mut out = out;
+            let write = |e| {
+                Error::io("writing", file.clone().unwrap_or_else(|| "standard output".into()), e)
+            };
+            if request.format == ExportFormat::Csv {
+                let header: Vec<String> =
+                    columns.iter().map(|c| lifeboat_core::csv_field(Some(c))).collect();
+                writeln!(out, "{}", header.join(",")).map_err(write)?;
+            }
+            current = Some((TableExport { table, rows: 0, file }, columns, out));
+            continue;
+        };
+        let fail = |e| {
+            Error::io("writing", export.file.clone().unwrap_or_else(|| "standard output".into()), e)
+        };
+        if line == b"\\." {
+            out.flush().map_err(fail)?;
+            if let Some((export, _, _)) = current.take() {
+                done.push(export);
+            }
+            continue;
+        }
+        let fields = copy_fields(&line);
+        if request.format == ExportFormat::Csv {
+            let cells: Vec<String> = fields
+                .iter()
+                .map(|f| {
+                    lifeboat_core::csv_field(
+                        f.as_ref().map(|b| String::from_utf8_lossy(b)).as_deref(),
+                    )
+                })
+                .collect();
+            writeln!(out, "{}", cells.join(",")).map_err(fail)?;
+        } else {
+            let mut object = serde_json::Map::new();
+            for (column, field) in columns.iter().zip(&fields) {
+                let value = match field {
+                    Some(bytes) => String::from_utf8_lossy(bytes).into_owned().into(),
+                    None => serde_json::Value::Null,
+                };
+                object.insert(column.clone(), value);
+            }
+            serde_json::to_writer(&mut *out, &object).map_err(|e| Error::Backend {
+                kind: Kind::POSTGRES,
+                message: format!("writing JSON: {e}"),
+            })?;
+            out.write_all(b"\n").map_err(fail)?;
+        }
+        export.rows += 1;
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_lines_read_back_as_postgresql_wrote_them() {
+        assert_eq!(
+            copy_header("COPY public.\"Odd \"\"name\" (a, \"b c\") FROM stdin;"),
+            Some(("public.Odd \"name".into(), vec!["a".into(), "b c".into()]))
+        );
+        assert_eq!(copy_header("SET x = 1;"), None);
+        let fields = copy_fields(b"1\t\\N\ttwo\\nlines\tback\\\\slash\t\\101\\x42");
+        assert_eq!(
+            fields,
+            vec![
+                Some(b"1".to_vec()),
+                None,
+                Some(b"two\nlines".to_vec()),
+                Some(b"back\\slash".to_vec()),
+                Some(b"AB".to_vec()),
+            ]
+        );
+    }
 }

@@ -61,19 +61,14 @@ fn sql_literal(value: ValueRef<'_>) -> String {
     }
 }
 
-/// `value` as one CSV field: empty for NULL, blobs in hex, quoted when it must be.
+/// `value` as one CSV field ([`lifeboat_core::csv_field`]), blobs in hex.
 fn csv_field(value: ValueRef<'_>) -> String {
-    let text = match value {
-        ValueRef::Null => return String::new(),
-        ValueRef::Integer(i) => return i.to_string(),
-        ValueRef::Real(f) => return format!("{f:?}"),
-        ValueRef::Text(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-        ValueRef::Blob(bytes) => return hex::encode(bytes),
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
+    match value {
+        ValueRef::Null => lifeboat_core::csv_field(None),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => format!("{f:?}"),
+        ValueRef::Text(bytes) => lifeboat_core::csv_field(Some(&String::from_utf8_lossy(bytes))),
+        ValueRef::Blob(bytes) => hex::encode(bytes),
     }
 }
 
