@@ -405,6 +405,11 @@ fn bad_conditions_are_refused_and_the_target_is_untouched() {
     );
     assert!(err.contains("outside the selection reference rows of users"), "{err}");
     assert_eq!(rows(&blocked, "SELECT count(*) FROM users WHERE id = 13"), ["Integer(1)"]);
+    // Another kind's destination.
+    let err = fails(
+        &mut s.restore(Path::new("postgres://u@127.0.0.1/app"), &["--where", "tenant_id = 'acme'"]),
+    );
+    assert!(err.contains("is a postgres destination"), "{err}");
     // Not there at all.
     let err = fails(&mut s.restore(&s.dir.join("absent.db"), &["--where", "tenant_id = 'acme'"]));
     assert!(err.contains("does not exist"), "{err}");

@@ -579,16 +579,7 @@ impl Registry {
     ) -> Result<Box<dyn RestorePlan>> {
         let kind = snapshot.manifest().kind.clone();
         let backend = self.get(&kind, "restore")?;
-        if let Some(other) = self.backends().find(|b| b.kind() != kind && b.claims(to)) {
-            return Err(Error::InvalidInput {
-                what: format!(
-                    "snapshot {} is a {kind} snapshot; {to} is a {} destination",
-                    snapshot.id().short(),
-                    other.kind()
-                ),
-                hint: format!("restore it to a {kind} target"),
-            });
-        }
+        self.not_anothers_destination(snapshot, &kind, to)?;
         if let Some(option) = selection.unknown(&backend.restore_options()) {
             return Err(Error::Unsupported { operation: format!("restore --{option}"), kind });
         }
@@ -608,7 +599,9 @@ impl Registry {
         dry_run: bool,
     ) -> Result<RowsReport> {
         let kind = ctx.snapshot.manifest().kind.clone();
-        self.get(&kind, "restore --where")?.restore_rows(ctx, to, selection, dry_run).await
+        let backend = self.get(&kind, "restore --where")?;
+        self.not_anothers_destination(ctx.snapshot, &kind, to)?;
+        backend.restore_rows(ctx, to, selection, dry_run).await
     }
 
     /// Exports rows of `snapshot` through its kind's backend ([`Backend::export`]).
@@ -623,6 +616,27 @@ impl Registry {
     ) -> Result<ExportReport> {
         let kind = snapshot.manifest().kind.clone();
         self.get(&kind, "export")?.export(snapshot, request, progress).await
+    }
+
+    /// Refuses `to` when another kind's backend claims it (`postgres://…` for a SQLite
+    /// snapshot).
+    fn not_anothers_destination(
+        &self,
+        snapshot: &dyn Snapshot,
+        kind: &Kind,
+        to: &str,
+    ) -> Result<()> {
+        match self.backends().find(|b| b.kind() != *kind && b.claims(to)) {
+            Some(other) => Err(Error::InvalidInput {
+                what: format!(
+                    "snapshot {} is a {kind} snapshot; {to} is a {} destination",
+                    snapshot.id().short(),
+                    other.kind()
+                ),
+                hint: format!("restore it to a {kind} target"),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// The scratch restore for snapshots of `kind`.
