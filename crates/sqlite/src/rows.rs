@@ -104,6 +104,26 @@ fn names(table: &Table, set: &str, row: &str) -> String {
         .join(" AND ")
 }
 
+/// `a.k0 IS b.k0 AND …`: set rows `a` and `b` of `table` hold the same key.
+fn same_key(table: &Table, a: &str, b: &str) -> String {
+    (0..table.key_columns().len())
+        .map(|i| format!("{a}.k{i} IS {b}.k{i}"))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+impl ForeignKey {
+    /// `p.to1 = c.from1 AND …`: parent row `p` is the one child row `c` references.
+    fn joins(&self) -> String {
+        self.from
+            .iter()
+            .zip(&self.to)
+            .map(|(f, t)| format!("p.{} = c.{}", ident(t), ident(f)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+}
+
 /// `k0, k1, …` of a set of `table`'s keys.
 fn set_columns(table: &Table, alias: &str) -> String {
     (0..table.key_columns().len()).map(|i| format!("{alias}k{i}")).collect::<Vec<_>>().join(", ")
@@ -425,13 +445,7 @@ fn select(
     for (key, child) in tables {
         for fk in &child.foreign_keys {
             let Some(parent) = tables.get(&fk.parent) else { continue };
-            let joins = fk
-                .from
-                .iter()
-                .zip(&fk.to)
-                .map(|(f, t)| format!("p.{} = c.{}", ident(t), ident(f)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
+            let joins = fk.joins();
             let sql = if applicable.contains(key) {
                 // Driven by the predicate (an index on it serves), and unaliased so the
                 // predicate's column names are the child's.
@@ -473,13 +487,7 @@ fn select(
     for child in tables.values() {
         for fk in &child.foreign_keys {
             let Some(parent) = tables.get(&fk.parent) else { continue };
-            let joins = fk
-                .from
-                .iter()
-                .zip(&fk.to)
-                .map(|(f, t)| format!("p.{} = c.{}", ident(t), ident(f)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
+            let joins = fk.joins();
             for from in [side, "p"] {
                 up.push(format!(
                     "INSERT OR IGNORE INTO {schema}.{pset} SELECT {keys} FROM {schema}.{cset} AS s \
@@ -589,19 +597,11 @@ fn table_counts(conn: &Connection, t: &Table, mode: MergeMode, path: &Path) -> R
              AND NOT EXISTS (SELECT 1 FROM sel.{s} AS o WHERE {same_key})",
             p = set_name("p", &t.name),
             there = exists_live("s"),
-            same_key = (0..t.key_columns().len())
-                .map(|i| format!("o.k{i} IS s.k{i}"))
-                .collect::<Vec<_>>()
-                .join(" AND "),
+            same_key = same_key(t, "o", "s"),
         ),
         path,
     )?;
-    let same_key = |a: &str, b: &str| {
-        (0..t.key_columns().len())
-            .map(|i| format!("{a}.k{i} IS {b}.k{i}"))
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    };
+    let same_key = |a: &str, b: &str| same_key(t, a, b);
     let in_live_set = format!("EXISTS (SELECT 1 FROM temp.{l} AS o WHERE {})", same_key("o", "s"));
     let paired = format!(
         "FROM sel.{s} AS s JOIN snap.{name} AS n ON {n_key} JOIN main.{name} AS l ON {l_key} WHERE {in_live_set}",
@@ -659,10 +659,7 @@ fn left_undone(
     }
     let name = ident(&t.name);
     let (s, l) = (set_name("s", &t.name), set_name("l", &t.name));
-    let same_key = (0..t.key_columns().len())
-        .map(|i| format!("o.k{i} IS s.k{i}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let same_key = same_key(t, "o", "s");
     let missing = count(
         conn,
         &format!(
@@ -717,17 +714,8 @@ fn orphans(
     for child in tables.values() {
         for fk in &child.foreign_keys {
             let Some(parent) = tables.get(&fk.parent) else { continue };
-            let joins = fk
-                .from
-                .iter()
-                .zip(&fk.to)
-                .map(|(f, t)| format!("p.{} = c.{}", ident(t), ident(f)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let same_key = (0..parent.key_columns().len())
-                .map(|i| format!("s.k{i} IS o.k{i}"))
-                .collect::<Vec<_>>()
-                .join(" AND ");
+            let joins = fk.joins();
+            let same_key = same_key(parent, "s", "o");
             let n = count(
                 conn,
                 &format!(
@@ -778,12 +766,7 @@ fn write_table(conn: &Connection, t: &Table, mode: MergeMode, path: &Path) -> Re
         return Ok(done);
     }
     let keys = set_columns(t, "");
-    let same_key = |a: &str, b: &str| {
-        (0..t.key_columns().len())
-            .map(|i| format!("{a}.k{i} IS {b}.k{i}"))
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    };
+    let same_key = |a: &str, b: &str| same_key(t, a, b);
     if mode == MergeMode::Replace {
         let sql = format!(
             "DELETE FROM main.{name} WHERE {target} IN (SELECT {keys} FROM temp.{l} AS o \
