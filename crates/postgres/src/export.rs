@@ -6,8 +6,6 @@
 //! once the whole stream was read and checked and `pg_restore` succeeded: a damaged snapshot
 //! never leaves a plausible half script behind.
 
-use std::process::Stdio;
-
 use lifeboat_core::{
     Error, ExportFormat, ExportReport, ExportRequest, ExportTo, Kind, Progress, Result, Snapshot,
     TableExport,
@@ -15,10 +13,10 @@ use lifeboat_core::{
 use tokio::process::Command;
 
 use crate::archive::{Head, read_head, select_table};
-use crate::backup::{PostgresMetadata, collect_stderr};
+use crate::backup::PostgresMetadata;
 use crate::connect::server_tools;
 use crate::error::PgError;
-use crate::restore::{Fed, feed, split_qualified, write_list};
+use crate::restore::{Fed, PgRestoreRun, run_pg_restore, split_qualified, write_list};
 
 /// Exports `snapshot` as `request` says (see the module's documentation).
 ///
@@ -141,29 +139,9 @@ pub async fn export(
     if let Some(list) = &list_file {
         command.arg("-L").arg(list.path());
     }
-    command.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
-    let mut child = command.spawn().map_err(|e| PgError::Tool {
-        tool: "pg_restore",
-        status: "not started".into(),
-        stderr: e.to_string(),
-    })?;
-    let stderr = collect_stderr(child.stderr.take());
-    let mut stdin = child.stdin.take().ok_or_else(|| PgError::Tool {
-        tool: "pg_restore",
-        status: "no stdin".into(),
-        stderr: String::new(),
-    })?;
-    let mut reader = snapshot.open().await?;
-    progress.start(&format!("export {}", manifest.name), Some(manifest.size));
-    let fed = feed(&mut reader, &mut stdin, progress).await;
-    drop(stdin);
-    progress.finish();
-    let status = child.wait().await.map_err(|e| PgError::Tool {
-        tool: "pg_restore",
-        status: "lost".into(),
-        stderr: e.to_string(),
-    })?;
-    let stderr = stderr.await.unwrap_or_default();
+    let label = format!("export {}", manifest.name);
+    let PgRestoreRun { fed, status, stderr, mut reader } =
+        run_pg_restore(&mut command, snapshot, &label, progress).await?;
     match fed {
         Err(Fed::Read(e)) => return Err(Error::from_stream("reading the snapshot", e)),
         // pg_restore stops reading once it has written what a table needs: the rest of the

@@ -426,37 +426,13 @@ impl PostgresRestorePlan {
             .arg("--exit-on-error")
             .args(self.owner_args())
             .args(self.selection_args(list_file.as_ref().map(|f| f.path())))
-            .args(tool_args(&self.config, into))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .args(tool_args(&self.config, into));
         if let Some(pw) = password(&self.config) {
             command.env("PGPASSWORD", pw);
         }
-        let mut child = command.spawn().map_err(|e| PgError::Tool {
-            tool: "pg_restore",
-            status: "not started".into(),
-            stderr: e.to_string(),
-        })?;
-        let stderr = collect_stderr(child.stderr.take());
-        let mut stdin = child.stdin.take().ok_or_else(|| PgError::Tool {
-            tool: "pg_restore",
-            status: "no stdin".into(),
-            stderr: String::new(),
-        })?;
-        let mut reader = ctx.snapshot.open().await?;
-        ctx.progress
-            .start(&format!("restore {}", self.database), Some(ctx.snapshot.manifest().size));
-        let copied = feed(&mut reader, &mut stdin, ctx.progress).await;
-        drop(stdin);
-        ctx.progress.finish();
-        let status = child.wait().await.map_err(|e| PgError::Tool {
-            tool: "pg_restore",
-            status: "lost".into(),
-            stderr: e.to_string(),
-        })?;
-        let stderr = stderr.await.unwrap_or_default();
+        let label = format!("restore {}", self.database);
+        let PgRestoreRun { fed: copied, status, stderr, .. } =
+            run_pg_restore(&mut command, ctx.snapshot, &label, ctx.progress).await?;
         // A damaged snapshot is the cause when reading it failed; failing to write is only
         // the symptom of pg_restore failing (or being killed), whose own status says more.
         let bytes = match copied {
@@ -515,6 +491,55 @@ pub(crate) fn write_list(listed: &TableSelection) -> Result<tempfile::NamedTempF
         tempfile::Builder::new().prefix("lifeboat-pg-restore-").tempfile().map_err(io)?;
     std::io::Write::write_all(&mut file, listed.list().as_bytes()).map_err(io)?;
     Ok(file)
+}
+
+/// How feeding a snapshot into `pg_restore` ended.
+pub(crate) struct PgRestoreRun {
+    /// The bytes fed, or which side failed.
+    pub(crate) fed: std::result::Result<u64, Fed>,
+    /// pg_restore's exit status.
+    pub(crate) status: std::process::ExitStatus,
+    /// What it wrote to stderr.
+    pub(crate) stderr: String,
+    /// The snapshot's stream, where feeding stopped.
+    pub(crate) reader: lifeboat_core::ByteStream,
+}
+
+/// Starts `command` (pg_restore and its arguments; stdin, stdout and stderr are set here),
+/// feeds it the snapshot's stream with progress under `label`, and waits for it.
+///
+/// # Errors
+/// pg_restore not starting or lost; the snapshot not opening.
+pub(crate) async fn run_pg_restore(
+    command: &mut Command,
+    snapshot: &dyn Snapshot,
+    label: &str,
+    progress: &dyn Progress,
+) -> Result<PgRestoreRun> {
+    command.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child = command.spawn().map_err(|e| PgError::Tool {
+        tool: "pg_restore",
+        status: "not started".into(),
+        stderr: e.to_string(),
+    })?;
+    let stderr = collect_stderr(child.stderr.take());
+    let mut stdin = child.stdin.take().ok_or_else(|| PgError::Tool {
+        tool: "pg_restore",
+        status: "no stdin".into(),
+        stderr: String::new(),
+    })?;
+    let mut reader = snapshot.open().await?;
+    progress.start(label, Some(snapshot.manifest().size));
+    let fed = feed(&mut reader, &mut stdin, progress).await;
+    drop(stdin);
+    progress.finish();
+    let status = child.wait().await.map_err(|e| PgError::Tool {
+        tool: "pg_restore",
+        status: "lost".into(),
+        stderr: e.to_string(),
+    })?;
+    let stderr = stderr.await.unwrap_or_default();
+    Ok(PgRestoreRun { fed, status, stderr, reader })
 }
 
 /// Which side of [`feed`] failed.
