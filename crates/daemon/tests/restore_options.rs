@@ -23,38 +23,8 @@ async fn restore_fields_are_the_backends_restore_options() {
     std::fs::create_dir_all(&folder).unwrap();
     std::fs::write(folder.join("a.txt"), "a").unwrap();
     std::fs::write(folder.join("b.txt"), "b").unwrap();
-    let text = format!(
-        "repository = \"{}\"\nstate_dir = \"{}\"\ntokens = [\"{TOKEN}\"]\nallow_restore = true\n\n\
-         [[jobs]]\nname = \"files\"\nkind = \"dir\"\ntarget = \"{}\"\nschedule = \"every 1h\"\n",
-        dir.path().join("repo").display(),
-        dir.path().join("state").display(),
-        folder.display(),
-    );
-    let registry = lifeboat::backends();
-    let env = BTreeMap::<String, String>::new();
-    let config = Config::parse(&text, Path::new("t.toml"), &env, &registry).unwrap();
-    let d = service::open(config, registry).await.unwrap();
-    let job = d.jobs["files"].job();
-    let outcomes = d
-        .repo
-        .backup_target(&d.registry, &job.spec, &BackupOptions::default(), &NoProgress, &mut |_| {})
-        .await
-        .unwrap();
-    let id = outcomes[0].result.as_ref().unwrap().id().to_hex();
-    let restore = |body: String| {
-        let app = lifeboat_daemon::api::router(d.clone());
-        let request = Request::post(format!("/api/backups/{id}/restore"))
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .header("content-type", "application/json")
-            .body(Body::from(body))
-            .unwrap();
-        async move {
-            let response = app.oneshot(request).await.unwrap();
-            let status = response.status();
-            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
-        }
-    };
+    let (d, id) = service_with_a_backup(dir.path(), "files", "dir", &folder).await;
+    let restore = |body: String| post_restore(&d, &id, body);
     let out = dir.path().join("out");
     let to = format!("dir:{}", out.display());
 
@@ -93,43 +63,13 @@ async fn a_restore_with_where_brings_back_one_tenants_rows_and_answers_with_the_
          INSERT INTO lines VALUES (1, 1, 'a'), (2, 2, 'b'), (3, 3, 'c');",
     )
     .unwrap();
-    let text = format!(
-        "repository = \"{}\"\nstate_dir = \"{}\"\ntokens = [\"{TOKEN}\"]\nallow_restore = true\n\n\
-         [[jobs]]\nname = \"app\"\nkind = \"sqlite\"\ntarget = \"{}\"\nschedule = \"every 1h\"\n",
-        dir.path().join("repo").display(),
-        dir.path().join("state").display(),
-        db.display(),
-    );
-    let registry = lifeboat::backends();
-    let env = BTreeMap::<String, String>::new();
-    let config = Config::parse(&text, Path::new("t.toml"), &env, &registry).unwrap();
-    let d = service::open(config, registry).await.unwrap();
-    let job = d.jobs["app"].job();
-    let outcomes = d
-        .repo
-        .backup_target(&d.registry, &job.spec, &BackupOptions::default(), &NoProgress, &mut |_| {})
-        .await
-        .unwrap();
-    let id = outcomes[0].result.as_ref().unwrap().id().to_hex();
+    let (d, id) = service_with_a_backup(dir.path(), "app", "sqlite", &db).await;
     conn.execute_batch(
         "DELETE FROM lines WHERE order_id IN (1, 2); DELETE FROM orders WHERE tenant_id = 'acme';
          UPDATE orders SET total = 0 WHERE tenant_id = 'globex';",
     )
     .unwrap();
-    let restore = |body: String| {
-        let app = lifeboat_daemon::api::router(d.clone());
-        let request = Request::post(format!("/api/backups/{id}/restore"))
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .header("content-type", "application/json")
-            .body(Body::from(body))
-            .unwrap();
-        async move {
-            let response = app.oneshot(request).await.unwrap();
-            let status = response.status();
-            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
-        }
-    };
+    let restore = |body: String| post_restore(&d, &id, body);
     let to = db.display().to_string();
     let body = |extra: &str| format!(r#"{{"to":"{to}","where":"tenant_id = 'acme'"{extra}}}"#);
     let adds = |answer: &Value| -> Vec<(String, u64)> {
@@ -163,4 +103,51 @@ async fn a_restore_with_where_brings_back_one_tenants_rows_and_answers_with_the_
         0,
         "globex was touched"
     );
+}
+
+/// A service with one job `name` of `kind` on `target`, restores allowed, and the id of the
+/// job's first backup.
+async fn service_with_a_backup(
+    dir: &Path,
+    name: &str,
+    kind: &str,
+    target: &Path,
+) -> (std::sync::Arc<lifeboat_daemon::state::Daemon>, String) {
+    let text = format!(
+        "repository = \"{}\"\nstate_dir = \"{}\"\ntokens = [\"{TOKEN}\"]\nallow_restore = true\n\n\
+         [[jobs]]\nname = \"{name}\"\nkind = \"{kind}\"\ntarget = \"{}\"\nschedule = \"every 1h\"\n",
+        dir.join("repo").display(),
+        dir.join("state").display(),
+        target.display(),
+    );
+    let registry = lifeboat::backends();
+    let env = BTreeMap::<String, String>::new();
+    let config = Config::parse(&text, Path::new("t.toml"), &env, &registry).unwrap();
+    let d = service::open(config, registry).await.unwrap();
+    let job = d.jobs[name].job();
+    let outcomes = d
+        .repo
+        .backup_target(&d.registry, &job.spec, &BackupOptions::default(), &NoProgress, &mut |_| {})
+        .await
+        .unwrap();
+    let id = outcomes[0].result.as_ref().unwrap().id().to_hex();
+    (d, id)
+}
+
+/// `POST /api/backups/{id}/restore` with `body`: the status and the JSON answer.
+async fn post_restore(
+    d: &std::sync::Arc<lifeboat_daemon::state::Daemon>,
+    id: &str,
+    body: String,
+) -> (StatusCode, Value) {
+    let app = lifeboat_daemon::api::router(d.clone());
+    let request = Request::post(format!("/api/backups/{id}/restore"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice::<Value>(&bytes).unwrap())
 }
