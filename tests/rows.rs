@@ -367,7 +367,8 @@ fn bad_conditions_are_refused_and_the_target_is_untouched() {
     let s = setup();
     let db = s.live("refuse.db");
     let before = std::fs::read(&db).unwrap();
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 11] = [
+        (&["--where", "\"tenantid\" = 'acme'"], "names no column of any table"),
         (&["--where", "tenant_id ="], "not a condition SQLite accepts"),
         (&["--where", "tenantid = 'acme'"], "names no column of any table"),
         (&["--where", "1 = 1"], "names no column"),
@@ -650,4 +651,36 @@ fn kinds_without_rows_say_so() {
     let err = fails(lifeboat(&repo).args(["export", "latest", "--name", "files"]));
     assert!(err.contains("cannot be exported as rows") && err.contains("lifeboat cat"), "{err}");
     assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn odd_table_and_column_names_are_quoted_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
+    let db = dir.path().join("odd.db");
+    let conn = open(&db);
+    conn.execute_batch(
+        r#"CREATE TABLE "pa""rent"("c.id" INTEGER PRIMARY KEY, "the tenant" TEXT);
+           CREATE TABLE "ch ild"(id INTEGER PRIMARY KEY, "c.ref" INTEGER REFERENCES "pa""rent"("c.id"), "v;" TEXT);
+           INSERT INTO "pa""rent" VALUES (1, 'x'), (2, 'y');
+           INSERT INTO "ch ild" VALUES (10, 1, 'a'), (11, 2, 'b');"#,
+    )
+    .unwrap();
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
+    conn.execute_batch(r#"DELETE FROM "ch ild"; DELETE FROM "pa""rent" WHERE "c.id" = 1;"#)
+        .unwrap();
+    let out = ok(lifeboat(&repo)
+        .args(["restore", "latest", "--name", "odd", "--to"])
+        .arg(&db)
+        .args(["--where", r#""the tenant" = 'x'"#, "--json"]));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let adds: Vec<(String, u64)> = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["table"].as_str().unwrap().to_string(), t["add"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(adds, [("ch ild".to_string(), 1), ("pa\"rent".to_string(), 1)], "{report}");
+    assert_eq!(rows(&db, r#"SELECT * FROM "ch ild""#), ["Integer(10)|Integer(1)|Text(\"a\")"]);
 }

@@ -115,10 +115,15 @@ fn same_key(table: &Table, a: &str, b: &str) -> String {
 impl ForeignKey {
     /// `p.to1 = c.from1 AND …`: parent row `p` is the one child row `c` references.
     fn joins(&self) -> String {
+        self.joins_as("p", "c")
+    }
+
+    /// As [`ForeignKey::joins`], the rows named `parent` and `child`.
+    fn joins_as(&self, parent: &str, child: &str) -> String {
         self.from
             .iter()
             .zip(&self.to)
-            .map(|(f, t)| format!("p.{} = c.{}", ident(t), ident(f)))
+            .map(|(f, t)| format!("{parent}.{} = {child}.{}", ident(t), ident(f)))
             .collect::<Vec<_>>()
             .join(" AND ")
     }
@@ -460,7 +465,7 @@ fn select(
                     pset = set_name(side, &parent.name),
                     pname = ident(&parent.name),
                     on = names(parent, "s", "p"),
-                    joins = joins.replace("c.", &format!("{name}.")),
+                    joins = fk.joins_as("p", &name),
                 )
             } else {
                 format!(
@@ -884,8 +889,18 @@ pub(crate) struct Selected {
     seeded: BTreeSet<String>,
 }
 
+/// Makes `conn` read `"name"` as a column name only. By default SQLite takes a double-quoted
+/// name that matches no column as a string literal, so `"tenant_id" = 'x'` would prepare
+/// against a table without that column, and select nothing there instead of being refused.
+fn names_are_names(conn: &Connection, path: &Path) -> Result<()> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DML, false)
+        .map(drop)
+        .map_err(|e| SqliteError::sqlite("configuring", path)(e).into())
+}
+
 pub(crate) fn select_in_snapshot(scratch: &Scratch, selection: &RowSelection) -> Result<Selected> {
     let conn = open_existing(&scratch.copy)?;
+    names_are_names(&conn, &scratch.copy)?;
     let tables = read_schema(&conn, "main", &scratch.copy)?;
     let applicable = applicable_tables(&conn, &tables, &selection.predicate)?;
     let mut seeded = BTreeSet::new();
@@ -953,6 +968,7 @@ fn select_in_target(
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(SqliteError::sqlite("opening read-only", target))?;
+    names_are_names(&conn, target)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(SqliteError::sqlite("configuring", target))?;
     attach(&conn, &scratch.copy, "snap", target)?;
