@@ -15,8 +15,7 @@ use tokio::process::Command;
 use crate::archive::{Head, read_head, select_table};
 use crate::backup::PostgresMetadata;
 use crate::connect::server_tools;
-use crate::error::PgError;
-use crate::restore::{Fed, PgRestoreRun, run_pg_restore, split_qualified, write_list};
+use crate::restore::{run_pg_restore, split_qualified, write_list};
 
 /// Exports `snapshot` as `request` says (see the module's documentation).
 ///
@@ -140,22 +139,7 @@ pub async fn export(
         command.arg("-L").arg(list.path());
     }
     let label = format!("export {}", manifest.name);
-    let PgRestoreRun { fed, status, stderr, mut reader } =
-        run_pg_restore(&mut command, snapshot, &label, progress).await?;
-    match fed {
-        Err(Fed::Read(e)) => return Err(Error::from_stream("reading the snapshot", e)),
-        // pg_restore stops reading once it has written what a table needs: the rest of the
-        // stream is still read, so its end's check (the whole stream's SHA-256) runs.
-        Err(Fed::Write(_)) if status.success() => {
-            tokio::io::copy(&mut reader, &mut tokio::io::sink())
-                .await
-                .map_err(|e| Error::from_stream("reading the snapshot", e))?;
-        }
-        _ => {}
-    }
-    if !status.success() {
-        return Err(PgError::Tool { tool: "pg_restore", status: status.to_string(), stderr }.into());
-    }
+    run_pg_restore(&mut command, snapshot, &label, progress).await?;
     drop(list_file);
 
     if !sql {

@@ -431,23 +431,7 @@ impl PostgresRestorePlan {
             command.env("PGPASSWORD", pw);
         }
         let label = format!("restore {}", self.database);
-        let PgRestoreRun { fed: copied, status, stderr, .. } =
-            run_pg_restore(&mut command, ctx.snapshot, &label, ctx.progress).await?;
-        // A damaged snapshot is the cause when reading it failed; failing to write is only
-        // the symptom of pg_restore failing (or being killed), whose own status says more.
-        let bytes = match copied {
-            Ok(bytes) => bytes,
-            Err(Fed::Read(e)) => return Err(Error::from_stream("reading the snapshot", e)),
-            Err(Fed::Write(e)) if status.success() => {
-                return Err(Error::from_stream("feeding pg_restore", e));
-            }
-            Err(Fed::Write(_)) => 0,
-        };
-        if !status.success() {
-            return Err(
-                PgError::Tool { tool: "pg_restore", status: status.to_string(), stderr }.into()
-            );
-        }
+        let bytes = run_pg_restore(&mut command, ctx.snapshot, &label, ctx.progress).await?;
         let client = connect(&into_config).await?;
         let actual = table_counts(&client, &target).await?;
         drop(list_file);
@@ -493,29 +477,21 @@ pub(crate) fn write_list(listed: &TableSelection) -> Result<tempfile::NamedTempF
     Ok(file)
 }
 
-/// How feeding a snapshot into `pg_restore` ended.
-pub(crate) struct PgRestoreRun {
-    /// The bytes fed, or which side failed.
-    pub(crate) fed: std::result::Result<u64, Fed>,
-    /// pg_restore's exit status.
-    pub(crate) status: std::process::ExitStatus,
-    /// What it wrote to stderr.
-    pub(crate) stderr: String,
-    /// The snapshot's stream, where feeding stopped.
-    pub(crate) reader: lifeboat_core::ByteStream,
-}
-
 /// Starts `command` (pg_restore and its arguments; stdin, stdout and stderr are set here),
-/// feeds it the snapshot's stream with progress under `label`, and waits for it.
+/// feeds it the snapshot's stream with progress under `label`, and waits for it. Returns the
+/// bytes of the stream, all of which were read: when pg_restore stops reading early (it has
+/// all a selection needs), the rest is still read, so the stream's end-of-stream check (its
+/// whole SHA-256) runs.
 ///
 /// # Errors
-/// pg_restore not starting or lost; the snapshot not opening.
+/// pg_restore not starting, lost or failing (its status and stderr); the snapshot not
+/// opening or failing its checks.
 pub(crate) async fn run_pg_restore(
     command: &mut Command,
     snapshot: &dyn Snapshot,
     label: &str,
     progress: &dyn Progress,
-) -> Result<PgRestoreRun> {
+) -> Result<u64> {
     command.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
     let mut child = command.spawn().map_err(|e| PgError::Tool {
         tool: "pg_restore",
@@ -539,17 +515,35 @@ pub(crate) async fn run_pg_restore(
         stderr: e.to_string(),
     })?;
     let stderr = stderr.await.unwrap_or_default();
-    Ok(PgRestoreRun { fed, status, stderr, reader })
+    // A damaged snapshot is the cause when reading it failed; failing to write is only the
+    // symptom of pg_restore failing (or being killed), whose own status says more, or of it
+    // having read all it needs.
+    let bytes = match fed {
+        Ok(bytes) => bytes,
+        Err(Fed::Read(e)) => return Err(Error::from_stream("reading the snapshot", e)),
+        Err(Fed::Write) if status.success() => {
+            tokio::io::copy(&mut reader, &mut tokio::io::sink())
+                .await
+                .map_err(|e| Error::from_stream("reading the snapshot", e))?;
+            snapshot.manifest().size
+        }
+        Err(Fed::Write) => 0,
+    };
+    if !status.success() {
+        return Err(PgError::Tool { tool: "pg_restore", status: status.to_string(), stderr }.into());
+    }
+    Ok(bytes)
 }
 
 /// Which side of [`feed`] failed.
-pub(crate) enum Fed {
+enum Fed {
     Read(std::io::Error),
-    Write(std::io::Error),
+    /// pg_restore stopped reading: why is in its own status.
+    Write,
 }
 
 /// Copies the snapshot into `pg_restore`'s stdin, reporting progress; returns the bytes.
-pub(crate) async fn feed(
+async fn feed(
     reader: &mut (impl AsyncRead + Unpin),
     stdin: &mut (impl AsyncWrite + Unpin),
     progress: &dyn Progress,
@@ -559,10 +553,10 @@ pub(crate) async fn feed(
     loop {
         let n = reader.read(&mut buf).await.map_err(Fed::Read)?;
         if n == 0 {
-            stdin.flush().await.map_err(Fed::Write)?;
+            stdin.flush().await.map_err(|_| Fed::Write)?;
             return Ok(total);
         }
-        stdin.write_all(&buf[..n]).await.map_err(Fed::Write)?;
+        stdin.write_all(&buf[..n]).await.map_err(|_| Fed::Write)?;
         total += n as u64;
         progress.advance(n as u64);
     }
