@@ -8,7 +8,7 @@ use lifeboat_core::drill::{
 use lifeboat_core::{Check, Kind, NoProgress, Result, Snapshot};
 use rusqlite::Connection;
 
-use crate::inspect::check_private_copy;
+use crate::inspect::{check_private_copy, ident};
 use crate::restore::{Durability, metadata_of, write_stream};
 
 /// Drills SQLite snapshots.
@@ -102,10 +102,9 @@ fn expectations(path: &std::path::Path, expect: &Expectations) -> Vec<Check> {
         ));
     }
     for (table, min) in &expect.min_rows {
-        let quoted = table.replace('"', "\"\"");
-        match conn
-            .query_row(&format!("SELECT count(*) FROM \"{quoted}\""), [], |r| r.get::<_, i64>(0))
-        {
+        match conn.query_row(&format!("SELECT count(*) FROM {}", ident(table)), [], |r| {
+            r.get::<_, i64>(0)
+        }) {
             Ok(n) => checks.push(Check::new(
                 format!("at least {min} rows in {table}"),
                 n as u64 >= *min,

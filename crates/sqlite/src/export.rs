@@ -17,10 +17,10 @@ use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
 use crate::error::{SqliteError, backend};
-use crate::inspect::open_existing;
+use crate::inspect::{ident, open_existing};
 use crate::restore::metadata_of;
 use crate::rows::{
-    Scratch, Table, attach, ident, key_tuple, read_schema, select_in_snapshot, snapshot_rows,
+    Scratch, Table, attach, key_tuple, read_schema, select_in_snapshot, snapshot_rows, table_key,
 };
 
 /// One entry of the schema, in the order the database holds them.
@@ -306,36 +306,29 @@ fn export_scratch(
     snapshot: lifeboat_core::SnapshotId,
 ) -> Result<ExportReport> {
     let path = scratch.copy.as_path();
-    if let Some(predicate) = &request.predicate {
-        let selection = RowSelection {
-            predicate: predicate.clone(),
-            tables: request.tables.clone(),
-            mode: MergeMode::Insert,
-        };
-        select_in_snapshot(scratch, &selection)?;
-    }
     let conn = open_existing(path)?;
-    let tables = read_schema(&conn, "main", path)?;
+    // With a predicate, the selection read the schema already.
+    let tables = match &request.predicate {
+        Some(predicate) => {
+            let selection = RowSelection {
+                predicate: predicate.clone(),
+                tables: request.tables.clone(),
+                mode: MergeMode::Insert,
+            };
+            let tables = select_in_snapshot(scratch, &selection)?.tables;
+            attach(&conn, &scratch.sets, "sel", path)?;
+            tables
+        }
+        None => read_schema(&conn, "main", path)?,
+    };
     let selected = request.predicate.is_some();
-    if selected {
-        attach(&conn, &scratch.sets, "sel", path)?;
-    }
     let entries = schema_entries(&conn, path)?;
     // Which tables: with a predicate, those with selected rows; else those named, or all.
-    let mut wanted = BTreeSet::new();
-    for table in &request.tables {
-        let key = table.to_lowercase();
-        if !tables.contains_key(&key) {
-            return Err(Error::InvalidInput {
-                what: format!("--table {table}: the snapshot has no such table"),
-                hint: format!(
-                    "its tables are: {}",
-                    tables.values().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            });
-        }
-        wanted.insert(key);
-    }
+    let wanted = request
+        .tables
+        .iter()
+        .map(|table| table_key(&tables, table))
+        .collect::<Result<BTreeSet<String>>>()?;
     let mut chosen = Vec::new();
     for entry in entries.iter().filter(|e| e.kind == "table") {
         let key = entry.name.to_lowercase();

@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::SqliteError;
 
+/// `name` as an SQL identifier, quoted.
+pub(crate) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// Facts about a captured database, stored in the snapshot manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SqliteMetadata {
@@ -152,9 +157,8 @@ pub fn inspect(
     }
     let mut tables = BTreeMap::new();
     for name in table_names {
-        let quoted = name.replace('"', "\"\"");
         let n: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM \"{quoted}\""), [], |r| r.get(0))
+            .query_row(&format!("SELECT count(*) FROM {}", ident(&name)), [], |r| r.get(0))
             .map_err(err("counting rows in"))?;
         tables.insert(name, n as u64);
     }

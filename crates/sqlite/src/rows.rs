@@ -11,9 +11,10 @@
 //! 3. The live database is opened read-only (`mode=ro`) to select the selection's current
 //!    rows the same way. This connection and the scratch one are the only ones that ever see
 //!    the predicate.
-//! 4. The writing connection takes the write lock (`BEGIN IMMEDIATE`), the safety snapshot
-//!    of the target is taken under it, the current rows are selected again, and the rows are
-//!    deleted, set and added by statements built only from the schema's names. Foreign keys
+//! 4. The writing connection takes the write lock (`BEGIN IMMEDIATE`), the current rows are
+//!    selected again under it, the safety snapshot is taken (those rows alone when nothing
+//!    else can change, else the whole database), and the rows are deleted, set and added by
+//!    statements built only from the schema's names. Foreign keys
 //!    are enforced and checked at commit; before it, counting again must find nothing left
 //!    to do, or nothing is committed.
 //!
@@ -34,13 +35,8 @@ use tracing::{debug, info};
 
 use crate::backup::SqliteBackup;
 use crate::error::{SqliteError, backend};
-use crate::inspect::{check_is_database, open_existing};
+use crate::inspect::{check_is_database, ident, open_existing};
 use crate::restore::{Durability, metadata_of, write_stream};
-
-/// `name` as an SQL identifier.
-pub(crate) fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// One table of a database, as far as a partial restore needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,10 +376,7 @@ fn applicable_tables(
                 "--where {predicate:?} names no column of any table in the snapshot ({})",
                 missing.unwrap_or_default()
             ),
-            hint: format!(
-                "the snapshot's tables are: {}",
-                tables.values().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
+            hint: format!("the snapshot's tables are: {}", table_list(tables)),
         });
     }
     Ok(applicable)
@@ -550,14 +543,6 @@ fn nonempty(
     )? > 0)
 }
 
-/// What the selection means for one table, before writing.
-#[derive(Debug, Default)]
-struct Counts {
-    changes: TableChanges,
-    /// Rows of the snapshot's selection whose key a row outside the selection now holds.
-    taken: u64,
-}
-
 /// The union of the snapshot's sets of `t`: selected rows and parents.
 pub(crate) fn snapshot_rows(t: &Table) -> String {
     format!(
@@ -569,11 +554,15 @@ pub(crate) fn snapshot_rows(t: &Table) -> String {
 
 /// Counts, on `conn` (`main` the live database, `snap` the snapshot's copy, `sel` the
 /// snapshot's sets, `temp` the live sets), what writing `t` in `mode` does.
-fn table_counts(conn: &Connection, t: &Table, mode: MergeMode, path: &Path) -> Result<Counts> {
+fn table_counts(
+    conn: &Connection,
+    t: &Table,
+    mode: MergeMode,
+    path: &Path,
+) -> Result<TableChanges> {
     let name = ident(&t.name);
     let (s, l) = (set_name("s", &t.name), set_name("l", &t.name));
-    let mut c =
-        Counts { changes: TableChanges { table: t.name.clone(), ..Default::default() }, taken: 0 };
+    let mut c = TableChanges { table: t.name.clone(), ..Default::default() };
     if t.primary_key.is_empty() {
         // Rowids name rows only within one file: rows match when every column does.
         let missing = format!(
@@ -582,14 +571,14 @@ fn table_counts(conn: &Connection, t: &Table, mode: MergeMode, path: &Path) -> R
             rows = snapshot_rows(t),
             same = same_values(t, "l", "n"),
         );
-        c.changes.add = count(conn, &format!("SELECT count(*) {missing}"), path)?;
+        c.add = count(conn, &format!("SELECT count(*) {missing}"), path)?;
         let all = count(conn, &format!("SELECT count(*) FROM {}", snapshot_rows(t)), path)?;
-        c.changes.keep = all.saturating_sub(c.changes.add);
+        c.keep = all.saturating_sub(c.add);
         return Ok(c);
     }
     let exists_live =
         |set: &str| format!("EXISTS (SELECT 1 FROM main.{name} AS l WHERE {})", names(t, set, "l"));
-    c.changes.add = count(
+    c.add = count(
         conn,
         &format!("SELECT count(*) FROM {} AS s WHERE NOT {}", snapshot_rows(t), exists_live("s")),
         path,
@@ -620,7 +609,7 @@ fn table_counts(conn: &Connection, t: &Table, mode: MergeMode, path: &Path) -> R
     )?;
     let equal =
         count(conn, &format!("SELECT count(*) {paired} AND ({})", same_values(t, "n", "l")), path)?;
-    c.taken = count(
+    c.held_elsewhere = count(
         conn,
         &format!(
             "SELECT count(*) FROM sel.{s} AS s WHERE {} AND NOT {in_live_set}",
@@ -628,16 +617,15 @@ fn table_counts(conn: &Connection, t: &Table, mode: MergeMode, path: &Path) -> R
         ),
         path,
     )?;
-    c.changes.held_elsewhere = c.taken;
     match mode {
-        MergeMode::Insert => c.changes.keep = differing + equal + parents_there,
+        MergeMode::Insert => c.keep = differing + equal + parents_there,
         MergeMode::Upsert | MergeMode::Replace => {
-            c.changes.change = differing;
-            c.changes.keep = equal + parents_there;
+            c.change = differing;
+            c.keep = equal + parents_there;
         }
     }
     if mode == MergeMode::Replace {
-        c.changes.delete = count(
+        c.delete = count(
             conn,
             &format!(
                 "SELECT count(*) FROM temp.{l} AS o WHERE NOT EXISTS (SELECT 1 FROM sel.{s} AS s WHERE {})",
@@ -660,7 +648,7 @@ fn left_undone(
 ) -> Result<Option<String>> {
     if t.primary_key.is_empty() {
         let c = table_counts(conn, t, mode, path)?;
-        return Ok((c.changes.add > 0).then(|| format!("{} rows still missing", c.changes.add)));
+        return Ok((c.add > 0).then(|| format!("{} rows still missing", c.add)));
     }
     let name = ident(&t.name);
     let (s, l) = (set_name("s", &t.name), set_name("l", &t.name));
@@ -898,6 +886,23 @@ fn names_are_names(conn: &Connection, path: &Path) -> Result<()> {
         .map_err(|e| SqliteError::sqlite("configuring", path)(e).into())
 }
 
+/// The snapshot's tables, as a hint lists them.
+fn table_list(tables: &BTreeMap<String, Table>) -> String {
+    tables.values().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// The key in `tables` of the table `--table wanted` names; refused when there is none.
+pub(crate) fn table_key(tables: &BTreeMap<String, Table>, wanted: &str) -> Result<String> {
+    let key = wanted.to_lowercase();
+    if tables.contains_key(&key) {
+        return Ok(key);
+    }
+    Err(Error::InvalidInput {
+        what: format!("--table {wanted}: the snapshot has no such table"),
+        hint: format!("its tables are: {}", table_list(tables)),
+    })
+}
+
 pub(crate) fn select_in_snapshot(scratch: &Scratch, selection: &RowSelection) -> Result<Selected> {
     let conn = open_existing(&scratch.copy)?;
     names_are_names(&conn, &scratch.copy)?;
@@ -905,16 +910,7 @@ pub(crate) fn select_in_snapshot(scratch: &Scratch, selection: &RowSelection) ->
     let applicable = applicable_tables(&conn, &tables, &selection.predicate)?;
     let mut seeded = BTreeSet::new();
     for wanted in &selection.tables {
-        let key = wanted.to_lowercase();
-        if !tables.contains_key(&key) {
-            return Err(Error::InvalidInput {
-                what: format!("--table {wanted}: the snapshot has no such table"),
-                hint: format!(
-                    "its tables are: {}",
-                    tables.values().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            });
-        }
+        let key = table_key(&tables, wanted)?;
         if !applicable.contains(&key) {
             return Err(Error::InvalidInput {
                 what: format!(
@@ -1031,7 +1027,7 @@ fn plan(
     all: &BTreeMap<String, Table>,
     mode: MergeMode,
     path: &Path,
-) -> Result<Vec<Counts>> {
+) -> Result<Vec<TableChanges>> {
     let mut counts = Vec::new();
     for t in tables {
         if t.primary_key.is_empty() && mode != MergeMode::Insert {
@@ -1046,11 +1042,11 @@ fn plan(
             continue;
         }
         let c = table_counts(conn, t, mode, path)?;
-        if mode == MergeMode::Replace && c.taken > 0 {
+        if mode == MergeMode::Replace && c.held_elsewhere > 0 {
             return Err(Error::InvalidInput {
                 what: format!(
                     "{} rows of {} in the snapshot's selection have keys that rows outside the selection now hold in {}",
-                    c.taken, t.name, path.display()
+                    c.held_elsewhere, t.name, path.display()
                 ),
                 hint: "replace would overwrite rows that are not the selection's; use --mode insert or upsert, which leave them".into(),
             });
@@ -1258,9 +1254,8 @@ pub async fn restore_rows(
         dry_run,
         tables,
     };
-    if dry_run || counts.iter().all(|c| !c.changes.writes()) {
-        let tables = counts.into_iter().map(|c| c.changes).collect();
-        return Ok(report(tables, None));
+    if dry_run || counts.iter().all(|c| !c.writes()) {
+        return Ok(report(counts, None));
     }
 
     // The write lock first, so the safety snapshot and the selection see what is written over.
@@ -1280,6 +1275,7 @@ pub async fn restore_rows(
     // Under the lock: the selection's current rows, and whether they are all it can change.
     let target_path = target.to_path_buf();
     let rows_copy = scratch.copy.with_file_name("safety.db");
+    let rows_copy_source = SqliteBackup::new(&rows_copy);
     let (scratch, selection, snap, writer, involved, rows_only) = blocking(move || -> Result<_> {
         let (live, involved) = select_in_target(&target_path, &scratch, &selection, &snap)?;
         copy_live_sets(&live, &writer, &snap.tables, &target_path)?;
@@ -1293,8 +1289,7 @@ pub async fn restore_rows(
     let name = SqliteBackup::new(target).default_name();
     let safety = if rows_only {
         let tags = Tags::from([(ROWS_TAG.to_string(), selection.predicate.clone())]);
-        let source = SqliteBackup::new(scratch.copy.with_file_name("safety.db"));
-        ctx.save_safety(&source, &name, tags).await?
+        ctx.save_safety(&rows_copy_source, &name, tags).await?
     } else {
         ctx.save_safety(&SqliteBackup::new(target), &name, Tags::new()).await?
     };
@@ -1302,20 +1297,20 @@ pub async fn restore_rows(
 
     let target_path = target.to_path_buf();
     let tables = blocking(move || -> Result<Vec<TableChanges>> {
+        // The scratch folder, which the writer has attached, lives until the end.
         let _scratch = scratch;
-        let _ = &snap;
         let result = (|| -> Result<Vec<TableChanges>> {
             let planned = plan(&writer, &involved, &snap.tables, selection.mode, &target_path)?;
             let mut done = Vec::new();
-            for (t, c) in involved.iter().zip(&planned) {
+            for (t, c) in involved.iter().zip(planned) {
                 let wrote = write_table(&writer, t, selection.mode, &target_path)?;
-                if (wrote.add, wrote.change, wrote.delete) != (c.changes.add, c.changes.change, c.changes.delete) {
+                if (wrote.add, wrote.change, wrote.delete) != (c.add, c.change, c.delete) {
                     return Err(backend(format!(
                         "table {}: planned {} added, {} changed, {} deleted; the statements did {}, {}, {}",
-                        t.name, c.changes.add, c.changes.change, c.changes.delete, wrote.add, wrote.change, wrote.delete
+                        t.name, c.add, c.change, c.delete, wrote.add, wrote.change, wrote.delete
                     )));
                 }
-                done.push(c.changes.clone());
+                done.push(c);
             }
             // Looking again must find nothing left to do; a trigger that rewrote the rows
             // would show here.
