@@ -578,13 +578,25 @@ async fn restore_backup(State(d): Shared, Path(id): Path<String>, bytes: Bytes) 
     let run = d.catalog.start(&name, Operation::Restore, "api")?;
     let ctx = RestoreContext { snapshot: &snap, safety_net: &d.repo, progress: &NoProgress };
     let result = plan.execute(&ctx).await;
+    finish_restore(&d, &snap, run, result, |report| Outcome {
+        size: Some(report.bytes),
+        detail: report.safety_snapshot.as_ref().map(|s| format!("safety snapshot {s}")),
+        ..Outcome::default()
+    })
+    .await
+}
+
+/// Records how restore `run` of `snap` ended (`done` describes a success) and answers with
+/// its report, or its error.
+async fn finish_restore<R: Serialize>(
+    d: &Daemon,
+    snap: &StoredSnapshot,
+    run: i64,
+    result: lifeboat_core::Result<R>,
+    done: impl FnOnce(&R) -> Outcome,
+) -> ApiResult {
     let outcome = match &result {
-        Ok(report) => Outcome {
-            snapshot: Some(snap.id().to_hex()),
-            size: Some(report.bytes),
-            detail: report.safety_snapshot.as_ref().map(|s| format!("safety snapshot {s}")),
-            ..Outcome::default()
-        },
+        Ok(report) => Outcome { snapshot: Some(snap.id().to_hex()), ..done(report) },
         Err(e) => Outcome {
             snapshot: Some(snap.id().to_hex()),
             error: Some(e.to_string()),
@@ -641,35 +653,19 @@ async fn restore_rows(
     let name = snap.manifest().name.clone();
     let run = d.catalog.start(&name, Operation::Restore, "api")?;
     let result = d.registry.restore_rows(&ctx, to, &rows, false).await;
-    let outcome = match &result {
-        Ok(report) => {
-            let total = report.total();
-            Outcome {
-                snapshot: Some(snap.id().to_hex()),
-                detail: Some(format!(
-                    "rows where {}: {} added, {} changed, {} deleted{}",
-                    report.predicate,
-                    total.add,
-                    total.change,
-                    total.delete,
-                    report
-                        .safety_snapshot
-                        .map(|s| format!("; safety snapshot {s}"))
-                        .unwrap_or_default()
-                )),
-                ..Outcome::default()
-            }
-        }
-        Err(e) => Outcome {
-            snapshot: Some(snap.id().to_hex()),
-            error: Some(e.to_string()),
+    finish_restore(d, snap, run, result, |report| {
+        let total = report.total();
+        let safety =
+            report.safety_snapshot.map(|s| format!("; safety snapshot {s}")).unwrap_or_default();
+        Outcome {
+            detail: Some(format!(
+                "rows where {}: {} added, {} changed, {} deleted{safety}",
+                report.predicate, total.add, total.change, total.delete
+            )),
             ..Outcome::default()
-        },
-    };
-    d.catalog.finish(run, &outcome)?;
-    d.refresh_view().await;
-    let report = result?;
-    Ok(Json(json!({ "run_id": run, "snapshot": snap.id().to_hex(), "report": report })))
+        }
+    })
+    .await
 }
 
 async fn stats(State(d): Shared) -> ApiResult {
