@@ -739,3 +739,29 @@ fn one_tenant_comes_back_from_an_encrypted_repository_on_s3() {
     assert!(csv.contains("orders: 5 rows"), "{csv}");
     ok(run().args(["verify", "--read-data"]));
 }
+
+/// A flipped byte in the pack that holds the snapshot: `restore --where` and `export` fail
+/// naming the damage, the live database is as it was, and nothing is left behind.
+#[test]
+fn a_flipped_byte_fails_the_partial_restore_and_the_export_loudly() {
+    let s = setup();
+    let db = s.live("flipped.db");
+    let before = std::fs::read(&db).unwrap();
+    for (pack, _) in tree(&Path::new(&s.repo).join("data")) {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[10] ^= 0xff;
+        std::fs::write(&pack, bytes).unwrap();
+    }
+    let err = fails(
+        &mut s.restore(&db, &["--where", "tenant_id = 'acme'", "--mode", "replace", "--force"]),
+    );
+    assert!(err.contains("corrupt"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), before, "a failed partial restore changed the target");
+    let out = s.dir.join("export");
+    let err = fails(lifeboat(&s.repo).args(["export", &s.snap_id, "--out"]).arg(&out));
+    assert!(err.contains("corrupt"), "{err}");
+    assert!(tree(&out).is_empty(), "a failed export left files: {:?}", tree(&out));
+    let leftovers: Vec<_> =
+        tree(&s.dir).into_keys().filter(|p| p.to_string_lossy().contains("lifeboat-")).collect();
+    assert!(leftovers.is_empty(), "scratch files left: {leftovers:?}");
+}
