@@ -887,3 +887,330 @@ fn the_sql_export_loads_into_an_empty_database_equal_to_the_snapshot() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// tenants ← users (self-referencing manager) ← orders (composite key) ← order_lines (no
+/// tenant column, a GENERATED ALWAYS identity and a generated column), plus a log without a
+/// key or a tenant. Fixed values throughout, so every database made with it is equal.
+const TENANT_SCHEMA: &str = "
+CREATE TABLE tenants(id text PRIMARY KEY, name text NOT NULL);
+CREATE TABLE users(
+  id int PRIMARY KEY,
+  tenant_id text NOT NULL REFERENCES tenants(id),
+  email text NOT NULL UNIQUE,
+  manager_id int REFERENCES users(id));
+CREATE TABLE orders(
+  tenant_id text NOT NULL REFERENCES tenants(id),
+  order_no int NOT NULL,
+  user_id int NOT NULL REFERENCES users(id),
+  total numeric(10,2) NOT NULL,
+  placed timestamptz NOT NULL,
+  PRIMARY KEY(tenant_id, order_no));
+CREATE TABLE order_lines(
+  id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  order_tenant text NOT NULL,
+  order_no int NOT NULL,
+  sku text NOT NULL,
+  qty int NOT NULL,
+  doubled int GENERATED ALWAYS AS (qty * 2) STORED,
+  FOREIGN KEY(order_tenant, order_no) REFERENCES orders(tenant_id, order_no) ON DELETE CASCADE);
+CREATE INDEX users_tenant ON users(tenant_id);
+CREATE TABLE log(at int, note text);
+INSERT INTO tenants SELECT t, t || ' inc' FROM unnest(ARRAY['acme', 'globex', 'initech']) t;
+INSERT INTO users SELECT 4 * (t - 1) + u, (ARRAY['acme', 'globex', 'initech'])[t],
+  'u' || (u - 1) || '@' || (ARRAY['acme', 'globex', 'initech'])[t] || '.example',
+  CASE WHEN u = 1 THEN NULL ELSE 4 * (t - 1) + 1 END
+  FROM generate_series(1, 3) t, generate_series(1, 4) u;
+INSERT INTO orders SELECT (ARRAY['acme', 'globex', 'initech'])[t], o, 4 * (t - 1) + 1 + o % 4,
+  100 * o + t + 0.25, timestamptz '2026-01-01 00:00:00+00' + o * interval '1 hour'
+  FROM generate_series(1, 3) t, generate_series(1, 5) o;
+INSERT INTO order_lines(order_tenant, order_no, sku, qty)
+  SELECT tenant_id, order_no, 'sku-' || l, l + 1 FROM orders, generate_series(0, 2) l
+  ORDER BY tenant_id, order_no, l;
+INSERT INTO log VALUES (1, 'acme created'), (2, 'globex created'), (3, 'initech created');
+";
+
+/// After the backup: acme loses three orders (and, by cascade, their lines), gains one the
+/// snapshot lacks and renames a user; globex changes too.
+const TENANT_DAMAGE: &str = "
+DELETE FROM orders WHERE tenant_id = 'acme' AND order_no <= 3;
+UPDATE orders SET total = total + 1 WHERE tenant_id = 'acme' AND order_no = 4;
+INSERT INTO orders VALUES ('acme', 999999, 1, 9999, '2026-06-01 00:00:00+00');
+INSERT INTO order_lines(order_tenant, order_no, sku, qty) VALUES ('acme', 999999, 'sku-new', 7);
+UPDATE users SET email = 'renamed@acme.example' WHERE id = 2;
+UPDATE orders SET total = 0 WHERE tenant_id = 'globex';
+UPDATE users SET email = 'boss@globex.example' WHERE id = 5;
+INSERT INTO log VALUES (9, 'after the backup');
+";
+
+/// One tenant's rows in every table, each as its row's text, in a fixed order.
+fn tenant_rows_pg(pg: &PgCluster, db: &str, tenant: &str) -> Vec<String> {
+    let mut all = Vec::new();
+    for (table, sql) in [
+        ("tenants", format!("SELECT t::text FROM tenants t WHERE id = '{tenant}'")),
+        ("users", format!("SELECT t::text FROM users t WHERE tenant_id = '{tenant}' ORDER BY id")),
+        (
+            "orders",
+            format!("SELECT t::text FROM orders t WHERE tenant_id = '{tenant}' ORDER BY order_no"),
+        ),
+        (
+            "lines",
+            format!(
+                "SELECT t::text FROM order_lines t WHERE order_tenant = '{tenant}' ORDER BY id"
+            ),
+        ),
+    ] {
+        all.extend(pg.psql(db, &sql).lines().map(|r| format!("{table}: {r}")));
+    }
+    all
+}
+
+/// `{table: [add, change, delete, keep]}` of a partial restore's report.
+fn per_table_pg(report: &serde_json::Value) -> std::collections::BTreeMap<String, [u64; 4]> {
+    report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let n = |k: &str| t[k].as_u64().unwrap();
+            let table = t["table"].as_str().unwrap().trim_start_matches("public.").to_string();
+            (table, [n("add"), n("change"), n("delete"), n("keep")])
+        })
+        .collect()
+}
+
+/// A cluster with the tenant schema backed up; `snap` holds the snapshot restored whole.
+fn tenants_backed_up() -> (PgCluster, tempfile::TempDir, String, String) {
+    tenants_backed_up_with("")
+}
+
+/// As [`tenants_backed_up`], with `more` SQL run on `app` before the backup.
+fn tenants_backed_up_with(more: &str) -> (PgCluster, tempfile::TempDir, String, String) {
+    let (pg, dir, repo) = cluster_and_repo(None);
+    pg.psql("app", TENANT_SCHEMA);
+    if !more.is_empty() {
+        pg.psql("app", more);
+    }
+    let id = backup_json(&repo, &pg.url("app"))["id"].as_str().unwrap().to_string();
+    ok(lifeboat(&repo).args(["restore", &id, "--create", "--to", &pg.url("snap")]));
+    (pg, dir, repo, id)
+}
+
+/// A live database as it is after the damage.
+fn damaged(pg: &PgCluster, db: &str) {
+    pg.psql("postgres", &format!("CREATE DATABASE {db}"));
+    pg.psql(db, TENANT_SCHEMA);
+    pg.psql(db, TENANT_DAMAGE);
+}
+
+fn restore_rows_json(repo: &str, id: &str, url: &str, args: &[&str]) -> serde_json::Value {
+    let out = ok(lifeboat(repo).args(["restore", id, "--to", url]).args(args).arg("--json"));
+    serde_json::from_str(&out).unwrap()
+}
+
+fn no_scratch_left(pg: &PgCluster) {
+    let left =
+        pg.psql("postgres", "SELECT datname FROM pg_database WHERE datname LIKE 'lb\\_rows%'");
+    assert!(left.is_empty(), "scratch databases left behind: {left}");
+}
+
+#[test]
+fn one_tenants_rows_come_back_into_postgres_in_each_mode_and_nobody_elses_change() {
+    let (pg, _dir, repo, id) = tenants_backed_up();
+    let acme = "tenant_id = 'acme'";
+    let others = |db: &str| -> Vec<Vec<String>> {
+        ["globex", "initech"].iter().map(|t| tenant_rows_pg(&pg, db, t)).collect()
+    };
+    let log = |db: &str| pg.psql(db, "SELECT at, note FROM log ORDER BY at");
+
+    // insert: exactly the deleted rows come back; nothing that exists changes.
+    damaged(&pg, "ins");
+    let url = pg.url("ins");
+    let (before_others, before_acme, before_log) =
+        (others("ins"), tenant_rows_pg(&pg, "ins", "acme"), log("ins"));
+    let dry = restore_rows_json(&repo, &id, &url, &["--where", acme, "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(tenant_rows_pg(&pg, "ins", "acme"), before_acme, "a dry run changed the database");
+    let planned = per_table_pg(&dry);
+    assert_eq!(planned["orders"][0], 3, "{dry}");
+    assert_eq!(planned["order_lines"][0], 9, "{dry}");
+    assert_eq!(planned["users"][..3], [0, 0, 0], "{dry}");
+    let done = restore_rows_json(&repo, &id, &url, &["--where", acme]);
+    assert_eq!(per_table_pg(&done), planned, "the run did not do what the dry run said");
+    assert!(done["safety_snapshot"].is_string(), "{done}");
+    let mut expected: Vec<String> = tenant_rows_pg(&pg, "snap", "acme")
+        .into_iter()
+        .map(|r| {
+            r.replace("(2,acme,u1@acme.example,1)", "(2,acme,renamed@acme.example,1)")
+                .replace("(acme,4,1,401.25,", "(acme,4,1,402.25,")
+        })
+        .collect();
+    expected.push("orders: (acme,999999,1,9999.00,\"2026-06-01 00:00:00+00\")".into());
+    expected.push("lines: (46,acme,999999,sku-new,7,14)".into());
+    expected.sort();
+    let mut got = tenant_rows_pg(&pg, "ins", "acme");
+    got.sort();
+    assert_eq!(got, expected);
+    assert_eq!(others("ins"), before_others, "another tenant was touched");
+    assert_eq!(log("ins"), before_log, "the log has no tenant column");
+    let again = per_table_pg(&restore_rows_json(&repo, &id, &url, &["--where", acme]));
+    assert!(again.values().all(|c| c[..3] == [0, 0, 0]), "{again:?}");
+
+    // replace: acme ends exactly as in the snapshot.
+    damaged(&pg, "rep");
+    let url = pg.url("rep");
+    let before_others = others("rep");
+    let unconfirmed = fails(
+        lifeboat(&repo).args(["restore", &id, "--to", &url, "--where", acme, "--mode", "replace"]),
+    );
+    assert!(unconfirmed.contains("--force"), "{unconfirmed}");
+    let dry =
+        restore_rows_json(&repo, &id, &url, &["--where", acme, "--mode", "replace", "--dry-run"]);
+    let planned = per_table_pg(&dry);
+    assert_eq!(planned["orders"], [3, 1, 1, 1], "{dry}");
+    assert_eq!(planned["order_lines"], [9, 0, 1, 6], "{dry}");
+    assert_eq!(planned["users"], [0, 1, 0, 3], "{dry}");
+    let done =
+        restore_rows_json(&repo, &id, &url, &["--where", acme, "--mode", "replace", "--force"]);
+    assert_eq!(per_table_pg(&done), planned);
+    assert_eq!(tenant_rows_pg(&pg, "rep", "acme"), tenant_rows_pg(&pg, "snap", "acme"));
+    assert_eq!(others("rep"), before_others, "another tenant was touched");
+    let safety = done["safety_snapshot"].as_str().unwrap();
+    let snaps = snapshots(&repo);
+    let safety = snaps.iter().find(|x| x["id"] == safety).expect("the safety snapshot is listed");
+    assert_eq!(safety["tags"]["pre-restore"], id.as_str());
+    assert_eq!(safety["metadata"]["tables"]["public.log"], 4, "the whole database, as it was");
+
+    // upsert: the renamed user is set back, the new order stays.
+    damaged(&pg, "ups");
+    let url = pg.url("ups");
+    let before_others = others("ups");
+    let done =
+        restore_rows_json(&repo, &id, &url, &["--where", acme, "--mode", "upsert", "--force"]);
+    let counted = per_table_pg(&done);
+    assert_eq!(counted["users"], [0, 1, 0, 3], "{done}");
+    assert_eq!(counted["orders"], [3, 1, 0, 1], "{done}");
+    assert_eq!(pg.psql("ups", "SELECT email FROM users WHERE id = 2"), "u1@acme.example");
+    assert_eq!(pg.psql("ups", "SELECT total FROM orders WHERE order_no = 999999"), "9999.00");
+    assert_eq!(others("ups"), before_others, "another tenant was touched");
+
+    // Only some tables: the orders of one user (their lines follow, their parents exist).
+    damaged(&pg, "one");
+    let url = pg.url("one");
+    let done =
+        restore_rows_json(&repo, &id, &url, &["--where", "user_id = 2", "--table", "orders"]);
+    let counted = per_table_pg(&done);
+    assert_eq!(counted["orders"][0], 1, "{done}");
+    assert_eq!(counted["order_lines"][0], 3, "{done}");
+    no_scratch_left(&pg);
+}
+
+#[test]
+fn postgres_partial_restores_refuse_clearly_and_leave_the_target_as_it_was() {
+    let (pg, _dir, repo, id) = tenants_backed_up();
+    damaged(&pg, "live");
+    let url = pg.url("live");
+    pg.psql(
+        "live",
+        "INSERT INTO users VALUES (100, 'acme', 'new@acme.example', NULL), \
+         (101, 'globex', 'new@globex.example', 100)",
+    );
+    let before = fingerprint(&pg, "live");
+    for (args, says) in [
+        (&["--where", "tenant_id = "][..], "not a condition PostgreSQL accepts"),
+        (&["--where", "tenant = 'acme'"][..], "names no column of any table"),
+        (&["--where", "1 = 1"][..], "names no column"),
+        (&["--where", "tenant_id = 'acme'; DROP TABLE tenants"][..], "holds a ;"),
+        (&["--where", "tenant_id = 'acme') OR (true"][..], "did not open"),
+        (&["--where", "tenant_id = 'acme'", "--table", "nope"][..], "no such table"),
+        (&["--where", "tenant_id = 'acme'", "--table", "order_lines"][..], "lacks a column"),
+        (&["--where", "note LIKE 'acme%'", "--mode", "replace", "--force"][..], "no primary key"),
+        // `id` is text in tenants: the condition is about the other tables. Replacing user 1
+        // would delete acme's new order, whose line is outside the selection (line 1 only).
+        (
+            &["--where", "id = 1", "--table", "users", "--mode", "replace", "--force"][..],
+            "outside the selection",
+        ),
+        // acme's new user manages a globex user: replacing acme would delete it.
+        (
+            &["--where", "tenant_id = 'acme'", "--mode", "replace", "--force"][..],
+            "rows of public.users outside the selection",
+        ),
+        (&["--where", "tenant_id = 7"][..], "operator does not exist"),
+    ] {
+        let err = fails(lifeboat(&repo).args(["restore", &id, "--to", &url]).args(args));
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(fingerprint(&pg, "live"), before, "{args:?} changed the target");
+    }
+    // A table whose columns changed since the backup.
+    pg.psql("live", "ALTER TABLE orders ADD COLUMN note text");
+    let before = fingerprint(&pg, "live");
+    let err = fails(lifeboat(&repo).args([
+        "restore",
+        &id,
+        "--to",
+        &url,
+        "--where",
+        "tenant_id = 'acme'",
+    ]));
+    assert!(err.contains("same columns"), "{err}");
+    assert_eq!(fingerprint(&pg, "live"), before);
+    no_scratch_left(&pg);
+}
+
+#[test]
+fn a_killed_postgres_partial_restore_changes_all_or_nothing_and_its_scratch_goes_next_time() {
+    // Rows enough that restoring the scratch copy takes a moment.
+    let filler = "CREATE TABLE filler AS SELECT g AS id, md5(g::text) AS pad \
+                  FROM generate_series(1, 300000) g; ALTER TABLE filler ADD PRIMARY KEY (id)";
+    let (pg, _dir, repo, id) = tenants_backed_up_with(filler);
+    damaged(&pg, "live");
+    pg.psql("live", filler);
+    let url = pg.url("live");
+    let before = fingerprint(&pg, "live");
+    let args = ["--where", "tenant_id = 'acme'", "--mode", "replace", "--force"];
+    let scratch =
+        || pg.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'lb\\_rows%'");
+    let mut left_behind = 0;
+    for delay_ms in [0u64, 150, 400, 900, 1600] {
+        let mut child = lifeboat(&repo)
+            .args(["restore", &id, "--to", &url])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while scratch() == "0" && start.elapsed() < std::time::Duration::from_secs(60) {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        child.wait().unwrap();
+        if !finished && scratch() != "0" {
+            left_behind += 1;
+        }
+        let now = fingerprint(&pg, "live");
+        if now != before {
+            // It committed: all of it. Back to the damaged state for the next round.
+            assert_eq!(
+                tenant_rows_pg(&pg, "live", "acme"),
+                tenant_rows_pg(&pg, "snap", "acme"),
+                "a kill after {delay_ms} ms left acme half restored"
+            );
+            pg.psql("postgres", "DROP DATABASE live");
+            damaged(&pg, "live");
+            pg.psql("live", filler);
+            assert_eq!(fingerprint(&pg, "live"), before);
+        }
+    }
+    assert!(left_behind > 0, "no kill landed while the scratch database was there");
+    // The next partial restore drops what the killed ones left, and does its work.
+    let done = restore_rows_json(&repo, &id, &url, &args);
+    assert_eq!(per_table_pg(&done)["orders"], [3, 1, 1, 1], "{done}");
+    assert_eq!(tenant_rows_pg(&pg, "live", "acme"), tenant_rows_pg(&pg, "snap", "acme"));
+    no_scratch_left(&pg);
+}

@@ -58,7 +58,7 @@ pub use restore::{
 };
 pub use rows::{
     ExportFormat, ExportReport, ExportRequest, ExportTo, MergeMode, ROWS_TAG, RowSelection,
-    RowsReport, TableChanges, TableExport, csv_field,
+    RowsReport, SqlDialect, TableChanges, TableExport, csv_field, self_contained,
 };
 pub use snapshot::Snapshot;
 pub use verify::{Check, Verifier, VerifyReport};

@@ -246,9 +246,160 @@ pub fn csv_field(value: Option<&str>) -> String {
     }
 }
 
+/// Whose quoting rules [`self_contained`] reads a predicate with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlDialect {
+    /// `'text'`, `"name"`, `` `name` ``, `[name]`; `/* */` comments do not nest.
+    Sqlite,
+    /// `'text'`, `E'te\'xt'`, `$tag$text$tag$`, `"name"`; `/* */` comments nest; `[` is a
+    /// subscript.
+    Postgres,
+}
+
+/// Whether `predicate` is one self-contained expression at the level of its tokens: its
+/// parentheses balance outside quotes and comments, never closing more than they opened
+/// (`x = 1) OR (1 = 1` would otherwise widen the `WHERE (…)` it is put in), and it holds
+/// no `;`. The database's own parser checks the rest.
+///
+/// ```
+/// use lifeboat_core::{SqlDialect, self_contained};
+/// assert!(self_contained("tenant_id = 'a;)' AND (x)", SqlDialect::Sqlite).is_ok());
+/// assert!(self_contained("x = 1) OR (1 = 1", SqlDialect::Sqlite).is_err());
+/// assert!(self_contained("note = $$it's; done)$$", SqlDialect::Postgres).is_ok());
+/// assert!(self_contained("x = 1; DROP TABLE t", SqlDialect::Postgres).is_err());
+/// ```
+///
+/// # Errors
+/// Why it is not: a quote or comment never closed, a parenthesis never opened or closed,
+/// a `;`.
+pub fn self_contained(predicate: &str, dialect: SqlDialect) -> Result<(), String> {
+    let chars: Vec<char> = predicate.chars().collect();
+    let is_name = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    let mut depth = 0i64;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        match c {
+            '\'' => {
+                // PostgreSQL's E'…' takes backslash escapes.
+                let escapes = dialect == SqlDialect::Postgres
+                    && i > 0
+                    && matches!(chars[i - 1], 'e' | 'E')
+                    && (i < 2 || !is_name(chars[i - 2]));
+                i = close_quote(&chars, i + 1, '\'', escapes).ok_or("a ' is never closed")?;
+            }
+            '"' => i = close_quote(&chars, i + 1, '"', false).ok_or("a \" is never closed")?,
+            '`' if dialect == SqlDialect::Sqlite => {
+                i = close_quote(&chars, i + 1, '`', false).ok_or("a ` is never closed")?
+            }
+            '[' if dialect == SqlDialect::Sqlite => {
+                i = chars[i..]
+                    .iter()
+                    .position(|&x| x == ']')
+                    .map(|p| i + p + 1)
+                    .ok_or("a [ is never closed")?
+            }
+            '$' if dialect == SqlDialect::Postgres && (i == 0 || !is_name(chars[i - 1])) => {
+                // $tag$ … $tag$ (the tag may be empty; $1 is a parameter, not a quote).
+                let tag_end = chars[i + 1..].iter().position(|&x| !is_name(x) || x == '$');
+                match tag_end.map(|p| i + 1 + p) {
+                    Some(end) if chars[end] == '$' && !next.is_some_and(|n| n.is_ascii_digit()) => {
+                        let tag: String = chars[i..=end].iter().collect();
+                        let rest: String = chars[end + 1..].iter().collect();
+                        let found =
+                            rest.find(&tag).ok_or(format!("a {tag} quote is never closed"))?;
+                        i = end + 1 + rest[..found].chars().count() + tag.chars().count();
+                    }
+                    _ => i += 1,
+                }
+            }
+            '-' if next == Some('-') => {
+                i = chars[i..].iter().position(|&x| x == '\n').map_or(chars.len(), |p| i + p + 1);
+            }
+            '/' if next == Some('*') => {
+                let mut nested = 1;
+                i += 2;
+                while nested > 0 {
+                    match (chars.get(i), chars.get(i + 1)) {
+                        (None, _) => return Err("a /* comment is never closed".into()),
+                        (Some('*'), Some('/')) => {
+                            nested -= 1;
+                            i += 2;
+                        }
+                        (Some('/'), Some('*')) if dialect == SqlDialect::Postgres => {
+                            nested += 1;
+                            i += 2;
+                        }
+                        _ => i += 1,
+                    }
+                }
+            }
+            '(' => {
+                depth += 1;
+                i += 1;
+            }
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("it closes a parenthesis it did not open".into());
+                }
+                i += 1;
+            }
+            ';' => return Err("it holds a ; (one condition, not statements)".into()),
+            _ => i += 1,
+        }
+    }
+    if depth > 0 { Err("a parenthesis is never closed".into()) } else { Ok(()) }
+}
+
+/// The position after the quote `quote` that closes a quoted run starting at `from`; a
+/// doubled quote stands for itself, and with `escapes` a backslash escapes the next
+/// character. `None` when it is never closed.
+fn close_quote(chars: &[char], from: usize, quote: char, escapes: bool) -> Option<usize> {
+    let mut i = from;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' if escapes => i += 2,
+            c if c == quote && chars.get(i + 1) == Some(&quote) => i += 2,
+            c if c == quote => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn predicates_are_scanned_with_each_dialects_quotes() {
+        use SqlDialect::{Postgres, Sqlite};
+        for (text, dialect, ok) in [
+            ("a = 'x'", Sqlite, true),
+            ("a = 'it''s)'", Sqlite, true),
+            ("[odd (name] = 1", Sqlite, true),
+            ("`odd)` = 1", Sqlite, true),
+            ("a = 1 -- ) comment", Sqlite, true),
+            ("a = 1 /* ) */", Sqlite, true),
+            ("a = 'open", Sqlite, false),
+            ("a = 1)", Sqlite, false),
+            ("(a = 1", Sqlite, false),
+            ("a = 1; b", Sqlite, false),
+            ("tags[1] = 'x'", Postgres, true),
+            ("a = E'it\\'s )'", Postgres, true),
+            ("a = $q$ ) ; $q$", Postgres, true),
+            ("a = $$x$$ AND b = $1", Postgres, true),
+            ("a = 1 /* /* ) */ */", Postgres, true),
+            ("a = 1 /* /* */", Postgres, false),
+            ("a = $q$ never", Postgres, false),
+            ("a = 'x' ) OR ( true", Postgres, false),
+            ("note = 'a\\' OR true --'", Postgres, true),
+        ] {
+            assert_eq!(self_contained(text, dialect).is_ok(), ok, "{text:?} in {dialect:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use lifeboat_core::backend::{OptionSpec, Options, TargetCommand, TargetSpec};
 use lifeboat_core::drill::ScratchDrill;
 use lifeboat_core::{
-    Backend, Backup, Error, ExportReport, ExportRequest, Kind, Progress, RestoreOptions,
-    RestorePlan, Result, Snapshot,
+    Backend, Backup, Error, ExportReport, ExportRequest, Kind, Progress, RestoreContext,
+    RestoreOptions, RestorePlan, Result, RowSelection, RowsReport, Snapshot,
 };
 
 use crate::{MissingRoles, PostgresBackup, PostgresDrill, PostgresRestorePlan};
@@ -116,6 +116,22 @@ impl Backend for PostgresBackend {
             )
             .with_missing_roles(roles),
         ))
+    }
+
+    async fn restore_rows(
+        &self,
+        ctx: &RestoreContext<'_>,
+        to: &str,
+        selection: &RowSelection,
+        dry_run: bool,
+    ) -> Result<RowsReport> {
+        if !self.claims(to) {
+            return Err(Error::InvalidInput {
+                what: format!("{to} is not a postgres:// URL"),
+                hint: "give the live database as postgres://user@host:port/database".into(),
+            });
+        }
+        crate::restore_rows(ctx, to, selection, dry_run).await
     }
 
     fn drill_options(&self) -> Vec<OptionSpec> {

@@ -24,6 +24,7 @@ mod export;
 mod parallel;
 mod pgdata;
 mod restore;
+mod rows;
 
 pub use backend::{DRILL_SERVER, PostgresBackend};
 pub use backup::{PostgresBackup, PostgresMetadata};
@@ -37,6 +38,7 @@ pub use error::PgError;
 pub use export::export;
 pub use pgdata::{PgdataRestorePlan, RecoveryTarget};
 pub use restore::{MissingRoles, PostgresRestorePlan};
+pub use rows::restore_rows;
 
 /// The snapshot kind this backend produces.
 pub const KIND: lifeboat_core::Kind = lifeboat_core::Kind::POSTGRES;

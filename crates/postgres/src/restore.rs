@@ -111,7 +111,7 @@ pub(crate) fn split_qualified(spec: &str) -> (Option<String>, String) {
     (schema, current)
 }
 
-fn base36(mut n: u64) -> String {
+pub(crate) fn base36(mut n: u64) -> String {
     let mut digits = Vec::new();
     loop {
         digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
@@ -136,6 +136,18 @@ impl PostgresRestorePlan {
         target_url: &str,
         options: &RestoreOptions,
     ) -> Result<Self> {
+        let config = parse(target_url)?;
+        Self::prepare_config(snapshot, target_url.to_string(), config, options).await
+    }
+
+    /// As [`PostgresRestorePlan::prepare`], into the database `config` names; `url` is what
+    /// a safety snapshot of an existing target backs up.
+    pub(crate) async fn prepare_config(
+        snapshot: &dyn Snapshot,
+        url: String,
+        config: Config,
+        options: &RestoreOptions,
+    ) -> Result<Self> {
         let manifest = snapshot.manifest();
         if manifest.kind != Kind::POSTGRES {
             return Err(Error::Unsupported {
@@ -148,7 +160,6 @@ impl PostgresRestorePlan {
                 kind: Kind::POSTGRES,
                 message: format!("unreadable metadata: {e}"),
             })?;
-        let config = parse(target_url)?;
         let database = config
             .get_dbname()
             .map(str::to_string)
@@ -188,7 +199,7 @@ impl PostgresRestorePlan {
             None => Vec::new(),
         };
         Ok(PostgresRestorePlan {
-            url: target_url.to_string(),
+            url,
             config,
             database,
             snapshot: snapshot.id(),
@@ -563,13 +574,13 @@ async fn feed(
 }
 
 /// The same server and credentials, connected to the `postgres` maintenance database.
-fn maintenance(config: &Config) -> Config {
+pub(crate) fn maintenance(config: &Config) -> Config {
     let mut admin = config.clone();
     admin.dbname("postgres");
     admin
 }
 
-fn unix_millis() -> u64 {
+pub(crate) fn unix_millis() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -838,7 +849,7 @@ async fn swap(
 }
 
 /// Drops a half-made database, ending any session on it.
-async fn drop_database(admin: &tokio_postgres::Client, name: &str) {
+pub(crate) async fn drop_database(admin: &tokio_postgres::Client, name: &str) {
     let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name));
     if let Err(d) = admin.batch_execute(&drop).await {
         tracing::warn!(error = %d, database = name, "could not drop the half-restored database");

@@ -262,60 +262,6 @@ fn bad_predicate(predicate: &str, why: String) -> Error {
     }
 }
 
-/// Whether `predicate` is one self-contained expression at the level of its tokens: its
-/// parentheses balance outside quotes and comments, never closing more than they opened
-/// (`x = 1) OR (1 = 1` would otherwise widen the `WHERE (…)` it is put in), and no `;`.
-fn self_contained(predicate: &str) -> std::result::Result<(), String> {
-    let mut depth = 0i64;
-    let mut chars = predicate.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' | '"' | '`' | '[' => {
-                let close = if c == '[' { ']' } else { c };
-                loop {
-                    match chars.next() {
-                        None => return Err(format!("a {c} is never closed")),
-                        // A doubled quote stands for itself.
-                        Some(x) if x == close && c != '[' && chars.peek() == Some(&close) => {
-                            chars.next();
-                        }
-                        Some(x) if x == close => break,
-                        Some(_) => {}
-                    }
-                }
-            }
-            '-' if chars.peek() == Some(&'-') => {
-                for x in chars.by_ref() {
-                    if x == '\n' {
-                        break;
-                    }
-                }
-            }
-            '/' if chars.peek() == Some(&'*') => {
-                chars.next();
-                let mut last = ' ';
-                loop {
-                    match chars.next() {
-                        None => return Err("a /* comment is never closed".into()),
-                        Some('/') if last == '*' => break,
-                        Some(x) => last = x,
-                    }
-                }
-            }
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err("it closes a parenthesis it did not open".into());
-                }
-            }
-            ';' => return Err("it holds a ; (one condition, not statements)".into()),
-            _ => {}
-        }
-    }
-    if depth > 0 { Err("a parenthesis is never closed".into()) } else { Ok(()) }
-}
-
 /// Checks `predicate` on the snapshot's copy and returns the tables it applies to (those
 /// that have every column it names), by lowercase name.
 fn applicable_tables(
@@ -334,7 +280,8 @@ fn applicable_tables(
             Err(e) => Err(e.to_string()),
         }
     };
-    self_contained(predicate).map_err(|why| bad_predicate(predicate, why))?;
+    lifeboat_core::self_contained(predicate, lifeboat_core::SqlDialect::Sqlite)
+        .map_err(|why| bad_predicate(predicate, why))?;
     let no_column = |m: &str| m.starts_with("no such column");
     // A condition that holds without naming any column would select every row of every
     // table: refused.
