@@ -98,6 +98,10 @@ pub enum Command {
         /// Print what was written as JSON (needs --out DIR).
         #[arg(long)]
         json: bool,
+        /// PostgreSQL with --where: the server the rows are selected on (a scratch database
+        /// is made there and dropped), e.g. postgres://user:pw@staging-db:5432/postgres.
+        #[arg(long = "postgres-server", value_name = "URL", env = "LIFEBOAT_DRILL_POSTGRES")]
+        postgres_server: Option<String>,
     },
     /// Check snapshots: structure, or every byte with --read-data.
     Verify {

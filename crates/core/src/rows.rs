@@ -198,6 +198,9 @@ pub struct ExportRequest {
     pub format: ExportFormat,
     /// Where it goes.
     pub to: ExportTo,
+    /// A database server the export may make a scratch database on and drop again, for
+    /// kinds that select rows there (PostgreSQL with a predicate): `postgres://…`.
+    pub server: Option<String>,
 }
 
 /// Rows exported from one table.

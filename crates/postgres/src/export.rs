@@ -36,11 +36,14 @@ pub async fn export(
         what: format!("{what} is not offered for PostgreSQL snapshots yet"),
         hint: hint.into(),
     };
-    if request.predicate.is_some() {
-        return Err(not_yet(
-            "export --where",
-            "export the database or one --table as SQL, load it into a scratch database and select the rows there",
-        ));
+    if let Some(predicate) = &request.predicate {
+        let Some(server) = request.server.as_deref() else {
+            return Err(Error::InvalidInput {
+                what: "export --where of a PostgreSQL snapshot selects the rows on a server, and none was given".into(),
+                hint: "give --postgres-server postgres://user@host/postgres (a scratch database is made there and dropped), or set LIFEBOAT_DRILL_POSTGRES".into(),
+            });
+        };
+        return crate::rows::export_selection(snapshot, server, predicate, request, progress).await;
     }
     if request.tables.len() > 1 {
         return Err(not_yet("more than one --table", "export one table at a time, or all of them"));
@@ -107,28 +110,7 @@ pub async fn export(
         });
     }
 
-    // The script is written beside where it goes (or in TMPDIR for standard output).
-    let (dir, final_path) = match &request.to {
-        ExportTo::Folder(dir) if !sql => {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the folder", dir, e))?;
-            (dir.clone(), None)
-        }
-        ExportTo::Folder(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the folder", dir, e))?;
-            let name = format!("{}.sql", expected.database.replace(['/', '\0'], "_"));
-            let path = dir.join(name.trim_start_matches('.'));
-            if path.exists() {
-                return Err(Error::TargetExists { target: path.display().to_string() });
-            }
-            (dir.clone(), Some(path))
-        }
-        ExportTo::Stdout => (std::env::temp_dir(), None),
-    };
-    let temp = tempfile::Builder::new()
-        .prefix(".lifeboat-export-")
-        .suffix(".sql")
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io("creating a temporary file in", &dir, e))?;
+    let (temp, final_path) = script_place(request, &expected.database)?;
 
     let mut command = Command::new(&tools.pg_restore);
     command.arg("--file").arg(temp.path());
@@ -151,7 +133,54 @@ pub async fn export(
             tables,
         });
     }
-    let file = match final_path {
+    let file = deliver(temp, final_path)?;
+    // The rows the script holds are the snapshot's, as its manifest counted them.
+    let tables = wanted
+        .into_iter()
+        .map(|(table, rows)| TableExport { table, rows, file: file.clone() })
+        .collect();
+    Ok(ExportReport { snapshot: snapshot.id(), format: ExportFormat::Sql, predicate: None, tables })
+}
+
+/// Where an export's script is written first, and where it then goes: a temporary file
+/// beside the `DATABASE.sql` of the request's folder (refused when that is there), or in
+/// TMPDIR for standard output (`None`). CSV and JSON lines need no script: the folder is made.
+pub(crate) fn script_place(
+    request: &ExportRequest,
+    database: &str,
+) -> Result<(tempfile::NamedTempFile, Option<std::path::PathBuf>)> {
+    let sql = request.format == ExportFormat::Sql;
+    let (dir, final_path) = match &request.to {
+        ExportTo::Folder(dir) if !sql => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the folder", dir, e))?;
+            (dir.clone(), None)
+        }
+        ExportTo::Folder(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the folder", dir, e))?;
+            let name = format!("{}.sql", database.replace(['/', '\0'], "_"));
+            let path = dir.join(name.trim_start_matches('.'));
+            if path.exists() {
+                return Err(Error::TargetExists { target: path.display().to_string() });
+            }
+            (dir.clone(), Some(path))
+        }
+        ExportTo::Stdout => (std::env::temp_dir(), None),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".lifeboat-export-")
+        .suffix(".sql")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io("creating a temporary file in", &dir, e))?;
+    Ok((temp, final_path))
+}
+
+/// Moves a finished script to `final_path` (never over a file), or copies it to standard
+/// output; returns the file it went to.
+pub(crate) fn deliver(
+    temp: tempfile::NamedTempFile,
+    final_path: Option<std::path::PathBuf>,
+) -> Result<Option<String>> {
+    match final_path {
         Some(path) => {
             temp.persist_noclobber(&path).map_err(|e| match e.error.kind() {
                 std::io::ErrorKind::AlreadyExists => {
@@ -159,22 +188,16 @@ pub async fn export(
                 }
                 _ => Error::io("moving the export to", &path, e.error),
             })?;
-            Some(path.display().to_string())
+            Ok(Some(path.display().to_string()))
         }
         None => {
             let mut from = std::fs::File::open(temp.path())
                 .map_err(|e| Error::io("reading", temp.path(), e))?;
             std::io::copy(&mut from, &mut std::io::stdout().lock())
                 .map_err(|e| Error::io("writing", "standard output", e))?;
-            None
+            Ok(None)
         }
-    };
-    // The rows the script holds are the snapshot's, as its manifest counted them.
-    let tables = wanted
-        .into_iter()
-        .map(|(table, rows)| TableExport { table, rows, file: file.clone() })
-        .collect();
-    Ok(ExportReport { snapshot: snapshot.id(), format: ExportFormat::Sql, predicate: None, tables })
+    }
 }
 
 /// Identifiers as a `COPY` line names them: `schema.table` or `"Odd name"`, unquoted.
@@ -298,68 +321,68 @@ fn copy_fields(line: &[u8]) -> Vec<Option<Vec<u8>>> {
         .collect()
 }
 
-/// Writes the rows of the data-only script at `script` as CSV or JSON lines, a file per
-/// table in the request's folder (or the one table on standard output).
-fn rows_from_script(script: &std::path::Path, request: &ExportRequest) -> Result<Vec<TableExport>> {
-    use std::io::{BufRead, Write};
-    let read = |e| Error::io("reading", script, e);
-    let input =
-        std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(script).map_err(read)?);
-    let mut done = Vec::new();
-    let mut current: Option<(TableExport, Vec<String>, Box<dyn Write>)> = None;
-    for line in input.split(b'\n') {
-        let line = line.map_err(read)?;
-        let Some((export, columns, out)) = current.as_mut() else {
-            let Some((table, columns)) = std::str::from_utf8(&line).ok().and_then(copy_header)
-            else {
-                continue;
-            };
-            let (out, file): (Box<dyn Write>, Option<String>) = match &request.to {
-                ExportTo::Stdout => (Box::new(std::io::BufWriter::new(std::io::stdout())), None),
-                ExportTo::Folder(dir) => {
-                    let name =
-                        format!("{table}.{}", request.format.as_str()).replace(['/', '\0'], "_");
-                    let path = dir.join(name.trim_start_matches('.'));
-                    let file = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .open(&path)
-                        .map_err(|e| match e.kind() {
+/// One table's rows being written as CSV or JSON lines: to its own file in the request's
+/// folder (never over one), or to standard output.
+pub(crate) struct RowsOut {
+    export: TableExport,
+    columns: Vec<String>,
+    format: ExportFormat,
+    out: Box<dyn std::io::Write + Send>,
+}
+
+impl RowsOut {
+    /// Opens `table`'s output and, for CSV, writes the header of `columns`.
+    pub(crate) fn open(
+        table: String,
+        columns: Vec<String>,
+        request: &ExportRequest,
+    ) -> Result<Self> {
+        let (out, file): (Box<dyn std::io::Write + Send>, Option<String>) = match &request.to {
+            ExportTo::Stdout => (Box::new(std::io::BufWriter::new(std::io::stdout())), None),
+            ExportTo::Folder(dir) => {
+                let name = format!("{table}.{}", request.format.as_str()).replace(['/', '\0'], "_");
+                let path = dir.join(name.trim_start_matches('.'));
+                let file =
+                    std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(
+                        |e| match e.kind() {
                             std::io::ErrorKind::AlreadyExists => {
                                 Error::TargetExists { target: path.display().to_string() }
                             }
                             _ => Error::io("creating", &path, e),
-                        })?;
-                    (
-                        Box::new(std::io::BufWriter::with_capacity(1 << 20, file)),
-                        Some(path.display().to_string()),
-                    )
-                }
-            };
-            let mut out = out;
-            let write = |e| {
-                Error::io("writing", file.clone().unwrap_or_else(|| "standard output".into()), e)
-            };
-            if request.format == ExportFormat::Csv {
-                let header: Vec<String> =
-                    columns.iter().map(|c| lifeboat_core::csv_field(Some(c))).collect();
-                writeln!(out, "{}", header.join(",")).map_err(write)?;
+                        },
+                    )?;
+                (
+                    Box::new(std::io::BufWriter::with_capacity(1 << 20, file)),
+                    Some(path.display().to_string()),
+                )
             }
-            current = Some((TableExport { table, rows: 0, file }, columns, out));
-            continue;
         };
-        let fail = |e| {
-            Error::io("writing", export.file.clone().unwrap_or_else(|| "standard output".into()), e)
+        let mut rows = RowsOut {
+            export: TableExport { table, rows: 0, file },
+            columns,
+            format: request.format,
+            out,
         };
-        if line == b"\\." {
-            out.flush().map_err(fail)?;
-            if let Some((export, _, _)) = current.take() {
-                done.push(export);
-            }
-            continue;
+        if rows.format == ExportFormat::Csv {
+            let header: Vec<String> =
+                rows.columns.iter().map(|c| lifeboat_core::csv_field(Some(c))).collect();
+            writeln!(rows.out, "{}", header.join(",")).map_err(|e| rows.failed(e))?;
         }
-        let fields = copy_fields(&line);
-        if request.format == ExportFormat::Csv {
+        Ok(rows)
+    }
+
+    fn failed(&self, e: std::io::Error) -> Error {
+        Error::io(
+            "writing",
+            self.export.file.clone().unwrap_or_else(|| "standard output".into()),
+            e,
+        )
+    }
+
+    /// Writes one row of `COPY` text.
+    pub(crate) fn copy_line(&mut self, line: &[u8]) -> Result<()> {
+        let fields = copy_fields(line);
+        if self.format == ExportFormat::Csv {
             let cells: Vec<String> = fields
                 .iter()
                 .map(|f| {
@@ -368,23 +391,61 @@ fn rows_from_script(script: &std::path::Path, request: &ExportRequest) -> Result
                     )
                 })
                 .collect();
-            writeln!(out, "{}", cells.join(",")).map_err(fail)?;
+            writeln!(self.out, "{}", cells.join(",")).map_err(|e| self.failed(e))?;
         } else {
             let mut object = serde_json::Map::new();
-            for (column, field) in columns.iter().zip(&fields) {
+            for (column, field) in self.columns.iter().zip(&fields) {
                 let value = match field {
                     Some(bytes) => String::from_utf8_lossy(bytes).into_owned().into(),
                     None => serde_json::Value::Null,
                 };
                 object.insert(column.clone(), value);
             }
-            serde_json::to_writer(&mut *out, &object).map_err(|e| Error::Backend {
+            serde_json::to_writer(&mut *self.out, &object).map_err(|e| Error::Backend {
                 kind: Kind::POSTGRES,
                 message: format!("writing JSON: {e}"),
             })?;
-            out.write_all(b"\n").map_err(fail)?;
+            self.out.write_all(b"\n").map_err(|e| self.failed(e))?;
         }
-        export.rows += 1;
+        self.export.rows += 1;
+        Ok(())
+    }
+
+    /// Flushes the output; what was written.
+    pub(crate) fn finish(mut self) -> Result<TableExport> {
+        self.out.flush().map_err(|e| self.failed(e))?;
+        Ok(self.export)
+    }
+}
+
+use std::io::Write as _;
+
+/// Writes the rows of the data-only script at `script` as CSV or JSON lines, a file per
+/// table in the request's folder (or the one table on standard output).
+fn rows_from_script(script: &std::path::Path, request: &ExportRequest) -> Result<Vec<TableExport>> {
+    use std::io::BufRead;
+    let read = |e| Error::io("reading", script, e);
+    let input =
+        std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(script).map_err(read)?);
+    let mut done = Vec::new();
+    let mut current: Option<RowsOut> = None;
+    for line in input.split(b'\n') {
+        let line = line.map_err(read)?;
+        match current.as_mut() {
+            None => {
+                if let Some((table, columns)) =
+                    std::str::from_utf8(&line).ok().and_then(copy_header)
+                {
+                    current = Some(RowsOut::open(table, columns, request)?);
+                }
+            }
+            Some(_) if line == b"\\." => {
+                if let Some(rows) = current.take() {
+                    done.push(rows.finish()?);
+                }
+            }
+            Some(rows) => rows.copy_line(&line)?,
+        }
     }
     Ok(done)
 }

@@ -32,16 +32,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt, pin_mut};
 use lifeboat_core::{
-    Error, MergeMode, RestoreContext, RestoreOptions, RestorePlan, Result, RowSelection,
-    RowsReport, SqlDialect, TableChanges, Tags,
+    Error, ExportFormat, ExportReport, ExportRequest, ExportTo, MergeMode, RestoreContext,
+    RestoreOptions, RestorePlan, Result, RowSelection, RowsReport, SqlDialect, TableChanges,
+    TableExport, Tags,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
 use tracing::{debug, info};
 
-use crate::connect::{connect_as, db_message, describe, parse};
-use crate::database::quote_ident;
+use crate::backup::{PostgresMetadata, password, tool_args};
+use crate::connect::{connect_as, db_message, describe, parse, server_tools};
+use crate::database::{quote_ident, quote_literal};
 use crate::error::PgError;
+use crate::export::{RowsOut, deliver, script_place};
 use crate::restore::{
     MissingRoles, PostgresRestorePlan, base36, drop_database, maintenance, split_qualified,
     unix_millis,
@@ -1299,9 +1302,9 @@ async fn plan(
     Ok(counts)
 }
 
-/// The involved tables, parents before children where foreign keys order them.
-fn parents_first(p: &Planned) -> Vec<&Table> {
-    let mut left: Vec<&Table> = p.involved.iter().collect();
+/// `tables`, parents before children where foreign keys order them.
+fn parents_first<'a>(tables: impl Iterator<Item = &'a Table>) -> Vec<&'a Table> {
+    let mut left: Vec<&Table> = tables.collect();
     let mut ordered = Vec::new();
     while !left.is_empty() {
         let keys: BTreeSet<String> = left.iter().map(|t| t.key()).collect();
@@ -1330,7 +1333,7 @@ async fn write(
 ) -> Result<()> {
     let q = query_err(target);
     let plan_of = |t: &Table| planned.iter().find(|c| c.table == t.key());
-    let order = parents_first(p);
+    let order = parents_first(p.involved.iter());
     let check = |t: &Table, what: &str, want: u64, did: u64| -> Result<()> {
         if want == did {
             Ok(())
@@ -1611,4 +1614,191 @@ async fn restore_rows_with(
             Err(e)
         }
     }
+}
+
+/// Exports the rows `predicate` selects in `snapshot`, following foreign keys as a partial
+/// restore does, selected on a scratch database made on `server` and dropped again: CSV or
+/// JSON lines per table, or a script `psql` loads into an empty database (the schema as
+/// `pg_dump` writes it, the selected rows parents first, the sequences where they were).
+pub(crate) async fn export_selection(
+    snapshot: &dyn lifeboat_core::Snapshot,
+    server: &str,
+    predicate: &str,
+    request: &ExportRequest,
+    progress: &dyn lifeboat_core::Progress,
+) -> Result<ExportReport> {
+    let expected: PostgresMetadata = serde_json::from_value(snapshot.manifest().metadata.clone())
+        .map_err(|e| Error::Backend {
+        kind: lifeboat_core::Kind::POSTGRES,
+        message: format!("the manifest's PostgreSQL metadata is unreadable: {e}"),
+    })?;
+    let tools = server_tools(expected.server_major)?;
+    let config = parse(server)?;
+    let net = lifeboat_core::MemorySafetyNet::default();
+    let ctx = RestoreContext { snapshot, safety_net: &net, progress };
+    let scratch_db = ScratchDb::create(&ctx, server, &config).await?;
+    let result = export_from(&scratch_db, &config, &tools, predicate, request, &expected).await;
+    scratch_db.drop().await;
+    Ok(ExportReport {
+        snapshot: snapshot.id(),
+        format: request.format,
+        predicate: Some(predicate.to_string()),
+        tables: result?,
+    })
+}
+
+async fn export_from(
+    scratch_db: &ScratchDb,
+    config: &Config,
+    tools: &crate::ServerTools,
+    predicate: &str,
+    request: &ExportRequest,
+    expected: &PostgresMetadata,
+) -> Result<Vec<TableExport>> {
+    let mut scratch_config = config.clone();
+    scratch_config.dbname(&scratch_db.name);
+    let name = describe(&scratch_config);
+    let scratch = connect_as(&scratch_config, APPLICATION).await?;
+    let selection = RowSelection {
+        predicate: predicate.to_string(),
+        tables: request.tables.clone(),
+        mode: MergeMode::Insert,
+    };
+    let snap = select_in_snapshot(&scratch, &selection, &name).await?;
+    let sql = ScratchSql::new(&snap.tables);
+    let mut chosen = Vec::new();
+    for t in snap.tables.values() {
+        let n = count(
+            &scratch,
+            &format!(
+                "SELECT (SELECT count(*) FROM {}) + (SELECT count(*) FROM {})",
+                sql.set("s", t),
+                sql.set("p", t)
+            ),
+            &name,
+        )
+        .await?;
+        if n > 0 {
+            chosen.push(t);
+        }
+    }
+    let rows_of = |t: &Table| {
+        let keys = list(sql.keys(t, Side::Snapshot, "x").into_iter());
+        format!(
+            "COPY (SELECT {cols} FROM {table} AS x WHERE ({keys}) IN \
+             (SELECT * FROM {s} UNION SELECT * FROM {p})) TO STDOUT",
+            cols = list(t.written().iter().map(|c| format!("x.{}", quote_ident(&c.name)))),
+            table = t.sql(),
+            s = sql.set("s", t),
+            p = sql.set("p", t),
+        )
+    };
+    let copy_err = |t: &Table, e: tokio_postgres::Error| -> Error {
+        PgError::Query {
+            target: name.clone(),
+            reason: format!("reading the selected rows of {}: {}", t.key(), db_message(&e)),
+        }
+        .into()
+    };
+    if request.format != ExportFormat::Sql {
+        if request.to == ExportTo::Stdout && chosen.len() != 1 {
+            return Err(Error::InvalidInput {
+                what: format!(
+                    "{} of {} tables cannot share standard output",
+                    request.format.as_str(),
+                    chosen.len()
+                ),
+                hint: "give --out DIR for one file per table".into(),
+            });
+        }
+        if let ExportTo::Folder(dir) = &request.to {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the folder", dir, e))?;
+        }
+        let mut done = Vec::new();
+        for t in chosen {
+            let columns = t.written().iter().map(|c| c.name.clone()).collect();
+            let mut out = RowsOut::open(t.key(), columns, request)?;
+            let stream = scratch.copy_out(rows_of(t).as_str()).await.map_err(|e| copy_err(t, e))?;
+            pin_mut!(stream);
+            let mut pending: Vec<u8> = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                pending.extend_from_slice(&chunk.map_err(|e| copy_err(t, e))?);
+                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                    out.copy_line(&pending[..end])?;
+                    pending.drain(..=end);
+                }
+            }
+            done.push(out.finish()?);
+        }
+        return Ok(done);
+    }
+    let (temp, final_path) = script_place(request, &expected.database)?;
+    let path = temp.path().to_path_buf();
+    let io = |e| Error::io("writing", &path, e);
+    let mut script = std::io::BufWriter::with_capacity(1 << 20, temp.as_file());
+    use std::io::Write as _;
+    script.write_all(&pg_dump_section(tools, &scratch_config, "pre-data").await?).map_err(io)?;
+    let mut done = Vec::new();
+    for t in parents_first(chosen.into_iter()) {
+        let cols = list(t.written().iter().map(|c| quote_ident(&c.name)));
+        write!(script, "\nCOPY {} ({cols}) FROM stdin;\n", t.sql()).map_err(io)?;
+        let stream = scratch.copy_out(rows_of(t).as_str()).await.map_err(|e| copy_err(t, e))?;
+        pin_mut!(stream);
+        let mut rows = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| copy_err(t, e))?;
+            rows += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+            script.write_all(&chunk).map_err(io)?;
+        }
+        script.write_all(b"\\.\n").map_err(io)?;
+        done.push(TableExport { table: t.key(), rows, file: None });
+    }
+    // Sequences as they were in the snapshot.
+    let sequences = scratch
+        .query(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), last_value \
+             FROM pg_sequences WHERE last_value IS NOT NULL ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(query_err(&name))?;
+    script.write_all(b"\n").map_err(io)?;
+    for row in sequences {
+        let (sequence, last): (String, i64) = (row.get(0), row.get(1));
+        writeln!(script, "SELECT pg_catalog.setval({}, {last}, true);", quote_literal(&sequence))
+            .map_err(io)?;
+    }
+    script.write_all(&pg_dump_section(tools, &scratch_config, "post-data").await?).map_err(io)?;
+    script.flush().map_err(io)?;
+    drop(script);
+    let file = deliver(temp, final_path)?;
+    Ok(done.into_iter().map(|t| TableExport { file: file.clone(), ..t }).collect())
+}
+
+/// `pg_dump --section=SECTION` of the database `config` names, as a script.
+async fn pg_dump_section(
+    tools: &crate::ServerTools,
+    config: &Config,
+    section: &str,
+) -> Result<Vec<u8>> {
+    let dbname = config.get_dbname().unwrap_or("postgres");
+    let mut command = tokio::process::Command::new(&tools.pg_dump);
+    command.arg(format!("--section={section}")).args(tool_args(config, dbname));
+    if let Some(pw) = password(config) {
+        command.env("PGPASSWORD", pw);
+    }
+    let out = command.output().await.map_err(|e| PgError::Tool {
+        tool: "pg_dump",
+        status: "not started".into(),
+        stderr: e.to_string(),
+    })?;
+    if !out.status.success() {
+        return Err(PgError::Tool {
+            tool: "pg_dump",
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+        .into());
+    }
+    Ok(out.stdout)
 }

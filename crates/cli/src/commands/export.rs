@@ -17,6 +17,7 @@ pub struct Request {
     pub format: String,
     pub out: String,
     pub json: bool,
+    pub server: Option<String>,
 }
 
 pub async fn run(url: &str, registry: &Registry, request: Request) -> anyhow::Result<ExitCode> {
@@ -40,6 +41,7 @@ pub async fn run(url: &str, registry: &Registry, request: Request) -> anyhow::Re
         tables: request.tables,
         format,
         to: to.clone(),
+        server: request.server,
     };
     let progress = CliProgress::new();
     let report = registry.export(&snap, &export, &progress).await?;

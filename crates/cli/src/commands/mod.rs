@@ -83,8 +83,26 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
             };
             verify::run(&repo, registry, request).await
         }
-        Command::Export { snapshot, name, predicate, tables, format, out, json } => {
-            let request = export::Request { snapshot, name, predicate, tables, format, out, json };
+        Command::Export {
+            snapshot,
+            name,
+            predicate,
+            tables,
+            format,
+            out,
+            json,
+            postgres_server,
+        } => {
+            let request = export::Request {
+                snapshot,
+                name,
+                predicate,
+                tables,
+                format,
+                out,
+                json,
+                server: postgres_server,
+            };
             export::run(&repo, registry, request).await
         }
         Command::Cat { snapshot, name, out } => {
