@@ -818,6 +818,25 @@ fn a_plain_table_restores_alone_with_its_keys_indexes_and_sequence() {
 
 /// `export` of a PostgreSQL snapshot is a SQL script psql loads as it is: loaded into an
 /// empty database, it equals the source; one table alone; what is not offered yet says so.
+/// Creates database `db` and loads `script` into it with psql, which must succeed.
+fn load_into_new_database(pg: &PgCluster, db: &str, script: &str) {
+    pg.psql("postgres", &format!("CREATE DATABASE {db}"));
+    let mut load = std::process::Command::new(pg.bin("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &pg.url(db)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut load.stdin.take().unwrap(), script.as_bytes()).unwrap();
+    let loaded = load.wait_with_output().unwrap();
+    assert!(
+        loaded.status.success(),
+        "psql could not load the export: {}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+}
+
 #[test]
 fn the_sql_export_loads_into_an_empty_database_equal_to_the_snapshot() {
     let (pg, dir, repo) = cluster_and_repo(Some(1));
@@ -825,21 +844,7 @@ fn the_sql_export_loads_into_an_empty_database_equal_to_the_snapshot() {
     let snap = backup_json(&repo, &pg.url("app"));
     let name = snap["name"].as_str().unwrap().to_string();
     let dump = ok(lifeboat(&repo).args(["export", "latest", "--name", &name]));
-    pg.psql("postgres", "CREATE DATABASE loaded");
-    let mut load = std::process::Command::new(pg.bin("psql"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &pg.url("loaded")])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut load.stdin.take().unwrap(), dump.as_bytes()).unwrap();
-    let loaded = load.wait_with_output().unwrap();
-    assert!(
-        loaded.status.success(),
-        "psql could not load the export: {}",
-        String::from_utf8_lossy(&loaded.stderr)
-    );
+    load_into_new_database(&pg, "loaded", &dump);
     assert_eq!(fingerprint(&pg, "loaded"), fingerprint(&pg, "app"));
 
     // One table, to a folder: that table's definition and rows, no other table's.
@@ -1267,17 +1272,7 @@ fn one_tenants_rows_export_from_postgres_as_csv_and_as_a_script_psql_loads() {
 
     // SQL on standard output: loaded into an empty database, it holds acme and nobody else.
     let script = ok(&mut export(&[]));
-    pg.psql("postgres", "CREATE DATABASE loaded");
-    let mut load = std::process::Command::new(pg.bin("psql"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &pg.url("loaded")])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut load.stdin.take().unwrap(), script.as_bytes()).unwrap();
-    let loaded = load.wait_with_output().unwrap();
-    assert!(loaded.status.success(), "psql: {}", String::from_utf8_lossy(&loaded.stderr));
+    load_into_new_database(&pg, "loaded", &script);
     assert_eq!(tenant_rows_pg(&pg, "loaded", "acme"), tenant_rows_pg(&pg, "snap", "acme"));
     assert!(tenant_rows_pg(&pg, "loaded", "globex").is_empty());
     assert_eq!(pg.psql("loaded", "SELECT count(*) FROM log"), "0", "the log has no tenant column");

@@ -57,8 +57,9 @@ pub use restore::{
     shell_quote, sync_parent_folder, sync_tree, temp_prefix,
 };
 pub use rows::{
-    ExportFormat, ExportReport, ExportRequest, ExportTo, MergeMode, ROWS_TAG, RowSelection,
-    RowsReport, SqlDialect, TableChanges, TableExport, csv_field, self_contained,
+    ExportFormat, ExportReport, ExportRequest, ExportTo, MergeMode, PredicateRefusal, ROWS_TAG,
+    RowSelection, RowsReport, SqlDialect, TableChanges, TableExport, csv_field,
+    predicate_in_parens, self_contained,
 };
 pub use snapshot::Snapshot;
 pub use verify::{Check, Verifier, VerifyReport};

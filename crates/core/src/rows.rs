@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::SnapshotId;
+use crate::{Error, SnapshotId};
 
 /// The tag on a safety snapshot that holds only the rows a partial restore could change,
 /// not the whole database; its value is the condition that selected them. Restoring it with
@@ -94,6 +94,19 @@ pub struct TableChanges {
 }
 
 impl TableChanges {
+    /// Records what happens to the selected rows that exist on both sides: `differing` from
+    /// the snapshot and `equal` to it, plus `parents_there` (parents brought along that exist,
+    /// never changed). `insert` keeps them all; `upsert` and `replace` change the differing.
+    pub fn settle(&mut self, mode: MergeMode, differing: u64, equal: u64, parents_there: u64) {
+        match mode {
+            MergeMode::Insert => self.keep = differing + equal + parents_there,
+            MergeMode::Upsert | MergeMode::Replace => {
+                self.change = differing;
+                self.keep = equal + parents_there;
+            }
+        }
+    }
+
     /// Whether the table is written to at all.
     pub fn writes(&self) -> bool {
         self.add + self.change + self.delete > 0
@@ -186,6 +199,25 @@ pub enum ExportTo {
     Folder(std::path::PathBuf),
 }
 
+impl ExportRequest {
+    /// Refuses CSV or JSON lines of `tables` tables (other than one) on standard output.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] saying to give a folder.
+    pub fn one_table_on_stdout(&self, tables: usize) -> Result<(), Error> {
+        if self.format == ExportFormat::Sql || self.to != ExportTo::Stdout || tables == 1 {
+            return Ok(());
+        }
+        Err(Error::InvalidInput {
+            what: format!(
+                "{} of {tables} tables cannot share standard output",
+                self.format.as_str()
+            ),
+            hint: "give --out DIR for one file per table, or --table for one table".into(),
+        })
+    }
+}
+
 /// What to export from a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportRequest {
@@ -247,6 +279,58 @@ pub fn csv_field(value: Option<&str>) -> String {
         }
         Some(text) => text.to_string(),
     }
+}
+
+/// Why a `--where` predicate is refused, in the words every backend uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PredicateRefusal {
+    /// The database's parser (named) refused it, for the reason given.
+    Malformed {
+        /// "SQLite", "PostgreSQL".
+        database: &'static str,
+        /// What the parser said.
+        why: String,
+    },
+    /// It holds without naming any column: it would select every row.
+    NamesNoColumn,
+    /// It names no column of any table; `detail` is the parser's word on one table, `tables`
+    /// the snapshot's.
+    NoTableHasIt {
+        /// What the parser said about one of the tables.
+        detail: String,
+        /// The snapshot's tables, listed.
+        tables: String,
+    },
+}
+
+impl PredicateRefusal {
+    /// The refusal of `predicate` as an error with a hint.
+    pub fn of(self, predicate: &str) -> Error {
+        let example = "e.g. \"tenant_id = 'acme'\"";
+        let (what, hint) = match self {
+            PredicateRefusal::Malformed { database, why } => (
+                format!("--where {predicate:?} is not a condition {database} accepts: {why}"),
+                format!("give one boolean SQL expression over the tables' columns, {example}"),
+            ),
+            PredicateRefusal::NamesNoColumn => (
+                format!("--where {predicate:?} names no column, so it would select every row"),
+                format!("name the column that tells the rows apart, {example}"),
+            ),
+            PredicateRefusal::NoTableHasIt { detail, tables } => (
+                format!(
+                    "--where {predicate:?} names no column of any table in the snapshot ({detail})"
+                ),
+                format!("the snapshot's tables are: {tables}"),
+            ),
+        };
+        Error::InvalidInput { what, hint }
+    }
+}
+
+/// The predicate as a database reads it inside `WHERE (…)`: the newline ends a `--`
+/// comment, so the predicate cannot hide the closing parenthesis.
+pub fn predicate_in_parens(predicate: &str) -> String {
+    format!("({predicate}\n)")
 }
 
 /// Whose quoting rules [`self_contained`] reads a predicate with.

@@ -99,16 +99,7 @@ pub async fn export(
         .map(|(k, v)| (k.clone(), *v))
         .collect();
     let sql = request.format == ExportFormat::Sql;
-    if !sql && request.to == ExportTo::Stdout && wanted.len() != 1 {
-        return Err(Error::InvalidInput {
-            what: format!(
-                "{} of {} tables cannot share standard output",
-                request.format.as_str(),
-                wanted.len()
-            ),
-            hint: "give --out DIR for one file per table, or --table for one table".into(),
-        });
-    }
+    request.one_table_on_stdout(wanted.len())?;
 
     let (temp, final_path) = script_place(request, &expected.database)?;
 

@@ -32,9 +32,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt, pin_mut};
 use lifeboat_core::{
-    Error, ExportFormat, ExportReport, ExportRequest, ExportTo, MergeMode, RestoreContext,
-    RestoreOptions, RestorePlan, Result, RowSelection, RowsReport, SqlDialect, TableChanges,
-    TableExport, Tags,
+    Error, ExportFormat, ExportReport, ExportRequest, ExportTo, MergeMode, PredicateRefusal,
+    RestoreContext, RestoreOptions, RestorePlan, Result, RowSelection, RowsReport, SqlDialect,
+    TableChanges, TableExport, Tags, predicate_in_parens,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
@@ -269,18 +269,8 @@ fn table_list<'a>(tables: impl Iterator<Item = &'a Table>) -> String {
     list(tables.map(Table::key))
 }
 
-/// The predicate as PostgreSQL sees it inside `WHERE (…)`: the newline ends a `--` comment.
-fn wrapped(predicate: &str) -> String {
-    format!("({predicate}\n)")
-}
-
 fn bad_predicate(predicate: &str, why: String) -> Error {
-    Error::InvalidInput {
-        what: format!("--where {predicate:?} is not a condition PostgreSQL accepts: {why}"),
-        hint:
-            "give one boolean SQL expression over the tables' columns, e.g. \"tenant_id = 'acme'\""
-                .into(),
-    }
+    PredicateRefusal::Malformed { database: "PostgreSQL", why }.of(predicate)
 }
 
 /// Whether preparing `sql` failed because the predicate names a column (or table) the
@@ -312,17 +302,14 @@ async fn applicable_tables(
         .await
         .map_err(query_err(target))?;
     match scratch
-        .prepare(&format!("SELECT 1 FROM pg_temp.\"lifeboat probe\" WHERE {}", wrapped(predicate)))
+        .prepare(&format!(
+            "SELECT 1 FROM pg_temp.\"lifeboat probe\" WHERE {}",
+            predicate_in_parens(predicate)
+        ))
         .await
     {
         Ok(_) => {
-            return Err(Error::InvalidInput {
-                what: format!(
-                    "--where {predicate:?} names no column, so it would select every row"
-                ),
-                hint: "name the column that tells the rows apart, e.g. \"tenant_id = 'acme'\""
-                    .into(),
-            });
+            return Err(PredicateRefusal::NamesNoColumn.of(predicate));
         }
         Err(e) if names_what_is_missing(&e) => {}
         Err(e) => return Err(bad_predicate(predicate, db_message(&e))),
@@ -334,7 +321,7 @@ async fn applicable_tables(
             "SELECT 1 FROM {} AS {} WHERE {}",
             t.sql(),
             quote_ident(&t.name),
-            wrapped(predicate)
+            predicate_in_parens(predicate)
         );
         match scratch.prepare(&sql).await {
             Ok(_) => {
@@ -353,13 +340,11 @@ async fn applicable_tables(
         return Err(bad_predicate(predicate, why));
     }
     if applicable.is_empty() {
-        return Err(Error::InvalidInput {
-            what: format!(
-                "--where {predicate:?} names no column of any table in the snapshot ({})",
-                missing.unwrap_or_default()
-            ),
-            hint: format!("the snapshot's tables are: {}", table_list(tables.values())),
-        });
+        return Err(PredicateRefusal::NoTableHasIt {
+            detail: missing.unwrap_or_default(),
+            tables: table_list(tables.values()),
+        }
+        .of(predicate));
     }
     Ok(applicable)
 }
@@ -383,7 +368,7 @@ async fn predicate_columns(
              CREATE TEMP VIEW \"lifeboat columns\" AS SELECT 1 AS x FROM {} AS {} WHERE {}",
             t.sql(),
             quote_ident(&t.name),
-            wrapped(predicate)
+            predicate_in_parens(predicate)
         ))
         .await
         .map_err(&q)?;
@@ -514,7 +499,7 @@ impl<'a> ScratchSql<'a> {
                 self.set(set, t),
                 list(self.keys(t, side, &alias).into_iter()),
                 self.source(t, side, &alias),
-                wrapped(predicate)
+                predicate_in_parens(predicate)
             ));
         }
         let mut down = Vec::new();
@@ -531,7 +516,7 @@ impl<'a> ScratchSql<'a> {
                         cset = self.set(set, child),
                         ckeys = list(self.keys(child, side, &c).into_iter()),
                         csource = self.source(child, side, &c),
-                        pred = wrapped(predicate),
+                        pred = predicate_in_parens(predicate),
                         pset = self.set(set, parent),
                         psource = self.source(parent, side, "lb_p"),
                         on = self.names(parent, side, "lb_s", "lb_p"),
@@ -1185,13 +1170,7 @@ async fn table_counts(
         target,
     )
     .await?;
-    match mode {
-        MergeMode::Insert => c.keep = differing + equal + parents_there,
-        MergeMode::Upsert | MergeMode::Replace => {
-            c.change = differing;
-            c.keep = equal + parents_there;
-        }
-    }
+    c.settle(mode, differing, equal, parents_there);
     if mode == MergeMode::Replace {
         c.delete = count(
             live,
@@ -1372,13 +1351,16 @@ async fn write(
         let r_cols = list(written.iter().map(|c| format!("r.{}", quote_ident(&c.name))));
         let name = t.sql();
         let rows = p.rows(t);
-        if !t.has_key() {
-            let sql = format!(
+        // The rows whose match (by key, or by every value without one) is missing.
+        let insert = |matched: String| {
+            format!(
                 "INSERT INTO {name}({cols}){over} SELECT {r_cols} FROM {rows} AS r \
-                 WHERE NOT EXISTS (SELECT 1 FROM {name} AS l WHERE {same})",
+                 WHERE NOT EXISTS (SELECT 1 FROM {name} AS l WHERE {matched})",
                 over = overriding(t),
-                same = t.same_values("l", "r"),
-            );
+            )
+        };
+        if !t.has_key() {
+            let sql = insert(t.same_values("l", "r"));
             debug!(%sql, "partial restore");
             let did = live.execute(sql.as_str(), &[]).await.map_err(&q)?;
             check(t, "added", c.add, did)?;
@@ -1403,12 +1385,7 @@ async fn write(
             let did = live.execute(sql.as_str(), &[]).await.map_err(&q)?;
             check(t, "changed", c.change, did)?;
         }
-        let sql = format!(
-            "INSERT INTO {name}({cols}){over} SELECT {r_cols} FROM {rows} AS r \
-             WHERE NOT EXISTS (SELECT 1 FROM {name} AS l WHERE {same_key})",
-            over = overriding(t),
-            same_key = t.same_key("l", "r"),
-        );
+        let sql = insert(t.same_key("l", "r"));
         debug!(%sql, "partial restore");
         let did = live.execute(sql.as_str(), &[]).await.map_err(&q)?;
         check(t, "added", c.add, did)?;
@@ -1701,16 +1678,7 @@ async fn export_from(
         .into()
     };
     if request.format != ExportFormat::Sql {
-        if request.to == ExportTo::Stdout && chosen.len() != 1 {
-            return Err(Error::InvalidInput {
-                what: format!(
-                    "{} of {} tables cannot share standard output",
-                    request.format.as_str(),
-                    chosen.len()
-                ),
-                hint: "give --out DIR for one file per table".into(),
-            });
-        }
+        request.one_table_on_stdout(chosen.len())?;
         if let ExportTo::Folder(dir) = &request.to {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the folder", dir, e))?;
         }

@@ -371,16 +371,7 @@ fn export_scratch(
             )?;
         }
         ExportFormat::Csv | ExportFormat::Jsonl => {
-            if request.to == ExportTo::Stdout && chosen.len() != 1 {
-                return Err(Error::InvalidInput {
-                    what: format!(
-                        "{} of {} tables cannot share standard output",
-                        request.format.as_str(),
-                        chosen.len()
-                    ),
-                    hint: "give --out DIR for one file per table, or --table for one table".into(),
-                });
-            }
+            request.one_table_on_stdout(chosen.len())?;
             for t in &chosen {
                 let (mut out, file) = sink.open(&file_name(&t.name, request.format.as_str()))?;
                 let fail = written(&file);

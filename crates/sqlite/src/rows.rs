@@ -26,8 +26,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use lifeboat_core::{
-    Backup, Error, MergeMode, ROWS_TAG, RestoreContext, Result, RowSelection, RowsReport,
-    TableChanges, Tags,
+    Backup, Error, MergeMode, PredicateRefusal, ROWS_TAG, RestoreContext, Result, RowSelection,
+    RowsReport, TableChanges, Tags, predicate_in_parens,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
@@ -247,19 +247,8 @@ pub(crate) fn read_schema(
     Ok(tables)
 }
 
-/// The predicate as SQLite sees it inside `WHERE (…)`: the newline ends a `--` comment, so a
-/// predicate cannot hide the closing parenthesis.
-fn wrapped(predicate: &str) -> String {
-    format!("({predicate}\n)")
-}
-
 fn bad_predicate(predicate: &str, why: String) -> Error {
-    Error::InvalidInput {
-        what: format!("--where {predicate:?} is not a condition SQLite accepts: {why}"),
-        hint:
-            "give one boolean SQL expression over the tables' columns, e.g. \"tenant_id = 'acme'\""
-                .into(),
-    }
+    PredicateRefusal::Malformed { database: "SQLite", why }.of(predicate)
 }
 
 /// Checks `predicate` on the snapshot's copy and returns the tables it applies to (those
@@ -287,15 +276,12 @@ fn applicable_tables(
     // table: refused.
     conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS \"lifeboat probe\"(\"lifeboat probe\")")
         .map_err(|e| backend(format!("preparing the predicate check: {e}")))?;
-    match check(&format!("SELECT 1 FROM temp.\"lifeboat probe\" WHERE {}", wrapped(predicate))) {
+    match check(&format!(
+        "SELECT 1 FROM temp.\"lifeboat probe\" WHERE {}",
+        predicate_in_parens(predicate)
+    )) {
         Ok(()) => {
-            return Err(Error::InvalidInput {
-                what: format!(
-                    "--where {predicate:?} names no column, so it would select every row"
-                ),
-                hint: "name the column that tells the rows apart, e.g. \"tenant_id = 'acme'\""
-                    .into(),
-            });
+            return Err(PredicateRefusal::NamesNoColumn.of(predicate));
         }
         Err(m) if no_column(&m) => {}
         Err(m) => return Err(bad_predicate(predicate, m)),
@@ -306,7 +292,7 @@ fn applicable_tables(
         match check(&format!(
             "SELECT 1 FROM main.{} WHERE {}",
             ident(&table.name),
-            wrapped(predicate)
+            predicate_in_parens(predicate)
         )) {
             Ok(()) => {
                 applicable.insert(key.clone());
@@ -318,13 +304,11 @@ fn applicable_tables(
         }
     }
     if applicable.is_empty() {
-        return Err(Error::InvalidInput {
-            what: format!(
-                "--where {predicate:?} names no column of any table in the snapshot ({})",
-                missing.unwrap_or_default()
-            ),
-            hint: format!("the snapshot's tables are: {}", table_list(tables)),
-        });
+        return Err(PredicateRefusal::NoTableHasIt {
+            detail: missing.unwrap_or_default(),
+            tables: table_list(tables),
+        }
+        .of(predicate));
     }
     Ok(applicable)
 }
@@ -380,7 +364,7 @@ fn select(
                 set = set_name(side, &t.name),
                 keys = t.key(&ident(&t.name)).join(", "),
                 name = ident(&t.name),
-                pred = wrapped(predicate),
+                pred = predicate_in_parens(predicate),
             ),
             path,
         )?;
@@ -401,7 +385,7 @@ fn select(
                      WHERE {joins})",
                     set = set_name(side, &child.name),
                     keys = child.key(&name).join(", "),
-                    pred = wrapped(predicate),
+                    pred = predicate_in_parens(predicate),
                     pset = set_name(side, &parent.name),
                     pname = ident(&parent.name),
                     on = names(parent, "s", "p"),
@@ -564,13 +548,7 @@ fn table_counts(
         ),
         path,
     )?;
-    match mode {
-        MergeMode::Insert => c.keep = differing + equal + parents_there,
-        MergeMode::Upsert | MergeMode::Replace => {
-            c.change = differing;
-            c.keep = equal + parents_there;
-        }
-    }
+    c.settle(mode, differing, equal, parents_there);
     if mode == MergeMode::Replace {
         c.delete = count(
             conn,
