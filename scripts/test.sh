@@ -34,6 +34,8 @@ command -v redis-cli >/dev/null || need_pkgs+=(redis-tools)
 command -v strace >/dev/null || need_pkgs+=(strace)
 command -v chromium >/dev/null || need_pkgs+=(chromium)  # headless, for the status page test
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)  # rates the shipped unit
+command -v man >/dev/null || need_pkgs+=(man-db)  # renders the generated man pages
+command -v adduser >/dev/null || need_pkgs+=(adduser)  # the .deb's postinst makes its user
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing ${need_pkgs[*]} (apt)"
   as_root apt-get update -qq

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 /// Back up, verify and restore databases into one deduplicated, checksummed repository.
 #[derive(Debug, Parser)]
-#[command(name = "lifeboat", version, about)]
+#[command(name = "lifeboat", version = crate::VERSION, about)]
 pub struct Cli {
     /// Repository URL: a path, file:///path, s3://bucket/prefix (AWS_* variables) or memory://.
     #[arg(long, global = true, env = "LIFEBOAT_REPO", default_value = lifeboat_store::DEFAULT_REPOSITORY)]
@@ -29,6 +29,10 @@ pub struct Cli {
     /// More log output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// No progress output: only results and errors.
+    #[arg(short, long, global = true, env = "LIFEBOAT_QUIET")]
+    pub quiet: bool,
 
     /// How log lines are written to stderr: text (coloured only on a terminal without
     /// NO_COLOR) or json, one object per line.
@@ -102,6 +106,19 @@ pub enum Command {
         /// is made there and dropped), e.g. postgres://user:pw@staging-db:5432/postgres.
         #[arg(long = "postgres-server", value_name = "URL", env = "LIFEBOAT_DRILL_POSTGRES")]
         postgres_server: Option<String>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `lifeboat completions bash > /etc/bash_completion.d/lifeboat`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages of lifeboat (one per command) and lifeboatd into a folder.
+    Man {
+        /// The folder (created when missing), e.g. /usr/local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Check snapshots: structure, or every byte with --read-data.
     Verify {

@@ -26,6 +26,29 @@ mod output;
 mod password;
 mod progress;
 
+/// `--version` of both binaries: the package version and the commit built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LIFEBOAT_COMMIT"), ")");
+
+/// `lifeboatd`'s command line (here so `lifeboat man` writes its page too).
+#[derive(Debug, clap::Parser)]
+#[command(name = "lifeboatd", version = VERSION, about = DAEMON_ABOUT)]
+pub struct DaemonArgs {
+    /// The configuration file (TOML); LIFEBOAT_CONFIG when not given.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    pub check: bool,
+    /// How log lines are written to stderr: text (coloured only on a terminal without
+    /// NO_COLOR) or json, one object per line.
+    #[arg(long, env = "LIFEBOAT_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: logging::LogFormat,
+}
+
+/// lifeboatd's one-line description, for `--help` and its man page.
+const DAEMON_ABOUT: &str =
+    "The lifeboat service: scheduled backups and drills, health, alerts, metrics and an HTTP API";
+
 /// The registry of this run, for hints that name its options.
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
@@ -43,6 +66,7 @@ pub fn run(registry: Registry) -> ExitCode {
         Err(e) => e.exit(),
     };
     output::init_logging(args.verbose, &registry.quiet_logs(), args.log_format);
+    progress::set_quiet(args.quiet);
     let registry = REGISTRY.get_or_init(|| registry);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

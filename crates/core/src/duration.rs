@@ -1,21 +1,40 @@
-//! Human durations for policies and limits: `90s`, `15m`, `12h`, `30d`, `2w`, `1y`, `1d12h`.
+//! Human durations for policies and limits: `90s`, `15m`, `12h`, `30d`, `2w`, `1y`, `1d12h`,
+//! and the longer forms people write: `90min`, `1 day`, `2h 30m`, `500ms`.
 
 use std::time::Duration;
 
-/// Parses a duration such as `30d` or `1d12h` (units: s, m, h, d, w, y = 365 d).
+/// Parses a duration such as `30d`, `1d12h`, `90min` or `1 day` (short units: s, m, h, d,
+/// w, y = 365 d; longer names and spaces as the `humantime` crate reads them).
 ///
 /// ```
 /// use lifeboat_core::parse_duration;
 /// use std::time::Duration;
 /// assert_eq!(parse_duration("1d12h"), Ok(Duration::from_secs(36 * 3600)));
+/// assert_eq!(parse_duration("90min"), Ok(Duration::from_secs(5400)));
+/// assert_eq!(parse_duration("1 day"), Ok(Duration::from_secs(86_400)));
+/// assert_eq!(parse_duration("2h30m"), Ok(Duration::from_secs(9000)));
 /// assert!(parse_duration("12").is_err());
 /// ```
 ///
 /// # Errors
 /// A sentence saying what is wrong, for the user.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad =
-        || format!("{text:?} is not a duration (examples: 90s, 15m, 24h, 30d, 2w, 1y, 1d12h)");
+    compact(text).or_else(|e| {
+        // `1y` stays 365 days: humantime's year is 365.25.
+        humantime::parse_duration(text.trim())
+            .ok()
+            .filter(|d| !d.is_zero() || text.trim().starts_with('0'))
+            .ok_or(e)
+    })
+}
+
+/// The compact form: digits and one-letter units, `1d12h`.
+fn compact(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not a duration (examples: 90s, 15m, 90min, 24h, 1 day, 30d, 2w, 1y, 1d12h)"
+        )
+    };
     let mut total: u64 = 0;
     let mut number = String::new();
     let mut any = false;

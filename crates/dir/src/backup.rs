@@ -120,8 +120,12 @@ impl Backup for DirBackup {
             Err(_) => return Err(DirError::NotFound { path: self.root.clone() }.into()),
         }
         let excludes = self.glob_set()?;
+        // A first walk that only looks at sizes, so progress knows the total.
+        let (root, set) = (self.root.clone(), excludes.clone());
+        let total =
+            tokio::task::spawn_blocking(move || stream_size(&root, Path::new(""), &set)).await.ok();
         let (root, patterns) = (self.root.clone(), self.excludes.clone());
-        blocking_capture("lifeboat-dir-walk", Kind::DIR, None, move |sink| {
+        blocking_capture("lifeboat-dir-walk", Kind::DIR, total, move |sink| {
             // The root is the one path followed as given (it may be a symlink the user chose);
             // everything below it is reached through its handle.
             let root_fd = open_dir_at(CWD, &root, OFlags::empty()).map_err(|e| {
@@ -172,6 +176,28 @@ impl Backup for DirBackup {
             })
         })
     }
+}
+
+/// About how long the tar stream of the folder `dir` (at `rel` below the root) is: a
+/// 512-byte header per entry, file contents padded to 512 bytes. Unreadable entries count
+/// nothing; symlinks are not followed.
+fn stream_size(dir: &Path, rel: &Path, excludes: &GlobSet) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let rel = rel.join(entry.file_name());
+        if excludes.is_match(&rel) {
+            continue;
+        }
+        let Ok(md) = entry.metadata() else { continue };
+        total += 512;
+        if md.is_dir() {
+            total += stream_size(&entry.path(), &rel, excludes);
+        } else if md.is_file() {
+            total += md.len().div_ceil(512) * 512;
+        }
+    }
+    total
 }
 
 /// Opens the folder `path` relative to `parent` for listing.

@@ -3,31 +3,15 @@
 //! `lifeboat-daemon`; an error is one line plus a hint and a non-zero exit.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use lifeboat_cli::logging::{self, LogFormat};
+use lifeboat_cli::DaemonArgs;
+use lifeboat_cli::logging;
 use lifeboat_daemon::config::{Config, ProcessEnv, config_path};
 
-/// Runs lifeboat's backups on schedule and serves the lifeboat HTTP API.
-#[derive(Debug, Parser)]
-#[command(name = "lifeboatd", version, about)]
-struct Args {
-    /// The configuration file (TOML); LIFEBOAT_CONFIG when not given.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Check the configuration and exit.
-    #[arg(long)]
-    check: bool,
-    /// How log lines are written to stderr: text (coloured only on a terminal without
-    /// NO_COLOR) or json, one object per line.
-    #[arg(long, env = "LIFEBOAT_LOG_FORMAT", value_enum, default_value_t)]
-    log_format: LogFormat,
-}
-
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = DaemonArgs::parse();
     let registry = lifeboat::backends();
     logging::init("info", &registry.quiet_logs(), args.log_format);
     let result = config_path(args.config, &ProcessEnv)

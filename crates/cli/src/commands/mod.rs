@@ -17,6 +17,7 @@ mod init;
 mod key;
 mod kinds;
 mod ls;
+mod man;
 mod prune;
 mod repair;
 mod restore;
@@ -105,6 +106,13 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
             };
             export::run(&repo, registry, request).await
         }
+        Command::Completions { shell } => {
+            let mut command = crate::backends::command(registry);
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(shell, &mut command, "lifeboat", &mut out);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out } => man::run(registry, &out),
         Command::Cat { snapshot, name, out } => {
             cat::run(&repo, &snapshot, name.as_deref(), out.as_deref()).await
         }
