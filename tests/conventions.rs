@@ -106,3 +106,28 @@ fn durations_read_as_people_write_them() {
         assert_eq!(!err.contains("is not a duration"), ok_, "{text}: {err}");
     }
 }
+
+#[test]
+fn reports_count_in_words_and_say_what_they_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
+    let db = dir.path().join("app.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1)").unwrap();
+    drop(conn);
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
+    let verified = ok(lifeboat(&repo).args(["verify", "--restore"]));
+    assert!(
+        verified.contains("1 snapshot checked (structure and a restore), 0 failed"),
+        "{verified}"
+    );
+    // A drill writes no heartbeat file unless asked where.
+    let work = tempfile::tempdir().unwrap();
+    ok(lifeboat(&repo).args(["drill", "--all"]).current_dir(work.path()));
+    assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0, "the drill left files here");
+    ok(lifeboat(&repo).args(["backup", "sqlite"]).arg(&db));
+    let forgot = ok(lifeboat(&repo).args(["forget", "--keep-last", "1"]));
+    assert!(forgot.contains("1 snapshot removed; "), "{forgot}");
+    assert!(forgot.contains("grace period"), "it says when the data goes: {forgot}");
+}

@@ -262,9 +262,10 @@ pub enum Command {
         /// Write the markdown report here.
         #[arg(long, value_name = "FILE.md")]
         report: Option<PathBuf>,
-        /// Record each name's last successful drill here (JSON), for monitors.
-        #[arg(long, value_name = "FILE", default_value = "lifeboat-drill-heartbeat.json")]
-        heartbeat: PathBuf,
+        /// Record each name's last successful drill here (JSON), for monitors; nothing is
+        /// written without it.
+        #[arg(long, value_name = "FILE")]
+        heartbeat: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

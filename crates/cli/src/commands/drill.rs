@@ -20,7 +20,7 @@ pub struct Request {
     pub snapshot: Option<String>,
     pub expect: Option<PathBuf>,
     pub report: Option<PathBuf>,
-    pub heartbeat: PathBuf,
+    pub heartbeat: Option<PathBuf>,
     pub json: bool,
 }
 
@@ -107,7 +107,9 @@ pub async fn run(url: &str, registry: &Registry, request: Request) -> anyhow::Re
         std::fs::write(path, markdown_report(&results, &host))
             .map_err(|e| lifeboat_core::Error::io("writing", path, e))?;
     }
-    write_heartbeat(&request.heartbeat, &results)?;
+    if let Some(path) = &request.heartbeat {
+        write_heartbeat(path, &results)?;
+    }
     if request.json {
         print_json(&results)?;
     } else {

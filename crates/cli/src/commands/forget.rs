@@ -76,7 +76,11 @@ pub async fn run(
             }
         }
         let verb = if dry_run { "would be removed (dry run)" } else { "removed" };
-        println!("{} snapshots {verb}; their data goes with the next prune", remove.len());
+        println!(
+            "{} {verb}; the data only they used is freed by a prune (`lifeboat prune`, or \
+             forget --prune) once it has been unused for the grace period (--grace, 1h by default)",
+            crate::output::count(remove.len(), "snapshot")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use lifeboat_store::PruneOptions;
 
-use crate::output::{human_bytes, print_json};
+use crate::output::{count, human_bytes, print_json};
 
 pub async fn run(url: &str, options: &PruneOptions, json: bool) -> anyhow::Result<ExitCode> {
     let repo = super::open_repo(url).await?;
@@ -15,16 +15,16 @@ pub async fn run(url: &str, options: &PruneOptions, json: bool) -> anyhow::Resul
     }
     let would = if options.dry_run { " (dry run: nothing changed)" } else { "" };
     println!(
-        "{} snapshots, {} packs: {} marked as garbage ({}), {} repacked{would}",
-        report.snapshots,
-        report.packs,
+        "{}, {}: {} marked as garbage ({}), {} repacked{would}",
+        count(report.snapshots, "snapshot"),
+        count(report.packs, "pack"),
         report.marked,
         human_bytes(report.marked_bytes),
         report.repacked
     );
     println!(
-        "{} packs deleted, {} freed, {} revived by newer snapshots",
-        report.deleted,
+        "{} deleted, {} freed, {} revived by newer snapshots",
+        count(report.deleted, "pack"),
         human_bytes(report.freed_bytes),
         report.revived
     );

@@ -108,8 +108,13 @@ pub async fn run(url: &str, registry: &Registry, request: Request<'_>) -> anyhow
     let failed = reports.iter().filter(|r| !r.ok()).count();
     let checked = reports.len();
     if !json {
-        let what = if read_data { "structure and data" } else { "structure" };
-        println!("{checked} snapshots checked ({what}), {failed} failed");
+        let what = match (read_data, restore.is_some()) {
+            (true, true) => "structure, data and a restore",
+            (false, true) => "structure and a restore",
+            (true, false) => "structure and data",
+            (false, false) => "structure",
+        };
+        println!("{} checked ({what}), {failed} failed", crate::output::count(checked, "snapshot"));
     }
     let index_ok = index.ok();
     reports.push(index);
@@ -123,9 +128,12 @@ pub async fn run(url: &str, registry: &Registry, request: Request<'_>) -> anyhow
             .map(|r| format!("{}: {}", r.subject, r.failures().join("; ")))
             .collect();
         let subject = if index_ok {
-            format!("{failed} of {checked} snapshots")
+            format!("{failed} of {}", crate::output::count(checked, "snapshot"))
         } else {
-            format!("the repository index and {failed} of {checked} snapshots")
+            format!(
+                "the repository index and {failed} of {}",
+                crate::output::count(checked, "snapshot")
+            )
         };
         return Err(lifeboat_core::Error::VerificationFailed { subject, failures }.into());
     }
