@@ -56,6 +56,31 @@ fn wrong_credentials_are_refused_clearly() {
 }
 
 #[test]
+fn credentials_come_from_files_as_well_as_variables() {
+    let server = S3Server::start();
+    let url = server.url("files");
+    ok(with_env(&mut lifeboat(&url), &server).args(["init", "--no-encryption"]));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = lifeboat(&url);
+    with_env(&mut cmd, &server);
+    for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        let (_, value) = server.env().into_iter().find(|(k, _)| *k == name).unwrap();
+        let file = dir.path().join(name);
+        std::fs::write(&file, format!("{value}\n")).unwrap();
+        cmd.env_remove(name).env(format!("{name}_FILE"), &file);
+    }
+    let listed = ok(cmd.args(["snapshots", "--json"]));
+    assert_eq!(listed.trim(), "[]");
+    // A file that cannot be read is named.
+    let mut cmd = lifeboat(&url);
+    with_env(&mut cmd, &server)
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_SECRET_ACCESS_KEY_FILE", dir.path().join("missing"));
+    let err = fails(cmd.arg("snapshots"));
+    assert!(err.contains("AWS_SECRET_ACCESS_KEY_FILE"), "{err}");
+}
+
+#[test]
 fn a_request_the_server_refuses_as_malformed_is_not_retried() {
     let server = S3Server::start();
     // Bucket names need 3 characters at least: the server answers 400 InvalidBucketName.

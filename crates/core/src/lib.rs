@@ -38,6 +38,7 @@ mod progress;
 mod restore;
 pub mod retention;
 mod rows;
+pub mod secret;
 mod snapshot;
 mod verify;
 pub mod wal;

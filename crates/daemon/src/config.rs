@@ -231,8 +231,13 @@ pub trait Env {
 pub struct ProcessEnv;
 
 impl Env for ProcessEnv {
+    /// `NAME`, else the contents of the file `NAME_FILE` names (secrets handed over as
+    /// files); a file that cannot be read is logged and counts as not set.
     fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+        lifeboat_core::secret::from_env(name).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignored");
+            None
+        })
     }
 }
 

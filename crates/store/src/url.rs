@@ -97,16 +97,33 @@ impl Location {
                 Ok(Arc::new(fs))
             }
             Location::S3 { bucket, prefix } => {
-                if !s3_credentials_configured(|name| std::env::var(name).ok()) {
+                let secret = |name: &str| lifeboat_core::secret::from_env(name);
+                let (key_id, key, session) = (
+                    secret("AWS_ACCESS_KEY_ID")?,
+                    secret("AWS_SECRET_ACCESS_KEY")?,
+                    secret("AWS_SESSION_TOKEN")?,
+                );
+                let named = |name: &str| match name {
+                    "AWS_ACCESS_KEY_ID" => key_id.clone(),
+                    other => std::env::var(other).ok(),
+                };
+                if !s3_credentials_configured(named) {
                     return Err(StoreError::NoCredentials { url: url.into() });
                 }
-                let s3 = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_retry(no_retries())
-                    .build()
-                    .map_err(|e| StoreError::InvalidUrl {
-                        url: url.into(),
-                        reason: e.to_string(),
+                // AWS_* variables as object_store reads them; the keys also from *_FILE.
+                let mut s3 = AmazonS3Builder::from_env();
+                if let Some(id) = key_id {
+                    s3 = s3.with_access_key_id(id);
+                }
+                if let Some(key) = key {
+                    s3 = s3.with_secret_access_key(key);
+                }
+                if let Some(token) = session {
+                    s3 = s3.with_token(token);
+                }
+                let s3 =
+                    s3.with_bucket_name(bucket).with_retry(no_retries()).build().map_err(|e| {
+                        StoreError::InvalidUrl { url: url.into(), reason: e.to_string() }
                     })?;
                 if prefix.is_empty() {
                     Ok(Arc::new(s3))
