@@ -81,6 +81,70 @@ fn credentials_come_from_files_as_well_as_variables() {
 }
 
 #[test]
+fn a_configuration_file_gives_the_repository_and_its_s3_settings() {
+    let server = S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let env: std::collections::BTreeMap<&str, String> = server.env().into_iter().collect();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, format!("{}\n", env["AWS_SECRET_ACCESS_KEY"])).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "repository = \"{}\"\n[s3]\nendpoint = \"{}\"\nregion = \"us-east-1\"\n\
+             access_key_id = \"{}\"\nsecret_access_key_file = \"{}\"\n",
+            server.url("from-config"),
+            env["AWS_ENDPOINT"],
+            env["AWS_ACCESS_KEY_ID"],
+            secret.display()
+        ),
+    )
+    .unwrap();
+    // No --repo, no AWS_* variables: everything from the file.
+    let bare = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+        for var in ["LIFEBOAT_REPO", "LIFEBOAT_PASSWORD", "LIFEBOAT_PASSWORD_FILE"] {
+            cmd.env_remove(var);
+        }
+        for (k, _) in server.env() {
+            cmd.env_remove(k);
+        }
+        cmd.env("LIFEBOAT_CONFIG", &config).env("LIFEBOAT_LOG", "warn");
+        cmd
+    };
+    ok(bare().args(["init", "--no-encryption"]));
+    let db = dir.path().join("app.db");
+    make_sqlite_db(&db, 1);
+    ok(bare().args(["backup", "sqlite"]).arg(&db));
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(bare().args(["snapshots", "--json"]))).unwrap();
+    assert_eq!(listed.len(), 1);
+
+    // `config show` says where each setting comes from, and never prints the secret.
+    let shown = ok(bare().args(["config", "show", "--json"]));
+    assert!(!shown.contains(&env["AWS_SECRET_ACCESS_KEY"]), "{shown}");
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let source = |name: &str| -> String {
+        shown["settings"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()["source"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(source("repository"), "configuration file", "{shown}");
+    assert_eq!(source("s3 secret access key"), "configuration file", "{shown}");
+    assert_eq!(source("log format"), "default", "{shown}");
+    let flagged = ok(bare().args(["--repo", "/elsewhere", "config", "show", "--json"]));
+    assert!(flagged.contains("\"flag\""), "a flag wins over the file: {flagged}");
+    let from_env = ok(bare().env("LIFEBOAT_REPO", "/env").args(["config", "show"]));
+    assert!(from_env.contains("environment (LIFEBOAT_REPO)"), "{from_env}");
+
+    // A broken file is named, and nothing runs.
+    std::fs::write(&config, "repository = 3\n").unwrap();
+    let err = fails(bare().arg("snapshots"));
+    assert!(err.contains("config.toml") && err.contains("not valid"), "{err}");
+}
+
+#[test]
 fn a_request_the_server_refuses_as_malformed_is_not_retried() {
     let server = S3Server::start();
     // Bucket names need 3 characters at least: the server answers 400 InvalidBucketName.

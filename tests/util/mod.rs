@@ -16,6 +16,8 @@ pub fn lifeboat(repo: &str) -> Command {
         "LIFEBOAT_PASSWORD_FILE",
         "LIFEBOAT_PASSWORD_COMMAND",
         "LIFEBOAT_KEY_FILE",
+        "LIFEBOAT_CONFIG",
+        "LIFEBOAT_QUIET",
     ] {
         cmd.env_remove(var);
     }

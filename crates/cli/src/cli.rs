@@ -107,6 +107,10 @@ pub enum Command {
         #[arg(long = "postgres-server", value_name = "URL", env = "LIFEBOAT_DRILL_POSTGRES")]
         postgres_server: Option<String>,
     },
+    /// The settings in force (repository, password source, S3, log format) and where each
+    /// comes from: a flag, the environment, the configuration file or the default.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// bash: `lifeboat completions bash > /etc/bash_completion.d/lifeboat`.
@@ -440,4 +444,15 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     lifeboat_core::parse_duration(s)
+}
+
+/// `lifeboat config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the settings in force and where each comes from; secrets are never printed.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -19,6 +19,7 @@ use lifeboat_core::Registry;
 mod backends;
 mod cli;
 mod commands;
+mod config;
 mod interrupt;
 #[doc(hidden)]
 pub mod logging;
@@ -49,6 +50,10 @@ pub struct DaemonArgs {
 const DAEMON_ABOUT: &str =
     "The lifeboat service: scheduled backups and drills, health, alerts, metrics and an HTTP API";
 
+/// The configuration file this run read: where, why there, and what it says.
+static CONFIG_FILE: OnceLock<Option<(std::path::PathBuf, &'static str, config::FileConfig)>> =
+    OnceLock::new();
+
 /// The registry of this run, for hints that name its options.
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
@@ -60,13 +65,49 @@ fn registry() -> &'static Registry {
 /// Parses the process's command line against `registry`'s backends, runs the command, and
 /// returns the exit code (errors are printed as one line plus a hint).
 pub fn run(registry: Registry) -> ExitCode {
-    let matches = backends::command(&registry).get_matches();
+    let mut command = backends::command(&registry);
+    let loaded = match config::path() {
+        Some((path, why)) => match config::load(&path) {
+            Ok(file) => Some((path, why, file)),
+            Err(e) => return output::fail(&e.into()),
+        },
+        None => None,
+    };
+    if let Some((_, _, file)) = &loaded {
+        // The file's password setting stands back when one is given another way.
+        let given_otherwise = ["PASSWORD", "PASSWORD_FILE", "PASSWORD_COMMAND", "KEY_FILE"]
+            .iter()
+            .any(|v| std::env::var_os(format!("LIFEBOAT_{v}")).is_some_and(|x| !x.is_empty()))
+            || std::env::args().any(|a| {
+                ["--password-file", "--password-command", "--key-file"]
+                    .iter()
+                    .any(|flag| a == *flag || a.starts_with(&format!("{flag}=")))
+            });
+        for (id, value) in file.defaults() {
+            if given_otherwise && id != "repo" && id != "log_format" {
+                continue;
+            }
+            command = command.mut_arg(id, |a| a.default_value(value));
+        }
+    }
+    let _ = CONFIG_FILE.set(loaded.map(|(path, why, file)| (path, why, file)));
+    let matches = command.get_matches();
     let args = match cli::Cli::from_arg_matches(&matches) {
         Ok(args) => args,
         Err(e) => e.exit(),
     };
     output::init_logging(args.verbose, &registry.quiet_logs(), args.log_format);
     progress::set_quiet(args.quiet);
+    // The file's S3 settings, read (its secret file too) only for an s3:// repository.
+    if let Some(Some((_, _, file))) = CONFIG_FILE.get()
+        && args.repo.starts_with("s3://")
+    {
+        match file.s3_defaults() {
+            Ok(Some(s3)) => lifeboat_store::use_s3_defaults(s3),
+            Ok(None) => {}
+            Err(e) => return output::fail(&e.into()),
+        }
+    }
     let registry = REGISTRY.get_or_init(|| registry);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -68,6 +68,6 @@ pub use s3::S3Options;
 pub use snapshot::StoredSnapshot;
 pub use staging::{STAGING_MIN_AGE, StagingFile};
 pub use targets::MemberOutcome;
-pub use url::{DEFAULT_REPOSITORY, Location};
+pub use url::{DEFAULT_REPOSITORY, Location, use_s3_defaults};
 pub use verify::RepositoryVerifier;
 pub use wal::{WAL_PREFIX, WalFile, WalPushed, WalStart, check_wal_file_name};

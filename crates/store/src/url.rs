@@ -98,10 +98,11 @@ impl Location {
             }
             Location::S3 { bucket, prefix } => {
                 let secret = |name: &str| lifeboat_core::secret::from_env(name);
+                let defaults = S3_DEFAULTS.get().cloned().unwrap_or_default();
                 let (key_id, key, session) = (
-                    secret("AWS_ACCESS_KEY_ID")?,
-                    secret("AWS_SECRET_ACCESS_KEY")?,
-                    secret("AWS_SESSION_TOKEN")?,
+                    secret("AWS_ACCESS_KEY_ID")?.or(defaults.access_key_id),
+                    secret("AWS_SECRET_ACCESS_KEY")?.or(defaults.secret_access_key),
+                    secret("AWS_SESSION_TOKEN")?.or(defaults.session_token),
                 );
                 let named = |name: &str| match name {
                     "AWS_ACCESS_KEY_ID" => key_id.clone(),
@@ -121,6 +122,16 @@ impl Location {
                 if let Some(token) = session {
                     s3 = s3.with_token(token);
                 }
+                let unset = |name: &str| std::env::var(name).map_or(true, |v| v.trim().is_empty());
+                if let Some(endpoint) = defaults.endpoint.filter(|_| unset("AWS_ENDPOINT")) {
+                    if endpoint.starts_with("http://") {
+                        s3 = s3.with_allow_http(true);
+                    }
+                    s3 = s3.with_endpoint(endpoint);
+                }
+                if let Some(region) = defaults.region.filter(|_| unset("AWS_REGION")) {
+                    s3 = s3.with_region(region);
+                }
                 let s3 =
                     s3.with_bucket_name(bucket).with_retry(no_retries()).build().map_err(|e| {
                         StoreError::InvalidUrl { url: url.into(), reason: e.to_string() }
@@ -134,6 +145,16 @@ impl Location {
             Location::Memory => Ok(Arc::new(InMemory::new())),
         }
     }
+}
+
+/// S3 settings a configuration file gave this process, used where the environment has none.
+static S3_DEFAULTS: std::sync::OnceLock<crate::S3Options> = std::sync::OnceLock::new();
+
+/// Gives `s3://` URLs opened by this process settings to use where the `AWS_*` environment
+/// has none: the endpoint, region and keys of a configuration file (`bucket` and `prefix`
+/// are not used). The first call wins.
+pub fn use_s3_defaults(defaults: crate::S3Options) {
+    let _ = S3_DEFAULTS.set(defaults);
 }
 
 /// object_store's retry settings for lifeboat's stores: none of its own, since lifeboat

@@ -10,6 +10,7 @@ use crate::cli::{Cli, Command};
 mod backup;
 mod cat;
 mod cleanup;
+mod config_show;
 mod drill;
 mod export;
 mod forget;
@@ -105,6 +106,10 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
                 server: postgres_server,
             };
             export::run(&repo, registry, request).await
+        }
+        Command::Config(crate::cli::ConfigCommand::Show { json }) => {
+            let show = sub.subcommand().map_or(sub, |(_, m)| m);
+            config_show::run(show, crate::CONFIG_FILE.get().and_then(Option::as_ref), json)
         }
         Command::Completions { shell } => {
             let mut command = crate::backends::command(registry);
