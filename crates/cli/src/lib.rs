@@ -90,7 +90,7 @@ pub fn run(registry: Registry) -> ExitCode {
             command = command.mut_arg(id, |a| a.default_value(value));
         }
     }
-    let _ = CONFIG_FILE.set(loaded.map(|(path, why, file)| (path, why, file)));
+    let _ = CONFIG_FILE.set(loaded);
     let matches = command.get_matches();
     let args = match cli::Cli::from_arg_matches(&matches) {
         Ok(args) => args,
