@@ -54,6 +54,17 @@ const DAEMON_ABOUT: &str =
 static CONFIG_FILE: OnceLock<Option<(std::path::PathBuf, &'static str, config::FileConfig)>> =
     OnceLock::new();
 
+/// `lifeboat`'s whole command line with `registry`'s backends, as [`run`] parses it (its
+/// `backup` kinds, restore and drill options included).
+pub fn command(registry: &Registry) -> clap::Command {
+    backends::command(registry)
+}
+
+/// `lifeboatd`'s command line.
+pub fn daemon_command() -> clap::Command {
+    <DaemonArgs as clap::CommandFactory>::command()
+}
+
 /// The registry of this run, for hints that name its options.
 static REGISTRY: OnceLock<Registry> = OnceLock::new();
 
