@@ -1,9 +1,10 @@
 //! Every `lifeboat` and `lifeboatd` command line shown in the README and in docs/ is one the
-//! real parser accepts: options that exist, values they take, commands that are there.
+//! real parser accepts: options that exist, values they take, commands that are there. And
+//! the README's tour runs, in order, against a scratch repository, SQLite databases and a
+//! folder (its PostgreSQL, container and WAL lines have tests of their own).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -142,4 +143,100 @@ fn every_documented_command_line_parses() {
         wrong.len(),
         wrong.join("\n")
     );
+}
+
+/// The lines of the README's tour (its first `sh` block).
+fn tour() -> Vec<String> {
+    let text = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = text.find("## A tour of the CLI").expect("the README has a tour");
+    let block = &text[start..];
+    let block = &block[block.find("```sh").unwrap()..];
+    let end = block[3..].find("```").unwrap() + 3;
+    shell_lines(&format!("{}\n```", &block[..end]))
+}
+
+#[test]
+fn the_readme_tour_runs_on_sqlite_and_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path();
+    let at = |p: &str| scratch.join(p.trim_start_matches('/'));
+    for folder in ["etc/lifeboat", "data/restore", "data/platform", "srv/uploads/cache", "srv/app"]
+    {
+        std::fs::create_dir_all(at(folder)).unwrap();
+    }
+    std::fs::write(at("etc/lifeboat/password"), "tour password\n").unwrap();
+    let sqlite = |path: &Path, sql: &str| {
+        rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap();
+    };
+    sqlite(
+        &at("data/auth.db"),
+        "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users(name) VALUES ('a'), ('b');",
+    );
+    sqlite(
+        &at("srv/app/app.db"),
+        "CREATE TABLE orders(id INTEGER PRIMARY KEY, tenant_id TEXT, total INT); \
+         INSERT INTO orders(tenant_id, total) VALUES ('acme', 1), ('globex', 2);",
+    );
+    std::fs::write(at("srv/uploads/a.txt"), "a").unwrap();
+    std::fs::write(at("srv/uploads/b.tmp"), "skipped").unwrap();
+    std::fs::write(at("srv/uploads/cache/c"), "skipped").unwrap();
+    std::fs::write(scratch.join("expect.toml"), "").unwrap();
+
+    let run = |words: &[String]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+        cmd.args(&words[1..])
+            .current_dir(scratch)
+            .env("LIFEBOAT_REPO", at("repo"))
+            .env("LIFEBOAT_PASSWORD_FILE", at("etc/lifeboat/password"))
+            .env("LIFEBOAT_LOG", "warn")
+            .env_remove("LIFEBOAT_CONFIG")
+            .env_remove("LIFEBOAT_PASSWORD");
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "the tour's `{}` failed:\n{}{}",
+            words.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // What needs a PostgreSQL server, the Docker engine or S3 has tests of its own.
+    let elsewhere =
+        ["postgres", "pgdata:", "wal-", "container", "cleanup", "--no-encryption", "billing"];
+    let mut ran = 0;
+    let mut app_backed_up = false;
+    for line in tour() {
+        let Some(words) = words(&line) else { continue };
+        if words.iter().any(|w| elsewhere.iter().any(|e| w.contains(e))) {
+            continue;
+        }
+        let mut local = Vec::new();
+        for w in words {
+            if w == "3f2a9c" {
+                local.extend(["latest".to_string(), "--name".into(), "auth".into()]);
+            } else if let Some(path) = w.strip_prefix("dir:") {
+                local.push(format!("dir:{}", at(path).display()));
+            } else if ["/data/", "/srv/", "/etc/lifeboat/"].iter().any(|p| w.starts_with(p)) {
+                local.push(at(&w).display().to_string());
+            } else {
+                local.push(w);
+            }
+        }
+        if local.iter().any(|w| w == "app") && !app_backed_up {
+            run(&[
+                "lifeboat".into(),
+                "backup".into(),
+                "sqlite".into(),
+                at("srv/app/app.db").display().to_string(),
+            ]);
+            app_backed_up = true;
+        }
+        run(&local);
+        ran += 1;
+    }
+    assert!(ran >= 25, "only {ran} lines of the tour ran");
+    // What the tour did is there: the folder restored without what it excluded.
+    assert!(at("srv/uploads-restored/a.txt").exists());
+    assert!(!at("srv/uploads-restored/b.tmp").exists());
+    assert!(at("data/restore/auth.db").exists() && scratch.join("auth.db").exists());
 }
