@@ -131,3 +131,23 @@ fn reports_count_in_words_and_say_what_they_did() {
     assert!(forgot.contains("1 snapshot removed; "), "{forgot}");
     assert!(forgot.contains("grace period"), "it says when the data goes: {forgot}");
 }
+
+#[test]
+fn options_read_from_a_variable_also_read_its_file_and_never_show_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    ok(lifeboat(&repo.display().to_string()).args(["init", "--no-encryption"]));
+    let file = dir.path().join("repo-url");
+    std::fs::write(&file, format!("{}\n", repo.display())).unwrap();
+    let bare = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+        cmd.env_remove("LIFEBOAT_REPO").env_remove("LIFEBOAT_CONFIG").current_dir(dir.path());
+        cmd
+    };
+    let listed = ok(bare().env("LIFEBOAT_REPO_FILE", &file).args(["snapshots", "--json"]));
+    assert_eq!(listed.trim(), "[]", "the repository named in LIFEBOAT_REPO_FILE was not used");
+    let secret = dir.path().join("server");
+    std::fs::write(&secret, "postgres://u:S3CRET-PW@127.0.0.1:1/postgres\n").unwrap();
+    let help = ok(bare().env("LIFEBOAT_DRILL_POSTGRES_FILE", &secret).args(["export", "--help"]));
+    assert!(help.contains("LIFEBOAT_DRILL_POSTGRES") && !help.contains("S3CRET"), "{help}");
+}

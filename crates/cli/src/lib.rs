@@ -57,7 +57,32 @@ static CONFIG_FILE: OnceLock<Option<(std::path::PathBuf, &'static str, config::F
 /// `lifeboat`'s whole command line with `registry`'s backends, as [`run`] parses it (its
 /// `backup` kinds, restore and drill options included).
 pub fn command(registry: &Registry) -> clap::Command {
-    backends::command(registry)
+    secrets_from_files(backends::command(registry))
+}
+
+/// Lets every option read from a variable `NAME` also read the file `NAME_FILE` names, when
+/// `NAME` is not set (secrets handed over as files); the value is never shown in help.
+fn secrets_from_files(command: clap::Command) -> clap::Command {
+    let from_files: Vec<(clap::Id, String)> = command
+        .get_arguments()
+        .filter_map(|a| {
+            let var = a.get_env()?.to_str()?;
+            if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+                return None;
+            }
+            let value = lifeboat_core::secret::from_env(var).ok()??;
+            Some((a.get_id().clone(), value))
+        })
+        .collect();
+    let mut command = command;
+    for (id, value) in from_files {
+        command = command.mut_arg(id, |a| a.default_value(value).hide_default_value(true));
+    }
+    let names: Vec<String> = command.get_subcommands().map(|c| c.get_name().to_string()).collect();
+    for name in names {
+        command = command.mut_subcommand(name, secrets_from_files);
+    }
+    command
 }
 
 /// `lifeboatd`'s command line.
@@ -76,7 +101,7 @@ fn registry() -> &'static Registry {
 /// Parses the process's command line against `registry`'s backends, runs the command, and
 /// returns the exit code (errors are printed as one line plus a hint).
 pub fn run(registry: Registry) -> ExitCode {
-    let mut command = backends::command(&registry);
+    let mut command = command(&registry);
     let loaded = match config::path() {
         Some((path, why)) => match config::load(&path) {
             Ok(file) => Some((path, why, file)),
