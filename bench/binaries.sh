@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/binaries.sh: what a user installs and waits for before any work. The release
 # binaries' sizes, their start-up time (`--version`), and `snapshots` on an empty local
-# repository, side by side with restic and borg (Debian's packages) doing the same.
+# repository (plaintext and encrypted: opening an encrypted one derives its key from the
+# password), side by side with restic (always encrypted) and borg (plaintext) doing the same.
 #
 #   bash bench/binaries.sh          # RUNS=50 by default
 #
@@ -39,6 +40,7 @@ PY
 
 export RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
 "$LIFEBOAT" --repo "$W/lifeboat" init --no-encryption > /dev/null
+LIFEBOAT_PASSWORD=bench "$LIFEBOAT" --repo "$W/lifeboat-enc" init > /dev/null
 restic init --repo "$W/restic" > /dev/null 2>&1
 borg init --encryption=none "$W/borg" > /dev/null 2>&1
 
@@ -51,6 +53,7 @@ lbd_ver=$(mean_ms "$BIN/lifeboatd" --version)
 restic_ver=$(mean_ms restic version)
 borg_ver=$(mean_ms borg --version)
 lb_snaps=$(mean_ms "$LIFEBOAT" --repo "$W/lifeboat" snapshots)
+lb_enc_snaps=$(LIFEBOAT_PASSWORD=bench mean_ms "$LIFEBOAT" --repo "$W/lifeboat-enc" snapshots)
 restic_snaps=$(mean_ms restic --repo "$W/restic" snapshots --no-lock)
 borg_snaps=$(mean_ms borg list "$W/borg")
 
@@ -64,7 +67,8 @@ ok30() { awk -v s="$1" 'BEGIN { print (s < 30 ? "ok" : "MISS") }'; }
     echo "|---|---:|---:|---:|---:|"
     echo "| size (MB) | $lb_size | $lbd_size | $restic_size | (Python) |"
     echo "| \`--version\` (ms) | $lb_ver | $lbd_ver | $restic_ver | $borg_ver |"
-    echo "| \`snapshots\` of an empty local repository (ms) | $lb_snaps | | $restic_snaps | $borg_snaps |"
+    echo "| \`snapshots\` of an empty local repository, plaintext (ms) | $lb_snaps | | | $borg_snaps |"
+    echo "| \`snapshots\` of an empty local repository, encrypted (ms) | $lb_enc_snaps | | $restic_snaps | |"
     echo
     echo "Size target (under 30 MB each): lifeboat $(ok30 "$lb_size"), lifeboatd $(ok30 "$lbd_size")."
 } | tee "$W/results.md"

@@ -50,6 +50,9 @@ printf 'lifeboat\nLicense: Apache-2.0\n' > "$root/usr/share/doc/lifeboat/copyrig
 "$bin_dir/lifeboat" completions bash > "$root/usr/share/bash-completion/completions/lifeboat"
 "$bin_dir/lifeboat" completions zsh > "$root/usr/share/zsh/vendor-completions/_lifeboat"
 "$bin_dir/lifeboat" completions fish > "$root/usr/share/fish/vendor_completions.d/lifeboat.fish"
+"$bin_dir/lifeboat" completions bash --for lifeboatd > "$root/usr/share/bash-completion/completions/lifeboatd"
+"$bin_dir/lifeboat" completions zsh --for lifeboatd > "$root/usr/share/zsh/vendor-completions/_lifeboatd"
+"$bin_dir/lifeboat" completions fish --for lifeboatd > "$root/usr/share/fish/vendor_completions.d/lifeboatd.fish"
 "$bin_dir/lifeboat" man --out "$root/usr/share/man/man1" >/dev/null
 gzip -9n "$root"/usr/share/man/man1/*.1
 

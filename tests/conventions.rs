@@ -39,6 +39,8 @@ fn completions_parse_in_their_shells_and_man_pages_render() {
             assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
         }
     }
+    let daemon = ok(lifeboat("unused").args(["completions", "bash", "--for", "lifeboatd"]));
+    assert!(daemon.contains("lifeboatd") && daemon.contains("--check"), "{daemon}");
     let out = dir.path().join("man");
     let listed = ok(lifeboat("unused").args(["man", "--out"]).arg(&out));
     for page in ["lifeboat.1", "lifeboat-restore.1", "lifeboat-backup-sqlite.1", "lifeboatd.1"] {

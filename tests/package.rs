@@ -45,6 +45,7 @@ fn the_deb_installs_runs_its_binaries_and_purges_cleanly() {
         "./usr/share/man/man1/lifeboat.1.gz",
         "./usr/share/man/man1/lifeboatd.1.gz",
         "./usr/share/bash-completion/completions/lifeboat",
+        "./usr/share/bash-completion/completions/lifeboatd",
         "./usr/share/zsh/vendor-completions/_lifeboat",
         "./usr/share/fish/vendor_completions.d/lifeboat.fish",
     ] {

@@ -117,6 +117,9 @@ pub enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+        /// The binary to complete: lifeboat, or lifeboatd.
+        #[arg(long = "for", value_name = "BINARY", default_value = "lifeboat", value_parser = ["lifeboat", "lifeboatd"])]
+        binary: String,
     },
     /// Write the man pages of lifeboat (one per command) and lifeboatd into a folder.
     Man {

@@ -111,10 +111,13 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
             let show = sub.subcommand().map_or(sub, |(_, m)| m);
             config_show::run(show, crate::CONFIG_FILE.get().and_then(Option::as_ref), json)
         }
-        Command::Completions { shell } => {
-            let mut command = crate::backends::command(registry);
+        Command::Completions { shell, binary } => {
+            let mut command = match binary.as_str() {
+                "lifeboatd" => crate::daemon_command(),
+                _ => crate::command(registry),
+            };
             let mut out = std::io::stdout().lock();
-            clap_complete::generate(shell, &mut command, "lifeboat", &mut out);
+            clap_complete::generate(shell, &mut command, binary, &mut out);
             Ok(ExitCode::SUCCESS)
         }
         Command::Man { out } => man::run(registry, &out),
