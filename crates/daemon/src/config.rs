@@ -1181,7 +1181,7 @@ name = "files"
 kind = "dir"
 schedule = "*/5 * * * * *"
 verify = "deep"
-rpo = "1 day"
+rpo = "one day"
 "#;
         let found = problems(text);
         let lines: Vec<usize> = found.iter().map(|p| p.line).collect();
@@ -1201,7 +1201,7 @@ rpo = "1 day"
         assert!(text_of(15).contains("mysql"), "{found:?}");
         assert!(text_of(19).contains("`target` is missing"), "{found:?}");
         assert!(text_of(23).contains("deep"), "{found:?}");
-        assert!(text_of(24).contains("1 day"), "{found:?}");
+        assert!(text_of(24).contains("one day"), "{found:?}");
         assert_eq!(found.len(), 9, "{found:?}");
         assert!(lines.windows(2).all(|w| w[0] <= w[1]), "sorted by line: {lines:?}");
     }
