@@ -105,6 +105,34 @@ async fn a_restore_with_where_brings_back_one_tenants_rows_and_answers_with_the_
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_restore_with_where_goes_through_the_api_too() {
+    let pg = lifeboat_testkit::PgCluster::start();
+    pg.psql("postgres", "CREATE DATABASE app");
+    pg.psql(
+        "app",
+        "CREATE TABLE orders(id int PRIMARY KEY, tenant_id text NOT NULL, total int);
+         INSERT INTO orders VALUES (1, 'acme', 10), (2, 'acme', 20), (3, 'globex', 30);",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let url = pg.url("app");
+    let (d, id) = service_with_a_backup(dir.path(), "app", "postgres", Path::new(&url)).await;
+    pg.psql("app", "DELETE FROM orders WHERE tenant_id = 'acme'; UPDATE orders SET total = 0");
+    let body = |extra: &str| format!(r#"{{"to":"{url}","where":"tenant_id = 'acme'"{extra}}}"#);
+    let (status, dry) = post_restore(&d, &id, body(r#","dry_run":true"#)).await;
+    assert_eq!(status, StatusCode::OK, "{dry}");
+    assert_eq!(dry["report"]["tables"][0]["add"], 2, "{dry}");
+    assert_eq!(pg.psql("app", "SELECT count(*) FROM orders"), "1", "a dry run wrote rows");
+    let (status, done) = post_restore(&d, &id, body(r#","mode":"upsert","confirm":true"#)).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert!(done["report"]["safety_snapshot"].is_string(), "{done}");
+    assert_eq!(
+        pg.psql("app", "SELECT string_agg(id || ':' || total, ',' ORDER BY id) FROM orders"),
+        "1:10,2:20,3:0",
+        "acme back as it was, globex left as it is"
+    );
+}
+
 /// A service with one job `name` of `kind` on `target`, restores allowed, and the id of the
 /// job's first backup.
 async fn service_with_a_backup(
