@@ -1294,3 +1294,56 @@ fn one_tenants_rows_export_from_postgres_as_csv_and_as_a_script_psql_loads() {
     assert!(err.contains("names no column"), "{err}");
     no_scratch_left(&pg);
 }
+
+#[test]
+fn writers_of_other_tenants_lose_nothing_while_a_partial_restore_runs() {
+    let filler = "CREATE TABLE filler AS SELECT g AS id, md5(g::text) AS pad \
+                  FROM generate_series(1, 200000) g; ALTER TABLE filler ADD PRIMARY KEY (id)";
+    let (pg, _dir, repo, id) = tenants_backed_up_with(filler);
+    damaged(&pg, "live");
+    pg.psql("live", filler);
+    let url = pg.url("live");
+    let stop = Arc::new(AtomicBool::new(false));
+    // globex keeps taking orders, one transaction each, the whole time.
+    let writer = {
+        let (stop, url, psql) = (stop.clone(), url.clone(), pg.bin("psql"));
+        std::thread::spawn(move || {
+            let mut committed = Vec::new();
+            let mut n = 1000;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let sql = format!(
+                    "INSERT INTO orders VALUES ('globex', {n}, 5, {n}, now()); \
+                     INSERT INTO order_lines(order_tenant, order_no, sku, qty) VALUES ('globex', {n}, 'w', 1)"
+                );
+                let out = std::process::Command::new(&psql)
+                    .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-d", &url, "-c", &sql])
+                    .output()
+                    .unwrap();
+                if out.status.success() {
+                    committed.push(n);
+                }
+            }
+            committed
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let done = restore_rows_json(
+        &repo,
+        &id,
+        &url,
+        &["--where", "tenant_id = 'acme'", "--mode", "replace", "--force"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    let committed = writer.join().unwrap();
+    assert!(committed.len() > 5, "the writer hardly ran: {committed:?}");
+    assert_eq!(per_table_pg(&done)["orders"], [3, 1, 1, 1], "{done}");
+    assert_eq!(tenant_rows_pg(&pg, "live", "acme"), tenant_rows_pg(&pg, "snap", "acme"));
+    let kept = pg.psql(
+        "live",
+        "SELECT count(*) FROM orders o JOIN order_lines l ON l.order_tenant = o.tenant_id \
+         AND l.order_no = o.order_no WHERE o.tenant_id = 'globex' AND o.order_no > 1000",
+    );
+    assert_eq!(kept, committed.len().to_string(), "a committed order of globex was lost");
+}
