@@ -1347,3 +1347,33 @@ fn writers_of_other_tenants_lose_nothing_while_a_partial_restore_runs() {
     );
     assert_eq!(kept, committed.len().to_string(), "a committed order of globex was lost");
 }
+
+#[test]
+fn postgres_partial_restores_take_subqueries_and_partitioned_tables() {
+    // orders partitioned by tenant; the condition names tenants by a subquery.
+    let partitioned = "
+CREATE TABLE events(tenant_id text NOT NULL REFERENCES tenants(id), seq int NOT NULL,
+  body text, PRIMARY KEY(tenant_id, seq)) PARTITION BY LIST (tenant_id);
+CREATE TABLE events_acme PARTITION OF events FOR VALUES IN ('acme');
+CREATE TABLE events_rest PARTITION OF events DEFAULT;
+INSERT INTO events SELECT t, s, t || ' event ' || s FROM unnest(ARRAY['acme', 'globex']) t,
+  generate_series(1, 4) s;";
+    let (pg, _dir, repo, id) = tenants_backed_up_with(partitioned);
+    damaged(&pg, "live");
+    pg.psql("live", partitioned);
+    pg.psql("live", "DELETE FROM events WHERE seq > 2; UPDATE events SET body = 'changed'");
+    let url = pg.url("live");
+    let by_name = "tenant_id IN (SELECT id FROM tenants WHERE name = 'acme inc')";
+    let done =
+        restore_rows_json(&repo, &id, &url, &["--where", by_name, "--mode", "upsert", "--force"]);
+    let counted = per_table_pg(&done);
+    assert_eq!(counted["events"], [2, 2, 0, 0], "{done}");
+    assert_eq!(counted["orders"][0], 3, "{done}");
+    let events = |db: &str, tenant: &str| {
+        pg.psql(db, &format!("SELECT string_agg(seq || body, ',' ORDER BY seq) FROM events WHERE tenant_id = '{tenant}'"))
+    };
+    assert_eq!(events("live", "acme"), events("snap", "acme"));
+    assert_eq!(events("live", "globex"), "1changed,2changed", "globex was touched");
+    // The rows went into their partition.
+    assert_eq!(pg.psql("live", "SELECT count(*) FROM events_acme"), "4");
+}
