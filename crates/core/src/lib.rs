@@ -59,7 +59,7 @@ pub use restore::{
 };
 pub use rows::{
     ExportFormat, ExportReport, ExportRequest, ExportTo, MergeMode, PredicateRefusal, ROWS_TAG,
-    RowSelection, RowsReport, SqlDialect, TableChanges, TableExport, csv_field,
+    RowSelection, RowsReport, SqlDialect, TableChanges, TableExport, csv_field, export_file_name,
     predicate_in_parens, self_contained,
 };
 pub use snapshot::Snapshot;

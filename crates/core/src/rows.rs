@@ -218,6 +218,52 @@ impl ExportRequest {
     }
 }
 
+impl ExportTo {
+    /// Where the rows named `name` go, as `NAME.EXTENSION` ([`export_file_name`]) in the
+    /// folder, never over a file that is there; or standard output. The path when a file.
+    ///
+    /// # Errors
+    /// [`Error::TargetExists`] when the file is there; [`Error::Io`] when it cannot be made.
+    pub fn create(
+        &self,
+        name: &str,
+        extension: &str,
+    ) -> Result<(Box<dyn std::io::Write + Send>, Option<std::path::PathBuf>), Error> {
+        match self {
+            ExportTo::Stdout => Ok((Box::new(std::io::BufWriter::new(std::io::stdout())), None)),
+            ExportTo::Folder(dir) => {
+                let path = dir.join(export_file_name(name, extension));
+                let file =
+                    std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(
+                        |e| match e.kind() {
+                            std::io::ErrorKind::AlreadyExists => {
+                                Error::TargetExists { target: path.display().to_string() }
+                            }
+                            _ => Error::io("creating", &path, e),
+                        },
+                    )?;
+                Ok((Box::new(std::io::BufWriter::with_capacity(1 << 20, file)), Some(path)))
+            }
+        }
+    }
+}
+
+/// The file name exports give `name` (a table, a database): `/` and NUL made `_`, a leading
+/// `.` too (no hidden files, no `..`), then `.EXTENSION`.
+///
+/// ```
+/// assert_eq!(lifeboat_core::export_file_name("public.orders", "csv"), "public.orders.csv");
+/// assert_eq!(lifeboat_core::export_file_name("../x/y", "sql"), "_._x_y.sql");
+/// ```
+pub fn export_file_name(name: &str, extension: &str) -> String {
+    let mut name: String =
+        name.chars().map(|c| if c == '/' || c == '\0' { '_' } else { c }).collect();
+    if name.starts_with('.') {
+        name.replace_range(..1, "_");
+    }
+    format!("{name}.{extension}")
+}
+
 /// What to export from a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportRequest {

@@ -148,8 +148,7 @@ pub(crate) fn script_place(
         }
         ExportTo::Folder(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("creating the folder", dir, e))?;
-            let name = format!("{}.sql", database.replace(['/', '\0'], "_"));
-            let path = dir.join(name.trim_start_matches('.'));
+            let path = dir.join(lifeboat_core::export_file_name(database, "sql"));
             if path.exists() {
                 return Err(Error::TargetExists { target: path.display().to_string() });
             }
@@ -328,26 +327,8 @@ impl RowsOut {
         columns: Vec<String>,
         request: &ExportRequest,
     ) -> Result<Self> {
-        let (out, file): (Box<dyn std::io::Write + Send>, Option<String>) = match &request.to {
-            ExportTo::Stdout => (Box::new(std::io::BufWriter::new(std::io::stdout())), None),
-            ExportTo::Folder(dir) => {
-                let name = format!("{table}.{}", request.format.as_str()).replace(['/', '\0'], "_");
-                let path = dir.join(name.trim_start_matches('.'));
-                let file =
-                    std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(
-                        |e| match e.kind() {
-                            std::io::ErrorKind::AlreadyExists => {
-                                Error::TargetExists { target: path.display().to_string() }
-                            }
-                            _ => Error::io("creating", &path, e),
-                        },
-                    )?;
-                (
-                    Box::new(std::io::BufWriter::with_capacity(1 << 20, file)),
-                    Some(path.display().to_string()),
-                )
-            }
-        };
+        let (out, file) = request.to.create(&table, request.format.as_str())?;
+        let file = file.map(|p| p.display().to_string());
         let mut rows = RowsOut {
             export: TableExport { table, rows: 0, file },
             columns,

@@ -85,43 +85,6 @@ fn json_value(value: ValueRef<'_>) -> serde_json::Value {
     }
 }
 
-/// A file name for `table`: what a path cannot hold becomes `_`.
-fn file_name(table: &str, extension: &str) -> String {
-    let mut name: String =
-        table.chars().map(|c| if c == '/' || c == '\0' { '_' } else { c }).collect();
-    if name.starts_with('.') {
-        name.replace_range(..1, "_");
-    }
-    format!("{name}.{extension}")
-}
-
-/// Where the rows go: standard output, or files created in a folder.
-struct Sink {
-    to: ExportTo,
-}
-
-impl Sink {
-    /// A new file named `name` in the folder, or standard output.
-    fn open(&self, name: &str) -> Result<(Box<dyn Write>, Option<PathBuf>)> {
-        match &self.to {
-            ExportTo::Stdout => Ok((Box::new(std::io::BufWriter::new(std::io::stdout())), None)),
-            ExportTo::Folder(dir) => {
-                let path = dir.join(name);
-                let file =
-                    std::fs::OpenOptions::new().write(true).create_new(true).open(&path).map_err(
-                        |e| match e.kind() {
-                            std::io::ErrorKind::AlreadyExists => {
-                                Error::TargetExists { target: path.display().to_string() }
-                            }
-                            _ => Error::io("creating", &path, e),
-                        },
-                    )?;
-                Ok((Box::new(std::io::BufWriter::with_capacity(1 << 20, file)), Some(path)))
-            }
-        }
-    }
-}
-
 fn written(path: &Option<PathBuf>) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| match path {
         Some(p) => Error::io("writing", p, e),
@@ -174,7 +137,7 @@ fn write_dump(
     chosen_names: &BTreeSet<String>,
     whole: bool,
     selected: bool,
-    out: &mut Box<dyn Write>,
+    out: &mut dyn Write,
     file: &Option<PathBuf>,
 ) -> Result<Vec<TableExport>> {
     let fail = written(file);
@@ -345,7 +308,6 @@ fn export_scratch(
             chosen.push(t);
         }
     }
-    let sink = Sink { to: request.to.clone() };
     let mut report = ExportReport {
         snapshot,
         format: request.format,
@@ -354,7 +316,7 @@ fn export_scratch(
     };
     match request.format {
         ExportFormat::Sql => {
-            let (mut out, file) = sink.open(&file_name(name, "sql"))?;
+            let (mut out, file) = request.to.create(name, "sql")?;
             let whole = !selected && wanted.is_empty();
             let chosen_names: BTreeSet<String> =
                 chosen.iter().map(|t| t.name.to_lowercase()).collect();
@@ -373,7 +335,7 @@ fn export_scratch(
         ExportFormat::Csv | ExportFormat::Jsonl => {
             request.one_table_on_stdout(chosen.len())?;
             for t in &chosen {
-                let (mut out, file) = sink.open(&file_name(&t.name, request.format.as_str()))?;
+                let (mut out, file) = request.to.create(&t.name, request.format.as_str())?;
                 let fail = written(&file);
                 let width = t.columns.len();
                 let rows = if request.format == ExportFormat::Csv {
@@ -429,6 +391,5 @@ mod tests {
         assert_eq!(sql_literal(ValueRef::Blob(&[0, 171])), "X'00AB'");
         assert_eq!(csv_field(ValueRef::Text(b"a,\"b\"")), "\"a,\"\"b\"\"\"");
         assert_eq!(csv_field(ValueRef::Null), "");
-        assert_eq!(file_name("../x/y", "csv"), "_._x_y.csv");
     }
 }
