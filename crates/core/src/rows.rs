@@ -75,6 +75,38 @@ pub struct RowSelection {
     pub mode: MergeMode,
 }
 
+impl RowSelection {
+    /// The tables the selection starts from: each `--table` (resolved to its key by
+    /// `key_of`), which must be one the predicate applies to, else every table in
+    /// `applicable`. `name_of` gives a key's name for the refusal's hint.
+    ///
+    /// # Errors
+    /// `key_of`'s refusal (no such table), or a `--table` the predicate does not apply to.
+    pub fn seeds(
+        &self,
+        applicable: &std::collections::BTreeSet<String>,
+        key_of: impl Fn(&str) -> Result<String, Error>,
+        name_of: impl Fn(&str) -> String,
+    ) -> Result<std::collections::BTreeSet<String>, Error> {
+        let mut seeded = std::collections::BTreeSet::new();
+        for wanted in &self.tables {
+            let key = key_of(wanted)?;
+            if !applicable.contains(&key) {
+                let names: Vec<String> = applicable.iter().map(|k| name_of(k)).collect();
+                return Err(Error::InvalidInput {
+                    what: format!(
+                        "--table {wanted} lacks a column --where {:?} names",
+                        self.predicate
+                    ),
+                    hint: format!("the predicate applies to: {}", names.join(", ")),
+                });
+            }
+            seeded.insert(key);
+        }
+        Ok(if seeded.is_empty() { applicable.clone() } else { seeded })
+    }
+}
+
 /// What a partial restore does, or did, to one table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TableChanges {

@@ -778,23 +778,8 @@ async fn select_in_snapshot(
     scratch.batch_execute(SESSION).await.map_err(query_err(target))?;
     let tables = read_schema(scratch, target).await?;
     let applicable = applicable_tables(scratch, &tables, &selection.predicate, target).await?;
-    let mut seeded = BTreeSet::new();
-    for wanted in &selection.tables {
-        let key = table_key(&tables, wanted)?;
-        if !applicable.contains(&key) {
-            return Err(Error::InvalidInput {
-                what: format!(
-                    "--table {wanted} lacks a column --where {:?} names",
-                    selection.predicate
-                ),
-                hint: format!("the predicate applies to: {}", list(applicable.iter().cloned())),
-            });
-        }
-        seeded.insert(key);
-    }
-    if seeded.is_empty() {
-        seeded = applicable.clone();
-    }
+    let seeded =
+        selection.seeds(&applicable, |wanted| table_key(&tables, wanted), str::to_string)?;
     let mut read = BTreeMap::new();
     for key in &applicable {
         if let Some(t) = tables.get(key) {

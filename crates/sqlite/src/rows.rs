@@ -833,31 +833,11 @@ pub(crate) fn select_in_snapshot(scratch: &Scratch, selection: &RowSelection) ->
     names_are_names(&conn, &scratch.copy)?;
     let tables = read_schema(&conn, "main", &scratch.copy)?;
     let applicable = applicable_tables(&conn, &tables, &selection.predicate)?;
-    let mut seeded = BTreeSet::new();
-    for wanted in &selection.tables {
-        let key = table_key(&tables, wanted)?;
-        if !applicable.contains(&key) {
-            return Err(Error::InvalidInput {
-                what: format!(
-                    "--table {wanted} lacks a column --where {:?} names",
-                    selection.predicate
-                ),
-                hint: format!(
-                    "the predicate applies to: {}",
-                    applicable
-                        .iter()
-                        .filter_map(|k| tables.get(k))
-                        .map(|t| t.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            });
-        }
-        seeded.insert(key);
-    }
-    if seeded.is_empty() {
-        seeded = applicable.clone();
-    }
+    let seeded = selection.seeds(
+        &applicable,
+        |wanted| table_key(&tables, wanted),
+        |key| tables.get(key).map_or(key.to_string(), |t| t.name.clone()),
+    )?;
     attach(&conn, &scratch.sets, "sel", &scratch.copy)?;
     select(
         &conn,
