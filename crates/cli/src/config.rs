@@ -87,18 +87,15 @@ impl FileConfig {
         let Some(s3) = &self.s3 else { return Ok(None) };
         let secret = match (&s3.secret_access_key, &s3.secret_access_key_file) {
             (Some(secret), _) => Some(secret.clone()),
-            (None, Some(file)) => Some(
-                std::fs::read_to_string(file)
-                    .map_err(|e| Error::InvalidInput {
-                        what: format!(
-                            "s3.secret_access_key_file {} cannot be read: {e}",
-                            file.display()
-                        ),
-                        hint: "make it readable by this user".into(),
-                    })?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
-            ),
+            (None, Some(file)) => {
+                Some(lifeboat_core::secret::read_file(file).map_err(|e| Error::InvalidInput {
+                    what: format!(
+                        "s3.secret_access_key_file {} cannot be read: {e}",
+                        file.display()
+                    ),
+                    hint: "make it readable by this user".into(),
+                })?)
+            }
             (None, None) => None,
         };
         Ok(Some(lifeboat_store::S3Options {

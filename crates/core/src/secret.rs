@@ -27,12 +27,35 @@ pub fn from(name: &str, var: impl Fn(&str) -> Option<String>) -> crate::Result<O
     }
     let file_var = format!("{name}_FILE");
     let Some(path) = var(&file_var).filter(|v| !v.trim().is_empty()) else { return Ok(None) };
-    let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::InvalidInput {
+    let text = read_file(std::path::Path::new(&path)).map_err(|e| crate::Error::InvalidInput {
         what: format!("{file_var} names {path}, which cannot be read: {e}"),
         hint: format!("make the file readable by this user, or set {name} itself"),
     })?;
-    let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
-    Ok(Some(text.to_string()))
+    Ok(Some(text))
+}
+
+/// A secret file's contents without its one trailing line end ([`without_line_end`]).
+///
+/// # Errors
+/// The file cannot be read or is not UTF-8.
+pub fn read_file(path: &std::path::Path) -> std::io::Result<String> {
+    let mut text = std::fs::read_to_string(path)?;
+    let keep = without_line_end(&text).len();
+    text.truncate(keep);
+    Ok(text)
+}
+
+/// `text` without one trailing line end (`\n` or `\r\n`): what files and `echo` add after a
+/// secret is not part of it.
+///
+/// ```
+/// use lifeboat_core::secret::without_line_end;
+/// assert_eq!(without_line_end("pw\r\n"), "pw");
+/// assert_eq!(without_line_end("pw\n\n"), "pw\n");
+/// assert_eq!(without_line_end("pw"), "pw");
+/// ```
+pub fn without_line_end(text: &str) -> &str {
+    text.strip_suffix('\n').map_or(text, |t| t.strip_suffix('\r').unwrap_or(t))
 }
 
 #[cfg(test)]

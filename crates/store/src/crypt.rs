@@ -127,12 +127,7 @@ impl Password {
     /// A password as a password file or command gives it: one trailing line end (`\n` or
     /// `\r\n`) is not part of it. `None` when nothing is left.
     pub fn from_line(mut text: String) -> Option<Self> {
-        if text.ends_with('\n') {
-            text.pop();
-            if text.ends_with('\r') {
-                text.pop();
-            }
-        }
+        text.truncate(lifeboat_core::secret::without_line_end(&text).len());
         (!text.is_empty()).then(|| Password::new(text))
     }
 
