@@ -735,6 +735,8 @@ struct Selected {
     seeded: BTreeSet<String>,
     /// Per applicable table, the columns the predicate reads.
     predicate_columns: BTreeMap<String, BTreeSet<String>>,
+    /// The tables with rows in the snapshot's selection (selected, or parents they need).
+    with_rows: BTreeSet<String>,
 }
 
 /// The key of the table `--table wanted` names (`name` or `schema.name`, quoted or not).
@@ -797,7 +799,30 @@ async fn select_in_snapshot(
     select_read_only(scratch, &seeds, &closure, target).await?;
     closure = sql.up();
     fixpoint(scratch, &closure, target).await?;
-    Ok(Selected { tables, applicable, seeded, predicate_columns: read })
+    // Which tables have rows, in one round trip: the positions of those that do.
+    let any = tables
+        .values()
+        .enumerate()
+        .map(|(i, t)| {
+            format!(
+                "SELECT {i} WHERE EXISTS (SELECT 1 FROM {}) OR EXISTS (SELECT 1 FROM {})",
+                sql.set("s", t),
+                sql.set("p", t)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let with_rows = if tables.is_empty() {
+        BTreeSet::new()
+    } else {
+        let found = scratch.query(any.as_str(), &[]).await.map_err(query_err(target))?;
+        let keys: Vec<&String> = tables.keys().collect();
+        found
+            .iter()
+            .filter_map(|r| keys.get(r.get::<_, i32>(0) as usize).map(|k| (*k).clone()))
+            .collect()
+    };
+    Ok(Selected { tables, applicable, seeded, predicate_columns: read, with_rows })
 }
 
 /// The tables the live side works on: those with rows of the snapshot's selection, those
@@ -871,23 +896,7 @@ async fn prepare_live(
     let qs = query_err(scratch_name);
     let live_tables = read_schema(live, target).await?;
     let sql = ScratchSql::new(&snap.tables);
-    // The tables with snapshot rows to write.
-    let mut with_rows = BTreeSet::new();
-    for (key, t) in &snap.tables {
-        let n = count(
-            scratch,
-            &format!(
-                "SELECT (SELECT count(*) FROM {}) + (SELECT count(*) FROM {})",
-                sql.set("s", t),
-                sql.set("p", t)
-            ),
-            scratch_name,
-        )
-        .await?;
-        if n > 0 {
-            with_rows.insert(key.clone());
-        }
-    }
+    let with_rows = &snap.with_rows;
     let mut start: BTreeSet<String> = with_rows.clone();
     start.extend(snap.applicable.iter().cloned());
     let component = connected(&live_tables, start.clone());
@@ -1628,22 +1637,8 @@ async fn export_from(
     };
     let snap = select_in_snapshot(&scratch, &selection, &name).await?;
     let sql = ScratchSql::new(&snap.tables);
-    let mut chosen = Vec::new();
-    for t in snap.tables.values() {
-        let n = count(
-            &scratch,
-            &format!(
-                "SELECT (SELECT count(*) FROM {}) + (SELECT count(*) FROM {})",
-                sql.set("s", t),
-                sql.set("p", t)
-            ),
-            &name,
-        )
-        .await?;
-        if n > 0 {
-            chosen.push(t);
-        }
-    }
+    let chosen: Vec<&Table> =
+        snap.tables.values().filter(|t| snap.with_rows.contains(&t.key())).collect();
     let rows_of = |t: &Table| {
         let keys = list(sql.keys(t, Side::Snapshot, "x").into_iter());
         format!(
