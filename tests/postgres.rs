@@ -969,20 +969,6 @@ fn tenant_rows_pg(pg: &PgCluster, db: &str, tenant: &str) -> Vec<String> {
     all
 }
 
-/// `{table: [add, change, delete, keep]}` of a partial restore's report.
-fn per_table_pg(report: &serde_json::Value) -> std::collections::BTreeMap<String, [u64; 4]> {
-    report["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let n = |k: &str| t[k].as_u64().unwrap();
-            let table = t["table"].as_str().unwrap().trim_start_matches("public.").to_string();
-            (table, [n("add"), n("change"), n("delete"), n("keep")])
-        })
-        .collect()
-}
-
 /// A cluster with the tenant schema backed up; `snap` holds the snapshot restored whole.
 fn tenants_backed_up() -> (PgCluster, tempfile::TempDir, String, String) {
     tenants_backed_up_with("")
@@ -1035,12 +1021,12 @@ fn one_tenants_rows_come_back_into_postgres_in_each_mode_and_nobody_elses_change
     let dry = restore_rows_json(&repo, &id, &url, &["--where", acme, "--dry-run"]);
     assert_eq!(dry["dry_run"], true);
     assert_eq!(tenant_rows_pg(&pg, "ins", "acme"), before_acme, "a dry run changed the database");
-    let planned = per_table_pg(&dry);
+    let planned = per_table(&dry);
     assert_eq!(planned["orders"][0], 3, "{dry}");
     assert_eq!(planned["order_lines"][0], 9, "{dry}");
     assert_eq!(planned["users"][..3], [0, 0, 0], "{dry}");
     let done = restore_rows_json(&repo, &id, &url, &["--where", acme]);
-    assert_eq!(per_table_pg(&done), planned, "the run did not do what the dry run said");
+    assert_eq!(per_table(&done), planned, "the run did not do what the dry run said");
     assert!(done["safety_snapshot"].is_string(), "{done}");
     let mut expected: Vec<String> = tenant_rows_pg(&pg, "snap", "acme")
         .into_iter()
@@ -1057,7 +1043,7 @@ fn one_tenants_rows_come_back_into_postgres_in_each_mode_and_nobody_elses_change
     assert_eq!(got, expected);
     assert_eq!(others("ins"), before_others, "another tenant was touched");
     assert_eq!(log("ins"), before_log, "the log has no tenant column");
-    let again = per_table_pg(&restore_rows_json(&repo, &id, &url, &["--where", acme]));
+    let again = per_table(&restore_rows_json(&repo, &id, &url, &["--where", acme]));
     assert!(again.values().all(|c| c[..3] == [0, 0, 0]), "{again:?}");
 
     // replace: acme ends exactly as in the snapshot.
@@ -1070,13 +1056,13 @@ fn one_tenants_rows_come_back_into_postgres_in_each_mode_and_nobody_elses_change
     assert!(unconfirmed.contains("--force"), "{unconfirmed}");
     let dry =
         restore_rows_json(&repo, &id, &url, &["--where", acme, "--mode", "replace", "--dry-run"]);
-    let planned = per_table_pg(&dry);
+    let planned = per_table(&dry);
     assert_eq!(planned["orders"], [3, 1, 1, 1], "{dry}");
     assert_eq!(planned["order_lines"], [9, 0, 1, 6], "{dry}");
     assert_eq!(planned["users"], [0, 1, 0, 3], "{dry}");
     let done =
         restore_rows_json(&repo, &id, &url, &["--where", acme, "--mode", "replace", "--force"]);
-    assert_eq!(per_table_pg(&done), planned);
+    assert_eq!(per_table(&done), planned);
     assert_eq!(tenant_rows_pg(&pg, "rep", "acme"), tenant_rows_pg(&pg, "snap", "acme"));
     assert_eq!(others("rep"), before_others, "another tenant was touched");
     let safety = done["safety_snapshot"].as_str().unwrap();
@@ -1091,7 +1077,7 @@ fn one_tenants_rows_come_back_into_postgres_in_each_mode_and_nobody_elses_change
     let before_others = others("ups");
     let done =
         restore_rows_json(&repo, &id, &url, &["--where", acme, "--mode", "upsert", "--force"]);
-    let counted = per_table_pg(&done);
+    let counted = per_table(&done);
     assert_eq!(counted["users"], [0, 1, 0, 3], "{done}");
     assert_eq!(counted["orders"], [3, 1, 0, 1], "{done}");
     assert_eq!(pg.psql("ups", "SELECT email FROM users WHERE id = 2"), "u1@acme.example");
@@ -1103,7 +1089,7 @@ fn one_tenants_rows_come_back_into_postgres_in_each_mode_and_nobody_elses_change
     let url = pg.url("one");
     let done =
         restore_rows_json(&repo, &id, &url, &["--where", "user_id = 2", "--table", "orders"]);
-    let counted = per_table_pg(&done);
+    let counted = per_table(&done);
     assert_eq!(counted["orders"][0], 1, "{done}");
     assert_eq!(counted["order_lines"][0], 3, "{done}");
     no_scratch_left(&pg);
@@ -1215,7 +1201,7 @@ fn a_killed_postgres_partial_restore_changes_all_or_nothing_and_its_scratch_goes
     assert!(left_behind > 0, "no kill landed while the scratch database was there");
     // The next partial restore drops what the killed ones left, and does its work.
     let done = restore_rows_json(&repo, &id, &url, &args);
-    assert_eq!(per_table_pg(&done)["orders"], [3, 1, 1, 1], "{done}");
+    assert_eq!(per_table(&done)["orders"], [3, 1, 1, 1], "{done}");
     assert_eq!(tenant_rows_pg(&pg, "live", "acme"), tenant_rows_pg(&pg, "snap", "acme"));
     no_scratch_left(&pg);
 }
@@ -1338,7 +1324,7 @@ fn writers_of_other_tenants_lose_nothing_while_a_partial_restore_runs() {
     stop.store(true, Ordering::Relaxed);
     let committed = writer.join().unwrap();
     assert!(committed.len() > 5, "the writer hardly ran: {committed:?}");
-    assert_eq!(per_table_pg(&done)["orders"], [3, 1, 1, 1], "{done}");
+    assert_eq!(per_table(&done)["orders"], [3, 1, 1, 1], "{done}");
     assert_eq!(tenant_rows_pg(&pg, "live", "acme"), tenant_rows_pg(&pg, "snap", "acme"));
     let kept = pg.psql(
         "live",
@@ -1366,7 +1352,7 @@ INSERT INTO events SELECT t, s, t || ' event ' || s FROM unnest(ARRAY['acme', 'g
     let by_name = "tenant_id IN (SELECT id FROM tenants WHERE name = 'acme inc')";
     let done =
         restore_rows_json(&repo, &id, &url, &["--where", by_name, "--mode", "upsert", "--force"]);
-    let counted = per_table_pg(&done);
+    let counted = per_table(&done);
     assert_eq!(counted["events"], [2, 2, 0, 0], "{done}");
     assert_eq!(counted["orders"][0], 3, "{done}");
     let events = |db: &str, tenant: &str| {

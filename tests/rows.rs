@@ -188,22 +188,6 @@ impl Setup {
     }
 }
 
-/// `{table: [add, change, delete, keep]}` of a report.
-fn per_table(report: &serde_json::Value) -> std::collections::BTreeMap<String, [u64; 4]> {
-    report["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let n = |k: &str| t[k].as_u64().unwrap();
-            (
-                t["table"].as_str().unwrap().to_string(),
-                [n("add"), n("change"), n("delete"), n("keep")],
-            )
-        })
-        .collect()
-}
-
 fn others_unchanged(before: &[Vec<String>], db: &Path) {
     for (tenant, rows) in TENANTS[1..].iter().zip(before) {
         assert_eq!(&tenant_rows(db, tenant), rows, "tenant {tenant} was touched");

@@ -94,3 +94,19 @@ pub fn table_counts(path: &Path) -> BTreeMap<String, u64> {
         })
         .collect()
 }
+
+/// `{table: [add, change, delete, keep]}` of a partial restore's report (`restore --where
+/// --json`); PostgreSQL's `public.` schema left off the names.
+pub fn per_table(report: &serde_json::Value) -> BTreeMap<String, [u64; 4]> {
+    report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let n = |k: &str| t[k].as_u64().unwrap();
+            let table = t["table"].as_str().unwrap();
+            let table = table.strip_prefix("public.").unwrap_or(table).to_string();
+            (table, [n("add"), n("change"), n("delete"), n("keep")])
+        })
+        .collect()
+}
