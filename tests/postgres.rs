@@ -1363,3 +1363,45 @@ INSERT INTO events SELECT t, s, t || ' event ' || s FROM unnest(ARRAY['acme', 'g
     // The rows went into their partition.
     assert_eq!(pg.psql("live", "SELECT count(*) FROM events_acme"), "4");
 }
+
+#[test]
+fn a_flipped_byte_fails_the_postgres_partial_restore_and_export_loudly() {
+    let (pg, dir, repo, id) = tenants_backed_up();
+    damaged(&pg, "live");
+    let url = pg.url("live");
+    let before = fingerprint(&pg, "live");
+    for (pack, _) in tree(&std::path::Path::new(&repo).join("data")) {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        bytes[10] ^= 0xff;
+        std::fs::write(&pack, bytes).unwrap();
+    }
+    let err = fails(lifeboat(&repo).args([
+        "restore",
+        &id,
+        "--to",
+        &url,
+        "--where",
+        "tenant_id = 'acme'",
+        "--mode",
+        "replace",
+        "--force",
+    ]));
+    assert!(err.contains("corrupt"), "{err}");
+    assert_eq!(fingerprint(&pg, "live"), before, "a failed partial restore changed the target");
+    let out = dir.path().join("export");
+    let err = fails(lifeboat(&repo).args([
+        "export",
+        &id,
+        "--where",
+        "tenant_id = 'acme'",
+        "--postgres-server",
+        &pg.url("postgres"),
+        "--format",
+        "csv",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(err.contains("corrupt"), "{err}");
+    assert!(tree(&out).is_empty(), "a failed export left files: {:?}", tree(&out));
+    no_scratch_left(&pg);
+}
