@@ -238,6 +238,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Follow a database and ship every commit into the repository, until stopped (Ctrl-C,
+    /// SIGTERM): an RPO of seconds. `lifeboat restore latest --name NAME --at TIME` restores
+    /// any shipped moment. SQLite databases must be in WAL mode.
+    Replicate {
+        /// The kind of target: sqlite.
+        kind: String,
+        /// The target: the database file's path.
+        target: String,
+        /// The replica's name (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+        /// The longest a commit waits before it is shipped; commits seen meanwhile are
+        /// shipped together, and an idle database ships nothing.
+        #[arg(long, value_parser = parse_duration, default_value = "1s")]
+        interval: std::time::Duration,
+        /// How often a new base snapshot is taken (restores apply at most this much history).
+        #[arg(long, value_parser = parse_duration, default_value = "24h")]
+        snapshot_every: std::time::Duration,
+        /// How often the database's log is looked at (commit times are this precise).
+        #[arg(long, value_parser = parse_duration, default_value = "10ms", hide = true)]
+        poll: std::time::Duration,
+        /// Print the final status as JSON when stopped.
+        #[arg(long)]
+        json: bool,
+    },
     /// Names whose newest backup is older than a limit; exit code 1 when any is stale, 2 when
     /// freshness could not be checked.
     Stale {
@@ -411,6 +436,14 @@ pub struct RestoreArgs {
     /// replace makes the selection exactly as in the snapshot (upsert and replace need --force).
     #[arg(long, value_parser = ["insert", "upsert", "replace"], requires = "predicate")]
     pub mode: Option<String>,
+    /// From a replica (`lifeboat replicate`): the newest commit seen at or before this
+    /// time, in RFC 3339 (`2026-12-03T12:00:00.250Z`). Without --at or --txid, `latest` of
+    /// a replica's name is its newest shipped commit.
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["txid", "predicate"])]
+    pub at: Option<String>,
+    /// From a replica: the commit with this transaction id.
+    #[arg(long, value_name = "N", conflicts_with = "predicate")]
+    pub txid: Option<u64>,
     /// Print the plan's steps (with --where: the counts) and do nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -101,6 +101,10 @@ fn registry() -> &'static Registry {
 /// Parses the process's command line against `registry`'s backends, runs the command, and
 /// returns the exit code (errors are printed as one line plus a hint).
 pub fn run(registry: Registry) -> ExitCode {
+    // A helper process a replicator started: no command line parsing, no repository.
+    if let Some(code) = commands::replicate::helper(&registry) {
+        return code;
+    }
     let mut command = command(&registry);
     let loaded = match config::path() {
         Some((path, why)) => match config::load(&path) {

@@ -17,7 +17,7 @@ static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// How often a plain progress line is written when stderr is not a terminal:
 /// `LIFEBOAT_PROGRESS_INTERVAL` (a duration) or 10 s.
-fn every() -> Duration {
+pub(crate) fn every() -> Duration {
     std::env::var("LIFEBOAT_PROGRESS_INTERVAL")
         .ok()
         .and_then(|v| lifeboat_core::parse_duration(&v).ok())
@@ -29,8 +29,13 @@ pub fn set_quiet(quiet: bool) {
     QUIET.store(quiet, Ordering::Relaxed);
 }
 
+/// Whether `--quiet` was given.
+pub(crate) fn is_quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
 /// One line on stderr; nothing when stderr is closed or gone.
-fn line(text: &str) {
+pub(crate) fn line(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 

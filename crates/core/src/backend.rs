@@ -22,6 +22,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::drill::ScratchDrill;
+use crate::replica::{
+    PointTarget, ReachedPoint, ReplicaStatus, ReplicaStore, ReplicateRequest, Stop,
+};
 use crate::{
     Backup, Error, ExportReport, ExportRequest, Kind, Progress, RestoreContext, RestoreOptions,
     RestorePlan, Result, RowSelection, RowsReport, Snapshot,
@@ -366,6 +369,45 @@ pub trait Backend: Send + Sync {
     async fn entries(&self, snapshot: &dyn Snapshot, prefix: Option<&str>) -> Result<Vec<Entry>> {
         let _ = prefix;
         Err(Error::Unsupported { operation: "ls".into(), kind: snapshot.manifest().kind.clone() })
+    }
+
+    /// Follows `request.target` and ships its commits into `store` until `stop` resolves
+    /// (`lifeboat replicate KIND TARGET`), calling `report` after each round. Backends
+    /// without replication keep the default, which refuses.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] by default; the backend's refusals and failures.
+    async fn replicate(
+        &self,
+        request: &ReplicateRequest,
+        store: &dyn ReplicaStore,
+        stop: Stop,
+        report: &(dyn for<'s> Fn(&'s ReplicaStatus) + Send + Sync),
+    ) -> Result<ReplicaStatus> {
+        let _ = (request, store, stop, report);
+        Err(Error::Unsupported { operation: "replicate".into(), kind: self.kind() })
+    }
+
+    /// Runs the helper process its replication starts (`lifeboat __replica-helper KIND
+    /// ARGS…`); `None` when it has none.
+    fn replica_helper(&self, args: &[String]) -> Option<Result<()>> {
+        let _ = args;
+        None
+    }
+
+    /// The state of replica `name` at `target`, as a snapshot its restore plans take, and
+    /// the commit reached.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] by default; a point outside the history, damaged segments.
+    async fn replica_point(
+        &self,
+        store: &dyn ReplicaStore,
+        name: &str,
+        target: PointTarget,
+    ) -> Result<(Box<dyn Snapshot>, ReachedPoint)> {
+        let _ = (store, name, target);
+        Err(Error::Unsupported { operation: "restore to a point".into(), kind: self.kind() })
     }
 
     /// `tracing` filter directives every program using it adds, for libraries whose debug

@@ -35,6 +35,7 @@ mod manifest;
 mod memory;
 pub mod producer;
 mod progress;
+pub mod replica;
 mod restore;
 pub mod retention;
 mod rows;

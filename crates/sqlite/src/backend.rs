@@ -5,6 +5,9 @@ use std::path::Path;
 use async_trait::async_trait;
 use lifeboat_core::backend::{Options, TargetCommand, TargetSpec, strip_scheme};
 use lifeboat_core::drill::ScratchDrill;
+use lifeboat_core::replica::{
+    PointTarget, ReachedPoint, ReplicaStatus, ReplicaStore, ReplicateRequest, Stop,
+};
 use lifeboat_core::{
     Backend, Backup, Error, ExportReport, ExportRequest, Kind, Progress, RestoreContext,
     RestoreOptions, RestorePlan, Result, RowSelection, RowsReport, Snapshot,
@@ -84,5 +87,38 @@ impl Backend for SqliteBackend {
 
     fn drill(&self, _options: &Options) -> Result<Box<dyn ScratchDrill>> {
         Ok(Box::new(SqliteDrill))
+    }
+
+    async fn replicate(
+        &self,
+        request: &ReplicateRequest,
+        store: &dyn ReplicaStore,
+        stop: Stop,
+        report: &(dyn for<'s> Fn(&'s ReplicaStatus) + Send + Sync),
+    ) -> Result<ReplicaStatus> {
+        let path = Path::new(strip_scheme(&Kind::SQLITE, &request.target));
+        let options = crate::replica::ReplicateOptions::new(request.clone());
+        let mut replicator = crate::replica::Replicator::start(path, options, store).await?;
+        replicator.run(stop, |r| report(&r.status_now())).await
+    }
+
+    fn replica_helper(&self, args: &[String]) -> Option<Result<()>> {
+        match args {
+            [word, path] if word == crate::replica::HOLD_WORD => Some(
+                crate::replica::run_holder(Path::new(path), crate::replica::ORPHAN_HOLD)
+                    .map_err(Into::into),
+            ),
+            _ => None,
+        }
+    }
+
+    async fn replica_point(
+        &self,
+        store: &dyn ReplicaStore,
+        name: &str,
+        target: PointTarget,
+    ) -> Result<(Box<dyn Snapshot>, ReachedPoint)> {
+        let (snapshot, reached) = crate::replica::point_in_time(store, name, target).await?;
+        Ok((Box::new(snapshot), reached))
     }
 }

@@ -182,8 +182,19 @@ fn stream_pages(
     journal_mode: &str,
     out: &mut impl Write,
 ) -> Sqlite<SqliteMetadata> {
+    src.execute_batch("BEGIN")
+        .map_err(SqliteError::sqlite("starting a read transaction on", path))?;
+    stream_pages_in_transaction(src, path, journal_mode, out)
+}
+
+/// As [`stream_pages`], inside the read transaction `src` already has open (and ends).
+pub(crate) fn stream_pages_in_transaction(
+    src: &Connection,
+    path: &Path,
+    journal_mode: &str,
+    out: &mut impl Write,
+) -> Sqlite<SqliteMetadata> {
     let err = |action| SqliteError::sqlite(action, path);
-    src.execute_batch("BEGIN").map_err(err("starting a read transaction on"))?;
     {
         let mut stmt =
             src.prepare("SELECT data FROM sqlite_dbpage").map_err(err("reading pages of"))?;

@@ -52,6 +52,14 @@ pub enum SqliteError {
         /// The database file.
         path: PathBuf,
     },
+    /// Replication of the database cannot go on.
+    #[error("replicating {path}: {reason}")]
+    Replica {
+        /// The database file.
+        path: PathBuf,
+        /// What happened.
+        reason: String,
+    },
     /// A file operation failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -94,6 +102,10 @@ impl SqliteError {
                 "a long write transaction holds the database; retry when it has finished".into()
             }
             SqliteError::Cancelled { .. } => "see the error that stopped the backup".into(),
+            SqliteError::Replica { .. } => {
+                "start `lifeboat replicate sqlite` again: it resumes where the repository ends"
+                    .into()
+            }
             SqliteError::Sqlite { .. } | SqliteError::Io { .. } => {
                 "check the file's permissions and free disk space".into()
             }

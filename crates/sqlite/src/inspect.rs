@@ -35,6 +35,9 @@ pub struct SqliteMetadata {
     /// path; absent in snapshots taken before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// Where this snapshot stands in a replica's history, when it is a replica's base.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<crate::replica::ReplicaPoint>,
 }
 
 /// The permission bits of the file at `path`, when it can be read.
@@ -171,6 +174,7 @@ pub fn inspect(
         tables,
         sqlite_version: rusqlite::version().to_string(),
         mode: None,
+        replica: None,
     })
 }
 

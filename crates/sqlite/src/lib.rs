@@ -34,6 +34,7 @@ mod drill;
 mod error;
 mod export;
 mod inspect;
+pub mod replica;
 mod restore;
 mod rows;
 

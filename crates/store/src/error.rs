@@ -98,6 +98,14 @@ pub enum StoreError {
         /// Who holds it.
         holder: Box<crate::holder::LeaseInfo>,
     },
+    /// Another replicator holds the lease of this replica.
+    #[error("replica {name:?} is already replicated by {} on {} (pid {}) since {}; its lease runs until {}", holder.operation, holder.host, holder.pid, holder.acquired.to_rfc3339(), holder.expires.to_rfc3339())]
+    ReplicaBusy {
+        /// The replica.
+        name: String,
+        /// Who holds it.
+        holder: Box<crate::holder::LeaseInfo>,
+    },
     /// The maintenance lease was taken over while we held it (ours had expired).
     #[error("the maintenance lease for {operation} was lost to another process")]
     LeaseLost {
@@ -245,6 +253,11 @@ impl StoreError {
             StoreError::Locked { .. } => Some(
                 "wait for it to finish; if that process is gone, the lease expires by itself, or \
                  run `lifeboat unlock`"
+                    .into(),
+            ),
+            StoreError::ReplicaBusy { .. } => Some(
+                "one replicator per database: stop that one first; a killed replicator's lease is \
+                 taken over at once on its own host, or once it expires"
                     .into(),
             ),
             StoreError::LeaseLost { .. } => {

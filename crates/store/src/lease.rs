@@ -43,14 +43,19 @@ pub const LOCKS_PREFIX: &str = "locks";
 const MAINTENANCE: &str = "locks/maintenance";
 const BACKUPS: &str = "locks/backups";
 
-fn generation_key(generation: u64) -> Path {
-    Path::from(format!("{MAINTENANCE}/{generation:020}"))
+const REPLICAS: &str = "locks/replicas";
+
+fn generation_key(folder: &str, generation: u64) -> Path {
+    Path::from(format!("{folder}/{generation:020}"))
 }
 
-/// The exclusive maintenance lease, while held.
+/// An exclusive lease while held: the maintenance lease (prune, repair), or the lease of one
+/// replica (one replicator per database). Both are generation objects in a folder of their
+/// own, taken and renewed as the module's doc says.
 #[derive(Debug)]
 pub struct MaintenanceLease {
     repo: Repository,
+    folder: String,
     info: LeaseInfo,
     generation: u64,
     ttl: Duration,
@@ -62,7 +67,43 @@ impl Repository {
     /// # Errors
     /// Store errors; an unreadable lease object is reported as malformed.
     pub async fn maintenance_holder(&self) -> Result<Option<(u64, LeaseInfo)>> {
-        let mut keys = self.list_keys(MAINTENANCE).await?;
+        self.exclusive_holder(MAINTENANCE).await
+    }
+
+    /// The folder of the lease of replica `name`: named by a keyed hash, as WAL series are.
+    fn replica_lease_folder(&self, name: &str) -> String {
+        let id = self.crypt().chunk_id(format!("lifeboat replica lease {name}").as_bytes());
+        format!("{REPLICAS}/{}", &id.to_hex()[..32])
+    }
+
+    /// Who holds the lease of replica `name`, if anyone.
+    ///
+    /// # Errors
+    /// As [`Repository::maintenance_holder`].
+    pub async fn replica_holder(&self, name: &str) -> Result<Option<LeaseInfo>> {
+        Ok(self.exclusive_holder(&self.replica_lease_folder(name)).await?.map(|(_, h)| h))
+    }
+
+    /// Takes the lease of replica `name` (one replicator per replica, whatever the host).
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] naming the holder when another replicator holds it.
+    pub async fn acquire_replica_lease(
+        &self,
+        name: &str,
+        operation: &str,
+        ttl: Duration,
+    ) -> Result<MaintenanceLease> {
+        match self.acquire_exclusive(self.replica_lease_folder(name), operation, ttl).await {
+            Err(StoreError::Locked { holder }) => {
+                Err(StoreError::ReplicaBusy { name: name.into(), holder })
+            }
+            other => other,
+        }
+    }
+
+    async fn exclusive_holder(&self, folder: &str) -> Result<Option<(u64, LeaseInfo)>> {
+        let mut keys = self.list_keys(folder).await?;
         keys.sort_by_key(|k| k.to_string());
         let Some(key) = keys.pop() else { return Ok(None) };
         let generation = key.filename().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
@@ -87,8 +128,17 @@ impl Repository {
         if self.is_write_only() {
             return Err(StoreError::WriteOnly { action: format!("{operation} (maintenance)") });
         }
+        self.acquire_exclusive(MAINTENANCE.into(), operation, ttl).await
+    }
+
+    async fn acquire_exclusive(
+        &self,
+        folder: String,
+        operation: &str,
+        ttl: Duration,
+    ) -> Result<MaintenanceLease> {
         let now = Utc::now();
-        let current = self.maintenance_holder().await?;
+        let current = self.exclusive_holder(&folder).await?;
         if let Some((_, holder)) = &current
             && holder.is_live(now)
         {
@@ -100,25 +150,26 @@ impl Repository {
                 pid = holder.pid,
                 operation = %holder.operation,
                 expires = %holder.expires,
-                "the maintenance lease's holder, a process of this host, is gone: taking the lease over before it expires"
+                folder,
+                "the lease's holder, a process of this host, is gone: taking the lease over before it expires"
             );
         }
         let generation = current.map_or(1, |(g, _)| g + 1);
         let info = LeaseInfo::new(operation, ttl);
-        let body = self.encode_lease(MAINTENANCE, &info)?;
-        match self.create_bytes(&generation_key(generation), body).await {
+        let body = self.encode_lease(&folder, &info)?;
+        match self.create_bytes(&generation_key(&folder, generation), body).await {
             Ok(()) => {}
             Err(StoreError::Object {
                 source: object_store::Error::AlreadyExists { .. }, ..
             }) => {
                 // Someone else created this generation first: they hold it now.
-                let holder = self.maintenance_holder().await?.map(|(_, h)| h).unwrap_or(info);
+                let holder = self.exclusive_holder(&folder).await?.map(|(_, h)| h).unwrap_or(info);
                 return Err(StoreError::Locked { holder: Box::new(holder) });
             }
             Err(e) => return Err(e),
         }
-        debug!(generation, "maintenance lease taken");
-        let lease = MaintenanceLease { repo: self.clone(), info, generation, ttl };
+        debug!(generation, folder, "exclusive lease taken");
+        let lease = MaintenanceLease { repo: self.clone(), folder, info, generation, ttl };
         lease.forget_older().await;
         Ok(lease)
     }
@@ -257,8 +308,8 @@ impl MaintenanceLease {
         let mut info = self.info.clone();
         info.expires = Utc::now() + ttl_chrono(self.ttl);
         let next = self.generation + 1;
-        let body = self.repo.encode_lease(MAINTENANCE, &info)?;
-        match self.repo.create_bytes(&generation_key(next), body).await {
+        let body = self.repo.encode_lease(&self.folder, &info)?;
+        match self.repo.create_bytes(&generation_key(&self.folder, next), body).await {
             Ok(()) => {
                 self.generation = next;
                 self.info = info;
@@ -286,7 +337,7 @@ impl MaintenanceLease {
     /// # Errors
     /// Store errors deleting the lease objects (it then expires by itself).
     pub async fn release(self) -> Result<()> {
-        for key in self.repo.list_keys(MAINTENANCE).await? {
+        for key in self.repo.list_keys(&self.folder).await? {
             let generation = key.filename().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
             if generation <= self.generation {
                 self.repo.delete_key(&key).await?;
@@ -296,7 +347,7 @@ impl MaintenanceLease {
     }
 
     async fn forget_older(&self) {
-        let Ok(keys) = self.repo.list_keys(MAINTENANCE).await else { return };
+        let Ok(keys) = self.repo.list_keys(&self.folder).await else { return };
         for key in keys {
             let generation = key.filename().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
             if generation < self.generation {

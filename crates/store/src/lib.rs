@@ -39,6 +39,7 @@ mod local;
 mod prune;
 mod read;
 mod repair;
+mod replica;
 mod repository;
 pub mod retention;
 mod retry;
@@ -61,6 +62,7 @@ pub use local::LocalStore;
 pub use prune::{MERGE_INDEX_FILES_ABOVE, PruneOptions, PruneReport};
 pub use read::{READ_BATCH_BYTES, ReadOptions, read_chunk};
 pub use repair::RepairReport;
+pub use replica::replica_series;
 pub use repository::{
     BlobLocation, ChunkIndex, DamagedObject, FoundRepository, KeyInfo, Repository,
 };

@@ -21,6 +21,7 @@ mod ls;
 mod man;
 mod prune;
 mod repair;
+pub(crate) mod replicate;
 mod restore;
 mod snapshots;
 mod stale;
@@ -171,6 +172,10 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
         Command::Stats { json } => stats::run(&repo, json).await,
         Command::Stale { max_age, expected, json } => {
             stale::run(&repo, max_age, &expected, json).await
+        }
+        Command::Replicate { kind, target, name, interval, snapshot_every, poll, json } => {
+            let args = replicate::Args { kind, target, name, interval, snapshot_every, poll, json };
+            replicate::run(&repo, registry, args).await
         }
         Command::WalPush { path, name } => wal::push(&repo, &path, &name).await,
         Command::WalFetch { file, dest, name, prefetch, prefetch_worker } => {

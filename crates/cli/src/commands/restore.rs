@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use lifeboat_core::backend::{OptionSpec, Options};
+use lifeboat_core::replica::PointTarget;
 use lifeboat_core::{
     MergeMode, Registry, RestoreContext, RestoreOptions, RowSelection, RowsReport,
 };
@@ -17,9 +18,33 @@ pub async fn run(
     args: RestoreArgs,
     selection: &Options,
 ) -> anyhow::Result<ExitCode> {
-    let RestoreArgs { snapshot, to, name, force, create, predicate, mode, dry_run, json } = args;
+    let RestoreArgs { snapshot, to, name, force, create, predicate, mode, at, txid, dry_run, json } =
+        args;
     let repo = super::open_repo(url).await?;
     let snap = super::find(&repo, &snapshot, name.as_deref()).await?;
+    let point = match (at.as_deref(), txid) {
+        (Some(time), _) => Some(PointTarget::Time(parse_time(time)?)),
+        (None, Some(txid)) => Some(PointTarget::Txid(txid)),
+        (None, None) => None,
+    };
+    // A replica's `latest` is its newest shipped commit, not its newest base snapshot.
+    let is_base = snap.manifest().metadata.get("replica").is_some();
+    if point.is_some() || (snapshot == "latest" && is_base) {
+        if !is_base {
+            return Err(lifeboat_core::Error::InvalidInput {
+                what: format!(
+                    "snapshot {} ({:?}) is not a replica's, so it has no commits to pick with --at or --txid",
+                    snap.id().short(),
+                    snap.manifest().name
+                ),
+                hint: "--at and --txid restore from `lifeboat replicate`'s replicas; `lifeboat snapshots` lists them"
+                    .into(),
+            }
+            .into());
+        }
+        let point = point.unwrap_or(PointTarget::Latest);
+        return restore_point(&repo, registry, &snap, point, &to, force, dry_run, json).await;
+    }
     if let Some(predicate) = predicate {
         let mode: MergeMode =
             mode.as_deref().unwrap_or("insert").parse().map_err(anyhow::Error::msg)?;
@@ -95,6 +120,78 @@ async fn with_timeline(
         selection.push(TIMELINE, timeline.to_string());
     }
     selection
+}
+
+/// An RFC 3339 time (`2026-12-03T12:00:00.250Z`).
+fn parse_time(text: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&chrono::Utc)).map_err(|e| {
+        lifeboat_core::Error::InvalidInput {
+            what: format!("--at {text:?} is not a time ({e})"),
+            hint: "give it in RFC 3339, with a zone: 2026-12-03T12:00:00.250Z or 2026-12-03T13:00:00+01:00"
+                .into(),
+        }
+        .into()
+    })
+}
+
+/// `restore --at/--txid` (or `latest` of a replica): a replica's base with its later
+/// commits laid over it, restored as any snapshot is.
+#[allow(clippy::too_many_arguments)]
+async fn restore_point(
+    repo: &lifeboat_store::Repository,
+    registry: &Registry,
+    snap: &lifeboat_store::StoredSnapshot,
+    point: PointTarget,
+    to: &str,
+    force: bool,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let manifest = snap.manifest();
+    let backend = registry.get(&manifest.kind, "restore to a point")?;
+    let (built, reached) = backend.replica_point(repo, &manifest.name, point).await?;
+    let options = RestoreOptions { force, create: false, archive_fetch: None };
+    let plan = registry.plan_restore(built.as_ref(), to, &options, &Options::default()).await?;
+    let about = format!(
+        "replica {:?} at transaction {} (seen committed {}): base snapshot {} + {} transactions from {} segments",
+        reached.name,
+        reached.txid,
+        reached.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        reached.base.short(),
+        reached.transactions,
+        reached.segments
+    );
+    if dry_run {
+        if json {
+            print_json(&serde_json::json!({ "point": reached, "steps": plan.steps() }))?;
+        } else {
+            println!("restore plan for {about} -> {to} (dry run, nothing changed):");
+            for (i, step) in plan.steps().iter().enumerate() {
+                println!("  {}. {step}", i + 1);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let progress = CliProgress::new();
+    let ctx = RestoreContext { snapshot: built.as_ref(), safety_net: repo, progress: &progress };
+    let report = plan.execute(&ctx).await?;
+    if json {
+        print_json(&serde_json::json!({ "point": reached, "report": report }))?;
+    } else {
+        if let Some(safety) = report.safety_snapshot {
+            println!("safety snapshot {safety} holds what was at {} before", report.target);
+        }
+        for note in report.checks.iter().filter(|c| c.name == "note") {
+            println!("note: {}", note.detail);
+        }
+        println!(
+            "restored {about} to {} ({}), {} checks passed",
+            report.target,
+            human_bytes(report.bytes),
+            report.checks.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `restore --where`: some rows merged into the live database.

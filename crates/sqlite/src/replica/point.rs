@@ -1,0 +1,260 @@
+//! Restore to a point: the nearest base snapshot of a replica at or before the point, with
+//! its generation's segments applied up to the point. The result is a [`Snapshot`] whose
+//! stream is the database file as it was at that commit, so the usual restore plan writes
+//! it (temporary file, checks, safety snapshot with `--force`, swap).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use lifeboat_core::replica::{PointTarget, ReachedPoint, ReplicaStore};
+use lifeboat_core::{ByteStream, Error, Manifest, Result, Snapshot, SnapshotId};
+use tokio::io::AsyncReadExt;
+
+use super::segment::{Segment, SegmentName};
+use super::{ReplicaPoint, base_point};
+
+/// A database file as it was at one commit of a replica: a base snapshot's pages with
+/// later pages laid over them.
+pub struct PointSnapshot {
+    base: Arc<dyn Snapshot>,
+    manifest: Manifest,
+    pages: Arc<BTreeMap<u32, Vec<u8>>>,
+    db_pages: u32,
+    page_size: u32,
+}
+
+fn damaged(object: String, reason: String) -> Error {
+    Error::Corrupt { object, expected: "a readable segment".into(), actual: reason }
+}
+
+/// Plans the restore of replica `name` to `target`: picks the base, reads the segments it
+/// needs and lays their pages over it (in memory: only pages changed since the base).
+///
+/// # Errors
+/// No base snapshot for the name; a target before the oldest base or beyond the history;
+/// a gap in the segments before the target; damaged segments; store errors.
+pub async fn point_in_time(
+    store: &dyn ReplicaStore,
+    name: &str,
+    target: PointTarget,
+) -> Result<(PointSnapshot, ReachedPoint)> {
+    let bases: Vec<(ReplicaPoint, Arc<dyn Snapshot>)> = store
+        .snapshots_named(name)
+        .await?
+        .into_iter()
+        .filter_map(|s| Some((base_point(s.manifest())?, s)))
+        .collect();
+    if bases.is_empty() {
+        return Err(Error::InvalidInput {
+            what: format!("{name:?} has no replica: no base snapshot was found under that name"),
+            hint: format!(
+                "start one with `lifeboat replicate sqlite PATH --name {name}`; without --at or --txid, restore takes a snapshot"
+            ),
+        });
+    }
+    let fits = |p: &ReplicaPoint| match target {
+        PointTarget::Latest => true,
+        PointTarget::Txid(txid) => p.txid <= txid,
+        PointTarget::Time(time) => p.time <= time,
+    };
+    let Some((point, base)) =
+        bases.iter().filter(|(p, _)| fits(p)).max_by_key(|(p, _)| p.txid).cloned()
+    else {
+        let oldest = bases.iter().map(|(p, _)| p).min_by_key(|p| p.txid);
+        return Err(Error::InvalidInput {
+            what: format!(
+                "the history of {name:?} starts after that point (its oldest base holds transaction {} of {})",
+                oldest.map_or(0, |p| p.txid),
+                oldest.map_or_else(String::new, |p| p.time.to_rfc3339())
+            ),
+            hint: "pick a later --at or --txid".into(),
+        });
+    };
+    let mut names: Vec<SegmentName> = store
+        .segment_names(name)
+        .await?
+        .iter()
+        .filter_map(|n| SegmentName::parse(n))
+        .filter(|n| n.generation == point.generation && n.last > point.txid)
+        .collect();
+    names.sort();
+    let page_size = base_page_size(base.manifest())?;
+    let mut pages: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+    let mut db_pages = u32::try_from(base_page_count(base.manifest())).unwrap_or(u32::MAX);
+    let mut reached = ReachedPoint {
+        name: name.into(),
+        txid: point.txid,
+        time: point.time,
+        generation: point.generation,
+        base: base.id(),
+        segments: 0,
+        transactions: 0,
+    };
+    'segments: for segment_name in names {
+        if let PointTarget::Txid(txid) = target
+            && reached.txid >= txid
+        {
+            break;
+        }
+        if segment_name.first > reached.txid + 1 {
+            // A hole: only a target before it can be reached.
+            let hole = format!(
+                "the segments of {name:?} have a gap after transaction {} (the next segment starts at {})",
+                reached.txid, segment_name.first
+            );
+            match target {
+                PointTarget::Txid(txid) if txid > reached.txid => {
+                    return Err(damaged(format!("replica {name:?}"), hole));
+                }
+                _ => {
+                    tracing::warn!("{hole}; restoring to transaction {}", reached.txid);
+                    break;
+                }
+            }
+        }
+        let file = segment_name.to_string();
+        let bytes = store.fetch_segment(name, &file).await?;
+        let object = format!("segment {file} of replica {name:?}");
+        let segment = Segment::decode(&bytes).map_err(|e| damaged(object.clone(), e))?;
+        if segment.page_size != page_size || segment.generation != point.generation {
+            return Err(damaged(object, "its page size or generation is not its base's".into()));
+        }
+        reached.segments += 1;
+        for commit in segment.commits {
+            if commit.txid <= reached.txid {
+                continue;
+            }
+            let past = match target {
+                PointTarget::Latest => false,
+                PointTarget::Txid(txid) => commit.txid > txid,
+                PointTarget::Time(time) => commit.time > time,
+            };
+            if past {
+                break 'segments;
+            }
+            if commit.txid != reached.txid + 1 {
+                return Err(damaged(
+                    object,
+                    format!("transaction {} does not follow {}", commit.txid, reached.txid),
+                ));
+            }
+            for (page_no, page) in commit.pages {
+                pages.insert(page_no, page);
+            }
+            db_pages = commit.db_pages;
+            reached.txid = commit.txid;
+            reached.time = commit.time;
+            reached.transactions += 1;
+        }
+    }
+    if let PointTarget::Txid(txid) = target
+        && reached.txid != txid
+    {
+        return Err(Error::InvalidInput {
+            what: format!(
+                "replica {name:?} has no transaction {txid} (its history reaches {})",
+                reached.txid
+            ),
+            hint: "`lifeboat snapshots --name NAME` shows the replica's newest transaction".into(),
+        });
+    }
+    // Pages past the end of the database are dropped; pages past the base's end must all
+    // be in the segments.
+    pages.retain(|p, _| *p <= db_pages);
+    let mut manifest = base.manifest().clone();
+    if let Some(meta) = manifest.metadata.as_object_mut() {
+        meta.insert("page_count".into(), db_pages.into());
+        let mut at = point.clone();
+        at.txid = reached.txid;
+        at.time = reached.time;
+        at.wal = None;
+        at.applied = reached.transactions;
+        meta.insert("replica".into(), serde_json::to_value(&at).unwrap_or_default());
+    }
+    manifest.size = u64::from(db_pages) * u64::from(page_size);
+    let snapshot = PointSnapshot { base, manifest, pages: Arc::new(pages), db_pages, page_size };
+    Ok((snapshot, reached))
+}
+
+fn base_page_size(manifest: &Manifest) -> Result<u32> {
+    manifest
+        .metadata
+        .get("page_size")
+        .and_then(|v| v.as_u64())
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| Error::InvalidInput {
+            what: "the base snapshot records no page size".into(),
+            hint: "it is not a SQLite replica's base".into(),
+        })
+}
+
+fn base_page_count(manifest: &Manifest) -> u64 {
+    manifest.metadata.get("page_count").and_then(|v| v.as_u64()).unwrap_or(0)
+}
+
+#[async_trait]
+impl Snapshot for PointSnapshot {
+    fn id(&self) -> SnapshotId {
+        self.base.id()
+    }
+
+    fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The base's stream, page by page, with the later pages laid over it and cut (or
+    /// extended) to the database's size at the point. The base is read to its end even when
+    /// the database shrank, so its own checks (every chunk, the whole stream's SHA-256) run.
+    async fn open(&self) -> Result<ByteStream> {
+        let mut base = self.base.open().await?;
+        let (pages, db_pages, page_size) = (self.pages.clone(), self.db_pages, self.page_size);
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+        tokio::spawn(async move {
+            let size = page_size as usize;
+            let mut batch = Vec::with_capacity(1 << 20);
+            let mut page = vec![0u8; size];
+            let mut page_no: u32 = 0;
+            let send = |batch: &mut Vec<u8>| {
+                let full = std::mem::replace(batch, Vec::with_capacity(1 << 20));
+                tx.send(Ok(Bytes::from(full)))
+            };
+            loop {
+                match base.read_exact(&mut page).await {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+                page_no += 1;
+                if page_no <= db_pages {
+                    batch.extend_from_slice(pages.get(&page_no).map_or(&page[..], |p| &p[..]));
+                }
+                if batch.len() >= 1 << 20 && send(&mut batch).await.is_err() {
+                    return;
+                }
+            }
+            for n in page_no + 1..=db_pages {
+                let Some(p) = pages.get(&n) else {
+                    let _ = tx
+                        .send(Err(std::io::Error::other(format!(
+                            "page {n} is past the base's end and in no segment"
+                        ))))
+                        .await;
+                    return;
+                };
+                batch.extend_from_slice(p);
+                if batch.len() >= 1 << 20 && send(&mut batch).await.is_err() {
+                    return;
+                }
+            }
+            if !batch.is_empty() {
+                let _ = send(&mut batch).await;
+            }
+        });
+        Ok(lifeboat_core::producer::channel_stream(rx))
+    }
+}

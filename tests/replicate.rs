@@ -1,0 +1,301 @@
+//! SQLite replication end to end: a writer process commits continuously while `lifeboat
+//! replicate` ships its commits; the replicator is killed and started again; restores to
+//! points in time and to transaction ids must equal the database as it was at that commit.
+//!
+//! The writer is a Python process (its own SQLite library, its own locks) whose commit `n`
+//! does a fixed thing, so the database at commit `n` is rebuilt by replaying commits 1..n:
+//! a restore that lost, doubled or mixed up a commit equals no replay.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use util::*;
+
+/// Commit `n` of the writer, and the replay of commits 1..n into a new file.
+const WRITER: &str = r#"
+import sqlite3, sys, time, os
+SCHEMA = "CREATE TABLE t(n INTEGER PRIMARY KEY, v TEXT, at REAL); CREATE TABLE big(n INTEGER PRIMARY KEY, b BLOB);"
+def apply(db, n, at):
+    db.execute("INSERT INTO t(n, v, at) VALUES (?, ?, ?)", (n, "v%d" % n, at))
+    if n % 3 == 0:
+        db.execute("UPDATE t SET v = v || 'u' WHERE n = ?", (n - 2,))
+    if n % 5 == 0:
+        db.execute("DELETE FROM t WHERE n = ?", (n - 4,))
+    if n % 50 == 0:
+        db.execute("INSERT INTO big(n, b) VALUES (?, ?)", (n, bytes([n % 251]) * 20000))
+    if n % 170 == 0:
+        db.execute("DELETE FROM big WHERE n < ?", (n - 300,))
+mode, path = sys.argv[1], sys.argv[2]
+db = sqlite3.connect(path, isolation_level=None, timeout=30)
+if mode == "init":
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(SCHEMA)
+elif mode == "replay":
+    times = dict(sqlite3.connect(sys.argv[4]).execute("SELECT n, at FROM t"))
+    db.executescript(SCHEMA)
+    db.execute("BEGIN")
+    for n in range(1, int(sys.argv[3]) + 1):
+        apply(db, n, times.get(n))
+    db.execute("COMMIT")
+elif mode == "write":
+    stop, truncated, n = sys.argv[3], 0, 0
+    while not os.path.exists(stop):
+        n += 1
+        db.execute("BEGIN IMMEDIATE")
+        apply(db, n, time.time())
+        db.execute("COMMIT")
+        if n % 400 == 0:
+            busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            truncated += busy == 0
+        time.sleep(0.002)
+    print(n, truncated)
+"#;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    repo: String,
+    db: PathBuf,
+    script: PathBuf,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo").display().to_string();
+        let db = dir.path().join("app.db");
+        let script = dir.path().join("writer.py");
+        std::fs::write(&script, WRITER).unwrap();
+        ok(lifeboat(&repo).args(["init", "--no-encryption"]));
+        let setup = Setup { dir, repo, db, script };
+        setup.python(&["init", setup.db.to_str().unwrap()]);
+        setup
+    }
+
+    fn python(&self, args: &[&str]) -> String {
+        let out =
+            Command::new("python3").arg(&self.script).args(args).output().expect(
+                "python3 is needed to run the writer process (scripts/test.sh installs it)",
+            );
+        assert!(out.status.success(), "writer {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn writer(&self) -> (Child, PathBuf) {
+        let stop = self.dir.path().join("stop-writer");
+        let child = Command::new("python3")
+            .arg(&self.script)
+            .args(["write", self.db.to_str().unwrap(), stop.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 is needed to run the writer process");
+        (child, stop)
+    }
+
+    fn replicator(&self) -> Child {
+        lifeboat(&self.repo)
+            .args(["replicate", "sqlite", self.db.to_str().unwrap(), "--json"])
+            .args(["--interval", "200ms", "--snapshot-every", "4s"])
+            .env("LIFEBOAT_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Restores to a point; returns the report's point and the restored file.
+    fn restore(&self, file: &str, point: &[&str]) -> (serde_json::Value, PathBuf) {
+        let to = self.dir.path().join(file);
+        let out = ok(lifeboat(&self.repo)
+            .args(["restore", "latest", "--name", "app", "--to", to.to_str().unwrap(), "--json"])
+            .args(point));
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (report["point"].clone(), to)
+    }
+
+    /// The newest commit in a restored file, and that the file is exactly the replay of the
+    /// writer's commits up to it.
+    fn check_is_a_replay(&self, restored: &Path) -> i64 {
+        let n: i64 = rusqlite::Connection::open(restored)
+            .unwrap()
+            .query_row("SELECT coalesce(max(n), 0) FROM t", [], |r| r.get(0))
+            .unwrap();
+        let replay = self.dir.path().join(format!("replay-{n}.db"));
+        let _ = std::fs::remove_file(&replay);
+        self.python(&[
+            "replay",
+            replay.to_str().unwrap(),
+            &n.to_string(),
+            restored.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            rows(restored),
+            rows(&replay),
+            "{} is not the database at commit {n}",
+            restored.display()
+        );
+        n
+    }
+}
+
+/// Every row of both tables, in key order.
+type Rows = (Vec<(i64, String, Option<f64>)>, Vec<(i64, Vec<u8>)>);
+
+fn rows(path: &Path) -> Rows {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(ok, "ok", "{} is damaged", path.display());
+    let t = conn
+        .prepare("SELECT n, v, at FROM t ORDER BY n")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let big = conn
+        .prepare("SELECT n, b FROM big ORDER BY n")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    (t, big)
+}
+
+fn interrupt(child: &Child) {
+    let status = Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+fn status_of(child: Child) -> serde_json::Value {
+    let out = child.wait_with_output().unwrap();
+    eprintln!("replicate's log:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "replicate failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("replicate printed no status ({e}): {}", String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[test]
+fn restores_to_points_equal_the_database_at_those_commits_across_a_killed_replicator() {
+    let setup = Setup::new();
+    let (writer, stop_writer) = setup.writer();
+    let first = setup.replicator();
+    std::thread::sleep(Duration::from_secs(3));
+    let t1 = now();
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Killed outright; the writer goes on (and its checkpoints with it).
+    let mut first = first;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let t_down = now();
+    std::thread::sleep(Duration::from_millis(500));
+    let second = setup.replicator();
+    std::thread::sleep(Duration::from_secs(2));
+
+    // A second replicator of the same database is refused, naming the one that runs.
+    let refused =
+        fails(lifeboat(&setup.repo).args(["replicate", "sqlite", setup.db.to_str().unwrap()]));
+    assert!(refused.contains("already replicated by replicate sqlite"), "{refused}");
+    assert!(refused.contains(&format!("pid {}", second.id())), "{refused}");
+
+    std::thread::sleep(Duration::from_secs(3));
+    let t2 = now();
+    std::thread::sleep(Duration::from_secs(1));
+    std::fs::write(&stop_writer, "").unwrap();
+    let written = writer.wait_with_output().unwrap();
+    let written = String::from_utf8(written.stdout).unwrap();
+    let mut counts = written.split_whitespace().map(|w| w.parse::<u64>().unwrap());
+    let (commits, truncated) = (counts.next().unwrap() as i64, counts.next().unwrap());
+    assert!(commits > 1000, "the writer committed only {commits} times");
+    std::thread::sleep(Duration::from_secs(1));
+    interrupt(&second);
+    let status = status_of(second);
+
+    // The second run took the history over where the killed one left it.
+    assert_eq!(status["resumed"], true, "{status}");
+    assert_eq!(status["generations_started"], 0, "a gap was assumed: {status}");
+    assert!(
+        status["restarts_followed"].as_u64().unwrap() > 0,
+        "no -wal restart was followed: {status}"
+    );
+    assert!(status["snapshots"].as_u64().unwrap() >= 1, "no periodic base snapshot: {status}");
+    eprintln!("writer: {commits} commits, {truncated} TRUNCATE checkpoints of its own; {status}");
+
+    // The newest point is the final database.
+    let (latest, restored) = setup.restore("latest.db", &[]);
+    assert_eq!(setup.check_is_a_replay(&restored), commits, "{latest}");
+    assert_eq!(rows(&restored), rows(&setup.db));
+
+    // Times before the kill, while it was down, and after: each restore is one commit's
+    // database, committed by the writer before that time.
+    let mut reached = Vec::new();
+    for (i, time) in [&t1, &t_down, &t2].into_iter().enumerate() {
+        let (point, restored) = setup.restore(&format!("at-{i}.db"), &["--at", time]);
+        let n = setup.check_is_a_replay(&restored);
+        let at: f64 = rusqlite::Connection::open(&restored)
+            .unwrap()
+            .query_row("SELECT at FROM t WHERE n = ?1", [n], |r| r.get(0))
+            .unwrap_or(0.0);
+        let limit =
+            chrono::DateTime::parse_from_rfc3339(time).unwrap().timestamp_millis() as f64 / 1e3;
+        assert!(at <= limit, "commit {n} was made at {at}, after {time}");
+        assert!(point["time"].as_str().unwrap() <= time.as_str(), "{point}");
+        reached.push((n, point["txid"].as_u64().unwrap()));
+    }
+    assert!(reached.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1), "{reached:?}");
+
+    // Every transaction id around the kill restores to a replay: nothing lost, nothing twice.
+    let (_, down_txid) = reached[1];
+    for txid in [down_txid - 40, down_txid - 1, down_txid, down_txid + 1, down_txid + 40] {
+        let (point, restored) =
+            setup.restore(&format!("txid-{txid}.db"), &["--txid", &txid.to_string()]);
+        assert_eq!(point["txid"], txid);
+        setup.check_is_a_replay(&restored);
+    }
+
+    // A transaction beyond the history is refused with a hint, nothing written.
+    let beyond = latest["txid"].as_u64().unwrap() + 1;
+    let to = setup.dir.path().join("beyond.db");
+    let err = fails(lifeboat(&setup.repo).args([
+        "restore",
+        "latest",
+        "--name",
+        "app",
+        "--to",
+        to.to_str().unwrap(),
+        "--txid",
+        &beyond.to_string(),
+    ]));
+    assert!(err.contains(&format!("no transaction {beyond}")), "{err}");
+    assert!(!to.exists());
+}
+
+#[test]
+fn a_database_not_in_wal_mode_is_refused_with_the_way_to_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo").display().to_string();
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
+    let db = dir.path().join("rollback.db");
+    rusqlite::Connection::open(&db).unwrap().execute_batch("CREATE TABLE t(x)").unwrap();
+    let err = fails(lifeboat(&repo).args(["replicate", "sqlite", db.to_str().unwrap()]));
+    assert!(err.contains("journal_mode=WAL"), "{err}");
+    assert!(snapshots(&repo).is_empty());
+    let missing = dir.path().join("missing.db");
+    let err = fails(lifeboat(&repo).args(["replicate", "sqlite", missing.to_str().unwrap()]));
+    assert!(err.contains("does not exist"), "{err}");
+}
