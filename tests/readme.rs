@@ -200,9 +200,19 @@ fn the_readme_tour_runs_on_sqlite_and_folders() {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    // What needs a PostgreSQL server, the Docker engine or S3 has tests of its own.
-    let elsewhere =
-        ["postgres", "pgdata:", "wal-", "container", "cleanup", "--no-encryption", "billing"];
+    // What needs a PostgreSQL server, the Docker engine or S3 has tests of its own, and so
+    // does replication (it runs until stopped; tests/replicate.rs).
+    let elsewhere = [
+        "postgres",
+        "pgdata:",
+        "wal-",
+        "container",
+        "cleanup",
+        "--no-encryption",
+        "billing",
+        "replicate",
+        "--at",
+    ];
     let mut ran = 0;
     let mut app_backed_up = false;
     for line in tour() {
