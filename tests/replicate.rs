@@ -299,3 +299,69 @@ fn a_database_not_in_wal_mode_is_refused_with_the_way_to_switch() {
     let err = fails(lifeboat(&repo).args(["replicate", "sqlite", missing.to_str().unwrap()]));
     assert!(err.contains("does not exist"), "{err}");
 }
+
+#[test]
+fn stale_holds_a_replica_to_its_replicator_and_verify_checks_its_segments() {
+    let setup = Setup::new();
+    let replicator = |ttl: &str| {
+        lifeboat(&setup.repo)
+            .args(["replicate", "sqlite", setup.db.to_str().unwrap()])
+            .args(["--interval", "100ms"])
+            .env("LIFEBOAT_LEASE_TTL", ttl)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let stale = || {
+        let out =
+            lifeboat(&setup.repo).args(["stale", "--max-age", "4s", "--json"]).output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), report[0].clone())
+    };
+    let running = replicator("3s");
+    // Commits after its base snapshot, in a few batches: a few segments.
+    std::thread::sleep(Duration::from_secs(1));
+    let conn = rusqlite::Connection::open(&setup.db).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    for n in 1..=50 {
+        conn.execute("INSERT INTO t(n, v) VALUES (?1, 'x')", [n]).unwrap();
+        if n % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    // Idle for longer than the limit: the running replicator's lease keeps it fresh.
+    std::thread::sleep(Duration::from_secs(6));
+    let (code, fresh) = stale();
+    assert_eq!(code, Some(0), "{fresh}");
+    assert!(fresh["reason"].as_str().unwrap().contains("replica"), "{fresh}");
+
+    // verify: the segments after the base follow one another; every one reads back.
+    let verified = ok(lifeboat(&setup.repo).args(["verify", "--all", "--read-data", "--json"]));
+    assert!(verified.contains("\"segments\""), "{verified}");
+    assert!(verified.contains("no gap, every one read back"), "{verified}");
+
+    // Stopped: the newest shipment ages past the limit.
+    interrupt(&running);
+    assert!(running.wait_with_output().unwrap().status.success());
+    std::thread::sleep(Duration::from_secs(5));
+    let (code, old) = stale();
+    assert_eq!(code, Some(1), "{old}");
+    assert_eq!(old["stale"], true);
+
+    // A segment removed from the store is a gap verify names.
+    let series_dirs: Vec<_> =
+        std::fs::read_dir(setup.dir.path().join("repo/wal")).unwrap().collect();
+    assert_eq!(series_dirs.len(), 1);
+    let series = series_dirs.into_iter().next().unwrap().unwrap().path();
+    let mut segments: Vec<_> =
+        std::fs::read_dir(&series).unwrap().map(|e| e.unwrap().path()).collect();
+    segments.sort();
+    assert!(segments.len() >= 3, "{segments:?}");
+    std::fs::remove_file(&segments[1]).unwrap();
+    let out = lifeboat(&setup.repo).args(["verify", "--all"]).output().unwrap();
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("lacks transactions"), "{text}");
+}

@@ -120,3 +120,33 @@ pub struct ReachedPoint {
 
 /// Resolves when a replicator should stop (an interrupt, a lost lease).
 pub type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A replica segment's name, parsed: `L0-<first txid>-<last txid>-g<generation>` (16, 16
+/// and 8 hex digits), so a listing alone tells which transactions each segment holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SegmentName {
+    /// Its first transaction id.
+    pub first: u64,
+    /// Its last transaction id.
+    pub last: u64,
+    /// Its generation.
+    pub generation: u32,
+}
+
+impl SegmentName {
+    /// Parses `L0-<first>-<last>-g<generation>`; `None` for any other name.
+    pub fn parse(name: &str) -> Option<SegmentName> {
+        let rest = name.strip_prefix("L0-")?;
+        let mut parts = rest.split('-');
+        let first = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let last = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let generation = u32::from_str_radix(parts.next()?.strip_prefix('g')?, 16).ok()?;
+        (parts.next().is_none() && first <= last).then_some(SegmentName { first, last, generation })
+    }
+}
+
+impl std::fmt::Display for SegmentName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "L0-{:016x}-{:016x}-g{:08x}", self.first, self.last, self.generation)
+    }
+}

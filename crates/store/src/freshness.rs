@@ -78,8 +78,14 @@ pub fn freshness_with_wal(
                 };
             };
             let age = now.signed_duration_since(time).to_std().unwrap_or_default();
-            let what =
-                if from_wal.contains_key(name.as_str()) { "newest archived WAL" } else { "newest" };
+            let replica = snaps.iter().any(|s| {
+                s.manifest().name == *name && s.manifest().metadata.get("replica").is_some()
+            });
+            let what = match (from_wal.contains_key(name.as_str()), replica) {
+                (true, true) => "the replica's newest shipment (or its running replicator's lease)",
+                (true, false) => "newest archived WAL",
+                (false, _) => "newest",
+            };
             let reason = format!(
                 "{what} is {} old (limit {})",
                 format_duration(Duration::from_secs(age.as_secs())),

@@ -28,6 +28,9 @@ pub struct LeaseInfo {
     pub acquired: DateTime<Utc>,
     /// When it expires unless renewed.
     pub expires: DateTime<Utc>,
+    /// When it was last taken or renewed (absent in leases of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewed: Option<DateTime<Utc>>,
 }
 
 impl LeaseInfo {
@@ -41,6 +44,7 @@ impl LeaseInfo {
             operation: operation.into(),
             acquired: now,
             expires: now + ttl_chrono(ttl),
+            renewed: Some(now),
         }
     }
 

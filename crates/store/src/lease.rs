@@ -306,7 +306,9 @@ impl MaintenanceLease {
     /// expired); the caller must stop deleting at once.
     pub async fn renew(&mut self) -> Result<()> {
         let mut info = self.info.clone();
-        info.expires = Utc::now() + ttl_chrono(self.ttl);
+        let now = Utc::now();
+        info.expires = now + ttl_chrono(self.ttl);
+        info.renewed = Some(now);
         let next = self.generation + 1;
         let body = self.repo.encode_lease(&self.folder, &info)?;
         match self.repo.create_bytes(&generation_key(&self.folder, next), body).await {

@@ -62,7 +62,7 @@ pub use local::LocalStore;
 pub use prune::{MERGE_INDEX_FILES_ABOVE, PruneOptions, PruneReport};
 pub use read::{READ_BATCH_BYTES, ReadOptions, read_chunk};
 pub use repair::RepairReport;
-pub use replica::replica_series;
+pub use replica::{ReplicaBase, replica_series};
 pub use repository::{
     BlobLocation, ChunkIndex, DamagedObject, FoundRepository, KeyInfo, Repository,
 };
@@ -72,4 +72,4 @@ pub use staging::{STAGING_MIN_AGE, StagingFile};
 pub use targets::MemberOutcome;
 pub use url::{DEFAULT_REPOSITORY, Location, use_s3_defaults};
 pub use verify::RepositoryVerifier;
-pub use wal::{WAL_PREFIX, WalFile, WalPushed, WalStart, check_wal_file_name};
+pub use wal::{WAL_PREFIX, WalFile, WalPushed, WalStart, check_wal_file_name, replica_names_of};

@@ -326,6 +326,12 @@ impl Verifier for RepositoryVerifier {
         if let Some(start) = crate::WalStart::from_metadata(&manifest.metadata) {
             report.checks.push(self.repo.check_wal(&manifest.name, &start, self.read_data).await);
         }
+        // So is a replica's base snapshot, by the segments of its generation.
+        if let Some(base) = crate::replica::ReplicaBase::from_metadata(&manifest.metadata) {
+            report
+                .checks
+                .push(self.repo.check_segments(&manifest.name, &base, self.read_data).await);
+        }
         Ok(report)
     }
 }

@@ -329,7 +329,9 @@ impl Repository {
     }
 
     /// When the newest WAL file was archived, for each name among `snapshots` that has base
-    /// backups (one listing per such name): such a name is as fresh as its archive.
+    /// backups (one listing per such name): such a name is as fresh as its archive. For a
+    /// SQLite replica, its newest segment's time or, while its replicator holds the replica's
+    /// lease, the lease's last renewal.
     ///
     /// # Errors
     /// Store errors listing an archive.
@@ -340,6 +342,19 @@ impl Repository {
         let mut newest = BTreeMap::new();
         for name in wal_series_of(snapshots) {
             if let Some(time) = self.wal_newest(name).await? {
+                newest.insert(name.to_string(), time);
+            }
+        }
+        // A replica is as fresh as its newest segment, or, while its replicator runs (its
+        // lease renewed), as its lease's last renewal: an idle database ships nothing.
+        for name in replica_names_of(snapshots) {
+            let shipped = self.wal_newest(&crate::replica_series(name)).await?;
+            let alive = self
+                .replica_holder(name)
+                .await?
+                .filter(|h| h.is_live(Utc::now()))
+                .map(|h| h.renewed.unwrap_or(h.acquired).min(Utc::now()));
+            if let Some(time) = shipped.into_iter().chain(alive).max() {
                 newest.insert(name.to_string(), time);
             }
         }
@@ -526,6 +541,16 @@ impl Repository {
         }
         Ok(entry)
     }
+}
+
+/// The names among `snapshots` that are SQLite replicas (their base snapshots record
+/// `replica`).
+pub fn replica_names_of(snapshots: &[crate::StoredSnapshot]) -> BTreeSet<&str> {
+    snapshots
+        .iter()
+        .filter(|s| s.manifest().metadata.get("replica").is_some())
+        .map(|s| s.manifest().name.as_str())
+        .collect()
 }
 
 /// The names among `snapshots` that have base backups: the WAL series their archives are

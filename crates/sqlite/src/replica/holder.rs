@@ -137,7 +137,8 @@ pub fn run_holder(path: &Path, orphan_hold: Duration) -> Result<(), SqliteError>
     let me = std::process::id();
     let until = Instant::now() + orphan_hold;
     while Instant::now() < until {
-        if recorded_holder(path).is_some_and(|pid| pid != me) {
+        // Replaced by a new replicator's holder, or the database is gone.
+        if recorded_holder(path).is_some_and(|pid| pid != me) || !path.exists() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -30,14 +30,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use lifeboat_core::replica::{ReplicaStatus, ReplicaStore, ReplicateRequest};
+use lifeboat_core::replica::{ReplicaStatus, ReplicaStore, ReplicateRequest, SegmentName};
 use lifeboat_core::{Result, Tags};
 use tracing::{debug, info, warn};
 
 pub use anchor::ReplicaPoint;
 pub use holder::{HOLD_WORD, ORPHAN_HOLD, Takeover, WalHolder, holder_file, run_holder};
 pub use point::{PointSnapshot, point_in_time};
-pub use segment::{CommitInfo, Segment, SegmentHeader, SegmentName, ShippedCommit};
+pub use segment::{CommitInfo, Segment, SegmentHeader, ShippedCommit};
 
 use crate::error::SqliteError;
 use crate::restore::journal_path;

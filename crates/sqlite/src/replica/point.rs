@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use lifeboat_core::replica::{PointTarget, ReachedPoint, ReplicaStore};
+use lifeboat_core::replica::{PointTarget, ReachedPoint, ReplicaStore, SegmentName};
 use lifeboat_core::{ByteStream, Error, Manifest, Result, Snapshot, SnapshotId};
 use tokio::io::AsyncReadExt;
 
-use super::segment::{Segment, SegmentName};
+use super::segment::Segment;
 use super::{ReplicaPoint, base_point};
 
 /// A database file as it was at one commit of a replica: a base snapshot's pages with
