@@ -365,3 +365,52 @@ fn stale_holds_a_replica_to_its_replicator_and_verify_checks_its_segments() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("lacks transactions"), "{text}");
 }
+
+#[test]
+fn forget_drops_the_segments_only_forgotten_bases_need_and_restores_still_work() {
+    let setup = Setup::new();
+    let running = lifeboat(&setup.repo)
+        .args(["replicate", "sqlite", setup.db.to_str().unwrap()])
+        .args(["--interval", "100ms", "--snapshot-every", "2s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (writer, stop_writer) = setup.writer();
+    std::thread::sleep(Duration::from_secs(5));
+    std::fs::write(&stop_writer, "").unwrap();
+    writer.wait_with_output().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    interrupt(&running);
+    assert!(running.wait_with_output().unwrap().status.success());
+    let bases = snapshots(&setup.repo);
+    assert!(bases.len() >= 2, "{bases:?}");
+    let segment_files = || {
+        let wal = setup.dir.path().join("repo/wal");
+        let series = std::fs::read_dir(&wal).unwrap().next().unwrap().unwrap().path();
+        std::fs::read_dir(series).unwrap().count()
+    };
+    let before = segment_files();
+    let (_, oldest) = setup.restore("before.db", &["--txid", "2"]);
+    setup.check_is_a_replay(&oldest);
+
+    ok(lifeboat(&setup.repo).args(["forget", "--keep-last", "1", "--prune"]));
+    let after = segment_files();
+    assert!(after < before, "{before} segments before forget, {after} after");
+    // The newest state still restores exactly, and verify finds no gap after the kept base.
+    let (_, latest) = setup.restore("after.db", &[]);
+    assert_eq!(rows(&latest), rows(&setup.db));
+    ok(lifeboat(&setup.repo).args(["verify", "--all", "--read-data"]));
+    // A point only a forgotten base could reach is refused, naming where the history starts.
+    let err = fails(lifeboat(&setup.repo).args([
+        "restore",
+        "latest",
+        "--name",
+        "app",
+        "--to",
+        setup.dir.path().join("gone.db").to_str().unwrap(),
+        "--txid",
+        "2",
+    ]));
+    assert!(err.contains("starts after that point"), "{err}");
+}

@@ -2,13 +2,14 @@
 //! archive in a series of their own (`sqlite-replica NAME`, so a replica and a PostgreSQL
 //! cluster of the same name never share one), snapshots are regular snapshots.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use lifeboat_core::replica::{ReplicaStore, SegmentName};
-use lifeboat_core::{Backup, Check, Snapshot, SnapshotId, Tags};
+use lifeboat_core::{Backup, Check, Digest, Snapshot, SnapshotId, Tags};
 
 use crate::backup::BackupOptions;
 use crate::repository::Repository;
@@ -158,5 +159,52 @@ impl Repository {
             detail.push_str(", every one read back");
         }
         Check::pass("segments", detail)
+    }
+}
+
+impl Repository {
+    /// After `removed` were forgotten: deletes the segments of each replica that no remaining
+    /// base snapshot can be restored with (a segment is needed by a base of its generation
+    /// that holds less than its last transaction). A replica whose bases are all gone keeps
+    /// its segments. Their data goes with the next prune. Returns how many were deleted.
+    ///
+    /// # Errors
+    /// Store errors listing or deleting entries.
+    pub(crate) async fn forget_unneeded_segments(
+        &self,
+        snapshots: &[crate::StoredSnapshot],
+        removed: &[Digest],
+    ) -> crate::Result<usize> {
+        let removed: HashSet<&Digest> = removed.iter().collect();
+        let names: BTreeSet<&str> = snapshots
+            .iter()
+            .filter(|s| removed.contains(&s.id()))
+            .filter(|s| ReplicaBase::from_metadata(&s.manifest().metadata).is_some())
+            .map(|s| s.manifest().name.as_str())
+            .collect();
+        let mut deleted = 0;
+        for name in names {
+            let kept: Vec<ReplicaBase> = snapshots
+                .iter()
+                .filter(|s| !removed.contains(&s.id()) && s.manifest().name == name)
+                .filter_map(|s| ReplicaBase::from_metadata(&s.manifest().metadata))
+                .collect();
+            if kept.is_empty() {
+                continue;
+            }
+            let series = replica_series(name);
+            for file in self.wal_files(&series).await? {
+                let Some(segment) = SegmentName::parse(&file.file) else { continue };
+                let needed = kept
+                    .iter()
+                    .any(|b| b.generation == segment.generation && b.txid < segment.last);
+                if !needed {
+                    self.delete_key(&self.wal_key(&series, &file.file)).await?;
+                    deleted += 1;
+                }
+            }
+            tracing::info!(replica = name, deleted, "forgot the segments no kept base needs");
+        }
+        Ok(deleted)
     }
 }

@@ -91,6 +91,8 @@ pub async fn forget(
         repo.forget(&removed).await?;
         // The WAL only the forgotten base backups needed goes with them.
         repo.forget_unneeded_wal(&snapshots, &removed).await?;
+        // So do the replica segments only forgotten bases could be restored with.
+        repo.forget_unneeded_segments(&snapshots, &removed).await?;
     }
     Ok(groups)
 }

@@ -133,7 +133,7 @@ impl Repository {
         format!("{WAL_PREFIX}/{}", &id.to_hex()[..32])
     }
 
-    fn wal_key(&self, series: &str, file: &str) -> Path {
+    pub(crate) fn wal_key(&self, series: &str, file: &str) -> Path {
         Path::from(format!("{}/{file}", self.wal_series_key(series)))
     }
 

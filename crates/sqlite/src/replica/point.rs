@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use lifeboat_core::replica::{PointTarget, ReachedPoint, ReplicaStore, SegmentName};
 use lifeboat_core::{ByteStream, Error, Manifest, Result, Snapshot, SnapshotId};
 use tokio::io::AsyncReadExt;
@@ -24,6 +25,9 @@ pub struct PointSnapshot {
     db_pages: u32,
     page_size: u32,
 }
+
+/// Segments fetched at once while a restore applies them in order.
+const SEGMENTS_AHEAD: usize = 8;
 
 fn damaged(object: String, reason: String) -> Error {
     Error::Corrupt { object, expected: "a readable segment".into(), actual: reason }
@@ -92,7 +96,15 @@ pub async fn point_in_time(
         segments: 0,
         transactions: 0,
     };
-    'segments: for segment_name in names {
+    // Segments are fetched SEGMENTS_AHEAD at a time and applied in order.
+    let fetches = futures::stream::iter(names.into_iter().map(|segment_name| async move {
+        let file = segment_name.to_string();
+        let bytes = store.fetch_segment(name, &file).await;
+        (segment_name, file, bytes)
+    }))
+    .buffered(SEGMENTS_AHEAD);
+    futures::pin_mut!(fetches);
+    'segments: while let Some((segment_name, file, bytes)) = fetches.next().await {
         if let PointTarget::Txid(txid) = target
             && reached.txid >= txid
         {
@@ -114,8 +126,7 @@ pub async fn point_in_time(
                 }
             }
         }
-        let file = segment_name.to_string();
-        let bytes = store.fetch_segment(name, &file).await?;
+        let bytes = bytes?;
         let object = format!("segment {file} of replica {name:?}");
         let segment = Segment::decode(&bytes).map_err(|e| damaged(object.clone(), e))?;
         if segment.page_size != page_size || segment.generation != point.generation {
