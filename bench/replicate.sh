@@ -149,6 +149,9 @@ probe() {
     echo "n/a"
 }
 
+# short TOOL: the suffix of the tool's buckets (lb, ls).
+short() { [[ $1 == lifeboat ]] && echo lb || echo ls; }
+
 # ================================================================ 1. lag
 say "1. lag at $RATE commits/s for $LAG_SECS s"
 declare -A LAG_MAX LAG_P50 PROBE_MED RATE_GOT
@@ -172,7 +175,7 @@ for tool in lifeboat litestream; do
     probes=()
     sleep 3
     for ((p = 0; p < PROBES; p++)); do
-        probes+=("$(probe "$tool" "lag-${tool:0:2}" "$db")")
+        probes+=("$(probe "$tool" "lag-$(short "$tool")" "$db")")
         sleep $((LAG_SECS / (PROBES + 1) > 3 ? LAG_SECS / (PROBES + 1) - 2 : 1))
         kill -0 "$WRITER" 2> /dev/null || break
     done
@@ -182,7 +185,7 @@ for tool in lifeboat litestream; do
     sleep 3
     kill -INT "$REP"
     wait "$REP" || true
-    PROBE_MED[$tool]=$(printf '%s\n' "${probes[@]}" | grep -v n/a | sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)]; else print "n/a" }')
+    PROBE_MED[$tool]=$(printf '%s\n' "${probes[@]}" | { grep -v n/a || true; } | sort -n | awk '{ a[NR] = $1 } END { if (NR) print a[int((NR + 1) / 2)]; else print "n/a" }')
     say "$tool: ${RATE_GOT[$tool]} commits/s achieved; probes (s): ${probes[*]}"
 done
 # lifeboat's exact lag, segment by segment: the entry's time in the store minus the commit
@@ -230,11 +233,11 @@ for tool in lifeboat litestream; do
     BG_PIDS+=("$REP")
     # The first base (or Litestream's first snapshot) is not the day's cost.
     for _ in $(seq 600); do
-        [[ $(bytes_under "$S3ROOT/day-${tool:0:2}") -gt $((DAY_MIB * 1024 * 1024 / 10)) ]] && break
+        [[ $(bytes_under "$S3ROOT/day-$(short "$tool")") -gt $((DAY_MIB * 1024 * 1024 / 10)) ]] && break
         sleep 0.5
     done
     sleep 3
-    DAY_BASE[$tool]=$(bytes_under "$S3ROOT/day-${tool:0:2}")
+    DAY_BASE[$tool]=$(bytes_under "$S3ROOT/day-$(short "$tool")")
     [[ $tool == lifeboat ]] && sqlite3 "$db" ".backup $W/hour-prev.db"
     for ((h = 1; h <= HOURS; h++)); do
         python3 "$LOAD" hour "$db" "$h" 1 "$TX"
@@ -248,7 +251,7 @@ for tool in lifeboat litestream; do
     sleep 3
     kill -INT "$REP"
     wait "$REP" || true
-    DAY_STORED[$tool]=$(($(bytes_under "$S3ROOT/day-${tool:0:2}") - DAY_BASE[$tool]))
+    DAY_STORED[$tool]=$(($(bytes_under "$S3ROOT/day-$(short "$tool")") - DAY_BASE[$tool]))
     say "$tool: $(mib "${DAY_STORED[$tool]}") MiB stored for the day"
 done
 CHANGED_PAGES=$(awk '{ s += $1 } END { print s + 0 }' "$W/logs/pagediff.txt")
@@ -275,7 +278,7 @@ for tool in lifeboat litestream; do
     REP=$!
     BG_PIDS+=("$REP")
     for _ in $(seq 1200); do
-        [[ $(bytes_under "$S3ROOT/big-${tool:0:2}") -gt $((SIZE_MIB * 1024 * 1024 / 10)) ]] && break
+        [[ $(bytes_under "$S3ROOT/big-$(short "$tool")") -gt $((SIZE_MIB * 1024 * 1024 / 10)) ]] && break
         sleep 0.5
     done
     sleep 5

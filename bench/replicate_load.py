@@ -3,8 +3,8 @@
   commits PATH RATE SECS PROGRESS  commit RATE small transactions a second for SECS seconds
                                    (table lag: n, the commit's time); the newest n is kept in
                                    PROGRESS; prints "commits seconds"
-  hour PATH SEED PERCENT TX        one simulated hour: rewrite PERCENT of the events table's
-                                   pages (whole pages of rows, in TX transactions)
+  hour PATH SEED PERCENT TX        one simulated hour: rewrite rows on PERCENT of the
+                                   database's pages (one row each, in TX transactions)
   pagediff OLD NEW OUT             append the pages of NEW that differ from OLD to OUT; prints
                                    how many
   newest PATH                      prints the newest n in table lag (0 when none)
@@ -49,20 +49,18 @@ def hour(path, seed, percent, tx):
     db = connect(path)
     rnd = random.Random(seed)
     pages = db.execute("PRAGMA page_count").fetchone()[0]
-    rows, first, last = db.execute("SELECT count(*), min(id), max(id) FROM events").fetchone()
-    # Rows of one leaf page, about: the table's share of the file over its rows.
-    per_page = max(1, round(rows / (pages * 0.85)))
-    blocks = max(1, int(pages * percent / 100))
-    starts = sorted(rnd.sample(range(first, last - per_page), blocks))
+    first, last = db.execute("SELECT min(id), max(id) FROM events").fetchone()
+    # One row per page rewritten: rows are a few hundred bytes, so random rows fall on
+    # distinct pages, and a same-length change keeps each on its page.
+    ids = rnd.sample(range(first, last + 1), max(1, int(pages * percent / 100)))
     for i in range(tx):
-        part = starts[i::tx]
+        part = ids[i::tx]
         if not part:
             continue
         db.execute("BEGIN")
-        for s in part:
-            # Same length: the rows stay on their pages.
+        for row in part:
             db.execute("UPDATE events SET kind = CASE WHEN kind = upper(kind) THEN lower(kind) "
-                       "ELSE upper(kind) END WHERE id BETWEEN ? AND ?", (s, s + per_page - 1))
+                       "ELSE upper(kind) END WHERE id = ?", (row,))
         db.execute("COMMIT")
 
 

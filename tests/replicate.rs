@@ -42,6 +42,9 @@ elif mode == "replay":
         apply(db, n, times.get(n))
     db.execute("COMMIT")
 elif mode == "write":
+    # Its checkpoints run on a connection of their own: after such a truncating checkpoint
+    # the next commit starts the -wal with new random salts.
+    ck = sqlite3.connect(path, isolation_level=None, timeout=30)
     stop, truncated, n = sys.argv[3], 0, 0
     while not os.path.exists(stop):
         n += 1
@@ -49,7 +52,7 @@ elif mode == "write":
         apply(db, n, time.time())
         db.execute("COMMIT")
         if n % 400 == 0:
-            busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            busy = ck.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
             truncated += busy == 0
         time.sleep(0.002)
     print(n, truncated)
@@ -335,6 +338,18 @@ fn stale_holds_a_replica_to_its_replicator_and_verify_checks_its_segments() {
     let (code, fresh) = stale();
     assert_eq!(code, Some(0), "{fresh}");
     assert!(fresh["reason"].as_str().unwrap().contains("replica"), "{fresh}");
+
+    // stats: the replica, its segments and its running replicator.
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(lifeboat(&setup.repo).args(["stats", "--json"]))).unwrap();
+    let replica = &stats["replicas"]["app"];
+    assert!(replica["segments"].as_u64().unwrap() >= 3, "{stats}");
+    assert_eq!(replica["generations"], 1, "{stats}");
+    assert!(
+        replica["replicator"].as_str().unwrap().ends_with(&format!("pid {}", running.id())),
+        "{stats}"
+    );
+    assert!(ok(lifeboat(&setup.repo).arg("stats")).contains("replica app:"));
 
     // verify: the segments after the base follow one another; every one reads back.
     let verified = ok(lifeboat(&setup.repo).args(["verify", "--all", "--read-data", "--json"]));

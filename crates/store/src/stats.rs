@@ -52,6 +52,23 @@ pub struct Stats {
     pub damaged_indexes: usize,
     /// The WAL archive of each name with base backups.
     pub wal_archives: BTreeMap<String, WalArchiveStats>,
+    /// Each SQLite replica (`lifeboat replicate`).
+    pub replicas: BTreeMap<String, ReplicaStats>,
+}
+
+/// What one SQLite replica holds, and whether its replicator runs.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ReplicaStats {
+    /// Segments shipped (and not forgotten).
+    pub segments: usize,
+    /// Generations they belong to.
+    pub generations: usize,
+    /// The newest transaction shipped.
+    pub last_txid: Option<u64>,
+    /// When the newest segment was shipped.
+    pub newest_shipped: Option<DateTime<Utc>>,
+    /// The running replicator (`host pid`), when its lease is live.
+    pub replicator: Option<String>,
 }
 
 /// What the WAL archive of one name (a PostgreSQL cluster) holds.
@@ -120,7 +137,33 @@ pub async fn stats(repo: &Repository) -> crate::Result<Stats> {
             },
         );
     }
+    let mut replicas = BTreeMap::new();
+    for name in crate::wal::replica_names_of(&snaps) {
+        let files = repo.wal_files(&crate::replica_series(name)).await?;
+        let names: Vec<lifeboat_core::replica::SegmentName> = files
+            .iter()
+            .filter_map(|f| lifeboat_core::replica::SegmentName::parse(&f.file))
+            .collect();
+        let generations: std::collections::BTreeSet<u32> =
+            names.iter().map(|n| n.generation).collect();
+        let replicator = repo
+            .replica_holder(name)
+            .await?
+            .filter(|h| h.is_live(Utc::now()))
+            .map(|h| format!("{} pid {}", h.host, h.pid));
+        replicas.insert(
+            name.to_string(),
+            ReplicaStats {
+                segments: names.len(),
+                generations: generations.len(),
+                last_txid: names.iter().map(|n| n.last).max(),
+                newest_shipped: files.iter().map(|f| f.archived).max(),
+                replicator,
+            },
+        );
+    }
     Ok(Stats {
+        replicas,
         wal_archives,
         staging_files: staging.len(),
         staging_bytes: staging.iter().map(|f| f.size).sum(),

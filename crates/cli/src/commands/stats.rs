@@ -58,6 +58,22 @@ pub async fn run(url: &str, json: bool) -> anyhow::Result<ExitCode> {
             count(wal.segments, "segment")
         );
     }
+    for (name, replica) in &stats.replicas {
+        let newest = replica
+            .newest_shipped
+            .map(|t| format!(", newest shipped {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+            .unwrap_or_default();
+        let running = match &replica.replicator {
+            Some(who) => format!("replicated now by {who}"),
+            None => "no replicator running".into(),
+        };
+        println!(
+            "replica {name}: {} in {} up to transaction {}{newest}; {running}",
+            count(replica.segments, "segment"),
+            count(replica.generations, "generation"),
+            replica.last_txid.map_or_else(|| "-".to_string(), |t| t.to_string()),
+        );
+    }
     if stats.staging_files > 0 {
         println!(
             "{} staging files of interrupted writes ({}); prune removes them once stale",

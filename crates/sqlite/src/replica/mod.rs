@@ -278,17 +278,23 @@ impl<'a> Replicator<'a> {
                 // Truncated by a checkpoint: its next header says whether it restarted once.
                 WalRead::NewHeader(None) => return Ok(Looked::Fine),
                 WalRead::NewHeader(Some(next)) => {
-                    if !pos.header.restarted_once_into(&next) {
-                        return Ok(Looked::Break("the -wal was replaced (not one restart)"));
+                    if next.page_size != pos.header.page_size {
+                        return Ok(Looked::Break("the -wal's page size changed"));
                     }
                     // Commits of the old generation we had not read yet are still in the
                     // file unless the new generation has grown over them.
                     let (commits, at, after) = read_old_tail(&wal, &pos, &next).map_err(io)?;
                     self.take(commits, pos.header.page_size);
                     self.follow.pos = Some(at);
+                    // While the lock was held without a break, SQLite could restart the log
+                    // only once everything in it was shipped (see the holder's doc). Without
+                    // that, one restart (salt-1 one higher) is whole when the old log's end
+                    // is known: its next frame is still there and is not its own, or our
+                    // checkpoint saw it end there.
                     let ended_here = after == AfterTail::Ended
                         || self.follow.known_end == Some((at.header, at.frame));
-                    if self.follow.lapsed && !ended_here {
+                    if self.follow.lapsed && !(pos.header.restarted_once_into(&next) && ended_here)
+                    {
                         return Ok(Looked::Break("the -wal restarted while nothing held it"));
                     }
                     debug!(checkpoint_seq = next.checkpoint_seq, "following the -wal's restart");
@@ -371,11 +377,17 @@ impl<'a> Replicator<'a> {
 
     /// Restarts the `-wal` once it is large and everything in it is shipped.
     fn checkpoint_if_large(&mut self) -> Result<()> {
-        let size = std::fs::metadata(&self.wal).map(|m| m.len()).unwrap_or(0);
-        if size < self.options.checkpoint_bytes || !self.follow.pending.is_empty() {
+        let Some(pos) = self.follow.pos else { return Ok(()) };
+        // The frames of the current log, not the file's size: a restarted log keeps its size
+        // until it is written over. And once per end: a log our checkpoint already saw end
+        // here restarts at the next commit.
+        let size = u64::from(pos.frame) * pos.header.frame_size();
+        if size < self.options.checkpoint_bytes
+            || !self.follow.pending.is_empty()
+            || self.follow.known_end == Some((pos.header, pos.frame))
+        {
             return Ok(());
         }
-        let Some(pos) = self.follow.pos else { return Ok(()) };
         if let Some(holder) = self.holder.as_mut() {
             holder.release()?;
         }

@@ -76,12 +76,12 @@ impl WalHeader {
         FRAME_HEADER as u64 + u64::from(self.page_size)
     }
 
-    /// Whether `next` is what SQLite writes when it restarts this log once: the checkpoint
-    /// sequence and salt-1 one higher.
+    /// Whether `next` is what SQLite writes when a writer restarts this log once: salt-1 one
+    /// higher. (The checkpoint sequence cannot tell: each connection keeps its own count and
+    /// writes that; and after a truncating checkpoint by another connection, the next writer
+    /// draws both salts at random.)
     pub fn restarted_once_into(&self, next: &WalHeader) -> bool {
-        next.checkpoint_seq == self.checkpoint_seq.wrapping_add(1)
-            && next.salt1 == self.salt1.wrapping_add(1)
-            && next.page_size == self.page_size
+        next.salt1 == self.salt1.wrapping_add(1) && next.page_size == self.page_size
     }
 }
 
