@@ -303,7 +303,7 @@ LS_POINT_N=$(newest "$W/ls-point.db")
 
 # ================================================================ report
 ROWS_T=(
-    "lifeboat $(basename "$LIFEBOAT");restore to a point (--at), from S3;lb-point"
+    "lifeboat;restore to a point (--at), from S3;lb-point"
     "lifeboat;plain restore of the newest snapshot;lb-plain"
     "Litestream $LS_VERSION;restore -timestamp;ls-point"
     "Litestream $LS_VERSION;restore (newest);ls-latest"
