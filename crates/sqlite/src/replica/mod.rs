@@ -1,14 +1,14 @@
 //! Continuous replication of a SQLite database into the repository: an RPO of seconds.
 //!
 //! The replicator follows the database's `-wal` ([`walfile`]) and ships each committed
-//! transaction's pages as immutable segments ([`segment`]); it never reads a frame whose
+//! transaction's pages as immutable segments ([`Segment`]); it never reads a frame whose
 //! transaction is not committed and whole (SQLite's own checksum chain). A base snapshot (a
 //! regular SQLite snapshot that records where it stands, [`ReplicaPoint`]) starts each
 //! generation and is taken again every `snapshot_every`; a restore to a point applies the
 //! segments after the nearest base ([`point_in_time`]).
 //!
 //! No shipped history has a hole it does not know of. A read lock held by a child process
-//! ([`holder`]) keeps SQLite from restarting the `-wal` over frames not shipped yet, also
+//! ([`WalHolder`]) keeps SQLite from restarting the `-wal` over frames not shipped yet, also
 //! while the replicator is down after a kill. When that cannot be vouched for (the `-wal`
 //! restarted while nobody held it, or was replaced), the replicator starts a new generation
 //! with a fresh base snapshot, which deduplicates against the last one.
