@@ -276,10 +276,8 @@ pub fn markdown_report(results: &[DrillResult], host: &str) -> String {
     out
 }
 
-/// Whether a process with this id is alive (Linux `/proc`); used to find scratch leftovers.
-pub fn process_alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
+/// Whether process `pid` runs on this host (one rule for drills and leases).
+pub use crate::host::process_alive;
 
 /// The pid in a scratch name `lifeboat-drill-<pid>-...`, if it is one.
 pub fn scratch_owner(name: &str) -> Option<u32> {

@@ -67,7 +67,10 @@ fn compact(text: &str) -> Result<Duration, String> {
 pub fn format_duration(d: Duration) -> String {
     let mut secs = d.as_secs();
     if secs == 0 {
-        return "0s".into();
+        return match d.as_millis() {
+            0 => "0s".into(),
+            ms => format!("{ms}ms"),
+        };
     }
     let mut out = String::new();
     for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
@@ -111,6 +114,8 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
         }
         assert_eq!(format_duration(Duration::from_secs(36 * 3600 + 61)), "1d12h1m1s");
+        assert_eq!(format_duration(Duration::from_millis(200)), "200ms");
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
         assert_eq!(
             parse_duration(&format_duration(Duration::from_secs(93_784))),
             Ok(Duration::from_secs(93_784))

@@ -82,11 +82,7 @@ pub async fn run(url: &str, registry: &Registry, args: Args) -> anyhow::Result<E
         progress::line(&format!(
             "replicating {} as {name:?}, shipping at most every {}: while writes keep coming, up to {per_second:.1} PUT requests/s ({:.1} million a month, about ${:.2} at S3 Standard's $0.005 per 1,000); an idle database makes none",
             args.target,
-            if args.interval < Duration::from_secs(1) {
-                format!("{:?}", args.interval)
-            } else {
-                lifeboat_core::format_duration(args.interval)
-            },
+            lifeboat_core::format_duration(args.interval),
             per_month / 1e6,
             per_month * 0.005 / 1000.0
         ));
