@@ -90,7 +90,6 @@ LB="$W/lifeboat"
 SOCK=$(mktemp -d /tmp/lifeboat-pitr-sock.XXXXXX)
 if ((AS_ROOT)); then chown -R postgres:postgres "$W" "$SOCK"; fi
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PORT=$(free_port)
 url() { printf 'postgres://postgres@127.0.0.1:%s/%s' "${2:-$PORT}" "$1"; }
 sql() { "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -d "$(url "$1" "${3:-$PORT}")" -c "$2"; }

@@ -81,17 +81,7 @@ stop_all() {
 }
 trap stop_all EXIT
 trap 'exit 130' INT TERM
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-AWS_ACCESS_KEY_ID="bench$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
-AWS_SECRET_ACCESS_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
-export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
-S3_PORT=$(free_port)
-"$S3S_FS" --host 127.0.0.1 --port "$S3_PORT" --access-key "$AWS_ACCESS_KEY_ID" \
-    --secret-key "$AWS_SECRET_ACCESS_KEY" "$S3ROOT" > "$W/logs/s3s-fs.log" 2>&1 &
-S3_PID=$!
-for _ in $(seq 100); do (exec 3<> "/dev/tcp/127.0.0.1/$S3_PORT") 2> /dev/null && break; sleep 0.1; done
+start_s3s_fs "$S3ROOT" "$W/logs/s3s-fs.log"
 unset LIFEBOAT_PASSWORD LIFEBOAT_PASSWORD_COMMAND LIFEBOAT_KEY_FILE LIFEBOAT_REPO LIFEBOAT_CONFIG
 (umask 077 && python3 -c 'import secrets; print("lifeboat-bench-" + secrets.token_hex(16))' > "$W/password")
 LB=(env "AWS_ENDPOINT=http://127.0.0.1:$S3_PORT" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1
@@ -147,6 +137,16 @@ probe() {
         fi
     done
     echo "n/a"
+}
+
+# wait_first_copy BUCKET MIB: until BUCKET holds a tenth of MIB (the first full copy of a
+# MIB database, compressed, is on its way), at most 10 minutes.
+wait_first_copy() {
+    for _ in $(seq 1200); do
+        [[ $(bytes_under "$S3ROOT/$1") -gt $(($2 * 1024 * 1024 / 10)) ]] && return 0
+        sleep 0.5
+    done
+    die "no first copy in bucket $1 after 10 minutes"
 }
 
 # short TOOL: the suffix of the tool's buckets (lb, ls).
@@ -232,10 +232,7 @@ for tool in lifeboat litestream; do
     REP=$!
     BG_PIDS+=("$REP")
     # The first base (or Litestream's first snapshot) is not the day's cost.
-    for _ in $(seq 600); do
-        [[ $(bytes_under "$S3ROOT/day-$(short "$tool")") -gt $((DAY_MIB * 1024 * 1024 / 10)) ]] && break
-        sleep 0.5
-    done
+    wait_first_copy "day-$(short "$tool")" "$DAY_MIB"
     sleep 3
     DAY_BASE[$tool]=$(bytes_under "$S3ROOT/day-$(short "$tool")")
     [[ $tool == lifeboat ]] && sqlite3 "$db" ".backup $W/hour-prev.db"
@@ -277,10 +274,7 @@ for tool in lifeboat litestream; do
     fi
     REP=$!
     BG_PIDS+=("$REP")
-    for _ in $(seq 1200); do
-        [[ $(bytes_under "$S3ROOT/big-$(short "$tool")") -gt $((SIZE_MIB * 1024 * 1024 / 10)) ]] && break
-        sleep 0.5
-    done
+    wait_first_copy "big-$(short "$tool")" "$SIZE_MIB"
     sleep 5
     python3 "$LOAD" commits "$db" "$POINT_RATE" "$POINT_SECS" "$W/progress-big" > /dev/null &
     WRITER=$!

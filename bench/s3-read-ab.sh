@@ -44,24 +44,11 @@ build_release
 
 rm -rf "$W"
 mkdir -p "$W/logs" "$W/s3root/abtest"
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() {
-    local i
-    for ((i = 0; i < 100; i++)); do
-        if (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
 PIDS=()
 trap 'kill "${PIDS[@]}" 2> /dev/null || true' EXIT
 
-export AWS_ACCESS_KEY_ID=benchab AWS_SECRET_ACCESS_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
-S3_PORT=$(free_port)
-"$S3S_FS" --host 127.0.0.1 --port "$S3_PORT" --access-key "$AWS_ACCESS_KEY_ID" \
-    --secret-key "$AWS_SECRET_ACCESS_KEY" "$W/s3root" > "$W/logs/s3s-fs.log" 2>&1 &
-PIDS+=($!)
-wait_port "$S3_PORT" || die "s3s-fs did not start"
+start_s3s_fs "$W/s3root" "$W/logs/s3s-fs.log"
+PIDS+=("$S3_PID")
 say "generating a ${SIZE_MIB} MiB SQLite database"
 python3 "$ROOT/bench/gen_sqlite.py" create "$W/bench.db" "$SIZE_MIB"
 printf 'ab bench password\n' > "$W/password"

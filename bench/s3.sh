@@ -159,29 +159,7 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-# wait_port PORT PID: until 127.0.0.1:PORT accepts connections (10 s), or PID is gone.
-wait_port() {
-    local i
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$2" 2> /dev/null || return 1
-        if (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null; then return 0; fi
-        sleep 0.1
-    done
-    return 1
-}
-
-AWS_ACCESS_KEY_ID="bench$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
-AWS_SECRET_ACCESS_KEY="$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
-export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
-S3_PORT=$(free_port)
-"$S3S_FS" --host 127.0.0.1 --port "$S3_PORT" --access-key "$AWS_ACCESS_KEY_ID" \
-    --secret-key "$AWS_SECRET_ACCESS_KEY" "$S3ROOT" > "$W/logs/s3s-fs.log" 2>&1 &
-S3_PID=$!
-wait_port "$S3_PORT" "$S3_PID" || { tail -n 20 "$W/logs/s3s-fs.log" >&2; die "s3s-fs did not start"; }
-S3S_VERSION=$("$S3S_FS" --version 2> /dev/null | head -n 1 || echo s3s-fs)
+start_s3s_fs "$S3ROOT" "$W/logs/s3s-fs.log"
 say "$S3S_VERSION on 127.0.0.1:$S3_PORT, root $S3ROOT"
 
 # median_of KEY: KEY_1 .. KEY_$ROUNDS were timed; the median round (the lower middle one for

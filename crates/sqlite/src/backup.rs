@@ -139,21 +139,47 @@ impl SqliteBackup {
     }
 
     fn capture_by_pages(&self, src: Connection, journal_mode: String) -> Result<Capture> {
-        let size = src
-            .query_row(
-                "SELECT page_size * page_count FROM pragma_page_size, pragma_page_count",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .ok()
-            .map(|n| n.max(0) as u64);
-        let path = self.path.clone();
-        blocking_capture("lifeboat-sqlite-pages", Kind::SQLITE, size, move |sink| {
-            let mut metadata = stream_pages(&src, &path, &journal_mode, sink)?;
-            metadata.mode = file_mode(&path);
-            serde_json::to_value(&metadata).map_err(|e| backend(e.to_string()))
-        })
+        page_capture(src, self.path.clone(), journal_mode, Transaction::Begin, None)
     }
+}
+
+/// Whether [`page_capture`] begins the read transaction or finds it begun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transaction {
+    /// Begin it.
+    Begin,
+    /// `src` is already inside the read transaction to capture (a replica's base, begun at
+    /// a known place in the `-wal`).
+    Begun,
+}
+
+/// The page-stream capture of `src` (see [`stream_pages`]), with the file's permission bits
+/// and, for a replica's base snapshot, where it stands.
+pub(crate) fn page_capture(
+    src: Connection,
+    path: PathBuf,
+    journal_mode: String,
+    transaction: Transaction,
+    replica: Option<crate::replica::ReplicaPoint>,
+) -> Result<Capture> {
+    let size = src
+        .query_row(
+            "SELECT page_size * page_count FROM pragma_page_size, pragma_page_count",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .ok()
+        .map(|n| n.max(0) as u64);
+    blocking_capture("lifeboat-sqlite-pages", Kind::SQLITE, size, move |sink| {
+        if transaction == Transaction::Begin {
+            src.execute_batch("BEGIN")
+                .map_err(SqliteError::sqlite("starting a read transaction on", &path))?;
+        }
+        let mut metadata = stream_pages(&src, &path, &journal_mode, sink)?;
+        metadata.mode = file_mode(&path);
+        metadata.replica = replica;
+        serde_json::to_value(&metadata).map_err(|e| backend(e.to_string()))
+    })
 }
 
 fn with_size(capture: Capture, size: Option<u64>) -> Capture {
@@ -174,21 +200,9 @@ fn has_dbpage(conn: &Connection) -> bool {
     conn.prepare("SELECT data FROM sqlite_dbpage LIMIT 0").is_ok()
 }
 
-/// Writes every page image of one read transaction, then gathers the metadata in the same
-/// transaction, so the row counts describe exactly the pages sent.
+/// Writes every page image of the read transaction `src` is in, then gathers the metadata in
+/// the same transaction (so the row counts describe exactly the pages sent), and ends it.
 fn stream_pages(
-    src: &Connection,
-    path: &Path,
-    journal_mode: &str,
-    out: &mut impl Write,
-) -> Sqlite<SqliteMetadata> {
-    src.execute_batch("BEGIN")
-        .map_err(SqliteError::sqlite("starting a read transaction on", path))?;
-    stream_pages_in_transaction(src, path, journal_mode, out)
-}
-
-/// As [`stream_pages`], inside the read transaction `src` already has open (and ends).
-pub(crate) fn stream_pages_in_transaction(
     src: &Connection,
     path: &Path,
     journal_mode: &str,

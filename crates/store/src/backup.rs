@@ -272,6 +272,19 @@ impl Repository {
         self.save_manifest(manifest).await
     }
 
+    /// Backs `source` up under `name` with `tags`, this host's, without progress (safety and
+    /// replica base snapshots).
+    pub(crate) async fn backup_as(
+        &self,
+        source: &dyn Backup,
+        name: &str,
+        tags: Tags,
+    ) -> Result<StoredSnapshot> {
+        let options =
+            BackupOptions { name: Some(name.to_string()), tags, host: None, changed_only: false };
+        self.backup(source, &options, &lifeboat_core::NoProgress).await
+    }
+
     /// Chunks, deduplicates and stores a stream; returns what the manifest needs.
     pub(crate) async fn store_stream(
         &self,
@@ -502,9 +515,7 @@ impl SafetyNet for Repository {
         name: &str,
         tags: Tags,
     ) -> lifeboat_core::Result<SnapshotId> {
-        let options =
-            BackupOptions { name: Some(name.to_string()), tags, host: None, changed_only: false };
-        let snap = self.backup(source, &options, &lifeboat_core::NoProgress).await?;
+        let snap = self.backup_as(source, name, tags).await?;
         // The restore destroys the original next, so the copy must be known good first: a
         // backup deduplicates against chunks already stored, and one of those may be damaged
         // (a flipped bit in a pack the index still points at). Every chunk is read back and

@@ -7,11 +7,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use lifeboat_core::replica::{ReplicaStore, SegmentName};
 use lifeboat_core::{Backup, Check, Digest, Snapshot, SnapshotId, Tags};
 
-use crate::backup::BackupOptions;
 use crate::repository::Repository;
 
 /// The WAL archive series that holds replica `name`'s segments.
@@ -60,9 +58,7 @@ impl ReplicaStore for Repository {
         name: &str,
         tags: Tags,
     ) -> lifeboat_core::Result<SnapshotId> {
-        let options =
-            BackupOptions { name: Some(name.to_string()), tags, host: None, changed_only: false };
-        Ok(self.backup(source, &options, &lifeboat_core::NoProgress).await?.id())
+        Ok(self.backup_as(source, name, tags).await?.id())
     }
 }
 
@@ -139,20 +135,8 @@ impl Repository {
             last.last
         );
         if read_data {
-            let series = &series;
-            let files: Vec<String> = names.iter().map(ToString::to_string).collect();
-            let failures: Vec<String> = futures::stream::iter(files)
-                .map(|file| async move {
-                    match self.wal_fetch(series, &file).await {
-                        Ok(Some(_)) => None,
-                        Ok(None) => Some(format!("{file}: gone")),
-                        Err(e) => Some(format!("{file}: {e}")),
-                    }
-                })
-                .buffered(4)
-                .filter_map(|f| async move { f })
-                .collect()
-                .await;
+            let files = names.iter().map(ToString::to_string).collect();
+            let failures = self.wal_read_back(&series, files).await;
             if !failures.is_empty() {
                 return Check::fail("segments", failures.join("; "));
             }

@@ -421,24 +421,30 @@ impl Repository {
             needs.needed.len()
         );
         if read_data {
-            let failures: Vec<String> = futures::stream::iter(needs.needed.clone())
-                .map(|name: String| async move {
-                    match self.wal_fetch(series, &name).await {
-                        Ok(Some(_)) => None,
-                        Ok(None) => Some(format!("{name}: gone")),
-                        Err(e) => Some(format!("{name}: {e}")),
-                    }
-                })
-                .buffered(4)
-                .filter_map(|f| async move { f })
-                .collect()
-                .await;
+            let failures = self.wal_read_back(series, needs.needed.clone()).await;
             if !failures.is_empty() {
                 return Check::fail("wal", failures.join("; "));
             }
             detail.push_str(", every byte read back");
         }
         Check::pass("wal", detail)
+    }
+
+    /// Reads each of `files` of `series` back, 4 at a time, checked; what failed, each as
+    /// `FILE: why` (for `verify --read-data`).
+    pub(crate) async fn wal_read_back(&self, series: &str, files: Vec<String>) -> Vec<String> {
+        futures::stream::iter(files)
+            .map(|name: String| async move {
+                match self.wal_fetch(series, &name).await {
+                    Ok(Some(_)) => None,
+                    Ok(None) => Some(format!("{name}: gone")),
+                    Err(e) => Some(format!("{name}: {e}")),
+                }
+            })
+            .buffered(4)
+            .filter_map(|f| async move { f })
+            .collect()
+            .await
     }
 
     /// After `removed` were forgotten: deletes the archived segments that no remaining base

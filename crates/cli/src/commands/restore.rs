@@ -67,13 +67,11 @@ pub async fn run(
         if json {
             print_json(&plan.steps())?;
         } else {
-            println!(
+            let heading = format!(
                 "restore plan for snapshot {} -> {to} (dry run, nothing changed):",
                 snap.id().short()
             );
-            for (i, step) in plan.steps().iter().enumerate() {
-                println!("  {}. {step}", i + 1);
-            }
+            print_steps(&heading, &plan.steps());
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -83,20 +81,7 @@ pub async fn run(
     if json {
         print_json(&report)?;
     } else {
-        if let Some(safety) = report.safety_snapshot {
-            println!("safety snapshot {safety} holds what was at {} before", report.target);
-        }
-        // What the restore did beyond its plan (journal files moved aside, a raw safety copy).
-        for note in report.checks.iter().filter(|c| c.name == "note") {
-            println!("note: {}", note.detail);
-        }
-        println!(
-            "restored snapshot {} to {} ({}), {} checks passed",
-            snap.id().short(),
-            report.target,
-            human_bytes(report.bytes),
-            report.checks.len()
-        );
+        print_report(&format!("snapshot {}", snap.id().short()), &report);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -165,10 +150,10 @@ async fn restore_point(
         if json {
             print_json(&serde_json::json!({ "point": reached, "steps": plan.steps() }))?;
         } else {
-            println!("restore plan for {about} -> {to} (dry run, nothing changed):");
-            for (i, step) in plan.steps().iter().enumerate() {
-                println!("  {}. {step}", i + 1);
-            }
+            print_steps(
+                &format!("restore plan for {about} -> {to} (dry run, nothing changed):"),
+                &plan.steps(),
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -178,20 +163,34 @@ async fn restore_point(
     if json {
         print_json(&serde_json::json!({ "point": reached, "report": report }))?;
     } else {
-        if let Some(safety) = report.safety_snapshot {
-            println!("safety snapshot {safety} holds what was at {} before", report.target);
-        }
-        for note in report.checks.iter().filter(|c| c.name == "note") {
-            println!("note: {}", note.detail);
-        }
-        println!(
-            "restored {about} to {} ({}), {} checks passed",
-            report.target,
-            human_bytes(report.bytes),
-            report.checks.len()
-        );
+        print_report(&about, &report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plan's steps under `heading` (a dry run).
+fn print_steps(heading: &str, steps: &[lifeboat_core::PlanStep]) {
+    println!("{heading}");
+    for (i, step) in steps.iter().enumerate() {
+        println!("  {}. {step}", i + 1);
+    }
+}
+
+/// What a restore of `what` did: its safety snapshot, what it did beyond its plan (journal
+/// files moved aside, a raw safety copy), and the result.
+fn print_report(what: &str, report: &lifeboat_core::RestoreReport) {
+    if let Some(safety) = report.safety_snapshot {
+        println!("safety snapshot {safety} holds what was at {} before", report.target);
+    }
+    for note in report.checks.iter().filter(|c| c.name == "note") {
+        println!("note: {}", note.detail);
+    }
+    println!(
+        "restored {what} to {} ({}), {} checks passed",
+        report.target,
+        human_bytes(report.bytes),
+        report.checks.len()
+    );
 }
 
 /// `restore --where`: some rows merged into the live database.

@@ -6,14 +6,12 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use lifeboat_core::producer::blocking_capture;
 use lifeboat_core::{Backup, Capture, Kind, Result};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use super::walfile::WalPosition;
 use crate::error::backend;
-use crate::inspect::file_mode;
 
 /// Where a replica's base snapshot stands in its history (in its metadata, `replica`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,21 +65,12 @@ impl Backup for AnchoredCapture {
             .map_err(|_| backend("the anchored connection was poisoned"))?
             .take()
             .ok_or_else(|| backend("an anchored capture can be taken once"))?;
-        let size = conn
-            .query_row(
-                "SELECT page_size * page_count FROM pragma_page_size, pragma_page_count",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .ok()
-            .map(|n| n.max(0) as u64);
-        let (path, point) = (self.path.clone(), self.point.clone());
-        blocking_capture("lifeboat-sqlite-replica-base", Kind::SQLITE, size, move |sink| {
-            let mut metadata =
-                crate::backup::stream_pages_in_transaction(&conn, &path, "wal", sink)?;
-            metadata.mode = file_mode(&path);
-            metadata.replica = Some(point);
-            serde_json::to_value(&metadata).map_err(|e| backend(e.to_string()))
-        })
+        crate::backup::page_capture(
+            conn,
+            self.path.clone(),
+            "wal".into(),
+            crate::backup::Transaction::Begun,
+            Some(self.point.clone()),
+        )
     }
 }

@@ -185,7 +185,7 @@ impl WalHolder {
         };
         let mut holder =
             WalHolder { child, stdin, stdout: BufReader::new(stdout), path: path.into() };
-        holder.expect("held")?;
+        holder.answer("held")?;
         // Ours holds now: a previous holder still alive has held without a break since
         // before ours began.
         let takeover = match recorded_holder(path) {
@@ -202,7 +202,7 @@ impl WalHolder {
         Ok((holder, takeover))
     }
 
-    fn expect(&mut self, want: &str) -> Result<(), SqliteError> {
+    fn answer(&mut self, want: &str) -> Result<(), SqliteError> {
         let mut line = String::new();
         let read = self.stdout.read_line(&mut line);
         match read {
@@ -224,7 +224,7 @@ impl WalHolder {
                 reason: format!("the process that holds the -wal's read lock is gone: {e}"),
             }
         })?;
-        self.expect(want)
+        self.answer(want)
     }
 
     /// Moves the lock forward to now (everything up to here is shipped).
