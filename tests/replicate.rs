@@ -429,3 +429,73 @@ fn forget_drops_the_segments_only_forgotten_bases_need_and_restores_still_work()
     ]));
     assert!(err.contains("starts after that point"), "{err}");
 }
+
+#[test]
+fn bad_points_and_a_flipped_byte_in_a_segment_fail_loudly_and_write_nothing() {
+    let setup = Setup::new();
+    let running = lifeboat(&setup.repo)
+        .args(["replicate", "sqlite", setup.db.to_str().unwrap(), "--interval", "100ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let conn = rusqlite::Connection::open(&setup.db).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    for n in 1..=20 {
+        conn.execute("INSERT INTO t(n, v) VALUES (?1, 'x')", [n]).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    interrupt(&running);
+    assert!(running.wait_with_output().unwrap().status.success());
+    let to = setup.dir.path().join("restored.db");
+    let restore = |extra: &[&str]| {
+        let mut cmd = lifeboat(&setup.repo);
+        cmd.args(["restore", "latest", "--name", "app", "--to", to.to_str().unwrap()]).args(extra);
+        cmd
+    };
+
+    // A time that is not one.
+    let err = fails(&mut restore(&["--at", "yesterday noon"]));
+    assert!(err.contains("is not a time"), "{err}");
+    assert!(!to.exists());
+
+    // --at on a snapshot that is not a replica's.
+    let other = setup.dir.path().join("other.db");
+    rusqlite::Connection::open(&other).unwrap().execute_batch("CREATE TABLE x(y)").unwrap();
+    ok(lifeboat(&setup.repo).args(["backup", "sqlite", other.to_str().unwrap()]));
+    let err = fails(lifeboat(&setup.repo).args([
+        "restore",
+        "latest",
+        "--name",
+        "other",
+        "--to",
+        to.to_str().unwrap(),
+        "--txid",
+        "1",
+    ]));
+    assert!(err.contains("is not a replica's"), "{err}");
+    assert!(!to.exists());
+
+    // One flipped byte in a segment's entry: the restore stops, naming it; nothing is written.
+    let wal = setup.dir.path().join("repo/wal");
+    let series = std::fs::read_dir(&wal).unwrap().next().unwrap().unwrap().path();
+    let segment = std::fs::read_dir(&series).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.len() - 5;
+    bytes[at] ^= 0x20;
+    std::fs::write(&segment, &bytes).unwrap();
+    let err = fails(&mut restore(&[]));
+    eprintln!("damaged: {err}");
+    assert!(
+        err.contains(segment.file_name().unwrap().to_str().unwrap()) || err.contains("wal/"),
+        "{err}"
+    );
+    assert!(!to.exists(), "a restore from a damaged segment left {}", to.display());
+    let leftovers: Vec<_> = std::fs::read_dir(setup.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("lifeboat"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
