@@ -364,16 +364,21 @@ fn stale_holds_a_replica_to_its_replicator_and_verify_checks_its_segments() {
     assert_eq!(code, Some(1), "{old}");
     assert_eq!(old["stale"], true);
 
-    // A segment removed from the store is a gap verify names.
+    // A segment removed from the store is a gap verify names (merged segments removed too,
+    // or they would cover it).
     let series_dirs: Vec<_> =
         std::fs::read_dir(setup.dir.path().join("repo/wal")).unwrap().collect();
     assert_eq!(series_dirs.len(), 1);
     let series = series_dirs.into_iter().next().unwrap().unwrap().path();
-    let mut segments: Vec<_> =
-        std::fs::read_dir(&series).unwrap().map(|e| e.unwrap().path()).collect();
+    let (mut segments, merged): (Vec<_>, Vec<_>) = std::fs::read_dir(&series)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .partition(|p| p.file_name().unwrap().to_string_lossy().starts_with("L0-"));
     segments.sort();
     assert!(segments.len() >= 3, "{segments:?}");
-    std::fs::remove_file(&segments[1]).unwrap();
+    for gone in merged.iter().chain([&segments[1]]) {
+        std::fs::remove_file(gone).unwrap();
+    }
     let out = lifeboat(&setup.repo).args(["verify", "--all"]).output().unwrap();
     assert!(!out.status.success());
     let text =
@@ -498,4 +503,106 @@ fn bad_points_and_a_flipped_byte_in_a_segment_fail_loudly_and_write_nothing() {
         .filter(|n| n.contains("lifeboat"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn compaction_merges_segments_into_levels_and_every_point_it_keeps_is_exact() {
+    let setup = Setup::new();
+    let (writer, stop_writer) = setup.writer();
+    // Levels of 1 s and 4 s; every commit a point for 2 s, every level-1 end for 5 s.
+    let replicator = lifeboat(&setup.repo)
+        .args(["replicate", "sqlite", setup.db.to_str().unwrap(), "--json"])
+        .args(["--interval", "200ms", "--snapshot-every", "1h", "--spans", "1s,4s"])
+        .args(["--keep-commits", "2s", "--keep-minutes", "5s"])
+        .env("LIFEBOAT_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut times = Vec::new();
+    for _ in 0..14 {
+        std::thread::sleep(Duration::from_millis(1000));
+        times.push(now());
+    }
+    std::fs::write(&stop_writer, "").unwrap();
+    let written = writer.wait_with_output().unwrap();
+    let commits: i64 = String::from_utf8(written.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Idle for a while: the replicator goes on merging and dropping.
+    std::thread::sleep(Duration::from_secs(7));
+    interrupt(&replicator);
+    let status = status_of(replicator);
+    let shipped = status["segments"].as_u64().unwrap();
+    assert!(status["merged"].as_u64().unwrap() >= 3, "too few merges: {status}");
+    assert!(status["dropped"].as_u64().unwrap() > shipped / 2, "too few dropped: {status}");
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(lifeboat(&setup.repo).args(["stats", "--json"]))).unwrap();
+    let replica = &stats["replicas"]["app"];
+    assert!(replica["merged"].as_u64().unwrap() >= 1, "{replica}");
+    assert!(replica["segments"].as_u64().unwrap() < shipped, "nothing was dropped: {replica}");
+    let verified = ok(lifeboat(&setup.repo).args(["verify", "--all", "--read-data", "--json"]));
+    assert!(verified.contains("no gap, every one read back"), "{verified}");
+
+    // The newest point is the final database, read from a few merged segments.
+    let (latest, restored) = setup.restore("latest.db", &[]);
+    assert_eq!(setup.check_is_a_replay(&restored), commits, "{latest}");
+    assert_eq!(rows(&restored), rows(&setup.db));
+    let read = latest["segments"].as_u64().unwrap();
+    assert!(read * 2 < shipped, "a restore read {read} of {shipped} shipped segments: {latest}");
+
+    // Every time restores to a commit made before it, exactly, no further back than the
+    // coarsest level kept there (4 s, plus the interval and the poll).
+    let mut reached = Vec::new();
+    for (i, time) in times.iter().enumerate() {
+        let (point, restored) = setup.restore(&format!("at-{i}.db"), &["--at", time]);
+        let n = setup.check_is_a_replay(&restored);
+        let commit_time = |db: &Path, n: i64| -> f64 {
+            rusqlite::Connection::open(db)
+                .unwrap()
+                .query_row("SELECT at FROM t WHERE n = ?1", [n], |r| r.get(0))
+                .unwrap_or(0.0)
+        };
+        let limit =
+            chrono::DateTime::parse_from_rfc3339(time).unwrap().timestamp_millis() as f64 / 1e3;
+        assert!(commit_time(&restored, n) <= limit, "commit {n} was made after {time}");
+        // A level-2 segment spans 4 s from its first part's end (1 s), plus the interval.
+        // Rows the writer deleted later have no time in the live file: look further.
+        let next_time = (n + 1..n + 6)
+            .map(|m| commit_time(&setup.db, m))
+            .find(|t| *t > 0.0)
+            .unwrap_or(f64::MAX);
+        assert!(
+            next_time > limit - 6.5,
+            "restored to commit {n} for {time}, but commits up to {:.1} s later were kept apart: {point}",
+            limit - next_time
+        );
+        reached.push((n, point["txid"].as_u64().unwrap(), point["nearest"].is_string()));
+    }
+    assert!(reached.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1), "{reached:?}");
+    assert!(reached.iter().any(|r| r.2), "no point was restored to a merged end: {reached:?}");
+
+    // A transaction inside a merged span, no longer a point of its own, is refused with the
+    // points kept around it; nothing is written.
+    let (_, merged_end, _) = *reached.iter().find(|r| r.2 && r.1 > 2).unwrap();
+    let inside = merged_end - 1;
+    let to = setup.dir.path().join("inside.db");
+    let err = fails(lifeboat(&setup.repo).args([
+        "restore",
+        "latest",
+        "--name",
+        "app",
+        "--to",
+        to.to_str().unwrap(),
+        "--txid",
+        &inside.to_string(),
+    ]));
+    assert!(err.contains("no longer a point of its own"), "{err}");
+    assert!(err.contains("--keep-commits"), "{err}");
+    assert!(!to.exists());
 }

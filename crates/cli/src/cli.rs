@@ -259,6 +259,16 @@ pub enum Command {
         /// How often the database's log is looked at (commit times are this precise).
         #[arg(long, value_parser = parse_duration, default_value = "10ms", hide = true)]
         poll: std::time::Duration,
+        /// How long every commit stays a restore point of its own; after that, segments are
+        /// merged per minute (restore points every minute).
+        #[arg(long, value_parser = parse_duration, default_value = "1h")]
+        keep_commits: std::time::Duration,
+        /// How long every minute stays a restore point; after that, per hour.
+        #[arg(long, value_parser = parse_duration, default_value = "24h")]
+        keep_minutes: std::time::Duration,
+        /// The spans of the two merge levels, "MINUTE,HOUR" (for tests and benchmarks).
+        #[arg(long, value_parser = parse_spans, default_value = "1m,1h", hide = true)]
+        spans: [std::time::Duration; 2],
         /// Print the final status as JSON when stopped.
         #[arg(long)]
         json: bool,
@@ -476,6 +486,15 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
         _ if !s.is_empty() && !s.contains('=') => Ok((s.to_string(), String::new())),
         _ => Err(format!("tag {s:?} must be KEY=VALUE")),
     }
+}
+
+fn parse_spans(text: &str) -> Result<[std::time::Duration; 2], String> {
+    let (minute, hour) = text.split_once(',').ok_or("give two durations, such as 1m,1h")?;
+    let spans = [parse_duration(minute)?, parse_duration(hour)?];
+    if spans[0].is_zero() || spans[1] < spans[0] {
+        return Err("the first span must be above zero and the second at least the first".into());
+    }
+    Ok(spans)
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

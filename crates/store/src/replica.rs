@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use lifeboat_core::replica::{ReplicaStore, SegmentName};
 use lifeboat_core::{Backup, Check, Digest, Snapshot, SnapshotId, Tags};
 
@@ -43,6 +44,16 @@ impl ReplicaStore for Repository {
                 object: format!("segment {file} of replica {name:?}"),
             }),
         }
+    }
+
+    async fn drop_segments(&self, name: &str, files: &[String]) -> lifeboat_core::Result<()> {
+        lifeboat_core::check_snapshot_name(name)?;
+        let series = replica_series(name);
+        for file in files {
+            crate::wal::check_wal_file_name(file)?;
+            self.delete_key(&self.wal_key(&series, file)).await?;
+        }
+        Ok(())
     }
 
     async fn snapshots_named(&self, name: &str) -> lifeboat_core::Result<Vec<Arc<dyn Snapshot>>> {
@@ -87,6 +98,21 @@ impl ReplicaBase {
 }
 
 impl Repository {
+    /// When replica `name`'s newest segment as shipped (level 0) was stored: merged segments,
+    /// which compaction writes later, say nothing of how fresh the replica is.
+    ///
+    /// # Errors
+    /// Store errors listing the segments.
+    pub async fn newest_shipped(&self, name: &str) -> crate::Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .wal_files(&replica_series(name))
+            .await?
+            .into_iter()
+            .filter(|f| SegmentName::parse(&f.file).is_some_and(|n| n.level == 0))
+            .map(|f| f.archived)
+            .max())
+    }
+
     /// The `segments` check of a replica's base snapshot: the segments of its generation after
     /// it follow one another with no gap (one listing); with `read_data`, each read back and
     /// checked against its hash.

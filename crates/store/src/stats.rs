@@ -59,8 +59,10 @@ pub struct Stats {
 /// What one SQLite replica holds, and whether its replicator runs.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ReplicaStats {
-    /// Segments shipped (and not forgotten).
+    /// Segments stored (and not forgotten or dropped by compaction), merged ones included.
     pub segments: usize,
+    /// Of those, merged segments (compaction's levels 1 and 2).
+    pub merged: usize,
     /// Generations they belong to.
     pub generations: usize,
     /// The newest transaction shipped.
@@ -155,9 +157,17 @@ pub async fn stats(repo: &Repository) -> crate::Result<Stats> {
             name.to_string(),
             ReplicaStats {
                 segments: names.len(),
+                merged: names.iter().filter(|n| n.level > 0).count(),
                 generations: generations.len(),
                 last_txid: names.iter().map(|n| n.last).max(),
-                newest_shipped: files.iter().map(|f| f.archived).max(),
+                newest_shipped: files
+                    .iter()
+                    .filter(|f| {
+                        lifeboat_core::replica::SegmentName::parse(&f.file)
+                            .is_some_and(|n| n.level == 0)
+                    })
+                    .map(|f| f.archived)
+                    .max(),
                 replicator,
             },
         );

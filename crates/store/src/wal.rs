@@ -348,7 +348,7 @@ impl Repository {
         // A replica is as fresh as its newest segment, or, while its replicator runs (its
         // lease renewed), as its lease's last renewal: an idle database ships nothing.
         for name in replica_names_of(snapshots) {
-            let shipped = self.wal_newest(&crate::replica_series(name)).await?;
+            let shipped = self.newest_shipped(name).await?;
             let alive = self
                 .replica_holder(name)
                 .await?

@@ -173,8 +173,33 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
         Command::Stale { max_age, expected, json } => {
             stale::run(&repo, max_age, &expected, json).await
         }
-        Command::Replicate { kind, target, name, interval, snapshot_every, poll, json } => {
-            let args = replicate::Args { kind, target, name, interval, snapshot_every, poll, json };
+        Command::Replicate {
+            kind,
+            target,
+            name,
+            interval,
+            snapshot_every,
+            poll,
+            keep_commits,
+            keep_minutes,
+            spans,
+            json,
+        } => {
+            let compaction = lifeboat_core::replica::Compaction {
+                spans,
+                keep_commits,
+                keep_level1: keep_minutes,
+            };
+            let args = replicate::Args {
+                kind,
+                target,
+                name,
+                interval,
+                snapshot_every,
+                poll,
+                compaction,
+                json,
+            };
             replicate::run(&repo, registry, args).await
         }
         Command::WalPush { path, name } => wal::push(&repo, &path, &name).await,

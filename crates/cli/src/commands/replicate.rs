@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lifeboat_core::replica::{HELPER_ARG, ReplicaStatus, ReplicateRequest};
+use lifeboat_core::replica::{Compaction, HELPER_ARG, ReplicaStatus, ReplicateRequest};
 use lifeboat_core::{Registry, TargetSpec};
 use tokio::sync::oneshot;
 use tracing::warn;
@@ -27,6 +27,7 @@ pub struct Args {
     pub interval: Duration,
     pub snapshot_every: Duration,
     pub poll: Duration,
+    pub compaction: Compaction,
     pub json: bool,
 }
 
@@ -99,6 +100,7 @@ pub async fn run(url: &str, registry: &Registry, args: Args) -> anyhow::Result<E
         poll: args.poll,
         snapshot_every: args.snapshot_every,
         helper,
+        compaction: args.compaction,
     };
     let last_line = Mutex::new((Instant::now(), 0u64));
     let every = progress::every();
@@ -140,11 +142,13 @@ fn status_line(name: &str, status: &ReplicaStatus) -> String {
         })
         .unwrap_or_default();
     format!(
-        "replica {name:?}: transaction {} shipped{last}, generation {}, {} transactions in {} segments, {} base snapshots, lag {} ms",
+        "replica {name:?}: transaction {} shipped{last}, generation {}, {} transactions in {} segments, {} merged, {} dropped, {} base snapshots, lag {} ms",
         status.last_txid,
         status.generation,
         status.transactions,
         status.segments,
+        status.merged,
+        status.dropped,
         status.snapshots,
         status.lag_ms
     )

@@ -137,7 +137,7 @@ async fn restore_point(
     let (built, reached) = backend.replica_point(repo, &manifest.name, point).await?;
     let options = RestoreOptions { force, create: false, archive_fetch: None };
     let plan = registry.plan_restore(built.as_ref(), to, &options, &Options::default()).await?;
-    let about = format!(
+    let mut about = format!(
         "replica {:?} at transaction {} (seen committed {}): base snapshot {} + {} transactions from {} segments",
         reached.name,
         reached.txid,
@@ -146,6 +146,9 @@ async fn restore_point(
         reached.transactions,
         reached.segments
     );
+    if let Some(nearest) = &reached.nearest {
+        about.push_str(&format!(" (not the time asked for: {nearest})"));
+    }
     if dry_run {
         if json {
             print_json(&serde_json::json!({ "point": reached, "steps": plan.steps() }))?;

@@ -68,8 +68,9 @@ pub async fn run(url: &str, json: bool) -> anyhow::Result<ExitCode> {
             None => "no replicator running".into(),
         };
         println!(
-            "replica {name}: {} in {} up to transaction {}{newest}; {running}",
+            "replica {name}: {} ({} merged) in {} up to transaction {}{newest}; {running}",
             count(replica.segments, "segment"),
+            replica.merged,
             count(replica.generations, "generation"),
             replica.last_txid.map_or_else(|| "-".to_string(), |t| t.to_string()),
         );

@@ -19,6 +19,7 @@
 //! pages back as usual but cannot restart the `-wal` while the lock is held.
 
 mod anchor;
+mod compact;
 mod holder;
 mod point;
 mod segment;
@@ -37,7 +38,7 @@ use tracing::{debug, info, warn};
 pub use anchor::ReplicaPoint;
 pub use holder::{HOLD_WORD, ORPHAN_HOLD, Takeover, WalHolder, holder_file, run_holder};
 pub use point::{PointSnapshot, point_in_time};
-pub use segment::{CommitInfo, Segment, SegmentHeader, ShippedCommit};
+pub use segment::{CommitInfo, Merge, Segment, SegmentHeader, ShippedCommit};
 
 use crate::error::SqliteError;
 use crate::restore::journal_path;
@@ -114,7 +115,15 @@ pub struct Replicator<'a> {
     holder: Option<WalHolder>,
     follow: Follow,
     status: ReplicaStatus,
+    /// What was shipped since the last level-1 segment.
+    level1: Option<Merge>,
+    /// When the listing was last tidied.
+    tidied: Option<Instant>,
 }
+
+/// A level-2 merge being built while the replicator goes on shipping.
+type Background<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<SegmentName>>> + Send + 'a>>;
 
 /// What one look at the `-wal` found.
 enum Looked {
@@ -184,6 +193,8 @@ impl<'a> Replicator<'a> {
                 broken: None,
             },
             status: ReplicaStatus::default(),
+            level1: None,
+            tidied: None,
         };
         replicator.resume().await?;
         Ok(replicator)
@@ -318,6 +329,7 @@ impl<'a> Replicator<'a> {
         for commit in commits {
             self.follow.pending_bytes += commit.pages.len() * page_size as usize;
             self.follow.pending.push(ShippedCommit {
+                first: None,
                 txid: self.follow.next_txid,
                 time: now,
                 db_pages: commit.db_pages,
@@ -334,6 +346,7 @@ impl<'a> Replicator<'a> {
         }
         let segment = Segment {
             generation: self.follow.generation,
+            level: 0,
             page_size: self.follow.page_size,
             end: self.follow.pos,
             commits: std::mem::take(&mut self.follow.pending),
@@ -355,7 +368,75 @@ impl<'a> Replicator<'a> {
         self.follow.pending_bytes = 0;
         self.follow.oldest_pending = None;
         debug!(segment = %name, "shipped");
-        self.hold()
+        self.hold()?;
+        self.merge_level1(&segment).await;
+        Ok(())
+    }
+
+    /// Adds a shipped segment to the level-1 merge, which is stored once it spans
+    /// `spans[0]` or holds [`compact::LEVEL1_BYTES`].
+    async fn merge_level1(&mut self, segment: &Segment) {
+        let added = self.level1.as_mut().is_some_and(|m| m.add(segment).is_ok());
+        if !added {
+            // A new generation (or the first segment): what was merged before goes first.
+            self.store_level1().await;
+            self.level1 = Merge::new(segment);
+        }
+        let span = chrono::TimeDelta::from_std(self.options.request.compaction.spans[0])
+            .unwrap_or(chrono::TimeDelta::MAX);
+        if self
+            .level1
+            .as_ref()
+            .is_some_and(|m| m.span() >= span || m.bytes() >= compact::LEVEL1_BYTES)
+        {
+            self.store_level1().await;
+        }
+    }
+
+    /// Stores the level-1 merge, when it merges more than one segment. A failure costs only
+    /// the merge: the shipped segments stay and go into level 2 later.
+    async fn store_level1(&mut self) {
+        let Some(merge) = self.level1.take() else { return };
+        if merge.segments() < 2 {
+            return;
+        }
+        match compact::store_merged(self.store, &self.options.request.name, merge, 1).await {
+            Ok(name) => {
+                self.status.merged += 1;
+                debug!(segment = %name, "merged into level 1");
+            }
+            Err(e) => {
+                warn!(error = %e, "storing a level-1 segment failed; its segments stay as shipped")
+            }
+        }
+    }
+
+    /// Drops what merged segments replaced once their points are no longer kept, and
+    /// returns the next level-2 merge to build, if one is due. Runs every `spans[0]`.
+    async fn tidy(&mut self) -> Result<Option<Background<'a>>> {
+        let rules = self.options.request.compaction;
+        if self.tidied.is_some_and(|t| t.elapsed() < rules.spans[0]) {
+            return Ok(None);
+        }
+        self.tidied = Some(Instant::now());
+        let name = self.options.request.name.clone();
+        let names: Vec<SegmentName> = self
+            .store
+            .segment_names(&name)
+            .await?
+            .iter()
+            .filter_map(|n| SegmentName::parse(n))
+            .collect();
+        let tidy = compact::plan(&names, Utc::now(), &rules);
+        if !tidy.drop.is_empty() {
+            let files: Vec<String> = tidy.drop.iter().map(ToString::to_string).collect();
+            self.store.drop_segments(&name, &files).await?;
+            self.status.dropped += files.len() as u64;
+            debug!(dropped = files.len(), "dropped segments that merged ones replaced");
+        }
+        let Some(chain) = tidy.level2.into_iter().next() else { return Ok(None) };
+        let store = self.store;
+        Ok(Some(Box::pin(async move { compact::merge_stored(store, &name, chain, 2).await })))
     }
 
     /// Moves the lock forward; a holder that died is started again, and then nothing can
@@ -578,13 +659,38 @@ impl<'a> Replicator<'a> {
     ) -> Result<ReplicaStatus> {
         tokio::pin!(stop);
         let mut backoff = Duration::ZERO;
+        let mut level2: Option<Background<'a>> = None;
         loop {
             let wait = self.options.request.poll.max(backoff);
             tokio::select! {
                 () = &mut stop => break,
                 () = tokio::time::sleep(wait) => {}
+                merged = async {
+                    match level2.as_mut() {
+                        Some(merging) => merging.await,
+                        None => std::future::pending().await,
+                    }
+                }, if level2.is_some() => {
+                    level2 = None;
+                    match merged {
+                        Ok(Some(segment)) => {
+                            self.status.merged += 1;
+                            info!(segment = %segment, "merged into level 2");
+                        }
+                        Ok(None) => {}
+                        Err(e) => warn!(error = %e, "building a level-2 segment failed; the segments stay as they are"),
+                    }
+                    continue;
+                }
             }
-            match self.step().await {
+            let mut stepped = self.step().await;
+            if stepped.is_ok() && level2.is_none() {
+                match self.tidy().await {
+                    Ok(next) => level2 = next,
+                    Err(e) => stepped = Err(e),
+                }
+            }
+            match stepped {
                 Ok(()) => backoff = Duration::ZERO,
                 Err(e) if is_sqlite(&e) => return Err(e),
                 Err(e) => {
@@ -598,6 +704,7 @@ impl<'a> Replicator<'a> {
             self.look()?;
         }
         self.ship().await?;
+        self.store_level1().await;
         Ok(self.status_now())
     }
 }
