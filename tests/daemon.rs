@@ -2539,3 +2539,68 @@ fn every_documented_answer_has_its_documented_shape() {
     assert!(checked >= 12, "only {checked} answers were checked");
     s.stop();
 }
+
+#[test]
+fn a_sqlite_replica_job_ships_every_commit_and_shows_its_replicator_in_health_and_metrics() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("app.db");
+    make_sqlite_db(&db, 1);
+    let replica =
+        "[[jobs]]\nname = \"app\"\nkind = \"sqlite-replica\"\ntarget = \"DB\"\ninterval = \"200ms\"\n"
+            .replace("DB", &db.display().to_string());
+    let mut s = Service::new("", &replica);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    for i in 0..40 {
+        conn.execute(
+            "INSERT INTO users(name, email) VALUES (?1, 'x@example.com')",
+            [format!("u{i}")],
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let health = wait_for("the replicator to ship the 40 commits", Duration::from_secs(60), || {
+        let health = get_json(s.port, "/health");
+        let shipped = health["backups"]["app"]["replica"]["status"]["last_txid"].as_u64();
+        (shipped >= Some(40)).then_some(health)
+    });
+    let app = &health["backups"]["app"];
+    assert_eq!(app["replica"]["running"], true, "{health}");
+    assert_eq!(app["status"], "ok", "{health}");
+    assert_eq!(app["rpo_seconds"], 120, "{health}");
+
+    let (status, text) = http(s.port, "GET", "/metrics", Some(TOKEN), None);
+    assert_eq!(status, 200);
+    assert_eq!(metric(&text, "lifeboat_replica_running", "app"), 1.0);
+    assert!(metric(&text, "lifeboat_replica_last_txid", "app") >= 40.0);
+    assert!(metric(&text, "lifeboat_replica_last_commit_timestamp_seconds", "app") > 1.7e9);
+    assert!(metric(&text, "lifeboat_replica_lag_seconds", "app") < 60.0);
+    assert_eq!(metric(&text, "lifeboat_stale", "app"), 0.0);
+
+    // A graceful stop ships what was read; the newest point is the database as it is.
+    let stopped = s.stop();
+    assert!(stopped.success(), "lifeboatd did not stop cleanly: {stopped}\n{}", s.log());
+    let to = data.path().join("restored.db");
+    ok(lifeboat(&s.repo()).args(["restore", "latest", "--name", "app", "--to"]).arg(&to));
+    let users = |path: &Path| -> Vec<String> {
+        let c = rusqlite::Connection::open(path).unwrap();
+        let mut q = c.prepare("SELECT name FROM users ORDER BY id").unwrap();
+        q.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    };
+    assert_eq!(users(&to), users(&db));
+    assert!(users(&to).iter().any(|u| u == "u39"), "the last commit is missing");
+
+    // A replica job has no schedule: one given is refused with the key to use.
+    std::fs::write(
+        s.path("bad.toml"),
+        format!("repository = \"{}\"\n{replica}schedule = \"@daily\"\n", s.repo()),
+    )
+    .unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_lifeboatd"))
+        .args(["--check", "--config"])
+        .arg(s.path("bad.toml"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("has no `schedule`") && said.contains("snapshot_every"), "{said}");
+}

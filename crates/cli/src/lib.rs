@@ -98,11 +98,18 @@ fn registry() -> &'static Registry {
     REGISTRY.get_or_init(Registry::new)
 }
 
+/// Runs a backend's replica helper when this process was started as one (`PROGRAM
+/// __replica-helper KIND ARGS…`, by a replicator of `lifeboat replicate` or of lifeboatd's
+/// `sqlite-replica` jobs) and returns its exit code; `None` otherwise.
+pub fn replica_helper(registry: &Registry) -> Option<ExitCode> {
+    commands::replicate::helper(registry)
+}
+
 /// Parses the process's command line against `registry`'s backends, runs the command, and
 /// returns the exit code (errors are printed as one line plus a hint).
 pub fn run(registry: Registry) -> ExitCode {
     // A helper process a replicator started: no command line parsing, no repository.
-    if let Some(code) = commands::replicate::helper(&registry) {
+    if let Some(code) = replica_helper(&registry) {
         return code;
     }
     let mut command = command(&registry);

@@ -68,7 +68,30 @@ pub struct Job {
     pub jitter: Duration,
     /// Line of the job in the file.
     pub line: usize,
+    /// A `sqlite-replica` job: replication runs all the time instead of scheduled backups.
+    pub replica: Option<ReplicaJob>,
 }
+
+/// The settings of a `sqlite-replica` job (`kind = "sqlite-replica"`): the keys
+/// `interval`, `snapshot_every`, `keep_commits` and `keep_minutes`, as `lifeboat replicate`
+/// takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaJob {
+    /// The longest a commit waits before it is shipped (1s).
+    pub interval: Duration,
+    /// How often a new base snapshot is taken (24h).
+    pub snapshot_every: Duration,
+    /// How segments are merged and how long each level's points stay.
+    pub compaction: lifeboat_core::replica::Compaction,
+}
+
+/// The kind a replica job gives in the file.
+pub const REPLICA_KIND: &str = "sqlite-replica";
+
+/// The RPO of a replica job without `rpo`: a running replicator renews its lease about
+/// every 20 s even when the database is idle, so two minutes without a shipment or a
+/// renewal means it is not running.
+const REPLICA_RPO: Duration = Duration::from_secs(120);
 
 impl Job {
     /// The kind of target it backs up.
@@ -79,6 +102,9 @@ impl Job {
     /// The recovery point objective: the job is stale when its newest snapshot is older.
     /// Without an `rpo`, twice the schedule's period plus a minute.
     pub fn rpo(&self, now: chrono::DateTime<chrono::Utc>) -> Duration {
+        if self.replica.is_some() {
+            return self.expect.rpo.unwrap_or(REPLICA_RPO);
+        }
         self.expect.rpo.unwrap_or_else(|| {
             self.schedule.period(now).saturating_mul(2).saturating_add(Duration::from_secs(60))
         })
@@ -887,7 +913,12 @@ impl Parser<'_> {
         if let Some(n) = &name {
             f.context = format!("job {n:?}: ");
         }
+        let mut replica = false;
         let kind = self.required::<String>(&mut f, "kind").and_then(|(k, line)| {
+            if k == REPLICA_KIND {
+                replica = true;
+                return Some(Kind::SQLITE);
+            }
             let kind = self.registry.kinds().into_iter().find(|known| *known == k.as_str());
             if kind.is_none() {
                 let context = f.context.clone();
@@ -925,7 +956,36 @@ impl Parser<'_> {
             Some(spec)
         });
         let timezone = self.timezone(&mut f, "timezone").unwrap_or(default_timezone);
-        let schedule = self.schedule(&mut f, "schedule", true, timezone);
+        let replica = replica.then(|| {
+            let defaults = lifeboat_core::replica::Compaction::default();
+            ReplicaJob {
+                interval: self.duration(&mut f, "interval").unwrap_or(Duration::from_secs(1)),
+                snapshot_every: self
+                    .duration(&mut f, "snapshot_every")
+                    .unwrap_or(Duration::from_secs(24 * 3600)),
+                compaction: lifeboat_core::replica::Compaction {
+                    keep_commits: self
+                        .duration(&mut f, "keep_commits")
+                        .unwrap_or(defaults.keep_commits),
+                    keep_level1: self
+                        .duration(&mut f, "keep_minutes")
+                        .unwrap_or(defaults.keep_level1),
+                    ..defaults
+                },
+            }
+        });
+        // A replica job has no schedule of its own: it takes a base snapshot every
+        // `snapshot_every` while it runs, which is what its schedule then shows.
+        let schedule = match &replica {
+            Some(r) => {
+                if let Some((line, _)) = f.map.remove("schedule") {
+                    let context = f.context.clone();
+                    self.problem(line, format!("{context}a {REPLICA_KIND} job runs all the time and has no `schedule`; `snapshot_every` says how often it takes a base snapshot"));
+                }
+                Some(Schedule::Every(r.snapshot_every))
+            }
+            None => self.schedule(&mut f, "schedule", true, timezone),
+        };
         let tags = self
             .take::<BTreeMap<String, String>>(&mut f, "tags")
             .map(|(t, _)| t.into_iter().collect::<Tags>())
@@ -983,6 +1043,7 @@ impl Parser<'_> {
             expect,
             jitter,
             line,
+            replica,
         })
     }
 }

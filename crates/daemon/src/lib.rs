@@ -42,6 +42,7 @@ pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod page;
+pub mod replica;
 pub mod runner;
 pub mod schedule;
 pub mod scheduler;

@@ -179,6 +179,30 @@ fn collect(d: &Daemon) -> Registry {
         None,
     );
     let running = PerJob::new(&mut r, "running", "1 while a backup of the job runs", None);
+    let replica_lag = PerJob::new(
+        &mut r,
+        "replica_lag",
+        "How long the oldest commit a sqlite-replica job has read but not shipped yet has waited (0 when everything is shipped)",
+        s.clone(),
+    );
+    let replica_commit = PerJob::new(
+        &mut r,
+        "replica_last_commit_timestamp",
+        "When the newest commit a sqlite-replica job shipped was seen committed",
+        s.clone(),
+    );
+    let replica_txid = PerJob::new(
+        &mut r,
+        "replica_last_txid",
+        "The newest transaction a sqlite-replica job shipped",
+        None,
+    );
+    let replica_running = PerJob::new(
+        &mut r,
+        "replica_running",
+        "1 while a sqlite-replica job's replicator runs",
+        None,
+    );
     let backups = Family::<Labels, Counter<u64, AtomicU64>>::default();
     r.register("backups", "Completed backups of the job in the run catalog", backups.clone());
     let failures = Family::<Labels, Counter<u64, AtomicU64>>::default();
@@ -220,6 +244,15 @@ fn collect(d: &Daemon) -> Registry {
         stale.set(name, flag(d.stale_reason(&job, &view, now).is_some()));
         failed.set(name, flag(last.as_ref().is_some_and(|r| r.status == crate::catalog::FAILED)));
         running.set(name, flag(lock(&state.running).is_some()));
+        if job.replica.is_some() {
+            let replica = lock(&state.replica).clone();
+            let status = replica.status.as_ref();
+            replica_running.set(name, flag(replica.running));
+            replica_lag
+                .set(name, seconds(status.map(|s| if replica.running { s.lag_ms } else { 0 })));
+            replica_commit.set(name, status.and_then(|s| s.last_commit).map(unix));
+            replica_txid.set(name, status.map(|s| s.last_txid as f64));
+        }
         backups.get_or_create(&vec![("name".into(), name.clone())]).inc_by(counts.completed);
     }
     for f in d.catalog.failures().unwrap_or_default() {

@@ -820,6 +820,7 @@ mod tests {
             last_run: Some(failed.clone()),
             next_run: Some(Utc::now() + chrono::Duration::minutes(5)),
             next_drill: None,
+            replica: None,
         };
         Page {
             now: Utc::now(),

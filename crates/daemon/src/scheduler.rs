@@ -16,11 +16,15 @@ use crate::state::{Alarm, Daemon, JobState, lock};
 
 /// Starts every scheduling task; one that panics is started again (see [`crate::supervise`]).
 pub fn start(d: &Arc<Daemon>) {
+    crate::replica::start(d);
     for (name, state) in &d.jobs {
-        let (d2, name2, state2) = (Arc::clone(d), name.clone(), Arc::clone(state));
-        crate::supervise::spawn_loop(d, name, "scheduler", move || {
-            backup_loop(Arc::clone(&d2), name2.clone(), Arc::clone(&state2))
-        });
+        // A replica job's replicator takes its base snapshots itself.
+        if state.job().replica.is_none() {
+            let (d2, name2, state2) = (Arc::clone(d), name.clone(), Arc::clone(state));
+            crate::supervise::spawn_loop(d, name, "scheduler", move || {
+                backup_loop(Arc::clone(&d2), name2.clone(), Arc::clone(&state2))
+            });
+        }
         // Always started: a drill schedule may come with a configuration reload.
         let (d2, state2) = (Arc::clone(d), Arc::clone(state));
         crate::supervise::spawn_loop(d, name, "drill scheduler", move || {

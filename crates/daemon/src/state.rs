@@ -90,6 +90,8 @@ pub struct JobState {
     pub next_run: Mutex<Option<DateTime<Utc>>>,
     /// When the scheduler will next start a drill.
     pub next_drill: Mutex<Option<DateTime<Utc>>>,
+    /// A `sqlite-replica` job's replicator, as it last reported.
+    pub replica: Mutex<crate::replica::ReplicaHealth>,
 }
 
 impl JobState {
@@ -102,6 +104,7 @@ impl JobState {
             alarms: Mutex::new(Alarms::default()),
             next_run: Mutex::new(None),
             next_drill: Mutex::new(None),
+            replica: Mutex::new(crate::replica::ReplicaHealth::default()),
         }
     }
 
@@ -208,6 +211,9 @@ pub struct JobHealth {
     pub next_run: Option<DateTime<Utc>>,
     /// When the next scheduled drill starts (jobs with a `drill` schedule).
     pub next_drill: Option<DateTime<Utc>>,
+    /// A `sqlite-replica` job's replicator: running, its last status, its last failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<crate::replica::ReplicaHealth>,
 }
 
 /// `/health` with a token; without one only its `status` is shown.
@@ -367,12 +373,18 @@ impl Daemon {
             let newest = view.newest(name);
             let last_run = self.catalog.last_backup(name).ok().flatten();
             let stale_reason = self.stale_reason(&job, &view, now);
-            let failed = last_run.as_ref().is_some_and(|r| r.status == FAILED);
+            let replica = job.replica.as_ref().map(|_| lock(&state.replica).clone());
+            let failed = last_run.as_ref().is_some_and(|r| r.status == FAILED)
+                || replica.as_ref().is_some_and(|r| !r.running && r.error.is_some());
             let status = if failed {
                 "failed"
             } else if stale_reason.is_some() {
                 "stale"
-            } else if newest.is_none() {
+            } else if newest.is_none()
+                && replica
+                    .as_ref()
+                    .is_none_or(|r| r.status.as_ref().is_none_or(|s| s.snapshots == 0))
+            {
                 "pending"
             } else {
                 "ok"
@@ -391,6 +403,7 @@ impl Daemon {
                     last_run,
                     next_run: state.next_run(now),
                     next_drill: state.next_drill(now),
+                    replica,
                 },
             );
         }

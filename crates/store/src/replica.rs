@@ -218,3 +218,68 @@ impl Repository {
         Ok(deleted)
     }
 }
+
+impl Repository {
+    /// Runs `backend`'s replicator for `request` until `stop` resolves, under the replica's
+    /// lease (a second replicator of the same replica is refused, naming this one) and a
+    /// backup lease (prune keeps what it writes). The replica's lease is renewed while it
+    /// runs; losing it (the store unreachable past its time to live, say) stops replication
+    /// with [`StoreError::LeaseLost`]. `lifeboat replicate` and lifeboatd's replica jobs
+    /// both run through here.
+    ///
+    /// # Errors
+    /// [`StoreError::ReplicaBusy`]; a lost lease; the backend's errors.
+    pub async fn replicate_under_lease(
+        &self,
+        backend: &dyn lifeboat_core::Backend,
+        request: &lifeboat_core::replica::ReplicateRequest,
+        operation: &str,
+        stop: lifeboat_core::replica::Stop,
+        report: &(dyn for<'s> Fn(&'s lifeboat_core::replica::ReplicaStatus) + Send + Sync),
+    ) -> crate::Result<lifeboat_core::replica::ReplicaStatus> {
+        let ttl = self.lease_ttl();
+        let lease = self.acquire_replica_lease(&request.name, operation, ttl).await?;
+        let backup_lease = self.start_backup_lease(operation, ttl).await?;
+        let lease = Arc::new(tokio::sync::Mutex::new(lease));
+        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+        let keeper = tokio::spawn({
+            let lease = lease.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(ttl / 6).await;
+                    match lease.lock().await.keep_alive().await {
+                        Ok(()) => {}
+                        Err(crate::StoreError::LeaseLost { .. }) => {
+                            let _ = lost_tx.send(());
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not renew the replica's lease; retrying")
+                        }
+                    }
+                }
+            }
+        });
+        let stop: lifeboat_core::replica::Stop = Box::pin(async move {
+            tokio::select! {
+                () = stop => {}
+                _ = lost_rx => {}
+            }
+        });
+        let result = backend.replicate(request, self, stop, report).await;
+        keeper.abort();
+        let lost = keeper.await.is_ok();
+        if !lost
+            && let Ok(lease) = Arc::try_unwrap(lease)
+            && let Err(e) = lease.into_inner().release().await
+        {
+            tracing::warn!(error = %e, "could not release the replica's lease; it expires by itself");
+        }
+        backup_lease.end().await;
+        let status = result?;
+        if lost {
+            return Err(crate::StoreError::LeaseLost { operation: operation.into() });
+        }
+        Ok(status)
+    }
+}

@@ -11,8 +11,12 @@ use lifeboat_cli::logging;
 use lifeboat_daemon::config::{Config, ProcessEnv, config_path};
 
 fn main() -> ExitCode {
-    let args = DaemonArgs::parse();
     let registry = lifeboat::backends();
+    // The lock holder a sqlite-replica job's replicator started.
+    if let Some(code) = lifeboat_cli::replica_helper(&registry) {
+        return code;
+    }
+    let args = DaemonArgs::parse();
     logging::init("info", &registry.quiet_logs(), args.log_format);
     let result = config_path(args.config, &ProcessEnv)
         .and_then(|path| Config::load(&path, &ProcessEnv, &registry))

@@ -4,13 +4,11 @@
 //! keeps what it writes.
 
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lifeboat_core::replica::{Compaction, HELPER_ARG, ReplicaStatus, ReplicateRequest};
 use lifeboat_core::{Registry, TargetSpec};
-use tokio::sync::oneshot;
-use tracing::warn;
 
 use crate::output::print_json;
 use crate::progress;
@@ -47,36 +45,9 @@ pub async fn run(url: &str, registry: &Registry, args: Args) -> anyhow::Result<E
     };
     lifeboat_core::check_snapshot_name(&name)?;
     let repo = super::open_repo(url).await?;
-    let ttl = repo.lease_ttl();
     let operation = format!("replicate {} {}", args.kind, args.target);
-    let lease = repo.acquire_replica_lease(&name, &operation, ttl).await?;
-    let backup_lease = repo.start_backup_lease(&operation, ttl).await?;
-    // The replica's lease is renewed while replication runs; losing it stops replication.
-    let lease = Arc::new(tokio::sync::Mutex::new(lease));
-    let (lost_tx, lost_rx) = oneshot::channel::<String>();
-    let keeper = tokio::spawn({
-        let lease = lease.clone();
-        async move {
-            loop {
-                tokio::time::sleep(ttl / 6).await;
-                match lease.lock().await.keep_alive().await {
-                    Ok(()) => {}
-                    Err(e @ lifeboat_store::StoreError::LeaseLost { .. }) => {
-                        let _ = lost_tx.send(e.to_string());
-                        return;
-                    }
-                    Err(e) => warn!(error = %e, "could not renew the replica's lease; retrying"),
-                }
-            }
-        }
-    });
     crate::interrupt::stop_gracefully();
-    let stop: lifeboat_core::replica::Stop = Box::pin(async move {
-        tokio::select! {
-            () = crate::interrupt::stop_requested() => {}
-            _ = lost_rx => {}
-        }
-    });
+    let stop: lifeboat_core::replica::Stop = Box::pin(crate::interrupt::stop_requested());
     if !progress::is_quiet() {
         let per_second = PUTS_PER_SEGMENT / args.interval.as_secs_f64().max(0.001);
         let per_month = per_second * 86_400.0 * 30.0;
@@ -112,20 +83,7 @@ pub async fn run(url: &str, registry: &Registry, args: Args) -> anyhow::Result<E
         *last = (Instant::now(), status.segments);
         progress::line(&status_line(&name, status));
     };
-    let result = backend.replicate(&request, &repo, stop, &report).await;
-    keeper.abort();
-    let lost = keeper.await.is_ok();
-    if !lost
-        && let Ok(lease) = Arc::try_unwrap(lease)
-        && let Err(e) = lease.into_inner().release().await
-    {
-        warn!(error = %e, "could not release the replica's lease; it expires by itself");
-    }
-    backup_lease.end().await;
-    let status = result?;
-    if lost {
-        return Err(lifeboat_store::StoreError::LeaseLost { operation }.into());
-    }
+    let status = repo.replicate_under_lease(backend, &request, &operation, stop, &report).await?;
     if args.json {
         print_json(&status)?;
     } else if !progress::is_quiet() {
