@@ -2548,7 +2548,8 @@ fn a_sqlite_replica_job_ships_every_commit_and_shows_its_replicator_in_health_an
     let replica =
         "[[jobs]]\nname = \"app\"\nkind = \"sqlite-replica\"\ntarget = \"DB\"\ninterval = \"200ms\"\n"
             .replace("DB", &db.display().to_string());
-    let mut s = Service::new("", &replica);
+    let drilled = format!("{replica}drill = \"every 2s\"\n");
+    let mut s = Service::new("", &drilled);
     let conn = rusqlite::Connection::open(&db).unwrap();
     for i in 0..40 {
         conn.execute(
@@ -2575,6 +2576,14 @@ fn a_sqlite_replica_job_ships_every_commit_and_shows_its_replicator_in_health_an
     assert!(metric(&text, "lifeboat_replica_last_commit_timestamp_seconds", "app") > 1.7e9);
     assert!(metric(&text, "lifeboat_replica_lag_seconds", "app") < 60.0);
     assert_eq!(metric(&text, "lifeboat_stale", "app"), 0.0);
+
+    // Its drills restore a random recent second, not the base, and check it.
+    let drills = wait_for("a drill of the replica to pass", Duration::from_secs(60), || {
+        let runs = get_json(s.port, "/api/runs?job=app&operation=drill&status=completed");
+        (runs["count"].as_u64().unwrap_or(0) >= 1).then_some(runs)
+    });
+    assert!(drills["runs"][0]["detail"].as_str().unwrap().contains("RTO"), "{drills}");
+    assert!(s.log().contains("drilling a point of the replica"), "{}", s.log());
 
     // A graceful stop ships what was read; the newest point is the database as it is.
     let stopped = s.stop();

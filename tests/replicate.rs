@@ -605,4 +605,20 @@ fn compaction_merges_segments_into_levels_and_every_point_it_keeps_is_exact() {
     assert!(err.contains("no longer a point of its own"), "{err}");
     assert!(err.contains("--keep-commits"), "{err}");
     assert!(!to.exists());
+
+    // A drill of the replica restores a random second of the last stretch and checks it.
+    let base_time = snapshots(&setup.repo)[0]["time"].as_str().unwrap().to_string();
+    let out = lifeboat(&setup.repo)
+        .args(["drill", "--name", "app", "--within", "30s", "--json"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("sqlite replica, transaction"), "{said}");
+    let drilled: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let time = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    let point_time = time(drilled[0]["snapshot_time"].as_str().unwrap());
+    assert_eq!(drilled[0]["passed"], true, "{drilled}");
+    assert!(point_time > time(&base_time), "the base was drilled, not a point: {drilled}");
+    assert!(drilled[0]["rpo_seconds"].as_f64().unwrap() < 40.0, "{drilled}");
 }

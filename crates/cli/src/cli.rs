@@ -298,6 +298,10 @@ pub enum Command {
         /// Drill this snapshot instead of a latest one.
         #[arg(long)]
         snapshot: Option<String>,
+        /// For a replica (`lifeboat replicate`): the database at a random second of this last
+        /// stretch is restored and checked, instead of its newest base snapshot.
+        #[arg(long, value_parser = parse_duration, default_value = "1h")]
+        within: std::time::Duration,
         /// Expectations and RTO/RPO objectives per name, in TOML (`[auth] tables = [...]`).
         #[arg(long, value_name = "FILE")]
         expect: Option<PathBuf>,

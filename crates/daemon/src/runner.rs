@@ -434,7 +434,19 @@ async fn drill_steps(d: &Daemon, job: &Job, run: i64) {
             lifeboat_core::Error::SnapshotNotFound { id: format!("latest of {:?}", job.name) }
         })?;
         let options = with_archive_fetch(&config);
-        let scratch = d.registry.drill(&snap.manifest().kind, &options)?;
+        let kind = snap.manifest().kind.clone();
+        let scratch = d.registry.drill(&kind, &options)?;
+        // A replica job drills a random second of the stretch where every commit is kept.
+        if let (Some(replica), Some(backend)) = (&job.replica, d.registry.find(&kind))
+            && let Some((point, reached)) = d
+                .repo
+                .recent_point(backend, &job.name, replica.compaction.keep_commits)
+                .await
+                .map_err(lifeboat_core::Error::from)?
+        {
+            info!(job = %job.name, txid = reached.txid, time = %reached.time, "drilling a point of the replica");
+            return drill(scratch.as_ref(), point.as_ref(), &job.expect).await;
+        }
         let result = drill(scratch.as_ref(), &snap, &job.expect).await?;
         Ok::<_, lifeboat_core::Error>(result)
     };

@@ -8,8 +8,8 @@ use lifeboat_core::drill::{
 use lifeboat_core::{Check, Kind, NoProgress, Result, Snapshot};
 use rusqlite::Connection;
 
-use crate::inspect::{check_private_copy, ident};
-use crate::restore::{Durability, metadata_of, write_stream};
+use crate::inspect::ident;
+use crate::restore::{Durability, check_against, metadata_of, write_stream};
 
 /// Drills SQLite snapshots.
 #[derive(Debug, Default, Clone, Copy)]
@@ -62,7 +62,7 @@ impl ScratchDrill for SqliteDrill {
         }
         let expect = expect.clone();
         let checks = tokio::task::spawn_blocking(move || {
-            let mut checks = check_private_copy(&path, Some(&expected));
+            let mut checks = check_against(&path, &expected, true);
             checks.extend(expectations(&path, &expect));
             checks
         })

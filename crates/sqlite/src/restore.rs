@@ -239,23 +239,9 @@ async fn checked(
     subject: String,
     private: bool,
 ) -> Result<Vec<Check>> {
-    let checks = tokio::task::spawn_blocking(move || {
-        // A file made by laying a replica's later pages over its base has no counts of its
-        // own in the manifest: it is checked whole and its counts are reported.
-        let pinned = expected.replica.as_ref().is_none_or(|r| r.applied == 0);
-        let against = pinned.then_some(&expected);
-        let mut checks = if private {
-            check_private_copy(&path, against)
-        } else {
-            check_database(&path, against)
-        };
-        if !pinned {
-            checks.extend(counts_found(&path, &expected.journal_mode));
-        }
-        checks
-    })
-    .await
-    .map_err(|e| backend(format!("check task failed: {e}")))?;
+    let checks = tokio::task::spawn_blocking(move || check_against(&path, &expected, private))
+        .await
+        .map_err(|e| backend(format!("check task failed: {e}")))?;
     let failures: Vec<String> =
         checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
     if failures.is_empty() {
@@ -263,6 +249,20 @@ async fn checked(
     } else {
         Err(Error::VerificationFailed { subject, failures })
     }
+}
+
+/// Checks the database at `path` against the snapshot's `expected` metadata; `private` when
+/// only lifeboat has it open. A file made by laying a replica's later pages over its base
+/// has no counts of its own in the manifest: it is checked whole and its counts reported.
+pub(crate) fn check_against(path: &Path, expected: &SqliteMetadata, private: bool) -> Vec<Check> {
+    let pinned = expected.replica.as_ref().is_none_or(|r| r.applied == 0);
+    let against = pinned.then_some(expected);
+    let mut checks =
+        if private { check_private_copy(path, against) } else { check_database(path, against) };
+    if !pinned {
+        checks.extend(counts_found(path, &expected.journal_mode));
+    }
+    checks
 }
 
 /// The row counts of the database at `path`, reported (there is nothing to compare them to).

@@ -283,3 +283,37 @@ impl Repository {
         Ok(status)
     }
 }
+
+impl Repository {
+    /// What a drill of replica `name` restores: the database at a random second of the last
+    /// `window` (never before its oldest base), built by `backend` as a snapshot, with the
+    /// commit it reached. `None` when no base snapshot says `name` is a replica.
+    ///
+    /// # Errors
+    /// Store errors; the backend's (damaged or missing segments).
+    pub async fn recent_point(
+        &self,
+        backend: &dyn lifeboat_core::Backend,
+        name: &str,
+        window: std::time::Duration,
+    ) -> crate::Result<Option<(Box<dyn Snapshot>, lifeboat_core::replica::ReachedPoint)>> {
+        let snapshots = self.snapshots().await?;
+        let oldest_base = snapshots
+            .iter()
+            .filter(|s| s.manifest().name == name)
+            .filter(|s| ReplicaBase::from_metadata(&s.manifest().metadata).is_some())
+            .map(|s| s.manifest().time)
+            .min();
+        let Some(oldest_base) = oldest_base else { return Ok(None) };
+        let now = Utc::now();
+        let window = chrono::TimeDelta::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
+        let from = now.checked_sub_signed(window).unwrap_or(oldest_base).max(oldest_base);
+        let span_ms = (now - from).num_milliseconds().max(0) as u64;
+        // Any spread will do: the clock's nanoseconds, mixed.
+        let noise = u64::from(now.timestamp_subsec_nanos()).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let at = from + chrono::TimeDelta::milliseconds((noise % (span_ms + 1)) as i64);
+        let target = lifeboat_core::replica::PointTarget::Time(at);
+        tracing::info!(replica = name, at = %at.to_rfc3339(), "drilling a point of the replica");
+        Ok(Some(backend.replica_point(self, name, target).await?))
+    }
+}

@@ -18,6 +18,8 @@ pub struct Request {
     pub options: Options,
     pub all: bool,
     pub snapshot: Option<String>,
+    /// For replicas: drill a random second of this last stretch.
+    pub within: std::time::Duration,
     pub expect: Option<PathBuf>,
     pub report: Option<PathBuf>,
     pub heartbeat: Option<PathBuf>,
@@ -98,8 +100,32 @@ pub async fn run(url: &str, registry: &Registry, request: Request) -> anyhow::Re
             Err(e) => return Err(e.into()),
         };
         let expect = expectations.get(&snap.manifest().name).cloned().unwrap_or_default();
-        eprintln!("drilling {} ({kind}, snapshot {})", snap.manifest().name, snap.id().short());
-        results.push(drill(backend.as_ref(), snap, &expect).await?);
+        // A replica's name: a random recent second of it, not its newest base.
+        let point = match (&request.snapshot, registry.find(kind)) {
+            (None, Some(full)) => {
+                repo.recent_point(full, &snap.manifest().name, request.within).await?
+            }
+            _ => None,
+        };
+        match point {
+            Some((point, reached)) => {
+                eprintln!(
+                    "drilling {} ({kind} replica, transaction {} seen committed {})",
+                    snap.manifest().name,
+                    reached.txid,
+                    reached.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                );
+                results.push(drill(backend.as_ref(), point.as_ref(), &expect).await?);
+            }
+            None => {
+                eprintln!(
+                    "drilling {} ({kind}, snapshot {})",
+                    snap.manifest().name,
+                    snap.id().short()
+                );
+                results.push(drill(backend.as_ref(), snap, &expect).await?);
+            }
+        }
     }
 
     let host = lifeboat_store::host_name();

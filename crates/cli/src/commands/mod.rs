@@ -59,12 +59,13 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
             let selection = crate::backends::options(sub, &registry.restore_options());
             restore::run(&repo, registry, args, &selection).await
         }
-        Command::Drill { names, all, snapshot, expect, report, heartbeat, json } => {
+        Command::Drill { names, all, snapshot, within, expect, report, heartbeat, json } => {
             let request = drill::Request {
                 names,
                 options: drill_options(),
                 all,
                 snapshot,
+                within,
                 expect,
                 report,
                 heartbeat,

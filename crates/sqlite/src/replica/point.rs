@@ -272,6 +272,8 @@ async fn point_once(
         meta.insert("replica".into(), serde_json::to_value(&at).unwrap_or_default());
     }
     manifest.size = u64::from(db_pages) * u64::from(page_size);
+    // The database as it was then: its age is the point's.
+    manifest.time = reached.time;
     let snapshot = PointSnapshot { base, manifest, pages: Arc::new(pages), db_pages, page_size };
     Ok((snapshot, reached))
 }
