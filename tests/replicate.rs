@@ -541,6 +541,10 @@ fn compaction_merges_segments_into_levels_and_every_point_it_keeps_is_exact() {
     assert!(status["merged"].as_u64().unwrap() >= 3, "too few merges: {status}");
     assert!(status["dropped"].as_u64().unwrap() > shipped / 2, "too few dropped: {status}");
 
+    let listed = ok(lifeboat(&setup.repo).arg("snapshots"));
+    let line = format!("replica app: transaction {} shipped", status["last_txid"]);
+    assert!(listed.contains(&line), "{listed}");
+    assert!(listed.contains("no replicator running"), "{listed}");
     let stats: serde_json::Value =
         serde_json::from_str(&ok(lifeboat(&setup.repo).args(["stats", "--json"]))).unwrap();
     let replica = &stats["replicas"]["app"];

@@ -141,36 +141,7 @@ pub async fn stats(repo: &Repository) -> crate::Result<Stats> {
     }
     let mut replicas = BTreeMap::new();
     for name in crate::wal::replica_names_of(&snaps) {
-        let files = repo.wal_files(&crate::replica_series(name)).await?;
-        let names: Vec<lifeboat_core::replica::SegmentName> = files
-            .iter()
-            .filter_map(|f| lifeboat_core::replica::SegmentName::parse(&f.file))
-            .collect();
-        let generations: std::collections::BTreeSet<u32> =
-            names.iter().map(|n| n.generation).collect();
-        let replicator = repo
-            .replica_holder(name)
-            .await?
-            .filter(|h| h.is_live(Utc::now()))
-            .map(|h| format!("{} pid {}", h.host, h.pid));
-        replicas.insert(
-            name.to_string(),
-            ReplicaStats {
-                segments: names.len(),
-                merged: names.iter().filter(|n| n.level > 0).count(),
-                generations: generations.len(),
-                last_txid: names.iter().map(|n| n.last).max(),
-                newest_shipped: files
-                    .iter()
-                    .filter(|f| {
-                        lifeboat_core::replica::SegmentName::parse(&f.file)
-                            .is_some_and(|n| n.level == 0)
-                    })
-                    .map(|f| f.archived)
-                    .max(),
-                replicator,
-            },
-        );
+        replicas.insert(name.to_string(), replica_stats(repo, name).await?);
     }
     Ok(Stats {
         replicas,
@@ -184,5 +155,36 @@ pub async fn stats(repo: &Repository) -> crate::Result<Stats> {
         pack_bytes,
         packs,
         chunks_indexed: repo.index().len(),
+    })
+}
+
+/// What the repository holds of replica `name`: its segments (one listing) and whether a
+/// replicator runs now (its lease). `stats` and `snapshots` show it.
+///
+/// # Errors
+/// Store errors listing the segments or reading the lease.
+pub async fn replica_stats(repo: &Repository, name: &str) -> crate::Result<ReplicaStats> {
+    let files = repo.wal_files(&crate::replica_series(name)).await?;
+    let names: Vec<lifeboat_core::replica::SegmentName> =
+        files.iter().filter_map(|f| lifeboat_core::replica::SegmentName::parse(&f.file)).collect();
+    let generations: std::collections::BTreeSet<u32> = names.iter().map(|n| n.generation).collect();
+    let replicator = repo
+        .replica_holder(name)
+        .await?
+        .filter(|h| h.is_live(Utc::now()))
+        .map(|h| format!("{} pid {}", h.host, h.pid));
+    Ok(ReplicaStats {
+        segments: names.len(),
+        merged: names.iter().filter(|n| n.level > 0).count(),
+        generations: generations.len(),
+        last_txid: names.iter().map(|n| n.last).max(),
+        newest_shipped: files
+            .iter()
+            .filter(|f| {
+                lifeboat_core::replica::SegmentName::parse(&f.file).is_some_and(|n| n.level == 0)
+            })
+            .map(|f| f.archived)
+            .max(),
+        replicator,
     })
 }

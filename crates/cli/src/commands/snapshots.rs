@@ -61,5 +61,26 @@ pub async fn run(
             crate::output::count(safety, "safety snapshot")
         );
     }
+    // Replicas (their bases are the sqlite snapshots tagged replica-base): how far behind.
+    let now = chrono::Utc::now();
+    for name in lifeboat_store::replica_names_of(&snaps) {
+        let replica = lifeboat_store::stats::replica_stats(&repo, name).await?;
+        let shipped = replica.newest_shipped.map_or_else(
+            || "nothing shipped yet".to_string(),
+            |t| {
+                let age = (now - t).to_std().unwrap_or_default();
+                format!(
+                    "transaction {} shipped {} ago",
+                    replica.last_txid.unwrap_or(0),
+                    lifeboat_core::format_duration(std::time::Duration::from_secs(age.as_secs()))
+                )
+            },
+        );
+        let running = match &replica.replicator {
+            Some(who) => format!("replicated now by {who} (an idle database ships nothing)"),
+            None => "no replicator running: later commits are not protected".into(),
+        };
+        println!("replica {name}: {shipped}; {running}");
+    }
     Ok(ExitCode::SUCCESS)
 }
