@@ -18,9 +18,16 @@
 #    at POINT_RATE commits a second; the restore to a time in the middle of that, against a
 #    plain restore of the newest snapshot (the replica's base), both from S3; Litestream's
 #    restore to the same time beside them.
+# 4. Levels: a writer commits LEVELS_RATE transactions a second for LEVELS_SECS seconds with
+#    compaction's spans scaled down (a minute to 2 s, an hour to 10 s, every commit kept 5 s,
+#    every "minute" 15 s); the segments a restore of the newest point reads, against the
+#    segments shipped.
+# The day (2) scales compaction as it scales time: spans HOUR_SECS/60 and HOUR_SECS, every
+# commit kept one simulated hour and every "minute" the whole day, as the defaults do.
 #
 # Usage: bench/replicate.sh    (RATE=500 LAG_SECS=30 PROBES=5 DAY_MIB=200 HOURS=24
-#                               HOUR_SECS=3 TX=32 SIZE_MIB=500 POINT_RATE=200 POINT_SECS=20)
+#                               HOUR_SECS=3 TX=32 SIZE_MIB=500 POINT_RATE=200 POINT_SECS=20
+#                               LEVELS_RATE=100 LEVELS_SECS=60)
 # Release builds: CARGO_TARGET_DIR=/work/targets/release-main bash bench/replicate.sh
 # Needs: cargo, s3s-fs (cargo install s3s-fs, or S3S_FS=PATH), npm (for Litestream; or
 #   LITESTREAM=PATH), python3, sqlite3, zstd, gzip, GNU time (Debian packages installed as
@@ -37,6 +44,8 @@ PROBES="${PROBES:-5}"
 DAY_MIB="${DAY_MIB:-200}"
 HOURS="${HOURS:-24}"
 HOUR_SECS="${HOUR_SECS:-3}"
+LEVELS_RATE="${LEVELS_RATE:-100}"
+LEVELS_SECS="${LEVELS_SECS:-60}"
 TX="${TX:-32}"
 SIZE_MIB="${SIZE_MIB:-500}"
 POINT_RATE="${POINT_RATE:-200}"
@@ -224,7 +233,11 @@ for tool in lifeboat litestream; do
     day_len=$((HOURS * HOUR_SECS))
     if [[ $tool == lifeboat ]]; then
         lb_repo day-lb
-        "${LB[@]}" --repo s3://day-lb/lb replicate sqlite "$db" --snapshot-every "$((day_len - HOUR_SECS))s" --json > "$W/logs/day-lb.json" 2> "$W/logs/day-lb.err" &
+        # Compaction scaled as the day is: a minute is HOUR_SECS/60, an hour HOUR_SECS;
+        # every commit kept for an hour, every minute for the day.
+        "${LB[@]}" --repo s3://day-lb/lb replicate sqlite "$db" --snapshot-every "$((day_len - HOUR_SECS))s" \
+            --spans "$((HOUR_SECS * 1000 / 60))ms,${HOUR_SECS}s" --keep-commits "${HOUR_SECS}s" --keep-minutes "${day_len}s" \
+            --json > "$W/logs/day-lb.json" 2> "$W/logs/day-lb.err" &
     else
         ls_config "$db" day-ls
         "$LITESTREAM" replicate -config "$W/day-ls.yml" > "$W/logs/day-ls.log" 2>&1 &
@@ -295,6 +308,27 @@ timed ls-latest "$LITESTREAM" restore -config "$W/big-ls.yml" -o "$W/ls-latest.d
 LB_POINT_N=$(newest "$W/lb-point.db")
 LS_POINT_N=$(newest "$W/ls-point.db")
 
+# ================================================================ 4. levels
+say "4. levels: $LEVELS_RATE commits/s for $LEVELS_SECS s, a minute scaled to 2 s and an hour to 10 s"
+db="$W/lvl/lvldb.db"
+mkdir -p "$(dirname "$db")"
+wal_db "$db"
+lb_repo lvl-lb
+"${LB[@]}" --repo s3://lvl-lb/lb replicate sqlite "$db" --interval 200ms --spans 2s,10s \
+    --keep-commits 5s --keep-minutes 15s --json > "$W/logs/lvl-lb.json" 2> "$W/logs/lvl-lb.err" &
+REP=$!
+BG_PIDS+=("$REP")
+sleep 3
+python3 "$LOAD" commits "$db" "$LEVELS_RATE" "$LEVELS_SECS" "$W/progress-lvl" > /dev/null
+sleep 20
+kill -INT "$REP"
+wait "$REP" || true
+read -r LVL_SHIPPED LVL_MERGED LVL_DROPPED < <(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print(s["segments"], s["merged"], s["dropped"])' "$W/logs/lvl-lb.json")
+timed lvl-latest "${LB[@]}" --repo s3://lvl-lb/lb restore latest --name lvldb --to "$W/lvl-latest.db" --json
+LVL_READ=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["point"]["segments"])' "$W/logs/lvl-latest.out")
+[[ $(newest "$W/lvl-latest.db") == $(newest "$db") ]] || { echo "error: the level restore is not the newest commit" >&2; exit 1; }
+say "levels: $LVL_SHIPPED segments shipped, $LVL_MERGED merged written, $LVL_DROPPED dropped; restore latest read $LVL_READ segments"
+
 # ================================================================ report
 ROWS_T=(
     "lifeboat;restore to a point (--at), from S3;lb-point"
@@ -311,6 +345,7 @@ RATIOS=(
     "a day's stored bytes / changed pages zstd -3: nightly .backup | gzip;$(ratio "$NIGHTLY" "$CHANGED_ZST");;"
     "restore to a point / plain restore of the newest snapshot;$(ratio "${SECS[lb-point]}" "${SECS[lb-plain]}");< 2;$(verdict "${SECS[lb-point]}" "${SECS[lb-plain]}" "<" 2)"
     "lifeboat restore to a point / Litestream's;$(ratio "${SECS[lb-point]}" "${SECS[ls-point]}");;"
+    "levels: segments a restore of the newest point read / segments shipped ($LEVELS_SECS s at $LEVELS_RATE commits/s);$LVL_READ / $LVL_SHIPPED;bounded;"
 )
 report "SQLite replication" \
     "$(nproc) cores, s3s-fs on 127.0.0.1; lag: $RATE commits/s for $LAG_SECS s; day: $DAY_MIB MiB, $HOURS hours of ${HOUR_SECS}s, 1% of pages per hour in $TX transactions; point: $SIZE_MIB MiB, $POINT_RATE commits/s for $POINT_SECS s" \
