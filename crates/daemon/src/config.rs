@@ -923,7 +923,10 @@ impl Parser<'_> {
             if kind.is_none() {
                 let context = f.context.clone();
                 let known = self.registry.kinds_text();
-                self.problem(line, format!("{context}kind {k:?} is not one of {known}"));
+                self.problem(
+                    line,
+                    format!("{context}kind {k:?} is not one of {known} (or {REPLICA_KIND})"),
+                );
             }
             kind
         });
@@ -1376,12 +1379,32 @@ rpo = "one day"
     fn the_shipped_example_is_valid() {
         let text = include_str!("../../../examples/lifeboatd.toml");
         let c = parse(text, Path::new("examples/lifeboatd.toml"), &env(&[])).unwrap();
-        assert_eq!(c.jobs.len(), 4);
+        assert_eq!(c.jobs.len(), 5);
+        let sessions = c.jobs[4].replica.as_ref().unwrap();
+        assert_eq!(sessions.compaction.keep_level1, Duration::from_secs(24 * 3600));
+        assert_eq!(c.jobs[4].rpo(chrono::Utc::now()), Duration::from_secs(120));
         assert_eq!(c.password, Some(PasswordSource::File("/etc/lifeboat/password".into())));
         assert!(c.jobs[1].drill.is_some() && c.jobs[1].expect.rto.is_some());
         let tenants = &c.jobs[3].spec.options;
         assert!(tenants.flag("changed-only") && tenants.value("selector").is_some());
         assert_eq!(c.jobs[2].spec.options.values("exclude"), ["cache/**", "*.tmp"]);
+    }
+
+    #[test]
+    fn a_replica_job_takes_its_keys_and_no_schedule() {
+        let job = "[[jobs]]\nname = \"s\"\nkind = \"sqlite-replica\"\ntarget = \"/d/s.db\"\ninterval = \"250ms\"\nkeep_commits = \"10m\"\n";
+        let text = MINIMAL.split("[[jobs]]").next().unwrap().to_string() + job;
+        let c = parse(&text, Path::new("r.toml"), &env(&[])).unwrap();
+        let replica = c.jobs[0].replica.as_ref().unwrap();
+        assert_eq!(replica.interval, Duration::from_millis(250));
+        assert_eq!(replica.compaction.keep_commits, Duration::from_secs(600));
+        assert_eq!(c.jobs[0].kind(), &Kind::SQLITE);
+        let found = problems(&format!("{text}schedule = \"@daily\"\n"));
+        assert!(found.iter().any(|p| p.message.contains("has no `schedule`")), "{found:?}");
+        // The replica's keys belong to replica jobs only.
+        let found =
+            problems(&MINIMAL.replace("kind = \"sqlite\"", "kind = \"sqlite\"\ninterval = \"1s\""));
+        assert!(found.iter().any(|p| p.message.contains("interval")), "{found:?}");
     }
 
     #[test]
