@@ -324,10 +324,13 @@ sleep 20
 kill -INT "$REP"
 wait "$REP" || true
 read -r LVL_SHIPPED LVL_MERGED LVL_DROPPED < <(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print(s["segments"], s["merged"], s["dropped"])' "$W/logs/lvl-lb.json")
+LVL_BYTES=$(bytes_under "$S3ROOT/lvl-lb")
+"${LB[@]}" --repo s3://lvl-lb/lb prune --grace 0s > "$W/logs/lvl-prune.out" 2>&1
+LVL_PRUNED=$(bytes_under "$S3ROOT/lvl-lb")
 timed lvl-latest "${LB[@]}" --repo s3://lvl-lb/lb restore latest --name lvldb --to "$W/lvl-latest.db" --json
 LVL_READ=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["point"]["segments"])' "$W/logs/lvl-latest.out")
 [[ $(newest "$W/lvl-latest.db") == $(newest "$db") ]] || { echo "error: the level restore is not the newest commit" >&2; exit 1; }
-say "levels: $LVL_SHIPPED segments shipped, $LVL_MERGED merged written, $LVL_DROPPED dropped; restore latest read $LVL_READ segments"
+say "levels: $LVL_SHIPPED segments shipped, $LVL_MERGED merged written, $LVL_DROPPED dropped; restore latest read $LVL_READ segments; stored $(mib "$LVL_BYTES") MiB, $(mib "$LVL_PRUNED") MiB after prune"
 
 # ================================================================ report
 ROWS_T=(
@@ -346,6 +349,7 @@ RATIOS=(
     "restore to a point / plain restore of the newest snapshot;$(ratio "${SECS[lb-point]}" "${SECS[lb-plain]}");< 2;$(verdict "${SECS[lb-point]}" "${SECS[lb-plain]}" "<" 2)"
     "lifeboat restore to a point / Litestream's;$(ratio "${SECS[lb-point]}" "${SECS[ls-point]}");;"
     "levels: segments a restore of the newest point read / segments shipped ($LEVELS_SECS s at $LEVELS_RATE commits/s);$LVL_READ / $LVL_SHIPPED;bounded;"
+    "levels: stored MiB before / after prune (dropped segments' data);$(mib "$LVL_BYTES") / $(mib "$LVL_PRUNED");;"
 )
 report "SQLite replication" \
     "$(nproc) cores, s3s-fs on 127.0.0.1; lag: $RATE commits/s for $LAG_SECS s; day: $DAY_MIB MiB, $HOURS hours of ${HOUR_SECS}s, 1% of pages per hour in $TX transactions; point: $SIZE_MIB MiB, $POINT_RATE commits/s for $POINT_SECS s" \

@@ -98,19 +98,14 @@ impl ReplicaBase {
 }
 
 impl Repository {
-    /// When replica `name`'s newest segment as shipped (level 0) was stored: merged segments,
-    /// which compaction writes later, say nothing of how fresh the replica is.
+    /// When replica `name` last shipped: its newest shipped segment's (level 0) time in the
+    /// store, or a merged segment's last commit if that is newer (compaction drops shipped
+    /// segments; it writes merged ones later, which says nothing of how fresh it is).
     ///
     /// # Errors
     /// Store errors listing the segments.
     pub async fn newest_shipped(&self, name: &str) -> crate::Result<Option<DateTime<Utc>>> {
-        Ok(self
-            .wal_files(&replica_series(name))
-            .await?
-            .into_iter()
-            .filter(|f| SegmentName::parse(&f.file).is_some_and(|n| n.level == 0))
-            .map(|f| f.archived)
-            .max())
+        Ok(newest_shipped_of(&self.wal_files(&replica_series(name)).await?))
     }
 
     /// The `segments` check of a replica's base snapshot: the segments of its generation after
@@ -316,4 +311,15 @@ impl Repository {
         tracing::info!(replica = name, at = %at.to_rfc3339(), "drilling a point of the replica");
         Ok(Some(backend.replica_point(self, name, target).await?))
     }
+}
+
+/// [`Repository::newest_shipped`] from a listing of the replica's segments.
+pub(crate) fn newest_shipped_of(files: &[crate::WalFile]) -> Option<DateTime<Utc>> {
+    files
+        .iter()
+        .filter_map(|f| {
+            let name = SegmentName::parse(&f.file)?;
+            Some(if name.level == 0 { f.archived } else { name.end_time()? })
+        })
+        .max()
 }

@@ -178,13 +178,7 @@ pub async fn replica_stats(repo: &Repository, name: &str) -> crate::Result<Repli
         merged: names.iter().filter(|n| n.level > 0).count(),
         generations: generations.len(),
         last_txid: names.iter().map(|n| n.last).max(),
-        newest_shipped: files
-            .iter()
-            .filter(|f| {
-                lifeboat_core::replica::SegmentName::parse(&f.file).is_some_and(|n| n.level == 0)
-            })
-            .map(|f| f.archived)
-            .max(),
+        newest_shipped: crate::replica::newest_shipped_of(&files),
         replicator,
     })
 }

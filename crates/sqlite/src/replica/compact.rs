@@ -3,13 +3,17 @@
 //! once its points are no longer kept.
 //!
 //! - Level 1: the replicator merges what it ships over each `spans[0]` (a minute) in memory
-//!   ([`Merge`]) and stores it beside the shipped segments.
+//!   ([`Merge`]) and stores it beside the shipped segments, when it replaces at least
+//!   [`LEVEL1_MIN_SEGMENTS`] of them.
 //! - Level 2: level-1 (and lone shipped) segments older than `keep_level1` are read back
 //!   and merged per `spans[1]` (an hour), in the background.
 //! - A shipped segment is dropped once a merged segment that covers it ends more than
 //!   `keep_commits` ago; a level-1 segment once a level-2 one that covers it ends more than
 //!   `keep_level1` ago. A merged segment only ever replaces segments that are stored and
 //!   listed before it, and nothing is dropped in the pass that stores its replacement.
+//!
+//! A merged segment is a copy of the pages it holds: until `prune` removes the data of the
+//! segments it replaced (dropping an entry frees nothing by itself), both are stored.
 //!
 //! So with the defaults every commit of the last hour is a restore point, every minute of
 //! the last day, every hour before that; a restore reads at most about 60 shipped segments,
@@ -27,6 +31,10 @@ use super::segment::{Merge, Segment};
 
 /// Level-1 merges are stored early when they hold this many page bytes.
 pub(crate) const LEVEL1_BYTES: usize = 64 << 20;
+/// A level-1 merge of fewer shipped segments is not stored: it would save a restore at most
+/// three objects and cost a copy of their pages until prune removes the data of the
+/// segments it replaces (an hourly burst of writes ships one or two segments).
+pub(crate) const LEVEL1_MIN_SEGMENTS: usize = 4;
 /// Level-2 merges stop taking segments past this many page bytes.
 const LEVEL2_BYTES: usize = 256 << 20;
 /// Segments fetched at once while a level-2 merge is built.

@@ -373,31 +373,33 @@ impl<'a> Replicator<'a> {
         Ok(())
     }
 
-    /// Adds a shipped segment to the level-1 merge, which is stored once it spans
-    /// `spans[0]` or holds [`compact::LEVEL1_BYTES`].
+    /// Adds a shipped segment to the level-1 merge. A merge is stored once the next shipment
+    /// would take it past `spans[0]`, once `spans[0]` has passed since it began (see
+    /// [`Replicator::tidy`]), or once it holds [`compact::LEVEL1_BYTES`].
     async fn merge_level1(&mut self, segment: &Segment) {
+        let span = chrono::TimeDelta::from_std(self.options.request.compaction.spans[0])
+            .unwrap_or(chrono::TimeDelta::MAX);
+        let end = segment.commits.last().map(|c| c.time);
+        if self.level1.as_ref().zip(end).is_some_and(|(m, end)| end - m.started() >= span) {
+            self.store_level1().await;
+        }
         let added = self.level1.as_mut().is_some_and(|m| m.add(segment).is_ok());
         if !added {
             // A new generation (or the first segment): what was merged before goes first.
             self.store_level1().await;
             self.level1 = Merge::new(segment);
         }
-        let span = chrono::TimeDelta::from_std(self.options.request.compaction.spans[0])
-            .unwrap_or(chrono::TimeDelta::MAX);
-        if self
-            .level1
-            .as_ref()
-            .is_some_and(|m| m.span() >= span || m.bytes() >= compact::LEVEL1_BYTES)
-        {
+        if self.level1.as_ref().is_some_and(|m| m.bytes() >= compact::LEVEL1_BYTES) {
             self.store_level1().await;
         }
     }
 
-    /// Stores the level-1 merge, when it merges more than one segment. A failure costs only
-    /// the merge: the shipped segments stay and go into level 2 later.
+    /// Stores the level-1 merge when it replaces enough shipped segments to be worth a copy
+    /// of their pages ([`compact::LEVEL1_MIN_SEGMENTS`]). A failure costs only the merge: the
+    /// shipped segments stay and go into level 2 later.
     async fn store_level1(&mut self) {
         let Some(merge) = self.level1.take() else { return };
-        if merge.segments() < 2 {
+        if merge.segments() < compact::LEVEL1_MIN_SEGMENTS {
             return;
         }
         match compact::store_merged(self.store, &self.options.request.name, merge, 1).await {
@@ -419,6 +421,11 @@ impl<'a> Replicator<'a> {
             return Ok(None);
         }
         self.tidied = Some(Instant::now());
+        // A merge whose minute has passed while nothing was shipped is stored now.
+        let span = chrono::TimeDelta::from_std(rules.spans[0]).unwrap_or(chrono::TimeDelta::MAX);
+        if self.level1.as_ref().is_some_and(|m| Utc::now() - m.started() >= span) {
+            self.store_level1().await;
+        }
         let name = self.options.request.name.clone();
         let names: Vec<SegmentName> = self
             .store

@@ -305,9 +305,9 @@ impl Merge {
         self.pages.len() * self.page_size as usize
     }
 
-    /// The time from the first commit merged to the last.
-    pub fn span(&self) -> chrono::TimeDelta {
-        self.time.signed_duration_since(self.started)
+    /// When the first commit merged was seen.
+    pub fn started(&self) -> DateTime<Utc> {
+        self.started
     }
 
     /// The merged segment of `level`: one entry for the whole span, the pages past the
