@@ -399,6 +399,7 @@ fn a_write_only_key_file_backs_up_and_can_do_nothing_else() {
         vec!["forget", "--keep-last", "1"],
         vec!["prune"],
         vec!["unlock"],
+        vec!["replicate", "sqlite", db.to_str().unwrap()],
         vec!["key", "add", "--out", dir.path().join("more.key").to_str().unwrap()],
     ]
     .into_iter()

@@ -219,11 +219,12 @@ impl Repository {
     /// lease (a second replicator of the same replica is refused, naming this one) and a
     /// backup lease (prune keeps what it writes). The replica's lease is renewed while it
     /// runs; losing it (the store unreachable past its time to live, say) stops replication
-    /// with [`StoreError::LeaseLost`]. `lifeboat replicate` and lifeboatd's replica jobs
+    /// with [`crate::StoreError::LeaseLost`]. `lifeboat replicate` and lifeboatd's replica jobs
     /// both run through here.
     ///
     /// # Errors
-    /// [`StoreError::ReplicaBusy`]; a lost lease; the backend's errors.
+    /// [`crate::StoreError::WriteOnly`] for a write-only key; [`crate::StoreError::ReplicaBusy`]; a lost
+    /// lease; the backend's errors.
     pub async fn replicate_under_lease(
         &self,
         backend: &dyn lifeboat_core::Backend,
@@ -232,6 +233,11 @@ impl Repository {
         stop: lifeboat_core::replica::Stop,
         report: &(dyn for<'s> Fn(&'s lifeboat_core::replica::ReplicaStatus) + Send + Sync),
     ) -> crate::Result<lifeboat_core::replica::ReplicaStatus> {
+        if self.is_write_only() {
+            return Err(crate::StoreError::WriteOnly {
+                action: "replicate: a replicator reads its own segments and base snapshots back to resume and to merge them (give it a full key)".into(),
+            });
+        }
         let ttl = self.lease_ttl();
         let lease = self.acquire_replica_lease(&request.name, operation, ttl).await?;
         let backup_lease = self.start_backup_lease(operation, ttl).await?;
