@@ -283,7 +283,7 @@ impl StoreError {
             }
             StoreError::WriteOnly { .. } => Some(
                 "a write-only key only backs up; restore, cat, ls, snapshots, verify, forget, \
-                 prune and unlock need a full key (a password or a full key file)"
+                 prune, unlock and replicate need a full key (a password or a full key file)"
                     .into(),
             ),
             StoreError::KeyFileMismatch { .. } => {

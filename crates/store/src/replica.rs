@@ -215,6 +215,20 @@ impl Repository {
 }
 
 impl Repository {
+    /// Refuses a write-only key: a replicator reads its own segments and base snapshots back
+    /// to resume and to merge them.
+    ///
+    /// # Errors
+    /// [`crate::StoreError::WriteOnly`].
+    pub fn check_can_replicate(&self) -> crate::Result<()> {
+        if self.is_write_only() {
+            return Err(crate::StoreError::WriteOnly {
+                action: "replicate: a replicator reads its own segments and base snapshots back to resume and to merge them".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Runs `backend`'s replicator for `request` until `stop` resolves, under the replica's
     /// lease (a second replicator of the same replica is refused, naming this one) and a
     /// backup lease (prune keeps what it writes). The replica's lease is renewed while it
@@ -233,11 +247,7 @@ impl Repository {
         stop: lifeboat_core::replica::Stop,
         report: &(dyn for<'s> Fn(&'s lifeboat_core::replica::ReplicaStatus) + Send + Sync),
     ) -> crate::Result<lifeboat_core::replica::ReplicaStatus> {
-        if self.is_write_only() {
-            return Err(crate::StoreError::WriteOnly {
-                action: "replicate: a replicator reads its own segments and base snapshots back to resume and to merge them (give it a full key)".into(),
-            });
-        }
+        self.check_can_replicate()?;
         let ttl = self.lease_ttl();
         let lease = self.acquire_replica_lease(&request.name, operation, ttl).await?;
         let backup_lease = self.start_backup_lease(operation, ttl).await?;

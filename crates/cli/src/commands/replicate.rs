@@ -45,6 +45,7 @@ pub async fn run(url: &str, registry: &Registry, args: Args) -> anyhow::Result<E
     };
     lifeboat_core::check_snapshot_name(&name)?;
     let repo = super::open_repo(url).await?;
+    repo.check_can_replicate()?;
     let operation = format!("replicate {} {}", args.kind, args.target);
     crate::interrupt::stop_gracefully();
     let stop: lifeboat_core::replica::Stop = Box::pin(crate::interrupt::stop_requested());
