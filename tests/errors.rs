@@ -171,46 +171,6 @@ fn a_refused_port_is_retried_by_lifeboat_alone() {
     assert!(err.contains("reachable"), "{err}");
 }
 
-/// A small tmpfs mounted for one test; unmounted when dropped.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "this test needs to mount a small tmpfs (run it as root, or in a container with \
-             CAP_SYS_ADMIN) to fill or freeze a real file system"
-        );
-        SmallDisk { dir }
-    }
-
-    fn path(&self) -> &std::path::Path {
-        self.dir.path()
-    }
-
-    fn remount_read_only(&self) {
-        let status = std::process::Command::new("mount")
-            .args(["-o", "remount,ro"])
-            .arg(self.dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "remounting the tmpfs read-only failed");
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
-
 #[test]
 fn a_full_or_read_only_disk_fails_at_once_with_a_disk_hint() {
     let disk = SmallDisk::mount("1m");

@@ -638,3 +638,87 @@ fn compaction_merges_segments_into_levels_and_every_point_it_keeps_is_exact() {
     assert!(point_time > time(&base_time), "the base was drilled, not a point: {drilled}");
     assert!(drilled[0]["rpo_seconds"].as_f64().unwrap() < 40.0, "{drilled}");
 }
+
+#[test]
+fn a_full_disk_holds_shipping_back_and_nothing_is_lost_once_there_is_room() {
+    let setup = Setup::new();
+    let disk = SmallDisk::mount("16m");
+    let repo = disk.path().join("repo").display().to_string();
+    ok(lifeboat(&repo).args(["init", "--no-encryption"]));
+    let log_path = setup.dir.path().join("replicate.log");
+    let replicator = lifeboat(&repo)
+        .args(["replicate", "sqlite", setup.db.to_str().unwrap(), "--json"])
+        .args(["--interval", "200ms"])
+        .env("LIFEBOAT_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let (writer, stop_writer) = setup.writer();
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The disk fills up: shipping fails, the commits wait (the lock holder keeps the -wal).
+    let filler = disk.path().join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let started = std::time::Instant::now();
+    while !log().contains("shipping failed") {
+        assert!(started.elapsed() < Duration::from_secs(30), "shipping never failed:\n{}", log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(log().contains("no space left"), "{}", log());
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Room again: it catches up, in the same generation.
+    std::fs::remove_file(&filler).unwrap();
+    std::fs::write(&stop_writer, "").unwrap();
+    let written = writer.wait_with_output().unwrap();
+    let commits: i64 = String::from_utf8(written.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let to = setup.dir.path().join("caught-up.db");
+    let started = std::time::Instant::now();
+    loop {
+        let _ = std::fs::remove_file(&to);
+        let restored = lifeboat(&repo)
+            .args(["restore", "latest", "--name", "app", "--to", to.to_str().unwrap()])
+            .output()
+            .unwrap();
+        if restored.status.success() {
+            let n: i64 = rusqlite::Connection::open(&to)
+                .unwrap()
+                .query_row("SELECT coalesce(max(n), 0) FROM t", [], |r| r.get(0))
+                .unwrap();
+            if n == commits {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the replica never caught up with commit {commits}:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    interrupt(&replicator);
+    let out = replicator.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", log());
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["generations_started"], 1, "a gap was assumed: {status}");
+    // Every commit, once: the newest point is the replay of all of them.
+    let restored = setup.dir.path().join("final.db");
+    ok(lifeboat(&repo).args(["restore", "latest", "--name", "app", "--to"]).arg(&restored));
+    assert_eq!(setup.check_is_a_replay(&restored), commits);
+    assert_eq!(rows(&restored), rows(&setup.db));
+    ok(lifeboat(&repo).args(["verify", "--all", "--read-data"]));
+}
