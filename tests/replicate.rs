@@ -722,3 +722,48 @@ fn a_full_disk_holds_shipping_back_and_nothing_is_lost_once_there_is_room() {
     assert_eq!(rows(&restored), rows(&setup.db));
     ok(lifeboat(&repo).args(["verify", "--all", "--read-data"]));
 }
+
+#[test]
+fn an_encrypted_repository_replicates_and_restores_the_same() {
+    let setup = Setup::new();
+    let repo = setup.dir.path().join("sealed").display().to_string();
+    let sealed = || {
+        let mut cmd = lifeboat(&repo);
+        cmd.env("LIFEBOAT_PASSWORD", "replica password");
+        cmd
+    };
+    ok(sealed().arg("init"));
+    let (writer, stop_writer) = setup.writer();
+    let replicator = sealed()
+        .args(["replicate", "sqlite", setup.db.to_str().unwrap(), "--json"])
+        .args(["--interval", "200ms", "--spans", "1s,4s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    std::fs::write(&stop_writer, "").unwrap();
+    let written = writer.wait_with_output().unwrap();
+    let commits: i64 = String::from_utf8(written.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    interrupt(&replicator);
+    let status = status_of(replicator);
+    assert!(status["merged"].as_u64().unwrap() >= 1, "{status}");
+    let restored = setup.dir.path().join("sealed.db");
+    ok(sealed().args(["restore", "latest", "--name", "app", "--to"]).arg(&restored));
+    assert_eq!(setup.check_is_a_replay(&restored), commits);
+    ok(sealed().args(["verify", "--all", "--read-data"]));
+    // Without the password nothing opens.
+    let err = fails(
+        lifeboat(&repo)
+            .args(["restore", "latest", "--name", "app", "--to"])
+            .arg(setup.dir.path().join("nope.db")),
+    );
+    assert!(err.to_lowercase().contains("password"), "{err}");
+}
