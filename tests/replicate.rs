@@ -98,6 +98,16 @@ impl Setup {
         (child, stop)
     }
 
+    /// Stops the writer; returns how many commits it made and how many of its own TRUNCATE
+    /// checkpoints went through.
+    fn stop(&self, writer: Child, stop: &Path) -> (i64, u64) {
+        std::fs::write(stop, "").unwrap();
+        let written = writer.wait_with_output().unwrap();
+        let written = String::from_utf8(written.stdout).unwrap();
+        let mut counts = written.split_whitespace().map(|w| w.parse::<u64>().unwrap());
+        (counts.next().unwrap() as i64, counts.next().unwrap())
+    }
+
     fn replicator(&self) -> Child {
         lifeboat(&self.repo)
             .args(["replicate", "sqlite", self.db.to_str().unwrap(), "--json"])
@@ -117,6 +127,19 @@ impl Setup {
             .args(point));
         let report: serde_json::Value = serde_json::from_str(&out).unwrap();
         (report["point"].clone(), to)
+    }
+
+    /// A restore to a point that must fail: returns what it said, after checking it wrote
+    /// nothing.
+    fn refused(&self, file: &str, point: &[&str]) -> String {
+        let to = self.dir.path().join(file);
+        let err = fails(
+            lifeboat(&self.repo)
+                .args(["restore", "latest", "--name", "app", "--to", to.to_str().unwrap()])
+                .args(point),
+        );
+        assert!(!to.exists(), "a refused restore wrote {}", to.display());
+        err
     }
 
     /// The newest commit in a restored file, and that the file is exactly the replay of the
@@ -219,11 +242,7 @@ fn restores_to_points_equal_the_database_at_those_commits_across_a_killed_replic
     std::thread::sleep(Duration::from_secs(3));
     let t2 = now();
     std::thread::sleep(Duration::from_secs(1));
-    std::fs::write(&stop_writer, "").unwrap();
-    let written = writer.wait_with_output().unwrap();
-    let written = String::from_utf8(written.stdout).unwrap();
-    let mut counts = written.split_whitespace().map(|w| w.parse::<u64>().unwrap());
-    let (commits, truncated) = (counts.next().unwrap() as i64, counts.next().unwrap());
+    let (commits, truncated) = setup.stop(writer, &stop_writer);
     assert!(commits > 1000, "the writer committed only {commits} times");
     std::thread::sleep(Duration::from_secs(1));
     interrupt(&second);
@@ -273,19 +292,8 @@ fn restores_to_points_equal_the_database_at_those_commits_across_a_killed_replic
 
     // A transaction beyond the history is refused with a hint, nothing written.
     let beyond = latest["txid"].as_u64().unwrap() + 1;
-    let to = setup.dir.path().join("beyond.db");
-    let err = fails(lifeboat(&setup.repo).args([
-        "restore",
-        "latest",
-        "--name",
-        "app",
-        "--to",
-        to.to_str().unwrap(),
-        "--txid",
-        &beyond.to_string(),
-    ]));
+    let err = setup.refused("beyond.db", &["--txid", &beyond.to_string()]);
     assert!(err.contains(&format!("no transaction {beyond}")), "{err}");
-    assert!(!to.exists());
 }
 
 #[test]
@@ -398,8 +406,7 @@ fn forget_drops_the_segments_only_forgotten_bases_need_and_restores_still_work()
         .unwrap();
     let (writer, stop_writer) = setup.writer();
     std::thread::sleep(Duration::from_secs(5));
-    std::fs::write(&stop_writer, "").unwrap();
-    writer.wait_with_output().unwrap();
+    setup.stop(writer, &stop_writer);
     std::thread::sleep(Duration::from_millis(500));
     interrupt(&running);
     assert!(running.wait_with_output().unwrap().status.success());
@@ -534,15 +541,7 @@ fn compaction_merges_segments_into_levels_and_every_point_it_keeps_is_exact() {
             replicator = start();
         }
     }
-    std::fs::write(&stop_writer, "").unwrap();
-    let written = writer.wait_with_output().unwrap();
-    let commits: i64 = String::from_utf8(written.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (commits, _) = setup.stop(writer, &stop_writer);
     // Idle for a while: the replicator goes on merging and dropping.
     std::thread::sleep(Duration::from_secs(7));
     interrupt(&replicator);
@@ -607,20 +606,9 @@ fn compaction_merges_segments_into_levels_and_every_point_it_keeps_is_exact() {
     // points kept around it; nothing is written.
     let (_, merged_end, _) = *reached.iter().find(|r| r.2 && r.1 > 2).unwrap();
     let inside = merged_end - 1;
-    let to = setup.dir.path().join("inside.db");
-    let err = fails(lifeboat(&setup.repo).args([
-        "restore",
-        "latest",
-        "--name",
-        "app",
-        "--to",
-        to.to_str().unwrap(),
-        "--txid",
-        &inside.to_string(),
-    ]));
+    let err = setup.refused("inside.db", &["--txid", &inside.to_string()]);
     assert!(err.contains("no longer a point of its own"), "{err}");
     assert!(err.contains("--keep-commits"), "{err}");
-    assert!(!to.exists());
 
     // A drill of the replica restores a random second of the last stretch and checks it.
     let base_time = snapshots(&setup.repo)[0]["time"].as_str().unwrap().to_string();
@@ -677,15 +665,7 @@ fn a_full_disk_holds_shipping_back_and_nothing_is_lost_once_there_is_room() {
 
     // Room again: it catches up, in the same generation.
     std::fs::remove_file(&filler).unwrap();
-    std::fs::write(&stop_writer, "").unwrap();
-    let written = writer.wait_with_output().unwrap();
-    let commits: i64 = String::from_utf8(written.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (commits, _) = setup.stop(writer, &stop_writer);
     let to = setup.dir.path().join("caught-up.db");
     let started = std::time::Instant::now();
     loop {
@@ -742,15 +722,7 @@ fn an_encrypted_repository_replicates_and_restores_the_same() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(4));
-    std::fs::write(&stop_writer, "").unwrap();
-    let written = writer.wait_with_output().unwrap();
-    let commits: i64 = String::from_utf8(written.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (commits, _) = setup.stop(writer, &stop_writer);
     std::thread::sleep(Duration::from_secs(1));
     interrupt(&replicator);
     let status = status_of(replicator);
