@@ -168,6 +168,34 @@ wait_port() {
     return 1
 }
 
+# start_latency_proxy TARGET_PORT RTT_MS LOG: the bench's latency proxy on a free port of
+# 127.0.0.1 in front of 127.0.0.1:TARGET_PORT, adding RTT_MS to every round trip, its output
+# in LOG; sets PROXY_PORT and PROXY_PID, dies if it does not start. By default the proxy is
+# bench/latency_proxy.rs, compiled once with `rustc -O` into bench/work/bin/ (threads, a few
+# percent of a core at a restore's pace); PROXY_IMPL=python runs bench/latency_proxy.py
+# instead (the same delays on Python's event loop, which took 0.2-0.3 CPU-s of the bench's
+# 2 cores per 95 MiB restore).
+start_latency_proxy() {
+    local target=$1 rtt=$2 log=$3 root bin
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    PROXY_PORT=$(free_port)
+    case "${PROXY_IMPL:-rust}" in
+        rust)
+            bin="$root/bench/work/bin/latency_proxy"
+            if [[ ! -x "$bin" || "$root/bench/latency_proxy.rs" -nt "$bin" ]]; then
+                mkdir -p "$(dirname "$bin")"
+                rustc -O --edition 2021 "$root/bench/latency_proxy.rs" -o "$bin" ||
+                    die "could not compile bench/latency_proxy.rs (rustc, from the Rust toolchain)"
+            fi
+            "$bin" "$PROXY_PORT" "$target" "$rtt" > "$log" 2>&1 &
+            ;;
+        python) python3 "$root/bench/latency_proxy.py" serve "$PROXY_PORT" "$target" "$rtt" > "$log" 2>&1 & ;;
+        *) die "PROXY_IMPL is rust or python, got '${PROXY_IMPL}'" ;;
+    esac
+    PROXY_PID=$!
+    wait_port "$PROXY_PORT" "$PROXY_PID" || { cat "$log" >&2; die "the latency proxy did not start"; }
+}
+
 # start_s3s_fs ROOT LOG: s3s-fs ($S3S_FS) serving the folder ROOT on a free port of
 # 127.0.0.1 with fresh credentials (exported as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY),
 # its output in LOG; sets S3_PORT, S3_PID and S3S_VERSION, dies if it does not start.

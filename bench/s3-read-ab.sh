@@ -5,7 +5,7 @@
 #
 # One SQLite database (SIZE_MIB, default 300; bench/gen_sqlite.py) is backed up once into an
 # encrypted repository on s3s-fs; then, for each round-trip time in RTTS (ms, default "20";
-# a bench/latency_proxy.py each), it is restored ROUNDS times (default 5) with
+# a latency proxy each, bench/lib.sh's start_latency_proxy), it is restored ROUNDS times (default 5) with
 # LIFEBOAT_READ_CONCURRENCY set to each of COUNTS in turn (default "16 24"; "auto" leaves it
 # unset, so the default rule chooses), each to a fresh path. The median wall seconds of each
 # count are printed with their ratio to the first count's. Every restore must pass (lifeboat
@@ -62,11 +62,9 @@ lb "$S3_PORT" backup sqlite "$W/bench.db" --name bench > /dev/null
 median() { tr ' ' '\n' <<< "$1" | grep . | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 SUMMARY=()
 for rtt in $RTTS; do
-    PROXY_PORT=$(free_port)
-    python3 "$ROOT/bench/latency_proxy.py" serve "$PROXY_PORT" "$S3_PORT" "$rtt" > "$W/logs/proxy-$rtt.log" 2>&1 &
-    proxy_pid=$!
+    start_latency_proxy "$S3_PORT" "$rtt" "$W/logs/proxy-$rtt.log"
+    proxy_pid=$PROXY_PID
     PIDS+=("$proxy_pid")
-    wait_port "$PROXY_PORT" || die "the latency proxy did not start"
     declare -A TIMES=()
     for ((round = 1; round <= ROUNDS; round++)); do
         for n in $COUNTS; do

@@ -3,10 +3,12 @@
 # round-trip time (issue #20, "Restore, verify and drill from S3 at the speed of the link").
 #
 # The server is s3s-fs (a real S3 API on a folder, `cargo install s3s-fs`); in front of it,
-# bench/latency_proxy.py, a TCP proxy this bench owns, delays every piece of data by half the
-# round-trip time in each direction without limiting throughput (each read is stamped on
-# arrival and delivered at arrival + RTT/2; up to 64 MiB in flight per direction). Both tools
-# talk to the proxy only. For each round-trip time of RTTS (default "0 20 100" ms), in one
+# bench/latency_proxy.rs, a TCP proxy this bench owns (compiled with `rustc -O`; standard
+# library only), delays every piece of data by half the round-trip time in each direction
+# without limiting throughput (each read is stamped on arrival and delivered at arrival +
+# RTT/2; up to 64 MiB in flight per direction). PROXY_IMPL=python uses bench/latency_proxy.py,
+# the same proxy in Python (the one of sessions 10-18's figures), whose CPU took a share of
+# the 2 cores the client runs on. Both tools talk to the proxy only. For each round-trip time of RTTS (default "0 20 100" ms), in one
 # run, on the same generated SQLite database (SIZE_MIB MiB of text-heavy rows, WAL mode,
 # default 300; bench/gen_sqlite.py, the generator of bench/sqlite.sh):
 #   1. backup:   lifeboat (`backup sqlite`) and restic (`backup`, of the database file
@@ -194,10 +196,7 @@ server_cpu() {
 
 # start_proxy RTT: the latency proxy in front of s3s-fs; sets PROXY_PORT and PROXY_PID.
 start_proxy() {
-    PROXY_PORT=$(free_port)
-    python3 "$PROXY" serve "$PROXY_PORT" "$S3_PORT" "$1" > "$W/logs/proxy-$1.log" 2>&1 &
-    PROXY_PID=$!
-    wait_port "$PROXY_PORT" "$PROXY_PID" || { cat "$W/logs/proxy-$1.log" >&2; die "the latency proxy did not start"; }
+    start_latency_proxy "$S3_PORT" "$1" "$W/logs/proxy-$1.log"
 }
 stop_proxy() {
     kill "$PROXY_PID" 2> /dev/null || true
