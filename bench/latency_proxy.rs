@@ -68,11 +68,11 @@ impl Pipe {
 
 /// Reads `from` into the pipe until its end (or an error), stamping each piece.
 fn read_side(mut from: TcpStream, pipe: Arc<Pipe>, delay: Duration) {
+    // One buffer read into, each piece copied out at its size.
+    let mut buf = vec![0u8; READ_SIZE];
     loop {
-        let mut buf = vec![0u8; READ_SIZE];
         let n = from.read(&mut buf).unwrap_or(0);
-        buf.truncate(n);
-        pipe.push(Instant::now() + delay, buf);
+        pipe.push(Instant::now() + delay, buf[..n].to_vec());
         if n == 0 {
             return;
         }

@@ -171,10 +171,10 @@ wait_port() {
 # start_latency_proxy TARGET_PORT RTT_MS LOG: the bench's latency proxy on a free port of
 # 127.0.0.1 in front of 127.0.0.1:TARGET_PORT, adding RTT_MS to every round trip, its output
 # in LOG; sets PROXY_PORT and PROXY_PID, dies if it does not start. By default the proxy is
-# bench/latency_proxy.rs, compiled once with `rustc -O` into bench/work/bin/ (threads, a few
-# percent of a core at a restore's pace); PROXY_IMPL=python runs bench/latency_proxy.py
-# instead (the same delays on Python's event loop, which took 0.2-0.3 CPU-s of the bench's
-# 2 cores per 95 MiB restore).
+# bench/latency_proxy.rs, compiled once with `rustc -O` into bench/work/bin/ (a thread per
+# direction: 0.2 CPU-s per 300 MB passed, mostly the kernel's socket copies); PROXY_IMPL=python
+# runs bench/latency_proxy.py instead (the same delays on Python's event loop: 0.4 CPU-s per
+# 300 MB, taken from the 2 cores the client being measured runs on).
 start_latency_proxy() {
     local target=$1 rtt=$2 log=$3 root bin
     root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

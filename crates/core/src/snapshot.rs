@@ -21,6 +21,18 @@ pub trait Snapshot: Send + Sync {
     /// # Errors
     /// When the stream cannot be opened; later errors surface while reading.
     async fn open(&self) -> Result<ByteStream>;
+
+    /// Streams the captured bytes back to a reader that uses none of them until the stream
+    /// ended without an error: one that writes them into a temporary file or a new folder,
+    /// then checks and swaps. Such a reader is promised only the end-of-stream check (the
+    /// whole stream's SHA-256 and length), which covers every byte, so an implementation may
+    /// leave out the per-chunk checks it makes redundant. The default is [`Snapshot::open`].
+    ///
+    /// # Errors
+    /// As [`Snapshot::open`].
+    async fn open_whole(&self) -> Result<ByteStream> {
+        self.open().await
+    }
 }
 
 #[async_trait]
@@ -34,6 +46,9 @@ impl<T: Snapshot + ?Sized> Snapshot for &T {
     async fn open(&self) -> Result<ByteStream> {
         (**self).open().await
     }
+    async fn open_whole(&self) -> Result<ByteStream> {
+        (**self).open_whole().await
+    }
 }
 
 #[async_trait]
@@ -46,5 +61,8 @@ impl<T: Snapshot + ?Sized> Snapshot for std::sync::Arc<T> {
     }
     async fn open(&self) -> Result<ByteStream> {
         (**self).open().await
+    }
+    async fn open_whole(&self) -> Result<ByteStream> {
+        (**self).open_whole().await
     }
 }

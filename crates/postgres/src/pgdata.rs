@@ -286,7 +286,7 @@ impl RestorePlan for PgdataRestorePlan {
             .tempdir_in(parent)
             .map_err(|e| Error::io("creating a folder beside", &self.dir, e))?;
         let began = std::time::Instant::now();
-        let stream = ctx.snapshot.open().await?;
+        let stream = ctx.snapshot.open_whole().await?;
         let into = temp.path().to_path_buf();
         let bytes = unpack(stream, into).await?;
         debug!(bytes, secs = began.elapsed().as_secs_f64(), "base backup unpacked");

@@ -167,9 +167,10 @@ pub(crate) enum Durability {
 }
 
 /// Writes the snapshot's stream to `path` and returns the bytes written and the open file.
-/// The stream itself checks every chunk and, at its end, the whole stream's SHA-256 and
-/// length ([`Snapshot::open`]'s contract), so reaching the end means the bytes are right.
-/// The file is not fully synced yet: callers sync it.
+/// The stream's end checks the whole stream's SHA-256 and length
+/// ([`Snapshot::open_whole`]'s contract), so returning means the bytes are right; on an
+/// error the file holds bytes nobody may use. The file is not fully synced yet: callers
+/// sync it.
 pub(crate) async fn write_stream(
     snapshot: &dyn Snapshot,
     path: &Path,
@@ -177,7 +178,7 @@ pub(crate) async fn write_stream(
     durability: Durability,
 ) -> Result<(u64, tokio::fs::File)> {
     let manifest = snapshot.manifest();
-    let mut reader = snapshot.open().await?;
+    let mut reader = snapshot.open_whole().await?;
     let mut file = tokio::fs::OpenOptions::new()
         .write(true)
         .truncate(true)

@@ -91,11 +91,24 @@ impl ReadOptions {
     }
 }
 
-/// The chunks `ids`, in order, each checked against its id (see the module docs).
+/// Which checks the read engine makes on each chunk it hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChunkChecks {
+    /// Every chunk is hashed and compared with its id before it is handed out.
+    Each,
+    /// Chunks are not hashed: the reader checks the whole stream's SHA-256 before it uses any
+    /// byte ([`Snapshot::open_whole`](lifeboat_core::Snapshot::open_whole)), which covers
+    /// them. Blobs of an encrypted repository still authenticate, bound to their chunk ids,
+    /// and a chunk read one by one (the fallback) is still hashed.
+    LeftToTheWhole,
+}
+
+/// The chunks `ids`, in order, checked as `checks` says (see the module docs).
 pub(crate) fn read_chunks(
     repo: Repository,
     ids: &[ChunkId],
     options: ReadOptions,
+    checks: ChunkChecks,
 ) -> BoxStream<'static, Result<Bytes>> {
     if let Err(e) = repo.refuse_write_only("read backed-up data") {
         return stream::once(async { Err(e) }).boxed();
@@ -104,7 +117,7 @@ pub(crate) fn read_chunks(
     let ids = ids.to_vec();
     stream::once(async move {
         repo.ensure_index().await?;
-        Ok::<_, StoreError>(read_planned(repo, &ids, options))
+        Ok::<_, StoreError>(read_planned(repo, &ids, options, checks))
     })
     .try_flatten()
     .boxed()
@@ -114,18 +127,23 @@ fn read_planned(
     repo: Repository,
     ids: &[ChunkId],
     options: ReadOptions,
+    checks: ChunkChecks,
 ) -> BoxStream<'static, Result<Bytes>> {
     let plan = Arc::new(Plan::new(&repo, ids, options.window_bytes / 2));
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let fetched = stream::iter(0..plan.batches.len())
-        .map({
-            let plan = Arc::clone(&plan);
-            move |b| {
-                let (repo, plan, permits) = (repo.clone(), Arc::clone(&plan), Arc::clone(&permits));
-                async move { fetch_batch(&repo, &plan, b, &permits).await.map(|got| (b, got)) }
-            }
-        })
-        .buffered(options.batches_ahead());
+    let fetched =
+        stream::iter(0..plan.batches.len())
+            .map({
+                let plan = Arc::clone(&plan);
+                move |b| {
+                    let (repo, plan, permits) =
+                        (repo.clone(), Arc::clone(&plan), Arc::clone(&permits));
+                    async move {
+                        fetch_batch(&repo, &plan, b, &permits, checks).await.map(|got| (b, got))
+                    }
+                }
+            })
+            .buffered(options.batches_ahead());
     // Writes each batch's positions in order, keeping what a later position reuses.
     let mut kept: HashMap<ChunkId, Bytes> = HashMap::new();
     fetched
@@ -296,11 +314,12 @@ async fn fetch_batch(
     plan: &Plan,
     b: usize,
     permits: &Semaphore,
+    checks: ChunkChecks,
 ) -> Result<HashMap<ChunkId, Bytes>> {
     let batch = &plan.batches[b];
     if !batch.by_chunk {
         match fetch_requests(repo, batch, permits).await {
-            Ok(blobs) => return decode_batch(repo, batch, blobs).await,
+            Ok(blobs) => return decode_batch(repo, batch, blobs, checks).await,
             // Gone or unreachable: a prune may have repacked it; read chunk by chunk below.
             Err(StoreError::Core(CoreError::Missing { .. }) | StoreError::Object { .. }) => {
                 debug!(batch = b, "range requests failed; reading the batch chunk by chunk");
@@ -355,11 +374,12 @@ async fn fetch_requests(
 }
 
 /// Decodes the blobs of `batch` on the blocking pool: whole ones first, in parallel, then
-/// the deltas against them.
+/// the deltas against them; hashes them as `checks` says.
 async fn decode_batch(
     repo: &Repository,
     batch: &Batch,
     blobs: Vec<(ChunkId, BlobLocation, Bytes)>,
+    checks: ChunkChecks,
 ) -> Result<HashMap<ChunkId, Bytes>> {
     let locations: HashMap<ChunkId, BlobLocation> =
         blobs.iter().map(|(id, loc, _)| (*id, *loc)).collect();
@@ -380,7 +400,7 @@ async fn decode_batch(
     let whole_jobs = wholes
         .into_iter()
         .map(|(id, loc, blob)| {
-            let hash = if batch.bases_only.contains(&id) {
+            let hash = if checks == ChunkChecks::LeftToTheWhole || batch.bases_only.contains(&id) {
                 Hash::Skip
             } else {
                 Hash::Check { base: None }
@@ -395,13 +415,11 @@ async fn decode_batch(
         let base_id = loc.base.ok_or_else(|| lost(id))?;
         let base = decoded.get(&base_id).cloned().ok_or_else(|| lost(base_id))?;
         let base_loc = *locations.get(&base_id).ok_or_else(|| lost(base_id))?;
-        delta_jobs.push((
-            id,
-            loc,
-            blob,
-            Some(base),
-            Hash::Check { base: Some((base_id, base_loc)) },
-        ));
+        let hash = match checks {
+            ChunkChecks::Each => Hash::Check { base: Some((base_id, base_loc)) },
+            ChunkChecks::LeftToTheWhole => Hash::Skip,
+        };
+        delta_jobs.push((id, loc, blob, Some(base), hash));
     }
     decoded.extend(decode_all(delta_jobs).await?);
     for base in &batch.bases_only {
@@ -500,7 +518,8 @@ async fn on_blocking_pool(
 enum Hash {
     /// Checks it; when it fails for a delta, checks the base's too, to name the damaged one.
     Check { base: Option<(ChunkId, BlobLocation)> },
-    /// Leaves it to a later check that covers these bytes (a base, by its delta's result).
+    /// Leaves it to a later check that covers these bytes (a base, by its delta's result; a
+    /// chunk, by the whole stream's digest).
     Skip,
 }
 

@@ -278,10 +278,15 @@ impl Repository {
                 ),
             });
         }
-        let chunks: Vec<Bytes> =
-            crate::read::read_chunks(self.clone(), &entry.chunks, self.read_options())
-                .try_collect()
-                .await?;
+        let chunks: Vec<Bytes> = crate::read::read_chunks(
+            self.clone(),
+            &entry.chunks,
+            self.read_options(),
+            // The content is checked whole below before anything uses it.
+            crate::read::ChunkChecks::LeftToTheWhole,
+        )
+        .try_collect()
+        .await?;
         let mut content = Vec::with_capacity(entry.size as usize);
         for chunk in chunks {
             content.extend_from_slice(&chunk);

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use lifeboat_codec::compress::compress;
 use lifeboat_core::{Kind, MemoryBackup, NoProgress, Snapshot};
-use lifeboat_store::format::DATA_PREFIX;
+use lifeboat_store::format::{DATA_PREFIX, pack_key};
 use lifeboat_store::{BackupOptions, PruneOptions, ReadOptions, Repository, StoredSnapshot};
 use lifeboat_testkit::{FaultyStore, pseudo_random as random};
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::io::AsyncReadExt;
 
 async fn backup(repo: &Repository, name: &str, data: Vec<u8>) -> StoredSnapshot {
@@ -158,7 +159,44 @@ async fn a_reader_whose_packs_were_repacked_reads_through_a_fresh_index(
     assert!(read_back(&stale).await == keep, "the stream differs");
 }
 
+/// A chunk whose stored blob was swapped for a valid blob of other bytes (a plaintext
+/// repository: nothing authenticates it) is refused by both ways of reading: `open` names the
+/// chunk as soon as it is read, `open_whole` (which does not hash chunks one by one) fails
+/// at the end of the stream on the whole stream's SHA-256, naming the snapshot.
+async fn a_swapped_chunk_is_refused_by_both_checks(store: Arc<dyn ObjectStore>) {
+    let repo = Repository::init_store(store.clone(), "t").await.unwrap();
+    let data = random(6 << 20, 21);
+    let snap = backup(&repo, "app", data.clone()).await;
+    let untouched = backup(&repo, "other", random(2 << 20, 22)).await;
+    let mut whole = Vec::new();
+    untouched.open_whole().await.unwrap().read_to_end(&mut whole).await.unwrap();
+    assert!(whole == random(2 << 20, 22), "open_whole of an intact snapshot differs");
+
+    let victim = snap.manifest().chunks[1];
+    let loc = repo.locate(&victim).unwrap();
+    let key = pack_key(&loc.pack);
+    let mut pack = store.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
+    // Incompressible bytes of the same length compress to the same length.
+    let swapped = compress(&random(loc.plain as usize, 23), 3).unwrap();
+    assert_eq!(swapped.len(), loc.length as usize, "the swapped blob must fit in place");
+    let at = loc.offset as usize;
+    pack[at..at + swapped.len()].copy_from_slice(&swapped);
+    store.put(&key, PutPayload::from(pack)).await.unwrap();
+
+    let reader = Repository::open_store(store.clone(), "t").await.unwrap();
+    let snap = reader.load_snapshot(snap.id()).await.unwrap();
+    let mut out = Vec::new();
+    let each = snap.open().await.unwrap().read_to_end(&mut out).await.unwrap_err().to_string();
+    assert!(each.contains(&victim.to_hex()), "open names the chunk: {each}");
+    out.clear();
+    let whole = snap.open_whole().await.unwrap().read_to_end(&mut out).await.unwrap_err();
+    let whole = whole.to_string();
+    assert!(whole.contains(&snap.id().to_string()), "open_whole names the snapshot: {whole}");
+    assert!(out.len() as u64 <= data.len() as u64, "no more than the snapshot came out");
+}
+
 lifeboat_testkit::for_each_store!(
+    a_swapped_chunk_is_refused_by_both_checks,
     reads_with_few_requests,
     reads_deltas_and_repeats_through_any_window,
     requests_in_flight_follow_the_measured_round_trip,
