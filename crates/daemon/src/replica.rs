@@ -3,7 +3,9 @@
 //! A replicator that fails raises the job's `failing` alarm and is started again, waiting
 //! 1 s, doubling to 5 min; its status is in `/health` and the metrics. Its lock holder is a
 //! child process (`lifeboatd __replica-helper sqlite …`) that outlives lifeboatd for a while,
-//! so a restart resumes without a gap (the unit's `KillMode=process` lets it).
+//! so a restart resumes without a gap when the service manager leaves it running (systemd:
+//! a drop-in with `KillMode=process`; the shipped unit stops it, and the next start takes a
+//! new base snapshot when the `-wal` was restarted meanwhile).
 
 use std::sync::Arc;
 use std::time::Duration;
