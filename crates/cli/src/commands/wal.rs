@@ -184,6 +184,12 @@ async fn prefetch(request: &FetchRequest<'_>) -> anyhow::Result<()> {
         }))
         .buffered(depth.max(1));
         while let Some((wanted, content)) = fetched.next().await {
+            // Recovery may have ended while these were fetched: write nothing more into the
+            // data directory of a server that is running on its own; the loop's top removes
+            // the folder.
+            if !spool.in_recovery() {
+                break;
+            }
             match content {
                 Ok(Some(content)) => write_whole(&spool.path(&wanted), &content).await?,
                 Ok(None) => {
