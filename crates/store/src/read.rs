@@ -129,21 +129,17 @@ fn read_planned(
     options: ReadOptions,
     checks: ChunkChecks,
 ) -> BoxStream<'static, Result<Bytes>> {
-    let plan = Arc::new(Plan::new(&repo, ids, options.window_bytes / 2));
+    let plan = Arc::new(Plan::new(&repo, ids, options.window_bytes / 2, checks));
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let fetched =
-        stream::iter(0..plan.batches.len())
-            .map({
-                let plan = Arc::clone(&plan);
-                move |b| {
-                    let (repo, plan, permits) =
-                        (repo.clone(), Arc::clone(&plan), Arc::clone(&permits));
-                    async move {
-                        fetch_batch(&repo, &plan, b, &permits, checks).await.map(|got| (b, got))
-                    }
-                }
-            })
-            .buffered(options.batches_ahead());
+    let fetched = stream::iter(0..plan.batches.len())
+        .map({
+            let plan = Arc::clone(&plan);
+            move |b| {
+                let (repo, plan, permits) = (repo.clone(), Arc::clone(&plan), Arc::clone(&permits));
+                async move { fetch_batch(&repo, &plan, b, &permits).await.map(|got| (b, got)) }
+            }
+        })
+        .buffered(options.batches_ahead());
     // Writes each batch's positions in order, keeping what a later position reuses.
     let mut kept: HashMap<ChunkId, Bytes> = HashMap::new();
     fetched
@@ -212,12 +208,14 @@ struct Batch {
 struct Plan {
     steps: Vec<Step>,
     batches: Vec<Batch>,
+    /// How the decoded chunks are checked.
+    checks: ChunkChecks,
 }
 
 impl Plan {
-    /// Plans reading `ids`; a chunk seen again within `reuse_reach` plain bytes of its last
-    /// use is reused, not fetched.
-    fn new(repo: &Repository, ids: &[ChunkId], reuse_reach: u64) -> Self {
+    /// Plans reading `ids`, checked as `checks` says; a chunk seen again within
+    /// `reuse_reach` plain bytes of its last use is reused, not fetched.
+    fn new(repo: &Repository, ids: &[ChunkId], reuse_reach: u64, checks: ChunkChecks) -> Self {
         let mut steps: Vec<Step> = Vec::with_capacity(ids.len());
         let mut batches = Vec::new();
         // Last position and stream offset of each chunk.
@@ -268,7 +266,7 @@ impl Plan {
             batch.positions.end = ids.len();
             batches.push(finish(batch, &mut needed));
         }
-        Plan { steps, batches }
+        Plan { steps, batches, checks }
     }
 }
 
@@ -314,12 +312,11 @@ async fn fetch_batch(
     plan: &Plan,
     b: usize,
     permits: &Semaphore,
-    checks: ChunkChecks,
 ) -> Result<HashMap<ChunkId, Bytes>> {
     let batch = &plan.batches[b];
     if !batch.by_chunk {
         match fetch_requests(repo, batch, permits).await {
-            Ok(blobs) => return decode_batch(repo, batch, blobs, checks).await,
+            Ok(blobs) => return decode_batch(repo, batch, blobs, plan.checks).await,
             // Gone or unreachable: a prune may have repacked it; read chunk by chunk below.
             Err(StoreError::Core(CoreError::Missing { .. }) | StoreError::Object { .. }) => {
                 debug!(batch = b, "range requests failed; reading the batch chunk by chunk");

@@ -377,11 +377,8 @@ impl<'a> Replicator<'a> {
     /// would take it past `spans[0]`, once `spans[0]` has passed since it began (see
     /// [`Replicator::tidy`]), or once it holds [`compact::LEVEL1_BYTES`].
     async fn merge_level1(&mut self, segment: &Segment) {
-        let span = chrono::TimeDelta::from_std(self.options.request.compaction.spans[0])
-            .unwrap_or(chrono::TimeDelta::MAX);
-        let end = segment.commits.last().map(|c| c.time);
-        if self.level1.as_ref().zip(end).is_some_and(|(m, end)| end - m.started() >= span) {
-            self.store_level1().await;
+        if let Some(end) = segment.commits.last().map(|c| c.time) {
+            self.store_level1_past(end).await;
         }
         let added = self.level1.as_mut().is_some_and(|m| m.add(segment).is_ok());
         if !added {
@@ -390,6 +387,15 @@ impl<'a> Replicator<'a> {
             self.level1 = Merge::new(segment);
         }
         if self.level1.as_ref().is_some_and(|m| m.bytes() >= compact::LEVEL1_BYTES) {
+            self.store_level1().await;
+        }
+    }
+
+    /// Stores the level-1 merge when `spans[0]` has passed between its first commit and `at`.
+    async fn store_level1_past(&mut self, at: DateTime<Utc>) {
+        let span = chrono::TimeDelta::from_std(self.options.request.compaction.spans[0])
+            .unwrap_or(chrono::TimeDelta::MAX);
+        if self.level1.as_ref().is_some_and(|m| at - m.started() >= span) {
             self.store_level1().await;
         }
     }
@@ -422,10 +428,7 @@ impl<'a> Replicator<'a> {
         }
         self.tidied = Some(Instant::now());
         // A merge whose minute has passed while nothing was shipped is stored now.
-        let span = chrono::TimeDelta::from_std(rules.spans[0]).unwrap_or(chrono::TimeDelta::MAX);
-        if self.level1.as_ref().is_some_and(|m| Utc::now() - m.started() >= span) {
-            self.store_level1().await;
-        }
+        self.store_level1_past(Utc::now()).await;
         let name = self.options.request.name.clone();
         let names: Vec<SegmentName> = self
             .store
