@@ -554,10 +554,9 @@ fn compaction_merges_segments_into_levels_and_every_point_it_keeps_is_exact() {
             let log: Vec<String> =
                 std::iter::from_fn(|| lines.recv_timeout(Duration::from_millis(500)).ok())
                     .collect();
-            shipped_before_kill = log
-                .iter()
-                .filter(|l| l.contains("shipped") && l.contains("segment=L0-"))
-                .count() as u64;
+            shipped_before_kill =
+                log.iter().filter(|l| l.contains("shipped") && l.contains("segment=L0-")).count()
+                    as u64;
             assert!(shipped_before_kill > 0, "{}", log.join("\n"));
             replicator = start();
         }

@@ -59,6 +59,11 @@ pub enum Command {
         /// Encrypted is the default; kept so that older scripts still work.
         #[arg(long, hide = true, conflicts_with = "no_encryption")]
         encrypt: bool,
+        /// The hash that names chunks, fixed for the repository's life: blake3 (format 2,
+        /// the faster), or sha256 (format 1, which lifeboat builds before format 2 can
+        /// also open).
+        #[arg(long, value_name = "HASH", default_value = "blake3")]
+        chunk_ids: lifeboat_store::format::ChunkIdScheme,
     },
     /// The passwords of an encrypted repository.
     #[command(subcommand)]

@@ -23,7 +23,7 @@ use crate::crypt::Domain;
 use crate::delta::BaseFinder;
 use crate::error::{Result, StoreError};
 use crate::format::{
-    BlobEntry, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, encode_metadata, head_of,
+    BlobEntry, INDEX_VERSION, IndexFile, PackBuilder, PackEntry, encode_metadata, head_of,
     pack_key, snapshot_key, tail_of,
 };
 use crate::prune::MERGE_INDEX_FILES_ABOVE;
@@ -401,7 +401,7 @@ impl Repository {
         drop(digest_tx);
         (out.size, out.sha256) = joined(digest.await)?;
         if !packs.is_empty() {
-            self.write_index_file(IndexFile { version: FORMAT_VERSION, packs }).await?;
+            self.write_index_file(IndexFile { version: INDEX_VERSION, packs }).await?;
         }
         Ok(out)
     }
@@ -436,8 +436,8 @@ async fn seal(
     let plain = chunk.len() as u32;
     let crypt = repo.crypt().clone();
     let (id, head, tail) = blocking({
-        let (chunk, crypt) = (chunk.clone(), crypt.clone());
-        move || Ok((crypt.chunk_id(&chunk), head_of(&chunk), tail_of(&chunk)))
+        let (chunk, repo) = (chunk.clone(), repo.clone());
+        move || Ok((repo.chunk_id(&chunk), head_of(&chunk), tail_of(&chunk)))
     })
     .await?;
     if known.contains_key(&id) {

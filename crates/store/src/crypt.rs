@@ -43,6 +43,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use crate::error::{Result, StoreError};
+use crate::format::ChunkIdScheme;
 
 /// The `encryption` value of an encrypted repository's config.
 pub const ENCRYPTION: &str = "xchacha20-poly1305";
@@ -280,19 +281,59 @@ impl std::fmt::Debug for Crypt {
     }
 }
 
-impl Crypt {
-    /// The id of a chunk: SHA-256 of its bytes, or HMAC-SHA-256 with the MAC key when sealed.
-    pub(crate) fn chunk_id(&self, plain: &[u8]) -> ChunkId {
-        let mac = match self {
-            Crypt::Plain => return Digest::of(plain),
-            Crypt::Sealed(key) => &key.mac,
-            Crypt::WriteOnly(key) => &key.mac,
+/// Makes chunk ids as one repository does: the hash its config names ([`ChunkIdScheme`]),
+/// keyed with the MAC key when the repository is encrypted, so the store cannot confirm that
+/// a file it knows is in it.
+pub(crate) enum ChunkIds {
+    Sha256,
+    HmacSha256(Hmac<Sha256>),
+    Blake3,
+    Blake3Keyed(Zeroizing<[u8; 32]>),
+}
+
+impl ChunkIds {
+    /// The ids of a repository with chunk ids made by `scheme`, opened with `crypt`.
+    pub(crate) fn new(scheme: ChunkIdScheme, crypt: &Crypt) -> Self {
+        let keys = match crypt {
+            Crypt::Plain => None,
+            Crypt::Sealed(key) => Some((&key.mac, &key.id_key)),
+            Crypt::WriteOnly(key) => Some((&key.mac, &key.id_key)),
         };
-        let mut mac = mac.clone();
-        mac.update(plain);
-        Digest(mac.finalize().into_bytes().into())
+        match (scheme, keys) {
+            (ChunkIdScheme::Sha256, None) => ChunkIds::Sha256,
+            (ChunkIdScheme::Sha256, Some((mac, _))) => ChunkIds::HmacSha256(mac.clone()),
+            (ChunkIdScheme::Blake3, None) => ChunkIds::Blake3,
+            (ChunkIdScheme::Blake3, Some((_, key))) => ChunkIds::Blake3Keyed(key.clone()),
+        }
     }
 
+    /// The id of a chunk with these bytes.
+    pub(crate) fn of(&self, plain: &[u8]) -> ChunkId {
+        match self {
+            ChunkIds::Sha256 => Digest::of(plain),
+            ChunkIds::HmacSha256(mac) => {
+                let mut mac = mac.clone();
+                mac.update(plain);
+                Digest(mac.finalize().into_bytes().into())
+            }
+            ChunkIds::Blake3 => Digest(*blake3::hash(plain).as_bytes()),
+            ChunkIds::Blake3Keyed(key) => Digest(*blake3::keyed_hash(key, plain).as_bytes()),
+        }
+    }
+}
+
+impl std::fmt::Debug for ChunkIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChunkIds::Sha256 => "Sha256",
+            ChunkIds::HmacSha256(_) => "HmacSha256(***)",
+            ChunkIds::Blake3 => "Blake3",
+            ChunkIds::Blake3Keyed(_) => "Blake3Keyed(***)",
+        })
+    }
+}
+
+impl Crypt {
     /// Seals `plain` as `domain` (returns it as it is in a plaintext repository).
     pub(crate) fn seal(&self, domain: Domain, plain: Vec<u8>) -> Result<Vec<u8>> {
         let aad = domain.aad();
@@ -412,6 +453,12 @@ fn aead_from(key: &[u8; 32]) -> XChaCha20Poly1305 {
     XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*key))
 }
 
+/// The key of keyed BLAKE3 chunk ids, derived from the MAC key (so a write-only key, which
+/// holds the MAC key, makes the same ids).
+fn blake3_id_key(mac_key: &[u8]) -> Zeroizing<[u8; 32]> {
+    subkey(mac_key, None, b"lifeboat blake3 chunk id key v1")
+}
+
 fn mac_from(key: &[u8]) -> Result<Hmac<Sha256>> {
     // HMAC takes keys of any length; the error cannot happen.
     <Hmac<Sha256> as KeyInit>::new_from_slice(key).map_err(|_| StoreError::Malformed {
@@ -449,6 +496,7 @@ pub(crate) struct MasterKey {
     index: XChaCha20Poly1305,
     index_raw: Zeroizing<[u8; 32]>,
     mac: Hmac<Sha256>,
+    id_key: Zeroizing<[u8; 32]>,
     secret: StaticSecret,
     public: PublicKey,
     /// AEAD keys of write-only writers' ephemeral keys seen so far.
@@ -467,6 +515,7 @@ impl MasterKey {
         data.copy_from_slice(&raw[..32]);
         let aead = aead_from(&data);
         let mac = mac_from(&raw[32..])?;
+        let id_key = blake3_id_key(&raw[32..]);
         let index_raw = subkey(&raw[..], None, b"lifeboat index key v1");
         let secret = StaticSecret::from(*subkey(&raw[..], None, b"lifeboat x25519 key v1"));
         let public = PublicKey::from(&secret);
@@ -475,6 +524,7 @@ impl MasterKey {
             index: aead_from(&index_raw),
             index_raw,
             mac,
+            id_key,
             secret,
             public,
             raw,
@@ -544,6 +594,7 @@ impl MasterKey {
 /// that what it writes is sealed to, with this process's ephemeral key pair.
 pub(crate) struct WriteKey {
     mac: Hmac<Sha256>,
+    id_key: Zeroizing<[u8; 32]>,
     index: XChaCha20Poly1305,
     /// This process's ephemeral public key and the AEAD key it shares with the repository
     /// key. One per opened handle: a full key derives it once per handle it reads from.
@@ -574,6 +625,7 @@ impl WriteKey {
         })?;
         Ok(WriteKey {
             mac: mac_from(mac)?,
+            id_key: blake3_id_key(mac),
             index: aead_from(&index),
             ephemeral: (ephemeral_public, aead),
         })
@@ -870,7 +922,21 @@ mod tests {
         let sealed = crypt.seal(Domain::Index, b"hello".to_vec()).unwrap();
         assert!(crypt.open("i", Domain::Manifest, sealed.clone().into()).is_err(), "other domain");
         assert!(crypt.open("i", Domain::Lease, sealed.into()).is_err(), "other domain");
-        assert_ne!(crypt.chunk_id(b"abc"), Digest::of(b"abc"));
+        for scheme in [ChunkIdScheme::Sha256, ChunkIdScheme::Blake3] {
+            let keyed = ChunkIds::new(scheme, &crypt);
+            let plain = ChunkIds::new(scheme, &Crypt::Plain);
+            assert_ne!(keyed.of(b"abc"), plain.of(b"abc"), "{scheme} ids are keyed");
+            assert_eq!(keyed.of(b"abc"), keyed.of(b"abc"));
+        }
+        assert_eq!(
+            ChunkIds::new(ChunkIdScheme::Sha256, &Crypt::Plain).of(b"abc"),
+            Digest::of(b"abc")
+        );
+        assert_eq!(
+            ChunkIds::new(ChunkIdScheme::Blake3, &Crypt::Plain).of(b"abc").to_hex(),
+            "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85",
+            "BLAKE3's published digest of \"abc\""
+        );
     }
 
     #[test]
@@ -903,14 +969,17 @@ mod tests {
         let writer = slot.unwrap("k", &key, "r").unwrap().unwrap().crypt;
         assert!(writer.is_write_only());
         // Same chunk ids as the full key, so its backups deduplicate against everyone's.
-        assert_eq!(writer.chunk_id(b"abc"), full.chunk_id(b"abc"));
+        for scheme in [ChunkIdScheme::Sha256, ChunkIdScheme::Blake3] {
+            let ids = |crypt: &Crypt| ChunkIds::new(scheme, crypt).of(b"abc");
+            assert_eq!(ids(&writer), ids(&full), "{scheme}");
+        }
         // The index is shared both ways.
         let index = full.seal(Domain::Index, b"idx".to_vec()).unwrap();
         assert_eq!(&writer.open("i", Domain::Index, index.into()).unwrap()[..], b"idx");
         let index = writer.seal(Domain::Index, b"idx2".to_vec()).unwrap();
         assert_eq!(&full.open("i", Domain::Index, index.into()).unwrap()[..], b"idx2");
         // Data it writes, only the full key reads, and it reads nobody's.
-        let id = writer.chunk_id(b"data");
+        let id = ChunkIds::new(ChunkIdScheme::Blake3, &writer).of(b"data");
         let blob = writer.seal(Domain::Blob(id), b"data".to_vec()).unwrap();
         assert_eq!(blob.len(), 4 + OVERHEAD + PUBLIC);
         assert_eq!(&full.open("b", Domain::Blob(id), blob.clone().into()).unwrap()[..], b"data");

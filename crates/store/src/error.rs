@@ -36,11 +36,15 @@ pub enum StoreError {
         url: String,
     },
     /// The repository was written by a newer lifeboat.
-    #[error("repository format version {found} is not supported (this lifeboat reads {supported})")]
+    #[error(
+        "repository format version {found} is not supported (this lifeboat reads versions {} \
+         to {supported})",
+        crate::format::OLDEST_FORMAT_VERSION
+    )]
     UnsupportedVersion {
         /// Version found in the config object.
         found: u32,
-        /// Version this build supports.
+        /// The newest version this build reads.
         supported: u32,
     },
     /// The store refused the credentials.

@@ -14,8 +14,13 @@ use serde::{Deserialize, Serialize};
 use crate::crypt::{Crypt, Domain};
 use crate::error::{Result, StoreError};
 
-/// The repository format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The repository format version `init` writes by default: 2, chunk ids made with BLAKE3.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest repository format version this build reads and writes: 1, chunk ids made with
+/// SHA-256. A repository keeps its version for life, so its chunks always dedupe.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+/// The version of index files (the same in both repository format versions).
+pub const INDEX_VERSION: u32 = 1;
 
 /// Key of the config object.
 pub const CONFIG_KEY: &str = "config";
@@ -58,13 +63,68 @@ pub struct RepoConfig {
     /// Encryption at rest: `none`, or `xchacha20-poly1305` (every object but this one and
     /// the key slots sealed; chunk ids keyed; see `docs/repository-format.md`).
     pub encryption: String,
+    /// How chunk ids are made: absent (SHA-256) in version-1 configs.
+    #[serde(default)]
+    pub chunk_ids: ChunkIdScheme,
+}
+
+/// The hash that names chunks in one repository (keyed in an encrypted one). Fixed when the
+/// repository is made: equal content must get one id from every writer, for life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChunkIdScheme {
+    /// SHA-256 (HMAC-SHA-256 when encrypted): format version 1.
+    #[default]
+    Sha256,
+    /// BLAKE3 (keyed BLAKE3 when encrypted): format version 2, the default of `init`; hashes
+    /// about twice as fast as SHA-256 with SHA-NI, so backups spend one core-second less
+    /// per ~3 GB.
+    Blake3,
+}
+
+impl ChunkIdScheme {
+    /// The repository format version a new repository with this scheme gets: 1 for SHA-256,
+    /// so that older lifeboat builds can still open it.
+    pub fn format_version(self) -> u32 {
+        match self {
+            ChunkIdScheme::Sha256 => OLDEST_FORMAT_VERSION,
+            ChunkIdScheme::Blake3 => FORMAT_VERSION,
+        }
+    }
+}
+
+impl std::fmt::Display for ChunkIdScheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ChunkIdScheme::Sha256 => "sha256",
+            ChunkIdScheme::Blake3 => "blake3",
+        })
+    }
+}
+
+impl std::str::FromStr for ChunkIdScheme {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "sha256" => Ok(ChunkIdScheme::Sha256),
+            "blake3" => Ok(ChunkIdScheme::Blake3),
+            other => Err(format!("unknown chunk id hash {other:?} (sha256 or blake3)")),
+        }
+    }
 }
 
 impl RepoConfig {
-    /// A new config with default parameters and a fresh id.
+    /// A new config with default parameters (BLAKE3 chunk ids) and a fresh id.
     pub fn new() -> Self {
+        Self::with_chunk_ids(ChunkIdScheme::Blake3)
+    }
+
+    /// A new config with default parameters, chunk ids made with `scheme`, at the format
+    /// version that scheme needs, and a fresh id.
+    pub fn with_chunk_ids(scheme: ChunkIdScheme) -> Self {
         RepoConfig {
-            version: FORMAT_VERSION,
+            version: scheme.format_version(),
             id: hex::encode(rand::random::<[u8; 16]>()),
             created: Utc::now(),
             chunker: ChunkerParams::default(),
@@ -72,6 +132,7 @@ impl RepoConfig {
             compression_level: lifeboat_codec::compress::DEFAULT_LEVEL,
             pack_size: 8 << 20,
             encryption: "none".into(),
+            chunk_ids: scheme,
         }
     }
 }
@@ -91,11 +152,17 @@ impl RepoConfig {
         let malformed = |reason: String| StoreError::Malformed { key: CONFIG_KEY.into(), reason };
         let config: RepoConfig =
             serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
-        if config.version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version) {
             return Err(StoreError::UnsupportedVersion {
                 found: config.version,
                 supported: FORMAT_VERSION,
             });
+        }
+        if config.chunk_ids.format_version() != config.version {
+            return Err(malformed(format!(
+                "format version {} does not go with {} chunk ids",
+                config.version, config.chunk_ids
+            )));
         }
         config.chunker.validate().map_err(malformed)?;
         // Both sizes set how much a backup holds in memory: a damaged config must not make
@@ -462,10 +529,10 @@ pub(crate) fn decode_index_in(key: &Path, body: &[u8], crypt: &Crypt) -> Result<
     }
     let body = crypt.open_slice(key.as_ref(), Domain::Index, body)?;
     let file: IndexFile = decode_metadata(key.as_ref(), &body)?;
-    if file.version != FORMAT_VERSION {
+    if file.version != INDEX_VERSION {
         return Err(StoreError::Malformed {
             key: key.to_string(),
-            reason: format!("index format version {} (expected {FORMAT_VERSION})", file.version),
+            reason: format!("index format version {} (expected {INDEX_VERSION})", file.version),
         });
     }
     for pack in &file.packs {

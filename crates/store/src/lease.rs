@@ -72,7 +72,7 @@ impl Repository {
 
     /// The folder of the lease of replica `name`: named by a keyed hash, as WAL series are.
     fn replica_lease_folder(&self, name: &str) -> String {
-        let id = self.crypt().chunk_id(format!("lifeboat replica lease {name}").as_bytes());
+        let id = self.chunk_id(format!("lifeboat replica lease {name}").as_bytes());
         format!("{REPLICAS}/{}", &id.to_hex()[..32])
     }
 

@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 use crate::crypt::Domain;
 use crate::error::{Result, StoreError};
 use crate::format::{
-    DATA_PREFIX, FORMAT_VERSION, IndexFile, PackBuilder, PackEntry, id_from_key, pack_key,
+    DATA_PREFIX, INDEX_VERSION, IndexFile, PackBuilder, PackEntry, id_from_key, pack_key,
     read_pack_trailer_in,
 };
 use crate::lease::MaintenanceLease;
@@ -199,7 +199,7 @@ impl Repository {
                 if options.dry_run {
                     continue;
                 }
-                self.write_index_file(IndexFile { version: FORMAT_VERSION, packs: revive }).await?;
+                self.write_index_file(IndexFile { version: INDEX_VERSION, packs: revive }).await?;
                 if rest.is_empty() {
                     self.delete_key(&key).await?;
                     continue;
@@ -267,7 +267,7 @@ impl Repository {
                 continue;
             }
             if !revive.is_empty() {
-                self.write_index_file(IndexFile { version: FORMAT_VERSION, packs: revive }).await?;
+                self.write_index_file(IndexFile { version: INDEX_VERSION, packs: revive }).await?;
             }
             for pack in &delete {
                 lease.keep_alive().await?;
@@ -377,7 +377,7 @@ impl Repository {
             new_packs.push(self.write_pack(builder).await?);
         }
         if !new_packs.is_empty() {
-            self.write_index_file(IndexFile { version: FORMAT_VERSION, packs: new_packs }).await?;
+            self.write_index_file(IndexFile { version: INDEX_VERSION, packs: new_packs }).await?;
         }
         if garbage.is_empty() {
             return Ok(());
@@ -450,7 +450,7 @@ impl Repository {
         let written = if packs.is_empty() {
             None
         } else {
-            Some(self.write_index_file(IndexFile { version: FORMAT_VERSION, packs }).await?)
+            Some(self.write_index_file(IndexFile { version: INDEX_VERSION, packs }).await?)
         };
         for (key, _) in files {
             if Some(key) != written.as_ref() {

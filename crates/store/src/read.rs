@@ -31,7 +31,7 @@ use lifeboat_core::{ChunkId, Digest, Error as CoreError};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
-use crate::crypt::{Crypt, Domain};
+use crate::crypt::Domain;
 use crate::error::{Result, StoreError};
 use crate::format::pack_key;
 use crate::repository::{BlobLocation, Repository};
@@ -382,13 +382,12 @@ async fn decode_batch(
         blobs.iter().map(|(id, loc, _)| (*id, *loc)).collect();
     let (deltas, wholes): (Vec<_>, Vec<_>) =
         blobs.into_iter().partition(|(_, loc, _)| loc.base.is_some());
-    let crypt = repo.crypt();
     let decode_all = |jobs: Vec<(ChunkId, BlobLocation, Bytes, Option<Bytes>, Hash)>| {
         futures::future::try_join_all(jobs.into_iter().map(|(id, loc, blob, base, hash)| {
-            let crypt = crypt.clone();
+            let repo = repo.clone();
             async move {
                 let plain =
-                    on_blocking_pool(&loc, move || decode(&crypt, id, loc, blob, base, hash))
+                    on_blocking_pool(&loc, move || decode(&repo, id, loc, blob, base, hash))
                         .await?;
                 Ok::<_, StoreError>((id, plain))
             }
@@ -458,11 +457,11 @@ async fn read_chunk_once(repo: &Repository, id: ChunkId) -> Result<Bytes> {
     let loc = repo
         .locate(&id)
         .ok_or_else(|| CoreError::Missing { object: format!("chunk {id} (not in any index)") })?;
-    let crypt = repo.crypt().clone();
+    let keys = repo.clone();
     let Some(base_id) = loc.base else {
         let blob = fetch_blob(repo, &loc).await?;
         let hash = Hash::Check { base: None };
-        return on_blocking_pool(&loc, move || decode(&crypt, id, loc, blob, None, hash)).await;
+        return on_blocking_pool(&loc, move || decode(&keys, id, loc, blob, None, hash)).await;
     };
     let base_loc = repo.locate(&base_id).ok_or_else(|| CoreError::Missing {
         object: format!("chunk {base_id}, the base of chunk {id} (not in any index)"),
@@ -480,15 +479,15 @@ async fn read_chunk_once(repo: &Repository, id: ChunkId) -> Result<Bytes> {
     // only then is the base hashed, to say which of the two is damaged.
     let base = async {
         let blob = fetch_blob(repo, &base_loc).await?;
-        let crypt = crypt.clone();
+        let keys = keys.clone();
         on_blocking_pool(&base_loc, move || {
-            decode(&crypt, base_id, base_loc, blob, None, Hash::Skip)
+            decode(&keys, base_id, base_loc, blob, None, Hash::Skip)
         })
         .await
     };
     let (blob, base) = futures::try_join!(fetch_blob(repo, &loc), base)?;
     let hash = Hash::Check { base: Some((base_id, base_loc)) };
-    on_blocking_pool(&loc, move || decode(&crypt, id, loc, blob, Some(base), hash)).await
+    on_blocking_pool(&loc, move || decode(&keys, id, loc, blob, Some(base), hash)).await
 }
 
 /// The compressed blob at `loc`: one range request.
@@ -523,7 +522,7 @@ enum Hash {
 /// Opens and decompresses the blob of chunk `id` (against `base` for a delta) and checks its
 /// hash as `hash` says.
 fn decode(
-    crypt: &Crypt,
+    repo: &Repository,
     id: ChunkId,
     loc: BlobLocation,
     blob: Bytes,
@@ -534,7 +533,7 @@ fn decode(
     // A damaged base makes its delta fail: say so rather than blame the delta.
     let damaged_base = || match (&hash, &base) {
         (Hash::Check { base: Some((base_id, base_loc)) }, Some(plain)) => {
-            let actual = crypt.chunk_id(plain);
+            let actual = repo.chunk_id(plain);
             (actual != *base_id).then(|| CoreError::Corrupt {
                 object: format!(
                     "chunk {base_id} in {} (the base of chunk {id})",
@@ -547,7 +546,7 @@ fn decode(
         _ => None,
     };
     // A blob that does not authenticate is never decompressed.
-    let blob = crypt.open(&object, Domain::Blob(id), blob).map_err(CoreError::from)?;
+    let blob = repo.crypt().open(&object, Domain::Blob(id), blob).map_err(CoreError::from)?;
     let plain = match &base {
         None => compress::decompress(&blob, loc.plain as usize),
         Some(base) => delta::decompress_against(&blob, base, loc.plain as usize),
@@ -560,7 +559,7 @@ fn decode(
         })
     })?;
     let actual = match hash {
-        Hash::Check { .. } => crypt.chunk_id(&plain),
+        Hash::Check { .. } => repo.chunk_id(&plain),
         Hash::Skip => id,
     };
     if actual != id {

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::error::Result;
 use crate::format::{
-    DATA_PREFIX, FORMAT_VERSION, IndexFile, PackEntry, id_from_key, read_pack_trailer_in,
+    DATA_PREFIX, INDEX_VERSION, IndexFile, PackEntry, id_from_key, read_pack_trailer_in,
 };
 use crate::repository::{DamagedObject, Repository};
 
@@ -111,7 +111,7 @@ impl Repository {
         }
         // The replacement first, the damaged files after: never a moment with neither.
         if !packs.is_empty() {
-            let key = self.write_index_file(IndexFile { version: FORMAT_VERSION, packs }).await?;
+            let key = self.write_index_file(IndexFile { version: INDEX_VERSION, packs }).await?;
             report.new_index = Some(key.to_string());
         }
         for d in &report.damaged_indexes {

@@ -11,12 +11,12 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use tracing::{debug, warn};
 
 use crate::crypt::{
-    Access, Crypt, Domain, ENCRYPTION, KEYS_PREFIX, KdfParams, KeyFileText, KeySlot, MasterKey,
-    Password, Unlocked, new_key_file, slot_key,
+    Access, ChunkIds, Crypt, Domain, ENCRYPTION, KEYS_PREFIX, KdfParams, KeyFileText, KeySlot,
+    MasterKey, Password, Unlocked, new_key_file, slot_key,
 };
 use crate::error::{Result, StoreError};
 use crate::format::{
-    CONFIG_KEY, FORMAT_VERSION, INDEX_PREFIX, IndexFile, RepoConfig, decode_index_in,
+    CONFIG_KEY, INDEX_PREFIX, INDEX_VERSION, IndexFile, RepoConfig, decode_index_in,
     encode_metadata, index_key,
 };
 use crate::retry::with_retries;
@@ -86,6 +86,8 @@ pub(crate) struct Inner {
     config_digest: [u8; 32],
     /// Plain, the master key, or a write-only key.
     pub(crate) crypt: Crypt,
+    /// How chunks are named here (the config's scheme, keyed by `crypt`).
+    ids: ChunkIds,
     /// The key slot this handle was opened (or created) with.
     slot: RwLock<Option<String>>,
     index: RwLock<Arc<ChunkIndex>>,
@@ -150,6 +152,22 @@ impl Repository {
         Self::init_store_with(store, url, None).await
     }
 
+    /// Creates a new repository at `url` with `config`'s parameters (its chunk ids, see
+    /// [`RepoConfig::with_chunk_ids`]): encrypted, opened by `password`, when one is given.
+    ///
+    /// # Errors
+    /// As [`Repository::init`].
+    pub async fn init_as(
+        url: &str,
+        password: Option<&Password>,
+        config: RepoConfig,
+    ) -> Result<Self> {
+        let location = Location::parse(url)?;
+        let store = location.open(url, true)?;
+        let repo = Self::init_store_as(store, url, password, config).await?;
+        Ok(repo.at(location))
+    }
+
     /// Creates a new repository in an already opened object store: encrypted, opened by
     /// `password`, when one is given.
     ///
@@ -160,7 +178,22 @@ impl Repository {
         url: &str,
         password: Option<&Password>,
     ) -> Result<Self> {
-        let mut config = RepoConfig::new();
+        Self::init_store_as(store, url, password, RepoConfig::new()).await
+    }
+
+    /// Creates a new repository in an already opened object store with `config`'s
+    /// parameters: encrypted, opened by `password`, when one is given (`config`'s
+    /// `encryption` is set to match).
+    ///
+    /// # Errors
+    /// As [`Repository::init`].
+    pub async fn init_store_as(
+        store: Arc<dyn ObjectStore>,
+        url: &str,
+        password: Option<&Password>,
+        mut config: RepoConfig,
+    ) -> Result<Self> {
+        config.encryption = "none".into();
         if password.is_some() {
             config.encryption = ENCRYPTION.into();
         }
@@ -425,6 +458,7 @@ impl Repository {
                 read_options: RwLock::new(crate::read::ReadOptions::default()),
                 url: url.into(),
                 store,
+                ids: ChunkIds::new(config.chunk_ids, &crypt),
                 config,
                 config_digest,
                 crypt,
@@ -575,7 +609,7 @@ impl Repository {
         self.set_index(index);
         let mut marked = ChunkIndex::new();
         for packs in marked_packs {
-            add_to_index(&mut marked, &IndexFile { version: FORMAT_VERSION, packs });
+            add_to_index(&mut marked, &IndexFile { version: INDEX_VERSION, packs });
         }
         let marked = Arc::new(marked);
         match self.inner.marked.write() {
@@ -1277,6 +1311,12 @@ impl Repository {
 
     pub(crate) fn crypt(&self) -> &Crypt {
         &self.inner.crypt
+    }
+
+    /// The id of a chunk with these bytes in this repository (also of names that must not be
+    /// guessable from the store: WAL series, replica leases).
+    pub(crate) fn chunk_id(&self, plain: &[u8]) -> ChunkId {
+        self.inner.ids.of(plain)
     }
 
     /// [`StoreError::WriteOnly`] for a write-only key: checked before the store is asked, so

@@ -129,7 +129,7 @@ pub fn check_wal_file_name(file: &str) -> Result<()> {
 impl Repository {
     /// The store folder of a series.
     fn wal_series_key(&self, series: &str) -> String {
-        let id = self.crypt().chunk_id(format!("lifeboat wal series {series}").as_bytes());
+        let id = self.chunk_id(format!("lifeboat wal series {series}").as_bytes());
         format!("{WAL_PREFIX}/{}", &id.to_hex()[..32])
     }
 
@@ -148,7 +148,7 @@ impl Repository {
         lifeboat_core::check_snapshot_name(series)?;
         check_wal_file_name(file)?;
         let key = self.wal_key(series, file);
-        let tag = self.crypt().chunk_id(&Digest::of(&content).0);
+        let tag = self.chunk_id(&Digest::of(&content).0);
         let conflict = || StoreError::WalConflict { series: series.into(), file: file.into() };
         // A retry after a push whose success PostgreSQL never heard of is the common case.
         if let Some(existing) = self.wal_tag(&key).await? {
@@ -180,7 +180,7 @@ impl Repository {
         lifeboat_core::check_snapshot_name(series)?;
         check_wal_file_name(file)?;
         let key = self.wal_key(series, file);
-        let tag = self.crypt().chunk_id(&Digest::of(&content).0);
+        let tag = self.chunk_id(&Digest::of(&content).0);
         self.store_wal_file(series, file, key, tag, content).await
     }
 

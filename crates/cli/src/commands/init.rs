@@ -3,9 +3,16 @@
 use std::process::ExitCode;
 
 use lifeboat_store::Repository;
+use lifeboat_store::format::{ChunkIdScheme, RepoConfig};
 
-/// Creates the repository at `url`: encrypted unless `no_encryption`.
-pub async fn run(url: &str, no_encryption: bool) -> anyhow::Result<ExitCode> {
+/// Creates the repository at `url`: encrypted unless `no_encryption`, its chunks named with
+/// `chunk_ids`.
+pub async fn run(
+    url: &str,
+    no_encryption: bool,
+    chunk_ids: ChunkIdScheme,
+) -> anyhow::Result<ExitCode> {
+    let config = RepoConfig::with_chunk_ids(chunk_ids);
     let repo = if no_encryption {
         // A password says the user expects encryption: a plaintext repository would be a
         // surprise found only when the backups leak.
@@ -21,7 +28,7 @@ pub async fn run(url: &str, no_encryption: bool) -> anyhow::Result<ExitCode> {
             }
             .into());
         }
-        Repository::init(url).await?
+        Repository::init_as(url, None, config).await?
     } else {
         // Before asking for a password: a URL that is wrong, a store that cannot be reached
         // or a repository already there is said at once, not after the password was typed
@@ -49,9 +56,13 @@ pub async fn run(url: &str, no_encryption: bool) -> anyhow::Result<ExitCode> {
                 }
             })?,
         };
-        Repository::init_encrypted(url, &password).await?
+        Repository::init_as(url, Some(&password), config).await?
     };
     let what = if no_encryption { "plaintext" } else { "encrypted" };
-    println!("created {what} lifeboat repository {} at {url}", repo.config().id);
+    let config = repo.config();
+    println!(
+        "created {what} lifeboat repository {} at {url} (format {}, {} chunk ids)",
+        config.id, config.version, config.chunk_ids
+    );
     Ok(ExitCode::SUCCESS)
 }

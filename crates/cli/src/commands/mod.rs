@@ -42,7 +42,9 @@ pub async fn run(cli: Cli, matches: &ArgMatches, registry: &Registry) -> anyhow:
     // The drill options of every backend, as `drill` and `verify --restore` were given them.
     let drill_options = || crate::backends::options(sub, &registry.drill_options());
     match cli.command {
-        Command::Init { no_encryption, encrypt: _ } => init::run(&repo, no_encryption).await,
+        Command::Init { no_encryption, encrypt: _, chunk_ids } => {
+            init::run(&repo, no_encryption, chunk_ids).await
+        }
         Command::Key(command) => key::run(&repo, command).await,
         Command::Backup(_) => match sub.subcommand() {
             Some((command, args)) => backup::run(&repo, registry, command, args).await,
