@@ -14,7 +14,9 @@
 #      it does by default on the database host; then, into a second repository for the
 #      record, `--via replication`), `pgbackrest --type=full backup`,
 #      the runbook's `pg_basebackup -D - -Ft -X fetch | gzip`: seconds, stored bytes, peak
-#      RSS (client side);
+#      RSS (client side). lifeboat's and pgBackRest's full backups run FULL_ROUNDS times
+#      (default 3) in turning order, with lifeboat into a format-1 repository (SHA-256 chunk
+#      ids) beside them; each is reported by its median round;
 #   2. after `pgbench -t DAY_TX -c 1 -n` (default 5000): a second base backup, lifeboat's and
 #      pgBackRest's incremental: seconds and the bytes each repository grew by;
 #   3. restore to a time, end to end: the time T and `sum(abalance)` are read in one
@@ -35,7 +37,7 @@
 #
 # Run from anywhere in the repository:
 #   bash bench/pitr.sh                          # scale 100
-#   SCALE=10 KEEPUP_SECS=10 bash bench/pitr.sh  # quick run
+#   SCALE=10 KEEPUP_SECS=10 FULL_ROUNDS=1 bash bench/pitr.sh  # quick run
 # Needs: cargo, PostgreSQL server binaries with pgbench, pgbackrest, gzip, GNU time, python3,
 #   runuser when run as root (as root, missing Debian packages are installed with apt-get:
 #   postgresql postgresql-contrib pgbackrest gzip time python3 util-linux).
@@ -50,7 +52,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCALE="${SCALE:-100}"
 DAY_TX="${DAY_TX:-5000}"
 KEEPUP_SECS="${KEEPUP_SECS:-30}"
-for v in SCALE DAY_TX KEEPUP_SECS; do
+FULL_ROUNDS="${FULL_ROUNDS:-3}"
+for v in SCALE DAY_TX KEEPUP_SECS FULL_ROUNDS; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "error: $v must be a positive whole number, got '${!v}'" >&2; exit 2; }
 done
 
@@ -182,16 +185,69 @@ archived_now
 pgbr check > "$W/logs/pgbr-check.out" 2>&1 || { cat "$W/logs/pgbr-check.out" >&2; die "pgbackrest check failed"; }
 
 # ---------------------------------------------------------------- 1. full base backups
-warm_pg
-timed lb_full "${PG_USER[@]}" "$LB" --repo "$W/lb-repo" --key-file "$W/lb-key" backup postgres-cluster "$(url postgres)" --name bench
+# FULL_ROUNDS rounds (default 3), the tools' order turning each round: lifeboat, lifeboat
+# into a format-1 repository (SHA-256 chunk ids, `init --chunk-ids sha256`: what the
+# repository format costs, on the same binary) and pgBackRest; each is reported by its
+# median round. lifeboat's first round goes into the bench's repository, later ones into
+# fresh repositories (opened with a key file too), so every one is a full backup.
+# new_lb_repo DIR [INIT ARGS...]: a fresh encrypted repository at DIR with a key file DIR.key.
+new_lb_repo() {
+    local dir=$1
+    shift
+    rm -rf "$dir" "$dir.key"
+    as_pg "$LB" --repo "$dir" --password-file "$W/lb-password" init "$@" > /dev/null 2>&1
+    as_pg "$LB" --repo "$dir" --password-file "$W/lb-password" key add --out "$dir.key" > /dev/null 2>&1
+}
+# median KEY: SECS, CPU and RSS of KEY from the round (KEY_r1..) with the median seconds.
+median() {
+    local key=$1 r pick all=""
+    for ((r = 1; r <= FULL_ROUNDS; r++)); do all+="${SECS[${key}_r$r]} "; done
+    pick=$(for ((r = 1; r <= FULL_ROUNDS; r++)); do echo "${SECS[${key}_r$r]} $r"; done |
+        sort -n | awk -v m=$(((FULL_ROUNDS + 1) / 2)) 'NR == m { print $2 }')
+    SECS[$key]=${SECS[${key}_r$pick]}
+    CPU[$key]=${CPU[${key}_r$pick]}
+    RSS[$key]=${RSS[${key}_r$pick]}
+    say "$key: median ${SECS[$key]}s of rounds ${all% }"
+}
+full_round() {
+    local round=$1 tool
+    local tools=(lb lb_sha256 pgbr)
+    for ((t = 0; t < 3; t++)); do
+        tool=${tools[$(((t + round - 1) % 3))]}
+        warm_pg
+        case $tool in
+            lb)
+                local repo="$W/lb-repo" key="$W/lb-key"
+                if ((round > 1)); then
+                    repo="$W/lb-repo-round"
+                    key="$repo.key"
+                    new_lb_repo "$repo"
+                    warm_pg
+                fi
+                timed "lb_full_r$round" "${PG_USER[@]}" "$LB" --repo "$repo" --key-file "$key" backup postgres-cluster "$(url postgres)" --name bench
+                ;;
+            lb_sha256)
+                new_lb_repo "$W/lb-repo-sha256" --chunk-ids sha256
+                warm_pg
+                timed "lb_full_sha256_r$round" "${PG_USER[@]}" "$LB" --repo "$W/lb-repo-sha256" --key-file "$W/lb-repo-sha256.key" backup postgres-cluster "$(url postgres)" --name bench
+                ;;
+            pgbr)
+                timed "pgbr_full_r$round" "${PG_USER[@]}" pgbackrest --config="$W/pgbackrest.conf" --stanza=bench --type=full backup
+                ((round > 1)) || STORED[pgbr_full]=$(stored "$W/pgbr-repo/backup")
+                ;;
+        esac
+    done
+}
+for ((round = 1; round <= FULL_ROUNDS; round++)); do full_round "$round"; done
+rm -rf "$W/lb-repo-round" "$W/lb-repo-round.key" "$W/lb-repo-sha256" "$W/lb-repo-sha256.key"
+median lb_full
+median lb_full_sha256
+median pgbr_full
 LB_VIA=$(lb snapshots --name bench --json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["metadata"].get("via") or "replication")')
 say "lifeboat's base backup read the cluster via $LB_VIA"
 warm_pg
 timed lb_full_replication "${PG_USER[@]}" "$LB" --repo "$W/lb-repo-replication" --password-file "$W/lb-password" \
     backup postgres-cluster "$(url postgres)" --name bench --via replication
-warm_pg
-timed pgbr_full "${PG_USER[@]}" pgbackrest --config="$W/pgbackrest.conf" --stanza=bench --type=full backup
-STORED[pgbr_full]=$(stored "$W/pgbr-repo/backup")
 warm_pg
 timed gz_full bash -c 'set -o pipefail; "$1" -h 127.0.0.1 -p "$2" -U postgres -D - -Ft -X fetch | gzip > "$3"' \
     _ "$PGBIN/pg_basebackup" "$PORT" "$W/base.tar.gz"
@@ -275,6 +331,7 @@ say "keep-up: $TPS tps, backlog $BACKLOG at the end (drained in ${DRAIN}s), fail
 # ---------------------------------------------------------------- report
 ROWS_T=(
     "lifeboat ($LB_VIA);full base backup;lb_full"
+    "lifeboat, format 1 (SHA-256 chunk ids);full base backup;lb_full_sha256"
     "lifeboat (--via replication);full base backup;lb_full_replication"
     "pgBackRest;full backup;pgbr_full"
     "pg_basebackup -Ft -X fetch | gzip;full backup;gz_full"
@@ -285,6 +342,7 @@ ROWS_T=(
 )
 RATIOS=(
     "full base backup time, lifeboat / pgBackRest;$(ratio "${SECS[lb_full]}" "${SECS[pgbr_full]}")x;<= 0.8x;$(verdict "${SECS[lb_full]}" "${SECS[pgbr_full]}" '<=' 0.8)"
+    "full base backup time, lifeboat format 1 / pgBackRest;$(ratio "${SECS[lb_full_sha256]}" "${SECS[pgbr_full]}")x;info;-"
     "full base backup time, lifeboat --via replication / pgBackRest;$(ratio "${SECS[lb_full_replication]}" "${SECS[pgbr_full]}")x;info;-"
     "full base backup time, lifeboat / runbook;$(ratio "${SECS[lb_full]}" "${SECS[gz_full]}")x;<= 0.5x;$(verdict "${SECS[lb_full]}" "${SECS[gz_full]}" '<=' 0.5)"
     "second base backup stores, of the first;$(pct "$LB_SECOND_SNAP" "$LB_FIRST_SNAP")%;<= 5%;$(verdict "$LB_SECOND_SNAP" "$LB_FIRST_SNAP" '<=' 5 100)"

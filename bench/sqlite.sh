@@ -23,7 +23,7 @@
 # targets, and writes the same results as markdown to bench/work/sqlite/results.md.
 #
 # Encrypted vs plaintext lifeboat (issue #15), in the same run on the same database: a
-# second lifeboat repository, encrypted (XChaCha20-Poly1305, HMAC-SHA-256 chunk ids, an
+# second lifeboat repository, encrypted (XChaCha20-Poly1305, keyed BLAKE3 chunk ids, an
 # Argon2id key slot; the password in a file under the work folder, given to its commands
 # only, as LIFEBOAT_PASSWORD_FILE), gets the same full, second and third backups and the
 # same restore as the plaintext one, and its restored file is checked the same way. The
