@@ -66,18 +66,14 @@ impl ChunkerParams {
         }
         let normal = (self.avg_size as usize).min(len);
         let (mask_small, mask_large) = self.masks();
-        let mut hash: u64 = 0;
-        let mut roll = |b: u8, mask: u64| {
-            hash = (hash << 1).wrapping_add(GEAR[b as usize]);
-            hash & mask == 0
+        let hash = match first_match(&data[min..normal], 0, mask_small) {
+            Ok(end) => return min + end,
+            Err(hash) => hash,
         };
-        if let Some(i) = data[min..normal].iter().position(|&b| roll(b, mask_small)) {
-            return min + i + 1;
+        match first_match(&data[normal..len], hash, mask_large) {
+            Ok(end) => normal + end,
+            Err(_) => len,
         }
-        if let Some(i) = data[normal..len].iter().position(|&b| roll(b, mask_large)) {
-            return normal + i + 1;
-        }
-        len
     }
 
     /// Splits a complete in-memory buffer into chunks.
@@ -91,6 +87,48 @@ impl ChunkerParams {
         }
         out
     }
+}
+
+/// Rolls the gear hash on from `hash` over `data`: `Ok` with the index just past the first
+/// byte after which `hash & mask == 0`, or `Err` with the hash at the end.
+///
+/// Four bytes a step, with the same cut points as one: the hash after each of the four is
+/// computed from the hash before them (after the k-th, `2^k h` plus the first k gear values
+/// weighted by powers of two), so the chain from one step to the next is one shift and one add
+/// for four bytes instead of four of each, and the four checks run beside it. 2.6-2.7 GiB/s
+/// against 1.5-1.7 GiB/s byte by byte on this project's 2-core machine (`cargo run --release
+/// -p lifeboat-codec --example throughput [FILE]`, text and a pgbench table).
+#[inline(always)]
+fn first_match(data: &[u8], mut hash: u64, mask: u64) -> Result<usize, u64> {
+    let mut quads = data.chunks_exact(4);
+    let mut at = 0;
+    for quad in &mut quads {
+        let g1 = GEAR[quad[0] as usize];
+        let g2 = GEAR[quad[1] as usize];
+        let g3 = GEAR[quad[2] as usize];
+        let g4 = GEAR[quad[3] as usize];
+        let t2 = (g1 << 1).wrapping_add(g2);
+        let t3 = (t2 << 1).wrapping_add(g3);
+        let t4 = (t3 << 1).wrapping_add(g4);
+        let h1 = (hash << 1).wrapping_add(g1);
+        let h2 = (hash << 2).wrapping_add(t2);
+        let h3 = (hash << 3).wrapping_add(t3);
+        let h4 = (hash << 4).wrapping_add(t4);
+        if ((h1 & mask) == 0) | ((h2 & mask) == 0) | ((h3 & mask) == 0) | ((h4 & mask) == 0) {
+            let end = [h1, h2, h3, h4].iter().position(|h| h & mask == 0).unwrap_or(3);
+            return Ok(at + end + 1);
+        }
+        hash = h4;
+        at += 4;
+    }
+    for &b in quads.remainder() {
+        hash = (hash << 1).wrapping_add(GEAR[b as usize]);
+        at += 1;
+        if hash & mask == 0 {
+            return Ok(at);
+        }
+    }
+    Err(hash)
 }
 
 fn top_bits(n: u32) -> u64 {
@@ -192,7 +230,62 @@ mod tests {
         );
     }
 
+    /// The gear hash a byte at a time, as FastCDC defines it and as lifeboat cut before the
+    /// loop took four bytes a step: the cut points every repository's chunks were made with.
+    fn cut_point_byte_by_byte(p: &ChunkerParams, data: &[u8]) -> usize {
+        let min = p.min_size as usize;
+        let len = data.len().min(p.max_size as usize);
+        if len <= min {
+            return len;
+        }
+        let normal = (p.avg_size as usize).min(len);
+        let (mask_small, mask_large) = p.masks();
+        let mut hash: u64 = 0;
+        let mut roll = |b: u8, mask: u64| {
+            hash = (hash << 1).wrapping_add(GEAR[b as usize]);
+            hash & mask == 0
+        };
+        if let Some(i) = data[min..normal].iter().position(|&b| roll(b, mask_small)) {
+            return min + i + 1;
+        }
+        if let Some(i) = data[normal..len].iter().position(|&b| roll(b, mask_large)) {
+            return normal + i + 1;
+        }
+        len
+    }
+
+    #[test]
+    fn default_cut_points_are_the_byte_by_byte_ones() {
+        let p = ChunkerParams::default();
+        let data = pseudo_random(24 << 20, 11);
+        let mut rest = &data[..];
+        let mut cuts = 0;
+        while !rest.is_empty() {
+            let cut = p.cut_point(rest);
+            assert_eq!(cut, cut_point_byte_by_byte(&p, rest), "cut {cuts}");
+            rest = &rest[cut..];
+            cuts += 1;
+        }
+        assert!(cuts > 50, "{cuts}");
+    }
+
     proptest! {
+        #[test]
+        fn cut_points_are_the_byte_by_byte_ones(
+            data in proptest::collection::vec(any::<u8>(), 0..40_000),
+            min in 1u32..300,
+            avg_bits in 6u32..12,
+        ) {
+            let avg = (1u32 << avg_bits).max(min * 2);
+            let p = ChunkerParams { min_size: min, avg_size: avg, max_size: avg * 4 };
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let cut = p.cut_point(rest);
+                prop_assert_eq!(cut, cut_point_byte_by_byte(&p, rest));
+                rest = &rest[cut..];
+            }
+        }
+
         #[test]
         fn chunks_cover_the_input_within_limits(data in proptest::collection::vec(any::<u8>(), 0..20_000)) {
             let p = small();
