@@ -1,7 +1,7 @@
 //! Measures the per-core throughput of each stage of a backup on text-like data:
-//! chunking, SHA-256, zstd at several levels.
+//! chunking (in memory and from a stream), SHA-256, zstd at several levels.
 //!
-//! `cargo run --release -p lifeboat-core --example throughput`
+//! `cargo run --release -p lifeboat-codec --example throughput [FILE]`
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
