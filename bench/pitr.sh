@@ -359,7 +359,7 @@ RATIOS=(
     "second base backup stores, of the first;$(pct "$LB_SECOND_SNAP" "$LB_FIRST_SNAP")%;<= 5%;$(verdict "$LB_SECOND_SNAP" "$LB_FIRST_SNAP" '<=' 5 100)"
     "pgBackRest incremental stores, of its full;$(pct "${STORED[pgbr_incr]}" "${STORED[pgbr_full]}")%;info;-"
     "stored, lifeboat full / pgBackRest full;$(ratio "${STORED[lb_full]}" "${STORED[pgbr_full]}")x;info;-"
-    "wal-push backlog at the end of ${KEEPUP_SECS}s of pgbench ($TPS tps);$BACKLOG files (drained in ${DRAIN}s; at most $MOST_WAITING waiting during the run);0;$( ((BACKLOG == 0)) && echo PASS || echo MISS)"
+    "wal-push backlog at the end of ${KEEPUP_SECS}s of pgbench ($TPS tps);$BACKLOG files (drained in ${DRAIN}s, at most $MOST_WAITING waiting during the run);0;$( ((BACKLOG == 0)) && echo PASS || echo MISS)"
     "pg_stat_archiver.failed_count;$FAILED;0;$( ((FAILED == 0)) && echo PASS || echo MISS)"
     "restore to a time, lifeboat / pgBackRest;$(ratio "${SECS[lb_restore]}" "${SECS[pgbr_restore]}")x;<= 1.0x;$(verdict "${SECS[lb_restore]}" "${SECS[pgbr_restore]}" '<=' 1.0)"
 )
