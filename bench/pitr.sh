@@ -210,32 +210,31 @@ median() {
     say "$key: median ${SECS[$key]}s of rounds ${all% }"
 }
 full_round() {
-    local round=$1 tool
+    local round=$1 t tool repo key
     local tools=(lb lb_sha256 pgbr)
     for ((t = 0; t < 3; t++)); do
         tool=${tools[$(((t + round - 1) % 3))]}
-        warm_pg
+        # Each lifeboat backup's repository is made before the cache is warmed for it.
         case $tool in
             lb)
-                local repo="$W/lb-repo" key="$W/lb-key"
+                repo="$W/lb-repo" key="$W/lb-key"
                 if ((round > 1)); then
-                    repo="$W/lb-repo-round"
-                    key="$repo.key"
+                    repo="$W/lb-repo-round" key="$W/lb-repo-round.key"
                     new_lb_repo "$repo"
-                    warm_pg
                 fi
-                timed "lb_full_r$round" "${PG_USER[@]}" "$LB" --repo "$repo" --key-file "$key" backup postgres-cluster "$(url postgres)" --name bench
                 ;;
             lb_sha256)
-                new_lb_repo "$W/lb-repo-sha256" --chunk-ids sha256
-                warm_pg
-                timed "lb_full_sha256_r$round" "${PG_USER[@]}" "$LB" --repo "$W/lb-repo-sha256" --key-file "$W/lb-repo-sha256.key" backup postgres-cluster "$(url postgres)" --name bench
-                ;;
-            pgbr)
-                timed "pgbr_full_r$round" "${PG_USER[@]}" pgbackrest --config="$W/pgbackrest.conf" --stanza=bench --type=full backup
-                ((round > 1)) || STORED[pgbr_full]=$(stored "$W/pgbr-repo/backup")
+                repo="$W/lb-repo-sha256" key="$W/lb-repo-sha256.key"
+                new_lb_repo "$repo" --chunk-ids sha256
                 ;;
         esac
+        warm_pg
+        if [[ $tool == pgbr ]]; then
+            timed "pgbr_full_r$round" "${PG_USER[@]}" pgbackrest --config="$W/pgbackrest.conf" --stanza=bench --type=full backup
+            ((round > 1)) || STORED[pgbr_full]=$(stored "$W/pgbr-repo/backup")
+        else
+            timed "${tool/lb/lb_full}_r$round" "${PG_USER[@]}" "$LB" --repo "$repo" --key-file "$key" backup postgres-cluster "$(url postgres)" --name bench
+        fi
     done
 }
 for ((round = 1; round <= FULL_ROUNDS; round++)); do full_round "$round"; done

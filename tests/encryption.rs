@@ -234,6 +234,58 @@ fn init_encrypts_by_default() {
     ok(lifeboat(&plain.display().to_string()).arg("snapshots"));
 }
 
+/// `init` makes format 2 (BLAKE3 chunk ids); `--chunk-ids sha256` makes format 1, which
+/// backs up and restores the same; an unknown hash is refused and creates nothing.
+#[test]
+fn init_chooses_the_chunk_id_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(
+        &pw,
+        "format password
+",
+    )
+    .unwrap();
+    let db = dir.path().join("app.db");
+    make_sqlite_db(&db, 3);
+    for (hash, version) in [(None, 2), (Some("sha256"), 1), (Some("blake3"), 2)] {
+        let named = hash.unwrap_or("default");
+        let repo = dir.path().join(format!("repo-{named}"));
+        let url = repo.display().to_string();
+        let mut init = lifeboat(&url);
+        init.env("LIFEBOAT_PASSWORD_FILE", &pw).arg("init");
+        if let Some(hash) = hash {
+            init.args(["--chunk-ids", hash]);
+        }
+        let out = ok(&mut init);
+        let expected = hash.unwrap_or("blake3");
+        assert!(out.contains(&format!("(format {version}, {expected} chunk ids)")), "{out}");
+        assert_eq!(config_of(&repo)["version"], version);
+        assert_eq!(config_of(&repo)["chunk_ids"], expected);
+        let with_pw = || {
+            let mut cmd = lifeboat(&url);
+            cmd.env("LIFEBOAT_PASSWORD_FILE", &pw);
+            cmd
+        };
+        ok(with_pw().args(["backup", "sqlite", db.to_str().unwrap()]));
+        let back = dir.path().join(format!("back-{named}.db"));
+        ok(with_pw().args(["restore", "latest", "--name", "app", "--to", back.to_str().unwrap()]));
+        assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&db).unwrap());
+        ok(with_pw().args(["verify", "--all", "--read-data"]));
+    }
+    let repo = dir.path().join("md5");
+    // A usage error: clap's line names the value and the choices (and --help), exit 2.
+    let out = lifeboat(&repo.display().to_string())
+        .env("LIFEBOAT_PASSWORD_FILE", &pw)
+        .args(["init", "--chunk-ids", "md5"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("'md5'") && err.contains("(sha256 or blake3)"), "{err}");
+    assert!(!repo.exists(), "a refused init created {}", repo.display());
+}
+
 /// Without a password and without a terminal to ask on (a script, cron, CI), `init` fails
 /// with one line naming every way to give one, and creates nothing.
 #[test]

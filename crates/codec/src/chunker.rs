@@ -59,6 +59,13 @@ impl ChunkerParams {
     /// Where the first chunk of `data` ends. `data` must hold either at least `max_size`
     /// bytes or the whole remaining stream.
     pub fn cut_point(&self, data: &[u8]) -> usize {
+        self.cut_with(data, first_match)
+    }
+
+    /// [`ChunkerParams::cut_point`] with `find` rolling the gear hash over each of its two
+    /// regions (the small mask up to the average size, the large one after it).
+    #[inline(always)]
+    fn cut_with(&self, data: &[u8], find: impl Fn(&[u8], u64, u64) -> Result<usize, u64>) -> usize {
         let min = self.min_size as usize;
         let len = data.len().min(self.max_size as usize);
         if len <= min {
@@ -66,11 +73,11 @@ impl ChunkerParams {
         }
         let normal = (self.avg_size as usize).min(len);
         let (mask_small, mask_large) = self.masks();
-        let hash = match first_match(&data[min..normal], 0, mask_small) {
+        let hash = match find(&data[min..normal], 0, mask_small) {
             Ok(end) => return min + end,
             Err(hash) => hash,
         };
-        match first_match(&data[normal..len], hash, mask_large) {
+        match find(&data[normal..len], hash, mask_large) {
             Ok(end) => normal + end,
             Err(_) => len,
         }
@@ -233,25 +240,15 @@ mod tests {
     /// The gear hash a byte at a time, as FastCDC defines it and as lifeboat cut before the
     /// loop took four bytes a step: the cut points every repository's chunks were made with.
     fn cut_point_byte_by_byte(p: &ChunkerParams, data: &[u8]) -> usize {
-        let min = p.min_size as usize;
-        let len = data.len().min(p.max_size as usize);
-        if len <= min {
-            return len;
-        }
-        let normal = (p.avg_size as usize).min(len);
-        let (mask_small, mask_large) = p.masks();
-        let mut hash: u64 = 0;
-        let mut roll = |b: u8, mask: u64| {
-            hash = (hash << 1).wrapping_add(GEAR[b as usize]);
-            hash & mask == 0
-        };
-        if let Some(i) = data[min..normal].iter().position(|&b| roll(b, mask_small)) {
-            return min + i + 1;
-        }
-        if let Some(i) = data[normal..len].iter().position(|&b| roll(b, mask_large)) {
-            return normal + i + 1;
-        }
-        len
+        p.cut_with(data, |data, mut hash, mask| {
+            for (i, &b) in data.iter().enumerate() {
+                hash = (hash << 1).wrapping_add(GEAR[b as usize]);
+                if hash & mask == 0 {
+                    return Ok(i + 1);
+                }
+            }
+            Err(hash)
+        })
     }
 
     #[test]

@@ -457,11 +457,11 @@ async fn read_chunk_once(repo: &Repository, id: ChunkId) -> Result<Bytes> {
     let loc = repo
         .locate(&id)
         .ok_or_else(|| CoreError::Missing { object: format!("chunk {id} (not in any index)") })?;
-    let keys = repo.clone();
+    let decoder = repo.clone();
     let Some(base_id) = loc.base else {
         let blob = fetch_blob(repo, &loc).await?;
         let hash = Hash::Check { base: None };
-        return on_blocking_pool(&loc, move || decode(&keys, id, loc, blob, None, hash)).await;
+        return on_blocking_pool(&loc, move || decode(&decoder, id, loc, blob, None, hash)).await;
     };
     let base_loc = repo.locate(&base_id).ok_or_else(|| CoreError::Missing {
         object: format!("chunk {base_id}, the base of chunk {id} (not in any index)"),
@@ -479,15 +479,15 @@ async fn read_chunk_once(repo: &Repository, id: ChunkId) -> Result<Bytes> {
     // only then is the base hashed, to say which of the two is damaged.
     let base = async {
         let blob = fetch_blob(repo, &base_loc).await?;
-        let keys = keys.clone();
+        let decoder = decoder.clone();
         on_blocking_pool(&base_loc, move || {
-            decode(&keys, base_id, base_loc, blob, None, Hash::Skip)
+            decode(&decoder, base_id, base_loc, blob, None, Hash::Skip)
         })
         .await
     };
     let (blob, base) = futures::try_join!(fetch_blob(repo, &loc), base)?;
     let hash = Hash::Check { base: Some((base_id, base_loc)) };
-    on_blocking_pool(&loc, move || decode(&keys, id, loc, blob, Some(base), hash)).await
+    on_blocking_pool(&loc, move || decode(&decoder, id, loc, blob, Some(base), hash)).await
 }
 
 /// The compressed blob at `loc`: one range request.

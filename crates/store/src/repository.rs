@@ -126,10 +126,7 @@ impl Repository {
     /// # Errors
     /// [`StoreError::AlreadyInitialised`] when one is there; URL and store errors.
     pub async fn init(url: &str) -> Result<Self> {
-        let location = Location::parse(url)?;
-        let store = location.open(url, true)?;
-        let repo = Self::init_store(store, url).await?;
-        Ok(repo.at(location))
+        Self::init_as(url, None, RepoConfig::new()).await
     }
 
     /// Creates a new encrypted repository at `url`, opened by `password` (more passwords
@@ -138,10 +135,7 @@ impl Repository {
     /// # Errors
     /// As [`Repository::init`].
     pub async fn init_encrypted(url: &str, password: &Password) -> Result<Self> {
-        let location = Location::parse(url)?;
-        let store = location.open(url, true)?;
-        let repo = Self::init_store_with(store, url, Some(password)).await?;
-        Ok(repo.at(location))
+        Self::init_as(url, Some(password), RepoConfig::new()).await
     }
 
     /// Creates a new plaintext repository in an already opened object store.

@@ -148,7 +148,8 @@ impl Repository {
         lifeboat_core::check_snapshot_name(series)?;
         check_wal_file_name(file)?;
         let key = self.wal_key(series, file);
-        let tag = self.chunk_id(&Digest::of(&content).0);
+        let sha256 = Digest::of(&content);
+        let tag = self.wal_tag_of(&sha256);
         let conflict = || StoreError::WalConflict { series: series.into(), file: file.into() };
         // A retry after a push whose success PostgreSQL never heard of is the common case.
         if let Some(existing) = self.wal_tag(&key).await? {
@@ -158,7 +159,7 @@ impl Repository {
             self.start_backup_lease(&format!("wal-push {series} {file}"), self.lease_ttl()).await?;
         let pushed = async {
             self.reload_index().await?;
-            self.store_wal_file(series, file, key, tag, content).await
+            self.store_wal_file(series, file, key, sha256, content).await
         }
         .await;
         lease.end().await;
@@ -180,20 +181,26 @@ impl Repository {
         lifeboat_core::check_snapshot_name(series)?;
         check_wal_file_name(file)?;
         let key = self.wal_key(series, file);
-        let tag = self.chunk_id(&Digest::of(&content).0);
-        self.store_wal_file(series, file, key, tag, content).await
+        self.store_wal_file(series, file, key, Digest::of(&content), content).await
     }
 
-    /// Stores a file's bytes and makes its entry visible with one conditional create.
+    /// The equality tag of a file whose SHA-256 is `sha256` (keyed, so the store cannot
+    /// confirm a file it knows).
+    fn wal_tag_of(&self, sha256: &Digest) -> Digest {
+        self.chunk_id(&sha256.0)
+    }
+
+    /// Stores a file's bytes (`sha256` their SHA-256) and makes its entry visible with one
+    /// conditional create.
     async fn store_wal_file(
         &self,
         series: &str,
         file: &str,
         key: Path,
-        tag: Digest,
+        sha256: Digest,
         content: Bytes,
     ) -> Result<WalPushed> {
-        let sha256 = Digest::of(&content);
+        let tag = self.wal_tag_of(&sha256);
         let conflict = || StoreError::WalConflict { series: series.into(), file: file.into() };
         {
             let size = content.len() as u64;
